@@ -1,0 +1,82 @@
+// Command chatctl is Parley's operator tool: migrate, topics, replay, token.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/parley-chat/parley/infra/app"
+	"github.com/parley-chat/parley/infra/config"
+	"github.com/parley-chat/parley/infra/kafkalog"
+	"github.com/parley-chat/parley/infra/pgstore"
+	"github.com/parley-chat/parley/transport/auth"
+)
+
+const usage = `usage: chatctl <command> [flags]
+
+commands:
+  migrate            apply the Postgres read-model migrations (CHAT_DB_SCHEMA)
+  topics             create the Kafka events topic (CHAT_KAFKA_TOPIC)
+  replay [--dry-run] rebuild every read model from the start of the log
+  token --user ID    mint a JWT with CHAT_JWT_SECRET
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1], os.Args[2:]); err != nil {
+		fmt.Fprintln(os.Stderr, "chatctl:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cmd string, args []string) error {
+	cfg, err := config.Load()
+	if err != nil && cmd != "token" {
+		return err
+	}
+	switch cmd {
+	case "migrate":
+		if err := pgstore.Migrate(ctx, cfg.DatabaseURL, cfg.DBSchema); err != nil {
+			return err
+		}
+		fmt.Printf("migrated schema %s\n", cfg.DBSchema)
+	case "topics":
+		created, err := kafkalog.EnsureTopic(app.KafkaConfig(cfg))
+		if err != nil {
+			return err
+		}
+		fmt.Printf("topic %s: created=%v partitions=%d replication=%d\n", cfg.Topic, created, cfg.Partitions, cfg.ReplicationFactor)
+	case "replay":
+		return replay(ctx, cfg, args)
+	case "token":
+		fs := flag.NewFlagSet("token", flag.ContinueOnError)
+		user := fs.String("user", "", "user id (the token's sub)")
+		ttl := fs.Duration("ttl", 24*time.Hour, "lifetime")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		secret := os.Getenv("CHAT_JWT_SECRET")
+		if secret == "" {
+			return fmt.Errorf("CHAT_JWT_SECRET is required")
+		}
+		tok, err := auth.Mint(secret, *user, *ttl)
+		if err != nil {
+			return err
+		}
+		fmt.Println(tok)
+	default:
+		fmt.Fprint(os.Stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+	return nil
+}

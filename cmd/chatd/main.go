@@ -1,0 +1,38 @@
+// Command chatd runs a Parley node: the roles named in CHAT_ROLES.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/parley-chat/parley/infra/app"
+	"github.com/parley-chat/parley/infra/config"
+	"github.com/parley-chat/parley/transport/web"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "chatd:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	log := app.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel, cfg.NodeID)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	a.Web = web.Handler()
+	return a.Run(ctx)
+}

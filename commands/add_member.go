@@ -1,0 +1,48 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/parley-chat/parley/domain"
+)
+
+// AddMember adds a user to a group conversation.
+type AddMember struct {
+	ConversationID string `json:"conversation_id"`
+	UserID         string `json:"user_id"`
+}
+
+// AddMemberHandler handles AddMember.
+type AddMemberHandler struct {
+	d      *Deps
+	access Access
+}
+
+// Handle adds the member; members of the group may add others.
+func (h AddMemberHandler) Handle(ctx context.Context, actor string, c AddMember) error {
+	if err := domain.ValidateID("conversation_id", c.ConversationID); err != nil {
+		return err
+	}
+	if err := domain.ValidateUserID("user_id", c.UserID); err != nil {
+		return err
+	}
+	if err := h.access.RequireMember(ctx, c.ConversationID, actor); err != nil {
+		return err
+	}
+	if domain.IsDirectID(c.ConversationID) {
+		return fmt.Errorf("%w: only group conversations take new members", domain.ErrBadRequest)
+	}
+	m, _, err := h.d.Members.Membership(ctx, c.ConversationID, c.UserID)
+	if err != nil {
+		return err
+	}
+	if m.Member {
+		return fmt.Errorf("%w: %s is already a member", domain.ErrConflict, c.UserID)
+	}
+	_, seq, err := h.d.appendEvent(ctx, domain.EvMemberJoined, c.ConversationID, actor, domain.MemberChanged{UserID: c.UserID})
+	if err != nil {
+		return err
+	}
+	return h.d.Members.ApplyMembership(ctx, c.ConversationID, seq, true, c.UserID)
+}

@@ -1,0 +1,92 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/parley-chat/parley/domain"
+)
+
+// CreateConversation starts a group, or opens the direct conversation of a
+// pair (the same pair always gets the same conversation).
+type CreateConversation struct {
+	Kind    string   `json:"kind"`
+	Title   string   `json:"title"`
+	Members []string `json:"members"`
+}
+
+// CreateConversationHandler handles CreateConversation.
+type CreateConversationHandler struct {
+	d      *Deps
+	access Access
+}
+
+// Validate checks the command and returns the full, sorted member list.
+func (c CreateConversation) Validate(actor string) ([]string, error) {
+	if c.Kind != domain.KindDirect && c.Kind != domain.KindGroup {
+		return nil, fmt.Errorf("%w: kind must be \"direct\" or \"group\"", domain.ErrBadRequest)
+	}
+	if len(c.Title) > domain.MaxTitleBytes {
+		return nil, fmt.Errorf("%w: title must be at most %d bytes", domain.ErrBadRequest, domain.MaxTitleBytes)
+	}
+	if len(c.Members) > domain.MaxGroupMembers {
+		return nil, fmt.Errorf("%w: members must list at most %d users", domain.ErrBadRequest, domain.MaxGroupMembers)
+	}
+	members := []string{actor}
+	for i, m := range c.Members {
+		if err := domain.ValidateUserID(fmt.Sprintf("members[%d]", i), m); err != nil {
+			return nil, err
+		}
+		if !slices.Contains(members, m) {
+			members = append(members, m)
+		}
+	}
+	if c.Kind == domain.KindDirect && len(members) != 2 {
+		return nil, fmt.Errorf("%w: members of a direct conversation must name exactly one other user", domain.ErrBadRequest)
+	}
+	slices.Sort(members)
+	return members, nil
+}
+
+// Handle creates the conversation, or returns the existing direct one.
+func (h CreateConversationHandler) Handle(ctx context.Context, actor string, c CreateConversation) (domain.Conversation, error) {
+	members, err := c.Validate(actor)
+	if err != nil {
+		return domain.Conversation{}, err
+	}
+	id := domain.NewID("c_")
+	if c.Kind == domain.KindDirect {
+		id = domain.DirectConversationID(members[0], members[1])
+		c.Title = ""
+		if conv, found, err := h.existingDirect(ctx, id); err != nil || found {
+			return conv, err
+		}
+	}
+	e, seq, err := h.d.appendEvent(ctx, domain.EvConversationCreated, id, actor,
+		domain.ConversationCreated{Kind: c.Kind, Title: c.Title, Members: members})
+	if err != nil {
+		return domain.Conversation{}, err
+	}
+	if err := h.d.Members.ApplyMembership(ctx, id, seq, true, members...); err != nil {
+		return domain.Conversation{}, err
+	}
+	return domain.Conversation{ConversationID: id, Kind: c.Kind, Title: c.Title, Members: members,
+		CreatedAt: e.At, LastSeq: seq}, nil
+}
+
+func (h CreateConversationHandler) existingDirect(ctx context.Context, id string) (domain.Conversation, bool, error) {
+	exists, err := h.access.Exists(ctx, id)
+	if err != nil || !exists {
+		return domain.Conversation{}, false, err
+	}
+	if err := h.d.Fresh.WaitProjected(ctx, id); err != nil {
+		return domain.Conversation{}, false, err
+	}
+	conv, err := h.d.Read.Conversation(ctx, id)
+	if errors.Is(err, domain.ErrNotFound) {
+		return conv, false, nil
+	}
+	return conv, err == nil, err
+}

@@ -1,0 +1,37 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/parley-chat/parley/domain"
+)
+
+// LeaveConversation removes the actor from a group conversation.
+type LeaveConversation struct {
+	ConversationID string `json:"conversation_id"`
+}
+
+// LeaveConversationHandler handles LeaveConversation.
+type LeaveConversationHandler struct {
+	d      *Deps
+	access Access
+}
+
+// Handle logs the leave; from its seq on the user receives nothing more.
+func (h LeaveConversationHandler) Handle(ctx context.Context, actor string, c LeaveConversation) error {
+	if err := domain.ValidateID("conversation_id", c.ConversationID); err != nil {
+		return err
+	}
+	if err := h.access.RequireMember(ctx, c.ConversationID, actor); err != nil {
+		return err
+	}
+	if domain.IsDirectID(c.ConversationID) {
+		return fmt.Errorf("%w: a direct conversation cannot be left", domain.ErrBadRequest)
+	}
+	_, seq, err := h.d.appendEvent(ctx, domain.EvMemberLeft, c.ConversationID, actor, domain.MemberChanged{UserID: actor})
+	if err != nil {
+		return err
+	}
+	return h.d.Members.ApplyMembership(ctx, c.ConversationID, seq, false, actor)
+}

@@ -1,0 +1,138 @@
+package commands
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/parley-chat/parley/domain"
+)
+
+// SendMessage posts a message. Repeating it with the same sender,
+// conversation and client_msg_id returns the first message.
+type SendMessage struct {
+	ConversationID string `json:"conversation_id"`
+	ClientMsgID    string `json:"client_msg_id"`
+	Body           string `json:"body"`
+}
+
+// SendMessageHandler handles SendMessage.
+type SendMessageHandler struct {
+	d      *Deps
+	access Access
+}
+
+// Validate checks every field.
+func (c SendMessage) Validate() error {
+	if err := domain.ValidateID("conversation_id", c.ConversationID); err != nil {
+		return err
+	}
+	if err := domain.ValidateClientMsgID(c.ClientMsgID); err != nil {
+		return err
+	}
+	return domain.ValidateBody(c.Body)
+}
+
+// Idempotency records: "p:<message_id>" while a send is in flight,
+// "d:<message json>" once it is acked.
+const (
+	pendingPrefix = "p:"
+	donePrefix    = "d:"
+)
+
+// Handle appends the message, or returns the one first sent with this
+// client_msg_id.
+func (h SendMessageHandler) Handle(ctx context.Context, actor string, c SendMessage) (domain.Message, error) {
+	if err := c.Validate(); err != nil {
+		return domain.Message{}, err
+	}
+	if err := h.access.RequireMember(ctx, c.ConversationID, actor); err != nil {
+		return domain.Message{}, err
+	}
+	pending := pendingPrefix + domain.NewID("m_")
+	ok, cur, err := h.d.Idem.Reserve(ctx, c.ConversationID, actor, c.ClientMsgID, pending, h.d.IdemTTL)
+	if err != nil {
+		return domain.Message{}, err
+	}
+	if !ok {
+		return h.existing(ctx, actor, c, cur)
+	}
+	return h.send(ctx, actor, c, pending)
+}
+
+// send appends the message whose id the pending record holds.
+func (h SendMessageHandler) send(ctx context.Context, actor string, c SendMessage, pending string) (domain.Message, error) {
+	id := strings.TrimPrefix(pending, pendingPrefix)
+	e, seq, err := h.d.appendEvent(ctx, domain.EvMessageSent, c.ConversationID, actor,
+		domain.MessageSent{MessageID: id, ClientMsgID: c.ClientMsgID, Body: c.Body})
+	if err != nil {
+		_ = h.d.Idem.Release(context.WithoutCancel(ctx), c.ConversationID, actor, c.ClientMsgID, pending)
+		return domain.Message{}, err
+	}
+	m := domain.Message{ConversationID: c.ConversationID, MessageID: id, Seq: seq, SenderID: actor,
+		ClientMsgID: c.ClientMsgID, Body: c.Body, SentAt: e.At}
+	h.complete(ctx, m)
+	return m, nil
+}
+
+func (h SendMessageHandler) complete(ctx context.Context, m domain.Message) {
+	b, _ := json.Marshal(m)
+	// The message is durable already; a lost record only means a retry
+	// finds it through the read model instead.
+	_ = h.d.Idem.Complete(context.WithoutCancel(ctx), m.ConversationID, m.SenderID, m.ClientMsgID, donePrefix+string(b), h.d.IdemTTL)
+}
+
+// existing waits for the first send's outcome. If it stays in flight longer
+// than PendingStale its node is presumed dead: the log (through the caught-up
+// read model) tells whether it was appended; if not, this send takes over
+// with the same message id.
+func (h SendMessageHandler) existing(ctx context.Context, actor string, c SendMessage, cur string) (domain.Message, error) {
+	deadline := time.Now().Add(h.d.PendingStale)
+	for {
+		switch {
+		case strings.HasPrefix(cur, donePrefix):
+			var m domain.Message
+			if err := json.Unmarshal([]byte(cur[len(donePrefix):]), &m); err != nil {
+				return m, fmt.Errorf("idempotency record: %w", err)
+			}
+			return m, nil
+		case cur == "": // the first send failed and released its claim
+			return h.Handle(ctx, actor, c)
+		case time.Now().After(deadline):
+			return h.recover(ctx, actor, c, cur)
+		}
+		select {
+		case <-ctx.Done():
+			return domain.Message{}, fmt.Errorf("%w: waiting for a concurrent send: %v", domain.ErrUnavailable, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+		ok, now, err := h.d.Idem.Reserve(ctx, c.ConversationID, actor, c.ClientMsgID, cur, h.d.IdemTTL)
+		if err != nil {
+			return domain.Message{}, err
+		}
+		if ok { // the key had vanished and we now hold the same pending record
+			return h.recover(ctx, actor, c, cur)
+		}
+		cur = now
+	}
+}
+
+func (h SendMessageHandler) recover(ctx context.Context, actor string, c SendMessage, stale string) (domain.Message, error) {
+	if err := h.d.Fresh.WaitProjected(ctx, c.ConversationID); err != nil {
+		return domain.Message{}, err
+	}
+	m, found, err := h.d.Read.MessageByClientID(ctx, c.ConversationID, actor, c.ClientMsgID)
+	if err != nil {
+		return m, err
+	}
+	if found {
+		h.complete(ctx, m)
+		return m, nil
+	}
+	if _, err := h.d.Idem.TakeOver(ctx, c.ConversationID, actor, c.ClientMsgID, stale, stale, h.d.IdemTTL); err != nil {
+		return domain.Message{}, err
+	}
+	return h.send(ctx, actor, c, stale)
+}

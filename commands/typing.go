@@ -1,0 +1,44 @@
+package commands
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/parley-chat/parley/domain"
+)
+
+// Typing signals that the actor is typing. It goes through Redis only: never
+// logged, never replayed.
+type Typing struct {
+	ConversationID string `json:"conversation_id"`
+}
+
+// TypingHandler handles Typing.
+type TypingHandler struct {
+	d      *Deps
+	access Access
+}
+
+// Handle pushes typing to the other members.
+func (h TypingHandler) Handle(ctx context.Context, actor string, c Typing) error {
+	if err := domain.ValidateID("conversation_id", c.ConversationID); err != nil {
+		return err
+	}
+	if err := h.access.RequireMember(ctx, c.ConversationID, actor); err != nil {
+		return err
+	}
+	ms, _, err := h.d.Members.Memberships(ctx, c.ConversationID)
+	if err != nil {
+		return err
+	}
+	rcpt := make([]string, 0, len(ms))
+	for u, m := range ms {
+		if m.Member && u != actor {
+			rcpt = append(rcpt, u)
+		}
+	}
+	frame, _ := json.Marshal(domain.PushFrame{Type: domain.PushTyping,
+		Data: domain.TypingPush{ConversationID: c.ConversationID, UserID: actor}})
+	return h.d.Ephemeral.Publish(ctx, domain.Delivery{ConversationID: c.ConversationID, Recipients: rcpt, Frame: frame,
+		EventAtUnixMs: h.d.now().UnixMilli()})
+}

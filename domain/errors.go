@@ -1,0 +1,18 @@
+// Package domain holds Parley's entities, events and rules. It imports
+// nothing from infrastructure.
+package domain
+
+import "errors"
+
+// Sentinel errors. transport/protocol maps each to one protocol code; wrap
+// them with %w and a message that names the field and the rule.
+var (
+	ErrBadRequest   = errors.New("bad request")
+	ErrUnauthorized = errors.New("unauthorized")
+	ErrForbidden    = errors.New("forbidden")
+	ErrNotFound     = errors.New("not found")
+	ErrTooLarge     = errors.New("too large")
+	ErrRateLimited  = errors.New("rate limited")
+	ErrConflict     = errors.New("conflict")
+	ErrUnavailable  = errors.New("unavailable")
+)

@@ -1,0 +1,99 @@
+package domain
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"unicode/utf8"
+)
+
+// Limits of the client contract.
+const (
+	MaxIDLen          = 64
+	MaxBodyBytes      = 8192
+	MaxTitleBytes     = 200
+	MaxGroupMembers   = 1000
+	DefaultHistoryLim = 50
+	MaxHistoryLimit   = 200
+)
+
+func isIDByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-'
+}
+
+// ValidateID checks an identifier: 1-64 chars of [A-Za-z0-9_.-].
+func ValidateID(field, v string) error {
+	if v == "" {
+		return fmt.Errorf("%w: %s is required", ErrBadRequest, field)
+	}
+	if len(v) > MaxIDLen {
+		return fmt.Errorf("%w: %s must be at most %d characters", ErrBadRequest, field, MaxIDLen)
+	}
+	for i := 0; i < len(v); i++ {
+		if !isIDByte(v[i]) {
+			return fmt.Errorf("%w: %s may contain only [A-Za-z0-9_.-]", ErrBadRequest, field)
+		}
+	}
+	return nil
+}
+
+// ValidateUserID checks a user id (the JWT sub).
+func ValidateUserID(field, v string) error { return ValidateID(field, v) }
+
+// ValidateClientMsgID checks a client_msg_id: 1-64 chars, any printable
+// UTF-8 (clients often use UUIDs, but we do not force a format).
+func ValidateClientMsgID(v string) error {
+	if v == "" {
+		return fmt.Errorf("%w: client_msg_id is required", ErrBadRequest)
+	}
+	if !utf8.ValidString(v) {
+		return fmt.Errorf("%w: client_msg_id must be valid UTF-8", ErrBadRequest)
+	}
+	if n := utf8.RuneCountInString(v); n > MaxIDLen {
+		return fmt.Errorf("%w: client_msg_id must be 1-%d characters", ErrBadRequest, MaxIDLen)
+	}
+	return nil
+}
+
+// ValidateBody checks a message body: 1-8192 bytes of valid UTF-8.
+func ValidateBody(v string) error {
+	if v == "" {
+		return fmt.Errorf("%w: body must not be empty", ErrBadRequest)
+	}
+	if len(v) > MaxBodyBytes {
+		return fmt.Errorf("%w: body must be at most %d bytes, got %d", ErrTooLarge, MaxBodyBytes, len(v))
+	}
+	if !utf8.ValidString(v) {
+		return fmt.Errorf("%w: body must be valid UTF-8", ErrBadRequest)
+	}
+	return nil
+}
+
+// ValidateSeq checks a seq position given by a client.
+func ValidateSeq(field string, v int64) error {
+	if v < 0 {
+		return fmt.Errorf("%w: %s must be >= 0", ErrBadRequest, field)
+	}
+	return nil
+}
+
+// NewID returns a random identifier with a prefix, e.g. "m_3f2a...".
+func NewID(prefix string) string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// DirectConversationID is the id of the direct conversation of two users:
+// the same pair, in either order, always gets the same id.
+func DirectConversationID(a, b string) string {
+	if b < a {
+		a, b = b, a
+	}
+	h := sha256.Sum256([]byte(a + "\x00" + b))
+	return "d_" + hex.EncodeToString(h[:16])
+}
+
+// IsDirectID reports whether a conversation id is a direct conversation's.
+func IsDirectID(id string) bool { return len(id) > 2 && id[:2] == "d_" }

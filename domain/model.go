@@ -1,0 +1,34 @@
+package domain
+
+import "time"
+
+// Conversation kinds.
+const (
+	KindDirect = "direct"
+	KindGroup  = "group"
+)
+
+// Message is the client-facing message object.
+type Message struct {
+	ConversationID string     `json:"conversation_id"`
+	MessageID      string     `json:"message_id"`
+	Seq            int64      `json:"seq"`
+	SenderID       string     `json:"sender_id"`
+	ClientMsgID    string     `json:"client_msg_id"`
+	Body           string     `json:"body"`
+	SentAt         time.Time  `json:"sent_at"`
+	EditedAt       *time.Time `json:"edited_at,omitempty"`
+	Deleted        bool       `json:"deleted"`
+}
+
+// Conversation is the client-facing conversation object.
+type Conversation struct {
+	ConversationID string    `json:"conversation_id"`
+	Kind           string    `json:"kind"`
+	Title          string    `json:"title"`
+	Members        []string  `json:"members"`
+	CreatedAt      time.Time `json:"created_at"`
+	LastSeq        int64     `json:"last_seq"`
+	Unread         int64     `json:"unread"`
+	LastMessage    *Message  `json:"last_message,omitempty"`
+}

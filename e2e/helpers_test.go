@@ -1,0 +1,71 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/internal/testenv"
+	"github.com/parley-chat/parley/internal/wsclient"
+)
+
+func dial(t *testing.T, env *testenv.Env, n *testenv.Node, user string) *wsclient.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := wsclient.Dial(ctx, n.WS, env.Token(user), wsclient.Options{})
+	if err != nil {
+		t.Fatalf("dial %s as %s: %v", n.WS, user, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func request[T any](t *testing.T, c *wsclient.Client, typ string, data any) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	raw, err := c.Request(ctx, typ, data)
+	if err != nil {
+		t.Fatalf("%s: %v", typ, err)
+	}
+	var v T
+	if err := json.Unmarshal(raw, &v); err != nil {
+		t.Fatalf("%s reply %s: %v", typ, raw, err)
+	}
+	return v
+}
+
+type convReply struct {
+	Conversation domain.Conversation `json:"conversation"`
+}
+
+type msgReply struct {
+	Message domain.Message `json:"message"`
+}
+
+func createGroup(t *testing.T, c *wsclient.Client, members ...string) domain.Conversation {
+	t.Helper()
+	return request[convReply](t, c, "conversation.create", map[string]any{"kind": "group", "title": "t", "members": members}).Conversation
+}
+
+// nextPush waits for the next push of type typ, skipping others.
+func nextPush(t *testing.T, c *wsclient.Client, typ string) wsclient.Push {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case p, ok := <-c.Pushes:
+			if !ok {
+				t.Fatalf("connection closed waiting for %s: %v", typ, c.CloseErr)
+			}
+			if p.Type == typ {
+				return p
+			}
+		case <-timeout:
+			t.Fatalf("no %s push within 20s", typ)
+		}
+	}
+}

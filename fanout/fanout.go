@@ -1,0 +1,101 @@
+// Package fanout turns each logged event into a delivery for the gateway
+// nodes. It reads the log in order, so the membership it applies and the
+// recipients it computes follow the log: a joiner receives from its own
+// member.joined on, and a leaver receives nothing after its member.left.
+package fanout
+
+import (
+	"context"
+	"time"
+
+	"github.com/parley-chat/parley/domain"
+)
+
+// Memberships is the membership state the fan-out keeps current.
+type Memberships interface {
+	ApplyMembership(ctx context.Context, conv string, seq int64, member bool, users ...string) error
+	Memberships(ctx context.Context, conv string) (map[string]domain.Membership, bool, error)
+}
+
+// Publisher hands a delivery to every gateway node.
+type Publisher interface {
+	Publish(ctx context.Context, d domain.Delivery) error
+}
+
+// Handler fans events out.
+type Handler struct {
+	members Memberships
+	bus     Publisher
+	// MaxAge: older events update membership but are not pushed live; a
+	// client that missed them catches up with sync. It only matters when a
+	// brand-new fan-out group starts on an old log.
+	MaxAge time.Duration
+	now    func() time.Time
+}
+
+// New builds a fan-out handler.
+func New(members Memberships, bus Publisher) *Handler {
+	return &Handler{members: members, bus: bus, MaxAge: 5 * time.Minute, now: time.Now}
+}
+
+// Handle processes the event at partition/offset.
+func (h *Handler) Handle(ctx context.Context, partition int32, offset int64, value []byte) error {
+	seq := offset + 1
+	e, err := domain.DecodeEvent(value)
+	if err != nil {
+		return nil // poison: nothing to push; the projector records it
+	}
+	var left string
+	switch e.Type {
+	case domain.EvConversationCreated:
+		var p domain.ConversationCreated
+		if err := e.Payload(&p); err == nil {
+			err = h.members.ApplyMembership(ctx, e.ConversationID, seq, true, p.Members...)
+		}
+		if err != nil {
+			return err
+		}
+	case domain.EvMemberJoined, domain.EvMemberLeft:
+		var p domain.MemberChanged
+		if err := e.Payload(&p); err != nil {
+			return nil
+		}
+		joined := e.Type == domain.EvMemberJoined
+		if err := h.members.ApplyMembership(ctx, e.ConversationID, seq, joined, p.UserID); err != nil {
+			return err
+		}
+		if !joined {
+			left = p.UserID
+		}
+	}
+	if h.MaxAge > 0 && h.now().Sub(e.At) > h.MaxAge {
+		return nil
+	}
+	ms, _, err := h.members.Memberships(ctx, e.ConversationID)
+	if err != nil {
+		return err
+	}
+	frame, err := domain.EncodePush(e, seq)
+	if err != nil {
+		return nil
+	}
+	rcpt := RecipientsAt(ms, seq)
+	if left != "" {
+		rcpt = append(rcpt, left)
+	}
+	return h.bus.Publish(ctx, domain.Delivery{ConversationID: e.ConversationID, Seq: seq, Partition: partition,
+		Recipients: rcpt, Frame: frame, EventAtUnixMs: e.At.UnixMilli()})
+}
+
+// RecipientsAt is the members whose latest change is a join at or before seq.
+// Joins logged after seq (already applied by a faster command path) are
+// left out, so nobody receives events from before they joined.
+func RecipientsAt(ms map[string]domain.Membership, seq int64) []string {
+	out := make([]string, 0, len(ms))
+	for u, m := range ms {
+		if m.Member && m.Seq <= seq {
+			out = append(out, u)
+		}
+	}
+	return out
+}

@@ -1,0 +1,222 @@
+// Package app wires Parley's parts for the roles a process runs; it is the
+// one place that knows every adapter.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/parley-chat/parley/commands"
+	"github.com/parley-chat/parley/infra/config"
+	"github.com/parley-chat/parley/infra/fanoutbus"
+	"github.com/parley-chat/parley/infra/kafkalog"
+	"github.com/parley-chat/parley/infra/pgstore"
+	"github.com/parley-chat/parley/infra/redisstore"
+	"github.com/parley-chat/parley/projections"
+	"github.com/parley-chat/parley/transport/gateway"
+	"github.com/parley-chat/parley/transport/httpapi"
+)
+
+// App is a running Parley process.
+type App struct {
+	Cfg      config.Config
+	Log      *slog.Logger
+	KafkaLog *kafkalog.Log
+	Redis    *redisstore.Store
+	Pool     *pgxpool.Pool
+	Store    *projections.Store
+	Bus      *fanoutbus.Bus
+	Hub      *gateway.Hub
+	WS       *gateway.WSServer
+	Service  *gateway.Service
+	Handler  http.Handler
+	// Web, if set before Run, serves the browser client at /.
+	Web http.Handler
+
+	listener net.Listener
+	closers  []func() error
+}
+
+// KafkaConfig derives the Kafka adapter's config.
+func KafkaConfig(c config.Config) kafkalog.Config {
+	return kafkalog.Config{Brokers: c.KafkaBrokers, Topic: c.Topic, Partitions: c.Partitions,
+		ReplicationFactor: c.ReplicationFactor, MinInsyncReplicas: c.MinInsyncReplicas, Linger: c.ProduceLinger,
+		ClientID: "parley-" + c.NodeID}
+}
+
+// New connects the adapters every role needs. Kafka and Redis must answer
+// within a bounded time; Postgres may be down (the pool connects lazily).
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+	a := &App{Cfg: cfg, Log: log}
+	var err error
+	a.KafkaLog, err = retry(ctx, 30*time.Second, func() (*kafkalog.Log, error) { return kafkalog.Open(KafkaConfig(cfg)) })
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, a.KafkaLog.Close)
+	a.Redis, err = redisstore.Open(ctx, cfg.RedisURL, cfg.RedisPrefix)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.closers = append(a.closers, a.Redis.Close)
+	a.Pool, err = pgstore.Open(ctx, cfg.DatabaseURL, 20)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.closers = append(a.closers, func() error { a.Pool.Close(); return nil })
+	a.Store = projections.NewStore(a.Pool, cfg.DBSchema, cfg.Topic)
+	a.Bus, err = fanoutbus.New(a.Redis.Client(), fanoutbus.Config{Prefix: cfg.RedisPrefix, Shards: cfg.FanoutShards}, log)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.closers = append(a.closers, a.Bus.Close)
+	a.buildGateway()
+	return a, nil
+}
+
+func (a *App) buildGateway() {
+	fresh := projections.Freshness{Store: a.Store, Log: a.KafkaLog}
+	h := commands.New(commands.Deps{Log: a.KafkaLog, Members: a.Redis, Read: a.Store, Fresh: fresh,
+		Idem: a.Redis, Ephemeral: a.Bus})
+	a.Service = &gateway.Service{Cmd: h, Read: projections.Reader{Store: a.Store, Access: h.Access, Fresh: fresh}}
+	a.Hub = gateway.NewHub(a.Cfg.MaxConnsPerUser, a.Cfg.MaxConns)
+	a.WS = gateway.NewWSServer(gateway.WSConfig{SendQueue: a.Cfg.SendQueue, RateLimit: a.Cfg.RateLimit,
+		RateBurst: a.Cfg.RateBurst, AllowedOrigins: a.Cfg.AllowedOrigins}, a.Hub, a.Service, a.Log)
+}
+
+func (a *App) checks() []httpapi.Check {
+	var cs []httpapi.Check
+	cs = append(cs, httpapi.Check{Name: "kafka", Ping: a.KafkaLog.Ping})
+	if a.Cfg.Has(config.RoleGateway) || a.Cfg.Has(config.RoleFanout) {
+		cs = append(cs, httpapi.Check{Name: "redis", Ping: a.Redis.Ping})
+	}
+	if a.Cfg.Has(config.RoleGateway) || a.Cfg.Has(config.RoleProjector) {
+		cs = append(cs, httpapi.Check{Name: "postgres", Ping: a.Store.Ping})
+	}
+	return cs
+}
+
+// Listen binds the HTTP address (":0" picks a free port).
+func (a *App) Listen() (string, error) {
+	l, err := net.Listen("tcp", a.Cfg.HTTPAddr)
+	if err != nil {
+		return "", fmt.Errorf("listen %s: %w", a.Cfg.HTTPAddr, err)
+	}
+	a.listener = l
+	return l.Addr().String(), nil
+}
+
+// Run serves the roles until ctx ends, then shuts down gracefully.
+func (a *App) Run(ctx context.Context) error {
+	if a.listener == nil {
+		if _, err := a.Listen(); err != nil {
+			return err
+		}
+	}
+	var svc *gateway.Service
+	var ws *gateway.WSServer
+	if a.Cfg.Has(config.RoleGateway) {
+		svc, ws = a.Service, a.WS
+	}
+	a.Handler = httpapi.New(httpapi.Config{JWTSecret: a.Cfg.JWTSecret, DevAuth: a.Cfg.DevAuth, NodeID: a.Cfg.NodeID,
+		Checks: a.checks(), Web: a.Web}, svc, ws, a.Log)
+	srv := &http.Server{Handler: a.Handler, ReadHeaderTimeout: 10 * time.Second}
+
+	roleCtx, stopRoles := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRoles()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	start := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(roleCtx); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	if a.Cfg.Has(config.RoleGateway) {
+		if err := a.Bus.Subscribe(roleCtx, a.Hub.Deliver); err != nil {
+			return err
+		}
+	}
+	if a.Cfg.Has(config.RoleFanout) {
+		start("fanout", a.runFanout)
+	}
+	if a.Cfg.Has(config.RoleProjector) {
+		start("projector", a.runProjector)
+	}
+	if a.Cfg.PprofAddr != "" {
+		go servePprof(a.Cfg.PprofAddr)
+	}
+	go func() {
+		if err := srv.Serve(a.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- err
+		}
+	}()
+	a.Log.Info("node started", "addr", a.listener.Addr().String(), "roles", a.Cfg.Roles)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+	}
+	a.shutdown(srv)
+	stopRoles()
+	wg.Wait()
+	return runErr
+}
+
+// shutdown stops accepting, asks clients to reconnect elsewhere, drains
+// in-flight commands, all within the configured bound.
+func (a *App) shutdown(srv *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), a.Cfg.ShutdownTimeout)
+	defer cancel()
+	a.WS.Drain(ctx)
+	_ = srv.Shutdown(ctx)
+	a.Log.Info("node stopped")
+}
+
+// Close releases the adapters.
+func (a *App) Close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		_ = a.closers[i]()
+	}
+	a.closers = nil
+}
+
+func servePprof(addr string) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	_ = http.ListenAndServe(addr, mux)
+}
+
+func retry[T any](ctx context.Context, limit time.Duration, f func() (T, error)) (T, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		v, err := f()
+		if err == nil || time.Now().After(deadline) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}

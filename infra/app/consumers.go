@@ -1,0 +1,94 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill"
+	wmkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/fanout"
+	"github.com/parley-chat/parley/infra/kafkalog"
+	"github.com/parley-chat/parley/infra/metrics"
+	"github.com/parley-chat/parley/projections"
+)
+
+// Consumer group and handler names never change once deployed: renaming one
+// reconsumes the log.
+const (
+	FanoutGroup    = "parley.fanout"
+	ProjectorGroup = "parley.projector"
+)
+
+// runFanout consumes the log on a Watermill router and hands each event to
+// the gateway nodes through Redis.
+func (a *App) runFanout(ctx context.Context) error {
+	logger := watermill.NewSlogLoggerWithLevelMapping(a.Log.With("role", "fanout"), nil)
+	sc := kafkalog.SaramaConfig("parley-fanout-" + a.Cfg.NodeID)
+	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+	sc.Consumer.Return.Errors = true
+	sc.Consumer.MaxWaitTime = 10 * time.Millisecond
+	sub, err := wmkafka.NewSubscriber(wmkafka.SubscriberConfig{
+		Brokers: a.Cfg.KafkaBrokers, Unmarshaler: wmkafka.DefaultMarshaler{}, OverwriteSaramaConfig: sc,
+		ConsumerGroup: a.Cfg.GroupPrefix + FanoutGroup, NackResendSleep: 100 * time.Millisecond,
+	}, logger)
+	if err != nil {
+		return fmt.Errorf("fanout subscriber: %w", err)
+	}
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, logger)
+	if err != nil {
+		return err
+	}
+	router.AddMiddleware(middleware.Recoverer)
+	h := fanout.New(a.Redis, a.Bus)
+	router.AddConsumerHandler("parley.fanout.v1", a.Cfg.Topic, sub, func(msg *message.Message) error {
+		p, _ := wmkafka.MessagePartitionFromCtx(msg.Context())
+		off, _ := wmkafka.MessagePartitionOffsetFromCtx(msg.Context())
+		if err := h.Handle(msg.Context(), p, off, msg.Payload); err != nil {
+			metrics.RedisErrors.WithLabelValues("fanout").Inc()
+			return err
+		}
+		metrics.FanoutEvents.Inc()
+		return nil
+	})
+	return router.Run(ctx)
+}
+
+// runProjector applies the log to the read models in batches.
+func (a *App) runProjector(ctx context.Context) error {
+	bc, err := kafkalog.NewBatchConsumer(kafkalog.BatchConfig{
+		Brokers: a.Cfg.KafkaBrokers, Topic: a.Cfg.Topic, Group: a.Cfg.GroupPrefix + ProjectorGroup,
+		ClientID: "parley-projector-" + a.Cfg.NodeID, Size: a.Cfg.BatchSize, Wait: a.Cfg.BatchWait,
+		Observe: func(size int, took time.Duration) {
+			metrics.ProjectorBatchSize.Observe(float64(size))
+			metrics.ProjectorBatchLatency.Observe(took.Seconds())
+			metrics.ProjectorEvents.Add(float64(size))
+		},
+	}, ProjectBatch(a.Store), a.Log.With("role", "projector"))
+	if err != nil {
+		return err
+	}
+	return bc.Run(ctx)
+}
+
+// ProjectBatch decodes consumed records and applies them to store.
+func ProjectBatch(store *projections.Store) kafkalog.BatchHandler {
+	return func(ctx context.Context, batch []kafkalog.Consumed) error {
+		return store.Apply(ctx, DecodeRecords(batch))
+	}
+}
+
+// DecodeRecords turns consumed records into projection records.
+func DecodeRecords(batch []kafkalog.Consumed) []projections.Record {
+	recs := make([]projections.Record, len(batch))
+	for i, c := range batch {
+		e, err := domain.DecodeEvent(c.Value)
+		recs[i] = projections.Record{Partition: c.Partition, Offset: c.Offset, Event: e, Invalid: err != nil}
+	}
+	return recs
+}

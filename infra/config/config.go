@@ -1,0 +1,145 @@
+// Package config reads Parley's configuration from the environment
+// (PROTOCOL.md "Configuration"). The zero value of every optional field
+// means its documented default.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Roles a process can run.
+const (
+	RoleGateway   = "gateway"
+	RoleFanout    = "fanout"
+	RoleProjector = "projector"
+)
+
+// DevSecret signs tokens when CHAT_DEV_AUTH=true and no secret is set. It is
+// public: never run dev auth in production.
+const DevSecret = "parley-dev-secret-not-for-production"
+
+// Config is every setting of a Parley process.
+type Config struct {
+	HTTPAddr     string   `env:"CHAT_HTTP_ADDR" envDefault:":8080"`
+	NodeID       string   `env:"CHAT_NODE_ID"`
+	DatabaseURL  string   `env:"CHAT_DATABASE_URL" envDefault:"postgres://localhost:5432/chat?sslmode=disable"`
+	RedisURL     string   `env:"CHAT_REDIS_URL" envDefault:"redis://localhost:6379/0"`
+	KafkaBrokers []string `env:"CHAT_KAFKA_BROKERS" envDefault:"localhost:9092" envSeparator:","`
+	JWTSecret    string   `env:"CHAT_JWT_SECRET"`
+	DevAuth      bool     `env:"CHAT_DEV_AUTH" envDefault:"false"`
+	Roles        []string `env:"CHAT_ROLES" envDefault:"gateway,fanout,projector" envSeparator:","`
+
+	// Extensions, documented in docs/runbook.md.
+	Topic             string        `env:"CHAT_KAFKA_TOPIC" envDefault:"chat.events"`
+	Partitions        int32         `env:"CHAT_KAFKA_PARTITIONS" envDefault:"8"`
+	ReplicationFactor int16         `env:"CHAT_KAFKA_REPLICATION_FACTOR" envDefault:"1"`
+	MinInsyncReplicas int           `env:"CHAT_KAFKA_MIN_INSYNC_REPLICAS" envDefault:"1"`
+	ProduceLinger     time.Duration `env:"CHAT_KAFKA_LINGER" envDefault:"0s"`
+	GroupPrefix       string        `env:"CHAT_GROUP_PREFIX" envDefault:""`
+	DBSchema          string        `env:"CHAT_DB_SCHEMA" envDefault:"chat"`
+	RedisPrefix       string        `env:"CHAT_REDIS_PREFIX" envDefault:"parley"`
+	FanoutShards      int           `env:"CHAT_FANOUT_SHARDS" envDefault:"4"`
+	BatchSize         int           `env:"CHAT_PROJECTOR_BATCH" envDefault:"1000"`
+	BatchWait         time.Duration `env:"CHAT_PROJECTOR_WAIT" envDefault:"5ms"`
+	RateLimit         float64       `env:"CHAT_RATE_LIMIT" envDefault:"20"`
+	RateBurst         int           `env:"CHAT_RATE_BURST" envDefault:"40"`
+	SendQueue         int           `env:"CHAT_SEND_QUEUE" envDefault:"256"`
+	MaxConnsPerUser   int           `env:"CHAT_MAX_CONNS_PER_USER" envDefault:"32"`
+	MaxConns          int           `env:"CHAT_MAX_CONNS" envDefault:"100000"`
+	AllowedOrigins    []string      `env:"CHAT_ALLOWED_ORIGINS" envSeparator:","`
+	ShutdownTimeout   time.Duration `env:"CHAT_SHUTDOWN_TIMEOUT" envDefault:"10s"`
+	PprofAddr         string        `env:"CHAT_PPROF_ADDR"`
+	LogFormat         string        `env:"CHAT_LOG_FORMAT"`
+	LogLevel          string        `env:"CHAT_LOG_LEVEL" envDefault:"info"`
+}
+
+// Load reads the environment and validates it.
+func Load() (Config, error) {
+	var c Config
+	if err := env.Parse(&c); err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	if c.NodeID == "" {
+		h, _ := os.Hostname()
+		c.NodeID = fmt.Sprintf("%s-%d", h, os.Getpid())
+	}
+	if c.JWTSecret == "" && c.DevAuth {
+		// One well-known secret so every dev node accepts every dev token.
+		c.JWTSecret = DevSecret
+	}
+	for i, r := range c.Roles {
+		c.Roles[i] = strings.TrimSpace(r)
+	}
+	return c, c.Validate()
+}
+
+// Has reports whether the process runs role.
+func (c Config) Has(role string) bool { return slices.Contains(c.Roles, role) }
+
+// Validate returns every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.JWTSecret == "" && !c.DevAuth {
+		bad("CHAT_JWT_SECRET is required unless CHAT_DEV_AUTH=true")
+	}
+	if len(c.Roles) == 0 {
+		bad("CHAT_ROLES must name at least one of gateway, fanout, projector")
+	}
+	for _, r := range c.Roles {
+		if r != RoleGateway && r != RoleFanout && r != RoleProjector {
+			bad("CHAT_ROLES: unknown role %q (want gateway, fanout or projector)", r)
+		}
+	}
+	if _, err := url.Parse(c.DatabaseURL); err != nil {
+		bad("CHAT_DATABASE_URL: %v", err)
+	}
+	if _, err := url.Parse(c.RedisURL); err != nil {
+		bad("CHAT_REDIS_URL: %v", err)
+	}
+	if len(c.KafkaBrokers) == 0 || c.KafkaBrokers[0] == "" {
+		bad("CHAT_KAFKA_BROKERS must list at least one broker")
+	}
+	if c.Partitions < 1 {
+		bad("CHAT_KAFKA_PARTITIONS must be >= 1")
+	}
+	if c.ReplicationFactor < 1 {
+		bad("CHAT_KAFKA_REPLICATION_FACTOR must be >= 1")
+	}
+	if c.FanoutShards < 1 || c.FanoutShards > 256 {
+		bad("CHAT_FANOUT_SHARDS must be 1-256")
+	}
+	if c.BatchSize < 1 {
+		bad("CHAT_PROJECTOR_BATCH must be >= 1")
+	}
+	if c.RateLimit <= 0 || c.RateBurst < 1 {
+		bad("CHAT_RATE_LIMIT must be > 0 and CHAT_RATE_BURST >= 1")
+	}
+	if c.SendQueue < 1 {
+		bad("CHAT_SEND_QUEUE must be >= 1")
+	}
+	if !validSchema(c.DBSchema) {
+		bad("CHAT_DB_SCHEMA must be a lower-case identifier")
+	}
+	return errors.Join(errs...)
+}
+
+func validSchema(s string) bool {
+	if s == "" || len(s) > 50 {
+		return false
+	}
+	for i, r := range s {
+		if !(r >= 'a' && r <= 'z' || r == '_' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}

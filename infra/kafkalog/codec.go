@@ -1,0 +1,16 @@
+package kafkalog
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/parley-chat/parley/domain"
+)
+
+func encodeEvent(e domain.Event) ([]byte, error) {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode event %s: %w", e.Type, err)
+	}
+	return b, nil
+}

@@ -1,0 +1,66 @@
+// Package metrics declares Parley's Prometheus metrics. Labels are bounded:
+// never a user or conversation id.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+
+var (
+	Connections = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "parley_connections", Help: "Open client connections by protocol.",
+	}, []string{"protocol"})
+	Commands = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "parley_commands_total", Help: "Commands handled by type and result code.",
+	}, []string{"type", "code"})
+	CommandLatency = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "parley_command_duration_seconds", Help: "Time from a command's receipt to its reply (send-to-ack for message.send).",
+		Buckets: latencyBuckets,
+	}, []string{"type"})
+	ProduceLatency = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name: "parley_kafka_produce_duration_seconds", Help: "Kafka produce latency with acks=all.", Buckets: latencyBuckets,
+	})
+	ProduceErrors = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parley_kafka_produce_errors_total", Help: "Failed Kafka produces.",
+	})
+	DeliveryLatency = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name: "parley_delivery_latency_seconds", Help: "Event time to push onto a client's send queue.", Buckets: latencyBuckets,
+	})
+	Pushes = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parley_pushes_total", Help: "Pushes queued to client connections.",
+	})
+	FanoutEvents = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parley_fanout_events_total", Help: "Events fanned out to the gateway nodes.",
+	})
+	RedisErrors = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "parley_redis_errors_total", Help: "Redis errors by operation.",
+	}, []string{"op"})
+	ProjectorBatchSize = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name: "parley_projector_batch_size", Help: "Events per projector transaction.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+	})
+	ProjectorBatchLatency = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name: "parley_projector_batch_duration_seconds", Help: "Time to apply one projector batch.", Buckets: latencyBuckets,
+	})
+	ProjectorEvents = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parley_projector_events_total", Help: "Events applied by the projector (events/s is its rate).",
+	})
+	ConsumerLag = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "parley_consumer_lag", Help: "Events between the log's end and a consumer group's position, per partition.",
+	}, []string{"group", "partition"})
+	ReplayProgress = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "parley_replay_progress_ratio", Help: "Fraction of the log a running replay has applied.",
+	})
+	SendQueueOverflows = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parley_send_queue_overflows_total", Help: "Connections closed because their send queue overflowed.",
+	})
+	RateLimited = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parley_rate_limited_total", Help: "Commands refused by the per-connection rate limit.",
+	})
+	ConnectionsRefused = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "parley_connections_refused_total", Help: "Connections refused, by reason.",
+	}, []string{"reason"})
+)

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs a local Parley: two gateway nodes (:8080, :8081), a fanout and a
+# projector process, with dev auth. Ctrl-C stops them all.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bin="$root/bin"
+logs="$root/.data/run"
+mkdir -p "$logs"
+export CHAT_DEV_AUTH="${CHAT_DEV_AUTH:-true}"
+export CHAT_LOG_FORMAT="${CHAT_LOG_FORMAT:-json}"
+
+"$bin/chatctl" migrate
+"$bin/chatctl" topics
+
+pids=()
+stop() {
+  echo; echo "stopping nodes..."
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+start() { # name addr roles
+  CHAT_NODE_ID="$1" CHAT_HTTP_ADDR="$2" CHAT_ROLES="$3" "$bin/chatd" >"$logs/$1.log" 2>&1 &
+  pids+=($!)
+}
+start gateway-1 127.0.0.1:8080 gateway
+start gateway-2 127.0.0.1:8081 gateway
+start fanout-1 127.0.0.1:8090 fanout
+start projector-1 127.0.0.1:8091 projector
+
+for port in 8080 8081 8090 8091; do
+  for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 || { echo "node on :$port is not ready; see $logs"; exit 1; }
+done
+
+cat <<MSG
+
+Parley is running.
+  Chat in a browser:   http://localhost:8080/   (and http://localhost:8081/, the other node)
+  WebSocket:           ws://localhost:8080/ws   ws://localhost:8081/ws
+  Dev token:           curl -s -XPOST localhost:8080/api/v1/dev/token -d '{"user_id":"alice"}'
+  Health / metrics:    http://localhost:8080/readyz   http://localhost:8080/metrics
+  Fanout / projector:  http://localhost:8090/readyz   http://localhost:8091/readyz
+  Logs:                $logs/
+Press Ctrl-C to stop the nodes (services keep running; 'go tool task services:down' stops them).
+MSG
+wait -n "${pids[@]}" || true
+echo "a node exited; see $logs"

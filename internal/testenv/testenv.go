@@ -1,0 +1,200 @@
+// Package testenv runs Parley nodes in-process against the real Postgres,
+// Redis and Kafka, each test in its own topic, schema, Redis prefix and
+// consumer groups, on random ports.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/parley-chat/parley/infra/app"
+	"github.com/parley-chat/parley/infra/config"
+	"github.com/parley-chat/parley/infra/kafkalog"
+	"github.com/parley-chat/parley/infra/pgstore"
+	"github.com/parley-chat/parley/transport/auth"
+)
+
+// Env is one test's isolated slice of the shared services.
+type Env struct {
+	T      testing.TB
+	Cfg    config.Config
+	Pool   *pgxpool.Pool
+	Suffix string
+	Logs   *LogSink
+}
+
+// New prepares a fresh topic, schema and Redis prefix.
+func New(t testing.TB) *Env {
+	t.Helper()
+	t.Setenv("CHAT_DEV_AUTH", "true")
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	suffix := randHex(5)
+	cfg.Topic = "test." + suffix
+	cfg.Partitions = 4
+	cfg.DBSchema = "t_" + suffix
+	cfg.RedisPrefix = "t" + suffix
+	cfg.GroupPrefix = "t" + suffix + "."
+	cfg.BatchWait = 5 * time.Millisecond
+	cfg.RateLimit, cfg.RateBurst = 100000, 100000 // tests of the limit set their own
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.ShutdownTimeout = 3 * time.Second
+	e := &Env{T: t, Cfg: cfg, Suffix: suffix, Logs: &LogSink{}}
+	ctx := context.Background()
+	if _, err := kafkalog.EnsureTopic(app.KafkaConfig(cfg)); err != nil {
+		t.Fatalf("kafka is needed (run `go tool task services:up`): %v", err)
+	}
+	if err := pgstore.Migrate(ctx, cfg.DatabaseURL, cfg.DBSchema); err != nil {
+		t.Fatalf("postgres is needed (run `go tool task services:up`): %v", err)
+	}
+	e.Pool, err = pgstore.Open(ctx, cfg.DatabaseURL, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = e.Pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{cfg.DBSchema}.Sanitize()+" CASCADE")
+		e.Pool.Close()
+		deleteTopic(cfg)
+	})
+	return e
+}
+
+func deleteTopic(cfg config.Config) {
+	admin, err := sarama.NewClusterAdmin(cfg.KafkaBrokers, kafkalog.SaramaConfig("parley-test"))
+	if err != nil {
+		return
+	}
+	defer admin.Close()
+	_ = admin.DeleteTopic(cfg.Topic)
+}
+
+// Node is a running in-process chatd.
+type Node struct {
+	App    *app.App
+	Addr   string
+	HTTP   string
+	WS     string
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+// StartNode runs a node with the given roles (all when none).
+func (e *Env) StartNode(roles ...string) *Node {
+	e.T.Helper()
+	cfg := e.Cfg
+	if len(roles) > 0 {
+		cfg.Roles = roles
+	}
+	cfg.NodeID = fmt.Sprintf("test-%s-%s", e.Suffix, randHex(2))
+	log := slog.New(slog.NewJSONHandler(io.MultiWriter(e.Logs, logOut()), &slog.HandlerOptions{Level: slog.LevelInfo})).With("node_id", cfg.NodeID)
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		cancel()
+		e.T.Fatalf("start node: %v", err)
+	}
+	addr, err := a.Listen()
+	if err != nil {
+		cancel()
+		e.T.Fatal(err)
+	}
+	n := &Node{App: a, Addr: addr, HTTP: "http://" + addr, WS: "ws://" + addr + "/ws", cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(n.done)
+		if err := a.Run(ctx); err != nil {
+			e.T.Logf("node %s: %v", cfg.NodeID, err)
+		}
+		a.Close()
+	}()
+	e.T.Cleanup(n.Stop)
+	return n
+}
+
+// Stop shuts the node down gracefully and waits for it.
+func (n *Node) Stop() {
+	n.once.Do(func() {
+		n.cancel()
+		<-n.done
+	})
+}
+
+// Token mints a token for user with the env's secret.
+func (e *Env) Token(user string) string {
+	tok, err := auth.Mint(e.Cfg.JWTSecret, user, time.Hour)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	return tok
+}
+
+// Count runs a count query in the env's schema ({s} is replaced).
+func (e *Env) Count(sql string, args ...any) int {
+	var n int
+	q := strings.ReplaceAll(sql, "{s}", pgx.Identifier{e.Cfg.DBSchema}.Sanitize())
+	if err := e.Pool.QueryRow(context.Background(), q, args...).Scan(&n); err != nil {
+		e.T.Fatalf("count: %v", err)
+	}
+	return n
+}
+
+// WaitFor polls cond until it holds or the timeout passes.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	delay := 2 * time.Millisecond
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(delay)
+		delay = min(delay*2, 100*time.Millisecond)
+	}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func logOut() io.Writer {
+	if os.Getenv("PARLEY_TEST_LOGS") != "" {
+		return os.Stderr
+	}
+	return io.Discard
+}
+
+// LogSink keeps every log line a test's nodes wrote (to check for leaks).
+type LogSink struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *LogSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written.
+func (s *LogSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS projector_offsets, events, messages, members, conversations;

@@ -1,0 +1,358 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/parley-chat/parley/domain"
+)
+
+// Record is one event read from the log at partition and offset; its seq is
+// derived from the offset. Invalid marks an envelope that could not be decoded.
+type Record struct {
+	Partition int32
+	Offset    int64
+	Event     domain.Event
+	Invalid   bool
+}
+
+// Seq is the event's seq: its offset plus one, so that 0 can mean "nothing
+// seen yet" in sync positions.
+func (r Record) Seq() int64 { return r.Offset + 1 }
+
+// Apply writes a batch of records in one transaction. Each statement covers
+// the whole batch (multi-row, through unnest), and every write is guarded by
+// event identity (seq) or by the partition offsets stored in the same
+// transaction, so a batch applied twice changes nothing, and a batch split
+// differently yields the same rows.
+func (s *Store) Apply(ctx context.Context, batch []Record) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return unavailable("begin", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
+	fresh, err := s.skipApplied(ctx, tx, batch)
+	if err != nil {
+		return err
+	}
+	if len(fresh) > 0 {
+		b := buildBatch(fresh)
+		for _, st := range b.statements(s) {
+			if _, err := tx.Exec(ctx, st.sql, st.args...); err != nil {
+				return fmt.Errorf("%w: apply %s: %v", domain.ErrUnavailable, st.name, err)
+			}
+		}
+	}
+	if err := s.storeOffsets(ctx, tx, batch); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return unavailable("commit", err)
+	}
+	return nil
+}
+
+// skipApplied drops records below the stored offset of their partition,
+// locking those rows so two projectors cannot apply a partition at once.
+func (s *Store) skipApplied(ctx context.Context, tx pgx.Tx, batch []Record) ([]Record, error) {
+	parts := map[int32]bool{}
+	var ids []int32
+	for _, r := range batch {
+		if !parts[r.Partition] {
+			parts[r.Partition] = true
+			ids = append(ids, r.Partition)
+		}
+	}
+	// Insert missing rows first so FOR UPDATE has something to lock.
+	if _, err := tx.Exec(ctx, s.q(`INSERT INTO {s}.projector_offsets (topic, partition, next_offset)
+		SELECT $1, p, 0 FROM unnest($2::int[]) p ON CONFLICT DO NOTHING`), s.topic, ids); err != nil {
+		return nil, unavailable("offsets", err)
+	}
+	rows, err := tx.Query(ctx, s.q(`SELECT partition, next_offset FROM {s}.projector_offsets
+		WHERE topic=$1 AND partition = ANY($2) ORDER BY partition FOR UPDATE`), s.topic, ids)
+	if err != nil {
+		return nil, unavailable("offsets", err)
+	}
+	next := map[int32]int64{}
+	var p int32
+	var off int64
+	if _, err := pgx.ForEachRow(rows, []any{&p, &off}, func() error { next[p] = off; return nil }); err != nil {
+		return nil, unavailable("offsets", err)
+	}
+	out := batch[:0:0]
+	for _, r := range batch {
+		if r.Offset >= next[r.Partition] && !r.Invalid {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) storeOffsets(ctx context.Context, tx pgx.Tx, batch []Record) error {
+	last := map[int32]int64{}
+	for _, r := range batch {
+		last[r.Partition] = max(last[r.Partition], r.Offset+1)
+	}
+	var ps []int32
+	var offs []int64
+	for p, o := range last {
+		ps = append(ps, p)
+		offs = append(offs, o)
+	}
+	_, err := tx.Exec(ctx, s.q(`UPDATE {s}.projector_offsets o SET next_offset=GREATEST(o.next_offset, v.off)
+		FROM unnest($2::int[], $3::bigint[]) v(p, off) WHERE o.topic=$1 AND o.partition=v.p`), s.topic, ps, offs)
+	if err != nil {
+		return unavailable("store offsets", err)
+	}
+	return nil
+}
+
+type stmt struct {
+	name string
+	sql  string
+	args []any
+}
+
+// cols collects parallel column arrays for one unnest statement.
+type cols struct {
+	s  [6][]string
+	i  [3][]int64
+	t  [2][]time.Time
+	b  []bool
+	tx []*time.Time
+}
+
+// batchRows is a batch reduced to the rows each table needs.
+type batchRows struct {
+	events, convs, msgs, edits, deletes, members, reads, lastSeq cols
+}
+
+type memberChange struct {
+	joinSeq, leaveSeq int64
+	joinAt, leaveAt   time.Time
+	lastSeq           int64
+	member            bool
+}
+
+func buildBatch(recs []Record) *batchRows {
+	b := &batchRows{}
+	type key struct{ c, u string }
+	members := map[key]*memberChange{}
+	var memberOrder []key
+	member := func(c, u string) *memberChange {
+		k := key{c, u}
+		m := members[k]
+		if m == nil {
+			m = &memberChange{joinSeq: -1, leaveSeq: -1, lastSeq: -1}
+			members[k] = m
+			memberOrder = append(memberOrder, k)
+		}
+		return m
+	}
+	join := func(c, u string, seq int64, at time.Time) {
+		m := member(c, u)
+		if seq > m.joinSeq {
+			m.joinSeq, m.joinAt = seq, at
+		}
+		if seq > m.lastSeq {
+			m.lastSeq, m.member = seq, true
+		}
+	}
+	leave := func(c, u string, seq int64, at time.Time) {
+		m := member(c, u)
+		if seq > m.leaveSeq {
+			m.leaveSeq, m.leaveAt = seq, at
+		}
+		if seq > m.lastSeq {
+			m.lastSeq, m.member = seq, false
+		}
+	}
+	deletedAt := map[string]int64{} // message id -> delete seq in this batch
+	lastSeq := map[string]int64{}
+	lastAt := map[string]time.Time{}
+	lastMsg := map[string]int64{}
+	var convOrder []string
+	for _, r := range recs {
+		e, seq := r.Event, r.Seq()
+		if _, ok := lastSeq[e.ConversationID]; !ok {
+			convOrder = append(convOrder, e.ConversationID)
+			lastMsg[e.ConversationID] = -1
+		}
+		lastSeq[e.ConversationID] = seq
+		lastAt[e.ConversationID] = e.At
+		ev := &b.events
+		ev.s[0] = append(ev.s[0], e.ConversationID)
+		ev.i[0] = append(ev.i[0], seq)
+		ev.s[1] = append(ev.s[1], e.ID)
+		ev.s[2] = append(ev.s[2], e.Type)
+		ev.s[3] = append(ev.s[3], e.Actor)
+		ev.t[0] = append(ev.t[0], e.At)
+		ev.s[4] = append(ev.s[4], string(e.Data))
+		switch e.Type {
+		case domain.EvConversationCreated:
+			var p domain.ConversationCreated
+			if e.Payload(&p) != nil {
+				continue
+			}
+			c := &b.convs
+			c.s[0] = append(c.s[0], e.ConversationID)
+			c.s[1] = append(c.s[1], p.Kind)
+			c.s[2] = append(c.s[2], p.Title)
+			c.s[3] = append(c.s[3], e.Actor)
+			c.t[0] = append(c.t[0], e.At)
+			c.i[0] = append(c.i[0], seq)
+			for _, u := range p.Members {
+				join(e.ConversationID, u, seq, e.At)
+			}
+		case domain.EvMemberJoined, domain.EvMemberLeft:
+			var p domain.MemberChanged
+			if e.Payload(&p) != nil {
+				continue
+			}
+			if e.Type == domain.EvMemberJoined {
+				join(e.ConversationID, p.UserID, seq, e.At)
+			} else {
+				leave(e.ConversationID, p.UserID, seq, e.At)
+			}
+		case domain.EvMessageSent:
+			var p domain.MessageSent
+			if e.Payload(&p) != nil {
+				continue
+			}
+			m := &b.msgs
+			m.s[0] = append(m.s[0], e.ConversationID)
+			m.i[0] = append(m.i[0], seq)
+			m.s[1] = append(m.s[1], p.MessageID)
+			m.s[2] = append(m.s[2], e.Actor)
+			m.s[3] = append(m.s[3], p.ClientMsgID)
+			m.s[4] = append(m.s[4], p.Body)
+			m.t[0] = append(m.t[0], e.At)
+			lastMsg[e.ConversationID] = seq
+		case domain.EvMessageDeleted:
+			var p domain.MessageDeleted
+			if e.Payload(&p) != nil {
+				continue
+			}
+			if _, dup := deletedAt[p.MessageID]; !dup {
+				deletedAt[p.MessageID] = seq
+				d := &b.deletes
+				d.s[0] = append(d.s[0], p.MessageID)
+				d.i[0] = append(d.i[0], seq)
+				d.t[0] = append(d.t[0], e.At)
+			}
+		case domain.EvReadMarked:
+			var p domain.ReadMarked
+			if e.Payload(&p) != nil {
+				continue
+			}
+			rd := &b.reads
+			rd.s[0] = append(rd.s[0], e.ConversationID)
+			rd.s[1] = append(rd.s[1], e.Actor)
+			rd.i[0] = append(rd.i[0], p.UpToSeq)
+			rd.t[0] = append(rd.t[0], e.At)
+		}
+	}
+	// Edits after a delete of the same batch are dropped, as a sequential
+	// apply would drop them; so the result does not depend on batch bounds.
+	for _, r := range recs {
+		if r.Event.Type != domain.EvMessageEdited {
+			continue
+		}
+		var p domain.MessageEdited
+		if r.Event.Payload(&p) != nil {
+			continue
+		}
+		if ds, ok := deletedAt[p.MessageID]; ok && ds < r.Seq() {
+			continue
+		}
+		ed := &b.edits
+		ed.s[0] = append(ed.s[0], p.MessageID)
+		ed.s[1] = append(ed.s[1], p.Body)
+		ed.i[0] = append(ed.i[0], r.Seq())
+		ed.t[0] = append(ed.t[0], r.Event.At)
+	}
+	for _, k := range memberOrder {
+		m := members[k]
+		mc := &b.members
+		mc.s[0] = append(mc.s[0], k.c)
+		mc.s[1] = append(mc.s[1], k.u)
+		mc.b = append(mc.b, m.member)
+		mc.i[0] = append(mc.i[0], m.joinSeq)
+		mc.i[1] = append(mc.i[1], m.leaveSeq)
+		mc.i[2] = append(mc.i[2], m.lastSeq)
+		mc.t[0] = append(mc.t[0], m.joinAt)
+		mc.t[1] = append(mc.t[1], m.leaveAt)
+	}
+	for _, c := range convOrder {
+		ls := &b.lastSeq
+		ls.s[0] = append(ls.s[0], c)
+		ls.i[0] = append(ls.i[0], lastSeq[c])
+		ls.i[1] = append(ls.i[1], lastMsg[c])
+		ls.t[0] = append(ls.t[0], lastAt[c])
+	}
+	return b
+}
+
+func (b *batchRows) statements(s *Store) []stmt {
+	var out []stmt
+	add := func(name, sql string, n int, args ...any) {
+		if n > 0 {
+			out = append(out, stmt{name: name, sql: s.q(sql), args: args})
+		}
+	}
+	e := b.events
+	add("events", `INSERT INTO {s}.events (conversation_id, seq, event_id, type, actor, at, data)
+		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::jsonb[])
+		ON CONFLICT DO NOTHING`, len(e.s[0]), e.s[0], e.i[0], e.s[1], e.s[2], e.s[3], e.t[0], e.s[4])
+	c := b.convs
+	add("conversations", `INSERT INTO {s}.conversations (conversation_id, kind, title, created_by, created_at, created_seq, last_seq, last_activity_at)
+		SELECT v.id, v.kind, v.title, v.by, v.at, v.seq, v.seq, v.at
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[]) v(id, kind, title, by, at, seq)
+		ON CONFLICT DO NOTHING`, len(c.s[0]), c.s[0], c.s[1], c.s[2], c.s[3], c.t[0], c.i[0])
+	ls := b.lastSeq
+	add("last_seq", `UPDATE {s}.conversations c SET
+		last_seq = GREATEST(c.last_seq, v.seq),
+		last_activity_at = CASE WHEN v.seq > c.last_seq THEN v.at ELSE c.last_activity_at END,
+		last_message_seq = CASE WHEN v.msg >= 0 AND v.msg > coalesce(c.last_message_seq, -1) THEN v.msg ELSE c.last_message_seq END
+		FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[]) v(id, seq, msg, at)
+		WHERE c.conversation_id = v.id`, len(ls.s[0]), ls.s[0], ls.i[0], ls.i[1], ls.t[0])
+	m := b.members
+	add("members", `INSERT INTO {s}.members AS o (conversation_id, user_id, is_member, joined_at, joined_seq, left_at, left_seq, change_seq)
+		SELECT v.c, v.u, v.member,
+		  CASE WHEN v.js >= 0 THEN v.jat END, NULLIF(v.js, -1),
+		  CASE WHEN v.ls >= 0 THEN v.lat END, NULLIF(v.ls, -1), v.cs
+		FROM unnest($1::text[], $2::text[], $3::bool[], $4::bigint[], $5::bigint[], $6::bigint[], $7::timestamptz[], $8::timestamptz[])
+		  v(c, u, member, js, ls, cs, jat, lat)
+		ON CONFLICT (conversation_id, user_id) DO UPDATE SET
+		  is_member  = CASE WHEN excluded.change_seq > o.change_seq THEN excluded.is_member ELSE o.is_member END,
+		  joined_at  = CASE WHEN excluded.joined_seq > coalesce(o.joined_seq, -1) THEN excluded.joined_at ELSE o.joined_at END,
+		  joined_seq = GREATEST(o.joined_seq, excluded.joined_seq),
+		  left_at    = CASE WHEN excluded.left_seq > coalesce(o.left_seq, -1) THEN excluded.left_at ELSE o.left_at END,
+		  left_seq   = GREATEST(o.left_seq, excluded.left_seq),
+		  change_seq = GREATEST(o.change_seq, excluded.change_seq)`,
+		len(m.s[0]), m.s[0], m.s[1], m.b, m.i[0], m.i[1], m.i[2], m.t[0], m.t[1])
+	ms := b.msgs
+	add("messages", `INSERT INTO {s}.messages (conversation_id, seq, message_id, sender_id, client_msg_id, body, sent_at, version_seq)
+		SELECT v.c, v.seq, v.id, v.sender, v.cmid, v.body, v.at, v.seq
+		FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
+		  v(c, seq, id, sender, cmid, body, at)
+		ON CONFLICT DO NOTHING`, len(ms.s[0]), ms.s[0], ms.i[0], ms.s[1], ms.s[2], ms.s[3], ms.s[4], ms.t[0])
+	ed := b.edits
+	add("edits", `UPDATE {s}.messages m SET body=v.body, edited_at=v.at, version_seq=v.seq
+		FROM (SELECT DISTINCT ON (id) * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[]) v(id, body, seq, at)
+		      ORDER BY id, seq DESC) v
+		WHERE m.message_id=v.id AND m.version_seq < v.seq AND NOT m.deleted`, len(ed.s[0]), ed.s[0], ed.s[1], ed.i[0], ed.t[0])
+	d := b.deletes
+	add("deletes", `UPDATE {s}.messages m SET deleted=true, deleted_at=v.at, body='', version_seq=v.seq
+		FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) v(id, seq, at)
+		WHERE m.message_id=v.id AND NOT m.deleted`, len(d.s[0]), d.s[0], d.i[0], d.t[0])
+	rd := b.reads
+	add("reads", `UPDATE {s}.members m SET read_seq=v.up, read_at=v.at
+		FROM (SELECT DISTINCT ON (c, u) * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[]) v(c, u, up, at)
+		      ORDER BY c, u, up DESC) v
+		WHERE m.conversation_id=v.c AND m.user_id=v.u AND v.up > m.read_seq`, len(rd.s[0]), rd.s[0], rd.s[1], rd.i[0], rd.t[0])
+	return out
+}

@@ -1,0 +1,218 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/parley-chat/parley/domain"
+)
+
+const messageCols = `conversation_id, message_id, seq, sender_id, client_msg_id, body, sent_at, edited_at, deleted`
+
+func scanMessage(row pgx.Row) (domain.Message, error) {
+	var m domain.Message
+	err := row.Scan(&m.ConversationID, &m.MessageID, &m.Seq, &m.SenderID, &m.ClientMsgID, &m.Body, &m.SentAt, &m.EditedAt, &m.Deleted)
+	m.SentAt = m.SentAt.UTC()
+	if m.EditedAt != nil {
+		t := m.EditedAt.UTC()
+		m.EditedAt = &t
+	}
+	return m, err
+}
+
+// Page selects a page of messages: before BeforeSeq (newest first, returned
+// ascending), or after AfterSeq (oldest first).
+type Page struct {
+	BeforeSeq *int64
+	AfterSeq  *int64
+	Limit     int
+}
+
+// Messages returns a page of a conversation's messages in ascending seq.
+func (s *Store) Messages(ctx context.Context, conv string, p Page) ([]domain.Message, bool, error) {
+	var rows pgx.Rows
+	var err error
+	switch {
+	case p.AfterSeq != nil:
+		rows, err = s.pool.Query(ctx, s.q(`SELECT `+messageCols+` FROM {s}.messages
+			WHERE conversation_id=$1 AND seq>$2 ORDER BY seq LIMIT $3`), conv, *p.AfterSeq, p.Limit+1)
+	case p.BeforeSeq != nil:
+		rows, err = s.pool.Query(ctx, s.q(`SELECT `+messageCols+` FROM {s}.messages
+			WHERE conversation_id=$1 AND seq<$2 ORDER BY seq DESC LIMIT $3`), conv, *p.BeforeSeq, p.Limit+1)
+	default:
+		rows, err = s.pool.Query(ctx, s.q(`SELECT `+messageCols+` FROM {s}.messages
+			WHERE conversation_id=$1 ORDER BY seq DESC LIMIT $2`), conv, p.Limit+1)
+	}
+	if err != nil {
+		return nil, false, unavailable("messages", err)
+	}
+	msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Message, error) { return scanMessage(r) })
+	if err != nil {
+		return nil, false, unavailable("messages", err)
+	}
+	more := len(msgs) > p.Limit
+	if more {
+		msgs = msgs[:p.Limit]
+	}
+	if p.AfterSeq == nil {
+		for i, j := 0, len(msgs)-1; i < j; i, j = i+1, j-1 {
+			msgs[i], msgs[j] = msgs[j], msgs[i]
+		}
+	}
+	return msgs, more, nil
+}
+
+// Message returns one message by id.
+func (s *Store) Message(ctx context.Context, conv, messageID string) (domain.Message, error) {
+	m, err := scanMessage(s.pool.QueryRow(ctx, s.q(`SELECT `+messageCols+` FROM {s}.messages
+		WHERE conversation_id=$1 AND message_id=$2`), conv, messageID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return m, fmt.Errorf("%w: message %s", domain.ErrNotFound, messageID)
+	}
+	if err != nil {
+		return m, unavailable("message", err)
+	}
+	return m, nil
+}
+
+// MessageByClientID finds a sender's message by its client_msg_id.
+func (s *Store) MessageByClientID(ctx context.Context, conv, sender, clientMsgID string) (domain.Message, bool, error) {
+	m, err := scanMessage(s.pool.QueryRow(ctx, s.q(`SELECT `+messageCols+` FROM {s}.messages
+		WHERE conversation_id=$1 AND sender_id=$2 AND client_msg_id=$3`), conv, sender, clientMsgID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return m, false, nil
+	}
+	if err != nil {
+		return m, false, unavailable("message by client id", err)
+	}
+	return m, true, nil
+}
+
+// StoredEvent is an event with its seq, as the read model keeps it.
+type StoredEvent struct {
+	Event domain.Event
+	Seq   int64
+}
+
+// EventsAfter returns up to limit events of conv with seq > after.
+func (s *Store) EventsAfter(ctx context.Context, conv string, after int64, limit int) ([]StoredEvent, error) {
+	rows, err := s.pool.Query(ctx, s.q(`SELECT seq, event_id, type, actor, at, data FROM {s}.events
+		WHERE conversation_id=$1 AND seq>$2 ORDER BY seq LIMIT $3`), conv, after, limit)
+	if err != nil {
+		return nil, unavailable("events", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (StoredEvent, error) {
+		e := StoredEvent{Event: domain.Event{ConversationID: conv}}
+		err := r.Scan(&e.Seq, &e.Event.ID, &e.Event.Type, &e.Event.Actor, &e.Event.At, &e.Event.Data)
+		e.Event.At = e.Event.At.UTC()
+		return e, err
+	})
+}
+
+// Memberships returns every user's latest membership change in conv.
+func (s *Store) Memberships(ctx context.Context, conv string) (map[string]domain.Membership, error) {
+	rows, err := s.pool.Query(ctx, s.q(`SELECT user_id, is_member, change_seq FROM {s}.members WHERE conversation_id=$1`), conv)
+	if err != nil {
+		return nil, unavailable("members", err)
+	}
+	out := map[string]domain.Membership{}
+	var u string
+	var m domain.Membership
+	_, err = pgx.ForEachRow(rows, []any{&u, &m.Member, &m.Seq}, func() error { out[u] = m; return nil })
+	if err != nil {
+		return nil, unavailable("members", err)
+	}
+	return out, nil
+}
+
+const convCols = `c.conversation_id, c.kind, c.title, c.created_at, c.last_seq,
+	(SELECT coalesce(array_agg(m2.user_id ORDER BY m2.user_id), '{}') FROM {s}.members m2
+	  WHERE m2.conversation_id=c.conversation_id AND m2.is_member)`
+
+func scanConv(row pgx.Row, extra ...any) (domain.Conversation, error) {
+	var c domain.Conversation
+	dest := append([]any{&c.ConversationID, &c.Kind, &c.Title, &c.CreatedAt, &c.LastSeq, &c.Members}, extra...)
+	err := row.Scan(dest...)
+	c.CreatedAt = c.CreatedAt.UTC()
+	return c, err
+}
+
+// Conversation returns one conversation with its members.
+func (s *Store) Conversation(ctx context.Context, conv string) (domain.Conversation, error) {
+	c, err := scanConv(s.pool.QueryRow(ctx, s.q(`SELECT `+convCols+` FROM {s}.conversations c WHERE c.conversation_id=$1`), conv))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, fmt.Errorf("%w: conversation %s", domain.ErrNotFound, conv)
+	}
+	if err != nil {
+		return c, unavailable("conversation", err)
+	}
+	return c, nil
+}
+
+// ConversationsOf lists the conversations user is a member of, most recent
+// activity first, with unread counts and the last message.
+func (s *Store) ConversationsOf(ctx context.Context, user string) ([]domain.Conversation, error) {
+	rows, err := s.pool.Query(ctx, s.q(`SELECT `+convCols+`,
+		(SELECT count(*) FROM {s}.messages x WHERE x.conversation_id=c.conversation_id
+		   AND x.seq>me.read_seq AND x.sender_id<>me.user_id AND NOT x.deleted),
+		lm.message_id, lm.seq, lm.sender_id, lm.client_msg_id, lm.body, lm.sent_at, lm.edited_at, lm.deleted
+		FROM {s}.members me
+		JOIN {s}.conversations c ON c.conversation_id=me.conversation_id
+		LEFT JOIN {s}.messages lm ON lm.conversation_id=c.conversation_id AND lm.seq=c.last_message_seq
+		WHERE me.user_id=$1 AND me.is_member
+		ORDER BY c.last_activity_at DESC, c.conversation_id`), user)
+	if err != nil {
+		return nil, unavailable("conversations", err)
+	}
+	defer rows.Close()
+	out := []domain.Conversation{}
+	for rows.Next() {
+		var lm struct {
+			id, sender, cmid, body *string
+			seq                    *int64
+			sent, edited           *time.Time
+			deleted                *bool
+		}
+		var unread int64
+		c, err := scanConv(rows, &unread, &lm.id, &lm.seq, &lm.sender, &lm.cmid, &lm.body, &lm.sent, &lm.edited, &lm.deleted)
+		if err != nil {
+			return nil, unavailable("conversations", err)
+		}
+		c.Unread = unread
+		if lm.id != nil {
+			m := &domain.Message{ConversationID: c.ConversationID, MessageID: *lm.id, Seq: *lm.seq, SenderID: *lm.sender,
+				ClientMsgID: *lm.cmid, Body: *lm.body, SentAt: lm.sent.UTC(), Deleted: *lm.deleted}
+			if lm.edited != nil {
+				t := lm.edited.UTC()
+				m.EditedAt = &t
+			}
+			c.LastMessage = m
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("conversations", err)
+	}
+	return out, nil
+}
+
+// LastSeqs returns the last seq of each conversation the user is a member of.
+func (s *Store) LastSeqs(ctx context.Context, user string) (map[string]int64, error) {
+	rows, err := s.pool.Query(ctx, s.q(`SELECT c.conversation_id, c.last_seq FROM {s}.members me
+		JOIN {s}.conversations c ON c.conversation_id=me.conversation_id WHERE me.user_id=$1 AND me.is_member`), user)
+	if err != nil {
+		return nil, unavailable("last seqs", err)
+	}
+	out := map[string]int64{}
+	var id string
+	var seq int64
+	_, err = pgx.ForEachRow(rows, []any{&id, &seq}, func() error { out[id] = seq; return nil })
+	if err != nil {
+		return nil, unavailable("last seqs", err)
+	}
+	return out, nil
+}

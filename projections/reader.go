@@ -1,0 +1,101 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/parley-chat/parley/domain"
+)
+
+// MemberCheck authorizes reads.
+type MemberCheck interface {
+	RequireMember(ctx context.Context, conv, user string) error
+}
+
+// Reader answers the read-side queries of the protocol, for members only.
+type Reader struct {
+	Store  *Store
+	Access MemberCheck
+	Fresh  Freshness
+}
+
+// HistoryQuery selects a page of messages.
+type HistoryQuery struct {
+	ConversationID string `json:"conversation_id"`
+	BeforeSeq      *int64 `json:"before_seq"`
+	AfterSeq       *int64 `json:"after_seq"`
+	Limit          *int   `json:"limit"`
+}
+
+// Validate checks the query and fills the default limit.
+func (q *HistoryQuery) Validate() error {
+	if err := domain.ValidateID("conversation_id", q.ConversationID); err != nil {
+		return err
+	}
+	if q.Limit == nil {
+		l := domain.DefaultHistoryLim
+		q.Limit = &l
+	}
+	if *q.Limit < 1 || *q.Limit > domain.MaxHistoryLimit {
+		return fmt.Errorf("%w: limit must be 1-%d", domain.ErrBadRequest, domain.MaxHistoryLimit)
+	}
+	if q.BeforeSeq != nil && q.AfterSeq != nil {
+		return fmt.Errorf("%w: give before_seq or after_seq, not both", domain.ErrBadRequest)
+	}
+	if q.BeforeSeq != nil && *q.BeforeSeq < 1 {
+		return fmt.Errorf("%w: before_seq must be >= 1", domain.ErrBadRequest)
+	}
+	if q.AfterSeq != nil && *q.AfterSeq < 0 {
+		return fmt.Errorf("%w: after_seq must be >= 0", domain.ErrBadRequest)
+	}
+	return nil
+}
+
+// History returns a page of messages in ascending seq, and whether more
+// exist in the direction of the page.
+func (r Reader) History(ctx context.Context, user string, q HistoryQuery) ([]domain.Message, bool, error) {
+	if err := q.Validate(); err != nil {
+		return nil, false, err
+	}
+	if err := r.Access.RequireMember(ctx, q.ConversationID, user); err != nil {
+		return nil, false, err
+	}
+	return r.Store.Messages(ctx, q.ConversationID, Page{BeforeSeq: q.BeforeSeq, AfterSeq: q.AfterSeq, Limit: *q.Limit})
+}
+
+// Conversations lists the user's conversations with last_seq and unread.
+func (r Reader) Conversations(ctx context.Context, user string) ([]domain.Conversation, error) {
+	return r.Store.ConversationsOf(ctx, user)
+}
+
+// CatchUp replays conv's events after seq `after` to emit, in order, once
+// the read model holds everything logged before the call. It returns the
+// last seq emitted (or after).
+func (r Reader) CatchUp(ctx context.Context, user, conv string, after int64, emit func(StoredEvent) error) (int64, error) {
+	if err := r.Access.RequireMember(ctx, conv, user); err != nil {
+		return after, err
+	}
+	if err := r.Fresh.WaitProjected(ctx, conv); err != nil {
+		return after, err
+	}
+	for {
+		evs, err := r.Store.EventsAfter(ctx, conv, after, 500)
+		if err != nil {
+			return after, err
+		}
+		for _, e := range evs {
+			if err := emit(e); err != nil {
+				return after, err
+			}
+			after = e.Seq
+		}
+		if len(evs) < 500 {
+			return after, nil
+		}
+	}
+}
+
+// Positions is the last seq of each of the user's conversations.
+func (r Reader) Positions(ctx context.Context, user string) (map[string]int64, error) {
+	return r.Store.LastSeqs(ctx, user)
+}

@@ -1,0 +1,74 @@
+// Package projections builds Parley's Postgres read models from the log and
+// answers the read-side queries (history, sync, conversation lists).
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/parley-chat/parley/domain"
+)
+
+// Store reads and writes the read models of one active schema. Readers
+// follow SetSchema at once, which is how a replay switches them atomically.
+type Store struct {
+	pool   *pgxpool.Pool
+	topic  string
+	schema atomic.Pointer[string]
+}
+
+// NewStore serves the read models in schema.
+func NewStore(pool *pgxpool.Pool, schema, topic string) *Store {
+	s := &Store{pool: pool, topic: topic}
+	s.SetSchema(schema)
+	return s
+}
+
+// SetSchema switches every later query to schema.
+func (s *Store) SetSchema(schema string) { s.schema.Store(&schema) }
+
+// Schema is the schema queries use now.
+func (s *Store) Schema() string { return *s.schema.Load() }
+
+// Pool is the underlying pool.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// q replaces every {t} in a query with the active schema, quoted.
+func (s *Store) q(sql string) string {
+	return strings.ReplaceAll(sql, "{s}", pgx.Identifier{s.Schema()}.Sanitize())
+}
+
+// Ping checks Postgres.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres ping: %w", err)
+	}
+	return nil
+}
+
+func unavailable(what string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %s: %v", domain.ErrUnavailable, what, err)
+	}
+	return fmt.Errorf("%w: %s: %v", domain.ErrUnavailable, what, err)
+}
+
+// ProjectedOffset is the next offset the projector will apply in partition.
+func (s *Store) ProjectedOffset(ctx context.Context, partition int32) (int64, error) {
+	var off int64
+	err := s.pool.QueryRow(ctx, s.q(`SELECT next_offset FROM {s}.projector_offsets WHERE topic=$1 AND partition=$2`),
+		s.topic, partition).Scan(&off)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, unavailable("projected offset", err)
+	}
+	return off, nil
+}

@@ -1,0 +1,115 @@
+// Package gateway serves client connections (native WebSocket; Socket.IO
+// shares its hub and sessions) and routes deliveries from the fan-out bus
+// to the local connections of their recipients.
+package gateway
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/metrics"
+)
+
+// Client is one connection as the hub sees it.
+type Client interface {
+	UserID() string
+	// Deliver queues a push; it must not block.
+	Deliver(d domain.Delivery)
+}
+
+// Hub indexes local connections by user.
+type Hub struct {
+	mu         sync.RWMutex
+	users      map[string]map[Client]struct{}
+	total      int
+	maxPerUser int
+	maxTotal   int
+}
+
+// NewHub builds a hub with connection limits.
+func NewHub(maxPerUser, maxTotal int) *Hub {
+	return &Hub{users: map[string]map[Client]struct{}{}, maxPerUser: maxPerUser, maxTotal: maxTotal}
+}
+
+// Refused is returned when a connection limit is reached.
+var (
+	ErrTooManyForUser = fmt.Errorf("%w: too many connections for this user", domain.ErrRateLimited)
+	ErrNodeFull       = fmt.Errorf("%w: this node is full; connect to another", domain.ErrUnavailable)
+)
+
+// Register adds a connection, enforcing the limits.
+func (h *Hub) Register(c Client) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.maxTotal > 0 && h.total >= h.maxTotal {
+		metrics.ConnectionsRefused.WithLabelValues("node_full").Inc()
+		return ErrNodeFull
+	}
+	set := h.users[c.UserID()]
+	if h.maxPerUser > 0 && len(set) >= h.maxPerUser {
+		metrics.ConnectionsRefused.WithLabelValues("user_limit").Inc()
+		return ErrTooManyForUser
+	}
+	if set == nil {
+		set = map[Client]struct{}{}
+		h.users[c.UserID()] = set
+	}
+	set[c] = struct{}{}
+	h.total++
+	return nil
+}
+
+// Unregister removes a connection.
+func (h *Hub) Unregister(c Client) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	set := h.users[c.UserID()]
+	if _, ok := set[c]; !ok {
+		return
+	}
+	delete(set, c)
+	h.total--
+	if len(set) == 0 {
+		delete(h.users, c.UserID())
+	}
+}
+
+// Count is the number of local connections.
+func (h *Hub) Count() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.total
+}
+
+// Deliver routes a delivery to the local connections of its recipients.
+func (h *Hub) Deliver(d domain.Delivery) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := 0
+	for _, u := range d.Recipients {
+		for c := range h.users[u] {
+			c.Deliver(d)
+			n++
+		}
+	}
+	if n > 0 && d.EventAtUnixMs > 0 {
+		metrics.DeliveryLatency.Observe(time.Since(time.UnixMilli(d.EventAtUnixMs)).Seconds())
+	}
+}
+
+// Each calls f for every local connection (shutdown).
+func (h *Hub) Each(f func(Client)) {
+	h.mu.RLock()
+	var all []Client
+	for _, set := range h.users {
+		for c := range set {
+			all = append(all, c)
+		}
+	}
+	h.mu.RUnlock()
+	for _, c := range all {
+		f(c)
+	}
+}

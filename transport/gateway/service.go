@@ -1,0 +1,201 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/parley-chat/parley/commands"
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/projections"
+	"github.com/parley-chat/parley/transport/protocol"
+)
+
+// Service maps protocol commands onto the use cases. Every transport (native
+// WebSocket, Socket.IO, HTTP) calls it, so they behave the same.
+type Service struct {
+	Cmd  *commands.Handlers
+	Read projections.Reader
+}
+
+type handlerFunc func(ctx context.Context, s *Service, user string, st *Stream, data json.RawMessage) (any, error)
+
+var handlers = map[string]handlerFunc{
+	"conversation.create":     createConversation,
+	"conversation.add_member": addMember,
+	"conversation.leave":      leave,
+	"conversation.list":       listConversations,
+	"message.send":            sendMessage,
+	"message.edit":            editMessage,
+	"message.delete":          deleteMessage,
+	"typing":                  typing,
+	"read":                    markRead,
+	"sync":                    syncPositions,
+	"history":                 history,
+}
+
+// Known reports whether typ is a command.
+func Known(typ string) bool { _, ok := handlers[typ]; return ok }
+
+// Handle runs one command for user. st may be nil for transports without
+// pushes (HTTP).
+func (s *Service) Handle(ctx context.Context, user string, st *Stream, typ string, data json.RawMessage) (any, error) {
+	h, ok := handlers[typ]
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown type %q", domain.ErrBadRequest, typ)
+	}
+	return h(ctx, s, user, st, data)
+}
+
+func decode[T any](data json.RawMessage) (T, error) {
+	var v T
+	err := protocol.DecodeData(data, &v)
+	return v, err
+}
+
+func createConversation(ctx context.Context, s *Service, user string, _ *Stream, data json.RawMessage) (any, error) {
+	c, err := decode[commands.CreateConversation](data)
+	if err != nil {
+		return nil, err
+	}
+	conv, err := s.Cmd.CreateConversation.Handle(ctx, user, c)
+	return map[string]any{"conversation": conv}, err
+}
+
+func addMember(ctx context.Context, s *Service, user string, _ *Stream, data json.RawMessage) (any, error) {
+	c, err := decode[commands.AddMember](data)
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.Cmd.AddMember.Handle(ctx, user, c)
+}
+
+func leave(ctx context.Context, s *Service, user string, _ *Stream, data json.RawMessage) (any, error) {
+	c, err := decode[commands.LeaveConversation](data)
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.Cmd.LeaveConversation.Handle(ctx, user, c)
+}
+
+func listConversations(ctx context.Context, s *Service, user string, _ *Stream, data json.RawMessage) (any, error) {
+	if _, err := decode[struct{}](data); err != nil {
+		return nil, err
+	}
+	convs, err := s.Read.Conversations(ctx, user)
+	return map[string]any{"conversations": convs}, err
+}
+
+func sendMessage(ctx context.Context, s *Service, user string, _ *Stream, data json.RawMessage) (any, error) {
+	c, err := decode[commands.SendMessage](data)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.Cmd.SendMessage.Handle(ctx, user, c)
+	return map[string]any{"message": m}, err
+}
+
+func editMessage(ctx context.Context, s *Service, user string, _ *Stream, data json.RawMessage) (any, error) {
+	c, err := decode[commands.EditMessage](data)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.Cmd.EditMessage.Handle(ctx, user, c)
+	return map[string]any{"message": m}, err
+}
+
+func deleteMessage(ctx context.Context, s *Service, user string, _ *Stream, data json.RawMessage) (any, error) {
+	c, err := decode[commands.DeleteMessage](data)
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.Cmd.DeleteMessage.Handle(ctx, user, c)
+}
+
+func typing(ctx context.Context, s *Service, user string, _ *Stream, data json.RawMessage) (any, error) {
+	c, err := decode[commands.Typing](data)
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.Cmd.Typing.Handle(ctx, user, c)
+}
+
+func markRead(ctx context.Context, s *Service, user string, _ *Stream, data json.RawMessage) (any, error) {
+	c, err := decode[commands.MarkRead](data)
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.Cmd.MarkRead.Handle(ctx, user, c)
+}
+
+func history(ctx context.Context, s *Service, user string, _ *Stream, data json.RawMessage) (any, error) {
+	q, err := decode[projections.HistoryQuery](data)
+	if err != nil {
+		return nil, err
+	}
+	msgs, more, err := s.Read.History(ctx, user, q)
+	return map[string]any{"messages": msgs, "has_more": more}, err
+}
+
+// SyncRequest is the data of sync.
+type SyncRequest struct {
+	Positions map[string]int64 `json:"positions"`
+}
+
+// syncPositions replays, for each listed conversation, every event after the
+// client's position, in order and once, then lets live pushes through. Live
+// pushes of the conversation are held from before the read-model query until
+// after the replay, so none falls between the two.
+func syncPositions(ctx context.Context, s *Service, user string, st *Stream, data json.RawMessage) (any, error) {
+	req, err := decode[SyncRequest](data)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return nil, fmt.Errorf("%w: sync needs a connection that receives pushes", domain.ErrBadRequest)
+	}
+	convs := make([]string, 0, len(req.Positions))
+	for conv, pos := range req.Positions {
+		if err := domain.ValidateID("positions key", conv); err != nil {
+			return nil, err
+		}
+		if err := domain.ValidateSeq("positions["+conv+"]", pos); err != nil {
+			return nil, err
+		}
+		convs = append(convs, conv)
+	}
+	sort.Strings(convs)
+	for _, conv := range convs {
+		err := catchUp(ctx, s, user, st, conv, req.Positions[conv])
+		if errors.Is(err, domain.ErrForbidden) || errors.Is(err, domain.ErrNotFound) {
+			continue // not a member: nothing to replay, and absent from positions
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	positions, err := s.Read.Positions(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	for conv, seq := range positions {
+		positions[conv] = max(seq, st.Last(conv))
+	}
+	return map[string]any{"positions": positions}, nil
+}
+
+func catchUp(ctx context.Context, s *Service, user string, st *Stream, conv string, pos int64) error {
+	from := st.Pause(conv, pos)
+	defer st.Resume(conv)
+	_, err := s.Read.CatchUp(ctx, user, conv, from, func(e projections.StoredEvent) error {
+		frame, err := domain.EncodePush(e.Event, e.Seq)
+		if err != nil {
+			return nil // an event of a newer version: skip, as live fan-out does
+		}
+		st.Emit(conv, e.Seq, frame)
+		return nil
+	})
+	return err
+}

@@ -1,0 +1,346 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/metrics"
+	"github.com/parley-chat/parley/transport/protocol"
+)
+
+// Close codes of the native protocol (docs/protocol.md).
+const (
+	CloseGoingAway    = 1001 // node shutting down: reconnect to any node and sync
+	ClosePolicy       = 1008 // slow consumer: send queue overflowed
+	CloseTooBig       = 1009 // frame over 64 KiB
+	CloseTryAgain     = 1013 // connection limits reached
+	CloseServiceReset = 1012 // node restarting: reconnect elsewhere and sync
+)
+
+// WSConfig holds the limits of native connections.
+type WSConfig struct {
+	MaxFrame       int64
+	SendQueue      int
+	RateLimit      float64
+	RateBurst      int
+	PingInterval   time.Duration
+	PongWait       time.Duration
+	WriteWait      time.Duration
+	CommandTimeout time.Duration
+	AllowedOrigins []string
+}
+
+func (c *WSConfig) defaults() {
+	if c.MaxFrame == 0 {
+		c.MaxFrame = 64 << 10
+	}
+	if c.SendQueue == 0 {
+		c.SendQueue = 256
+	}
+	if c.RateLimit == 0 {
+		c.RateLimit, c.RateBurst = 20, 40
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = 25 * time.Second
+	}
+	if c.PongWait == 0 {
+		c.PongWait = c.PingInterval * 2
+	}
+	if c.WriteWait == 0 {
+		c.WriteWait = 10 * time.Second
+	}
+	if c.CommandTimeout == 0 {
+		c.CommandTimeout = 15 * time.Second
+	}
+}
+
+// WSServer upgrades /ws requests and runs native connections.
+type WSServer struct {
+	cfg      WSConfig
+	hub      *Hub
+	svc      *Service
+	log      *slog.Logger
+	upgrader websocket.Upgrader
+	draining atomic.Bool
+	wg       sync.WaitGroup
+}
+
+// NewWSServer builds the native endpoint.
+func NewWSServer(cfg WSConfig, hub *Hub, svc *Service, log *slog.Logger) *WSServer {
+	cfg.defaults()
+	s := &WSServer{cfg: cfg, hub: hub, svc: svc, log: log}
+	s.upgrader = websocket.Upgrader{ReadBufferSize: 4096, WriteBufferSize: 4096, CheckOrigin: s.checkOrigin}
+	return s
+}
+
+// checkOrigin admits non-browser clients (no Origin), same-origin pages and
+// the configured allow-list.
+func (s *WSServer) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	if slices.Contains(s.cfg.AllowedOrigins, origin) || slices.Contains(s.cfg.AllowedOrigins, "*") {
+		return true
+	}
+	u, err := url.Parse(origin)
+	return err == nil && u.Host == r.Host
+}
+
+// Serve upgrades an authenticated request; user was verified by the caller.
+func (s *WSServer) Serve(w http.ResponseWriter, r *http.Request, user string) {
+	if s.draining.Load() {
+		http.Error(w, `{"error":{"code":"unavailable","message":"node is shutting down"}}`, http.StatusServiceUnavailable)
+		return
+	}
+	if !s.checkOrigin(r) {
+		metrics.ConnectionsRefused.WithLabelValues("origin").Inc()
+		http.Error(w, `{"error":{"code":"forbidden","message":"origin not allowed"}}`, http.StatusForbidden)
+		return
+	}
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+	c := s.newConn(ws, user, r.RemoteAddr)
+	if err := s.hub.Register(c); err != nil {
+		code := CloseTryAgain
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, err.Error()), time.Now().Add(time.Second))
+		ws.Close()
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		c.run()
+	}()
+}
+
+// Drain stops accepting and asks every client to reconnect elsewhere, then
+// waits (bounded by ctx) for connections to finish their in-flight command.
+func (s *WSServer) Drain(ctx context.Context) {
+	s.draining.Store(true)
+	s.hub.Each(func(cl Client) {
+		if c, ok := cl.(*wsConn); ok {
+			c.closeWith(CloseServiceReset, "node shutting down: reconnect and sync")
+		}
+	})
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+type wsConn struct {
+	s       *WSServer
+	ws      *websocket.Conn
+	user    string
+	remote  string
+	send    chan []byte
+	stream  *Stream
+	limiter *rate.Limiter
+	ctx     context.Context
+	cancel  context.CancelFunc
+	once    sync.Once
+	reason  atomic.Value
+	ctrl    chan []byte
+}
+
+func (s *WSServer) newConn(ws *websocket.Conn, user, remote string) *wsConn {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &wsConn{s: s, ws: ws, user: user, remote: remote, send: make(chan []byte, s.cfg.SendQueue),
+		limiter: rate.NewLimiter(rate.Limit(s.cfg.RateLimit), s.cfg.RateBurst), ctx: ctx, cancel: cancel,
+		ctrl: make(chan []byte, 1)}
+	c.stream = NewStream(c.enqueue)
+	return c
+}
+
+func (c *wsConn) UserID() string { return c.user }
+
+func (c *wsConn) Deliver(d domain.Delivery) { c.stream.Deliver(d) }
+
+// enqueue never blocks: a client too slow to drain its queue is closed,
+// which bounds the memory any one client can hold.
+func (c *wsConn) enqueue(frame []byte) bool {
+	select {
+	case c.send <- frame:
+		metrics.Pushes.Inc()
+		return true
+	default:
+		metrics.SendQueueOverflows.Inc()
+		c.closeWith(ClosePolicy, "send queue overflow: client reads too slowly")
+		return false
+	}
+}
+
+func (c *wsConn) closeWith(code int, reason string) {
+	c.once.Do(func() {
+		c.reason.Store(reason)
+		select {
+		case c.ctrl <- websocket.FormatCloseMessage(code, reason):
+		default:
+		}
+		c.cancel()
+	})
+}
+
+func (c *wsConn) run() {
+	metrics.Connections.WithLabelValues("ws").Inc()
+	start := time.Now()
+	c.s.log.Info("connection open", "protocol", "ws", "user_id", c.user, "remote", c.remote)
+	done := make(chan struct{})
+	go func() { c.writeLoop(); close(done) }()
+	c.readLoop()
+	c.closeWith(websocket.CloseNormalClosure, "client closed")
+	<-done
+	c.s.hub.Unregister(c)
+	c.ws.Close()
+	metrics.Connections.WithLabelValues("ws").Dec()
+	reason, _ := c.reason.Load().(string)
+	c.s.log.Info("connection closed", "protocol", "ws", "user_id", c.user, "reason", reason,
+		"duration_ms", time.Since(start).Milliseconds())
+}
+
+func (c *wsConn) readLoop() {
+	c.ws.SetReadLimit(c.s.cfg.MaxFrame)
+	_ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
+	c.ws.SetPongHandler(func(string) error {
+		return c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
+	})
+	for c.ctx.Err() == nil {
+		typ, b, err := c.ws.ReadMessage()
+		if err != nil {
+			switch {
+			case errors.Is(err, websocket.ErrReadLimit):
+				c.reason.Store("frame over 64 KiB")
+				c.closeWith(CloseTooBig, "frame over 64 KiB")
+			case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway):
+				c.closeWith(websocket.CloseNormalClosure, "client closed")
+			default:
+				c.closeWith(websocket.CloseAbnormalClosure, "read: "+err.Error())
+			}
+			return
+		}
+		_ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
+		if typ != websocket.TextMessage {
+			c.reply(protocol.ErrorReply(0, errBinary))
+			continue
+		}
+		c.handle(b)
+	}
+}
+
+var errBinary = fmt.Errorf("%w: frames must be text frames of JSON", domain.ErrBadRequest)
+
+func (c *wsConn) handle(b []byte) {
+	req, err := protocol.DecodeRequest(b)
+	if err != nil {
+		c.reply(protocol.ErrorReply(req.ID, err))
+		return
+	}
+	if !c.limiter.Allow() {
+		metrics.RateLimited.Inc()
+		metrics.Commands.WithLabelValues(metricType(req.Type), protocol.CodeRateLimited).Inc()
+		c.reply(protocol.ErrorReply(req.ID, errRateLimited))
+		return
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.CommandTimeout)
+	data, err := c.s.svc.Handle(ctx, c.user, c.stream, req.Type, req.Data)
+	cancel()
+	if err != nil {
+		body, _ := protocol.ToError(err)
+		if body.Code == protocol.CodeInternal {
+			c.s.log.Error("command failed", "type", req.Type, "user_id", c.user, "err", err)
+		}
+		metrics.Commands.WithLabelValues(metricType(req.Type), body.Code).Inc()
+		c.reply(protocol.ErrorReply(req.ID, err))
+		return
+	}
+	metrics.Commands.WithLabelValues(metricType(req.Type), "ok").Inc()
+	metrics.CommandLatency.WithLabelValues(metricType(req.Type)).Observe(time.Since(start).Seconds())
+	c.reply(protocol.OKReply(req.ID, data))
+}
+
+var errRateLimited = fmt.Errorf("%w: too many commands, slow down", domain.ErrRateLimited)
+
+// metricType bounds the label to known command types.
+func metricType(t string) string {
+	if Known(t) {
+		return t
+	}
+	return "unknown"
+}
+
+func (c *wsConn) reply(r protocol.Reply) {
+	b, err := marshal(r)
+	if err != nil {
+		return
+	}
+	c.enqueue(b)
+}
+
+func (c *wsConn) writeLoop() {
+	ping := time.NewTicker(c.s.cfg.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case frame := <-c.send:
+			if !c.write(websocket.TextMessage, frame) {
+				c.cancel()
+				return
+			}
+		case <-ping.C:
+			if !c.write(websocket.PingMessage, nil) {
+				c.cancel()
+				return
+			}
+		case <-c.ctx.Done():
+			c.flushClose()
+			return
+		}
+	}
+}
+
+// flushClose writes what is queued (replies to in-flight commands), then the
+// close frame, within the write timeout.
+func (c *wsConn) flushClose() {
+	deadline := time.Now().Add(c.s.cfg.WriteWait)
+	for {
+		select {
+		case frame := <-c.send:
+			if time.Now().After(deadline) || !c.write(websocket.TextMessage, frame) {
+				return
+			}
+			continue
+		default:
+		}
+		break
+	}
+	select {
+	case msg := <-c.ctrl:
+		_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+	default:
+	}
+	// Unblock the reader.
+	_ = c.ws.SetReadDeadline(time.Now())
+}
+
+func (c *wsConn) write(typ int, b []byte) bool {
+	_ = c.ws.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteWait))
+	return c.ws.WriteMessage(typ, b) == nil
+}

@@ -1,0 +1,218 @@
+// Package httpapi serves Parley's HTTP listener: the JSON API, the dev token
+// endpoint, health, metrics, and the WebSocket upgrade.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/parley-chat/parley/commands"
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/projections"
+	"github.com/parley-chat/parley/transport/auth"
+	"github.com/parley-chat/parley/transport/gateway"
+	"github.com/parley-chat/parley/transport/protocol"
+)
+
+// Check is one dependency readiness probe.
+type Check struct {
+	Name string
+	Ping func(ctx context.Context) error
+}
+
+// Config of the HTTP API.
+type Config struct {
+	JWTSecret string
+	DevAuth   bool
+	NodeID    string
+	Checks    []Check
+	Web       http.Handler // the browser client, if built in
+	Extra     map[string]http.Handler
+}
+
+// API is the HTTP handler of a node.
+type API struct {
+	cfg      Config
+	verifier auth.Verifier
+	svc      *gateway.Service
+	ws       *gateway.WSServer
+	log      *slog.Logger
+}
+
+// New builds the handler. svc and ws are nil on nodes without the gateway
+// role; they then serve only health and metrics.
+func New(cfg Config, svc *gateway.Service, ws *gateway.WSServer, log *slog.Logger) http.Handler {
+	a := &API{cfg: cfg, verifier: auth.NewVerifier(cfg.JWTSecret), svc: svc, ws: ws, log: log}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node_id": cfg.NodeID})
+	})
+	mux.HandleFunc("GET /readyz", a.ready)
+	mux.Handle("GET /metrics", promhttp.Handler())
+	for p, h := range cfg.Extra {
+		mux.Handle(p, h)
+	}
+	if svc != nil {
+		mux.HandleFunc("POST /api/v1/dev/token", a.devToken)
+		mux.HandleFunc("GET /api/v1/conversations", a.authed(a.listConversations))
+		mux.HandleFunc("GET /api/v1/conversations/{id}/messages", a.authed(a.listMessages))
+		mux.HandleFunc("POST /api/v1/conversations/{id}/messages", a.authed(a.postMessage))
+		mux.HandleFunc("GET /ws", a.upgrade)
+		if cfg.Web != nil {
+			mux.Handle("GET /", cfg.Web)
+		}
+	}
+	return mux
+}
+
+func (a *API) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	down := map[string]string{}
+	for _, c := range a.cfg.Checks {
+		if err := c.Ping(ctx); err != nil {
+			down[c.Name] = err.Error()
+		}
+	}
+	if len(down) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "down": down, "node_id": a.cfg.NodeID})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "node_id": a.cfg.NodeID})
+}
+
+func (a *API) devToken(w http.ResponseWriter, r *http.Request) {
+	if !a.cfg.DevAuth {
+		writeError(w, fmt.Errorf("%w: dev tokens are disabled (CHAT_DEV_AUTH=false)", domain.ErrNotFound))
+		return
+	}
+	var req struct {
+		UserID string `json:"user_id"`
+	}
+	if err := readJSON(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := domain.ValidateUserID("user_id", req.UserID); err != nil {
+		writeError(w, err)
+		return
+	}
+	tok, err := auth.Mint(a.cfg.JWTSecret, req.UserID, 24*time.Hour)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"token": tok})
+}
+
+func (a *API) upgrade(w http.ResponseWriter, r *http.Request) {
+	user, err := a.verifier.Verify(auth.FromRequest(r, true))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	a.ws.Serve(w, r, user)
+}
+
+func (a *API) authed(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		user, err := a.verifier.Verify(auth.FromRequest(r, false))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		h(w, r, user)
+	}
+}
+
+func (a *API) listConversations(w http.ResponseWriter, r *http.Request, user string) {
+	convs, err := a.svc.Read.Conversations(r.Context(), user)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"conversations": convs})
+}
+
+func (a *API) listMessages(w http.ResponseWriter, r *http.Request, user string) {
+	q := projections.HistoryQuery{ConversationID: r.PathValue("id")}
+	var err error
+	if q.BeforeSeq, err = intParam(r, "before_seq"); err == nil {
+		if q.AfterSeq, err = intParam(r, "after_seq"); err == nil {
+			var l *int64
+			if l, err = intParam(r, "limit"); err == nil && l != nil {
+				n := int(min(max(*l, -1), 1<<20))
+				q.Limit = &n
+			}
+		}
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	msgs, more, err := a.svc.Read.History(r.Context(), user, q)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"messages": msgs, "has_more": more})
+}
+
+func (a *API) postMessage(w http.ResponseWriter, r *http.Request, user string) {
+	var c commands.SendMessage
+	if err := readJSON(r, &c); err != nil {
+		writeError(w, err)
+		return
+	}
+	c.ConversationID = r.PathValue("id")
+	m, err := a.svc.Cmd.SendMessage.Handle(r.Context(), user, c)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"message": m})
+}
+
+func intParam(r *http.Request, name string) (*int64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return nil, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s must be an integer", domain.ErrBadRequest, name)
+	}
+	return &n, nil
+}
+
+const maxBody = 64 << 10
+
+func readJSON(r *http.Request, into any) error {
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return fmt.Errorf("%w: reading body: %v", domain.ErrBadRequest, err)
+	}
+	if len(b) > maxBody {
+		return fmt.Errorf("%w: body over 64 KiB", domain.ErrTooLarge)
+	}
+	return protocol.DecodeData(b, into)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	body, status := protocol.ToError(err)
+	writeJSON(w, status, map[string]any{"error": body})
+}

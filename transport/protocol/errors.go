@@ -1,0 +1,68 @@
+// Package protocol holds the wire shapes of the native protocol and the one
+// place where errors become protocol codes and HTTP statuses.
+package protocol
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/parley-chat/parley/domain"
+)
+
+// Error codes of PROTOCOL.md.
+const (
+	CodeBadRequest   = "bad_request"
+	CodeUnauthorized = "unauthorized"
+	CodeForbidden    = "forbidden"
+	CodeNotFound     = "not_found"
+	CodeTooLarge     = "too_large"
+	CodeRateLimited  = "rate_limited"
+	CodeConflict     = "conflict"
+	CodeUnavailable  = "unavailable"
+	CodeInternal     = "internal"
+)
+
+var codes = []struct {
+	err    error
+	code   string
+	status int
+}{
+	{domain.ErrBadRequest, CodeBadRequest, http.StatusBadRequest},
+	{domain.ErrUnauthorized, CodeUnauthorized, http.StatusUnauthorized},
+	{domain.ErrForbidden, CodeForbidden, http.StatusForbidden},
+	{domain.ErrNotFound, CodeNotFound, http.StatusNotFound},
+	{domain.ErrTooLarge, CodeTooLarge, http.StatusRequestEntityTooLarge},
+	{domain.ErrRateLimited, CodeRateLimited, http.StatusTooManyRequests},
+	{domain.ErrConflict, CodeConflict, http.StatusConflict},
+	{domain.ErrUnavailable, CodeUnavailable, http.StatusServiceUnavailable},
+	{context.DeadlineExceeded, CodeUnavailable, http.StatusServiceUnavailable},
+}
+
+// ErrorBody is the error object of replies and HTTP errors.
+type ErrorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// ToError maps any error to its protocol code and a message safe to show:
+// internal errors do not leak their text.
+func ToError(err error) (ErrorBody, int) {
+	for _, c := range codes {
+		if errors.Is(err, c.err) {
+			return ErrorBody{Code: c.code, Message: message(err, c.err)}, c.status
+		}
+	}
+	return ErrorBody{Code: CodeInternal, Message: "internal error"}, http.StatusInternalServerError
+}
+
+// message strips the sentinel's own text from the front ("bad request: x"
+// becomes "x").
+func message(err, sentinel error) string {
+	s := err.Error()
+	if rest, ok := strings.CutPrefix(s, sentinel.Error()+": "); ok {
+		return rest
+	}
+	return s
+}
