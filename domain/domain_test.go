@@ -1,0 +1,108 @@
+package domain
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValidateID(t *testing.T) {
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{
+		{"alice", true}, {"A_b.c-9", true}, {strings.Repeat("x", 64), true},
+		{"", false}, {strings.Repeat("x", 65), false}, {"a b", false}, {"ä", false}, {"a/b", false},
+	} {
+		err := ValidateID("user_id", tc.in)
+		if (err == nil) != tc.ok {
+			t.Errorf("ValidateID(%q) = %v, want ok=%v", tc.in, err, tc.ok)
+		}
+		if err != nil && (!errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "user_id")) {
+			t.Errorf("ValidateID(%q) error %q must be bad request naming the field", tc.in, err)
+		}
+	}
+}
+
+func TestValidateBody(t *testing.T) {
+	if err := ValidateBody(strings.Repeat("é", MaxBodyBytes/2)); err != nil {
+		t.Fatalf("8192 bytes of UTF-8 refused: %v", err)
+	}
+	if err := ValidateBody(strings.Repeat("a", MaxBodyBytes+1)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("8193 bytes: %v, want too large", err)
+	}
+	if err := ValidateBody(""); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("empty body: %v", err)
+	}
+	if err := ValidateBody("ok\xff"); !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "UTF-8") {
+		t.Fatalf("invalid UTF-8: %v", err)
+	}
+}
+
+func TestValidateClientMsgID(t *testing.T) {
+	if err := ValidateClientMsgID(strings.Repeat("ü", 64)); err != nil {
+		t.Fatalf("64 chars refused: %v", err)
+	}
+	for _, bad := range []string{"", strings.Repeat("a", 65), "\xff"} {
+		if err := ValidateClientMsgID(bad); !errors.Is(err, ErrBadRequest) {
+			t.Errorf("ValidateClientMsgID(%q) = %v", bad, err)
+		}
+	}
+}
+
+func TestDirectConversationIDIsSymmetricAndDistinct(t *testing.T) {
+	ab, ba := DirectConversationID("alice", "bob"), DirectConversationID("bob", "alice")
+	if ab != ba {
+		t.Fatalf("same pair, different ids: %s %s", ab, ba)
+	}
+	if ab == DirectConversationID("alice", "carol") {
+		t.Fatal("different pairs share an id")
+	}
+	if !IsDirectID(ab) || IsDirectID(NewID("c_")) {
+		t.Fatal("IsDirectID misclassifies")
+	}
+	if err := ValidateID("conversation_id", ab); err != nil {
+		t.Fatalf("direct id is not a valid id: %v", err)
+	}
+}
+
+func TestToPushCoversEveryEvent(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	cases := []struct {
+		typ, push string
+		payload   any
+	}{
+		{EvConversationCreated, PushConversationCreated, ConversationCreated{Kind: KindGroup, Members: []string{"a", "b"}}},
+		{EvMemberJoined, PushMemberJoined, MemberChanged{UserID: "c"}},
+		{EvMemberLeft, PushMemberLeft, MemberChanged{UserID: "c"}},
+		{EvMessageSent, PushMessageNew, MessageSent{MessageID: "m_1", ClientMsgID: "x", Body: "hi"}},
+		{EvMessageEdited, PushMessageEdited, MessageEdited{MessageID: "m_1", MessageSeq: 3, Body: "hey"}},
+		{EvMessageDeleted, PushMessageDeleted, MessageDeleted{MessageID: "m_1", MessageSeq: 3}},
+		{EvReadMarked, PushRead, ReadMarked{UpToSeq: 3}},
+	}
+	for _, tc := range cases {
+		e, err := NewEvent(tc.typ, "c_1", "a", at, tc.payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		typ, _, err := ToPush(e, 7)
+		if err != nil || typ != tc.push {
+			t.Errorf("%s: push %q, %v; want %q", tc.typ, typ, err, tc.push)
+		}
+		if !IsKnownEvent(tc.typ) {
+			t.Errorf("%s not known", tc.typ)
+		}
+	}
+	if _, _, err := ToPush(Event{Type: "chat.unknown.v9"}, 1); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("unknown event: %v", err)
+	}
+}
+
+func TestDecodeEventRejectsIncompleteEnvelopes(t *testing.T) {
+	for _, in := range []string{``, `{}`, `[]`, `{"id":"e","type":"t"}`, `{"id":1}`} {
+		if _, err := DecodeEvent([]byte(in)); !errors.Is(err, ErrBadRequest) {
+			t.Errorf("DecodeEvent(%s) = %v", in, err)
+		}
+	}
+}

@@ -1,0 +1,76 @@
+package auth
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/parley-chat/parley/domain"
+)
+
+const secret = "s3cret"
+
+func sign(t *testing.T, m jwt.SigningMethod, key any, claims jwt.MapClaims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(m, claims).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestVerifyRefusesBadTokens(t *testing.T) {
+	v := NewVerifier(secret)
+	exp := time.Now().Add(time.Hour).Unix()
+	good := sign(t, jwt.SigningMethodHS256, []byte(secret), jwt.MapClaims{"sub": "alice", "exp": exp})
+	if u, err := v.Verify(good); err != nil || u != "alice" {
+		t.Fatalf("good token: %q %v", u, err)
+	}
+	none := sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, jwt.MapClaims{"sub": "alice", "exp": exp})
+	for name, tok := range map[string]string{
+		"alg none":      none,
+		"wrong secret":  sign(t, jwt.SigningMethodHS256, []byte("other"), jwt.MapClaims{"sub": "alice", "exp": exp}),
+		"HS512":         sign(t, jwt.SigningMethodHS512, []byte(secret), jwt.MapClaims{"sub": "alice", "exp": exp}),
+		"expired":       sign(t, jwt.SigningMethodHS256, []byte(secret), jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(-time.Hour).Unix()}),
+		"no exp":        sign(t, jwt.SigningMethodHS256, []byte(secret), jwt.MapClaims{"sub": "alice"}),
+		"missing sub":   sign(t, jwt.SigningMethodHS256, []byte(secret), jwt.MapClaims{"exp": exp}),
+		"bad sub":       sign(t, jwt.SigningMethodHS256, []byte(secret), jwt.MapClaims{"sub": "a b/c", "exp": exp}),
+		"long sub":      sign(t, jwt.SigningMethodHS256, []byte(secret), jwt.MapClaims{"sub": strings.Repeat("a", 65), "exp": exp}),
+		"garbage":       "not.a.token",
+		"empty":         "",
+		"tampered body": good[:len(good)-3] + "abc",
+	} {
+		if _, err := v.Verify(tok); !errors.Is(err, domain.ErrUnauthorized) {
+			t.Errorf("%s: %v, want unauthorized", name, err)
+		}
+	}
+}
+
+func TestMintRoundTrip(t *testing.T) {
+	tok, err := Mint(secret, "bob", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err := NewVerifier(secret).Verify(tok); err != nil || u != "bob" {
+		t.Fatalf("%q %v", u, err)
+	}
+	if _, err := Mint(secret, "bad user", time.Minute); err == nil {
+		t.Fatal("minted a token for an invalid user id")
+	}
+}
+
+func FuzzVerify(f *testing.F) {
+	tok, _ := Mint(secret, "alice", time.Hour)
+	f.Add(tok)
+	f.Add("eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0.")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		u, err := NewVerifier(secret).Verify(s)
+		if err == nil && domain.ValidateUserID("sub", u) != nil {
+			t.Fatalf("accepted invalid sub %q", u)
+		}
+	})
+}
