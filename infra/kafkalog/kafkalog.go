@@ -12,6 +12,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/metrics"
 )
 
 // Config of the Kafka adapter.
@@ -102,10 +103,13 @@ func (l *Log) Append(ctx context.Context, e domain.Event) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	start := time.Now()
 	_, offset, err := l.producer.SendMessage(msg)
 	if err != nil {
+		metrics.ProduceErrors.Inc()
 		return 0, fmt.Errorf("%w: kafka produce: %v", domain.ErrUnavailable, err)
 	}
+	metrics.ProduceLatency.Observe(time.Since(start).Seconds())
 	return offset + 1, nil // seq = offset+1, see projections.Record.Seq
 }
 

@@ -63,4 +63,13 @@ var (
 	ConnectionsRefused = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "parley_connections_refused_total", Help: "Connections refused, by reason.",
 	}, []string{"reason"})
+	RedisDials = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "parley_redis_dials_total", Help: "Redis connections dialed, by result; after warm-up a rise means reconnects.",
+	}, []string{"result"})
+	Ready = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "parley_ready", Help: "1 when every dependency this node's roles need answered the last readiness check, else 0.",
+	})
+	DependencyUp = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "parley_dependency_up", Help: "1 when the dependency answered the last readiness check, else 0.",
+	}, []string{"dependency"})
 )

@@ -31,6 +31,7 @@ func Open(ctx context.Context, url, prefix string) (*Store, error) {
 	}
 	opt.PoolSize = 64
 	rdb := redis.NewClient(opt)
+	rdb.AddHook(metricsHook{})
 	return &Store{rdb: rdb, prefix: prefix}, nil
 }
 
