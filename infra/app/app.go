@@ -161,6 +161,7 @@ func (a *App) Run(ctx context.Context) error {
 	if a.Cfg.PprofAddr != "" {
 		go servePprof(a.Cfg.PprofAddr)
 	}
+	go a.watchReadiness(roleCtx) // parley_ready, parley_dependency_up (ops.go)
 	go func() {
 		if err := srv.Serve(a.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs <- err

@@ -46,6 +46,7 @@ func (a *App) runFanout(ctx context.Context) error {
 	}
 	router.AddMiddleware(middleware.Recoverer)
 	h := fanout.New(a.Redis, a.Bus)
+	go a.watchLag(ctx, a.Cfg.GroupPrefix+FanoutGroup) // parley_consumer_lag (ops.go)
 	router.AddConsumerHandler("parley.fanout.v1", a.Cfg.Topic, sub, func(msg *message.Message) error {
 		p, _ := wmkafka.MessagePartitionFromCtx(msg.Context())
 		off, _ := wmkafka.MessagePartitionOffsetFromCtx(msg.Context())
