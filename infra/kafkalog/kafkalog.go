@@ -150,10 +150,19 @@ func (l *Log) HighWaterMarks(ctx context.Context) (map[int32]int64, error) {
 	return out, nil
 }
 
-// Ping asks the cluster for metadata.
-func (l *Log) Ping(context.Context) error {
-	if err := l.client.RefreshMetadata(l.cfg.Topic); err != nil {
-		return fmt.Errorf("kafka metadata: %w", err)
+// Ping asks the cluster for metadata. Sarama takes no context, so the
+// refresh runs aside and the caller's deadline (a readiness probe's) holds
+// even while brokers do not answer; a late refresh ends on Sarama's timeouts.
+func (l *Log) Ping(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- l.client.RefreshMetadata(l.cfg.Topic) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("kafka metadata: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("kafka metadata: %w", ctx.Err())
 	}
-	return nil
 }
