@@ -1,0 +1,427 @@
+package socketio
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// Errors of sending on a session.
+var (
+	ErrClosed   = errors.New("socketio: connection closed")
+	ErrOverflow = errors.New("socketio: send queue overflow: client reads too slowly")
+)
+
+// closeMode says how a session ends on its transport.
+type closeMode int
+
+const (
+	// closeByServer: a pending poll gets what is queued and a close packet;
+	// a WebSocket writes what is queued, then a close frame.
+	closeByServer closeMode = iota
+	// closeByClient: the client sent close; a pending poll, or the next poll
+	// if it comes at once, gets a noop.
+	closeByClient
+	// closeAbort: the transport is cut; nothing more is written.
+	closeAbort
+	// closeGraceful: as closeByServer, and with no poll pending the session
+	// lingers briefly so the client's next poll still gets what is queued.
+	closeGraceful
+)
+
+// Handshake is what the request that opened the session carried.
+type Handshake struct {
+	Header     http.Header
+	Query      url.Values
+	RemoteAddr string
+	Time       time.Time
+}
+
+// session is one Engine.IO connection, on long-polling or WebSocket.
+type session struct {
+	srv       *Server
+	id        string
+	handshake Handshake
+
+	mu      sync.Mutex
+	closed  bool
+	mode    closeMode
+	reason  string
+	buf     []EnginePacket
+	changed chan struct{} // closed and replaced whenever buf or the state changes
+	ws      *wsConn       // the WebSocket the session runs on, once it does
+	probe   *wsConn       // a WebSocket probing for the upgrade
+	probed  bool          // the probe was answered: pending polls are released
+	polling bool          // a GET is waiting
+	posting bool
+	sockets map[string]*Socket
+	joined  bool // some namespace was joined (connect timeout)
+	// lingering: closed, but kept for one last poll to collect the end.
+	lingering bool
+	// pingDue is when the outstanding ping was due; a pong moves it one
+	// interval on. Past pingDue+pingTimeout the peer is gone, whatever the
+	// timers' jitter.
+	pingDue     time.Time
+	pingPending bool
+
+	pong      chan struct{}
+	done      chan struct{}
+	flushed   chan struct{} // closed once nothing more will be written
+	flushOnce sync.Once
+	connTimer *time.Timer
+
+	// in serializes inbound packets: a POST and the upgraded WebSocket can
+	// overlap for a moment during the upgrade.
+	in           sync.Mutex
+	partial      *Packet
+	partialBytes int
+}
+
+func (srv *Server) newSession(r *http.Request, ws bool) *session {
+	s := &session{
+		srv: srv, id: srv.sessionID(),
+		handshake: Handshake{Header: r.Header.Clone(), Query: r.URL.Query(), RemoteAddr: r.RemoteAddr, Time: time.Now()},
+		changed:   make(chan struct{}), sockets: map[string]*Socket{},
+		pong: make(chan struct{}, 1), done: make(chan struct{}), flushed: make(chan struct{}),
+	}
+	upgrades := []string{"websocket"}
+	if ws {
+		upgrades = []string{}
+	}
+	open, _ := json.Marshal(map[string]any{
+		"sid": s.id, "upgrades": upgrades,
+		"pingInterval": srv.cfg.PingInterval.Milliseconds(), "pingTimeout": srv.cfg.PingTimeout.Milliseconds(),
+		"maxPayload": srv.cfg.MaxPayload,
+	})
+	s.buf = []EnginePacket{{Type: EngineOpen, Data: open}}
+	s.pingDue = s.handshake.Time.Add(srv.cfg.PingInterval)
+	srv.mu.Lock()
+	srv.sessions[s.id] = s
+	srv.mu.Unlock()
+	s.connTimer = time.AfterFunc(srv.cfg.ConnectTimeout, s.connectTimeout)
+	go s.heartbeat()
+	return s
+}
+
+// signal wakes whoever waits on the session; callers hold mu.
+func (s *session) signal() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// send queues packets for the client without blocking.
+func (s *session) send(ps ...EnginePacket) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	if len(s.buf)+len(ps) > s.srv.cfg.SendQueue {
+		s.mu.Unlock()
+		// Asynchronous: the caller may hold locks that closing takes.
+		go s.close("send queue overflow", closeAbort)
+		return ErrOverflow
+	}
+	s.buf = append(s.buf, ps...)
+	s.signal()
+	s.mu.Unlock()
+	return nil
+}
+
+// close ends the session once; its sockets learn the reason.
+func (s *session) close(reason string, mode closeMode) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed, s.mode, s.reason = true, mode, reason
+	if mode == closeAbort {
+		s.buf = nil
+	}
+	s.signal()
+	sockets := s.sockets
+	s.sockets = map[string]*Socket{}
+	probe, ws, polling := s.probe, s.ws, s.polling
+	s.lingering = (mode == closeByClient || mode == closeGraceful) && ws == nil && !polling
+	lingering := s.lingering
+	s.mu.Unlock()
+
+	if lingering {
+		time.AfterFunc(min(s.srv.cfg.PingTimeout, 2*time.Second), s.endLinger)
+	} else {
+		s.srv.remove(s.id)
+	}
+	close(s.done)
+	s.connTimer.Stop()
+	if probe != nil {
+		probe.conn.Close()
+	}
+	if ws != nil && mode == closeAbort {
+		ws.conn.Close()
+	}
+	if ws == nil && !polling && !lingering {
+		s.markFlushed() // no one to write to
+	}
+	for _, sock := range sockets {
+		sock.ended(reason)
+	}
+	s.srv.cfg.Log.Debug("socket.io session closed", "sid", s.id, "reason", reason)
+}
+
+// endLinger forgets a closed session whose last poll did not come.
+func (s *session) endLinger() {
+	s.mu.Lock()
+	was := s.lingering
+	s.lingering = false
+	s.mu.Unlock()
+	if was {
+		s.srv.remove(s.id)
+		s.markFlushed()
+	}
+}
+
+// finalLocked is what the last poll of a closed session gets; nil means cut
+// the connection.
+func (s *session) finalLocked() []EnginePacket {
+	switch s.mode {
+	case closeAbort:
+		return nil
+	case closeByClient:
+		return []EnginePacket{{Type: EngineNoop}}
+	default:
+		return append(s.buf, EnginePacket{Type: EngineClose})
+	}
+}
+
+func (s *session) markFlushed() { s.flushOnce.Do(func() { close(s.flushed) }) }
+
+func (s *session) connectTimeout() {
+	s.mu.Lock()
+	joined := s.joined
+	s.mu.Unlock()
+	if !joined {
+		s.close("connect timeout", closeByServer)
+	}
+}
+
+// heartbeat pings every pingInterval and closes the session when a pong
+// does not follow within pingTimeout (Engine.IO v4: the server pings).
+func (s *session) heartbeat() {
+	t := time.NewTimer(s.srv.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		s.pingPending = true
+		deadline := s.pingDue.Add(s.srv.cfg.PingTimeout)
+		s.mu.Unlock()
+		if s.send(EnginePacket{Type: EnginePing}) != nil {
+			return
+		}
+		t.Reset(time.Until(deadline))
+		select {
+		case <-s.done:
+			return
+		case <-s.pong:
+			if !t.Stop() {
+				<-t.C
+			}
+		case <-t.C:
+			s.close("ping timeout", closeByServer)
+			return
+		}
+		s.mu.Lock()
+		next := time.Until(s.pingDue)
+		s.mu.Unlock()
+		t.Reset(next)
+	}
+}
+
+// gotPong records the answer to the outstanding ping (others are ignored).
+func (s *session) gotPong() {
+	s.mu.Lock()
+	ok := s.pingPending
+	if ok {
+		s.pingPending = false
+		s.pingDue = time.Now().Add(s.srv.cfg.PingInterval)
+	}
+	s.mu.Unlock()
+	if ok {
+		select {
+		case s.pong <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// expired closes a session whose peer missed its ping deadline, even if
+// the heartbeat timer has not fired yet.
+func (s *session) expired() bool {
+	s.mu.Lock()
+	dead := !s.closed && time.Now().After(s.pingDue.Add(s.srv.cfg.PingTimeout))
+	s.mu.Unlock()
+	if dead {
+		s.close("ping timeout", closeByServer)
+	}
+	return dead
+}
+
+// receive handles one packet from the client; false once the session ended.
+func (s *session) receive(p EnginePacket) bool {
+	s.in.Lock()
+	defer s.in.Unlock()
+	if s.isClosed() {
+		return false
+	}
+	switch p.Type {
+	case EnginePong:
+		s.gotPong()
+	case EngineMessage:
+		s.onMessage(p)
+	case EngineClose:
+		s.close("transport close", closeByClient)
+	case EngineNoop, EngineUpgrade:
+	default: // open, and ping: Engine.IO v4 heartbeats go server to client
+		s.close("parse error", closeByServer)
+	}
+	return !s.isClosed()
+}
+
+func (s *session) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// poll answers a long-polling GET with what is queued, waiting until there
+// is something.
+func (s *session) poll(w http.ResponseWriter, r *http.Request) {
+	if s.expired() {
+		writeEngineError(w, http.StatusBadRequest, errUnknownSID)
+		return
+	}
+	s.mu.Lock()
+	if s.closed && s.lingering {
+		s.lingering = false
+		out := s.finalLocked()
+		s.buf = nil
+		s.mu.Unlock()
+		s.srv.remove(s.id)
+		s.markFlushed()
+		writePayload(w, out)
+		return
+	}
+	if s.closed || s.ws != nil {
+		s.mu.Unlock()
+		writeEngineError(w, http.StatusBadRequest, errBadRequest)
+		return
+	}
+	if s.polling {
+		s.mu.Unlock()
+		s.close("overlapping polls", closeByServer)
+		writeEngineError(w, http.StatusBadRequest, errBadRequest)
+		return
+	}
+	s.polling = true
+	for !s.closed && len(s.buf) == 0 && !s.probed && s.ws == nil {
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-r.Context().Done():
+			s.mu.Lock()
+			s.polling = false
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				s.markFlushed()
+			}
+			return
+		}
+		s.mu.Lock()
+	}
+	out, closed := s.buf, s.closed
+	if closed {
+		out = s.finalLocked()
+	}
+	s.buf = nil
+	s.polling = false
+	s.mu.Unlock()
+	if closed {
+		defer s.markFlushed()
+		if out == nil {
+			panic(http.ErrAbortHandler) // cut the connection, as a network failure would
+		}
+	}
+	if len(out) == 0 { // released for the upgrade
+		out = []EnginePacket{{Type: EngineNoop}}
+	}
+	writePayload(w, out)
+}
+
+func writePayload(w http.ResponseWriter, ps []EnginePacket) {
+	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(EncodePayload(ps))
+}
+
+// post reads a long-polling POST: a payload of packets from the client.
+func (s *session) post(w http.ResponseWriter, r *http.Request) {
+	if s.expired() {
+		writeEngineError(w, http.StatusBadRequest, errUnknownSID)
+		return
+	}
+	s.mu.Lock()
+	if s.closed || s.ws != nil {
+		s.mu.Unlock()
+		writeEngineError(w, http.StatusBadRequest, errBadRequest)
+		return
+	}
+	if s.posting {
+		s.mu.Unlock()
+		s.close("overlapping posts", closeByServer)
+		writeEngineError(w, http.StatusBadRequest, errBadRequest)
+		return
+	}
+	s.posting = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.posting = false
+		s.mu.Unlock()
+	}()
+	max := s.srv.cfg.MaxPayload
+	body, err := io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
+	if err != nil {
+		s.close("transport error", closeByServer)
+		writeEngineError(w, http.StatusBadRequest, errBadRequest)
+		return
+	}
+	if len(body) > max {
+		s.close("payload too large", closeByServer)
+		writeEngineError(w, http.StatusRequestEntityTooLarge, errBadRequest)
+		return
+	}
+	ps, err := DecodePayload(body)
+	if err != nil {
+		s.close("parse error", closeByServer)
+		writeEngineError(w, http.StatusBadRequest, errBadRequest)
+		return
+	}
+	for _, p := range ps {
+		if !s.receive(p) {
+			break
+		}
+	}
+	w.Header().Set("Content-Type", "text/html")
+	_, _ = io.WriteString(w, "ok")
+}

@@ -1,0 +1,182 @@
+package socketio
+
+import (
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// wsConn is a WebSocket with serialized writes.
+type wsConn struct {
+	conn      *websocket.Conn
+	writeWait time.Duration
+	wmu       sync.Mutex
+}
+
+func newWSConn(conn *websocket.Conn, writeWait time.Duration) *wsConn {
+	return &wsConn{conn: conn, writeWait: writeWait}
+}
+
+// write sends one packet: binary messages as binary frames, the rest as text.
+func (c *wsConn) write(p EnginePacket) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(c.writeWait))
+	if p.Binary {
+		return c.conn.WriteMessage(websocket.BinaryMessage, p.Data)
+	}
+	return c.conn.WriteMessage(websocket.TextMessage, p.EncodeText())
+}
+
+func (c *wsConn) closeNormally() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""),
+		time.Now().Add(time.Second))
+	_ = c.conn.Close()
+}
+
+// serveWebSocket runs a session opened on WebSocket.
+func (s *session) serveWebSocket(c *wsConn) {
+	s.mu.Lock()
+	s.ws = c
+	s.mu.Unlock()
+	go s.writeLoop(c)
+	s.readLoop(c)
+}
+
+// readLoop reads packets until the connection or the session ends.
+func (s *session) readLoop(c *wsConn) {
+	c.conn.SetReadLimit(int64(s.srv.cfg.MaxPayload))
+	// The heartbeat closes a silent session; the deadline only backs it up.
+	idle := s.srv.cfg.PingInterval + s.srv.cfg.PingTimeout + s.srv.cfg.WriteWait
+	for {
+		_ = c.conn.SetReadDeadline(time.Now().Add(idle))
+		typ, b, err := c.conn.ReadMessage()
+		if err != nil {
+			switch {
+			case errors.Is(err, websocket.ErrReadLimit):
+				s.close("payload too large", closeAbort)
+			case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
+				s.close("transport close", closeAbort)
+			default:
+				s.close("transport error", closeAbort)
+			}
+			return
+		}
+		var p EnginePacket
+		if typ == websocket.BinaryMessage {
+			p = DecodeEngineBinary(b)
+		} else if p, err = DecodeEngineText(b); err != nil {
+			s.close("parse error", closeByServer)
+			return
+		}
+		if !s.receive(p) {
+			return
+		}
+	}
+}
+
+// writeLoop writes queued packets until the session ends, then flushes
+// (unless aborted) and closes the connection.
+func (s *session) writeLoop(c *wsConn) {
+	defer s.markFlushed()
+	for {
+		s.mu.Lock()
+		for len(s.buf) == 0 && !s.closed {
+			ch := s.changed
+			s.mu.Unlock()
+			<-ch
+			s.mu.Lock()
+		}
+		out, closed, mode := s.buf, s.closed, s.mode
+		s.buf = nil
+		s.mu.Unlock()
+		if closed && mode == closeAbort {
+			_ = c.conn.Close()
+			return
+		}
+		for _, p := range out {
+			if err := c.write(p); err != nil {
+				s.close("transport error", closeAbort)
+				_ = c.conn.Close()
+				return
+			}
+		}
+		if closed { // send refuses packets once closed: out was the last of them
+			c.closeNormally()
+			return
+		}
+	}
+}
+
+// probe runs a WebSocket that upgrades a long-polling session: "2probe" is
+// answered with "3probe" (and the pending poll released with a noop), then
+// "5" moves the session onto this WebSocket.
+func (srv *Server) probe(w http.ResponseWriter, r *http.Request, s *session) {
+	conn, err := srv.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	c := newWSConn(conn, srv.cfg.WriteWait)
+	s.mu.Lock()
+	if s.closed || s.ws != nil || s.probe != nil {
+		s.mu.Unlock()
+		_ = conn.Close() // already upgraded or upgrading
+		return
+	}
+	s.probe = c
+	s.mu.Unlock()
+	if !s.runProbe(c) {
+		s.mu.Lock()
+		if s.probe == c {
+			s.probe, s.probed = nil, false
+		}
+		s.mu.Unlock()
+		_ = conn.Close()
+		return
+	}
+	go s.writeLoop(c)
+	s.readLoop(c)
+}
+
+func (s *session) runProbe(c *wsConn) bool {
+	c.conn.SetReadLimit(int64(s.srv.cfg.MaxPayload))
+	_ = c.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.UpgradeTimeout))
+	for {
+		typ, b, err := c.conn.ReadMessage()
+		if err != nil || typ != websocket.TextMessage {
+			return false
+		}
+		switch string(b) {
+		case "2probe":
+			if c.write(EnginePacket{Type: EnginePong, Data: []byte("probe")}) != nil {
+				return false
+			}
+			s.mu.Lock()
+			ok := s.probe == c && !s.closed
+			if ok {
+				s.probed = true
+				s.signal() // release the pending poll so the client can pause polling
+			}
+			s.mu.Unlock()
+			if !ok {
+				return false
+			}
+		case "5":
+			s.mu.Lock()
+			ok := s.probe == c && s.probed && !s.closed
+			if ok {
+				s.ws, s.probe, s.probed = c, nil, false
+				s.signal()
+			}
+			s.mu.Unlock()
+			return ok
+		default:
+			return false
+		}
+	}
+}
