@@ -25,6 +25,7 @@ import (
 	"github.com/parley-chat/parley/infra/kafkalog"
 	"github.com/parley-chat/parley/infra/pgstore"
 	"github.com/parley-chat/parley/transport/auth"
+	"github.com/parley-chat/parley/transport/web"
 )
 
 // Env is one test's isolated slice of the shared services.
@@ -109,6 +110,7 @@ func (e *Env) StartNode(roles ...string) *Node {
 		cancel()
 		e.T.Fatalf("start node: %v", err)
 	}
+	a.Web = web.Handler() // as cmd/chatd does: every node serves the browser client
 	addr, err := a.Listen()
 	if err != nil {
 		cancel()

@@ -1,0 +1,124 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/internal/testenv"
+)
+
+// TestBrowserClient drives the browser client served at / in headless
+// Chromium (tests/browser, playwright-core): alice on node 1 and bob on node 2
+// chat, and bob's page survives the loss of node 2 by reconnecting to node 1.
+// A missing node or chromium fails the test: tests/browser/setup.sh installs
+// them.
+func TestBrowserClient(t *testing.T) {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup(t, root)
+
+	env := testenv.New(t)
+	// Bob's page is served by node 2; when node 2 goes away it reconnects to
+	// node 1, a cross-origin WebSocket that node 1 must allow.
+	n2 := env.StartNode("gateway")
+	env.Cfg.AllowedOrigins = []string{n2.HTTP}
+	n1 := env.StartNode("gateway", "fanout", "projector")
+
+	control := startControl(t, map[string]func(){"/stop/node2": n2.Stop})
+	out := filepath.Join(root, "test-output", "browser")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "--test", "--test-concurrency=1", "--test-reporter=spec", "tests/browser/state.test.js", "tests/browser/chat.test.js")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(),
+		"PARLEY_NODE1="+n1.HTTP,
+		"PARLEY_NODE2="+n2.HTTP,
+		"PARLEY_CONTROL="+control,
+		"PARLEY_OUTPUT="+out,
+		"PARLEY_CHROMIUM="+chromium,
+	)
+	cmd.WaitDelay = 10 * time.Second
+	if err := runLogged(t, cmd); err != nil {
+		t.Fatalf("browser tests failed: %v (screenshots in %s)", err, out)
+	}
+}
+
+const chromium = "/usr/bin/chromium"
+
+// setup installs what the browser tests need (chromium, the npm packages).
+func setup(t *testing.T, root string) {
+	t.Helper()
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Fatalf("node is needed for the browser tests (apt-get install nodejs npm): %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "tests", "browser", "setup.sh"))
+	cmd.Dir = root
+	if err := runLogged(t, cmd); err != nil {
+		t.Fatalf("tests/browser/setup.sh: %v", err)
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("%s is needed for the browser tests: %v", chromium, err)
+	}
+}
+
+// runLogged runs cmd with its output in the test log, line by line.
+func runLogged(t *testing.T, cmd *exec.Cmd) error {
+	t.Helper()
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			t.Log(sc.Text())
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	err := cmd.Run()
+	pw.Close()
+	wg.Wait()
+	return err
+}
+
+// startControl serves POST endpoints on loopback that the JavaScript test
+// calls to act on the nodes (the nodes run in this process).
+func startControl(t *testing.T, actions map[string]func()) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	for path, f := range actions {
+		mux.HandleFunc("POST "+path, func(w http.ResponseWriter, _ *http.Request) {
+			t.Logf("control: %s", path)
+			f()
+			w.WriteHeader(http.StatusNoContent)
+		})
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + strings.TrimPrefix(l.Addr().String(), "http://")
+}

@@ -1,0 +1,314 @@
+// End-to-end test of the browser client in headless Chromium against two real
+// nodes, started by e2e/browser_test.go, which passes:
+//   PARLEY_NODE1    http://127.0.0.1:PORT  (gateway, fanout, projector)
+//   PARLEY_NODE2    http://127.0.0.1:PORT  (gateway)
+//   PARLEY_CONTROL  http://127.0.0.1:PORT  (POST /stop/node2 stops node 2)
+//   PARLEY_OUTPUT   folder for screenshots
+// The steps share one scenario and run in order.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const need = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set: run this through go test ./e2e -run Browser`);
+  return v;
+};
+const NODE1 = need('PARLEY_NODE1');
+const NODE2 = need('PARLEY_NODE2');
+const CONTROL = need('PARLEY_CONTROL');
+const OUT = process.env.PARLEY_OUTPUT || path.resolve('test-output/browser');
+const CHROMIUM = process.env.PARLEY_CHROMIUM || '/usr/bin/chromium';
+const T = 20000; // per wait
+const host = (u) => new URL(u).host;
+
+mkdirSync(OUT, { recursive: true });
+
+let browser;
+const pages = {}; // user → page
+const problems = []; // console errors, page errors, CSP violations
+let title; // the group's title
+
+async function openAs(user, url, viewport = { width: 1180, height: 760 }) {
+  const ctx = await browser.newContext({ viewport, deviceScaleFactor: 1, colorScheme: 'light' });
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => problems.push(`${user}: page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`${user}: console: ${m.text()}`);
+  });
+  await page.goto(url);
+  return page;
+}
+
+async function signIn(page, user) {
+  await page.locator('#signin-user').waitFor({ state: 'visible', timeout: T });
+  await page.fill('#signin-user', user);
+  await page.press('#signin-user', 'Enter');
+  await online(page);
+}
+
+async function online(page, node) {
+  await page.waitForFunction(
+    (n) => {
+      const el = document.querySelector('#conn-state');
+      return el?.dataset.state === 'online' && (!n || el.dataset.node === n);
+    },
+    node ?? null,
+    { timeout: T },
+  );
+}
+
+const convItem = (page, name) => page.locator('.conv-item', { has: page.locator('.conv-name', { hasText: name }) });
+const bodies = (page, text) => page.locator('#message-list .msg:not(.pending) .body', { hasText: text });
+
+async function send(page, text) {
+  await page.fill('#composer-input', text);
+  await page.press('#composer-input', 'Enter');
+}
+
+// The text of every confirmed message, in display order.
+const shownBodies = (page) =>
+  page.$$eval('#message-list .msg:not(.pending)', (els) => els.map((e) => ({ id: e.dataset.messageId, body: e.querySelector('.body').textContent })));
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(OUT, `${name}.png`) });
+}
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    // launch() gives the browser a fresh temporary user-data dir.
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--disable-quic',
+      '--no-first-run',
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+test('the client is served with a strict CSP and no inline script', async () => {
+  const r = await fetch(`${NODE1}/`);
+  assert.equal(r.status, 200);
+  const csp = r.headers.get('content-security-policy') || '';
+  assert.match(csp, /script-src 'self'/);
+  assert.doesNotMatch(csp, /unsafe-inline/);
+  const html = await r.text();
+  assert.doesNotMatch(html, /<script(?![^>]*\bsrc=)[^>]*>/, 'no inline <script>');
+  assert.doesNotMatch(html, /\sstyle=/, 'no inline style attribute');
+  assert.doesNotMatch(html, /\son[a-z]+=/, 'no inline event handler');
+});
+
+test('alice (node 1) and bob (node 2) sign in with the dev token form', async () => {
+  pages.alice = await openAs('alice', `${NODE1}/`);
+  pages.bob = await openAs('bob', `${NODE2}/?nodes=${host(NODE1)}`);
+  await pages.alice.locator('#signin-user').waitFor({ state: 'visible', timeout: T });
+  await shot(pages.alice, 'client-signin');
+  await signIn(pages.alice, 'alice');
+  await signIn(pages.bob, 'bob');
+  assert.equal(await pages.alice.getAttribute('#conn-state', 'data-node'), host(NODE1));
+  assert.equal(await pages.bob.getAttribute('#conn-state', 'data-node'), host(NODE2));
+});
+
+test('alice creates a group with bob; it appears on both sides', async () => {
+  const { alice, bob } = pages;
+  title = `Weekend plans ${Date.now() % 10000}`;
+  await alice.click('#new-conv');
+  await alice.check('#kind-group', { force: true });
+  await alice.fill('#new-title', title);
+  await alice.fill('#new-members', 'bob');
+  await alice.click('#form-new button[type=submit]');
+  await alice.locator('#conv-title', { hasText: title }).waitFor({ timeout: T });
+  await convItem(bob, title).waitFor({ timeout: T });
+  assert.match(await alice.textContent('#conv-sub'), /2 members/);
+});
+
+test('a message shows on the other node with an unread badge that clears when read', async () => {
+  const { alice, bob } = pages;
+  await send(alice, 'Hi Bob! Are we still on for Saturday?');
+  await bodies(alice, 'Are we still on').waitFor({ timeout: T });
+  const badge = convItem(bob, title).locator('.badge');
+  await badge.waitFor({ timeout: T });
+  assert.equal((await badge.textContent()).trim(), '1');
+  assert.match(await convItem(bob, title).locator('.conv-preview').textContent(), /alice: Hi Bob!/);
+  await shot(bob, 'client-unread');
+
+  await convItem(bob, title).click();
+  await bodies(bob, 'Are we still on').waitFor({ timeout: T });
+  await badge.waitFor({ state: 'detached', timeout: T });
+  // Bob's read receipt reaches alice through node 1.
+  await alice.locator('.receipt.seen', { hasText: 'Seen by bob' }).waitFor({ timeout: T });
+});
+
+test('typing shows on the other side; Shift+Enter makes a new line', async () => {
+  const { alice, bob } = pages;
+  await bob.click('#composer-input');
+  await bob.keyboard.type('Yes!');
+  await alice.locator('#typing', { hasText: 'bob is typing' }).waitFor({ timeout: T });
+  await bob.keyboard.press('Shift+Enter');
+  await bob.keyboard.type('I will bring the snacks.');
+  assert.equal(await bob.inputValue('#composer-input'), 'Yes!\nI will bring the snacks.');
+  await bob.keyboard.press('Enter');
+  assert.equal(await bob.inputValue('#composer-input'), '');
+  await bodies(alice, 'I will bring the snacks.').waitFor({ timeout: T });
+  assert.equal(await bodies(alice, 'I will bring the snacks.').textContent(), 'Yes!\nI will bring the snacks.');
+  await alice.locator('#typing', { hasText: 'typing' }).waitFor({ state: 'detached', timeout: T }).catch(() => {});
+  await alice.waitForFunction(() => !document.querySelector('#typing').textContent, null, { timeout: T });
+});
+
+test('markup in a message renders as text', async () => {
+  const { alice, bob } = pages;
+  const evil = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"><b>bold?</b>';
+  await send(alice, evil);
+  const el = bodies(bob, '<script>window.__pwned');
+  await el.waitFor({ timeout: T });
+  assert.equal(await el.textContent(), evil);
+  for (const page of [alice, bob]) {
+    assert.equal(await page.evaluate(() => window.__pwned), undefined);
+    assert.equal(await page.locator('#message-list img, #message-list script, #message-list b').count(), 0);
+  }
+});
+
+test('an edit and a delete show on the other side; Esc cancels an edit', async () => {
+  const { alice, bob } = pages;
+  const mine = alice.locator('#message-list .msg.own', { hasText: 'Are we still on' });
+  // Esc cancels.
+  await mine.hover();
+  await mine.getByRole('button', { name: 'Edit message' }).click();
+  await alice.locator('#edit-banner').waitFor({ state: 'visible' });
+  assert.equal(await alice.inputValue('#composer-input'), 'Hi Bob! Are we still on for Saturday?');
+  await alice.press('#composer-input', 'Escape');
+  await alice.locator('#edit-banner').waitFor({ state: 'hidden' });
+  assert.equal(await alice.inputValue('#composer-input'), '');
+
+  await mine.hover();
+  await mine.getByRole('button', { name: 'Edit message' }).click();
+  await alice.fill('#composer-input', 'Hi Bob! Are we still on for Sunday?');
+  await alice.press('#composer-input', 'Enter');
+  const edited = bob.locator('#message-list .msg', { hasText: 'still on for Sunday?' });
+  await edited.locator('.edited').waitFor({ timeout: T });
+  assert.equal(await bodies(bob, 'Saturday').count(), 0);
+
+  const evil = alice.locator('#message-list .msg.own', { hasText: '<script>' });
+  await evil.hover();
+  await evil.getByRole('button', { name: 'Delete message' }).click();
+  await alice.locator('#dlg-confirm').waitFor({ state: 'visible' });
+  await alice.click('#dlg-confirm-ok');
+  await bob.locator('#message-list .msg .body.deleted', { hasText: 'This message was deleted' }).waitFor({ timeout: T });
+  assert.equal(await bodies(bob, '<script>').count(), 0);
+  await shot(alice, 'client-conversation');
+  await shot(bob, 'client-conversation-bob');
+});
+
+test('readable at phone width', async () => {
+  const phone = await openAs('carol', `${NODE1}/`, { width: 390, height: 780 });
+  await signIn(phone, 'carol');
+  // Alice adds carol to the group; carol opens it on her phone.
+  const { alice } = pages;
+  await alice.click('#add-member');
+  await alice.fill('#add-user', 'carol');
+  await alice.press('#add-user', 'Enter');
+  await alice.locator('#conv-sub', { hasText: 'carol' }).waitFor({ timeout: T });
+  await convItem(phone, title).waitFor({ timeout: T });
+  await shot(phone, 'client-phone-list');
+  await convItem(phone, title).click();
+  await bodies(phone, 'Sunday').waitFor({ timeout: T });
+  assert.equal(await phone.locator('.sidebar').isVisible(), false, 'one pane at a time');
+  const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `no horizontal scroll at phone width (overflow ${overflow}px)`);
+  await shot(phone, 'client-phone');
+  await phone.click('#back');
+  await phone.locator('.sidebar').waitFor({ state: 'visible' });
+  await phone.context().close();
+});
+
+test('after node 2 dies, bob reconnects to node 1 and gets what was sent meanwhile, once', async () => {
+  const { alice, bob } = pages;
+  const before = await shownBodies(bob);
+
+  // Hold bob offline so that these messages are certainly sent while his page
+  // is disconnected; the node dies under it.
+  await bob.context().setOffline(true);
+  const r = await fetch(`${CONTROL}/stop/node2`, { method: 'POST' });
+  assert.equal(r.status, 204);
+  await bob.waitForFunction(() => document.querySelector('#conn-state').dataset.state !== 'online', null, { timeout: T });
+  await bob.locator('#conn-banner').waitFor({ state: 'visible', timeout: T });
+  await shot(bob, 'client-reconnecting');
+
+  const meanwhile = ['While you were away 1', 'While you were away 2', 'While you were away 3'];
+  for (const text of meanwhile) {
+    await send(alice, text);
+    await bodies(alice, text).waitFor({ timeout: T });
+  }
+  await bob.context().setOffline(false);
+  await online(bob, host(NODE1));
+  for (const text of meanwhile) await bodies(bob, text).waitFor({ timeout: T });
+
+  // And live messages keep coming over the new node.
+  await send(alice, 'Welcome back');
+  await bodies(bob, 'Welcome back').waitFor({ timeout: T });
+  await send(bob, 'Thanks, I am on node 1 now');
+  await bodies(alice, 'I am on node 1 now').waitFor({ timeout: T });
+
+  const shown = await shownBodies(bob);
+  const ids = shown.map((m) => m.id);
+  assert.equal(new Set(ids).size, ids.length, 'no message twice');
+  for (const text of [...meanwhile, 'Welcome back']) {
+    assert.equal(shown.filter((m) => m.body === text).length, 1, `"${text}" once`);
+  }
+  assert.deepEqual(shown.slice(0, before.length).map((m) => m.id), before.map((m) => m.id), 'nothing dropped or reordered');
+  assert.deepEqual(shown.map((m) => m.id), (await shownBodies(alice)).map((m) => m.id), 'both sides show the same messages');
+  assert.equal(await bob.locator('#conn-banner').isVisible(), false);
+});
+
+test('scrolling up loads older history', async () => {
+  const { alice } = pages;
+  // 70 more messages through the HTTP API (for bots), then a fresh page.
+  const { token } = await (await fetch(`${NODE1}/api/v1/dev/token`, { method: 'POST', body: JSON.stringify({ user_id: 'alice' }) })).json();
+  const convId = await alice.getAttribute('.conv-item.active', 'data-conversation-id');
+  for (let i = 1; i <= 70; i++) {
+    const r = await fetch(`${NODE1}/api/v1/conversations/${convId}/messages`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ client_msg_id: `bulk-${i}`, body: `Bulk message ${i}` }),
+    });
+    assert.equal(r.status, 201);
+  }
+  await bodies(alice, 'Bulk message 70').waitFor({ timeout: T });
+  const fresh = await openAs('alice2', `${NODE1}/`, { width: 900, height: 700 });
+  await signIn(fresh, 'alice');
+  await convItem(fresh, title).click();
+  await bodies(fresh, 'Bulk message 70').waitFor({ timeout: T });
+  const first = await fresh.locator('#message-list .msg:not(.pending)').count();
+  assert.ok(first <= 60, `first page is bounded (${first})`);
+  // Scroll to the top until the first message of the conversation shows.
+  const count = () => fresh.locator('#message-list .msg:not(.pending)').count();
+  for (let i = 0; i < 10 && !(await bodies(fresh, 'Are we still on').count()); i++) {
+    const n = await count();
+    await fresh.evaluate(() => (document.querySelector('#messages').scrollTop = 0));
+    await fresh.waitForFunction((n) => document.querySelectorAll('#message-list .msg:not(.pending)').length > n, n, { timeout: T });
+  }
+  await bodies(fresh, 'Are we still on').waitFor({ timeout: T });
+  await fresh.locator('#history-state', { hasText: 'beginning of the conversation' }).waitFor({ timeout: T });
+  const all = await shownBodies(fresh);
+  assert.equal(new Set(all.map((m) => m.id)).size, all.length, 'no message twice');
+  assert.equal(all.filter((m) => /^Bulk message \d+$/.test(m.body)).length, 70);
+  await fresh.context().close();
+});
+
+test('no console errors, page errors or CSP violations', () => {
+  // The stopped node and the offline spell make expected connection errors.
+  const real = problems.filter((p) => !/WebSocket connection to|ERR_INTERNET_DISCONNECTED|ERR_CONNECTION_REFUSED|Failed to load resource/.test(p));
+  assert.deepEqual(real, []);
+});

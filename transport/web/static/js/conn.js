@@ -1,0 +1,186 @@
+// One native-protocol connection (/ws) that survives the loss of a node: it
+// reconnects with jittered exponential backoff, cycling through the known
+// nodes (the page's own origin first), and tells its owner each time it is
+// open again so that the owner can resume with `sync`.
+
+export class RequestError extends Error {
+  constructor(code, message) {
+    super(message || code);
+    this.code = code;
+  }
+}
+
+const REQUEST_TIMEOUT_MS = 20000;
+const BACKOFF_BASE_MS = 400;
+const BACKOFF_MAX_MS = 15000;
+
+/** Normalises "host:port", "http://host:port" or "ws://host:port/ws" to a ws(s) URL of /ws. */
+export function wsURL(node, pageProtocol = 'http:') {
+  let s = String(node).trim();
+  let secure = pageProtocol === 'https:';
+  const m = /^(https?|wss?):\/\//i.exec(s);
+  if (m) {
+    secure = /^(https|wss)$/i.test(m[1]);
+    s = s.slice(m[0].length);
+  }
+  const host = s.split('/')[0];
+  return `${secure ? 'wss' : 'ws'}://${host}/ws`;
+}
+
+/** The nodes to try: the page's own first, then those of ?nodes=a,b (deduplicated). */
+export function nodeList(location) {
+  const own = wsURL(location.host, location.protocol);
+  const extra = (new URLSearchParams(location.search).get('nodes') || '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => wsURL(s, location.protocol));
+  return [...new Set([own, ...extra])];
+}
+
+export class Connection extends EventTarget {
+  /**
+   * @param {{nodes: string[], token: string, onPush: (frame: object) => void}} opts
+   */
+  constructor({ nodes, token, onPush }) {
+    super();
+    this.nodes = nodes;
+    this.token = token;
+    this.onPush = onPush;
+    this.ws = null;
+    this.nextID = 1;
+    this.pending = new Map();
+    this.nodeIndex = 0;
+    this.attempt = 0;
+    this.timer = null;
+    this.stopped = true;
+    this.state = 'idle'; // connecting | open | reconnecting | closed
+    this.node = null;
+    this.retryAt = 0;
+  }
+
+  start() {
+    this.stopped = false;
+    this.#connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    if (this.ws) this.ws.close(1000, 'signed out');
+    this.#setState('closed');
+  }
+
+  /** Reconnects at once (the user pressed "retry", or the browser is online again). */
+  retryNow() {
+    if (this.stopped || this.state === 'open' || this.state === 'connecting') return;
+    clearTimeout(this.timer);
+    this.#connect();
+  }
+
+  /** Sends a command; resolves with the ok data, rejects with a RequestError. */
+  request(type, data = {}, timeoutMs = REQUEST_TIMEOUT_MS) {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN || this.state !== 'open') {
+      return Promise.reject(new RequestError('offline', 'not connected'));
+    }
+    const id = this.nextID++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new RequestError('timeout', `${type}: no reply`));
+        // A connection that stopped answering is as good as lost.
+        if (this.ws === ws) ws.close(4000, 'request timed out');
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer, ws });
+      ws.send(JSON.stringify({ id, type, data }));
+    });
+  }
+
+  #connect() {
+    clearTimeout(this.timer);
+    const url = this.nodes[this.nodeIndex % this.nodes.length];
+    this.node = url;
+    this.#setState('connecting');
+    let ws;
+    try {
+      ws = new WebSocket(`${url}?access_token=${encodeURIComponent(this.token)}`);
+    } catch {
+      this.#lost(false, 0);
+      return;
+    }
+    this.ws = ws;
+    let opened = false;
+    ws.addEventListener('open', () => {
+      if (this.ws !== ws) return;
+      opened = true;
+      this.attempt = 0;
+      this.#setState('open');
+      this.dispatchEvent(new Event('open'));
+    });
+    ws.addEventListener('message', (e) => {
+      if (this.ws === ws) this.#frame(e.data);
+    });
+    ws.addEventListener('close', (e) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.#failPending(ws);
+      this.#lost(opened, e.code);
+    });
+  }
+
+  #frame(text) {
+    let f;
+    try {
+      f = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (!f || typeof f !== 'object') return;
+    if ((f.type === 'ok' || f.type === 'error') && typeof f.id === 'number') {
+      const p = this.pending.get(f.id);
+      if (!p) return;
+      this.pending.delete(f.id);
+      clearTimeout(p.timer);
+      if (f.type === 'ok') p.resolve(f.data || {});
+      else p.reject(new RequestError(f.error?.code || 'internal', f.error?.message));
+      return;
+    }
+    try {
+      this.onPush(f);
+    } catch (err) {
+      console.error('push handler', f.type, err);
+    }
+  }
+
+  #failPending(ws) {
+    for (const [id, p] of this.pending) {
+      if (p.ws !== ws) continue;
+      clearTimeout(p.timer);
+      p.reject(new RequestError('offline', 'connection lost'));
+      this.pending.delete(id);
+    }
+  }
+
+  // Decides where and when to try next. A node that could not be reached, or
+  // that said it is going away (1001, 1012), is skipped for the next one.
+  #lost(opened, code) {
+    if (this.stopped) return;
+    if (!opened || code === 1001 || code === 1012 || code === 1013) this.nodeIndex++;
+    this.attempt++;
+    const first = this.attempt === 1;
+    const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (this.attempt - 1));
+    // Full jitter so that a node's clients do not all come back at once; the
+    // first retry after a working connection is quick.
+    const delay = first ? 50 + Math.random() * 250 : cap / 2 + Math.random() * (cap / 2);
+    this.retryAt = Date.now() + delay;
+    this.#setState('reconnecting');
+    this.dispatchEvent(new CustomEvent('lost', { detail: { opened, code, attempt: this.attempt } }));
+    this.timer = setTimeout(() => this.#connect(), delay);
+  }
+
+  #setState(s) {
+    this.state = s;
+    this.dispatchEvent(new CustomEvent('state', { detail: { state: s, node: this.node, attempt: this.attempt, retryAt: this.retryAt } }));
+  }
+}
