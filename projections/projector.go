@@ -34,6 +34,23 @@ func (s *Store) Apply(ctx context.Context, batch []Record) error {
 		return unavailable("begin", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
+	// The batch goes to the schema the active pointer names now
+	// (replay_active.go), so a replay can switch writers atomically.
+	w, err := s.writeTarget(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if err := w.applyTx(ctx, tx, batch); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return unavailable("commit", err)
+	}
+	return nil
+}
+
+// applyTx writes a batch inside tx, into s's schema.
+func (s *Store) applyTx(ctx context.Context, tx pgx.Tx, batch []Record) error {
 	fresh, err := s.skipApplied(ctx, tx, batch)
 	if err != nil {
 		return err
@@ -46,13 +63,7 @@ func (s *Store) Apply(ctx context.Context, batch []Record) error {
 			}
 		}
 	}
-	if err := s.storeOffsets(ctx, tx, batch); err != nil {
-		return err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return unavailable("commit", err)
-	}
-	return nil
+	return s.storeOffsets(ctx, tx, batch)
 }
 
 // skipApplied drops records below the stored offset of their partition,
@@ -252,6 +263,7 @@ func buildBatch(recs []Record) *batchRows {
 			rd.s[0] = append(rd.s[0], e.ConversationID)
 			rd.s[1] = append(rd.s[1], e.Actor)
 			rd.i[0] = append(rd.i[0], p.UpToSeq)
+			rd.i[1] = append(rd.i[1], seq)
 			rd.t[0] = append(rd.t[0], e.At)
 		}
 	}
@@ -350,9 +362,11 @@ func (b *batchRows) statements(s *Store) []stmt {
 		FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) v(id, seq, at)
 		WHERE m.message_id=v.id AND NOT m.deleted`, len(d.s[0]), d.s[0], d.i[0], d.t[0])
 	rd := b.reads
+	// Among reads up to the same seq the earliest (by event seq) sets
+	// read_at, as a one-by-one apply would: batch bounds must not matter.
 	add("reads", `UPDATE {s}.members m SET read_seq=v.up, read_at=v.at
-		FROM (SELECT DISTINCT ON (c, u) * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[]) v(c, u, up, at)
-		      ORDER BY c, u, up DESC) v
-		WHERE m.conversation_id=v.c AND m.user_id=v.u AND v.up > m.read_seq`, len(rd.s[0]), rd.s[0], rd.s[1], rd.i[0], rd.t[0])
+		FROM (SELECT DISTINCT ON (c, u) * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::bigint[]) v(c, u, up, at, seq)
+		      ORDER BY c, u, up DESC, seq) v
+		WHERE m.conversation_id=v.c AND m.user_id=v.u AND v.up > m.read_seq`, len(rd.s[0]), rd.s[0], rd.s[1], rd.i[0], rd.t[0], rd.i[1])
 	return out
 }

@@ -21,11 +21,15 @@ type Store struct {
 	pool   *pgxpool.Pool
 	topic  string
 	schema atomic.Pointer[string]
+	// name keys the active read-model pointer (the bootstrap schema); pinned
+	// stores write their schema only. See replay_active.go.
+	name   string
+	pinned bool
 }
 
 // NewStore serves the read models in schema.
 func NewStore(pool *pgxpool.Pool, schema, topic string) *Store {
-	s := &Store{pool: pool, topic: topic}
+	s := &Store{pool: pool, topic: topic, name: schema}
 	s.SetSchema(schema)
 	return s
 }

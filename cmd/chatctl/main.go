@@ -13,16 +13,18 @@ import (
 	"github.com/parley-chat/parley/infra/app"
 	"github.com/parley-chat/parley/infra/config"
 	"github.com/parley-chat/parley/infra/kafkalog"
-	"github.com/parley-chat/parley/infra/pgstore"
 	"github.com/parley-chat/parley/transport/auth"
 )
 
 const usage = `usage: chatctl <command> [flags]
 
 commands:
-  migrate            apply the Postgres read-model migrations (CHAT_DB_SCHEMA)
+  migrate            apply the Postgres migrations: control schema, the active
+                     read-model schema (CHAT_DB_SCHEMA until a replay), analytics views
   topics             create the Kafka events topic (CHAT_KAFKA_TOPIC)
-  replay [--dry-run] rebuild every read model from the start of the log
+  replay [--dry-run] rebuild every read model from the start of the log into a
+                     fresh schema and switch to it (replay -h for flags)
+  drop-schema NAME   drop a read-model schema no longer in use (after a replay)
   token --user ID    mint a JWT with CHAT_JWT_SECRET
 `
 
@@ -46,10 +48,11 @@ func run(ctx context.Context, cmd string, args []string) error {
 	}
 	switch cmd {
 	case "migrate":
-		if err := pgstore.Migrate(ctx, cfg.DatabaseURL, cfg.DBSchema); err != nil {
+		ptr, err := migrateAll(ctx, cfg)
+		if err != nil {
 			return err
 		}
-		fmt.Printf("migrated schema %s\n", cfg.DBSchema)
+		fmt.Printf("migrated schema %s (active read models of %s; analytics views in %s)\n", ptr.Active, ptr.Name, ptr.Analytics)
 	case "topics":
 		created, err := kafkalog.EnsureTopic(app.KafkaConfig(cfg))
 		if err != nil {
@@ -58,6 +61,8 @@ func run(ctx context.Context, cmd string, args []string) error {
 		fmt.Printf("topic %s: created=%v partitions=%d replication=%d\n", cfg.Topic, created, cfg.Partitions, cfg.ReplicationFactor)
 	case "replay":
 		return replay(ctx, cfg, args)
+	case "drop-schema":
+		return dropSchema(ctx, cfg, args)
 	case "token":
 		fs := flag.NewFlagSet("token", flag.ContinueOnError)
 		user := fs.String("user", "", "user id (the token's sub)")

@@ -76,6 +76,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	a.closers = append(a.closers, func() error { a.Pool.Close(); return nil })
 	a.Store = projections.NewStore(a.Pool, cfg.DBSchema, cfg.Topic)
+	// Readers follow the active read-model pointer, which a replay switches
+	// (projector batches follow it in their own transaction).
+	stopFollow := a.Store.FollowActive(time.Second, log)
+	a.closers = append(a.closers, func() error { stopFollow(); return nil })
 	a.Bus, err = fanoutbus.New(a.Redis.Client(), fanoutbus.Config{Prefix: cfg.RedisPrefix, Shards: cfg.FanoutShards}, log)
 	if err != nil {
 		a.Close()

@@ -62,6 +62,7 @@ func (a *App) runFanout(ctx context.Context) error {
 
 // runProjector applies the log to the read models in batches.
 func (a *App) runProjector(ctx context.Context) error {
+	go a.watchLag(ctx, a.Cfg.GroupPrefix+ProjectorGroup) // parley_consumer_lag (ops.go)
 	bc, err := kafkalog.NewBatchConsumer(kafkalog.BatchConfig{
 		Brokers: a.Cfg.KafkaBrokers, Topic: a.Cfg.Topic, Group: a.Cfg.GroupPrefix + ProjectorGroup,
 		ClientID: "parley-projector-" + a.Cfg.NodeID, Size: a.Cfg.BatchSize, Wait: a.Cfg.BatchWait,
