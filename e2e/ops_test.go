@@ -111,8 +111,12 @@ func TestOpsMetricsAndLogs(t *testing.T) {
 	if r, _ := closed["reason"].(string); r == "" {
 		t.Errorf("connection closed line without a reason: %v", closed)
 	}
-	if len(logLines(t, env, "connection open", "alice")) != 1 {
-		t.Errorf("want one connection open line for alice")
+	opened := logLines(t, env, "connection open", "alice")
+	if len(opened) != 1 {
+		t.Fatalf("want one connection open line for alice, got %v", opened)
+	}
+	if id := opened[0]["conn_id"]; id == nil || id != closed["conn_id"] {
+		t.Errorf("open and close lines should share a conn_id: %v / %v", opened[0], closed)
 	}
 
 	logs := env.Logs.String()

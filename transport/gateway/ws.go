@@ -2,12 +2,14 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -147,6 +149,7 @@ func (s *WSServer) Drain(ctx context.Context) {
 
 type wsConn struct {
 	s       *WSServer
+	id      string // conn_id in logs; request ids are conn_id-<frame id>
 	ws      *websocket.Conn
 	user    string
 	remote  string
@@ -162,7 +165,7 @@ type wsConn struct {
 
 func (s *WSServer) newConn(ws *websocket.Conn, user, remote string) *wsConn {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &wsConn{s: s, ws: ws, user: user, remote: remote, send: make(chan []byte, s.cfg.SendQueue),
+	c := &wsConn{s: s, id: strconv.FormatUint(connSeq.Add(1), 10), ws: ws, user: user, remote: remote, send: make(chan []byte, s.cfg.SendQueue),
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.RateLimit), s.cfg.RateBurst), ctx: ctx, cancel: cancel,
 		ctrl: make(chan []byte, 1)}
 	c.stream = NewStream(c.enqueue)
@@ -201,7 +204,7 @@ func (c *wsConn) closeWith(code int, reason string) {
 func (c *wsConn) run() {
 	metrics.Connections.WithLabelValues("ws").Inc()
 	start := time.Now()
-	c.s.log.Info("connection open", "protocol", "ws", "user_id", c.user, "remote", c.remote)
+	c.s.log.Info("connection open", "protocol", "ws", "conn_id", c.id, "user_id", c.user, "remote", c.remote)
 	done := make(chan struct{})
 	go func() { c.writeLoop(); close(done) }()
 	c.readLoop()
@@ -211,7 +214,7 @@ func (c *wsConn) run() {
 	c.ws.Close()
 	metrics.Connections.WithLabelValues("ws").Dec()
 	reason, _ := c.reason.Load().(string)
-	c.s.log.Info("connection closed", "protocol", "ws", "user_id", c.user, "reason", reason,
+	c.s.log.Info("connection closed", "protocol", "ws", "conn_id", c.id, "user_id", c.user, "reason", reason,
 		"duration_ms", time.Since(start).Milliseconds())
 }
 
@@ -265,7 +268,8 @@ func (c *wsConn) handle(b []byte) {
 	if err != nil {
 		body, _ := protocol.ToError(err)
 		if body.Code == protocol.CodeInternal {
-			c.s.log.Error("command failed", "type", req.Type, "user_id", c.user, "err", err)
+			c.s.log.Error("command failed", "type", req.Type, "user_id", c.user, "conn_id", c.id,
+				"request_id", c.id+"-"+strconv.FormatInt(req.ID, 10), "conversation_id", conversationOf(req.Data), "err", err)
 		}
 		metrics.Commands.WithLabelValues(metricType(req.Type), body.Code).Inc()
 		c.reply(protocol.ErrorReply(req.ID, err))
@@ -274,6 +278,18 @@ func (c *wsConn) handle(b []byte) {
 	metrics.Commands.WithLabelValues(metricType(req.Type), "ok").Inc()
 	metrics.CommandLatency.WithLabelValues(metricType(req.Type)).Observe(time.Since(start).Seconds())
 	c.reply(protocol.OKReply(req.ID, data))
+}
+
+// connSeq numbers this node's connections; with node_id it names one.
+var connSeq atomic.Uint64
+
+// conversationOf is the conversation a command's data names, for logs.
+func conversationOf(data []byte) string {
+	var d struct {
+		ConversationID string `json:"conversation_id"`
+	}
+	_ = json.Unmarshal(data, &d)
+	return d.ConversationID
 }
 
 var errRateLimited = fmt.Errorf("%w: too many commands, slow down", domain.ErrRateLimited)
