@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -68,6 +69,12 @@ func New(t testing.TB) *Env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		// Runs after the nodes stopped: no token this env minted may be in their logs.
+		for _, tok := range e.Logs.forbidden() {
+			if strings.Contains(e.Logs.String(), tok) {
+				t.Errorf("a token minted by env.Token reached the logs")
+			}
+		}
 		_, _ = e.Pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{cfg.DBSchema}.Sanitize()+" CASCADE")
 		e.Pool.Close()
 		deleteTopic(cfg)
@@ -142,6 +149,7 @@ func (e *Env) Token(user string) string {
 	if err != nil {
 		e.T.Fatal(err)
 	}
+	e.Logs.forbid(tok)
 	return tok
 }
 
@@ -184,8 +192,21 @@ func logOut() io.Writer {
 
 // LogSink keeps every log line a test's nodes wrote (to check for leaks).
 type LogSink struct {
-	mu sync.Mutex
-	b  strings.Builder
+	mu     sync.Mutex
+	b      strings.Builder
+	secret []string // strings no line may contain (checked at cleanup)
+}
+
+func (s *LogSink) forbid(secret string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.secret = append(s.secret, secret)
+}
+
+func (s *LogSink) forbidden() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.secret)
 }
 
 func (s *LogSink) Write(p []byte) (int, error) {
