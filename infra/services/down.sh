@@ -12,16 +12,6 @@ set -uo pipefail
 # shellcheck source=infra/services/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-  sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-  exit 0
-fi
-mapfile -t wanted < <(parse_services "$@")
-((${#wanted[@]})) || exit 2
-
-take_lock
-rc=0
-
 down_kafka() {
   local pid
   if pid=$(kafka_own_pid); then
@@ -82,8 +72,22 @@ down_postgres() {
   return 0
 }
 
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then
+  sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  exit 0
+fi
+mapfile -t wanted < <(parse_services "$@")
+((${#wanted[@]})) || exit 2
+
+take_lock
+rc=0
+
 # reverse order of up: Kafka first, the database last
 for ((k = ${#wanted[@]} - 1; k >= 0; k--)); do
-  "down_${wanted[k]}" || rc=1
+  case ${wanted[k]} in
+    kafka) down_kafka || rc=1 ;;
+    redis) down_redis || rc=1 ;;
+    postgres) down_postgres || rc=1 ;;
+  esac
 done
 exit "$rc"

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2016,SC2012
 # Shared helpers of infra/services/{up,down,status}.sh. Sourced, not run.
 #
 # Everything these scripts create lives under <repo>/.data (git-ignored):
@@ -53,6 +53,20 @@ show_tail() {
   printf '    --- last %s lines of %s ---\n' "$n" "$f" >&2
   tail -n "$n" "$f" | sed 's/^/    /' >&2
 }
+
+# show_errors FILE [FROM_LINE]: ERROR/FATAL lines (with the next lines: the
+# exception) of a log written from line FROM_LINE on.
+show_errors() {
+  local f=$1 from=${2:-1} out
+  [[ -f $f ]] || return 0
+  out=$(tail -n "+$from" "$f" | grep -E -A3 '(\] |^)(ERROR|FATAL)[: ]' | cut -c1-400 | head -n 40)
+  [[ -n $out ]] || return 0
+  printf '    --- errors in %s ---\n' "$f" >&2
+  printf '%s\n' "$out" | sed 's/^/    /' >&2
+}
+
+# port_open PORT: something accepts TCP connections on localhost:PORT.
+port_open() { timeout 3 bash -c 'exec 3<>"/dev/tcp/localhost/$1"' _ "$1" 2>/dev/null; }
 
 # pid_alive PID [COMM-SUBSTRING]: the process exists (and its command line matches).
 pid_alive() {
@@ -126,10 +140,7 @@ apt_install() {
     apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends "$@" >>"$log" 2>&1 || rc=1
   fi
   [[ $own_policy == 1 ]] && rm -f /usr/sbin/policy-rc.d
-  if [[ $rc != 0 ]]; then
-    note "apt-get failed (log: $log)"
-    show_tail "$log" 15
-  fi
+  [[ $rc == 0 ]] || note "apt-get failed (log: $log)"
   return "$rc"
 }
 
@@ -212,13 +223,12 @@ redis_own_pid() { pidfile_alive "$REDIS_PID" redis-server; }
 
 ############################# Kafka #############################
 
-# kafka_probe [PORT]: a real Kafka exchange. Sends a Metadata v4 request
+# kafka_probe: a real Kafka exchange with localhost:9092. Sends a Metadata v4 request
 # (correlation id 12345, no topics) and checks that the answer carries our
 # correlation id and at least one broker. A KRaft broker only opens its
 # listener once it has caught up with the metadata log and is unfenced.
 kafka_probe() {
-  local port=${1:-$KAFKA_PORT} bytes
-  # shellcheck disable=SC2016
+  local port=$KAFKA_PORT bytes
   bytes=$(timeout 5 bash -c '
     exec 3<>"/dev/tcp/localhost/$1" || exit 1
     printf "\x00\x00\x00\x1b\x00\x03\x00\x04\x00\x00\x30\x39\x00\x0cparley-probe\x00\x00\x00\x00\x00" >&3
@@ -280,12 +290,13 @@ parse_services() {
   done
 }
 
-# Serialize up/down runs (flock on .data/.services.lock).
+# Serialize up/down runs (flock on .data/.services.lock, fd 9). Whatever they
+# start in the background must not inherit fd 9 (start daemons with 9>&-).
 take_lock() {
   mkdir -p "$DATA_DIR"
   exec 9>"$DATA_DIR/.services.lock"
-  if ! flock -w 600 9; then
-    note "another infra/services run holds $DATA_DIR/.services.lock"
+  if ! flock -w 300 9; then
+    note "another infra/services up/down run has held $DATA_DIR/.services.lock for 300s: giving up"
     exit 1
   fi
 }

@@ -22,6 +22,7 @@ DETAIL=""
 FAIL=""
 FAIL_LOG=""
 FAIL_LOG2=""
+FAIL_FROM=1 # first line of FAIL_LOG written by this run
 
 fail() { FAIL=$1; FAIL_LOG=${2:-}; return 1; }
 
@@ -94,9 +95,11 @@ pg_start_own() {
   local bindir ver
   mkdir -p "$DATA_DIR"
   if [[ $PG_HOME != "$DATA_DIR/postgres" ]]; then
-    note "postgres: the postgres user cannot reach $DATA_DIR; cluster lives in $PG_HOME (symlinked as .data/postgres)"
+    if [[ ! -L $DATA_DIR/postgres ]]; then
+      note "postgres: the postgres user cannot reach $DATA_DIR; the cluster lives in $PG_HOME (symlinked as .data/postgres)"
+      ln -sfn "$PG_HOME" "$DATA_DIR/postgres"
+    fi
     mkdir -p "$PG_HOME"
-    ln -sfn "$PG_HOME" "$DATA_DIR/postgres"
   else
     mkdir -p "$PG_HOME"
   fi
@@ -137,7 +140,7 @@ EOF
     rm -f "$PGDATA_DIR/postmaster.pid"
   fi
   note "postgres: starting own cluster (log: $(rel "$PG_LOG"))"
-  if ! as_postgres "$bindir/pg_ctl" -D "$PGDATA_DIR" -l "$PG_LOG" -w -t "$PG_TIMEOUT" start </dev/null >/dev/null 2>&1; then
+  if ! as_postgres "$bindir/pg_ctl" -D "$PGDATA_DIR" -l "$PG_LOG" -w -t "$PG_TIMEOUT" start </dev/null >/dev/null 2>&1 9>&-; then
     fail "pg_ctl start failed (is port $PG_PORT taken?)" "$PG_LOG"
     return 1
   fi
@@ -146,7 +149,7 @@ EOF
 up_postgres() {
   local owner state i pid
   if [[ -z $(pg_bindir) ]] || ! command -v psql >/dev/null 2>&1; then
-    apt_install postgresql || { fail "apt-get install postgresql failed"; return 1; }
+    apt_install postgresql || { fail "apt-get install postgresql failed" "$DATA_DIR/apt.log"; return 1; }
     [[ -n $(pg_bindir) ]] || { fail "no PostgreSQL server binaries under /usr/lib/postgresql after install"; return 1; }
   fi
   mkdir -p "$DATA_DIR"
@@ -204,8 +207,12 @@ up_redis() {
     fi
     return 0
   fi
+  if ! redis_own_pid >/dev/null && port_open "$REDIS_PORT"; then
+    fail "port $REDIS_PORT is taken by a program that does not answer PING with PONG (a Redis with a password?)"
+    return 1
+  fi
   if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
-    apt_install redis-server redis-tools || { fail "apt-get install redis-server failed"; return 1; }
+    apt_install redis-server redis-tools || { fail "apt-get install redis-server failed" "$DATA_DIR/apt.log"; return 1; }
   fi
   mkdir -p "$REDIS_DIR"
   if ! pid=$(redis_own_pid); then
@@ -226,7 +233,7 @@ save 3600 1 300 100 60 10000
 appendonly no
 EOF
     note "redis: starting (log: $(rel "$REDIS_LOG"))"
-    if ! redis-server "$REDIS_CONF" </dev/null >>"$REDIS_LOG" 2>&1; then
+    if ! redis-server "$REDIS_CONF" </dev/null >>"$REDIS_LOG" 2>&1 9>&-; then
       fail "redis-server exited with an error" "$REDIS_LOG"
       return 1
     fi
@@ -261,7 +268,7 @@ kafka_libs() {
     return 0
   fi
   if ! command -v mvn >/dev/null 2>&1; then
-    apt_install maven || { fail "apt-get install maven failed"; return 1; }
+    apt_install maven || { fail "apt-get install maven failed" "$DATA_DIR/apt.log"; return 1; }
   fi
   note "kafka: fetching jars with maven (log: $(rel "$KAFKA_LOGS/mvn.log"))"
   tmp="$KAFKA_DIR/libs.tmp"
@@ -302,6 +309,8 @@ kafka_start() {
     fi
   fi
   [[ -e $KAFKA_PID ]] && { note "kafka: removing stale $(rel "$KAFKA_PID")"; rm -f "$KAFKA_PID"; }
+  FAIL_FROM=1
+  [[ -f $KAFKA_LOGS/server.log ]] && FAIL_FROM=$(($(wc -l <"$KAFKA_LOGS/server.log") + 1))
   note "kafka: starting (logs: $(rel "$KAFKA_LOGS")/server.log, kafka.out)"
   # shellcheck disable=SC2086,SC2016
   setsid bash -c 'echo $$ >"$0"; exec "$@"' "$KAFKA_PID" \
@@ -310,7 +319,7 @@ kafka_start() {
     -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
     -Dkafka.logs.dir="$KAFKA_LOGS" -Dlog4j2.configurationFile="$KAFKA_LOG4J" \
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_PROPS" \
-    </dev/null >>"$KAFKA_OUT" 2>&1 &
+    </dev/null >>"$KAFKA_OUT" 2>&1 9>&- &
   for ((i = 0; i < 50; i++)); do
     [[ -s $KAFKA_PID ]] && break
     sleep 0.1
@@ -318,7 +327,7 @@ kafka_start() {
 }
 
 up_kafka() {
-  local java pid i
+  local java pid i p
   if kafka_probe; then
     if pid=$(kafka_own_pid); then
       DETAIL="localhost:$KAFKA_PORT  already running (ours, Kafka $(kafka_version), pid $pid)"
@@ -329,12 +338,18 @@ up_kafka() {
   fi
   mkdir -p "$KAFKA_DIR" "$KAFKA_DATA" "$KAFKA_LOGS"
   if ! java=$(find_java); then
-    apt_install openjdk-17-jre-headless || { fail "apt-get install openjdk-17-jre-headless failed"; return 1; }
+    apt_install openjdk-17-jre-headless || { fail "apt-get install openjdk-17-jre-headless failed" "$DATA_DIR/apt.log"; return 1; }
     java=$(find_java) || { fail "no java 17+ after install"; return 1; }
   fi
   if pid=$(kafka_own_pid); then
     DETAIL="was starting"
   else
+    for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+      if port_open "$p"; then
+        fail "port $p is taken by a program that does not answer as a Kafka broker on $KAFKA_PORT"
+        return 1
+      fi
+    done
     kafka_libs || return 1
     kafka_start "$java" || return 1
     DETAIL="started"
@@ -373,26 +388,37 @@ take_lock
 failed=()
 t_all=$EPOCHREALTIME
 for svc in "${wanted[@]}"; do
-  DETAIL="" FAIL="" FAIL_LOG="" FAIL_LOG2=""
+  DETAIL="" FAIL="" FAIL_LOG="" FAIL_LOG2="" FAIL_FROM=1
   t0=$EPOCHREALTIME
   if "up_$svc"; then
     printf '%-8s  up    %-6s  %s\n' "$svc" "$(elapsed "$t0")" "$DETAIL"
   else
+    show=1
+    if [[ -z $FAIL_LOG ]]; then
+      show=0 # nothing written there by this run: name it, don't quote old lines
+      case $svc in
+        postgres) FAIL_LOG=${PG_LOG:-$DATA_DIR/postgres/postgres.log} ;;
+        redis) FAIL_LOG=$REDIS_LOG ;;
+        kafka) FAIL_LOG=$KAFKA_LOGS/server.log ;;
+      esac
+    fi
     printf '%-8s  FAIL  %-6s  %s\n' "$svc" "$(elapsed "$t0")" "$FAIL" >&2
-    if [[ -n $FAIL_LOG ]]; then
-      printf '          log: %s\n' "$FAIL_LOG" >&2
-      show_tail "$FAIL_LOG" 25
+    printf '          log: %s\n' "$FAIL_LOG" >&2
+    if [[ $show == 1 ]]; then
+      show_errors "$FAIL_LOG" "$FAIL_FROM"
+      show_tail "$FAIL_LOG" 15
     fi
     if [[ -n $FAIL_LOG2 ]]; then
       printf '          log: %s\n' "$FAIL_LOG2" >&2
       show_tail "$FAIL_LOG2" 15
     fi
-    failed+=("$svc")
+    failed+=("$svc (log: $FAIL_LOG)")
   fi
 done
 
 if ((${#failed[@]})); then
-  printf 'ERROR: did not start: %s (%s total). See the log named above.\n' "${failed[*]}" "$(elapsed "$t_all")" >&2
+  printf 'ERROR: did not start (after %s):\n' "$(elapsed "$t_all")" >&2
+  printf '  %s\n' "${failed[@]}" >&2
   exit 1
 fi
 printf 'all up: %s (%s total)\n' "${wanted[*]}" "$(elapsed "$t_all")"
