@@ -37,7 +37,10 @@ func (a *App) watchReadiness(ctx context.Context) {
 
 // watchLag publishes the consumer lag of group per partition. Every instance
 // of the role reports the whole group, so dashboards take the max across
-// instances per partition.
+// instances per partition. It runs for the fanout group (runFanout); the
+// projector's lag is left to the projector's own loop (issue 4), which sees
+// its claims' high-water marks. If that is never built, start this for
+// ProjectorGroup in runProjector too: the alerts and dashboard need no change.
 func (a *App) watchLag(ctx context.Context, group string) {
 	every(ctx, opsInterval, func() {
 		lag, err := a.KafkaLog.GroupLag(ctx, group)
