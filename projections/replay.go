@@ -147,16 +147,9 @@ func (r *Replayer) Run(ctx context.Context, o ReplayOptions) (ReplayResult, erro
 		return ReplayResult{}, err
 	}
 	defer unlock()
-	schema := o.Schema
-	if schema == "" {
-		schema = fmt.Sprintf("%s_r%d", r.Name, time.Now().Unix())
-	}
-	exists, err := schemaExists(ctx, r.Pool, schema)
+	schema, err := r.newSchemaName(ctx, o.Schema)
 	if err != nil {
 		return ReplayResult{}, err
-	}
-	if exists {
-		return ReplayResult{}, fmt.Errorf("schema %s exists already", schema)
 	}
 	if err := r.Migrate(ctx, schema); err != nil {
 		return ReplayResult{}, fmt.Errorf("build schema %s: %w", schema, err)
@@ -193,6 +186,27 @@ func (r *Replayer) Run(ctx context.Context, o ReplayOptions) (ReplayResult, erro
 	run.phase.Store(ptr2("done"))
 	res.Events, res.Took = run.applied.Load(), time.Since(start)
 	return res, err
+}
+
+// newSchemaName checks that an explicit name is free, or picks
+// "<name>_r<unix seconds>" (with a suffix if a replay of the same second
+// left one).
+func (r *Replayer) newSchemaName(ctx context.Context, explicit string) (string, error) {
+	base := explicit
+	if base == "" {
+		base = fmt.Sprintf("%s_r%d", r.Name, time.Now().Unix())
+	}
+	name := base
+	for i := 2; ; i++ {
+		exists, err := schemaExists(ctx, r.Pool, name)
+		if err != nil || !exists {
+			return name, err
+		}
+		if explicit != "" || i > 100 {
+			return "", fmt.Errorf("schema %s exists already", name)
+		}
+		name = fmt.Sprintf("%s_%d", base, i)
+	}
 }
 
 // lock takes the session lock that allows one replay per deployment.
