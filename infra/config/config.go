@@ -100,10 +100,10 @@ func (c Config) Validate() error {
 		}
 	}
 	if _, err := url.Parse(c.DatabaseURL); err != nil {
-		bad("CHAT_DATABASE_URL: %v", err)
+		bad("CHAT_DATABASE_URL: %v", redactURL(err))
 	}
 	if _, err := url.Parse(c.RedisURL); err != nil {
-		bad("CHAT_REDIS_URL: %v", err)
+		bad("CHAT_REDIS_URL: %v", redactURL(err))
 	}
 	if len(c.KafkaBrokers) == 0 || c.KafkaBrokers[0] == "" {
 		bad("CHAT_KAFKA_BROKERS must list at least one broker")
@@ -130,6 +130,16 @@ func (c Config) Validate() error {
 		bad("CHAT_DB_SCHEMA must be a lower-case identifier")
 	}
 	return errors.Join(errs...)
+}
+
+// redactURL drops the URL from a parse error: it may hold a password, and
+// configuration errors end up in logs.
+func redactURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 func validSchema(s string) bool {
