@@ -73,7 +73,7 @@ const shownBodies = (page) =>
   page.$$eval('#message-list .msg:not(.pending)', (els) => els.map((e) => ({ id: e.dataset.messageId, body: e.querySelector('.body').textContent })));
 
 async function shot(page, name) {
-  await page.screenshot({ path: path.join(OUT, `${name}.png`) });
+  await page.screenshot({ path: path.join(OUT, `${name}.png`), animations: 'disabled' });
 }
 
 before(async () => {
@@ -123,7 +123,7 @@ test('alice (node 1) and bob (node 2) sign in with the dev token form', async ()
 
 test('alice creates a group with bob; it appears on both sides', async () => {
   const { alice, bob } = pages;
-  title = `Weekend plans ${Date.now() % 10000}`;
+  title = 'Weekend plans';
   await alice.click('#new-conv');
   await alice.check('#kind-group', { force: true });
   await alice.fill('#new-title', title);
@@ -207,7 +207,6 @@ test('an edit and a delete show on the other side; Esc cancels an edit', async (
   await alice.click('#dlg-confirm-ok');
   await bob.locator('#message-list .msg .body.deleted', { hasText: 'This message was deleted' }).waitFor({ timeout: T });
   assert.equal(await bodies(bob, '<script>').count(), 0);
-  await shot(alice, 'client-conversation');
   await shot(bob, 'client-conversation-bob');
 });
 
@@ -228,8 +227,32 @@ test('readable at phone width', async () => {
   const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `no horizontal scroll at phone width (overflow ${overflow}px)`);
   await shot(phone, 'client-phone');
+
+  // Carol leaves the group: alice sees two members again.
+  await phone.getByRole('button', { name: 'Leave conversation' }).click();
+  await phone.click('#dlg-confirm-ok');
+  await phone.locator('.sidebar').waitFor({ state: 'visible', timeout: T });
+  await convItem(phone, title).waitFor({ state: 'detached', timeout: T });
+  await alice.locator('#conv-sub', { hasText: '2 members' }).waitFor({ timeout: T });
+
+  // A direct conversation: carol writes to alice, who gets an unread badge.
+  await phone.click('#new-conv');
+  await phone.fill('#new-peer', 'alice');
+  await phone.press('#new-peer', 'Enter');
+  await phone.locator('#conv-title', { hasText: 'alice' }).waitFor({ timeout: T });
+  assert.equal(await phone.textContent('#conv-sub'), 'Direct message');
+  await send(phone, 'Hi Alice, it is carol. Can I join on Sunday?');
+  await bodies(phone, 'Can I join on Sunday?').waitFor({ timeout: T });
+  const dm = convItem(alice, 'carol');
+  await dm.locator('.badge', { hasText: '1' }).waitFor({ timeout: T });
+  assert.match(await dm.locator('.conv-preview').textContent(), /Can I join on Sunday\?/);
+  // The same pair always gets the same conversation.
   await phone.click('#back');
-  await phone.locator('.sidebar').waitFor({ state: 'visible' });
+  await phone.click('#new-conv');
+  await phone.fill('#new-peer', 'alice');
+  await phone.press('#new-peer', 'Enter');
+  await bodies(phone, 'Can I join on Sunday?').waitFor({ timeout: T });
+  assert.equal(await phone.locator('.conv-item').count(), 1);
   await phone.context().close();
 });
 
@@ -246,7 +269,7 @@ test('after node 2 dies, bob reconnects to node 1 and gets what was sent meanwhi
   await bob.locator('#conn-banner').waitFor({ state: 'visible', timeout: T });
   await shot(bob, 'client-reconnecting');
 
-  const meanwhile = ['While you were away 1', 'While you were away 2', 'While you were away 3'];
+  const meanwhile = ['The cabin is booked.', 'The trail opens at 9, so let us meet at 8:30.', 'Do not forget your boots!'];
   for (const text of meanwhile) {
     await send(alice, text);
     await bodies(alice, text).waitFor({ timeout: T });
@@ -256,20 +279,32 @@ test('after node 2 dies, bob reconnects to node 1 and gets what was sent meanwhi
   for (const text of meanwhile) await bodies(bob, text).waitFor({ timeout: T });
 
   // And live messages keep coming over the new node.
-  await send(alice, 'Welcome back');
-  await bodies(bob, 'Welcome back').waitFor({ timeout: T });
-  await send(bob, 'Thanks, I am on node 1 now');
-  await bodies(alice, 'I am on node 1 now').waitFor({ timeout: T });
+  await send(alice, 'Did you get all that?');
+  await bodies(bob, 'Did you get all that?').waitFor({ timeout: T });
+  await send(bob, 'Got all three, thanks!');
+  await bodies(alice, 'Got all three').waitFor({ timeout: T });
 
   const shown = await shownBodies(bob);
   const ids = shown.map((m) => m.id);
   assert.equal(new Set(ids).size, ids.length, 'no message twice');
-  for (const text of [...meanwhile, 'Welcome back']) {
+  for (const text of [...meanwhile, 'Did you get all that?']) {
     assert.equal(shown.filter((m) => m.body === text).length, 1, `"${text}" once`);
   }
   assert.deepEqual(shown.slice(0, before.length).map((m) => m.id), before.map((m) => m.id), 'nothing dropped or reordered');
   assert.deepEqual(shown.map((m) => m.id), (await shownBodies(alice)).map((m) => m.id), 'both sides show the same messages');
   assert.equal(await bob.locator('#conn-banner').isVisible(), false);
+
+  // The picture for docs/client.md: bob is typing, alice sees it.
+  await bob.fill('#composer-input', 'See you');
+  await bob.press('#composer-input', 'End');
+  await bob.keyboard.type('!');
+  await alice.locator('#typing', { hasText: 'bob is typing' }).waitFor({ timeout: T });
+  await alice.mouse.move(160, 600); // off the buttons, so nothing shows hovered
+  await shot(alice, 'client-conversation');
+  await alice.emulateMedia({ colorScheme: 'dark' });
+  await shot(alice, 'client-conversation-dark');
+  await alice.emulateMedia({ colorScheme: 'light' });
+  await bob.fill('#composer-input', '');
 });
 
 test('scrolling up loads older history', async () => {
@@ -301,6 +336,8 @@ test('scrolling up loads older history', async () => {
   }
   await bodies(fresh, 'Are we still on').waitFor({ timeout: T });
   await fresh.locator('#history-state', { hasText: 'beginning of the conversation' }).waitFor({ timeout: T });
+  // Receipts on a fresh page come from the read cursors in the list.
+  await fresh.locator('.receipt.seen', { hasText: 'Seen by bob' }).waitFor({ timeout: T });
   const all = await shownBodies(fresh);
   assert.equal(new Set(all.map((m) => m.id)).size, all.length, 'no message twice');
   assert.equal(all.filter((m) => /^Bulk message \d+$/.test(m.body)).length, 70);

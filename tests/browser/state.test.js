@@ -113,3 +113,11 @@ test('pushes of an unknown conversation are reported, not applied', () => {
   assert.equal(s.convs.get('c5').placeholder, true);
   assert.equal(s.convs.get('c5').position, 30);
 });
+
+test('read cursors from conversation.list give receipts at once', () => {
+  const s = new ChatState('alice');
+  const [c] = s.upsert(conv({ members: ['alice', 'bob', 'carol'], read_seqs: { bob: 9, carol: 4, alice: 8 }, last_message: msg(9, { sender_id: 'alice' }) }));
+  assert.deepEqual(c.seenBy(9, 'alice'), ['bob']);
+  assert.deepEqual(c.seenBy(4, 'alice'), ['bob', 'carol']);
+  assert.equal(c.myRead, 8);
+});

@@ -232,6 +232,7 @@ function onPush(frame) {
       scheduleRender(true, false);
       return;
     case 'members':
+      app.left.delete(r.conv.id);
       if (r.conv.placeholder) refreshListSoon();
       scheduleRender(true, r.conv.id === app.activeId);
       return;
@@ -249,8 +250,12 @@ function onPush(frame) {
 
 // A push named a conversation we do not know (added to a group, or created
 // while the list was loading): list again shortly.
-function refreshListSoon() {
+function refreshListSoon(tries = 0) {
   if (app.listRefresh) return;
+  if (tries >= 10) {
+    app.unknown.clear(); // never listed: not ours after all
+    return;
+  }
   app.listRefresh = setTimeout(async () => {
     app.listRefresh = null;
     try {
@@ -262,11 +267,11 @@ function refreshListSoon() {
         adopt(c);
       }
       if (fresh.length) await req('sync', { positions: app.state.positions(fresh) });
-      if (app.unknown.size || [...app.state.convs.values()].some((c) => c.placeholder)) refreshListSoon();
+      if (app.unknown.size || [...app.state.convs.values()].some((c) => c.placeholder)) refreshListSoon(tries + 1);
     } catch {
-      refreshListSoon();
+      refreshListSoon(tries + 1);
     }
-  }, 300);
+  }, 300 * (tries + 1));
 }
 
 // -------------------------------------------------------------- messages --
@@ -283,6 +288,9 @@ function uuid() {
 
 function sendMessage(conv, body) {
   const p = app.state.addPending(conv, body, uuid());
+  // The message clears our typing indicator on the other side, so the next
+  // keystroke may announce typing again at once.
+  app.lastTyping.delete(conv.id);
   app.stickToBottom = true;
   scheduleRender(true, true);
   trySend(conv.id, p);
@@ -924,7 +932,6 @@ async function addMember(e) {
     await req('conversation.add_member', { conversation_id: conv.id, user_id: user });
     $('#dlg-add').close();
     $('#form-add').reset();
-    toast(`${user} was added.`);
   } catch (ex) {
     err.textContent = ex.message;
   }

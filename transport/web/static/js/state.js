@@ -34,8 +34,9 @@ export class ChatState {
     conv.placeholder = false;
     if (c.last_message) this.#putMessage(conv, c.last_message, false);
     if (c.read_seqs) {
+      // Read cursors (an extension of conversation.list): receipts at once.
       for (const [u, s] of Object.entries(c.read_seqs)) conv.noteRead(u, s);
-      if (isNew && c.read_seqs[this.me] !== undefined) conv.myRead = c.read_seqs[this.me];
+      conv.myRead = Math.max(conv.myRead, c.read_seqs[this.me] ?? 0);
     }
     return [conv, isNew];
   }
