@@ -31,4 +31,8 @@ type Conversation struct {
 	LastSeq        int64     `json:"last_seq"`
 	Unread         int64     `json:"unread"`
 	LastMessage    *Message  `json:"last_message,omitempty"`
+	// ReadSeqs holds the read cursors (user → up_to_seq) of the members who
+	// have read something, so a client can show "seen by" without waiting
+	// for new read pushes. Set by conversation.list.
+	ReadSeqs map[string]int64 `json:"read_seqs,omitempty"`
 }

@@ -159,7 +159,9 @@ func (s *Store) ConversationsOf(ctx context.Context, user string) ([]domain.Conv
 	rows, err := s.pool.Query(ctx, s.q(`SELECT `+convCols+`,
 		(SELECT count(*) FROM {s}.messages x WHERE x.conversation_id=c.conversation_id
 		   AND x.seq>me.read_seq AND x.sender_id<>me.user_id AND NOT x.deleted),
-		lm.message_id, lm.seq, lm.sender_id, lm.client_msg_id, lm.body, lm.sent_at, lm.edited_at, lm.deleted
+		lm.message_id, lm.seq, lm.sender_id, lm.client_msg_id, lm.body, lm.sent_at, lm.edited_at, lm.deleted,
+		(SELECT jsonb_object_agg(r.user_id, r.read_seq) FROM {s}.members r
+		   WHERE r.conversation_id=c.conversation_id AND r.is_member AND r.read_seq >= 0)
 		FROM {s}.members me
 		JOIN {s}.conversations c ON c.conversation_id=me.conversation_id
 		LEFT JOIN {s}.messages lm ON lm.conversation_id=c.conversation_id AND lm.seq=c.last_message_seq
@@ -178,11 +180,13 @@ func (s *Store) ConversationsOf(ctx context.Context, user string) ([]domain.Conv
 			deleted                *bool
 		}
 		var unread int64
-		c, err := scanConv(rows, &unread, &lm.id, &lm.seq, &lm.sender, &lm.cmid, &lm.body, &lm.sent, &lm.edited, &lm.deleted)
+		var reads map[string]int64
+		c, err := scanConv(rows, &unread, &lm.id, &lm.seq, &lm.sender, &lm.cmid, &lm.body, &lm.sent, &lm.edited, &lm.deleted, &reads)
 		if err != nil {
 			return nil, unavailable("conversations", err)
 		}
 		c.Unread = unread
+		c.ReadSeqs = reads
 		if lm.id != nil {
 			m := &domain.Message{ConversationID: c.ConversationID, MessageID: *lm.id, Seq: *lm.seq, SenderID: *lm.sender,
 				ClientMsgID: *lm.cmid, Body: *lm.body, SentAt: lm.sent.UTC(), Deleted: *lm.deleted}
