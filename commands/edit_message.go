@@ -2,7 +2,6 @@ package commands
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/parley-chat/parley/domain"
@@ -53,14 +52,12 @@ func ownMessage(ctx context.Context, d *Deps, a Access, actor, conv, id string) 
 	if err := a.RequireMember(ctx, conv, actor); err != nil {
 		return domain.Message{}, err
 	}
-	m, err := d.Read.Message(ctx, conv, id)
-	if errors.Is(err, domain.ErrNotFound) {
-		// It may be acked but not yet projected.
-		if err := d.Fresh.WaitProjected(ctx, conv); err != nil {
-			return m, err
-		}
-		m, err = d.Read.Message(ctx, conv, id)
+	// Read after the read model has every event acked so far, so an edit
+	// sees the latest state of the message (a delete acked a moment ago).
+	if err := d.Fresh.WaitProjected(ctx, conv); err != nil {
+		return domain.Message{}, err
 	}
+	m, err := d.Read.Message(ctx, conv, id)
 	if err != nil {
 		return m, err
 	}

@@ -56,6 +56,8 @@ type Config struct {
 	MaxConns          int           `env:"CHAT_MAX_CONNS" envDefault:"100000"`
 	AllowedOrigins    []string      `env:"CHAT_ALLOWED_ORIGINS" envSeparator:","`
 	ShutdownTimeout   time.Duration `env:"CHAT_SHUTDOWN_TIMEOUT" envDefault:"10s"`
+	IdemPendingStale  time.Duration `env:"CHAT_IDEM_PENDING_STALE" envDefault:"10s"`
+	PingInterval      time.Duration `env:"CHAT_WS_PING_INTERVAL" envDefault:"25s"`
 	PprofAddr         string        `env:"CHAT_PPROF_ADDR"`
 	LogFormat         string        `env:"CHAT_LOG_FORMAT"`
 	LogLevel          string        `env:"CHAT_LOG_LEVEL" envDefault:"info"`

@@ -215,6 +215,23 @@ func (s *LogSink) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
+// Contains reports whether any line written so far contains sub.
+func (s *LogSink) Contains(sub string) bool { return strings.Contains(s.String(), sub) }
+
+// HasLine reports whether one line contains every one of subs.
+func (s *LogSink) HasLine(subs ...string) bool {
+	for _, line := range strings.Split(s.String(), "\n") {
+		all := true
+		for _, sub := range subs {
+			all = all && strings.Contains(line, sub)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
 // String returns everything written.
 func (s *LogSink) String() string {
 	s.mu.Lock()

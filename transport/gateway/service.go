@@ -43,6 +43,9 @@ func Known(typ string) bool { _, ok := handlers[typ]; return ok }
 // pushes (HTTP).
 func (s *Service) Handle(ctx context.Context, user string, st *Stream, typ string, data json.RawMessage) (any, error) {
 	h, ok := handlers[typ]
+	if st != nil && typ != "sync" {
+		st.Release() // the first request ends the initial hold; sync ends it itself
+	}
 	if !ok {
 		return nil, fmt.Errorf("%w: unknown type %q", domain.ErrBadRequest, typ)
 	}
@@ -168,6 +171,15 @@ func syncPositions(ctx context.Context, s *Service, user string, st *Stream, dat
 	}
 	sort.Strings(convs)
 	for _, conv := range convs {
+		st.Pause(conv, req.Positions[conv])
+	}
+	defer func() {
+		for _, conv := range convs {
+			st.Resume(conv)
+		}
+	}()
+	st.Release()
+	for _, conv := range convs {
 		err := catchUp(ctx, s, user, st, conv, req.Positions[conv])
 		if errors.Is(err, domain.ErrForbidden) || errors.Is(err, domain.ErrNotFound) {
 			continue // not a member: nothing to replay, and absent from positions
@@ -188,7 +200,6 @@ func syncPositions(ctx context.Context, s *Service, user string, st *Stream, dat
 
 func catchUp(ctx context.Context, s *Service, user string, st *Stream, conv string, pos int64) error {
 	from := st.Pause(conv, pos)
-	defer st.Resume(conv)
 	_, err := s.Read.CatchUp(ctx, user, conv, from, func(e projections.StoredEvent) error {
 		frame, err := domain.EncodePush(e.Event, e.Seq)
 		if err != nil {

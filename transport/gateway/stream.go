@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"sync"
+	"time"
 
 	"github.com/parley-chat/parley/domain"
 )
@@ -9,22 +10,63 @@ import (
 // Stream is the per-connection ordering state shared by every transport: it
 // drops a durable push already delivered on this connection, and holds a
 // conversation's live pushes while a sync replays what came before them.
+//
+// A new connection starts holding every push until its first request (or
+// HoldFor): a client that resumes sends sync first, and a push delivered
+// before the sync could otherwise overtake the events it missed.
 type Stream struct {
-	mu     sync.Mutex
-	last   map[string]int64
-	paused map[string][]domain.Delivery
-	out    func(frame []byte) bool
+	mu      sync.Mutex
+	last    map[string]int64
+	paused  map[string][]domain.Delivery
+	held    []domain.Delivery
+	holding bool
+	out     func(frame []byte) bool
+	limit   int
 }
 
-// NewStream writes frames through out, which reports false on overflow.
-func NewStream(out func([]byte) bool) *Stream {
-	return &Stream{last: map[string]int64{}, paused: map[string][]domain.Delivery{}, out: out}
+// HoldFor bounds how long a new connection's pushes wait for its first
+// request.
+const HoldFor = 2 * time.Second
+
+// NewStream writes frames through out, which reports false on overflow;
+// limit bounds the pushes held for a new connection (past it, out is told of
+// an overflow).
+func NewStream(out func([]byte) bool, limit int) *Stream {
+	s := &Stream{last: map[string]int64{}, paused: map[string][]domain.Delivery{}, out: out, holding: true, limit: limit}
+	time.AfterFunc(HoldFor, s.Release)
+	return s
+}
+
+// Release ends the initial hold and delivers what was held, in order.
+func (s *Stream) Release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.holding {
+		return
+	}
+	s.holding = false
+	for _, d := range s.held {
+		s.deliverLocked(d)
+	}
+	s.held = nil
 }
 
 // Deliver passes a live push through in seq order, once.
 func (s *Stream) Deliver(d domain.Delivery) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.holding {
+		if len(s.held) >= s.limit {
+			s.out(nil) // overflow: the connection closes
+			return
+		}
+		s.held = append(s.held, d)
+		return
+	}
+	s.deliverLocked(d)
+}
+
+func (s *Stream) deliverLocked(d domain.Delivery) {
 	if d.Seq == 0 {
 		s.out(d.Frame)
 		return
@@ -45,13 +87,23 @@ func (s *Stream) emitLocked(conv string, seq int64, frame []byte) {
 }
 
 // Pause holds live pushes of conv and raises its position to at least from
-// (the client has everything up to it). It returns the position.
+// (the client has everything up to it). It returns the position. Pushes of
+// conv held since the connection opened move to the paused buffer.
 func (s *Stream) Pause(conv string, from int64) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.paused[conv]; !ok {
 		s.paused[conv] = nil
 	}
+	kept := s.held[:0]
+	for _, d := range s.held {
+		if d.ConversationID == conv {
+			s.paused[conv] = append(s.paused[conv], d)
+		} else {
+			kept = append(kept, d)
+		}
+	}
+	s.held = kept
 	if from > s.last[conv] {
 		s.last[conv] = from
 	}

@@ -168,7 +168,7 @@ func (s *WSServer) newConn(ws *websocket.Conn, user, remote string) *wsConn {
 	c := &wsConn{s: s, id: strconv.FormatUint(connSeq.Add(1), 10), ws: ws, user: user, remote: remote, send: make(chan []byte, s.cfg.SendQueue),
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.RateLimit), s.cfg.RateBurst), ctx: ctx, cancel: cancel,
 		ctrl: make(chan []byte, 1)}
-	c.stream = NewStream(c.enqueue)
+	c.stream = NewStream(c.enqueue, s.cfg.SendQueue)
 	return c
 }
 
@@ -179,15 +179,23 @@ func (c *wsConn) Deliver(d domain.Delivery) { c.stream.Deliver(d) }
 // enqueue never blocks: a client too slow to drain its queue is closed,
 // which bounds the memory any one client can hold.
 func (c *wsConn) enqueue(frame []byte) bool {
+	if frame == nil {
+		c.overflow()
+		return false
+	}
 	select {
 	case c.send <- frame:
 		metrics.Pushes.Inc()
 		return true
 	default:
-		metrics.SendQueueOverflows.Inc()
-		c.closeWith(ClosePolicy, "send queue overflow: client reads too slowly")
+		c.overflow()
 		return false
 	}
+}
+
+func (c *wsConn) overflow() {
+	metrics.SendQueueOverflows.Inc()
+	c.closeWith(ClosePolicy, "send queue overflow: client reads too slowly")
 }
 
 func (c *wsConn) closeWith(code int, reason string) {

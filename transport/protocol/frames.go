@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/parley-chat/parley/domain"
 )
@@ -34,6 +35,10 @@ type rawRequest struct {
 // DecodeRequest parses one frame. On error it still returns the id when one
 // could be read, so the error reply can carry it.
 func DecodeRequest(b []byte) (Request, error) {
+	if !utf8.Valid(b) {
+		// encoding/json would silently replace invalid bytes; refuse instead.
+		return Request{}, fmt.Errorf("%w: frame is not valid UTF-8", domain.ErrBadRequest)
+	}
 	var raw rawRequest
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return Request{}, fmt.Errorf("%w: frame is not a JSON object: %v", domain.ErrBadRequest, jsonErr(err))

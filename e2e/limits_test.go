@@ -1,0 +1,173 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/parley-chat/parley/internal/testenv"
+	"github.com/parley-chat/parley/internal/wsclient"
+)
+
+// Defences against bad clients, each on a node configured with small limits.
+func TestLimits(t *testing.T) {
+	env := testenv.New(t)
+	env.Cfg.RateLimit, env.Cfg.RateBurst = 5, 5
+	env.Cfg.SendQueue = 8
+	env.Cfg.MaxConnsPerUser = 2
+	env.Cfg.MaxConns = 6
+	env.Cfg.PingInterval = 200 * time.Millisecond
+	env.Cfg.AllowedOrigins = []string{"https://chat.example"}
+	n := env.StartNode()
+
+	t.Run("RateLimitAnswersWithoutClosing", func(t *testing.T) {
+		c := dial(t, env, n, user("r"))
+		limited := 0
+		for range 20 {
+			if err := try(c, "conversation.list", map[string]any{}); err != nil {
+				wantCode(t, err, "rate_limited")
+				limited++
+			}
+		}
+		if limited == 0 {
+			t.Fatal("20 commands at once against a burst of 5 were never rate limited")
+		}
+		select {
+		case <-c.Done():
+			t.Fatal("rate limiting closed the connection")
+		default:
+		}
+	})
+
+	t.Run("ConnectionCaps", func(t *testing.T) {
+		u := user("cap")
+		dial(t, env, n, u)
+		dial(t, env, n, u)
+		c, _, err := wsclient.Dial(context.Background(), n.WS, env.Token(u), wsclient.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-c.Done()
+		var ce *websocket.CloseError
+		if !errors.As(c.CloseErr, &ce) || ce.Code != 1013 || !strings.Contains(ce.Text, "too many connections") {
+			t.Fatalf("third connection of a user: %v, want close 1013", c.CloseErr)
+		}
+	})
+
+	t.Run("OriginCheck", func(t *testing.T) {
+		for origin, ok := range map[string]bool{"https://evil.example": false, "https://chat.example": true, "": true} {
+			h := http.Header{}
+			if origin != "" {
+				h.Set("Origin", origin)
+			}
+			c, resp, err := wsclient.Dial(context.Background(), n.WS, env.Token(user("or")), wsclient.Options{Header: h})
+			if ok != (err == nil) {
+				t.Fatalf("origin %q: err %v", origin, err)
+			}
+			if !ok && resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("origin %q: status %d, want 403", origin, resp.StatusCode)
+			}
+			if c != nil {
+				c.Close()
+			}
+		}
+	})
+
+	t.Run("SilentClientIsDropped", func(t *testing.T) {
+		// A client that never reads never answers pings: half-open.
+		u := user("silent")
+		h := http.Header{"Authorization": {"Bearer " + env.Token(u)}}
+		ws, _, err := websocket.DefaultDialer.Dial(n.WS, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		testenv.WaitFor(t, 20*time.Second, "silent connection dropped", func() bool {
+			return env.Logs.HasLine(`"connection closed"`, `"user_id":"`+u+`"`, "i/o timeout")
+		})
+	})
+
+	t.Run("SlowReaderIsClosed", func(t *testing.T) {
+		writerUser := user("w")
+		writer := dial(t, env, n, writerUser)
+		slowUser := user("slow")
+		conv := createGroup(t, writer, slowUser)
+		h := http.Header{"Authorization": {"Bearer " + env.Token(slowUser)}}
+		ws, _, err := websocket.DefaultDialer.Dial(n.WS, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		closed := make(chan error, 1)
+		body := strings.Repeat("x", 8000)
+		// Keep the reader silent until the server gives up on it; bounded.
+		// Writes go through the HTTP API, which the per-connection limit
+		// does not cover.
+		url := n.HTTP + "/api/v1/conversations/" + conv.ConversationID + "/messages"
+		tok := env.Token(writerUser)
+		go func() {
+			for i := 0; i < 3000; i++ {
+				req, _ := http.NewRequest("POST", url, strings.NewReader(fmt.Sprintf(`{"client_msg_id":"s%d","body":%q}`, i, body)))
+				req.Header.Set("Authorization", "Bearer "+tok)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return
+				}
+				resp.Body.Close()
+				select {
+				case <-closed:
+					return
+				default:
+				}
+			}
+		}()
+		testenv.WaitFor(t, 60*time.Second, "slow reader closed", func() bool {
+			return env.Logs.Contains(`"reason":"send queue overflow: client reads too slowly"`)
+		})
+		close(closed)
+		// Reading now drains what was queued, then the close frame with 1008.
+		_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+		for {
+			if _, _, err = ws.ReadMessage(); err != nil {
+				break
+			}
+		}
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != 1008 {
+			t.Fatalf("slow reader got %v, want close 1008", err)
+		}
+	})
+
+	t.Run("NodeCap", func(t *testing.T) {
+		var opened []*wsclient.Client
+		defer func() {
+			for _, c := range opened {
+				c.Close()
+			}
+		}()
+		for i := 0; i < 10; i++ {
+			c, _, err := wsclient.Dial(context.Background(), n.WS, env.Token(user("nc")), wsclient.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			opened = append(opened, c)
+			// An accepted connection answers; a refused one is closed at once.
+			if _, err := c.Request(context.Background(), "conversation.list", map[string]any{}); err == nil {
+				continue
+			}
+			<-c.Done()
+			var ce *websocket.CloseError
+			if errors.As(c.CloseErr, &ce) && ce.Code == 1013 && strings.Contains(ce.Text, "node is full") {
+				return
+			}
+			t.Fatalf("unexpected close %v", c.CloseErr)
+		}
+		t.Fatal("node cap of 6 connections never refused one of 10")
+	})
+}
