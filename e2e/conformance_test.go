@@ -665,7 +665,9 @@ func (s *suite) testHTTP(t *testing.T) {
 		{"GET", path, "", s.env.Token(user("o")), "not_found", 404},
 	} {
 		st, b := do(tc.method, tc.path, tc.body, tc.token)
-		var e struct{ Error struct{ Code, Message string } }
+		var e struct {
+			Error struct{ Code, Message string }
+		}
 		_ = json.Unmarshal(b, &e)
 		if st != tc.status || e.Error.Code != tc.code || e.Error.Message == "" {
 			t.Errorf("%s %s: %d %s, want %d %s", tc.method, tc.path, st, b, tc.status, tc.code)
