@@ -63,6 +63,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		return nil, err
 	}
 	a.closers = append(a.closers, a.KafkaLog.Close)
+	redisstore.SetLogger(log) // go-redis's own lines become JSON too
 	a.Redis, err = redisstore.Open(ctx, cfg.RedisURL, cfg.RedisPrefix)
 	if err != nil {
 		a.Close()
