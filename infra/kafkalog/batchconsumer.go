@@ -127,6 +127,13 @@ func (c *BatchConsumer) batchLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			// Apply what is in hand before handing the partitions over; the
+			// next owner skips it by the stored offsets.
+			if len(batch) > 0 {
+				fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				c.flush(fctx, batch)
+				cancel()
+			}
 			return
 		case it := <-c.in:
 			if len(batch) == 0 {

@@ -136,7 +136,7 @@ func (s *WSServer) Drain(ctx context.Context) {
 	s.draining.Store(true)
 	s.hub.Each(func(cl Client) {
 		if c, ok := cl.(*wsConn); ok {
-			c.closeWith(CloseServiceReset, "node shutting down: reconnect and sync")
+			c.stopReading()
 		}
 	})
 	done := make(chan struct{})
@@ -161,6 +161,16 @@ type wsConn struct {
 	once    sync.Once
 	reason  atomic.Value
 	ctrl    chan []byte
+	// stopping is set on drain: the reader finishes the command in hand,
+	// then the connection closes with CloseServiceReset.
+	stopping atomic.Bool
+}
+
+// stopReading unblocks the reader; the command it is running, if any,
+// completes and is answered first, because commands run on the reader.
+func (c *wsConn) stopReading() {
+	c.stopping.Store(true)
+	_ = c.ws.SetReadDeadline(time.Now())
 }
 
 func (s *WSServer) newConn(ws *websocket.Conn, user, remote string) *wsConn {
@@ -230,12 +240,17 @@ func (c *wsConn) readLoop() {
 	c.ws.SetReadLimit(c.s.cfg.MaxFrame)
 	_ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
 	c.ws.SetPongHandler(func(string) error {
+		if c.stopping.Load() {
+			return nil
+		}
 		return c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
 	})
 	for c.ctx.Err() == nil {
 		typ, b, err := c.ws.ReadMessage()
 		if err != nil {
 			switch {
+			case c.stopping.Load():
+				c.closeWith(CloseServiceReset, "node shutting down: reconnect and sync")
 			case errors.Is(err, websocket.ErrReadLimit):
 				c.reason.Store("frame over 64 KiB")
 				c.closeWith(CloseTooBig, "frame over 64 KiB")
@@ -246,7 +261,9 @@ func (c *wsConn) readLoop() {
 			}
 			return
 		}
-		_ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
+		if !c.stopping.Load() {
+			_ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
+		}
 		if typ != websocket.TextMessage {
 			c.reply(protocol.ErrorReply(0, errBinary))
 			continue
@@ -270,7 +287,9 @@ func (c *wsConn) handle(b []byte) {
 		return
 	}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.CommandTimeout)
+	// A command outlives a client that hangs up: once accepted it runs to
+	// its reply, so what the log acked is always recorded where it must be.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), c.s.cfg.CommandTimeout)
 	data, err := c.s.svc.Handle(ctx, c.user, c.stream, req.Type, req.Data)
 	cancel()
 	if err != nil {
