@@ -35,6 +35,9 @@ func TestBrowserClient(t *testing.T) {
 	n2 := env.StartNode("gateway")
 	env.Cfg.AllowedOrigins = []string{n2.HTTP}
 	n1 := env.StartNode("gateway", "fanout", "projector")
+	// Node 3 has no dev auth: its page asks for a token.
+	env.Cfg.DevAuth = false
+	n3 := env.StartNode("gateway")
 
 	control := startControl(t, map[string]func(){"/stop/node2": n2.Stop})
 	out := filepath.Join(root, "test-output", "browser")
@@ -49,6 +52,7 @@ func TestBrowserClient(t *testing.T) {
 	cmd.Env = append(os.Environ(),
 		"PARLEY_NODE1="+n1.HTTP,
 		"PARLEY_NODE2="+n2.HTTP,
+		"PARLEY_NODE3="+n3.HTTP,
 		"PARLEY_CONTROL="+control,
 		"PARLEY_OUTPUT="+out,
 		"PARLEY_CHROMIUM="+chromium,

@@ -11,13 +11,17 @@ export class AuthError extends Error {
   }
 }
 
-/** Reports whether this node hands out dev tokens (it answers 404 not_found when not). */
+/**
+ * Reports whether this node hands out dev tokens (it answers 404 not_found
+ * when not). The probe asks for a real token, which is thrown away: an
+ * invalid request would log a console error on every dev sign-in page.
+ */
 export async function devAuthAvailable() {
   try {
     const r = await fetch('/api/v1/dev/token', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ user_id: '' }),
+      body: JSON.stringify({ user_id: 'probe' }),
     });
     if (r.ok) return true;
     const body = await r.json().catch(() => ({}));
