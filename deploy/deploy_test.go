@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -210,6 +211,41 @@ func TestKubernetesManifests(t *testing.T) {
 		if !strings.Contains(strings.ReplaceAll(string(job), "/usr/local/bin/", ""), cmd) {
 			t.Errorf("the migration Job does not run %s", cmd)
 		}
+	}
+}
+
+// kustomize renders the manifests as `kubectl apply -k` would (kubectl is
+// on the project's machines; no cluster is needed to render).
+func TestKustomizeRenders(t *testing.T) {
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Skip("kubectl not installed")
+	}
+	out, err := exec.Command(kubectl, "kustomize", "k8s").CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl kustomize deploy/k8s: %v\n%s", err, out)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(out))
+	kinds := map[string]int{}
+	for {
+		var d struct {
+			Kind     string `yaml:"kind"`
+			Metadata struct {
+				Namespace string `yaml:"namespace"`
+			} `yaml:"metadata"`
+		}
+		if err := dec.Decode(&d); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		kinds[d.Kind]++
+		if d.Kind != "Namespace" && d.Metadata.Namespace != "parley" {
+			t.Errorf("%s rendered outside the parley namespace", d.Kind)
+		}
+	}
+	if kinds["Deployment"] != 3 || kinds["Job"] != 1 || kinds["HorizontalPodAutoscaler"] != 1 {
+		t.Errorf("rendered %v", kinds)
 	}
 }
 
