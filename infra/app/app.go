@@ -38,6 +38,7 @@ type App struct {
 	Hub      *gateway.Hub
 	WS       *gateway.WSServer
 	Service  *gateway.Service
+	SIO      *SocketIO // Socket.IO endpoint (socketio.go)
 	Handler  http.Handler
 	// Web, if set before Run, serves the browser client at /.
 	Web http.Handler
@@ -99,6 +100,7 @@ func (a *App) buildGateway() {
 	a.Hub = gateway.NewHub(a.Cfg.MaxConnsPerUser, a.Cfg.MaxConns)
 	a.WS = gateway.NewWSServer(gateway.WSConfig{SendQueue: a.Cfg.SendQueue, RateLimit: a.Cfg.RateLimit,
 		RateBurst: a.Cfg.RateBurst, AllowedOrigins: a.Cfg.AllowedOrigins}, a.Hub, a.Service, a.Log)
+	a.buildSocketIO()
 }
 
 func (a *App) checks() []httpapi.Check {
@@ -136,7 +138,7 @@ func (a *App) Run(ctx context.Context) error {
 		svc, ws = a.Service, a.WS
 	}
 	a.Handler = httpapi.New(httpapi.Config{JWTSecret: a.Cfg.JWTSecret, DevAuth: a.Cfg.DevAuth, NodeID: a.Cfg.NodeID,
-		Checks: a.checks(), Web: a.Web}, svc, ws, a.Log)
+		Checks: a.checks(), Web: a.Web, SocketIO: a.socketIOHandler()}, svc, ws, a.Log)
 	srv := &http.Server{Handler: a.Handler, ReadHeaderTimeout: 10 * time.Second}
 
 	roleCtx, stopRoles := context.WithCancel(context.WithoutCancel(ctx))
@@ -156,6 +158,7 @@ func (a *App) Run(ctx context.Context) error {
 		if err := a.Bus.Subscribe(roleCtx, a.Hub.Deliver); err != nil {
 			return err
 		}
+		start("socketio-nodes", a.registerSocketIO(a.listener))
 	}
 	if a.Cfg.Has(config.RoleFanout) {
 		start("fanout", a.runFanout)
@@ -191,6 +194,7 @@ func (a *App) shutdown(srv *http.Server) {
 	ctx, cancel := context.WithTimeout(context.Background(), a.Cfg.ShutdownTimeout)
 	defer cancel()
 	a.WS.Drain(ctx)
+	a.drainSocketIO(ctx)
 	_ = srv.Shutdown(ctx)
 	a.Log.Info("node stopped")
 }

@@ -36,6 +36,8 @@ type Config struct {
 	Checks    []Check
 	Web       http.Handler // the browser client, if built in
 	Extra     map[string]http.Handler
+	// SocketIO serves /socket.io/ (transport/socketio) on gateway nodes.
+	SocketIO http.Handler
 }
 
 // API is the HTTP handler of a node.
@@ -66,6 +68,12 @@ func New(cfg Config, svc *gateway.Service, ws *gateway.WSServer, log *slog.Logge
 		mux.HandleFunc("GET /api/v1/conversations/{id}/messages", a.authed(a.listMessages))
 		mux.HandleFunc("POST /api/v1/conversations/{id}/messages", a.authed(a.postMessage))
 		mux.HandleFunc("GET /ws", a.upgrade)
+		if cfg.SocketIO != nil {
+			// Per method: a method-less pattern would conflict with "GET /".
+			for _, m := range []string{"GET", "POST", "OPTIONS"} {
+				mux.Handle(m+" /socket.io/", cfg.SocketIO)
+			}
+		}
 		if cfg.Web != nil {
 			mux.Handle("GET /", cfg.Web)
 		}

@@ -4,13 +4,13 @@
 
 import { AuthError, clearSession, devAuthAvailable, devToken, loadSession, saveSession, tokenAccepted, tokenSubject } from './auth.js';
 import { Connection, RequestError, nodeList } from './conn.js';
-import { $, avatar, clockTime, dayLabel, fullTime, h, linkified, setChildren, shortTime } from './dom.js';
+import { $, avatar, h, setChildren } from './dom.js';
 import { ChatState } from './state.js';
+import { convAvatar, convItem, convTitle, messageRows, reconcile, typingText } from './views.js';
 
 const TYPING_SEND_EVERY_MS = 3000;
 const TYPING_SHOW_MS = 4000;
 const HISTORY_PAGE = 50;
-const GROUP_GAP_MS = 5 * 60 * 1000;
 const USER_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 // Errors after which the same command may simply be sent again.
 const RETRYABLE = new Set(['offline', 'timeout', 'unavailable', 'rate_limited', 'internal']);
@@ -416,61 +416,10 @@ function scheduleRender(list, active) {
   });
 }
 
-function convTitle(conv) {
-  if (conv.kind === 'direct') return conv.members.filter((u) => u !== app.me)[0] || conv.title || 'Direct message';
-  if (conv.title) return conv.title;
-  const others = conv.members.filter((u) => u !== app.me);
-  return others.length ? others.join(', ') : conv.placeholder ? 'Loading…' : 'Group';
-}
-
-function convAvatar(conv) {
-  const name = conv.kind === 'direct' ? convTitle(conv) : conv.title || convTitle(conv);
-  return avatar(name, conv.kind === 'group' ? 'group' : '');
-}
-
-function preview(conv) {
-  const m = conv.lastMessage;
-  if (!m) return conv.placeholder ? '' : 'No messages yet';
-  const who = m.sender_id === app.me ? 'You: ' : conv.kind === 'group' ? `${m.sender_id}: ` : '';
-  return who + (m.deleted ? 'Message deleted' : m.body.replace(/\s+/g, ' '));
-}
-
 function renderList() {
-  const ul = $('#conv-list');
   const convs = app.state.ordered();
-  const items = convs.map((conv) => {
-    const title = convTitle(conv);
-    const unread = conv.unread > 0 ? conv.unread : 0;
-    const label = `${conv.kind === 'direct' ? 'Direct message with' : 'Group'} ${title}${unread ? `, ${unread} unread` : ''}`;
-    return h(
-      'li',
-      {},
-      h(
-        'button',
-        {
-          type: 'button',
-          class: `conv-item${conv.id === app.activeId ? ' active' : ''}${unread ? ' has-unread' : ''}`,
-          'data-conversation-id': conv.id,
-          'aria-label': label,
-          'aria-current': conv.id === app.activeId ? 'true' : null,
-          onclick: () => selectConversation(conv.id),
-        },
-        convAvatar(conv),
-        h(
-          'span',
-          { class: 'conv-text' },
-          h('span', { class: 'conv-line' }, h('span', { class: 'conv-name', text: title }), h('time', { class: 'conv-time', text: shortTime(conv.activity()) })),
-          h(
-            'span',
-            { class: 'conv-line' },
-            h('span', { class: 'conv-preview', text: preview(conv) }),
-            unread ? h('span', { class: 'badge', 'aria-hidden': 'true', text: unread > 99 ? '99+' : String(unread) }) : null,
-          ),
-        ),
-      ),
-    );
-  });
-  setChildren(ul, items);
+  const items = convs.map((conv) => convItem(conv, { me: app.me, active: conv.id === app.activeId, onSelect: selectConversation }));
+  setChildren($('#conv-list'), items);
   $('#conv-empty').hidden = convs.length > 0 || app.syncing || app.conn.state !== 'open';
   const total = convs.reduce((n, c) => n + (c.unread > 0 ? c.unread : 0), 0);
   document.title = total ? `(${total}) Parley` : 'Parley';
@@ -505,11 +454,11 @@ function renderActive() {
     if (app.activeId) selectConversation(null);
     return;
   }
-  $('#conv-title').textContent = convTitle(conv);
+  $('#conv-title').textContent = convTitle(conv, app.me);
   const others = conv.members.filter((u) => u !== app.me);
   $('#conv-sub').textContent =
     conv.kind === 'direct' ? 'Direct message' : `${conv.members.length} member${conv.members.length === 1 ? '' : 's'} · ${['you', ...others].join(', ')}`;
-  setChildren($('#conv-avatar'), convAvatar(conv));
+  setChildren($('#conv-avatar'), convAvatar(conv, app.me));
   $('#add-member').hidden = conv.kind !== 'group';
   renderMessages(conv);
   renderTyping();
@@ -532,137 +481,20 @@ function renderHistoryState(text) {
 function renderMessages(conv) {
   const box = $('#messages');
   const atBottom = app.stickToBottom || isAtBottom();
-  const ol = $('#message-list');
-  const msgs = conv.list();
-  const lastOwn = [...msgs].reverse().find((m) => m.sender_id === app.me && !m.deleted);
-  const seen = lastOwn ? conv.seenBy(lastOwn.seq, app.me) : [];
-  const rows = [];
-  let prev = null;
-  let prevDay = '';
-  const push = (key, sig, build) => rows.push({ key, sig, build });
-  for (const m of msgs) {
-    const day = new Date(m.sent_at).toDateString();
-    if (day !== prevDay) {
-      push(`d:${day}`, dayLabel(m.sent_at), () => h('li', { class: 'day', role: 'separator' }, h('span', { text: dayLabel(m.sent_at) })));
-      prevDay = day;
-      prev = null;
-    }
-    const cont = !!prev && prev.sender_id === m.sender_id && new Date(m.sent_at) - new Date(prev.sent_at) < GROUP_GAP_MS;
-    const status = m === lastOwn ? receiptText(conv, seen) : '';
-    push(`m:${m.message_id}`, [m.body, m.edited_at, m.deleted, cont, status].join('\u0000'), () => messageItem(conv, m, cont, status));
-    prev = m;
-  }
-  for (const p of conv.pending.values()) {
-    push(`p:${p.clientMsgId}`, [p.state, p.body, p.error].join('\u0000'), () => pendingItem(conv, p));
-  }
-  reconcile(ol, rows);
+  reconcile(
+    $('#message-list'),
+    messageRows(conv, app.me, {
+      onEdit: (m) => startEdit(conv, m),
+      onDelete: (m) => confirmDelete(conv, m),
+      onRetry: (p) => retryPending(conv, p),
+      onDiscard: (p) => discardPending(conv, p),
+    }),
+  );
   if (atBottom) {
     box.scrollTop = box.scrollHeight;
     app.stickToBottom = false;
     $('#jump').hidden = true;
   }
-}
-
-function receiptText(conv, seen) {
-  if (!seen.length) return 'Sent';
-  if (conv.kind === 'direct') return 'Seen';
-  return `Seen by ${seen.join(', ')}`;
-}
-
-function reconcile(parent, rows) {
-  const existing = new Map();
-  for (const el of parent.children) existing.set(el.dataset.key, el);
-  let cursor = parent.firstElementChild;
-  for (const row of rows) {
-    let el = existing.get(row.key);
-    if (el && el._sig !== row.sig) {
-      const fresh = row.build();
-      fresh.dataset.key = row.key;
-      fresh._sig = row.sig;
-      el.replaceWith(fresh);
-      if (cursor === el) cursor = fresh;
-      el = fresh;
-    } else if (!el) {
-      el = row.build();
-      el.dataset.key = row.key;
-      el._sig = row.sig;
-    }
-    existing.delete(row.key);
-    if (el !== cursor) parent.insertBefore(el, cursor);
-    else cursor = cursor.nextElementSibling;
-  }
-  for (const el of existing.values()) el.remove();
-}
-
-function messageItem(conv, m, cont, status) {
-  const own = m.sender_id === app.me;
-  const body = m.deleted
-    ? h('p', { class: 'body deleted', text: 'This message was deleted' })
-    : h('p', { class: 'body' }, linkified(m.body));
-  const actions =
-    own && !m.deleted
-      ? h(
-          'div',
-          { class: 'msg-actions' },
-          h('button', { type: 'button', class: 'act', 'aria-label': 'Edit message', title: 'Edit', onclick: () => startEdit(conv, m) }, icon('edit')),
-          h('button', { type: 'button', class: 'act', 'aria-label': 'Delete message', title: 'Delete', onclick: () => confirmDelete(conv, m) }, icon('trash')),
-        )
-      : null;
-  return h(
-    'li',
-    {
-      class: `msg${own ? ' own' : ''}${cont ? ' cont' : ''}${m.deleted ? ' is-deleted' : ''}`,
-      'data-message-id': m.message_id,
-      'data-seq': m.seq,
-      'data-sender': m.sender_id,
-    },
-    own || cont ? null : avatar(m.sender_id),
-    h(
-      'div',
-      { class: 'bubble-wrap' },
-      own || cont ? null : h('div', { class: 'sender', text: m.sender_id }),
-      h(
-        'div',
-        { class: 'bubble-row' },
-        h(
-          'div',
-          { class: 'bubble' },
-          body,
-          h(
-            'span',
-            { class: 'meta' },
-            m.edited_at && !m.deleted ? h('span', { class: 'edited', title: `Edited ${fullTime(m.edited_at)}`, text: 'edited' }) : null,
-            h('time', { datetime: m.sent_at, title: fullTime(m.sent_at), text: clockTime(m.sent_at) }),
-          ),
-        ),
-        actions,
-      ),
-      status ? h('div', { class: `receipt${status === 'Sent' ? '' : ' seen'}`, text: status }) : null,
-    ),
-  );
-}
-
-function pendingItem(conv, p) {
-  const failed = p.state === 'failed';
-  return h(
-    'li',
-    { class: `msg own pending${failed ? ' failed' : ''}`, 'data-client-msg-id': p.clientMsgId },
-    h(
-      'div',
-      { class: 'bubble-wrap' },
-      h('div', { class: 'bubble-row' }, h('div', { class: 'bubble' }, h('p', { class: 'body' }, linkified(p.body)))),
-      failed
-        ? h(
-            'div',
-            { class: 'receipt error' },
-            h('span', { text: `Not sent: ${p.error || 'error'} ` }),
-            h('button', { type: 'button', class: 'link-btn', 'aria-label': 'Retry sending', onclick: () => retryPending(conv, p) }, 'Retry'),
-            ' · ',
-            h('button', { type: 'button', class: 'link-btn', 'aria-label': 'Discard message', onclick: () => discardPending(conv, p) }, 'Discard'),
-          )
-        : h('div', { class: 'receipt' }, icon('clock'), h('span', { text: 'Sending…' })),
-    ),
-  );
 }
 
 function retryPending(conv, p) {
@@ -693,32 +525,10 @@ function renderTyping() {
       next = Math.min(next, until);
     }
   }
-  who.sort();
-  let text = '';
-  if (who.length === 1) text = `${who[0]} is typing…`;
-  else if (who.length === 2) text = `${who[0]} and ${who[1]} are typing…`;
-  else if (who.length > 2) text = 'Several people are typing…';
+  const text = typingText(who.sort());
   el.textContent = text;
   el.classList.toggle('on', !!text);
   if (next !== Infinity) app.typingTimer = setTimeout(renderTyping, next - now + 20);
-}
-
-const ICONS = {
-  edit: 'M4 20h4L19 9l-4-4L4 16zM14 6l4 4',
-  trash: 'M5 7h14M10 11v6M14 11v6M7 7l1 13h8l1-13M9 7V4h6v3',
-  clock: 'M12 7v5l3 2M12 21a9 9 0 1 0 0-18 9 9 0 0 0 0 18z',
-};
-
-function icon(name) {
-  const ns = 'http://www.w3.org/2000/svg';
-  const svg = document.createElementNS(ns, 'svg');
-  svg.setAttribute('viewBox', '0 0 24 24');
-  svg.setAttribute('class', 'icon');
-  svg.setAttribute('aria-hidden', 'true');
-  const path = document.createElementNS(ns, 'path');
-  path.setAttribute('d', ICONS[name]);
-  svg.append(path);
-  return svg;
 }
 
 function isAtBottom() {
@@ -940,7 +750,7 @@ async function addMember(e) {
 async function leaveConversation() {
   const conv = app.state.convs.get(app.activeId);
   if (!conv) return;
-  const ok = await confirmDialog(`Leave “${convTitle(conv)}”?`, 'You will stop receiving its messages.', 'Leave');
+  const ok = await confirmDialog(`Leave “${convTitle(conv, app.me)}”?`, 'You will stop receiving its messages.', 'Leave');
   if (!ok) return;
   try {
     await req('conversation.leave', { conversation_id: conv.id });

@@ -1,0 +1,99 @@
+package e2e
+
+// The Socket.IO endpoint tested with the official socket.io-client from npm:
+// tests/socketio/*.test.js run under `node --test` against two real nodes
+// (node 1 runs every role, node 2 only the gateway). The Go side starts the
+// nodes, installs the npm packages and serves a control endpoint the scripts
+// use to make a node cut a user's transport.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/internal/testenv"
+	"github.com/parley-chat/parley/transport/gateway"
+)
+
+func TestSocketIOClient(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("node is needed for the Socket.IO client tests (apt-get install nodejs npm): %v", err)
+	}
+	npm, err := exec.LookPath("npm")
+	if err != nil {
+		t.Fatalf("npm is needed for the Socket.IO client tests (apt-get install nodejs npm): %v", err)
+	}
+	dir := sioTestsDir(t)
+	sioRun(t, 5*time.Minute, dir, nil, npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
+
+	env := testenv.New(t)
+	n1 := env.StartNode("gateway", "fanout", "projector")
+	n2 := env.StartNode("gateway")
+	control := httptest.NewServer(sioControl(n1, n2))
+	t.Cleanup(control.Close)
+
+	vars := []string{"NODE1=" + n1.HTTP, "NODE2=" + n2.HTTP, "CONTROL=" + control.URL}
+	args := []string{"--test", "--test-reporter=spec"}
+	// PARLEY_SIO_TESTS="chat.test.js ..." runs only those files.
+	args = append(args, strings.Fields(os.Getenv("PARLEY_SIO_TESTS"))...)
+	sioRun(t, 5*time.Minute, dir, vars, node, args...)
+}
+
+// sioTestsDir is tests/socketio at the repository root.
+func sioTestsDir(t *testing.T) string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("cannot locate the test file")
+	}
+	return filepath.Join(filepath.Dir(file), "..", "tests", "socketio")
+}
+
+// sioRun runs a command in dir, bounded by limit, and fails the test if it
+// fails; its output goes to the test log.
+func sioRun(t *testing.T, limit time.Duration, dir string, vars []string, name string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), vars...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	t.Logf("%s %v:\n%s", filepath.Base(name), args, out.String())
+	if err != nil {
+		t.Fatalf("%s %v: %v", filepath.Base(name), args, err)
+	}
+}
+
+// sioControl serves POST /kill?user=U: every node cuts the transport of
+// U's Socket.IO connections, as a network failure would.
+func sioControl(nodes ...*testenv.Node) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /kill", func(w http.ResponseWriter, r *http.Request) {
+		user := r.URL.Query().Get("user")
+		killed := 0
+		for _, n := range nodes {
+			n.App.Hub.Each(func(c gateway.Client) {
+				k, ok := c.(interface{ CloseTransport() })
+				if ok && c.UserID() == user {
+					k.CloseTransport()
+					killed++
+				}
+			})
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]int{"killed": killed})
+	})
+	return mux
+}

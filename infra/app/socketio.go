@@ -1,0 +1,67 @@
+package app
+
+import (
+	"context"
+	"net"
+	"net/http"
+
+	"github.com/parley-chat/parley/infra/config"
+	"github.com/parley-chat/parley/transport/socketio"
+	"github.com/parley-chat/parley/transport/socketio/siochat"
+	"github.com/parley-chat/parley/transport/socketio/sioredis"
+)
+
+// SocketIO is the node's Socket.IO endpoint (docs/socketio.md): the
+// server, the chat namespace on it, and the node registry that lets any
+// node forward a long-polling request to the node holding its session.
+type SocketIO struct {
+	Server *socketio.Server
+	Chat   *siochat.Chat
+	Nodes  *sioredis.Registry
+}
+
+// sioMaxPayload matches the native protocol's 64 KiB frame limit.
+const sioMaxPayload = 64 << 10
+
+func (a *App) buildSocketIO() {
+	nodes := sioredis.New(a.Redis.Client(), a.Cfg.RedisPrefix, a.Log)
+	chat := siochat.New(siochat.Config{JWTSecret: a.Cfg.JWTSecret, RateLimit: a.Cfg.RateLimit, RateBurst: a.Cfg.RateBurst,
+		SendQueue: a.Cfg.SendQueue}, a.Hub, a.Service, a.Log)
+	srv := socketio.NewServer(socketio.Config{
+		MaxPayload: sioMaxPayload,
+		// Long-polling drains the queue once per poll: leave room for the
+		// pushes that arrive between two polls.
+		SendQueue:      4 * max(a.Cfg.SendQueue, 256),
+		AllowedOrigins: a.Cfg.AllowedOrigins,
+		Namespaces:     map[string]socketio.ConnectFunc{"/": chat.Connect},
+		Router:         nodes,
+		Log:            a.Log,
+	})
+	a.SIO = &SocketIO{Server: srv, Chat: chat, Nodes: nodes}
+}
+
+// socketIOHandler is mounted at /socket.io/ on gateway nodes only.
+func (a *App) socketIOHandler() http.Handler {
+	if a.SIO == nil || !a.Cfg.Has(config.RoleGateway) {
+		return nil
+	}
+	return a.SIO.Server
+}
+
+// registerSocketIO keeps this node's address in the registry while it runs.
+func (a *App) registerSocketIO(l net.Listener) func(context.Context) error {
+	return func(ctx context.Context) error {
+		return a.SIO.Nodes.Run(ctx, sioredis.Advertise(l.Addr().String(), ""))
+	}
+}
+
+// drainSocketIO answers the commands in flight, then closes every
+// Socket.IO session so clients reconnect elsewhere, bounded by ctx.
+func (a *App) drainSocketIO(ctx context.Context) {
+	if a.SIO == nil {
+		return
+	}
+	a.SIO.Chat.Drain(ctx)
+	a.SIO.Server.Drain(ctx)
+	a.SIO.Chat.Wait(ctx)
+}

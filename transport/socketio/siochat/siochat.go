@@ -1,0 +1,318 @@
+// Package siochat maps Parley's protocol onto Socket.IO's namespace "/":
+// the JWT comes in the CONNECT auth payload {"token": "<jwt>"}, a command is
+// an emit whose ack gets {"ok": true, "data": ...} or {"ok": false, "error":
+// {"code", "message"}}, and pushes arrive as emits of their type. The
+// commands themselves run in gateway.Service, as on the native WebSocket.
+package siochat
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/metrics"
+	"github.com/parley-chat/parley/transport/auth"
+	"github.com/parley-chat/parley/transport/gateway"
+	"github.com/parley-chat/parley/transport/protocol"
+	"github.com/parley-chat/parley/transport/socketio"
+)
+
+// Config of the chat namespace; zero values mean the defaults given.
+type Config struct {
+	JWTSecret      string
+	RateLimit      float64       // 20 commands/s per connection
+	RateBurst      int           // 40
+	CommandQueue   int           // 64 commands waiting per connection
+	SendQueue      int           // 256 pushes held for a new connection until its first command
+	CommandTimeout time.Duration // 15s
+}
+
+func (c *Config) defaults() {
+	if c.RateLimit == 0 {
+		c.RateLimit, c.RateBurst = 20, 40
+	}
+	if c.RateBurst == 0 {
+		c.RateBurst = int(c.RateLimit) * 2
+	}
+	if c.SendQueue == 0 {
+		c.SendQueue = 256
+	}
+	if c.CommandQueue == 0 {
+		c.CommandQueue = 64
+	}
+	if c.CommandTimeout == 0 {
+		c.CommandTimeout = 15 * time.Second
+	}
+}
+
+// Chat admits sockets to "/" and runs their commands.
+type Chat struct {
+	cfg      Config
+	hub      *gateway.Hub
+	svc      *gateway.Service
+	verifier auth.Verifier
+	log      *slog.Logger
+	wg       sync.WaitGroup
+	draining atomic.Bool
+	inflight atomic.Int64 // commands queued or running, on every connection
+}
+
+// New builds the namespace handler.
+func New(cfg Config, hub *gateway.Hub, svc *gateway.Service, log *slog.Logger) *Chat {
+	cfg.defaults()
+	return &Chat{cfg: cfg, hub: hub, svc: svc, verifier: auth.NewVerifier(cfg.JWTSecret), log: log}
+}
+
+// Drain refuses new commands (unavailable: retry on another node) and
+// waits, bounded by ctx, until the commands already accepted have been
+// answered, so their acks go out before the sessions close.
+func (c *Chat) Drain(ctx context.Context) {
+	c.draining.Store(true)
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for c.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Wait blocks until every connection's command worker has ended, or ctx.
+func (c *Chat) Wait(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { c.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// Connect is the socketio.ConnectFunc of "/".
+func (c *Chat) Connect(s *socketio.Socket, authData json.RawMessage) error {
+	var a struct {
+		Token string `json:"token"`
+	}
+	if authData != nil {
+		_ = json.Unmarshal(authData, &a)
+	}
+	if a.Token == "" {
+		return refusal(fmt.Errorf("%w: auth.token is required: io(url, {auth: {token}})", domain.ErrUnauthorized))
+	}
+	user, err := c.verifier.Verify(a.Token)
+	if err != nil {
+		return refusal(err)
+	}
+	conn := c.newConn(s, user)
+	if err := c.hub.Register(conn); err != nil {
+		conn.cancel()
+		return refusal(err)
+	}
+	s.OnEvent(conn.onEvent)
+	s.OnDisconnect(conn.ended)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		conn.work()
+	}()
+	metrics.Connections.WithLabelValues("socketio").Inc()
+	c.log.Info("connection open", "protocol", "socketio", "user_id", user,
+		"sid", s.SessionID(), "remote", s.Handshake().RemoteAddr)
+	return nil
+}
+
+// refusal turns an error into CONNECT_ERROR {"message", "data": {"code"}}.
+func refusal(err error) error {
+	body, _ := protocol.ToError(err)
+	return &socketio.ConnectError{Message: body.Message, Data: map[string]string{"code": body.Code}}
+}
+
+// conn is one socket on "/", registered in the hub like a native connection.
+type conn struct {
+	chat    *Chat
+	sock    *socketio.Socket
+	user    string
+	stream  *gateway.Stream
+	limiter *rate.Limiter
+	cmds    chan *socketio.Event
+	ctx     context.Context
+	cancel  context.CancelFunc
+	start   time.Time
+}
+
+func (c *Chat) newConn(s *socketio.Socket, user string) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	cn := &conn{chat: c, sock: s, user: user, limiter: rate.NewLimiter(rate.Limit(c.cfg.RateLimit), c.cfg.RateBurst),
+		cmds: make(chan *socketio.Event, c.cfg.CommandQueue), ctx: ctx, cancel: cancel, start: time.Now()}
+	cn.stream = gateway.NewStream(cn.push, c.cfg.SendQueue)
+	return cn
+}
+
+func (c *conn) UserID() string { return c.user }
+
+// Deliver hands a live push to the connection's ordering stream.
+func (c *conn) Deliver(d domain.Delivery) { c.stream.Deliver(d) }
+
+// CloseTransport cuts the connection as a network failure would (the client
+// reconnects and syncs); tests use it to play a dropped connection.
+func (c *conn) CloseTransport() { c.sock.CloseTransport() }
+
+// push turns a native push frame {"type","seq","data"} into the emit
+// (type, data[, {"seq"}]); data is passed through unchanged. It never
+// blocks: a full queue closes the session.
+func (c *conn) push(frame []byte) bool {
+	if frame == nil { // the stream's hold overflowed
+		metrics.SendQueueOverflows.Inc()
+		c.sock.CloseTransport()
+		return false
+	}
+	var f struct {
+		Type string          `json:"type"`
+		Seq  int64           `json:"seq"`
+		Data json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(frame, &f); err != nil || f.Type == "" {
+		c.chat.log.Error("bad push frame", "err", err)
+		return true
+	}
+	args := []json.RawMessage{f.Data}
+	if f.Seq > 0 {
+		args = append(args, json.RawMessage(`{"seq":`+strconv.FormatInt(f.Seq, 10)+`}`))
+	}
+	switch err := c.sock.EmitBinary(f.Type, args, nil); {
+	case err == nil:
+		metrics.Pushes.Inc()
+		return true
+	case errors.Is(err, socketio.ErrOverflow):
+		metrics.SendQueueOverflows.Inc()
+		return false
+	default:
+		return false
+	}
+}
+
+var (
+	errRateLimited = fmt.Errorf("%w: too many commands, slow down", domain.ErrRateLimited)
+	errBusy        = fmt.Errorf("%w: too many commands waiting on this connection", domain.ErrRateLimited)
+	errBinary      = fmt.Errorf("%w: binary attachments are not accepted", domain.ErrBadRequest)
+	errDraining    = fmt.Errorf("%w: node shutting down: reconnect and retry", domain.ErrUnavailable)
+)
+
+// onEvent queues a command without blocking the session's read path.
+func (c *conn) onEvent(ev *socketio.Event) {
+	if c.chat.draining.Load() {
+		c.ackError(ev, errDraining)
+		return
+	}
+	if !c.limiter.Allow() {
+		metrics.RateLimited.Inc()
+		metrics.Commands.WithLabelValues(metricType(ev.Name), protocol.CodeRateLimited).Inc()
+		c.ackError(ev, errRateLimited)
+		return
+	}
+	c.chat.inflight.Add(1)
+	select {
+	case c.cmds <- ev:
+	default:
+		c.chat.inflight.Add(-1)
+		metrics.Commands.WithLabelValues(metricType(ev.Name), protocol.CodeRateLimited).Inc()
+		c.ackError(ev, errBusy)
+	}
+}
+
+// work runs the connection's commands one at a time, in arrival order.
+func (c *conn) work() {
+	defer func() { // what is still queued will not run
+		for {
+			select {
+			case <-c.cmds:
+				c.chat.inflight.Add(-1)
+			default:
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case ev := <-c.cmds:
+			c.run(ev)
+		}
+	}
+}
+
+func (c *conn) run(ev *socketio.Event) {
+	defer c.chat.inflight.Add(-1)
+	if len(ev.Attachments) > 0 {
+		c.ackError(ev, errBinary)
+		return
+	}
+	data := json.RawMessage("{}")
+	if len(ev.Args) > 0 && string(ev.Args[0]) != "null" {
+		data = ev.Args[0]
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(c.ctx, c.chat.cfg.CommandTimeout)
+	res, err := c.chat.svc.Handle(ctx, c.user, c.stream, ev.Name, data)
+	cancel()
+	if err != nil {
+		body, _ := protocol.ToError(err)
+		if body.Code == protocol.CodeInternal {
+			c.chat.log.Error("command failed", "protocol", "socketio", "type", ev.Name, "user_id", c.user, "err", err)
+		}
+		metrics.Commands.WithLabelValues(metricType(ev.Name), body.Code).Inc()
+		c.ackError(ev, err)
+		return
+	}
+	metrics.Commands.WithLabelValues(metricType(ev.Name), "ok").Inc()
+	metrics.CommandLatency.WithLabelValues(metricType(ev.Name)).Observe(time.Since(start).Seconds())
+	if res == nil {
+		res = struct{}{}
+	}
+	b, err := json.Marshal(struct {
+		OK   bool `json:"ok"`
+		Data any  `json:"data"`
+	}{true, res})
+	if err != nil {
+		c.ackError(ev, fmt.Errorf("encode reply: %w", err))
+		return
+	}
+	_ = ev.Ack(b)
+}
+
+func (c *conn) ackError(ev *socketio.Event, err error) {
+	body, _ := protocol.ToError(err)
+	b, _ := json.Marshal(struct {
+		OK    bool               `json:"ok"`
+		Error protocol.ErrorBody `json:"error"`
+	}{false, body})
+	_ = ev.Ack(b)
+}
+
+// ended runs once when the socket goes, for any reason.
+func (c *conn) ended(reason string) {
+	c.cancel()
+	c.chat.hub.Unregister(c)
+	metrics.Connections.WithLabelValues("socketio").Dec()
+	c.chat.log.Info("connection closed", "protocol", "socketio", "user_id", c.user, "reason", reason,
+		"duration_ms", time.Since(c.start).Milliseconds())
+}
+
+// metricType bounds the label to known command types.
+func metricType(t string) string {
+	if gateway.Known(t) {
+		return t
+	}
+	return "unknown"
+}
