@@ -129,9 +129,11 @@ test('alice creates a group with bob; it appears on both sides', async () => {
   const { alice, bob } = pages;
   title = 'Weekend plans';
   await alice.click('#new-conv');
-  await alice.check('#kind-group', { force: true });
+  await alice.click('label[for=kind-group]');
+  assert.equal(await alice.isChecked('#kind-group'), true);
   await alice.fill('#new-title', title);
   await alice.fill('#new-members', 'bob');
+  await shot(alice, 'client-new-conversation');
   await alice.click('#form-new button[type=submit]');
   await alice.locator('#conv-title', { hasText: title }).waitFor({ timeout: T });
   await convItem(bob, title).waitFor({ timeout: T });
