@@ -12,8 +12,10 @@ type Delivery struct {
 	Recipients     []string        `json:"r"`
 	Frame          json.RawMessage `json:"f"`
 	EventAtUnixMs  int64           `json:"t,omitempty"`
-	// Kick lists users who must stop receiving this conversation at once.
-	Kick []string `json:"k,omitempty"`
+	// Prev is the seq of the delivery the same fan-out process published
+	// before this one for the same partition and stream (0: unknown). A
+	// gateway that did not see Prev has missed deliveries.
+	Prev int64 `json:"v,omitempty"`
 }
 
 // PushFrame is the frame sent to clients for a push. Seq repeats the event's

@@ -6,6 +6,7 @@ package fanout
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
@@ -20,6 +21,8 @@ type Memberships interface {
 // Publisher hands a delivery to every gateway node.
 type Publisher interface {
 	Publish(ctx context.Context, d domain.Delivery) error
+	// Stream names the ordered stream that carries conv's deliveries.
+	Stream(conv string) string
 }
 
 // Handler fans events out.
@@ -31,11 +34,19 @@ type Handler struct {
 	// brand-new fan-out group starts on an old log.
 	MaxAge time.Duration
 	now    func() time.Time
+
+	mu   sync.Mutex
+	prev map[streamPartition]int64
+}
+
+type streamPartition struct {
+	stream    string
+	partition int32
 }
 
 // New builds a fan-out handler.
 func New(members Memberships, bus Publisher) *Handler {
-	return &Handler{members: members, bus: bus, MaxAge: 5 * time.Minute, now: time.Now}
+	return &Handler{members: members, bus: bus, MaxAge: 5 * time.Minute, now: time.Now, prev: map[streamPartition]int64{}}
 }
 
 // Handle processes the event at partition/offset.
@@ -83,8 +94,20 @@ func (h *Handler) Handle(ctx context.Context, partition int32, offset int64, val
 	if left != "" {
 		rcpt = append(rcpt, left)
 	}
-	return h.bus.Publish(ctx, domain.Delivery{ConversationID: e.ConversationID, Seq: seq, Partition: partition,
-		Recipients: rcpt, Frame: frame, EventAtUnixMs: e.At.UnixMilli()})
+	// Partitions are handled one event at a time each, so prev of a key is
+	// read and written by one goroutine at a time; the lock guards the map.
+	key := streamPartition{h.bus.Stream(e.ConversationID), partition}
+	h.mu.Lock()
+	prev := h.prev[key]
+	h.mu.Unlock()
+	err = h.bus.Publish(ctx, domain.Delivery{ConversationID: e.ConversationID, Seq: seq, Partition: partition,
+		Recipients: rcpt, Frame: frame, EventAtUnixMs: e.At.UnixMilli(), Prev: prev})
+	if err == nil {
+		h.mu.Lock()
+		h.prev[key] = seq
+		h.mu.Unlock()
+	}
+	return err
 }
 
 // RecipientsAt is the members whose latest change is a join at or before seq.

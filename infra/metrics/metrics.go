@@ -57,6 +57,9 @@ var (
 	SendQueueOverflows = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parley_send_queue_overflows_total", Help: "Connections closed because their send queue overflowed.",
 	})
+	DeliveryGaps = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parley_delivery_gaps_total", Help: "Times this gateway found it had missed deliveries and asked its clients to resync.",
+	})
 	RateLimited = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parley_rate_limited_total", Help: "Commands refused by the per-connection rate limit.",
 	})

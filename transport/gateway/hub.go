@@ -21,7 +21,13 @@ type Client interface {
 
 // Hub indexes local connections by user.
 type Hub struct {
+	// StreamOf names the bus stream of a conversation: deliveries of one
+	// stream and partition arrive in order, which is what gap detection
+	// relies on.
+	StreamOf func(conv string) string
+
 	mu         sync.RWMutex
+	gaps       gapDetector
 	users      map[string]map[Client]struct{}
 	total      int
 	maxPerUser int
@@ -83,8 +89,24 @@ func (h *Hub) Count() int {
 	return h.total
 }
 
-// Deliver routes a delivery to the local connections of its recipients.
+// Resyncer is a client that can be told to reconnect and sync.
+type Resyncer interface {
+	Resync(reason string)
+}
+
+// Deliver routes a delivery to the local connections of its recipients. A
+// delivery that shows this node missed earlier ones (Redis lost them) closes
+// every local connection with a resync request: the clients reconnect,
+// sync, and get what was missed from the read model.
 func (h *Hub) Deliver(d domain.Delivery) {
+	if h.StreamOf != nil && h.gaps.missed(d, h.StreamOf) {
+		metrics.DeliveryGaps.Inc()
+		h.Each(func(c Client) {
+			if r, ok := c.(Resyncer); ok {
+				r.Resync("delivery gap: reconnect and sync")
+			}
+		})
+	}
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	n := 0
@@ -112,4 +134,32 @@ func (h *Hub) Each(f func(Client)) {
 	for _, c := range all {
 		f(c)
 	}
+}
+
+type gapDetector struct {
+	mu   sync.Mutex
+	last map[gapKey]int64
+}
+
+type gapKey struct {
+	stream    string
+	partition int32
+}
+
+// missed records d and reports whether deliveries before it were lost.
+func (g *gapDetector) missed(d domain.Delivery, stream func(string) string) bool {
+	if d.Seq == 0 {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.last == nil {
+		g.last = map[gapKey]int64{}
+	}
+	k := gapKey{stream(d.ConversationID), d.Partition}
+	last, seen := g.last[k]
+	g.last[k] = max(last, d.Seq)
+	// A redelivery (seq at or below last) is no gap; a Prev above what this
+	// node saw is.
+	return seen && d.Seq > last && d.Prev > last
 }

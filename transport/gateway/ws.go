@@ -184,6 +184,9 @@ func (s *WSServer) newConn(ws *websocket.Conn, user, remote string) *wsConn {
 
 func (c *wsConn) UserID() string { return c.user }
 
+// Resync closes the connection asking the client to reconnect and sync.
+func (c *wsConn) Resync(reason string) { c.closeWith(CloseServiceReset, reason) }
+
 func (c *wsConn) Deliver(d domain.Delivery) { c.stream.Deliver(d) }
 
 // enqueue never blocks: a client too slow to drain its queue is closed,
