@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -24,6 +25,7 @@ func TestLimits(t *testing.T) {
 	env.Cfg.MaxConns = 6
 	env.Cfg.PingInterval = 200 * time.Millisecond
 	env.Cfg.AllowedOrigins = []string{"https://chat.example"}
+	env.Cfg.HeaderTimeout = 300 * time.Millisecond
 	n := env.StartNode()
 
 	t.Run("RateLimitAnswersWithoutClosing", func(t *testing.T) {
@@ -91,6 +93,29 @@ func TestLimits(t *testing.T) {
 		testenv.WaitFor(t, 20*time.Second, "silent connection dropped", func() bool {
 			return env.Logs.HasLine(`"connection closed"`, `"user_id":"`+u+`"`, "i/o timeout")
 		})
+	})
+
+	t.Run("SlowlorisIsCutOff", func(t *testing.T) {
+		conn, err := net.Dial("tcp", n.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		// Headers that never end: one byte, then silence.
+		if _, err := conn.Write([]byte("GET /ws HTTP/1.1\r\nHost: x\r\nX-Slow: a")); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		buf := make([]byte, 512)
+		for {
+			if _, err = conn.Read(buf); err != nil {
+				break
+			}
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatal("the server kept a connection whose headers never ended")
+		}
 	})
 
 	t.Run("SlowReaderIsClosed", func(t *testing.T) {

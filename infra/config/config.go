@@ -58,6 +58,7 @@ type Config struct {
 	ShutdownTimeout   time.Duration `env:"CHAT_SHUTDOWN_TIMEOUT" envDefault:"10s"`
 	IdemPendingStale  time.Duration `env:"CHAT_IDEM_PENDING_STALE" envDefault:"10s"`
 	PingInterval      time.Duration `env:"CHAT_WS_PING_INTERVAL" envDefault:"25s"`
+	HeaderTimeout     time.Duration `env:"CHAT_HTTP_HEADER_TIMEOUT" envDefault:"10s"`
 	PprofAddr         string        `env:"CHAT_PPROF_ADDR"`
 	LogFormat         string        `env:"CHAT_LOG_FORMAT"`
 	LogLevel          string        `env:"CHAT_LOG_LEVEL" envDefault:"info"`
