@@ -95,11 +95,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 func (a *App) buildGateway() {
 	fresh := projections.Freshness{Store: a.Store, Log: a.KafkaLog}
 	h := commands.New(commands.Deps{Log: a.KafkaLog, Members: a.Redis, Read: a.Store, Fresh: fresh,
-		Idem: a.Redis, Ephemeral: a.Bus})
+		Idem: a.Redis, Ephemeral: a.Bus, PendingStale: a.Cfg.IdemPendingStale})
 	a.Service = &gateway.Service{Cmd: h, Read: projections.Reader{Store: a.Store, Access: h.Access, Fresh: fresh}}
 	a.Hub = gateway.NewHub(a.Cfg.MaxConnsPerUser, a.Cfg.MaxConns)
+	a.Hub.StreamOf = a.Bus.Stream
 	a.WS = gateway.NewWSServer(gateway.WSConfig{SendQueue: a.Cfg.SendQueue, RateLimit: a.Cfg.RateLimit,
-		RateBurst: a.Cfg.RateBurst, AllowedOrigins: a.Cfg.AllowedOrigins}, a.Hub, a.Service, a.Log)
+		RateBurst: a.Cfg.RateBurst, AllowedOrigins: a.Cfg.AllowedOrigins, PingInterval: a.Cfg.PingInterval}, a.Hub, a.Service, a.Log)
 	a.buildSocketIO()
 }
 
@@ -139,7 +140,8 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	a.Handler = httpapi.New(httpapi.Config{JWTSecret: a.Cfg.JWTSecret, DevAuth: a.Cfg.DevAuth, NodeID: a.Cfg.NodeID,
 		Checks: a.checks(), Web: a.Web, SocketIO: a.socketIOHandler()}, svc, ws, a.Log)
-	srv := &http.Server{Handler: a.Handler, ReadHeaderTimeout: 10 * time.Second}
+	// A client that trickles its request headers (slowloris) is cut off.
+	srv := &http.Server{Handler: a.Handler, ReadHeaderTimeout: a.Cfg.HeaderTimeout, IdleTimeout: 2 * time.Minute}
 
 	roleCtx, stopRoles := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRoles()
