@@ -174,14 +174,14 @@ func validateEvent(data json.RawMessage) error {
 		if reservedEvents[name] {
 			return fmt.Errorf("%w: %q is a reserved event name", ErrInvalidPacket, name)
 		}
-	case 'n':
+	case '0':
 	default:
 		return fmt.Errorf("%w: event name must be a string or a number", ErrInvalidPacket)
 	}
 	return nil
 }
 
-// jsonKind is the first significant byte of a JSON value ('n' for numbers),
+// jsonKind is the first significant byte of a JSON value ('0' for numbers),
 // or 0 when there is none.
 func jsonKind(v json.RawMessage) byte {
 	v = bytes.TrimLeft(v, " \t\r\n")
@@ -190,7 +190,7 @@ func jsonKind(v json.RawMessage) byte {
 	}
 	switch c := v[0]; {
 	case c == '-' || (c >= '0' && c <= '9'):
-		return 'n'
+		return '0'
 	default:
 		return c
 	}

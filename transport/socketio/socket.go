@@ -374,9 +374,12 @@ func (s *session) connect(p Packet) {
 }
 
 func (s *session) connectError(ns string, err error) {
-	body := map[string]any{"message": err.Error()}
-	if ce, ok := err.(*ConnectError); ok && ce.Data != nil {
-		body["data"] = ce.Data
+	body := struct {
+		Message string `json:"message"`
+		Data    any    `json:"data,omitempty"`
+	}{Message: err.Error()}
+	if ce, ok := err.(*ConnectError); ok {
+		body.Data = ce.Data
 	}
 	data, _ := json.Marshal(body)
 	_ = s.send(EnginePacket{Type: EngineMessage, Data: Packet{Type: PacketConnectError, Namespace: ns, Data: data}.EncodeString()})

@@ -1,0 +1,521 @@
+package socketio
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// echo is a namespace like the conformance server's: it emits "auth" with
+// the auth payload, answers "message" with "message-back" and acks
+// "message-with-ack" with the same arguments.
+func echo(s *Socket, auth json.RawMessage) error {
+	if auth == nil {
+		auth = json.RawMessage("{}")
+	}
+	if string(auth) == `{"refuse":true}` {
+		return &ConnectError{Message: "refused", Data: map[string]string{"code": "nope"}}
+	}
+	_ = s.EmitBinary("auth", []json.RawMessage{auth}, nil)
+	s.OnEvent(func(ev *Event) {
+		switch ev.Name {
+		case "message":
+			_ = s.EmitBinary("message-back", ev.Args, ev.Attachments)
+		case "message-with-ack":
+			_ = ev.AckBinary(ev.Args, ev.Attachments)
+		}
+	})
+	return nil
+}
+
+func testConfig() Config {
+	return Config{
+		PingInterval: 5 * time.Second, PingTimeout: 5 * time.Second, ConnectTimeout: 5 * time.Second,
+		Namespaces: map[string]ConnectFunc{"/": echo, "/custom": echo},
+	}
+}
+
+func serve(t *testing.T, cfg Config) (*Server, *httptest.Server) {
+	t.Helper()
+	srv := NewServer(cfg)
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		srv.Drain(ctx)
+		hs.Close()
+	})
+	return srv, hs
+}
+
+// poller is a raw long-polling client.
+type poller struct {
+	t    *testing.T
+	base string
+	sid  string
+	open map[string]any
+}
+
+func (p *poller) url() string {
+	u := p.base + "/socket.io/?EIO=4&transport=polling"
+	if p.sid != "" {
+		u += "&sid=" + p.sid
+	}
+	return u
+}
+
+func (p *poller) do(method, body string) (int, string) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, method, p.url(), strings.NewReader(body))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.t.Fatalf("%s: %v", method, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+func (p *poller) get() string {
+	p.t.Helper()
+	status, body := p.do(http.MethodGet, "")
+	if status != http.StatusOK {
+		p.t.Fatalf("GET: %d %s", status, body)
+	}
+	return body
+}
+
+func (p *poller) post(body string) {
+	p.t.Helper()
+	if status, res := p.do(http.MethodPost, body); status != http.StatusOK || res != "ok" {
+		p.t.Fatalf("POST %q: %d %s", body, status, res)
+	}
+}
+
+// packets polls until n packets (pings skipped) have arrived.
+func (p *poller) packets(n int) []string {
+	p.t.Helper()
+	var got []string
+	for range 20 {
+		for _, pk := range strings.Split(p.get(), "\x1e") {
+			if pk != "2" {
+				got = append(got, pk)
+			}
+		}
+		if len(got) >= n {
+			return got
+		}
+	}
+	p.t.Fatalf("got %q, want %d packets", got, n)
+	return nil
+}
+
+func handshake(t *testing.T, base string) *poller {
+	t.Helper()
+	p := &poller{t: t, base: base}
+	body := p.get()
+	if !strings.HasPrefix(body, "0") {
+		t.Fatalf("open packet: %q", body)
+	}
+	if err := json.Unmarshal([]byte(body[1:]), &p.open); err != nil {
+		t.Fatal(err)
+	}
+	p.sid = p.open["sid"].(string)
+	return p
+}
+
+func TestPollingSession(t *testing.T) {
+	_, hs := serve(t, testConfig())
+	p := handshake(t, hs.URL)
+	if p.open["upgrades"].([]any)[0] != "websocket" || p.open["pingInterval"] != 5000.0 ||
+		p.open["pingTimeout"] != 5000.0 || p.open["maxPayload"] != 1e6 {
+		t.Fatalf("open: %v", p.open)
+	}
+	p.post(`40{"token":"x"}`)
+	got := p.packets(2)
+	if !strings.HasPrefix(got[0], `40{"sid":"`) || got[1] != `42["auth",{"token":"x"}]` {
+		t.Fatalf("connect: %q", got)
+	}
+	p.post(`42["message",1,"2",{"3":[true]}]` + "\x1e" + `42456["message-with-ack",{"a":1}]`)
+	got = p.packets(2)
+	if got[0] != `42["message-back",1,"2",{"3":[true]}]` || got[1] != `43456[{"a":1}]` {
+		t.Fatalf("echo: %q", got)
+	}
+	// Binary attachments travel base64-encoded in polling payloads.
+	p.post(`452-7["message-with-ack",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]` + "\x1ebAQID\x1ebBAUG")
+	got = p.packets(3)
+	if got[0] != `462-7[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]` || got[1] != "bAQID" || got[2] != "bBAUG" {
+		t.Fatalf("binary ack: %q", got)
+	}
+	// The client closes: the session is gone.
+	p.post("1")
+	if status, _ := p.do(http.MethodGet, ""); status != http.StatusOK { // the linger answer
+		t.Fatalf("GET after close: %d", status)
+	}
+	if status, _ := p.do(http.MethodGet, ""); status != http.StatusBadRequest {
+		t.Fatalf("second GET after close: %d", status)
+	}
+}
+
+func TestRequestErrors(t *testing.T) {
+	_, hs := serve(t, testConfig())
+	cases := []struct {
+		method, query string
+		status, code  int
+	}{
+		{"GET", "transport=polling", 400, errUnsupported},
+		{"GET", "EIO=3&transport=polling", 400, errUnsupported},
+		{"GET", "EIO=abc&transport=polling", 400, errUnsupported},
+		{"GET", "EIO=4", 400, errTransportUnknown},
+		{"GET", "EIO=4&transport=abc", 400, errTransportUnknown},
+		{"POST", "EIO=4&transport=polling", 400, errBadHandshake},
+		{"PUT", "EIO=4&transport=polling", 400, errBadHandshake},
+		{"GET", "EIO=4&transport=polling&sid=nope", 400, errUnknownSID},
+		{"GET", "EIO=4&transport=websocket", 400, errBadRequest}, // no Upgrade header
+	}
+	for _, c := range cases {
+		req, _ := http.NewRequest(c.method, hs.URL+"/socket.io/?"+c.query, nil)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct{ Code int }
+		_ = json.NewDecoder(res.Body).Decode(&body)
+		res.Body.Close()
+		if res.StatusCode != c.status || body.Code != c.code {
+			t.Fatalf("%s %s: %d code %d, want %d code %d", c.method, c.query, res.StatusCode, body.Code, c.status, c.code)
+		}
+	}
+}
+
+func TestMalformedPayloadClosesSession(t *testing.T) {
+	_, hs := serve(t, testConfig())
+	for _, bad := range []string{"abc", "4", "44{}", "42{}", `42abc["x"]`, "bAQID", `451-["x",{"_placeholder":true,"num":0}]` + "\x1e" + `42["x"]`} {
+		p := handshake(t, hs.URL)
+		p.post("40")
+		p.packets(2)
+		// Refused at the Engine.IO level (400), or accepted and then the
+		// Socket.IO packet in it closed the session: either way it is gone.
+		_, _ = p.do(http.MethodPost, bad)
+		if status, _ := p.do(http.MethodPost, "3"); status != http.StatusBadRequest {
+			t.Fatalf("after %q the session is still open (%d)", bad, status)
+		}
+	}
+}
+
+func dialWS(t *testing.T, base, sid string) *websocket.Conn {
+	t.Helper()
+	u := "ws" + strings.TrimPrefix(base, "http") + "/socket.io/?EIO=4&transport=websocket"
+	if sid != "" {
+		u += "&sid=" + sid
+	}
+	c, _, err := websocket.DefaultDialer.Dial(u, nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func read(t *testing.T, c *websocket.Conn) (int, string) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		typ, b, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if typ == websocket.TextMessage && string(b) == "2" {
+			continue // ping
+		}
+		return typ, string(b)
+	}
+}
+
+func send(t *testing.T, c *websocket.Conn, typ int, msg string) {
+	t.Helper()
+	if err := c.WriteMessage(typ, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWebSocketSession(t *testing.T) {
+	_, hs := serve(t, testConfig())
+	c := dialWS(t, hs.URL, "")
+	_, open := read(t, c)
+	if !strings.HasPrefix(open, `0{`) || !strings.Contains(open, `"upgrades":[]`) {
+		t.Fatalf("open: %s", open)
+	}
+	send(t, c, websocket.TextMessage, "40/custom,")
+	if _, m := read(t, c); !strings.HasPrefix(m, `40/custom,{"sid":`) {
+		t.Fatalf("connect: %s", m)
+	}
+	if _, m := read(t, c); m != `42/custom,["auth",{}]` {
+		t.Fatalf("auth: %s", m)
+	}
+	send(t, c, websocket.TextMessage, `452-/custom,["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]`)
+	send(t, c, websocket.BinaryMessage, "\x01\x02\x03")
+	send(t, c, websocket.BinaryMessage, "\x04\x05\x06")
+	want := []struct {
+		typ int
+		msg string
+	}{
+		{websocket.TextMessage, `452-/custom,["message-back",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]`},
+		{websocket.BinaryMessage, "\x01\x02\x03"},
+		{websocket.BinaryMessage, "\x04\x05\x06"},
+	}
+	for _, w := range want {
+		if typ, m := read(t, c); typ != w.typ || m != w.msg {
+			t.Fatalf("got %d %q, want %d %q", typ, m, w.typ, w.msg)
+		}
+	}
+	send(t, c, websocket.TextMessage, "40/nope")
+	if _, m := read(t, c); m != `44/nope,{"message":"Invalid namespace"}` {
+		t.Fatalf("unknown namespace: %s", m)
+	}
+	send(t, c, websocket.TextMessage, `40{"refuse":true}`)
+	if _, m := read(t, c); m != `44{"message":"refused","data":{"code":"nope"}}` {
+		t.Fatalf("refused: %s", m)
+	}
+	send(t, c, websocket.TextMessage, "4abc")
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, _, err := c.ReadMessage(); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatal("a malformed packet did not close the connection")
+			}
+			break
+		}
+	}
+}
+
+func TestUpgrade(t *testing.T) {
+	srv, hs := serve(t, testConfig())
+	p := handshake(t, hs.URL)
+	p.post("40")
+	p.packets(2)
+	c := dialWS(t, hs.URL, p.sid)
+	send(t, c, websocket.TextMessage, "2probe")
+	if _, m := read(t, c); m != "3probe" {
+		t.Fatalf("probe: %s", m)
+	}
+	if body := p.get(); body != "6" { // the poll is released for the upgrade
+		t.Fatalf("poll during the upgrade: %q", body)
+	}
+	send(t, c, websocket.TextMessage, "5")
+	send(t, c, websocket.TextMessage, `42["message","over ws"]`)
+	if _, m := read(t, c); m != `42["message-back","over ws"]` {
+		t.Fatalf("after upgrade: %s", m)
+	}
+	if status, _ := p.do(http.MethodGet, ""); status != http.StatusBadRequest {
+		t.Fatalf("poll after the upgrade: %d", status)
+	}
+	// A second upgrade of the same session is refused.
+	c2 := dialWS(t, hs.URL, p.sid)
+	_ = c2.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := c2.ReadMessage(); err == nil {
+		t.Fatal("second WebSocket for the session was served")
+	}
+	if srv.Sessions() != 1 {
+		t.Fatalf("sessions: %d", srv.Sessions())
+	}
+}
+
+func TestHeartbeat(t *testing.T) {
+	cfg := testConfig()
+	cfg.PingInterval, cfg.PingTimeout = 30*time.Millisecond, 200*time.Millisecond
+	srv, hs := serve(t, cfg)
+	p := handshake(t, hs.URL)
+	p.post("40")
+	p.packets(2)
+	for range 3 { // answered pings keep the session
+		if body := p.get(); body != "2" {
+			t.Fatalf("ping: %q", body)
+		}
+		p.post("3")
+	}
+	if body := p.get(); body != "2" {
+		t.Fatalf("ping: %q", body)
+	}
+	// Unanswered: the pending poll gets the close packet.
+	if body := p.get(); body != "1" {
+		t.Fatalf("after the ping timeout: %q", body)
+	}
+	if status, _ := p.do(http.MethodGet, ""); status != http.StatusBadRequest {
+		t.Fatalf("poll of a timed out session: %d", status)
+	}
+	if srv.Sessions() != 0 {
+		t.Fatalf("sessions: %d", srv.Sessions())
+	}
+}
+
+func TestConnectTimeout(t *testing.T) {
+	cfg := testConfig()
+	cfg.ConnectTimeout = 20 * time.Millisecond
+	_, hs := serve(t, cfg)
+	p := handshake(t, hs.URL)
+	if body := p.get(); body != "1" {
+		t.Fatalf("no CONNECT: %q", body)
+	}
+}
+
+func TestSendQueueOverflow(t *testing.T) {
+	cfg := testConfig()
+	cfg.SendQueue = 8
+	socks := make(chan *Socket, 1)
+	cfg.Namespaces = map[string]ConnectFunc{"/": func(s *Socket, _ json.RawMessage) error { socks <- s; return nil }}
+	srv, hs := serve(t, cfg)
+	p := handshake(t, hs.URL)
+	p.post("40")
+	s := <-socks
+	ended := make(chan string, 1)
+	s.OnDisconnect(func(reason string) { ended <- reason })
+	var err error
+	for i := 0; i < 20 && err == nil; i++ {
+		err = s.Emit("x", i)
+	}
+	if !errors.Is(err, ErrOverflow) {
+		t.Fatalf("emit past the queue: %v", err)
+	}
+	select {
+	case r := <-ended:
+		if r != "send queue overflow" {
+			t.Fatalf("reason %q", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the socket did not end")
+	}
+	if srv.Sessions() != 0 {
+		t.Fatalf("sessions: %d", srv.Sessions())
+	}
+}
+
+func TestDrain(t *testing.T) {
+	srv, hs := serve(t, testConfig())
+	p := handshake(t, hs.URL)
+	p.post("40")
+	p.packets(2)
+	done := make(chan string)
+	go func() { done <- p.get() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// The poll is pending or about to be: either way it gets the close.
+	srv.Drain(ctx)
+	if body := <-done; body != "1" {
+		t.Fatalf("pending poll on drain: %q", body)
+	}
+	res, err := http.Get(hs.URL + "/socket.io/?EIO=4&transport=polling")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("handshake while draining: %d", res.StatusCode)
+	}
+}
+
+func TestOrigins(t *testing.T) {
+	cfg := testConfig()
+	cfg.AllowedOrigins = []string{"https://app.example"}
+	_, hs := serve(t, cfg)
+	for origin, want := range map[string]int{"https://app.example": 200, "https://evil.example": 403, "": 200} {
+		req, _ := http.NewRequest("GET", hs.URL+"/socket.io/?EIO=4&transport=polling", nil)
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != want {
+			t.Fatalf("origin %q: %d, want %d", origin, res.StatusCode, want)
+		}
+		if origin != "" && want == 200 && res.Header.Get("Access-Control-Allow-Origin") != origin {
+			t.Fatalf("no CORS header for %q", origin)
+		}
+	}
+}
+
+// staticRouter maps node keys to base URLs.
+type staticRouter struct {
+	self string
+	urls map[string]string
+}
+
+func (r *staticRouter) Self() string { return r.self }
+
+func (r *staticRouter) Lookup(_ context.Context, key string) (string, error) {
+	if u, ok := r.urls[key]; ok {
+		return u, nil
+	}
+	return "", errors.New("unknown node")
+}
+
+// A client whose requests alternate between two nodes keeps one session:
+// the node without it forwards to the node that has it, for polls, posts
+// and the WebSocket upgrade.
+func TestForwarding(t *testing.T) {
+	urls := map[string]string{}
+	cfgA, cfgB := testConfig(), testConfig()
+	cfgA.Router = &staticRouter{self: "nodeA", urls: urls}
+	cfgB.Router = &staticRouter{self: "nodeB", urls: urls}
+	srvA, a := serve(t, cfgA)
+	srvB, b := serve(t, cfgB)
+	urls["nodeA"], urls["nodeB"] = a.URL, b.URL
+
+	p := handshake(t, a.URL)
+	if !strings.HasPrefix(p.sid, "nodeA.") {
+		t.Fatalf("sid %q does not name its node", p.sid)
+	}
+	bases := []string{b.URL, a.URL}
+	for i := range 6 { // alternate
+		p.base = bases[i%2]
+		p.post(`42["message","m"]`)
+		if i == 0 {
+			p.post("40")
+			p.packets(2)
+			continue
+		}
+		if got := p.packets(1); got[0] != `42["message-back","m"]` {
+			t.Fatalf("via %s: %q", p.base, got)
+		}
+	}
+	if srvA.Sessions() != 1 || srvB.Sessions() != 0 {
+		t.Fatalf("sessions A=%d B=%d, want the session on A only", srvA.Sessions(), srvB.Sessions())
+	}
+	// The upgrade lands on B and is forwarded to A.
+	c := dialWS(t, b.URL, p.sid)
+	send(t, c, websocket.TextMessage, "2probe")
+	if _, m := read(t, c); m != "3probe" {
+		t.Fatalf("probe via B: %s", m)
+	}
+	p.base = b.URL
+	if body := p.get(); body != "6" {
+		t.Fatalf("poll during the upgrade: %q", body)
+	}
+	send(t, c, websocket.TextMessage, "5")
+	send(t, c, websocket.TextMessage, `42["message","ws"]`)
+	if _, m := read(t, c); m != `42["message-back","ws"]` {
+		t.Fatalf("after upgrade via B: %s", m)
+	}
+	// A session id of an unknown node, and a forwarded request for a
+	// session the target does not have, are both answered 400.
+	for _, sid := range []string{"nodeZ.x", "nodeA.gone"} {
+		q := &poller{t: t, base: b.URL, sid: sid}
+		if status, _ := q.do(http.MethodGet, ""); status != http.StatusBadRequest {
+			t.Fatalf("sid %s: %d", sid, status)
+		}
+	}
+}
