@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/internal/testenv"
 )
 
@@ -39,6 +40,8 @@ func TestBrowserClient(t *testing.T) {
 	env.Cfg.DevAuth = false
 	n3 := env.StartNode("gateway")
 
+	warmUp(t, env, n1, n2)
+
 	control := startControl(t, map[string]func(){"/stop/node2": n2.Stop})
 	out := filepath.Join(root, "test-output", "browser")
 	if err := os.MkdirAll(out, 0o755); err != nil {
@@ -60,6 +63,32 @@ func TestBrowserClient(t *testing.T) {
 	cmd.WaitDelay = 10 * time.Second
 	if err := runLogged(t, cmd); err != nil {
 		t.Fatalf("browser tests failed: %v (screenshots in %s)", err, out)
+	}
+}
+
+// warmUp waits until an event goes from node 1 through the log and the
+// fan-out to node 2: a fresh fan-out consumer group can take a while to join
+// on a busy machine, and the browser steps should not wait on that.
+func warmUp(t *testing.T, env *testenv.Env, n1, n2 *testenv.Node) {
+	t.Helper()
+	a := dial(t, env, n1, "warmup-a")
+	b := dial(t, env, n2, "warmup-b")
+	createGroup(t, a, "warmup-b")
+	timeout := time.After(90 * time.Second)
+	for {
+		select {
+		case p, ok := <-b.Pushes:
+			if !ok {
+				t.Fatalf("warm-up connection closed: %v", b.CloseErr)
+			}
+			if p.Type == domain.PushConversationCreated {
+				a.Close()
+				b.Close()
+				return
+			}
+		case <-timeout:
+			t.Fatal("warm-up: no conversation.created from node 1 reached node 2 within 90s")
+		}
 	}
 }
 

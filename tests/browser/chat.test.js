@@ -23,7 +23,7 @@ const NODE3 = need('PARLEY_NODE3');
 const CONTROL = need('PARLEY_CONTROL');
 const OUT = process.env.PARLEY_OUTPUT || path.resolve('test-output/browser');
 const CHROMIUM = process.env.PARLEY_CHROMIUM || '/usr/bin/chromium';
-const T = 20000; // per wait
+const T = 30000; // per wait: generous, the machine may be busy
 const host = (u) => new URL(u).host;
 
 mkdirSync(OUT, { recursive: true });
