@@ -28,6 +28,12 @@ const pointerLockClass int32 = 0x70726d31 // "prm1"
 // replayLockClass keys the session lock that allows one replay per name.
 const replayLockClass int32 = 0x70726d32 // "prm2"
 
+// customPlans makes the batch's statements planned for the tables as they
+// are now. Prepared statements otherwise settle on a generic plan made while
+// a table was small (a fresh replay schema, never analyzed) and keep
+// seq-scanning it as it grows: every batch would cost O(table).
+const customPlans = `set_config('plan_cache_mode', 'force_custom_plan', true)`
+
 // In returns a store that reads and writes schema only, ignoring the pointer.
 // Replays build their fresh schema through it.
 func (s *Store) In(schema string) *Store {
@@ -44,11 +50,12 @@ func (s *Store) Name() string { return s.name }
 // row for this name, the store's own schema. Readers of s follow at once.
 func (s *Store) writeTarget(ctx context.Context, tx pgx.Tx) (*Store, error) {
 	if s.pinned {
-		return s, nil
+		_, err := tx.Exec(ctx, `SELECT `+customPlans)
+		return s, err
 	}
 	var hasControl bool
-	err := tx.QueryRow(ctx, `SELECT to_regclass('parley.read_model') IS NOT NULL
-		FROM pg_advisory_xact_lock_shared($1, hashtext($2))`, pointerLockClass, s.name).Scan(&hasControl)
+	err := tx.QueryRow(ctx, `SELECT to_regclass('parley.read_model') IS NOT NULL, `+customPlans+`
+		FROM pg_advisory_xact_lock_shared($1, hashtext($2))`, pointerLockClass, s.name).Scan(&hasControl, nil)
 	if err != nil {
 		return nil, unavailable("read-model pointer", err)
 	}

@@ -1,0 +1,3 @@
+ALTER TABLE conversations RESET (fillfactor);
+ALTER TABLE members RESET (fillfactor);
+ALTER TABLE messages RESET (fillfactor);
