@@ -83,9 +83,7 @@ func (r *Registry) Lookup(ctx context.Context, k string) (string, error) {
 // ends, then removes the entry.
 func (r *Registry) Run(ctx context.Context, addr string) error {
 	register := func() {
-		c, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		if err := r.rdb.Set(c, r.key(r.self), addr, TTL).Err(); err != nil && ctx.Err() == nil {
+		if err := r.register(ctx, addr); err != nil && ctx.Err() == nil {
 			r.log.Warn("socket.io node registration failed", "err", err)
 		}
 	}
@@ -104,6 +102,12 @@ func (r *Registry) Run(ctx context.Context, addr string) error {
 			register()
 		}
 	}
+}
+
+func (r *Registry) register(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return r.rdb.Set(ctx, r.key(r.self), addr, TTL).Err()
 }
 
 // Advertise picks the address other nodes use to reach a listener: the
