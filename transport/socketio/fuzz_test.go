@@ -99,7 +99,7 @@ func FuzzSession(f *testing.F) {
 }
 
 // The fuzz targets' sessions must not outlive the test.
-func TestFuzzSessionCleansUp(t *testing.T) {
+func TestSocketIOFuzzSessionCleansUp(t *testing.T) {
 	srv := NewServer(testConfig())
 	s := srv.newSession(httptest.NewRequest("GET", "/socket.io/?EIO=4&transport=polling", nil), false)
 	s.receive(EnginePacket{Type: EngineMessage, Data: []byte("40")})

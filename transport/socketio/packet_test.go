@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-func TestEngineTextPackets(t *testing.T) {
+func TestSocketIOEngineTextPackets(t *testing.T) {
 	for typ := EngineOpen; typ <= EngineNoop; typ++ {
 		p := EnginePacket{Type: typ, Data: []byte("probe")}
 		got, err := DecodeEngineText(p.EncodeText())
@@ -26,7 +26,7 @@ func TestEngineTextPackets(t *testing.T) {
 	}
 }
 
-func TestPollingPayload(t *testing.T) {
+func TestSocketIOPollingPayload(t *testing.T) {
 	ps := []EnginePacket{
 		{Type: EngineMessage, Data: []byte("hello")},
 		{Type: EngineMessage, Data: []byte{1, 2, 3, 4}, Binary: true},
@@ -56,7 +56,7 @@ func TestPollingPayload(t *testing.T) {
 	}
 }
 
-func TestDecodeSocketIO(t *testing.T) {
+func TestSocketIODecode(t *testing.T) {
 	cases := []struct {
 		in   string
 		want Packet
@@ -91,7 +91,7 @@ func TestDecodeSocketIO(t *testing.T) {
 	}
 }
 
-func TestDecodeSocketIORejects(t *testing.T) {
+func TestSocketIODecodeRejects(t *testing.T) {
 	for _, bad := range []string{
 		"", "7", "abc", "a", // unknown types
 		`2{}`, `2[]`, `2"x"`, `2`, `2[true]`, `2[null]`, `2[{}]`, // event payloads
@@ -108,7 +108,7 @@ func TestDecodeSocketIORejects(t *testing.T) {
 	}
 }
 
-func TestEncodeSocketIO(t *testing.T) {
+func TestSocketIOEncode(t *testing.T) {
 	cases := []struct {
 		p    Packet
 		want string
@@ -139,7 +139,7 @@ func TestEncodeSocketIO(t *testing.T) {
 	}
 }
 
-func TestPlaceholders(t *testing.T) {
+func TestSocketIOPlaceholders(t *testing.T) {
 	ok := []struct {
 		data string
 		n    int

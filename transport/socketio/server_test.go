@@ -135,7 +135,7 @@ func handshake(t *testing.T, base string) *poller {
 	return p
 }
 
-func TestPollingSession(t *testing.T) {
+func TestSocketIOPollingSession(t *testing.T) {
 	_, hs := serve(t, testConfig())
 	p := handshake(t, hs.URL)
 	if p.open["upgrades"].([]any)[0] != "websocket" || p.open["pingInterval"] != 5000.0 ||
@@ -168,7 +168,7 @@ func TestPollingSession(t *testing.T) {
 	}
 }
 
-func TestRequestErrors(t *testing.T) {
+func TestSocketIORequestErrors(t *testing.T) {
 	_, hs := serve(t, testConfig())
 	cases := []struct {
 		method, query string
@@ -199,7 +199,7 @@ func TestRequestErrors(t *testing.T) {
 	}
 }
 
-func TestMalformedPayloadClosesSession(t *testing.T) {
+func TestSocketIOMalformedPayloadClosesSession(t *testing.T) {
 	_, hs := serve(t, testConfig())
 	for _, bad := range []string{"abc", "4", "44{}", "42{}", `42abc["x"]`, "bAQID", `451-["x",{"_placeholder":true,"num":0}]` + "\x1e" + `42["x"]`} {
 		p := handshake(t, hs.URL)
@@ -250,7 +250,7 @@ func send(t *testing.T, c *websocket.Conn, typ int, msg string) {
 	}
 }
 
-func TestWebSocketSession(t *testing.T) {
+func TestSocketIOWebSocketSession(t *testing.T) {
 	_, hs := serve(t, testConfig())
 	c := dialWS(t, hs.URL, "")
 	_, open := read(t, c)
@@ -300,7 +300,7 @@ func TestWebSocketSession(t *testing.T) {
 	}
 }
 
-func TestUpgrade(t *testing.T) {
+func TestSocketIOUpgrade(t *testing.T) {
 	srv, hs := serve(t, testConfig())
 	p := handshake(t, hs.URL)
 	p.post("40")
@@ -332,7 +332,7 @@ func TestUpgrade(t *testing.T) {
 	}
 }
 
-func TestHeartbeat(t *testing.T) {
+func TestSocketIOHeartbeat(t *testing.T) {
 	cfg := testConfig()
 	cfg.PingInterval, cfg.PingTimeout = 30*time.Millisecond, 200*time.Millisecond
 	srv, hs := serve(t, cfg)
@@ -360,7 +360,7 @@ func TestHeartbeat(t *testing.T) {
 	}
 }
 
-func TestConnectTimeout(t *testing.T) {
+func TestSocketIOConnectTimeout(t *testing.T) {
 	cfg := testConfig()
 	cfg.ConnectTimeout = 20 * time.Millisecond
 	_, hs := serve(t, cfg)
@@ -370,7 +370,7 @@ func TestConnectTimeout(t *testing.T) {
 	}
 }
 
-func TestSendQueueOverflow(t *testing.T) {
+func TestSocketIOSendQueueOverflow(t *testing.T) {
 	cfg := testConfig()
 	cfg.SendQueue = 8
 	socks := make(chan *Socket, 1)
@@ -401,7 +401,7 @@ func TestSendQueueOverflow(t *testing.T) {
 	}
 }
 
-func TestDrain(t *testing.T) {
+func TestSocketIODrain(t *testing.T) {
 	srv, hs := serve(t, testConfig())
 	p := handshake(t, hs.URL)
 	p.post("40")
@@ -425,7 +425,7 @@ func TestDrain(t *testing.T) {
 	}
 }
 
-func TestOrigins(t *testing.T) {
+func TestSocketIOOrigins(t *testing.T) {
 	cfg := testConfig()
 	cfg.AllowedOrigins = []string{"https://app.example"}
 	_, hs := serve(t, cfg)
@@ -466,7 +466,7 @@ func (r *staticRouter) Lookup(_ context.Context, key string) (string, error) {
 // A client whose requests alternate between two nodes keeps one session:
 // the node without it forwards to the node that has it, for polls, posts
 // and the WebSocket upgrade.
-func TestForwarding(t *testing.T) {
+func TestSocketIOForwarding(t *testing.T) {
 	urls := map[string]string{}
 	cfgA, cfgB := testConfig(), testConfig()
 	cfgA.Router = &staticRouter{self: "nodeA", urls: urls}

@@ -15,7 +15,7 @@ import (
 )
 
 // Against the shared Redis (localhost:6379), under a fresh prefix.
-func TestRegistry(t *testing.T) {
+func TestSocketIORegistry(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379"})
 	t.Cleanup(func() { rdb.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -70,7 +70,7 @@ func validKey(k string) bool {
 	return true
 }
 
-func TestAdvertise(t *testing.T) {
+func TestSocketIOAdvertise(t *testing.T) {
 	if got := Advertise("127.0.0.1:8080", ""); got != "127.0.0.1:8080" {
 		t.Fatal(got)
 	}
