@@ -16,6 +16,7 @@ import (
 
 	"github.com/parley-chat/parley/commands"
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/metrics"
 	"github.com/parley-chat/parley/projections"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/gateway"
@@ -64,9 +65,9 @@ func New(cfg Config, svc *gateway.Service, ws *gateway.WSServer, log *slog.Logge
 	}
 	if svc != nil {
 		mux.HandleFunc("POST /api/v1/dev/token", a.devToken)
-		mux.HandleFunc("GET /api/v1/conversations", a.authed(a.listConversations))
-		mux.HandleFunc("GET /api/v1/conversations/{id}/messages", a.authed(a.listMessages))
-		mux.HandleFunc("POST /api/v1/conversations/{id}/messages", a.authed(a.postMessage))
+		mux.HandleFunc("GET /api/v1/conversations", a.authed("conversation.list", a.listConversations))
+		mux.HandleFunc("GET /api/v1/conversations/{id}/messages", a.authed("history", a.listMessages))
+		mux.HandleFunc("POST /api/v1/conversations/{id}/messages", a.authed("message.send", a.postMessage))
 		mux.HandleFunc("GET /ws", a.upgrade)
 		if cfg.SocketIO != nil {
 			// Per method: a method-less pattern would conflict with "GET /".
@@ -130,15 +131,40 @@ func (a *API) upgrade(w http.ResponseWriter, r *http.Request) {
 	a.ws.Serve(w, r, user)
 }
 
-func (a *API) authed(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
+// authed verifies the bearer token and counts the call like the
+// WebSocket command of the same type.
+func (a *API) authed(typ string, h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			code := "ok"
+			if rec.status >= 400 {
+				code = rec.code
+			} else {
+				metrics.CommandLatency.WithLabelValues(typ).Observe(time.Since(start).Seconds())
+			}
+			metrics.Commands.WithLabelValues(typ, code).Inc()
+		}()
 		user, err := a.verifier.Verify(auth.FromRequest(r, false))
 		if err != nil {
-			writeError(w, err)
+			writeError(rec, err)
 			return
 		}
-		h(w, r, user)
+		h(rec, r, user)
 	}
+}
+
+// statusRecorder remembers the status and error code a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	code   string
+}
+
+func (s *statusRecorder) WriteHeader(status int) {
+	s.status = status
+	s.ResponseWriter.WriteHeader(status)
 }
 
 func (a *API) listConversations(w http.ResponseWriter, r *http.Request, user string) {
@@ -222,5 +248,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func writeError(w http.ResponseWriter, err error) {
 	body, status := protocol.ToError(err)
+	if rec, ok := w.(*statusRecorder); ok {
+		rec.code = body.Code
+	}
 	writeJSON(w, status, map[string]any{"error": body})
 }
