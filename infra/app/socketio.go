@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/parley-chat/parley/infra/config"
 	"github.com/parley-chat/parley/transport/socketio"
@@ -31,7 +32,11 @@ func (a *App) buildSocketIO() {
 		MaxPayload: sioMaxPayload,
 		// Long-polling drains the queue once per poll: leave room for the
 		// pushes that arrive between two polls.
-		SendQueue:      4 * max(a.Cfg.SendQueue, 256),
+		SendQueue:   4 * max(a.Cfg.SendQueue, 256),
+		MaxSessions: a.Cfg.MaxConns,
+		// Clients send CONNECT right after the handshake; a session that
+		// has not authenticated by then only holds resources.
+		ConnectTimeout: 10 * time.Second,
 		AllowedOrigins: a.Cfg.AllowedOrigins,
 		Namespaces:     map[string]socketio.ConnectFunc{"/": chat.Connect},
 		Router:         nodes,

@@ -45,6 +45,10 @@ type Config struct {
 	// over it is closed: its client reads too slowly. Long-polling drains the
 	// buffer once per request, so it must hold what arrives between two polls.
 	SendQueue int
+	// MaxSessions bounds the open sessions of this server (0: no bound);
+	// past it a handshake gets 503. Sessions count from the handshake, before
+	// any namespace (and its authentication) was joined.
+	MaxSessions int
 	// AllowedOrigins admits browser Origins besides the same origin ("*"
 	// admits any). Requests without Origin (non-browser clients) are admitted.
 	AllowedOrigins []string
@@ -182,9 +186,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handshake(w http.ResponseWriter, r *http.Request, transport string) {
 	if s.draining.Load() {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = io.WriteString(w, `{"code":3,"message":"node is shutting down: connect to another"}`+"\n")
+		writeUnavailable(w, "node is shutting down: connect to another")
+		return
+	}
+	if s.cfg.MaxSessions > 0 && s.Sessions() >= s.cfg.MaxSessions {
+		writeUnavailable(w, "node is full: connect to another")
 		return
 	}
 	if transport == "websocket" {
@@ -206,6 +212,12 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, transport str
 	}
 	sess := s.newSession(r, false)
 	sess.poll(w, r)
+}
+
+func writeUnavailable(w http.ResponseWriter, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_ = json.NewEncoder(w).Encode(map[string]any{"code": errBadRequest, "message": msg})
 }
 
 // originAllowed admits requests without Origin, same-origin requests and

@@ -425,6 +425,21 @@ func TestSocketIODrain(t *testing.T) {
 	}
 }
 
+func TestSocketIOMaxSessions(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxSessions = 1
+	_, hs := serve(t, cfg)
+	handshake(t, hs.URL)
+	res, err := http.Get(hs.URL + "/socket.io/?EIO=4&transport=polling")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("handshake past MaxSessions: %d", res.StatusCode)
+	}
+}
+
 func TestSocketIOOrigins(t *testing.T) {
 	cfg := testConfig()
 	cfg.AllowedOrigins = []string{"https://app.example"}
