@@ -34,16 +34,16 @@ func (a Access) RequireMember(ctx context.Context, conv, user string) error {
 
 // membership returns user's state; known reports a past membership record.
 func (a Access) membership(ctx context.Context, conv, user string) (domain.Membership, bool, error) {
-	m, known, err := a.d.Members.Membership(ctx, conv, user)
+	m, complete, err := a.d.Members.Membership(ctx, conv, user)
 	if err != nil || m.Member {
-		return m, m.Seq > 0 || m.Member, err
+		return m, m.Member, err
 	}
-	if known && m.Seq > 0 {
-		return m, true, nil
+	if complete {
+		return m, m.Seq > 0, nil
 	}
-	// Redis has no record for this user: it may lag (new conversation seen
-	// first by another node) or have lost its data. Ask the read model once
-	// it has everything acked so far.
+	// Redis does not hold the whole conversation: it may lag (a conversation
+	// created a moment ago, seen first by another node) or have lost its
+	// data. Rebuild it from the read model once that has everything acked.
 	if err := a.d.Fresh.WaitProjected(ctx, conv); err != nil {
 		return m, false, err
 	}
@@ -51,13 +51,25 @@ func (a Access) membership(ctx context.Context, conv, user string) (domain.Membe
 	if err != nil {
 		return m, false, err
 	}
-	for u, um := range ms {
-		if err := a.d.Members.ApplyMembership(ctx, conv, um.Seq, um.Member, u); err != nil {
-			return m, false, err
-		}
+	if err := reloadMembers(ctx, a.d.Members, conv, ms); err != nil {
+		return m, false, err
 	}
 	um, ok := ms[user]
 	return um, ok, nil
+}
+
+// reloadMembers copies a conversation's members from the read model into
+// the cache and marks it complete.
+func reloadMembers(ctx context.Context, cache MembershipCache, conv string, ms map[string]domain.Membership) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	for u, um := range ms {
+		if err := cache.ApplyMembership(ctx, conv, um.Seq, um.Member, u); err != nil {
+			return err
+		}
+	}
+	return cache.MarkComplete(ctx, conv)
 }
 
 // Exists reports whether the conversation exists (for direct creates).

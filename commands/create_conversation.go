@@ -72,6 +72,9 @@ func (h CreateConversationHandler) Handle(ctx context.Context, actor string, c C
 	if err := h.d.Members.ApplyMembership(ctx, id, seq, true, members...); err != nil {
 		return domain.Conversation{}, err
 	}
+	if err := h.d.Members.MarkCreated(ctx, id); err != nil {
+		return domain.Conversation{}, err
+	}
 	return domain.Conversation{ConversationID: id, Kind: c.Kind, Title: c.Title, Members: members,
 		CreatedAt: e.At, LastSeq: seq}, nil
 }

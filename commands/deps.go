@@ -20,6 +20,8 @@ type MembershipCache interface {
 	ApplyMembership(ctx context.Context, conv string, seq int64, member bool, users ...string) error
 	Membership(ctx context.Context, conv, user string) (domain.Membership, bool, error)
 	Memberships(ctx context.Context, conv string) (map[string]domain.Membership, bool, error)
+	MarkComplete(ctx context.Context, conv string) error
+	MarkCreated(ctx context.Context, conv string) error
 }
 
 // ReadModel is what commands read from the projections.
@@ -38,7 +40,8 @@ type Freshness interface {
 
 // Idempotency keeps the records of message.send.
 type Idempotency interface {
-	Reserve(ctx context.Context, conv, sender, clientMsgID, pending string, ttl time.Duration) (bool, string, error)
+	// Reserve claims a send (see redisstore.Store.Reserve for intact).
+	Reserve(ctx context.Context, conv, sender, clientMsgID, pending string, ttl time.Duration) (won bool, current string, intact bool, err error)
 	Complete(ctx context.Context, conv, sender, clientMsgID, record string, ttl time.Duration) error
 	Release(ctx context.Context, conv, sender, clientMsgID, pending string) error
 	TakeOver(ctx context.Context, conv, sender, clientMsgID, old, pending string, ttl time.Duration) (bool, error)

@@ -52,12 +52,17 @@ func (h SendMessageHandler) Handle(ctx context.Context, actor string, c SendMess
 		return domain.Message{}, err
 	}
 	pending := pendingPrefix + domain.NewID("m_")
-	ok, cur, err := h.d.Idem.Reserve(ctx, c.ConversationID, actor, c.ClientMsgID, pending, h.d.IdemTTL)
+	won, cur, intact, err := h.d.Idem.Reserve(ctx, c.ConversationID, actor, c.ClientMsgID, pending, h.d.IdemTTL)
 	if err != nil {
 		return domain.Message{}, err
 	}
-	if !ok {
+	if !won {
 		return h.existing(ctx, actor, c, cur)
+	}
+	if !intact {
+		// Redis lost records of this conversation: the read model knows
+		// whether this client_msg_id was sent before.
+		return h.recover(ctx, actor, c, pending)
 	}
 	return h.send(ctx, actor, c, pending)
 }
@@ -108,11 +113,11 @@ func (h SendMessageHandler) existing(ctx context.Context, actor string, c SendMe
 			return domain.Message{}, fmt.Errorf("%w: waiting for a concurrent send: %v", domain.ErrUnavailable, ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
-		ok, now, err := h.d.Idem.Reserve(ctx, c.ConversationID, actor, c.ClientMsgID, cur, h.d.IdemTTL)
+		won, now, _, err := h.d.Idem.Reserve(ctx, c.ConversationID, actor, c.ClientMsgID, cur, h.d.IdemTTL)
 		if err != nil {
 			return domain.Message{}, err
 		}
-		if ok { // the key had vanished and we now hold the same pending record
+		if won { // the key had vanished and we now hold the same pending record
 			return h.recover(ctx, actor, c, cur)
 		}
 		cur = now

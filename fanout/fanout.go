@@ -6,6 +6,7 @@ package fanout
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -16,6 +17,14 @@ import (
 type Memberships interface {
 	ApplyMembership(ctx context.Context, conv string, seq int64, member bool, users ...string) error
 	Memberships(ctx context.Context, conv string) (map[string]domain.Membership, bool, error)
+	MarkComplete(ctx context.Context, conv string) error
+	MarkCreated(ctx context.Context, conv string) error
+}
+
+// ReadModel rebuilds membership the cache lost.
+type ReadModel interface {
+	ProjectedOffset(ctx context.Context, partition int32) (int64, error)
+	Memberships(ctx context.Context, conv string) (map[string]domain.Membership, error)
 }
 
 // Publisher hands a delivery to every gateway node.
@@ -29,6 +38,7 @@ type Publisher interface {
 type Handler struct {
 	members Memberships
 	bus     Publisher
+	read    ReadModel
 	// MaxAge: older events update membership but are not pushed live; a
 	// client that missed them catches up with sync. It only matters when a
 	// brand-new fan-out group starts on an old log.
@@ -45,8 +55,8 @@ type streamPartition struct {
 }
 
 // New builds a fan-out handler.
-func New(members Memberships, bus Publisher) *Handler {
-	return &Handler{members: members, bus: bus, MaxAge: 5 * time.Minute, now: time.Now, prev: map[streamPartition]int64{}}
+func New(members Memberships, bus Publisher, read ReadModel) *Handler {
+	return &Handler{members: members, bus: bus, read: read, MaxAge: 5 * time.Minute, now: time.Now, prev: map[streamPartition]int64{}}
 }
 
 // Handle processes the event at partition/offset.
@@ -62,6 +72,9 @@ func (h *Handler) Handle(ctx context.Context, partition int32, offset int64, val
 		var p domain.ConversationCreated
 		if err := e.Payload(&p); err == nil {
 			err = h.members.ApplyMembership(ctx, e.ConversationID, seq, true, p.Members...)
+			if err == nil {
+				err = h.members.MarkCreated(ctx, e.ConversationID)
+			}
 		}
 		if err != nil {
 			return err
@@ -82,7 +95,10 @@ func (h *Handler) Handle(ctx context.Context, partition int32, offset int64, val
 	if h.MaxAge > 0 && h.now().Sub(e.At) > h.MaxAge {
 		return nil
 	}
-	ms, _, err := h.members.Memberships(ctx, e.ConversationID)
+	ms, complete, err := h.members.Memberships(ctx, e.ConversationID)
+	if err == nil && !complete {
+		ms, err = h.reload(ctx, e.ConversationID, partition, offset)
+	}
 	if err != nil {
 		return err
 	}
@@ -121,4 +137,45 @@ func RecipientsAt(ms map[string]domain.Membership, seq int64) []string {
 		}
 	}
 	return out
+}
+
+// reload rebuilds a conversation's membership the cache lost, from the read
+// model once it has applied every event before this one. The handler
+// returns the error and the event is retried, so nothing is pushed to a
+// wrong set of recipients.
+func (h *Handler) reload(ctx context.Context, conv string, partition int32, offset int64) (map[string]domain.Membership, error) {
+	if h.read == nil {
+		return nil, fmt.Errorf("%w: membership of %s unknown and no read model to rebuild it", domain.ErrUnavailable, conv)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		off, err := h.read.ProjectedOffset(ctx, partition)
+		if err == nil && off >= offset {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%w: the read model is behind the fan-out (partition %d at %d of %d)", domain.ErrUnavailable, partition, off, offset)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	ms, err := h.read.Memberships(ctx, conv)
+	if err != nil {
+		return nil, err
+	}
+	for u, m := range ms {
+		if err := h.members.ApplyMembership(ctx, conv, m.Seq, m.Member, u); err != nil {
+			return nil, err
+		}
+	}
+	if len(ms) > 0 {
+		if err := h.members.MarkComplete(ctx, conv); err != nil {
+			return nil, err
+		}
+	}
+	ms, _, err = h.members.Memberships(ctx, conv)
+	return ms, err
 }

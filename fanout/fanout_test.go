@@ -29,10 +29,16 @@ func (f fakeMembers) Memberships(_ context.Context, conv string) (map[string]dom
 	return f[conv], len(f[conv]) > 0, nil
 }
 
+func (f fakeMembers) MarkComplete(context.Context, string) error { return nil }
+func (f fakeMembers) MarkCreated(context.Context, string) error  { return nil }
+
 type fakeBus struct{ got []domain.Delivery }
 
-func (b *fakeBus) Publish(_ context.Context, d domain.Delivery) error { b.got = append(b.got, d); return nil }
-func (b *fakeBus) Stream(string) string                               { return "s" }
+func (b *fakeBus) Publish(_ context.Context, d domain.Delivery) error {
+	b.got = append(b.got, d)
+	return nil
+}
+func (b *fakeBus) Stream(string) string { return "s" }
 
 func event(t *testing.T, typ string, actor string, payload any) []byte {
 	t.Helper()
@@ -46,7 +52,7 @@ func event(t *testing.T, typ string, actor string, payload any) []byte {
 
 func TestRecipientsFollowTheLog(t *testing.T) {
 	members, bus := fakeMembers{}, &fakeBus{}
-	h := New(members, bus)
+	h := New(members, bus, nil)
 	ctx := context.Background()
 	steps := []struct {
 		value []byte
@@ -81,7 +87,7 @@ func TestJoinAppliedAheadIsNotARecipientOfEarlierEvents(t *testing.T) {
 
 func TestPoisonEventIsSkipped(t *testing.T) {
 	bus := &fakeBus{}
-	if err := New(fakeMembers{}, bus).Handle(context.Background(), 0, 0, []byte("not json")); err != nil || len(bus.got) != 0 {
+	if err := New(fakeMembers{}, bus, nil).Handle(context.Background(), 0, 0, []byte("not json")); err != nil || len(bus.got) != 0 {
 		t.Fatalf("poison: err %v, published %d", err, len(bus.got))
 	}
 }

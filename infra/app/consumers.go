@@ -45,7 +45,7 @@ func (a *App) runFanout(ctx context.Context) error {
 		return err
 	}
 	router.AddMiddleware(middleware.Recoverer)
-	h := fanout.New(a.Redis, a.Bus)
+	h := fanout.New(a.Redis, a.Bus, a.Store)
 	go a.watchLag(ctx, a.Cfg.GroupPrefix+FanoutGroup) // parley_consumer_lag (ops.go)
 	router.AddConsumerHandler("parley.fanout.v1", a.Cfg.Topic, sub, func(msg *message.Message) error {
 		p, _ := wmkafka.MessagePartitionFromCtx(msg.Context())

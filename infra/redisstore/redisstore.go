@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -54,6 +55,20 @@ func (s *Store) Ping(ctx context.Context) error {
 
 func (s *Store) membersKey(conv string) string { return s.prefix + ":{" + conv + "}:members" }
 
+// completeField marks a members hash that holds every member: set when the
+// conversation's creation was applied or the hash was rebuilt from the read
+// model. A hash without it (Redis lost its data and a later change landed
+// first) is not trusted. The "!" keeps it apart from user ids.
+const completeField = "!complete"
+
+// MarkComplete records that the hash of conv now holds every member.
+func (s *Store) MarkComplete(ctx context.Context, conv string) error {
+	if err := s.rdb.HSet(ctx, s.membersKey(conv), completeField, 1).Err(); err != nil {
+		return fmt.Errorf("%w: redis mark complete: %v", domain.ErrUnavailable, err)
+	}
+	return nil
+}
+
 // applyMembership stores seq+1 (negated for a leave) per user, and only if it
 // is newer than what is stored: applying the same change twice, or an older
 // change after a newer one, changes nothing.
@@ -92,14 +107,18 @@ func (s *Store) ApplyMembership(ctx context.Context, conv string, seq int64, mem
 }
 
 // Memberships returns every user's latest membership change; known is false
-// when Redis has nothing for the conversation.
+// unless the hash is complete (see completeField).
 func (s *Store) Memberships(ctx context.Context, conv string) (map[string]domain.Membership, bool, error) {
 	m, err := s.rdb.HGetAll(ctx, s.membersKey(conv)).Result()
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: redis members: %v", domain.ErrUnavailable, err)
 	}
 	out := make(map[string]domain.Membership, len(m))
+	_, complete := m[completeField]
 	for u, v := range m {
+		if u == completeField {
+			continue
+		}
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
 			continue
@@ -110,33 +129,31 @@ func (s *Store) Memberships(ctx context.Context, conv string) (map[string]domain
 			out[u] = domain.Membership{Seq: -n - 1, Member: false}
 		}
 	}
-	return out, len(m) > 0, nil
+	return out, complete, nil
 }
 
-// Membership returns one user's state; known is false when Redis has nothing
-// for the conversation at all.
+// Membership returns one user's state; known is false unless the
+// conversation's hash is complete.
 func (s *Store) Membership(ctx context.Context, conv, user string) (m domain.Membership, known bool, err error) {
 	key := s.membersKey(conv)
 	pipe := s.rdb.Pipeline()
 	get := pipe.HGet(ctx, key, user)
-	exists := pipe.Exists(ctx, key)
+	exists := pipe.HExists(ctx, key, completeField)
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return m, false, fmt.Errorf("%w: redis membership: %v", domain.ErrUnavailable, err)
 	}
-	if exists.Val() == 0 {
-		return m, false, nil
-	}
+	known = exists.Val()
 	n, err := get.Int64()
 	if err == redis.Nil {
-		return domain.Membership{}, true, nil
+		return domain.Membership{}, known, nil
 	}
 	if err != nil {
-		return m, true, fmt.Errorf("redis membership value: %w", err)
+		return m, known, fmt.Errorf("redis membership value: %w", err)
 	}
 	if n > 0 {
-		return domain.Membership{Seq: n - 1, Member: true}, true, nil
+		return domain.Membership{Seq: n - 1, Member: true}, known, nil
 	}
-	return domain.Membership{Seq: -n - 1}, true, nil
+	return domain.Membership{Seq: -n - 1}, known, nil
 }
 
 // MembersOf returns the current members.
@@ -156,25 +173,54 @@ func (s *Store) idemKey(conv, sender, clientMsgID string) string {
 	return s.prefix + ":{" + conv + "}:idem:" + sender + ":" + clientMsgID
 }
 
-// Reserve claims a send; it returns ok=false and the current record when
-// someone else claimed it first.
-func (s *Store) Reserve(ctx context.Context, conv, sender, clientMsgID, pending string, ttl time.Duration) (bool, string, error) {
-	key := s.idemKey(conv, sender, clientMsgID)
-	ok, err := s.rdb.SetNX(ctx, key, pending, ttl).Result()
-	if err != nil {
-		return false, "", fmt.Errorf("%w: redis reserve: %v", domain.ErrUnavailable, err)
+// idemField marks, in the members hash, whether this Redis has kept every
+// idempotency record of the conversation: "1" when it has held the
+// conversation since its creation, "since:<unix>" when it was first seen
+// after a data loss. The field shares the hash tag with the records, so one
+// script reads it with the claim.
+const idemField = "!idem"
+
+var reserve = redis.NewScript(`
+local ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+local idem = redis.call('HGET', KEYS[2], '` + idemField + `')
+if not idem then
+  idem = 'since:' .. ARGV[3]
+  redis.call('HSET', KEYS[2], '` + idemField + `', idem)
+end
+if ok then return {1, ARGV[1], idem} end
+return {0, redis.call('GET', KEYS[1]) or '', idem}`)
+
+// Reserve claims a send: won is false when someone else claimed it first,
+// and current is the record now stored. intact reports that Redis holds
+// every record of the conversation that could still matter; when false a
+// record may have been lost, and the read model must be asked.
+func (s *Store) Reserve(ctx context.Context, conv, sender, clientMsgID, pending string, ttl time.Duration) (won bool, current string, intact bool, err error) {
+	keys := []string{s.idemKey(conv, sender, clientMsgID), s.membersKey(conv)}
+	res, err := reserve.Run(ctx, s.rdb, keys, pending, ttl.Milliseconds(), time.Now().Unix()).Slice()
+	if err != nil || len(res) != 3 {
+		return false, "", false, fmt.Errorf("%w: redis reserve: %v", domain.ErrUnavailable, err)
 	}
-	if ok {
-		return true, pending, nil
+	w, _ := res[0].(int64)
+	current, _ = res[1].(string)
+	idem, _ := res[2].(string)
+	return w == 1, current, idemIntact(idem, ttl), nil
+}
+
+func idemIntact(v string, ttl time.Duration) bool {
+	if v == "1" {
+		return true
 	}
-	cur, err := s.rdb.Get(ctx, key).Result()
-	if err == redis.Nil {
-		return false, "", nil
+	since, err := strconv.ParseInt(strings.TrimPrefix(v, "since:"), 10, 64)
+	return err == nil && time.Since(time.Unix(since, 0)) > ttl
+}
+
+// MarkCreated records that this Redis has held conv since its creation:
+// its members hash is complete and no idempotency record was lost.
+func (s *Store) MarkCreated(ctx context.Context, conv string) error {
+	if err := s.rdb.HSet(ctx, s.membersKey(conv), completeField, 1, idemField, "1").Err(); err != nil {
+		return fmt.Errorf("%w: redis mark created: %v", domain.ErrUnavailable, err)
 	}
-	if err != nil {
-		return false, "", fmt.Errorf("%w: redis get: %v", domain.ErrUnavailable, err)
-	}
-	return false, cur, nil
+	return nil
 }
 
 // Complete stores the final record of a send.
