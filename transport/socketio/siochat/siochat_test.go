@@ -1,0 +1,149 @@
+package siochat_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/internal/testenv"
+	"github.com/parley-chat/parley/transport/auth"
+	"github.com/parley-chat/parley/transport/gateway"
+	"github.com/parley-chat/parley/transport/socketio"
+	"github.com/parley-chat/parley/transport/socketio/siochat"
+)
+
+// rawClient speaks Engine.IO long-polling by hand.
+type rawClient struct {
+	t    *testing.T
+	url  string
+	sid  string
+	seen []string
+}
+
+func (c *rawClient) do(method, body string) string {
+	c.t.Helper()
+	u := c.url + "/socket.io/?EIO=4&transport=polling"
+	if c.sid != "" {
+		u += "&sid=" + c.sid
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, method, u, strings.NewReader(body))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		c.t.Fatalf("%s %q: %d %s", method, body, res.StatusCode, b)
+	}
+	return string(b)
+}
+
+// next returns the next packet that is not a ping.
+func (c *rawClient) next() string {
+	c.t.Helper()
+	for range 20 {
+		if len(c.seen) > 0 {
+			p := c.seen[0]
+			c.seen = c.seen[1:]
+			return p
+		}
+		for _, p := range strings.Split(c.do(http.MethodGet, ""), "\x1e") {
+			if p != "2" {
+				c.seen = append(c.seen, p)
+			}
+		}
+	}
+	c.t.Fatal("no packet")
+	return ""
+}
+
+func setup(t *testing.T) (*gateway.Hub, *rawClient) {
+	t.Helper()
+	hub := gateway.NewHub(0, 0)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// No service: the tests send only commands that fail before reaching one.
+	chat := siochat.New(siochat.Config{JWTSecret: "secret"}, hub, nil, log)
+	srv := socketio.NewServer(socketio.Config{Namespaces: map[string]socketio.ConnectFunc{"/": chat.Connect}, Log: log})
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		srv.Drain(ctx)
+		hs.Close()
+	})
+	c := &rawClient{t: t, url: hs.URL}
+	open := c.next()
+	var o struct{ SID string }
+	if err := json.Unmarshal([]byte(open[1:]), &o); err != nil {
+		t.Fatalf("open %q: %v", open, err)
+	}
+	c.sid = o.SID
+	return hub, c
+}
+
+func TestSocketIOChatRefusals(t *testing.T) {
+	_, c := setup(t)
+	bad, _ := auth.Mint("other-secret", "u1", time.Hour)
+	for _, payload := range []string{"", `{}`, `{"token":""}`, `{"token":"junk"}`, `{"token":"` + bad + `"}`} {
+		c.do(http.MethodPost, "40"+payload)
+		got := c.next()
+		var e struct {
+			Message string
+			Data    struct{ Code string }
+		}
+		if !strings.HasPrefix(got, "44") || json.Unmarshal([]byte(got[2:]), &e) != nil ||
+			e.Data.Code != "unauthorized" || e.Message == "" {
+			t.Fatalf("auth %q: %q", payload, got)
+		}
+	}
+}
+
+func TestSocketIOChatMapping(t *testing.T) {
+	hub, c := setup(t)
+	tok, _ := auth.Mint("secret", "u1", time.Hour)
+	c.do(http.MethodPost, `40{"token":"`+tok+`"}`)
+	if got := c.next(); !strings.HasPrefix(got, `40{"sid":"`) {
+		t.Fatalf("connect: %q", got)
+	}
+	if hub.Count() != 1 {
+		t.Fatalf("hub has %d connections", hub.Count())
+	}
+	// An unknown command is acked with the protocol's error; it is also the
+	// connection's first command, which ends the initial hold on pushes.
+	c.do(http.MethodPost, `427["no.such",{}]`)
+	if got := c.next(); !strings.HasPrefix(got, `437[{"ok":false,"error":{"code":"bad_request","message":"unknown type`) {
+		t.Fatalf("ack: %q", got)
+	}
+	c.do(http.MethodPost, `428["x",{}]`+"\x1e"+`451-9["x",{"_placeholder":true,"num":0}]`+"\x1ebAQ==")
+	for _, want := range []string{`438[{"ok":false,"error":{"code":"bad_request"`, `439[{"ok":false,"error":{"code":"bad_request","message":"binary`} {
+		if got := c.next(); !strings.HasPrefix(got, want) {
+			t.Fatalf("got %q, want %s...", got, want)
+		}
+	}
+
+	hub.Deliver(domain.Delivery{ConversationID: "c1", Seq: 5, Recipients: []string{"u1"},
+		Frame: json.RawMessage(`{"type":"message.new","seq":5,"data":{"conversation_id":"c1","seq":5,"body":"hi"}}`)})
+	hub.Deliver(domain.Delivery{ConversationID: "c1", Seq: 5, Recipients: []string{"u1"}, // redelivered: dropped
+		Frame: json.RawMessage(`{"type":"message.new","seq":5,"data":{"conversation_id":"c1","seq":5,"body":"hi"}}`)})
+	hub.Deliver(domain.Delivery{ConversationID: "c1", Recipients: []string{"u1"},
+		Frame: json.RawMessage(`{"type":"typing","data":{"conversation_id":"c1","user_id":"u2"}}`)})
+	if got := c.next(); got != `42["message.new",{"conversation_id":"c1","seq":5,"body":"hi"},{"seq":5}]` {
+		t.Fatalf("push: %q", got)
+	}
+	if got := c.next(); got != `42["typing",{"conversation_id":"c1","user_id":"u2"}]` {
+		t.Fatalf("ephemeral push: %q", got)
+	}
+
+	c.do(http.MethodPost, "41") // leaving the namespace leaves the hub
+	testenv.WaitFor(t, 5*time.Second, "the connection to leave the hub", func() bool { return hub.Count() == 0 })
+}
