@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Starts, stops or checks the benchmark system: two gateways, one fanout and
+# one projector (bin/chatd), on ports 18080+ with their own Kafka topic,
+# Postgres schema, Redis prefix and consumer groups, so a benchmark never
+# disturbs `go tool task run` (8080/8081/8090/8091) or other engineers' tests.
+#
+#   bash bench/run.sh up       # build, migrate, create the topic, start the nodes
+#   bash bench/run.sh down     # stop the nodes this script started
+#   bash bench/run.sh status
+#
+# Knobs (environment): BENCH_TOPIC, BENCH_SCHEMA, BENCH_PREFIX, BENCH_PARTITIONS,
+# BENCH_LOG_LEVEL, BENCH_PPROF (gateway-1's pprof address), BENCH_LINGER,
+# and any CHAT_* variable, which the nodes inherit.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bin="$root/bin"
+run="$root/bench/.run"
+mkdir -p "$run"
+
+export CHAT_DEV_AUTH=true                      # tokens: chatbench --jwt-secret with the dev secret
+export CHAT_KAFKA_TOPIC="${BENCH_TOPIC:-bench.events}"
+export CHAT_KAFKA_PARTITIONS="${BENCH_PARTITIONS:-8}"
+export CHAT_DB_SCHEMA="${BENCH_SCHEMA:-bench}"
+export CHAT_REDIS_PREFIX="${BENCH_PREFIX:-bench}"
+export CHAT_GROUP_PREFIX="${BENCH_GROUP_PREFIX:-bench.}"
+export CHAT_LOG_FORMAT=json
+# Per-connection info lines (open/close) would cost the shared CPU at 10k+
+# connections; warnings and errors still show.
+export CHAT_LOG_LEVEL="${BENCH_LOG_LEVEL:-warn}"
+# The bench measures the system, not the per-connection limiter.
+export CHAT_RATE_LIMIT="${CHAT_RATE_LIMIT:-100000}" CHAT_RATE_BURST="${CHAT_RATE_BURST:-100000}"
+export CHAT_MAX_CONNS="${CHAT_MAX_CONNS:-200000}"
+if [ -n "${BENCH_LINGER:-}" ]; then export CHAT_KAFKA_LINGER="$BENCH_LINGER"; fi
+
+ports=(18080 18081 18090 18091)
+names=(gateway-1 gateway-2 fanout-1 projector-1)
+roles=(gateway gateway fanout projector)
+
+up() {
+  down quiet
+  mkdir -p "$bin"
+  (cd "$root" && go build -o "$bin/" ./cmd/chatd ./cmd/chatctl ./cmd/chatbench)
+  "$bin/chatctl" migrate >"$run/migrate.log" 2>&1 || { cat "$run/migrate.log"; exit 1; }
+  "$bin/chatctl" topics >"$run/topics.log" 2>&1 || { cat "$run/topics.log"; exit 1; }
+  # Each connection is a file descriptor.
+  ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+  for i in "${!names[@]}"; do
+    local pprof=""
+    if [ "${names[$i]}" = gateway-1 ]; then pprof="${BENCH_PPROF:-127.0.0.1:18060}"; fi
+    CHAT_NODE_ID="${names[$i]}" CHAT_HTTP_ADDR="127.0.0.1:${ports[$i]}" CHAT_ROLES="${roles[$i]}" \
+      CHAT_PPROF_ADDR="$pprof" nohup "$bin/chatd" >"$run/${names[$i]}.log" 2>&1 &
+    echo $! >"$run/${names[$i]}.pid"
+  done
+  for p in "${ports[@]}"; do
+    for _ in $(seq 1 150); do
+      curl -fsS "http://127.0.0.1:$p/readyz" >/dev/null 2>&1 && break
+      sleep 0.2
+    done
+    curl -fsS "http://127.0.0.1:$p/readyz" >/dev/null 2>&1 || { echo "node on :$p is not ready; see $run/*.log"; down; exit 1; }
+  done
+  echo "bench system up: ws://127.0.0.1:18080/ws ws://127.0.0.1:18081/ws (pprof http://${BENCH_PPROF:-127.0.0.1:18060}/debug/pprof/)"
+  echo "topic $CHAT_KAFKA_TOPIC, schema $CHAT_DB_SCHEMA, redis prefix $CHAT_REDIS_PREFIX, logs $run/"
+}
+
+down() {
+  for n in "${names[@]}"; do
+    f="$run/$n.pid"
+    [ -f "$f" ] || continue
+    pid="$(cat "$f")"
+    # Only a chatd that this script started (the pid file may be stale).
+    if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = chatd ]; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$f"
+  done
+  [ "${1:-}" = quiet ] || echo "bench system down"
+}
+
+status() {
+  for i in "${!names[@]}"; do
+    s=down
+    curl -fsS "http://127.0.0.1:${ports[$i]}/readyz" >/dev/null 2>&1 && s=ready
+    echo "${names[$i]} :${ports[$i]} $s"
+  done
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac

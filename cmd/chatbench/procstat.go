@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clockTicks is USER_HZ, 100 on every Linux this runs on.
+const clockTicks = 100
+
+// proc is a watched process group: one server node (one pid) or a shared
+// service (all processes of one name, e.g. every postgres backend).
+type proc struct {
+	Name string
+	addr string // CHAT_HTTP_ADDR of a discovered chatd
+	pids []int
+	comm string // re-discovered at each sample when set
+}
+
+// ProcStat is what the report shows of a process group.
+type ProcStat struct {
+	Name    string  `json:"name"`
+	Pids    []int   `json:"pids"`
+	CPUPct  float64 `json:"cpu_pct"` // of one core, over the measured phase
+	RSSMiB  float64 `json:"rss_mib"` // at the end
+	MaxRSS  float64 `json:"max_rss_mib"`
+	StartMB float64 `json:"rss_start_mib"`
+}
+
+type procSample struct {
+	ticks int64
+	rss   int64 // bytes
+}
+
+// readProc reads utime+stime and VmRSS of one pid.
+func readProc(pid int) (procSample, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procSample{}, false
+	}
+	// Fields after the parenthesised comm, which may contain spaces.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return procSample{}, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 22 {
+		return procSample{}, false
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	rssPages, _ := strconv.ParseInt(f[21], 10, 64)
+	return procSample{ticks: ut + st, rss: rssPages * int64(os.Getpagesize())}, true
+}
+
+func (p *proc) sample() procSample {
+	if p.comm != "" {
+		p.pids = pidsByComm(p.comm)
+	}
+	var s procSample
+	for _, pid := range p.pids {
+		if x, ok := readProc(pid); ok {
+			s.ticks += x.ticks
+			s.rss += x.rss
+		}
+	}
+	return s
+}
+
+func pidsByComm(comm string) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+		if err == nil && strings.TrimSpace(string(b)) == comm {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// discoverServers finds chatd processes whose environment holds match (e.g.
+// CHAT_KAFKA_TOPIC=bench.events), named by their CHAT_NODE_ID.
+func discoverServers(match string) []*proc {
+	var out []*proc
+	for _, pid := range pidsByComm("chatd") {
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err != nil {
+			continue
+		}
+		vars := strings.Split(string(env), "\x00")
+		found, name, addr := false, strconv.Itoa(pid), ""
+		for _, v := range vars {
+			if a, ok := strings.CutPrefix(v, "CHAT_HTTP_ADDR="); ok {
+				addr = a
+			}
+			if v == match {
+				found = true
+			}
+			if n, ok := strings.CutPrefix(v, "CHAT_NODE_ID="); ok {
+				name = n
+			}
+		}
+		if found {
+			out = append(out, &proc{Name: name, addr: addr, pids: []int{pid}})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// parsePids reads "name=pid,name=pid".
+func parsePids(s string) ([]*proc, error) {
+	var out []*proc
+	for _, kv := range strings.Split(s, ",") {
+		if kv == "" {
+			continue
+		}
+		name, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			name, v = kv, kv
+		}
+		pid, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, fmt.Errorf("--server-pids: %q is not name=pid", kv)
+		}
+		out = append(out, &proc{Name: name, pids: []int{pid}})
+	}
+	return out, nil
+}
+
+// procWatch samples process groups once a second between start and stop.
+type procWatch struct {
+	procs []*proc
+	first []procSample
+	maxRS []int64
+	t0    time.Time
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+func watchProcs(procs []*proc) *procWatch {
+	w := &procWatch{procs: procs, t0: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
+	for _, p := range procs {
+		s := p.sample()
+		w.first = append(w.first, s)
+		w.maxRS = append(w.maxRS, s.rss)
+	}
+	go func() {
+		defer close(w.done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-t.C:
+				for i, p := range w.procs {
+					w.maxRS[i] = max(w.maxRS[i], p.sample().rss)
+				}
+			}
+		}
+	}()
+	return w
+}
+
+// finish stops sampling and reports CPU over the watched interval.
+func (w *procWatch) finish() []ProcStat {
+	close(w.stop)
+	<-w.done
+	el := time.Since(w.t0).Seconds()
+	var out []ProcStat
+	for i, p := range w.procs {
+		s := p.sample()
+		cpu := float64(s.ticks-w.first[i].ticks) / clockTicks / el * 100
+		out = append(out, ProcStat{Name: p.Name, Pids: p.pids, CPUPct: cpu, RSSMiB: mib(s.rss),
+			MaxRSS: mib(max(w.maxRS[i], s.rss)), StartMB: mib(w.first[i].rss)})
+	}
+	return out
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
