@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -96,4 +97,58 @@ func sioControl(nodes ...*testenv.Node) http.Handler {
 		_ = json.NewEncoder(w).Encode(map[string]int{"killed": killed})
 	})
 	return mux
+}
+
+// A session lives on the node that created it; any node forwards to it, and
+// once that node is gone every node answers "Session ID unknown", which makes
+// clients reconnect (to a live node) and sync.
+func TestSocketIOOwnerGone(t *testing.T) {
+	env := testenv.New(t)
+	n1 := env.StartNode("gateway", "fanout", "projector")
+	n2 := env.StartNode("gateway")
+
+	poll := func(base, sid, method, body string) (int, string) {
+		t.Helper()
+		u := base + "/socket.io/?EIO=4&transport=polling"
+		if sid != "" {
+			u += "&sid=" + sid
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, method, u, strings.NewReader(body))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, u, err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	_, open := poll(n2.HTTP, "", http.MethodGet, "")
+	var o struct{ SID string }
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(open, "0")), &o); err != nil {
+		t.Fatalf("open %q: %v", open, err)
+	}
+	// Through node 1: forwarded to node 2, which holds the session.
+	if status, body := poll(n1.HTTP, o.SID, http.MethodPost, `40{"token":"`+env.Token("owner1")+`"}`); status != 200 || body != "ok" {
+		t.Fatalf("POST via node 1: %d %s", status, body)
+	}
+	if status, body := poll(n1.HTTP, o.SID, http.MethodGet, ""); status != 200 || !strings.HasPrefix(body, `40{"sid":`) {
+		t.Fatalf("GET via node 1: %d %s", status, body)
+	}
+	if n2.App.Hub.Count() != 1 || n1.App.Hub.Count() != 0 {
+		t.Fatalf("hub counts: node 1 %d, node 2 %d", n1.App.Hub.Count(), n2.App.Hub.Count())
+	}
+	key := env.Cfg.RedisPrefix + ":sio:nodes:" + n2.App.SIO.Nodes.Self()
+	if n := n1.App.Redis.Client().Exists(context.Background(), key).Val(); n != 1 {
+		t.Fatalf("node 2 is not registered under %s", key)
+	}
+
+	n2.Stop()
+	if n := n1.App.Redis.Client().Exists(context.Background(), key).Val(); n != 0 {
+		t.Fatal("node 2's registration outlived it")
+	}
+	if status, body := poll(n1.HTTP, o.SID, http.MethodGet, ""); status != http.StatusBadRequest || !strings.Contains(body, `"code":1`) {
+		t.Fatalf("GET for a dead node's session: %d %s", status, body)
+	}
 }

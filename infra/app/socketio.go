@@ -53,20 +53,28 @@ func (a *App) socketIOHandler() http.Handler {
 	return a.SIO.Server
 }
 
-// registerSocketIO keeps this node's address in the registry while it runs.
+// registerSocketIO registers this node's address at once (before it
+// serves), and returns the loop that keeps it registered while it runs.
 func (a *App) registerSocketIO(l net.Listener) func(context.Context) error {
-	return func(ctx context.Context) error {
-		return a.SIO.Nodes.Run(ctx, sioredis.Advertise(l.Addr().String(), ""))
+	addr := sioredis.Advertise(l.Addr().String(), "")
+	if err := a.SIO.Nodes.Register(context.Background(), addr); err != nil {
+		a.Log.Warn("socket.io node registration failed; retrying", "err", err)
 	}
+	return func(ctx context.Context) error { return a.SIO.Nodes.Run(ctx, addr) }
 }
 
 // drainSocketIO answers the commands in flight, then closes every
-// Socket.IO session so clients reconnect elsewhere, bounded by ctx.
+// Socket.IO session so clients reconnect elsewhere, and leaves the node
+// registry, bounded by ctx. (It unregisters here, not when the roles stop:
+// the Redis client may be closed by then.)
 func (a *App) drainSocketIO(ctx context.Context) {
 	if a.SIO == nil {
 		return
 	}
 	a.SIO.Chat.Drain(ctx)
 	a.SIO.Server.Drain(ctx)
+	if err := a.SIO.Nodes.Unregister(ctx); err != nil {
+		a.Log.Warn("socket.io node unregistration failed", "err", err)
+	}
 	a.SIO.Chat.Wait(ctx)
 }

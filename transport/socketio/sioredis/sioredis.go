@@ -37,6 +37,7 @@ type Registry struct {
 
 	mu    sync.Mutex
 	cache map[string]cached
+	gone  bool // unregistered: never register again
 }
 
 type cached struct {
@@ -95,7 +96,7 @@ func (r *Registry) Run(ctx context.Context, addr string) error {
 		select {
 		case <-ctx.Done():
 			c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_ = r.rdb.Del(c, r.key(r.self)).Err()
+			_ = r.Unregister(c)
 			cancel()
 			return nil
 		case <-t.C:
@@ -104,10 +105,37 @@ func (r *Registry) Run(ctx context.Context, addr string) error {
 	}
 }
 
+// Register writes this node's entry once; Run keeps it fresh. Calling it
+// before serving closes the window in which another node could not yet
+// route to this one's first sessions.
+func (r *Registry) Register(ctx context.Context, addr string) error { return r.register(ctx, addr) }
+
 func (r *Registry) register(ctx context.Context, addr string) error {
+	r.mu.Lock()
+	gone := r.gone
+	r.mu.Unlock()
+	if gone {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	return r.rdb.Set(ctx, r.key(r.self), addr, TTL).Err()
+}
+
+// Unregister removes this node's entry for good (shutdown): other nodes
+// then answer its sessions' requests with "Session ID unknown".
+func (r *Registry) Unregister(ctx context.Context) error {
+	r.mu.Lock()
+	was := r.gone
+	r.gone = true
+	r.mu.Unlock()
+	if was {
+		return nil
+	}
+	if err := r.rdb.Del(ctx, r.key(r.self)).Err(); err != nil {
+		return fmt.Errorf("sioredis: unregister: %w", err)
+	}
+	return nil
 }
 
 // Advertise picks the address other nodes use to reach a listener: the
