@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,6 +54,34 @@ func BenchmarkProjector(b *testing.B) {
 			}
 		})
 	}
+	// Two appliers on disjoint partitions, as two projector instances (or
+	// the replay's two appliers) run: a conversation's rows live in one
+	// partition, so they never touch the same rows.
+	b.Run("batched-5000-2-appliers", func(b *testing.B) {
+		var halves [2][]projections.Record
+		for _, r := range recs {
+			halves[r.Partition%2] = append(halves[r.Partition%2], r)
+		}
+		for b.Loop() {
+			b.StopTimer()
+			st := projections.NewStore(pool, freshSchema(b, pool), testTopic)
+			b.StartTimer()
+			start := time.Now()
+			var wg sync.WaitGroup
+			for _, h := range halves {
+				wg.Go(func() {
+					for i := 0; i < len(h); i += 5000 {
+						if err := st.Apply(context.Background(), h[i:min(i+5000, len(h))]); err != nil {
+							b.Error(err) // not Fatal: this is not the benchmark's goroutine
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			report(b, len(recs), time.Since(start), 5000)
+		}
+	})
 	// The baseline is slow (a commit per event): a slice of the log is
 	// enough to measure its rate.
 	base := recs[:min(len(recs), benchEvents("PARLEY_BENCH_BASELINE_EVENTS", 3000))]

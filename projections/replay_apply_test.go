@@ -17,7 +17,7 @@ import (
 func TestApplyIsIdempotentAndCutIndependent(t *testing.T) {
 	pool := openPool(t)
 	w := newWorkload(1, 4)
-	recs := w.generate(3000)
+	recs := w.generate(2000)
 
 	ref := freshSchema(t, pool) // one batch holding the whole log
 	applyAll(t, projections.NewStore(pool, ref, testTopic), recs, len(recs))

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/term"
 
 	"github.com/parley-chat/parley/infra/app"
@@ -23,14 +26,15 @@ import (
 
 // replayFlags are the options of `chatctl replay`.
 type replayFlags struct {
-	DryRun   bool
-	DropOld  bool
-	Grace    time.Duration
-	Schema   string
-	Batch    int
-	Parallel int
-	MaxLag   int64
-	Progress bool
+	DryRun      bool
+	DropOld     bool
+	Grace       time.Duration
+	Schema      string
+	Batch       int
+	Parallel    int
+	MaxLag      int64
+	Progress    bool
+	MetricsAddr string
 }
 
 func parseReplayFlags(args []string) (replayFlags, error) {
@@ -44,6 +48,7 @@ func parseReplayFlags(args []string) (replayFlags, error) {
 	fs.IntVar(&f.Parallel, "parallel", 2, "concurrent appliers (each takes a share of the partitions)")
 	fs.Int64Var(&f.MaxLag, "max-lag", 0, "switch once at most this many events remain (default 2×batch)")
 	fs.BoolVar(&f.Progress, "progress", true, "show progress (events/s, lag, ETA) on stderr")
+	fs.StringVar(&f.MetricsAddr, "metrics-addr", "", "serve /metrics (parley_replay_progress_ratio) on this address while the replay runs")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -59,6 +64,13 @@ func replay(ctx context.Context, cfg config.Config, args []string) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if f.MetricsAddr != "" {
+		stop, err := serveMetrics(f.MetricsAddr)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	res, err := runReplay(ctx, cfg, f, os.Stderr, log)
 	printReplay(os.Stdout, res, f)
 	if err != nil {
@@ -157,6 +169,19 @@ func printReplay(w io.Writer, res projections.ReplayResult, f replayFlags) {
 			fmt.Fprintf(w, "drop the old schema with: chatctl drop-schema %s\n", res.Previous)
 		}
 	}
+}
+
+// serveMetrics serves the process's Prometheus metrics until stop.
+func serveMetrics(addr string) (stop func(), err error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(l) //nolint:errcheck // ends with Close
+	return func() { _ = srv.Close() }, nil
 }
 
 // dropSchema is `chatctl drop-schema NAME`.
