@@ -158,10 +158,20 @@ func (c *Chat) newConn(s *socketio.Socket, user string) *conn {
 	return cn
 }
 
+var _ gateway.Resyncer = (*conn)(nil)
+
 func (c *conn) UserID() string { return c.user }
 
 // Deliver hands a live push to the connection's ordering stream.
 func (c *conn) Deliver(d domain.Delivery) { c.stream.Deliver(d) }
+
+// Resync closes the session cleanly (what is queued is flushed first) so
+// that the client reconnects and syncs: the hub calls it when this node
+// missed deliveries.
+func (c *conn) Resync(reason string) {
+	c.chat.log.Info("socket.io resync", "user_id", c.user, "reason", reason)
+	c.sock.Close()
+}
 
 // CloseTransport cuts the connection as a network failure would (the client
 // reconnects and syncs); tests use it to play a dropped connection.

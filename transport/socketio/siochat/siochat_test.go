@@ -147,3 +147,17 @@ func TestSocketIOChatMapping(t *testing.T) {
 	c.do(http.MethodPost, "41") // leaving the namespace leaves the hub
 	testenv.WaitFor(t, 5*time.Second, "the connection to leave the hub", func() bool { return hub.Count() == 0 })
 }
+
+// When the hub finds a gap in this node's deliveries, the session closes
+// cleanly: the client reconnects and syncs.
+func TestSocketIOChatResync(t *testing.T) {
+	hub, c := setup(t)
+	tok, _ := auth.Mint("secret", "u1", time.Hour)
+	c.do(http.MethodPost, `40{"token":"`+tok+`"}`)
+	c.next()
+	hub.Each(func(cl gateway.Client) { cl.(gateway.Resyncer).Resync("test") })
+	if got := c.next(); got != "1" {
+		t.Fatalf("after resync: %q", got)
+	}
+	testenv.WaitFor(t, 5*time.Second, "the connection to leave the hub", func() bool { return hub.Count() == 0 })
+}
