@@ -24,14 +24,13 @@ type Store struct {
 	prefix string
 }
 
-// Open parses a redis:// URL and pings it.
+// Open connects to the Redis or Redis Cluster a redis:// URL names (see
+// NewClient in url.go).
 func Open(ctx context.Context, url, prefix string) (*Store, error) {
-	opt, err := redis.ParseURL(url)
+	rdb, err := NewClient(url)
 	if err != nil {
-		return nil, fmt.Errorf("redis url: %w", err)
+		return nil, err
 	}
-	opt.PoolSize = 64
-	rdb := redis.NewClient(opt)
 	rdb.AddHook(metricsHook{})
 	return &Store{rdb: rdb, prefix: prefix}, nil
 }
