@@ -9,7 +9,7 @@
 #   bash bench/run.sh status
 #
 # Knobs (environment): BENCH_TOPIC, BENCH_SCHEMA, BENCH_PREFIX, BENCH_PARTITIONS,
-# BENCH_LOG_LEVEL, BENCH_PPROF (gateway-1's pprof address), BENCH_LINGER,
+# BENCH_LOG_LEVEL, BENCH_LINGER,
 # and any CHAT_* variable, which the nodes inherit.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -45,8 +45,8 @@ up() {
   # Each connection is a file descriptor.
   ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
   for i in "${!names[@]}"; do
-    local pprof=""
-    if [ "${names[$i]}" = gateway-1 ]; then pprof="${BENCH_PPROF:-127.0.0.1:18060}"; fi
+    # pprof on every node: gateway-1 :18060, gateway-2 :18061, fanout :18062, projector :18063.
+    local pprof="127.0.0.1:$((18060 + i))"
     CHAT_NODE_ID="${names[$i]}" CHAT_HTTP_ADDR="127.0.0.1:${ports[$i]}" CHAT_ROLES="${roles[$i]}" \
       CHAT_PPROF_ADDR="$pprof" nohup "$bin/chatd" >"$run/${names[$i]}.log" 2>&1 &
     echo $! >"$run/${names[$i]}.pid"
@@ -58,7 +58,7 @@ up() {
     done
     curl -fsS "http://127.0.0.1:$p/readyz" >/dev/null 2>&1 || { echo "node on :$p is not ready; see $run/*.log"; down; exit 1; }
   done
-  echo "bench system up: ws://127.0.0.1:18080/ws ws://127.0.0.1:18081/ws (pprof http://${BENCH_PPROF:-127.0.0.1:18060}/debug/pprof/)"
+  echo "bench system up: ws://127.0.0.1:18080/ws ws://127.0.0.1:18081/ws (pprof http://127.0.0.1:18060-18063/debug/pprof/)"
   echo "topic $CHAT_KAFKA_TOPIC, schema $CHAT_DB_SCHEMA, redis prefix $CHAT_REDIS_PREFIX, logs $run/"
 }
 

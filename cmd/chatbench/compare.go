@@ -92,7 +92,7 @@ func peerProcs(cfg *config) []*proc {
 		}
 	}
 	if len(out) == 0 && cfg.peerMatch != "" {
-		out = append(out, &proc{Name: cfg.peerMatch, comm: cfg.peerMatch})
+		out = append(out, &proc{Name: cfg.peerMatch, comm: cfg.peerMatch, match: "bench/peers"})
 	}
 	return out
 }

@@ -21,6 +21,11 @@ type proc struct {
 	addr string // CHAT_HTTP_ADDR of a discovered chatd
 	pids []int
 	comm string // re-discovered at each sample when set
+	// with comm: only processes whose command line contains match, and
+	// (children) their child processes too (postgres backends).
+	match    string
+	children bool
+	machine  bool // the whole machine, from /proc/stat
 }
 
 // ProcStat is what the report shows of a process group.
@@ -60,8 +65,11 @@ func readProc(pid int) (procSample, bool) {
 }
 
 func (p *proc) sample() procSample {
+	if p.machine {
+		return machineSample()
+	}
 	if p.comm != "" {
-		p.pids = pidsByComm(p.comm)
+		p.pids = pidsByComm(p.comm, p.match, p.children)
 	}
 	var s procSample
 	for _, pid := range p.pids {
@@ -73,8 +81,11 @@ func (p *proc) sample() procSample {
 	return s
 }
 
-func pidsByComm(comm string) []int {
+// pidsByComm lists processes named comm whose command line contains match
+// (any when match is ""), and with children their direct children.
+func pidsByComm(comm, match string, children bool) []int {
 	var out []int
+	parent := map[int]int{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -82,18 +93,63 @@ func pidsByComm(comm string) []int {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
-		if err == nil && strings.TrimSpace(string(b)) == comm {
-			out = append(out, pid)
+		if err != nil || strings.TrimSpace(string(b)) != comm {
+			continue
+		}
+		if children {
+			if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
+				if i := bytes.LastIndexByte(st, ')'); i > 0 {
+					if f := strings.Fields(string(st[i+1:])); len(f) > 1 {
+						parent[pid], _ = strconv.Atoi(f[1])
+					}
+				}
+			}
+		}
+		if match != "" {
+			cl, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			if !strings.Contains(strings.ReplaceAll(string(cl), "\x00", " "), match) {
+				continue
+			}
+		}
+		out = append(out, pid)
+	}
+	if children {
+		roots := map[int]bool{}
+		for _, p := range out {
+			roots[p] = true
+		}
+		for pid, pp := range parent {
+			if roots[pp] && !roots[pid] {
+				out = append(out, pid)
+			}
 		}
 	}
 	return out
+}
+
+// machineSample is the busy time of every CPU (all but idle and iowait).
+func machineSample() procSample {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return procSample{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var busy int64
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i != 3 && i != 4 && i < 8 { // idle, iowait; guest is inside user
+			busy += n
+		}
+	}
+	return procSample{ticks: busy}
 }
 
 // discoverServers finds chatd processes whose environment holds match (e.g.
 // CHAT_KAFKA_TOPIC=bench.events), named by their CHAT_NODE_ID.
 func discoverServers(match string) []*proc {
 	var out []*proc
-	for _, pid := range pidsByComm("chatd") {
+	for _, pid := range pidsByComm("chatd", "", false) {
 		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
 		if err != nil {
 			continue

@@ -117,8 +117,12 @@ func serviceProcs(cfg *config) []*proc {
 	if !cfg.services {
 		return nil
 	}
-	return []*proc{{Name: "redis-server", comm: "redis-server"}, {Name: "kafka (java)", comm: "java"},
-		{Name: "postgres (all)", comm: "postgres"}}
+	// The shared services of infra/services (other engineers' private
+	// instances are left out; their load still shows in "machine").
+	return []*proc{{Name: "redis :6379", comm: "redis-server", match: ":6379"},
+		{Name: "kafka :9092", comm: "java", match: ".data/kafka/server.properties"},
+		{Name: "postgres (all backends)", comm: "postgres", match: ".data/postgres/data", children: true},
+		{Name: "machine (all CPUs)", machine: true}}
 }
 
 // groupsFor lays out the conversations of a scenario: member lists of user
