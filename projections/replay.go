@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -377,7 +378,10 @@ func (run *replayRun) switchOver(ctx context.Context) error {
 func (run *replayRun) switchTx(ctx context.Context) error {
 	r := run.r
 	schema := run.st.Schema()
-	return pgx.BeginFunc(ctx, r.Pool, func(tx pgx.Tx) error {
+	// What the transaction applies is lost if it rolls back: so is the
+	// position it reached.
+	saved := maps.Clone(run.pos)
+	err := pgx.BeginFunc(ctx, r.Pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, fmt.Sprintf(`SELECT set_config('lock_timeout', '%d', true), %s`,
 			r.SwitchLockTimeout.Milliseconds(), customPlans)); err != nil {
 			return err
@@ -406,6 +410,10 @@ func (run *replayRun) switchTx(ctx context.Context) error {
 		r.Log.Info("read models switching", "from", old, "to", schema, "analytics", analytics)
 		return nil
 	})
+	if err != nil {
+		run.pos = saved
+	}
+	return err
 }
 
 // catchUpToOld applies, inside tx, what the old schema has beyond the new.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/parley-chat/parley/infra/pgstore"
 	"github.com/parley-chat/parley/internal/testenv"
 	"github.com/parley-chat/parley/projections"
 )
@@ -181,4 +183,100 @@ func countMap(m *sync.Map) int {
 	n := 0
 	m.Range(func(any, any) bool { n++; return true })
 	return n
+}
+
+// An analyst's open transaction on an analytics view blocks the switch (it
+// must repoint the view); the switch times out, rolls back what it applied,
+// catches up again and retries, and nothing is lost once it gets through.
+func TestReplaySwitchRetriesBehindAnalysts(t *testing.T) {
+	env := testenv.New(t)
+	replayEnv(t, env)
+	ctx := context.Background()
+	ptr, err := migrateAll(ctx, env.Cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := env.StartNode()
+	alice := dial(t, env, node, "alice")
+	g1 := create(t, alice, "group", "bob")
+
+	analyst, err := env.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer analyst.Rollback(ctx) //nolint:errcheck // committed below
+	var n int
+	if err := analyst.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{ptr.Analytics, "messages"}.Sanitize()).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+
+	stop := make(chan struct{})
+	sent := make(chan map[string]int64)
+	go func() {
+		acked := map[string]int64{}
+		defer func() { sent <- acked }()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if m, err := send(alice, g1, fmt.Sprintf("m%d", i)); err == nil {
+				acked[m.ClientMsgID] = m.Seq
+			}
+		}
+	}()
+
+	logs := &testenv.LogSink{}
+	src, err := openKafkaSource(env.Cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	r := &projections.Replayer{Pool: env.Pool, Topic: env.Cfg.Topic, Name: env.Cfg.DBSchema, Source: src,
+		Migrate: func(ctx context.Context, s string) error { return pgstore.Migrate(ctx, env.Cfg.DatabaseURL, s) },
+		Batch:   50, SwitchLockTimeout: 200 * time.Millisecond, Log: slog.New(slog.NewTextHandler(logs, nil))}
+	done := make(chan error, 1)
+	var res projections.ReplayResult
+	go func() {
+		var err error
+		res, err = r.Run(ctx, projections.ReplayOptions{})
+		done <- err
+	}()
+	testenv.WaitFor(t, 30*time.Second, "two switch attempts to time out", func() bool {
+		return strings.Count(logs.String(), "replay switch timed out") >= 2
+	})
+	if err := analyst.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("replay: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the replay did not finish once the analyst was done")
+	}
+	close(stop)
+	acked := <-sent
+	if !res.Switched || len(acked) == 0 {
+		t.Fatalf("replay %+v, %d sends", res, len(acked))
+	}
+	waitProjected(t, node)
+	for cmid, seq := range acked {
+		var got int64
+		q := `SELECT seq FROM ` + pgx.Identifier{res.Schema, "messages"}.Sanitize() + ` WHERE conversation_id=$1 AND client_msg_id=$2`
+		if err := env.Pool.QueryRow(ctx, q, g1, cmid).Scan(&got); err != nil || got != seq {
+			t.Errorf("message %s: seq %d (%v), acked %d", cmid, got, err, seq)
+		}
+	}
+	res2, err := runReplay(ctx, env.Cfg, replayFlags{DryRun: true, Batch: 500, Parallel: 2}, nil, testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range res2.Diffs {
+		if !d.Equal() {
+			t.Errorf("%s differs after the retried switch: %+v", d.Table, d)
+		}
+	}
 }
