@@ -250,6 +250,12 @@ func (l *load) recordAck(msg domain.Message) {
 	l.ackCount.Add(1)
 }
 
+func (l *load) badAcks() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ackSeqBad
+}
+
 func (l *load) countErr(what string, err error) {
 	code := "closed"
 	var we *wsclient.Error
@@ -388,13 +394,22 @@ func (l *load) projectedTally(ctx context.Context) (tally, error) {
 	return t, nil
 }
 
-func printTable(t *testing.T, live, proj tally) {
+// printTable prints the loss table in the chaos test's layout
+// (chaos/check_test.go), with the read model's rows after the live ones.
+func printTable(t *testing.T, l *load, live, proj tally) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-24s %8s %10s %10s %8s %11s %13s\n", "", "acked", "expected", "delivered", "lost", "duplicated", "out of order")
-	row := func(name string, x tally) {
-		fmt.Fprintf(&b, "%-24s %8d %10d %10d %8d %11d %13d\n", name, x.acked, x.expected, x.delivered, x.lost, x.duplicated, x.outOfOrder)
-	}
-	row("live (member pushes)", live)
-	row("postgres (messages)", proj)
+	row := func(k string, v any) { fmt.Fprintf(&b, "  %-44s %v\n", k, v) }
+	row("messages acked", live.acked)
+	row("deliveries expected (acked x members)", live.expected)
+	row("delivered", live.delivered)
+	row("lost", live.lost)
+	row("duplicated", live.duplicated)
+	row("out of order", live.outOfOrder)
+	row("bad acks (a resend acked with another seq)", l.badAcks())
+	row("sends never acked (gave up)", l.gaveUp.Load())
+	row("acked but missing in Postgres", proj.lost)
+	row("acked and projected twice", proj.duplicated)
+	row("acked but projected at another seq", proj.outOfOrder)
+	row("reconnects (resumed with sync)", l.reconnects.Load())
 	t.Logf("loss table:\n%s", b.String())
 }
