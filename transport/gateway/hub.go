@@ -32,11 +32,16 @@ type Hub struct {
 	total      int
 	maxPerUser int
 	maxTotal   int
+	// resyncing holds the connections told to resync after a delivery gap
+	// until they unregister: nothing more is delivered to them, since a
+	// push from after the gap would move their sync position past the
+	// deliveries that were lost.
+	resyncing map[Client]struct{}
 }
 
 // NewHub builds a hub with connection limits.
 func NewHub(maxPerUser, maxTotal int) *Hub {
-	return &Hub{users: map[string]map[Client]struct{}{}, maxPerUser: maxPerUser, maxTotal: maxTotal}
+	return &Hub{users: map[string]map[Client]struct{}{}, resyncing: map[Client]struct{}{}, maxPerUser: maxPerUser, maxTotal: maxTotal}
 }
 
 // Refused is returned when a connection limit is reached.
@@ -75,6 +80,7 @@ func (h *Hub) Unregister(c Client) {
 	if _, ok := set[c]; !ok {
 		return
 	}
+	delete(h.resyncing, c)
 	delete(set, c)
 	h.total--
 	if len(set) == 0 {
@@ -101,23 +107,42 @@ type Resyncer interface {
 func (h *Hub) Deliver(d domain.Delivery) {
 	if h.StreamOf != nil && h.gaps.missed(d, h.StreamOf) {
 		metrics.DeliveryGaps.Inc()
-		h.Each(func(c Client) {
-			if r, ok := c.(Resyncer); ok {
-				r.Resync("delivery gap: reconnect and sync")
-			}
-		})
+		h.resyncAll()
+		return // every local client gets d, and what was lost before it, by sync
 	}
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	n := 0
 	for _, u := range d.Recipients {
 		for c := range h.users[u] {
+			if _, ok := h.resyncing[c]; ok {
+				continue
+			}
 			c.Deliver(d)
 			n++
 		}
 	}
 	if n > 0 && d.EventAtUnixMs > 0 {
 		metrics.DeliveryLatency.Observe(time.Since(time.UnixMilli(d.EventAtUnixMs)).Seconds())
+	}
+}
+
+// resyncAll asks every local connection to reconnect and sync, and stops
+// delivering to it.
+func (h *Hub) resyncAll() {
+	var all []Resyncer
+	h.mu.Lock()
+	for _, set := range h.users {
+		for c := range set {
+			if r, ok := c.(Resyncer); ok {
+				h.resyncing[c] = struct{}{}
+				all = append(all, r)
+			}
+		}
+	}
+	h.mu.Unlock()
+	for _, r := range all {
+		r.Resync("delivery gap: reconnect and sync")
 	}
 }
 
