@@ -251,6 +251,7 @@ func buildBatch(recs []Record) *batchRows {
 				deletedAt[p.MessageID] = seq
 				d := &b.deletes
 				d.s[0] = append(d.s[0], p.MessageID)
+				d.s[1] = append(d.s[1], e.ConversationID)
 				d.i[0] = append(d.i[0], seq)
 				d.t[0] = append(d.t[0], e.At)
 			}
@@ -283,6 +284,7 @@ func buildBatch(recs []Record) *batchRows {
 		ed := &b.edits
 		ed.s[0] = append(ed.s[0], p.MessageID)
 		ed.s[1] = append(ed.s[1], p.Body)
+		ed.s[2] = append(ed.s[2], r.Event.ConversationID)
 		ed.i[0] = append(ed.i[0], r.Seq())
 		ed.t[0] = append(ed.t[0], r.Event.At)
 	}
@@ -352,15 +354,19 @@ func (b *batchRows) statements(s *Store) []stmt {
 		FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
 		  v(c, seq, id, sender, cmid, body, at)
 		ON CONFLICT DO NOTHING`, len(ms.s[0]), ms.s[0], ms.i[0], ms.s[1], ms.s[2], ms.s[3], ms.s[4], ms.t[0])
+	// Edits and deletes find their row by (conversation_id, message_id): the
+	// unique key of the table partitioned by conversation (migration 0004),
+	// so each lookup prunes to one partition.
 	ed := b.edits
 	add("edits", `UPDATE {s}.messages m SET body=v.body, edited_at=v.at, version_seq=v.seq
-		FROM (SELECT DISTINCT ON (id) * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[]) v(id, body, seq, at)
-		      ORDER BY id, seq DESC) v
-		WHERE m.message_id=v.id AND m.version_seq < v.seq AND NOT m.deleted`, len(ed.s[0]), ed.s[0], ed.s[1], ed.i[0], ed.t[0])
+		FROM (SELECT DISTINCT ON (c, id) * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::text[]) v(id, body, seq, at, c)
+		      ORDER BY c, id, seq DESC) v
+		WHERE m.conversation_id=v.c AND m.message_id=v.id AND m.version_seq < v.seq AND NOT m.deleted`,
+		len(ed.s[0]), ed.s[0], ed.s[1], ed.i[0], ed.t[0], ed.s[2])
 	d := b.deletes
 	add("deletes", `UPDATE {s}.messages m SET deleted=true, deleted_at=v.at, body='', version_seq=v.seq
-		FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) v(id, seq, at)
-		WHERE m.message_id=v.id AND NOT m.deleted`, len(d.s[0]), d.s[0], d.i[0], d.t[0])
+		FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[]) v(id, seq, at, c)
+		WHERE m.conversation_id=v.c AND m.message_id=v.id AND NOT m.deleted`, len(d.s[0]), d.s[0], d.i[0], d.t[0], d.s[1])
 	rd := b.reads
 	// Among reads up to the same seq the earliest (by event seq) sets
 	// read_at, as a one-by-one apply would: batch bounds must not matter.
