@@ -1,0 +1,136 @@
+package projections_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"testing"
+
+	"github.com/golang-migrate/migrate/v4"
+	_ "github.com/golang-migrate/migrate/v4/database/pgx/v5" // pgx5:// driver
+	"github.com/golang-migrate/migrate/v4/source/iofs"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/parley-chat/parley/infra/pgstore"
+	"github.com/parley-chat/parley/migrations"
+	"github.com/parley-chat/parley/projections"
+)
+
+// partitionVersion is the migration that partitions messages and events by
+// hash of conversation_id.
+const partitionVersion = 4
+
+// migrateTo moves schema to one read-model migration version, up or down.
+func migrateTo(t *testing.T, schema string, version uint) {
+	t.Helper()
+	src, err := iofs.New(migrations.ReadModel, "readmodel")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(dsn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Scheme = "pgx5"
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	m, err := migrate.NewWithSourceInstance("iofs", src, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Migrate(version); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+		t.Fatalf("migrate %s to %d: %v", schema, version, err)
+	}
+}
+
+// relkind returns 'p' for a partitioned table, 'r' for a plain one.
+func relkind(t *testing.T, pool interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, schema, table string) (kind string, parts int) {
+	t.Helper()
+	err := pool.QueryRow(context.Background(), `SELECT c.relkind::text,
+		(SELECT count(*) FROM pg_inherits i WHERE i.inhparent = c.oid)
+		FROM pg_class c WHERE c.oid = to_regclass($1)`, pgx.Identifier{schema, table}.Sanitize()).Scan(&kind, &parts)
+	if err != nil {
+		t.Fatalf("relkind %s.%s: %v", schema, table, err)
+	}
+	return kind, parts
+}
+
+// TestPartitionMigrationKeepsRowsAndViews converts a read model that holds
+// rows, and has views over it in another schema (the analytics views), to
+// the partitioned tables and back, applying more of the log after each step,
+// and compares it with a read model built partitioned from the start.
+func TestPartitionMigrationKeepsRowsAndViews(t *testing.T) {
+	pool := openPool(t)
+	ctx := context.Background()
+	if err := pgstore.MigrateControl(ctx, dsn()); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorkload(42, 4)
+	first, second, third := w.generate(1500), w.generate(1500), w.generate(1000)
+
+	// conv: built unpartitioned, then converted; fresh: partitioned from the start.
+	conv := "t_" + randHex(5)
+	t.Cleanup(func() {
+		dropSchemas(pool, conv, projections.AnalyticsSchemaFor(conv))
+		_, _ = pool.Exec(ctx, `DELETE FROM parley.read_model WHERE name=$1`, conv)
+	})
+	if _, err := pool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{conv}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	migrateTo(t, conv, partitionVersion-1)
+	fresh := freshSchema(t, pool)
+	if k, _ := relkind(t, pool, conv, "messages"); k != "r" {
+		t.Fatalf("before the migration messages has relkind %s", k)
+	}
+	convStore, freshStore := projections.NewStore(pool, conv, testTopic), projections.NewStore(pool, fresh, testTopic)
+	applyAll(t, convStore, first, 100)
+	applyAll(t, freshStore, first, 100)
+	if _, err := projections.RegisterPointer(ctx, pool, conv); err != nil {
+		t.Fatal(err)
+	}
+	if err := projections.PointAnalytics(ctx, pool, conv); err != nil {
+		t.Fatal(err)
+	}
+	analytics := pgx.Identifier{projections.AnalyticsSchemaFor(conv)}.Sanitize()
+	viewCounts := func() (msgs, events, unread int) {
+		t.Helper()
+		err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM `+analytics+`.messages),
+			(SELECT count(*) FROM `+analytics+`.events), (SELECT count(*) FROM `+analytics+`.unread_counts)`).Scan(&msgs, &events, &unread)
+		if err != nil {
+			t.Fatalf("analytics views: %v", err)
+		}
+		return msgs, events, unread
+	}
+	m0, e0, u0 := viewCounts()
+
+	migrateTo(t, conv, partitionVersion)
+	for _, table := range []string{"messages", "events"} {
+		if k, n := relkind(t, pool, conv, table); k != "p" || n != 16 {
+			t.Fatalf("%s: relkind %s with %d partitions, want p with 16", table, k, n)
+		}
+	}
+	if m, e, u := viewCounts(); m != m0 || e != e0 || u != u0 {
+		t.Fatalf("views after the conversion: %d/%d/%d rows, before %d/%d/%d", m, e, u, m0, e0, u0)
+	}
+	requireSame(t, pool, conv, fresh)
+
+	// Edits and deletes of rows copied by the conversion still apply.
+	applyAll(t, convStore, second, 100)
+	applyAll(t, freshStore, second, 100)
+	requireSame(t, pool, conv, fresh)
+
+	migrateTo(t, conv, partitionVersion-1)
+	if k, _ := relkind(t, pool, conv, "messages"); k != "r" {
+		t.Fatalf("after the down migration messages has relkind %s", k)
+	}
+	applyAll(t, convStore, third, 100)
+	applyAll(t, freshStore, third, 100)
+	requireSame(t, pool, conv, fresh)
+	if m, _, _ := viewCounts(); m == m0 {
+		t.Fatalf("the analytics views no longer follow the table (still %d messages)", m)
+	}
+}
