@@ -8,8 +8,8 @@
 #   bash bench/run.sh down     # stop the nodes this script started
 #   bash bench/run.sh status
 #
-# Knobs (environment): BENCH_TOPIC, BENCH_SCHEMA, BENCH_PREFIX, BENCH_PARTITIONS,
-# BENCH_LOG_LEVEL, BENCH_LINGER,
+# Knobs (environment): BENCH_PARTITIONS, BENCH_SCHEMA,
+# BENCH_LOG_LEVEL, BENCH_LINGER, BENCH_CHATD (another chatd binary, for before/after runs),
 # and any CHAT_* variable, which the nodes inherit.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -17,12 +17,16 @@ bin="$root/bin"
 run="$root/bench/.run"
 mkdir -p "$run"
 
-export CHAT_DEV_AUTH=true                      # tokens: chatbench --jwt-secret with the dev secret
-export CHAT_KAFKA_TOPIC="${BENCH_TOPIC:-bench.events}"
+# Every `up` gets a fresh topic, Redis prefix and consumer groups, so no
+# backlog or state of an earlier run can skew this one; `down` deletes them.
+id="$(date +%s)"
+export BENCH_RUN="$id"                          # chatbench finds the nodes by it
+export CHAT_DEV_AUTH=true                       # tokens: chatbench --jwt-secret with the dev secret
+export CHAT_KAFKA_TOPIC="${BENCH_TOPIC:-bench.$id.events}"
 export CHAT_KAFKA_PARTITIONS="${BENCH_PARTITIONS:-8}"
 export CHAT_DB_SCHEMA="${BENCH_SCHEMA:-bench}"
-export CHAT_REDIS_PREFIX="${BENCH_PREFIX:-bench}"
-export CHAT_GROUP_PREFIX="${BENCH_GROUP_PREFIX:-bench.}"
+export CHAT_REDIS_PREFIX="${BENCH_PREFIX:-bench$id}"
+export CHAT_GROUP_PREFIX="bench.$id."
 export CHAT_LOG_FORMAT=json
 # Per-connection info lines (open/close) would cost the shared CPU at 10k+
 # connections; warnings and errors still show.
@@ -48,7 +52,7 @@ up() {
     # pprof on every node: gateway-1 :18060, gateway-2 :18061, fanout :18062, projector :18063.
     local pprof="127.0.0.1:$((18060 + i))"
     CHAT_NODE_ID="${names[$i]}" CHAT_HTTP_ADDR="127.0.0.1:${ports[$i]}" CHAT_ROLES="${roles[$i]}" \
-      CHAT_PPROF_ADDR="$pprof" nohup "$bin/chatd" >"$run/${names[$i]}.log" 2>&1 &
+      CHAT_PPROF_ADDR="$pprof" nohup "${BENCH_CHATD:-$bin/chatd}" >"$run/${names[$i]}.log" 2>&1 &
     echo $! >"$run/${names[$i]}.pid"
   done
   for p in "${ports[@]}"; do
@@ -59,7 +63,8 @@ up() {
     curl -fsS "http://127.0.0.1:$p/readyz" >/dev/null 2>&1 || { echo "node on :$p is not ready; see $run/*.log"; down; exit 1; }
   done
   echo "bench system up: ws://127.0.0.1:18080/ws ws://127.0.0.1:18081/ws (pprof http://127.0.0.1:18060-18063/debug/pprof/)"
-  echo "topic $CHAT_KAFKA_TOPIC, schema $CHAT_DB_SCHEMA, redis prefix $CHAT_REDIS_PREFIX, logs $run/"
+  printf 'topic=%s\nprefix=%s\n' "$CHAT_KAFKA_TOPIC" "$CHAT_REDIS_PREFIX" >"$run/env"
+  echo "topic $CHAT_KAFKA_TOPIC ($CHAT_KAFKA_PARTITIONS partitions), schema $CHAT_DB_SCHEMA, redis prefix $CHAT_REDIS_PREFIX, logs $run/"
 }
 
 down() {
@@ -75,6 +80,12 @@ down() {
     fi
     rm -f "$f"
   done
+  if [ -f "$run/env" ] && [ -z "${BENCH_KEEP:-}" ]; then
+    # shellcheck disable=SC1091
+    . "$run/env"
+    "$bin/chatbench" cleanup --topic "$topic" --redis-prefix "$prefix" >/dev/null || true
+    rm -f "$run/env"
+  fi
   [ "${1:-}" = quiet ] || echo "bench system down"
 }
 

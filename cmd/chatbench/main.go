@@ -65,6 +65,7 @@ scenarios:
   ramp     raise the rate step by step until p99 delivery passes a bound
   connect  open N idle connections, hold them, report server memory per connection
   compare  the same Socket.IO fanout workload against Parley (--nodes) and a peer (--peer-nodes), with ratios
+  cleanup  delete a bench run's Kafka topic and Redis keys (names must start with "bench")
 
 run "chatbench <scenario> -h" for its flags.
 `
@@ -73,6 +74,13 @@ func main() {
 	if len(os.Args) < 2 || strings.HasPrefix(os.Args[1], "-") {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
+	}
+	if os.Args[1] == "cleanup" {
+		if err := cleanup(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "chatbench cleanup:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	cfg, err := parseFlags(os.Args[1], os.Args[2:])
 	if err != nil {
@@ -114,7 +122,7 @@ func parseFlags(scenario string, args []string) (*config, error) {
 	fs.IntVar(&c.maxMessages, "max-messages", 4_000_000, "bound on messages in one run")
 	fs.StringVar(&c.out, "out", "", "JSON report file (default bench/results/<scenario>-<time>.json)")
 	fs.StringVar(&c.label, "label", "", "free text stored in the report")
-	fs.StringVar(&c.serverMatch, "server-env", "CHAT_KAFKA_TOPIC=bench.events", "find chatd processes whose environment has this VAR=value")
+	fs.StringVar(&c.serverMatch, "server-env", "BENCH_RUN=", "find chatd processes with an environment entry starting with this (bench/run.sh sets BENCH_RUN)")
 	fs.StringVar(&c.serverPids, "server-pids", "", "or name=pid,... of the server processes")
 	fs.StringVar(&c.peerMatch, "peer-comm", "node", "compare: process name of the peer servers (pids from bench/.run/peer-*.pid when present)")
 	fs.BoolVar(&c.services, "services", true, "also report CPU/RSS of redis-server, java (Kafka) and postgres")

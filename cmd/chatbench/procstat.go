@@ -145,8 +145,9 @@ func machineSample() procSample {
 	return procSample{ticks: busy}
 }
 
-// discoverServers finds chatd processes whose environment holds match (e.g.
-// CHAT_KAFKA_TOPIC=bench.events), named by their CHAT_NODE_ID.
+// discoverServers finds chatd processes with an environment variable that
+// starts with match (e.g. BENCH_RUN=, set by bench/run.sh), named by their
+// CHAT_NODE_ID.
 func discoverServers(match string) []*proc {
 	var out []*proc
 	for _, pid := range pidsByComm("chatd", "", false) {
@@ -160,7 +161,7 @@ func discoverServers(match string) []*proc {
 			if a, ok := strings.CutPrefix(v, "CHAT_HTTP_ADDR="); ok {
 				addr = a
 			}
-			if v == match {
+			if strings.HasPrefix(v, match) {
 				found = true
 			}
 			if n, ok := strings.CutPrefix(v, "CHAT_NODE_ID="); ok {

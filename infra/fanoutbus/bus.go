@@ -7,11 +7,12 @@ package fanoutbus
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"strconv"
-	"sync"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
@@ -34,6 +35,7 @@ type Bus struct {
 	rdb    redis.UniversalClient
 	pub    *redisstream.Publisher
 	logger watermill.LoggerAdapter
+	log    *slog.Logger
 }
 
 // New builds a bus on a Redis client.
@@ -46,7 +48,7 @@ func New(rdb redis.UniversalClient, cfg Config, log *slog.Logger) (*Bus, error) 
 	if err != nil {
 		return nil, fmt.Errorf("redisstream publisher: %w", err)
 	}
-	return &Bus{cfg: cfg, rdb: rdb, pub: pub, logger: logger}, nil
+	return &Bus{cfg: cfg, rdb: rdb, pub: pub, logger: logger, log: log}, nil
 }
 
 // Stream is the shard stream of a conversation.
@@ -74,37 +76,67 @@ func (b *Bus) Publish(ctx context.Context, d domain.Delivery) error {
 	return nil
 }
 
+// readBatch bounds the entries one XREAD returns. watermill-redisstream's
+// fan-out subscriber reads one entry per round trip, which capped a gateway
+// at a few thousand deliveries a second (docs/benchmarks.md); reading what
+// is there, up to this many, costs one round trip per batch.
+const readBatch = 512
+
 // Subscribe reads every shard stream from now on and calls handle for each
 // delivery, in stream order per shard, until ctx ends.
 func (b *Bus) Subscribe(ctx context.Context, handle func(domain.Delivery)) error {
-	var wg sync.WaitGroup
 	for shard := range b.cfg.Shards {
-		sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
-			Client:                        b.rdb,
-			DisableIndefiniteInitialBlock: true,
-		}, b.logger)
-		if err != nil {
-			return fmt.Errorf("redisstream subscriber: %w", err)
-		}
-		ch, err := sub.Subscribe(ctx, b.streamName(shard))
+		stream := b.streamName(shard)
+		// Start after the stream's current last entry ("$" would miss entries
+		// added between two blocking reads that both timed out).
+		last, err := b.lastID(ctx, stream)
 		if err != nil {
 			return fmt.Errorf("subscribe shard %d: %w", shard, err)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer sub.Close()
-			for msg := range ch {
+		go b.readShard(ctx, stream, last, handle)
+	}
+	return nil
+}
+
+func (b *Bus) lastID(ctx context.Context, stream string) (string, error) {
+	msgs, err := b.rdb.XRevRangeN(ctx, stream, "+", "-", 1).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return "", err
+	}
+	if len(msgs) == 0 {
+		return "0-0", nil
+	}
+	return msgs[0].ID, nil
+}
+
+func (b *Bus) readShard(ctx context.Context, stream, last string, handle func(domain.Delivery)) {
+	for ctx.Err() == nil {
+		res, err := b.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{stream, last}, Count: readBatch, Block: time.Second}).Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			b.log.Error("fanout bus read failed", "stream", stream, "err", err)
+			select { // Redis down: retry, gently
+			case <-time.After(500 * time.Millisecond):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		for _, xs := range res {
+			for _, m := range xs.Messages {
+				last = m.ID
+				payload, _ := m.Values["payload"].(string)
 				var d domain.Delivery
-				if err := json.Unmarshal(msg.Payload, &d); err == nil {
+				if err := json.Unmarshal([]byte(payload), &d); err == nil {
 					handle(d)
 				}
-				msg.Ack()
 			}
-		}()
+		}
 	}
-	go func() { wg.Wait() }()
-	return nil
 }
 
 // Close closes the publisher.

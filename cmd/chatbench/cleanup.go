@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/parley-chat/parley/infra/kafkalog"
+)
+
+// cleanup removes what one bench run left in the shared services: its Kafka
+// topic and its Redis keys. Only names that start with "bench" are touched,
+// so it cannot remove anyone else's data.
+func cleanup(args []string) error {
+	fs := flag.NewFlagSet("cleanup", flag.ContinueOnError)
+	topic := fs.String("topic", "", "Kafka topic to delete (bench*)")
+	prefix := fs.String("redis-prefix", "", "Redis key prefix whose keys to delete (bench*)")
+	brokers := fs.String("brokers", "localhost:9092", "Kafka bootstrap servers")
+	redisURL := fs.String("redis", "redis://localhost:6379/0", "Redis URL")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var errs []error
+	if *topic != "" {
+		errs = append(errs, deleteTopic(*brokers, *topic))
+	}
+	if *prefix != "" {
+		errs = append(errs, deleteKeys(*redisURL, *prefix))
+	}
+	return errors.Join(errs...)
+}
+
+func deleteTopic(brokers, topic string) error {
+	if !strings.HasPrefix(topic, "bench") {
+		return fmt.Errorf("refusing to delete topic %q: not a bench topic", topic)
+	}
+	admin, err := sarama.NewClusterAdmin(strings.Split(brokers, ","), kafkalog.SaramaConfig("parley-bench-cleanup"))
+	if err != nil {
+		return fmt.Errorf("kafka admin: %w", err)
+	}
+	defer admin.Close()
+	if err := admin.DeleteTopic(topic); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+		return fmt.Errorf("delete topic %s: %w", topic, err)
+	}
+	fmt.Println("deleted topic", topic)
+	return nil
+}
+
+// deleteKeys unlinks prefix:* in bounded SCAN rounds.
+func deleteKeys(redisURL, prefix string) error {
+	if !strings.HasPrefix(prefix, "bench") {
+		return fmt.Errorf("refusing to delete keys of prefix %q: not a bench prefix", prefix)
+	}
+	opt, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return err
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var cursor uint64
+	n := 0
+	for range 100_000 {
+		keys, next, err := rdb.Scan(ctx, cursor, prefix+":*", 1000).Result()
+		if err != nil {
+			return fmt.Errorf("scan: %w", err)
+		}
+		if len(keys) > 0 {
+			if err := rdb.Unlink(ctx, keys...).Err(); err != nil {
+				return fmt.Errorf("unlink: %w", err)
+			}
+			n += len(keys)
+		}
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	fmt.Printf("deleted %d redis keys %s:*\n", n, prefix)
+	return nil
+}
