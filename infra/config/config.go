@@ -117,6 +117,10 @@ func (c Config) Validate() error {
 	if c.ReplicationFactor < 1 {
 		bad("CHAT_KAFKA_REPLICATION_FACTOR must be >= 1")
 	}
+	// More in-sync replicas required than replicas exist fails every produce.
+	if c.MinInsyncReplicas < 1 || c.MinInsyncReplicas > int(c.ReplicationFactor) {
+		bad("CHAT_KAFKA_MIN_INSYNC_REPLICAS must be 1-CHAT_KAFKA_REPLICATION_FACTOR (%d)", c.ReplicationFactor)
+	}
 	if c.FanoutShards < 1 || c.FanoutShards > 256 {
 		bad("CHAT_FANOUT_SHARDS must be 1-256")
 	}
