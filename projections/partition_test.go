@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/golang-migrate/migrate/v4"
 	_ "github.com/golang-migrate/migrate/v4/database/pgx/v5" // pgx5:// driver
@@ -21,7 +23,7 @@ import (
 const partitionVersion = 4
 
 // migrateTo moves schema to one read-model migration version, up or down.
-func migrateTo(t *testing.T, schema string, version uint) {
+func migrateTo(t testing.TB, schema string, version uint) {
 	t.Helper()
 	src, err := iofs.New(migrations.ReadModel, "readmodel")
 	if err != nil {
@@ -132,5 +134,37 @@ func TestPartitionMigrationKeepsRowsAndViews(t *testing.T) {
 	requireSame(t, pool, conv, fresh)
 	if m, _, _ := viewCounts(); m == m0 {
 		t.Fatalf("the analytics views no longer follow the table (still %d messages)", m)
+	}
+}
+
+// BenchmarkPartitionedApply compares the projector's batches on the plain
+// tables (migration 3) and the partitioned ones (migration 4), alternating
+// rounds so the noise of a shared machine falls on both alike.
+//
+//	go test -run '^$' -bench BenchmarkPartitionedApply -benchtime 1x ./projections/
+func BenchmarkPartitionedApply(b *testing.B) {
+	pool := openPool(b)
+	n := benchEvents("PARLEY_BENCH_EVENTS", 100_000)
+	recs := newWorkload(42, 8).generate(n)
+	for round := range 2 {
+		for _, v := range []uint{partitionVersion - 1, partitionVersion} {
+			name := map[uint]string{partitionVersion - 1: "plain", partitionVersion: "partitioned"}[v]
+			b.Run(name+"-round-"+strconv.Itoa(round+1), func(b *testing.B) {
+				for b.Loop() {
+					b.StopTimer()
+					schema := "t_" + randHex(5)
+					if _, err := pool.Exec(context.Background(), "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
+						b.Fatal(err)
+					}
+					b.Cleanup(func() { dropSchemas(pool, schema) })
+					migrateTo(b, schema, v)
+					st := projections.NewStore(pool, schema, testTopic)
+					b.StartTimer()
+					start := time.Now()
+					applyAll(b, st, recs, 1000)
+					report(b, len(recs), time.Since(start), 1000)
+				}
+			})
+		}
 	}
 }
