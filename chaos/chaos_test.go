@@ -5,6 +5,7 @@ package chaos
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -33,7 +34,11 @@ type profile struct {
 	RecoveryLimit time.Duration // a fault not recovered by then fails the run
 	Drain, Settle time.Duration // after the load: pending sends, then deliveries
 	KafkaSignal   syscall.Signal
-	Client        clientConfig
+	// Blips is the share of clients whose network fails for 1-3 s half a
+	// second into every fault: they reconnect and resume while the part is
+	// still down.
+	Blips  float64
+	Client clientConfig
 }
 
 var profiles = map[string]profile{
@@ -41,15 +46,15 @@ var profiles = map[string]profile{
 	// stop.
 	"short": {Name: "short", Users: 16, Groups: 6, GroupSize: 4, Warmup: 10 * time.Second, Steady: 5 * time.Second,
 		Rounds: 1, PGStop: 30 * time.Second, RecoveryLimit: 120 * time.Second, Drain: 60 * time.Second, Settle: 60 * time.Second,
-		KafkaSignal: syscall.SIGKILL,
-		Client:      clientConfig{SendEvery: time.Second, DisconnectProb: 0.04, DropMidSend: 0.02, RequestTimeout: 20 * time.Second}},
+		KafkaSignal: syscall.SIGKILL, Blips: 0.3,
+		Client: clientConfig{SendEvery: time.Second, DisconnectProb: 0.04, DropMidSend: 0.02, RequestTimeout: 20 * time.Second}},
 	// long: documented figures. Twice as many clients, a minute of load
 	// between faults, and the fault sequence three times (Kafka gets SIGTERM
 	// in the middle round, SIGKILL otherwise).
 	"long": {Name: "long", Users: 40, Groups: 12, GroupSize: 6, Warmup: 30 * time.Second, Steady: 60 * time.Second,
 		Rounds: 3, PGStop: 30 * time.Second, RecoveryLimit: 180 * time.Second, Drain: 90 * time.Second, Settle: 90 * time.Second,
-		KafkaSignal: syscall.SIGKILL,
-		Client:      clientConfig{SendEvery: 1500 * time.Millisecond, DisconnectProb: 0.03, DropMidSend: 0.02, RequestTimeout: 20 * time.Second}},
+		KafkaSignal: syscall.SIGKILL, Blips: 0.3,
+		Client: clientConfig{SendEvery: 1500 * time.Millisecond, DisconnectProb: 0.03, DropMidSend: 0.02, RequestTimeout: 20 * time.Second}},
 }
 
 var (
@@ -87,6 +92,8 @@ type faultResult struct {
 	Recovery time.Duration // from injection until a probe round passed
 	Resumed  time.Duration // from injection until every client it disconnected had synced again
 	Dropped  int           // clients whose connection the fault dropped
+	Blipped  int           // clients whose network the harness cut during the fault
+	SendErrs int           // failed send attempts between injection and recovery
 	Err      error
 }
 
@@ -311,6 +318,29 @@ func (r *run) faultSequence(round int) {
 	})
 	r.steady(r.prof.Steady)
 
+	// A gateway that lags behind the shard streams when Redis dies loses
+	// the deliveries it had not read: it must notice the gap and make its
+	// clients resync.
+	lag := c.gateways[(round+1)%len(c.gateways)]
+	r.fault(fmt.Sprintf("restart Redis while %s is frozen", lag.name), func() error {
+		if err := lag.signal(syscall.SIGSTOP); err != nil {
+			return err
+		}
+		select { // deliveries pile up unread
+		case <-r.ctx.Done():
+		case <-time.After(2 * time.Second):
+		}
+		c.rd.stop(syscall.SIGKILL, time.Second)
+		return nil
+	}, func() error {
+		err := c.rd.start()
+		if err == nil {
+			err = c.rd.waitReady(r.ctx, 30*time.Second)
+		}
+		return errors.Join(err, lag.signal(syscall.SIGCONT))
+	}, nil)
+	r.steady(r.prof.Steady)
+
 	sig := r.prof.KafkaSignal
 	if r.prof.Rounds > 1 && round == 1 {
 		sig = syscall.SIGTERM
@@ -348,7 +378,7 @@ func (r *run) faultSequence(round int) {
 // killed, once the survivors proved they took over).
 func (r *run) fault(name string, inject, repair, after func() error) {
 	res := faultResult{Name: name, At: time.Now()}
-	r.t.Logf("fault: %s", name)
+	r.t.Logf("fault at %s: %s", res.At.UTC().Format("15:04:05.000"), name)
 	if err := inject(); err != nil {
 		r.t.Errorf("%s: inject: %v", name, err)
 	}
@@ -361,6 +391,8 @@ func (r *run) fault(name string, inject, repair, after func() error) {
 		d, err := r.probe.until(r.ctx, res.At, r.prof.RecoveryLimit)
 		probed <- pr{d, err}
 	}()
+	blipped := make(chan int, 1)
+	go func() { blipped <- r.blips() }()
 	if repair != nil {
 		if err := repair(); err != nil {
 			r.t.Errorf("%s: repair: %v", name, err)
@@ -372,15 +404,49 @@ func (r *run) fault(name string, inject, repair, after func() error) {
 	if p.err != nil {
 		r.t.Errorf("%s: %v", name, p.err)
 	}
+	res.Blipped = <-blipped
 	res.Resumed, res.Dropped = r.resumed(res.At, time.Now())
-	r.t.Logf("  repaired after %v, recovered after %v; %d clients dropped, all resumed after %v",
-		res.Repaired.Round(time.Millisecond), res.Recovery.Round(time.Millisecond), res.Dropped, res.Resumed.Round(time.Millisecond))
+	res.SendErrs = r.sendErrsBetween(res.At, time.Now())
+	r.t.Logf("  repaired after %v, recovered after %v; %d clients dropped, all resumed after %v; %d blipped; %d failed send attempts",
+		res.Repaired.Round(time.Millisecond), res.Recovery.Round(time.Millisecond), res.Dropped, res.Resumed.Round(time.Millisecond),
+		res.Blipped, res.SendErrs)
 	if after != nil {
 		if err := after(); err != nil {
 			r.t.Errorf("%s: after: %v", name, err)
 		}
 	}
 	r.faults = append(r.faults, res)
+}
+
+// blips cuts the network of a share of the clients half a second into a
+// fault, for 1-3 s each: they resume while the part is still down.
+func (r *run) blips() int {
+	select {
+	case <-r.ctx.Done():
+		return 0
+	case <-time.After(500 * time.Millisecond):
+	}
+	n := 0
+	for _, c := range r.clients {
+		if r.rng.Float64() < r.prof.Blips && c.blip(time.Second+time.Duration(r.rng.IntN(2000))*time.Millisecond) {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *run) sendErrsBetween(from, to time.Time) int {
+	n := 0
+	for _, c := range r.clients {
+		c.mu.Lock()
+		for _, t := range c.sendErrs {
+			if !t.Before(from) && !t.After(to) {
+				n++
+			}
+		}
+		c.mu.Unlock()
+	}
+	return n
 }
 
 // resumed finds clients whose connection dropped (not by their own choice)
@@ -552,12 +618,18 @@ func (r *run) check() {
 	if err := checkStore(ctx, &r.report, pool, acked, log); err != nil {
 		t.Errorf("check the read model: %v", err)
 	}
+	tdir := filepath.Join(r.c.dir, "timelines")
+	if err := os.MkdirAll(tdir, 0o755); err == nil {
+		for _, c := range r.clients {
+			_ = c.writeTimeline(tdir)
+		}
+	}
 	conns, syncFails, timeouts, refusals := clientStats(r.clients)
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n=== chaos run, profile %s: %d clients, %d conversations, %d connections, %d failed syncs, %d send timeouts; send errors: %s\n",
 		r.prof.Name, len(r.clients), r.prof.Groups, conns, syncFails, timeouts, refusals)
 	b.WriteString(r.report.table())
-	fmt.Fprintf(&b, "\n  %-40s %10s %10s %10s %18s\n", "fault", "repaired", "recovered", "resumed", "clients dropped")
+	fmt.Fprintf(&b, "\n  %-44s %9s %10s %8s %8s %8s %10s\n", "fault", "repaired", "recovered", "dropped", "resumed", "blipped", "send errs")
 	worst := map[string]time.Duration{}
 	var names []string
 	for _, f := range r.faults {
@@ -565,8 +637,8 @@ func (r *run) check() {
 		if f.Err != nil {
 			rec = "NEVER"
 		}
-		fmt.Fprintf(&b, "  %-40s %10v %10s %10v %18d\n", f.Name, f.Repaired.Round(100*time.Millisecond), rec,
-			f.Resumed.Round(100*time.Millisecond), f.Dropped)
+		fmt.Fprintf(&b, "  %-44s %9v %10s %8d %8v %8d %10d\n", f.Name, f.Repaired.Round(100*time.Millisecond), rec,
+			f.Dropped, f.Resumed.Round(100*time.Millisecond), f.Blipped, f.SendErrs)
 		k := faultKind(f.Name)
 		if _, ok := worst[k]; !ok {
 			names = append(names, k)
@@ -576,7 +648,7 @@ func (r *run) check() {
 	if r.prof.Rounds > 1 {
 		b.WriteString("\n  max recovery per fault:\n")
 		for _, k := range names {
-			fmt.Fprintf(&b, "  %-40s %10v\n", k, worst[k].Round(100*time.Millisecond))
+			fmt.Fprintf(&b, "  %-44s %10v\n", k, worst[k].Round(100*time.Millisecond))
 		}
 	}
 	t.Log(b.String())
@@ -600,6 +672,8 @@ func (r *run) check() {
 // instance.
 func faultKind(name string) string {
 	switch {
+	case strings.Contains(name, "frozen"):
+		return "restart Redis while a gateway is frozen"
 	case strings.Contains(name, "gateway"):
 		return "SIGKILL a gateway"
 	case strings.Contains(name, "fanout"):

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -112,8 +114,13 @@ type simClient struct {
 	timeouts  int
 	syncFails int
 	timeline  []tl
+	pushLog   []tl        // every durable push, for the timeline files
 	drops     []time.Time // connections lost not by the client's choice
 	syncs     []time.Time // successful syncs
+	sendErrs  []time.Time // failed send attempts (any reason)
+	cur       *wsclient.Client
+	blipped   bool      // the harness cut the connection (a network blip)
+	blipUntil time.Time // and the network stays down until then
 	// synced: a connection is open and its sync succeeded.
 	synced  atomic.Bool
 	conns   int
@@ -158,7 +165,10 @@ func (c *simClient) run() {
 		}
 		backoff = 50 * time.Millisecond
 		c.session(conn, gi)
-		if !c.pause(time.Duration(c.rng.IntN(200)) * time.Millisecond) {
+		c.mu.Lock()
+		down := time.Until(c.blipUntil)
+		c.mu.Unlock()
+		if !c.pause(max(down, time.Duration(c.rng.IntN(200))*time.Millisecond)) {
 			return
 		}
 	}
@@ -190,8 +200,16 @@ func (c *simClient) session(conn *wsclient.Client, gi int) {
 		}
 	}()
 	voluntary := false
+	c.mu.Lock()
+	c.cur = conn
+	c.mu.Unlock()
 	defer func() {
 		c.synced.Store(false)
+		c.mu.Lock()
+		c.cur = nil
+		voluntary = voluntary || c.blipped
+		c.blipped = false
+		c.mu.Unlock()
 		if !voluntary && !c.ld.stopped() {
 			c.mu.Lock()
 			c.drops = append(c.drops, time.Now())
@@ -200,7 +218,10 @@ func (c *simClient) session(conn *wsclient.Client, gi int) {
 		_ = conn.Close()
 		<-conn.Done()
 		<-consumed
-		c.note("conn %d closed (voluntary %v): %v", cn, voluntary, conn.CloseErr)
+		c.mu.Lock()
+		pos := fmt.Sprint(c.pos)
+		c.mu.Unlock()
+		c.note("conn %d closed (voluntary %v) at positions %s: %v", cn, voluntary, pos, conn.CloseErr)
 	}()
 	if !c.resume(conn, cn) {
 		return
@@ -328,9 +349,28 @@ func (c *simClient) newPending() *ack {
 	return p
 }
 
+// blip cuts the client's connection as a network failure would, and keeps
+// it offline for d; false if it was not connected.
+func (c *simClient) blip(d time.Duration) bool {
+	c.mu.Lock()
+	conn := c.cur
+	if conn == nil || c.ld.stopped() {
+		c.mu.Unlock()
+		return false
+	}
+	c.blipped, c.blipUntil = true, time.Now().Add(d)
+	c.mu.Unlock()
+	c.note("network blip for %v", d)
+	_ = conn.Close()
+	return true
+}
+
 // sendFailed classifies a failed send; it reports whether to retry on the
 // same connection.
 func (c *simClient) sendFailed(conn *wsclient.Client, p *ack, err error) bool {
+	c.mu.Lock()
+	c.sendErrs = append(c.sendErrs, time.Now())
+	c.mu.Unlock()
 	var we *wsclient.Error
 	switch {
 	case errors.As(err, &we):
@@ -406,6 +446,7 @@ func (c *simClient) onPush(p wsclient.Push, cn, gi int) {
 		return // ephemeral (typing)
 	}
 	last := c.pos[conv]
+	c.pushLog = append(c.pushLog, tl{At: now, What: fmt.Sprintf("conn %d push %s %s seq %d (position %d)", cn, conv, p.Type, p.Seq, last)})
 	switch {
 	case c.seqs[conv][p.Seq] != "":
 		c.anomalies = append(c.anomalies, anomaly{Kind: "duplicate", User: c.user, Conv: conv, Seq: p.Seq,
@@ -471,6 +512,20 @@ func (c *simClient) timelineAround(t time.Time, d time.Duration) []string {
 		}
 	}
 	return out
+}
+
+// writeTimeline writes the client's whole timeline, pushes included, to
+// dir/<user>.log.
+func (c *simClient) writeTimeline(dir string) error {
+	c.mu.Lock()
+	all := append(append([]tl{}, c.timeline...), c.pushLog...)
+	c.mu.Unlock()
+	sort.SliceStable(all, func(i, j int) bool { return all[i].At.Before(all[j].At) })
+	var b strings.Builder
+	for _, e := range all {
+		fmt.Fprintf(&b, "%s %s\n", e.At.UTC().Format("15:04:05.000000"), e.What)
+	}
+	return os.WriteFile(filepath.Join(dir, c.user+".log"), []byte(b.String()), 0o644)
 }
 
 // stats sums counters of every client.

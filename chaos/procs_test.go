@@ -101,6 +101,16 @@ func (p *proc) pid() int {
 	return p.cmd.Process.Pid
 }
 
+// signal sends sig without waiting (SIGSTOP, SIGCONT).
+func (p *proc) signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return fmt.Errorf("%s not started", p.name)
+	}
+	return p.cmd.Process.Signal(sig)
+}
+
 // stop sends sig and waits up to wait for the exit, then SIGKILLs.
 func (p *proc) stop(sig syscall.Signal, wait time.Duration) {
 	p.mu.Lock()
