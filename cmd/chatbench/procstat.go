@@ -33,6 +33,7 @@ type ProcStat struct {
 	Name    string  `json:"name"`
 	Pids    []int   `json:"pids"`
 	CPUPct  float64 `json:"cpu_pct"` // of one core, over the measured phase
+	CPUSec  float64 `json:"cpu_s"`
 	RSSMiB  float64 `json:"rss_mib"` // at the end
 	MaxRSS  float64 `json:"max_rss_mib"`
 	StartMB float64 `json:"rss_start_mib"`
@@ -240,7 +241,7 @@ func (w *procWatch) finish() []ProcStat {
 	for i, p := range w.procs {
 		s := p.sample()
 		cpu := float64(s.ticks-w.first[i].ticks) / clockTicks / el * 100
-		out = append(out, ProcStat{Name: p.Name, Pids: p.pids, CPUPct: cpu, RSSMiB: mib(s.rss),
+		out = append(out, ProcStat{Name: p.Name, Pids: p.pids, CPUPct: cpu, CPUSec: float64(s.ticks-w.first[i].ticks) / clockTicks, RSSMiB: mib(s.rss),
 			MaxRSS: mib(max(w.maxRS[i], s.rss)), StartMB: mib(w.first[i].rss)})
 	}
 	return out

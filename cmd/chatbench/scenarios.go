@@ -48,7 +48,11 @@ type Report struct {
 	Steps         []StepReport     `json:"steps,omitempty"`
 	BestRate      float64          `json:"best_rate_under_bound,omitempty"`
 	Connect       *ConnectReport   `json:"connect,omitempty"`
-	Compare       *CompareReport   `json:"compare,omitempty"`
+	// WorkMsgs is the messages acked while processes were watched (after
+	// the warmup, through the drain): CPU per message is cpu_s / work_msgs,
+	// a figure a noisy shared machine disturbs less than latency.
+	WorkMsgs int64          `json:"work_msgs"`
+	Compare  *CompareReport `json:"compare,omitempty"`
 }
 
 // HostInfo names the machine a figure came from.
@@ -213,6 +217,7 @@ func steady(ctx context.Context, r *run, rep *Report, procs []*proc) {
 	stop := r.progress(rep.System)
 	// Processes are measured over the measured window only.
 	var w *procWatch
+	var ackedAtWatch int64
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	started := make(chan struct{})
@@ -222,14 +227,16 @@ func steady(ctx context.Context, r *run, rep *Report, procs []*proc) {
 		case <-wctx.Done():
 		}
 		w = watchProcs(procs)
+		ackedAtWatch = r.acked.Load()
 		close(started)
 	}()
 	t0 := time.Now()
 	r.loadPhase(ctx, r.cfg.rate, r.cfg.warmup+r.cfg.duration, 0, r.cfg.warmup)
 	<-started
-	rep.Servers = w.finish()
 	rep.MeasuredS = time.Since(t0).Seconds() - r.cfg.warmup.Seconds()
 	r.drain(ctx, r.cfg.drainWait)
+	rep.Servers = w.finish()
+	rep.WorkMsgs = r.acked.Load() - ackedAtWatch
 	stop()
 }
 
@@ -417,9 +424,13 @@ func printProcs(r *Report) {
 	if len(rows) == 0 {
 		return
 	}
-	fmt.Printf("%-22s %8s %10s %10s\n", "process", "cpu %", "rss MiB", "max MiB")
+	fmt.Printf("%-24s %8s %10s %10s %12s\n", "process", "cpu %", "rss MiB", "max MiB", "cpu µs/msg")
 	for _, p := range rows {
-		fmt.Printf("%-22s %8.1f %10.1f %10.1f\n", p.Name, p.CPUPct, p.RSSMiB, p.MaxRSS)
+		per := 0.0
+		if r.WorkMsgs > 0 {
+			per = p.CPUSec * 1e6 / float64(r.WorkMsgs)
+		}
+		fmt.Printf("%-24s %8.1f %10.1f %10.1f %12.0f\n", p.Name, p.CPUPct, p.RSSMiB, p.MaxRSS, per)
 	}
 }
 
