@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,19 +36,84 @@ func TestSocketIOClient(t *testing.T) {
 		t.Fatalf("npm is needed for the Socket.IO client tests (apt-get install nodejs npm): %v", err)
 	}
 	dir := sioTestsDir(t)
-	sioRun(t, 5*time.Minute, dir, nil, npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
+	sioInstall(t, dir, npm)
 
 	env := testenv.New(t)
 	n1 := env.StartNode("gateway", "fanout", "projector")
 	n2 := env.StartNode("gateway")
 	control := httptest.NewServer(sioControl(n1, n2))
 	t.Cleanup(control.Close)
+	sioWarmUp(t, env, n1, n2)
 
 	vars := []string{"NODE1=" + n1.HTTP, "NODE2=" + n2.HTTP, "CONTROL=" + control.URL}
 	args := []string{"--test", "--test-reporter=spec"}
 	// PARLEY_SIO_TESTS="chat.test.js ..." runs only those files.
 	args = append(args, strings.Fields(os.Getenv("PARLEY_SIO_TESTS"))...)
 	sioRun(t, 5*time.Minute, dir, vars, node, args...)
+}
+
+// sioWarmUp waits until an event produced through node 1 reaches a client
+// of node 2: on a loaded machine the fan-out's consumer group can take a
+// while to get its partitions, and the scripts' timeouts are for the
+// Socket.IO path, not for that.
+func sioWarmUp(t *testing.T, env *testenv.Env, n1, n2 *testenv.Node) {
+	t.Helper()
+	a, b := dial(t, env, n1, "sio-warm-a"), dial(t, env, n2, "sio-warm-b")
+	createGroup(t, a, "sio-warm-b")
+	deadline := time.After(90 * time.Second)
+	for {
+		select {
+		case p, ok := <-b.Pushes:
+			if !ok {
+				t.Fatalf("warm-up connection closed: %v", b.CloseErr)
+			}
+			if p.Type == "conversation.created" {
+				a.Close()
+				b.Close()
+				return
+			}
+		case <-deadline:
+			t.Fatal("no event crossed from node 1 to node 2 within 90 s")
+		}
+	}
+}
+
+// sioInstall runs `npm ci` unless node_modules already matches the lock
+// file. A file lock keeps concurrent runs of this test (two `go test` in one
+// tree) from reinstalling under each other: the installer holds it
+// exclusively, then every run holds it shared until its scripts end.
+func sioInstall(t *testing.T, dir, npm string) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "parley-socketio-npm.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() }) // closing releases the lock
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	if !sioInstalled(dir) {
+		sioRun(t, 5*time.Minute, dir, nil, npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sioInstalled: npm writes node_modules/.package-lock.json last; newer than
+// package.json and package-lock.json, the install is complete and current.
+func sioInstalled(dir string) bool {
+	done, err := os.Stat(filepath.Join(dir, "node_modules", ".package-lock.json"))
+	if err != nil {
+		return false
+	}
+	for _, f := range []string{"package.json", "package-lock.json"} {
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil || st.ModTime().After(done.ModTime()) {
+			return false
+		}
+	}
+	return true
 }
 
 // sioTestsDir is tests/socketio at the repository root.

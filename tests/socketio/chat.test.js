@@ -59,7 +59,7 @@ test("two clients on two nodes chat, and acks carry seqs", async () => {
   // history reads the Postgres read model, which the projector fills in
   // batches: poll (bounded) until it has caught up with the reply.
   let seqs = [];
-  for (let i = 0; i < 100 && seqs.at(-1) !== reply.seq; i++) {
+  for (let i = 0; i < 400 && seqs.at(-1) !== reply.seq; i++) {
     if (i > 0) await new Promise((r) => setTimeout(r, 50));
     seqs = (await bob.call("history", { conversation_id: conv.conversation_id })).messages.map((m) => m.seq);
   }

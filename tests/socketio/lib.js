@@ -41,11 +41,16 @@ export class Client {
     this.events = []; // {type, data, seq}
     this.positions = {}; // conversation_id -> last seen seq
     this.waiters = [];
+    // What the connection went through, for the message of a failed wait.
+    this.trace = [];
+    const note = (what) => (e) => this.trace.push(`${Date.now() % 100000} ${what}${e ? `: ${e.message ?? e}` : ""}`);
+    for (const ev of ["reconnect_attempt", "reconnect_error", "reconnect", "error", "close"]) socket.io.on(ev, note(ev));
+    for (const ev of ["connect", "connect_error", "disconnect"]) socket.on(ev, note(ev));
     // A client syncs from its last seen positions on every (re)connection:
     // that replays what it missed and ends the node's hold on live pushes.
     this.syncs = [];
     socket.on("connect", () => {
-      const p = this.call("sync", { positions: { ...this.positions } });
+      const p = this.sync();
       p.catch(() => {}); // checked by the tests that care
       this.syncs.push(p);
     });
@@ -74,6 +79,19 @@ export class Client {
     return ack.data;
   }
 
+  // sync replays what this client missed; "unavailable" (the read model is
+  // catching up) is retried a few times, as a client should.
+  async sync() {
+    for (let i = 0; ; i++) {
+      try {
+        return await this.call("sync", { positions: { ...this.positions } });
+      } catch (err) {
+        if (err.code !== "unavailable" || i >= 5 || !this.socket.connected) throw err;
+        this.trace.push(`${Date.now() % 100000} sync: ${err.message}`);
+      }
+    }
+  }
+
   // until resolves when pred(events) is true, polling on every event.
   until(what, pred, ms = 20000) {
     return new Promise((resolve, reject) => {
@@ -86,7 +104,7 @@ export class Client {
       };
       const timer = setTimeout(() => {
         done();
-        reject(new Error(`${this.user}: timed out after ${ms} ms waiting for ${what}`));
+        reject(new Error(`${this.user}: timed out after ${ms} ms waiting for ${what}; connection: ${this.trace.slice(-12).join(" | ")}`));
       }, ms);
       const done = () => {
         clearTimeout(timer);
@@ -119,11 +137,19 @@ export async function connect(url, user, opts = {}) {
   });
   const client = new Client(socket, user);
   await new Promise((resolve, reject) => {
-    socket.once("connect", resolve);
-    socket.once("connect_error", (err) => {
+    // Only the first connection's outcome: later connect_errors are failed
+    // reconnection attempts, which the client retries by itself.
+    const onConnect = () => {
+      socket.off("connect_error", onError);
+      resolve();
+    };
+    const onError = (err) => {
+      socket.off("connect", onConnect);
       socket.close();
       reject(err);
-    });
+    };
+    socket.once("connect", onConnect);
+    socket.once("connect_error", onError);
   });
   return client;
 }
