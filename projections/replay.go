@@ -310,7 +310,7 @@ func (run *replayRun) applier(ctx context.Context, from, to map[int32]int64) err
 // the replay starts over; the switch itself commits synchronously.
 func (run *replayRun) applyBatch(ctx context.Context, b []Record) error {
 	err := pgx.BeginFunc(ctx, run.r.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT set_config('synchronous_commit', 'off', true), `+customPlans); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT set_config('synchronous_commit', 'off', true), `+planSettings); err != nil {
 			return err
 		}
 		return run.st.applyTx(ctx, tx, b)
@@ -383,7 +383,7 @@ func (run *replayRun) switchTx(ctx context.Context) error {
 	saved := maps.Clone(run.pos)
 	err := pgx.BeginFunc(ctx, r.Pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, fmt.Sprintf(`SELECT set_config('lock_timeout', '%d', true), %s`,
-			r.SwitchLockTimeout.Milliseconds(), customPlans)); err != nil {
+			r.SwitchLockTimeout.Milliseconds(), planSettings)); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, pointerLockClass, r.Name); err != nil {
@@ -473,7 +473,7 @@ func (run *replayRun) compare(ctx context.Context, live string) ([]TableDiff, er
 	run.phase.Store(ptr2("compare"))
 	var diffs []TableDiff
 	err := pgx.BeginTxFunc(ctx, run.r.Pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT `+customPlans); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT `+planSettings); err != nil {
 			return err
 		}
 		off, err := offsetsIn(ctx, tx, live, run.r.Topic)

@@ -28,11 +28,21 @@ const pointerLockClass int32 = 0x70726d31 // "prm1"
 // replayLockClass keys the session lock that allows one replay per name.
 const replayLockClass int32 = 0x70726d32 // "prm2"
 
-// customPlans makes the batch's statements planned for the tables as they
-// are now. Prepared statements otherwise settle on a generic plan made while
-// a table was small (a fresh replay schema, never analyzed) and keep
-// seq-scanning it as it grows: every batch would cost O(table).
-const customPlans = `set_config('plan_cache_mode', 'force_custom_plan', true)`
+// planSettings (one expression, for the first statement of a batch's
+// transaction) makes the batch's statements planned for the tables as they
+// are now, and joined by index:
+//   - custom plans: prepared statements otherwise settle on a generic plan
+//     made while a table was small (a fresh replay schema, never analyzed)
+//     and keep seq-scanning it as it grows;
+//   - no hash or merge joins: an edit or delete batch joins a few hundred
+//     ids with messages, which is partitioned by conversation; the planner
+//     costs the nested loop as if every partition were probed (it cannot see
+//     run-time pruning) and prefers hashing the whole table, every batch.
+//     Every join of a batch is a few rows of unnest against a unique index.
+//
+// Without them a batch costs O(table) and a replay is quadratic.
+const planSettings = `concat(set_config('plan_cache_mode', 'force_custom_plan', true),
+	set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true))`
 
 // In returns a store that reads and writes schema only, ignoring the pointer.
 // Replays build their fresh schema through it.
@@ -50,11 +60,11 @@ func (s *Store) Name() string { return s.name }
 // row for this name, the store's own schema. Readers of s follow at once.
 func (s *Store) writeTarget(ctx context.Context, tx pgx.Tx) (*Store, error) {
 	if s.pinned {
-		_, err := tx.Exec(ctx, `SELECT `+customPlans)
+		_, err := tx.Exec(ctx, `SELECT `+planSettings)
 		return s, err
 	}
 	var hasControl bool
-	err := tx.QueryRow(ctx, `SELECT to_regclass('parley.read_model') IS NOT NULL, `+customPlans+`
+	err := tx.QueryRow(ctx, `SELECT to_regclass('parley.read_model') IS NOT NULL, `+planSettings+`
 		FROM pg_advisory_xact_lock_shared($1, hashtext($2))`, pointerLockClass, s.name).Scan(&hasControl, nil)
 	if err != nil {
 		return nil, unavailable("read-model pointer", err)
