@@ -1,4 +1,4 @@
-# shellcheck shell=bash disable=SC2034
+# shellcheck shell=bash disable=SC2034,SC2016
 # Helpers of infra/services/cluster-{up,down,status}.sh (the cluster profile).
 # Sourced, not run. Reuses lib.sh (paths, java, the Kafka jars) without
 # touching the single-node services on 5432/6379/9092.
