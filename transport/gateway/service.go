@@ -173,20 +173,23 @@ func syncPositions(ctx context.Context, s *Service, user string, st *Stream, dat
 	for _, conv := range convs {
 		st.Pause(conv, req.Positions[conv])
 	}
+	// Only conversations caught up let their live pushes through. After a
+	// failed catch-up the rest stay paused until a sync succeeds: a live
+	// push released now would move the client's position past the events
+	// this sync did not replay, and its next sync would skip them.
+	caughtUp := 0
 	defer func() {
-		for _, conv := range convs {
+		for _, conv := range convs[:caughtUp] {
 			st.Resume(conv)
 		}
 	}()
 	st.Release()
 	for _, conv := range convs {
 		err := catchUp(ctx, s, user, st, conv, req.Positions[conv])
-		if errors.Is(err, domain.ErrForbidden) || errors.Is(err, domain.ErrNotFound) {
-			continue // not a member: nothing to replay, and absent from positions
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, domain.ErrForbidden) && !errors.Is(err, domain.ErrNotFound) {
 			return nil, err
 		}
+		caughtUp++ // a non-member has nothing to replay, and is absent from positions
 	}
 	positions, err := s.Read.Positions(ctx, user)
 	if err != nil {

@@ -72,6 +72,10 @@ func (s *Stream) deliverLocked(d domain.Delivery) {
 		return
 	}
 	if buf, ok := s.paused[d.ConversationID]; ok {
+		if len(buf) >= s.limit {
+			s.out(nil) // overflow (a sync that failed is not retried): the connection closes
+			return
+		}
 		s.paused[d.ConversationID] = append(buf, d)
 		return
 	}
