@@ -53,6 +53,7 @@ type config struct {
 	startRate, maxRate, factor float64
 	step                       time.Duration
 	p99Bound                   time.Duration
+	retries                    int
 }
 
 const usage = `chatbench: load generator for Parley (loopback targets only)
@@ -134,6 +135,7 @@ func parseFlags(scenario string, args []string) (*config, error) {
 	fs.Float64Var(&c.factor, "factor", 1.5, "ramp: rate multiplier per step")
 	fs.DurationVar(&c.step, "step", 10*time.Second, "ramp: duration of a step")
 	fs.DurationVar(&c.p99Bound, "p99-bound", 100*time.Millisecond, "ramp: stop when a step's p99 delivery latency passes this")
+	fs.IntVar(&c.retries, "retries", 1, "ramp: a failing step is run again this many times (0 or 1) before the ramp stops")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

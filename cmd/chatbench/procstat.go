@@ -41,7 +41,21 @@ type ProcStat struct {
 
 type procSample struct {
 	ticks int64
-	rss   int64 // bytes
+	rss   int64         // bytes
+	per   map[int]int64 // ticks per pid (groups whose members come and go)
+}
+
+// cpuSince is the CPU ticks spent since first by the processes alive now: a
+// process that started in between counts whole, one that exited is lost.
+func (s procSample) cpuSince(first procSample) int64 {
+	if s.per == nil {
+		return s.ticks - first.ticks
+	}
+	var t int64
+	for pid, v := range s.per {
+		t += v - first.per[pid]
+	}
+	return t
 }
 
 // readProc reads utime+stime and VmRSS of one pid.
@@ -73,10 +87,16 @@ func (p *proc) sample() procSample {
 		p.pids = pidsByComm(p.comm, p.match, p.children)
 	}
 	var s procSample
+	if p.comm != "" {
+		s.per = map[int]int64{}
+	}
 	for _, pid := range p.pids {
 		if x, ok := readProc(pid); ok {
 			s.ticks += x.ticks
 			s.rss += x.rss
+			if s.per != nil {
+				s.per[pid] = x.ticks
+			}
 		}
 	}
 	return s
@@ -240,8 +260,9 @@ func (w *procWatch) finish() []ProcStat {
 	var out []ProcStat
 	for i, p := range w.procs {
 		s := p.sample()
-		cpu := float64(s.ticks-w.first[i].ticks) / clockTicks / el * 100
-		out = append(out, ProcStat{Name: p.Name, Pids: p.pids, CPUPct: cpu, CPUSec: float64(s.ticks-w.first[i].ticks) / clockTicks, RSSMiB: mib(s.rss),
+		ticks := s.cpuSince(w.first[i])
+		cpu := float64(ticks) / clockTicks / el * 100
+		out = append(out, ProcStat{Name: p.Name, Pids: p.pids, CPUPct: cpu, CPUSec: float64(ticks) / clockTicks, RSSMiB: mib(s.rss),
 			MaxRSS: mib(max(w.maxRS[i], s.rss)), StartMB: mib(w.first[i].rss)})
 	}
 	return out

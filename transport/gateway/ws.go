@@ -86,7 +86,7 @@ func NewWSServer(cfg WSConfig, hub *Hub, svc *Service, log *slog.Logger) *WSServ
 	// Idle connections are the many: a write buffer comes from the pool only
 	// while a frame is written, and the read buffer is small (frames are
 	// mostly a few hundred bytes; a bigger one is read in several reads).
-	// Together about 7 KiB less per connection (docs/benchmarks.md).
+	// Together about 5 KiB less per idle connection (docs/benchmarks.md).
 	s.upgrader = websocket.Upgrader{ReadBufferSize: 1024, WriteBufferSize: 4096, WriteBufferPool: writeBufPool,
 		CheckOrigin: s.checkOrigin}
 	return s
