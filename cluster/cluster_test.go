@@ -90,6 +90,7 @@ func TestClusterFailures(t *testing.T) {
 	// 2. A Redis primary crashes: the one serving fan-out shard 0; its
 	// replica takes over after the cluster node timeout.
 	rdb := clusterClient(t, cfg.RedisURL)
+	t.Cleanup(func() { deletePrefix(t, rdb, cfg.RedisPrefix) })
 	shardKey := cfg.RedisPrefix + ":{fanout.0}"
 	port := redisPrimaryOf(t, rdb, shardKey)
 	script(t, "cluster-down.sh", "--kill", "redis-"+port)
@@ -180,6 +181,28 @@ func clusterClient(t *testing.T, url string) *redis.ClusterClient {
 	}
 	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
+}
+
+// deletePrefix drops the test's keys from every primary: the shard streams
+// have no TTL and the cluster profile's nodes have a memory limit.
+func deletePrefix(t *testing.T, rdb *redis.ClusterClient, prefix string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n := 0
+	var mu sync.Mutex
+	err := rdb.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		it := c.Scan(ctx, 0, prefix+":*", 1000).Iterator()
+		for it.Next(ctx) {
+			if err := c.Unlink(ctx, it.Val()).Err(); err != nil {
+				return err
+			}
+			mu.Lock()
+			n++
+			mu.Unlock()
+		}
+		return it.Err()
+	})
+	t.Logf("deleted %d Redis keys under %s: (err %v)", n, prefix, err)
 }
 
 // waitOwners waits until the extra process owns partitions in both consumer
