@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,10 +49,11 @@ var profiles = map[string]profile{
 		Rounds: 1, PGStop: 30 * time.Second, RecoveryLimit: 120 * time.Second, Drain: 60 * time.Second, Settle: 60 * time.Second,
 		KafkaSignal: syscall.SIGKILL, Blips: 0.3,
 		Client: clientConfig{SendEvery: time.Second, DisconnectProb: 0.04, DropMidSend: 0.02, RequestTimeout: 20 * time.Second}},
-	// long: documented figures. Twice as many clients, a minute of load
-	// between faults, and the fault sequence three times (Kafka gets SIGTERM
-	// in the middle round, SIGKILL otherwise).
-	"long": {Name: "long", Users: 40, Groups: 12, GroupSize: 6, Warmup: 30 * time.Second, Steady: 60 * time.Second,
+	// long: documented figures. 2.5 times as many clients, 30 s of load
+	// between faults, and the fault sequence three times, each round on
+	// other instances (Kafka gets SIGTERM in the middle round, SIGKILL
+	// otherwise).
+	"long": {Name: "long", Users: 40, Groups: 12, GroupSize: 6, Warmup: 30 * time.Second, Steady: 30 * time.Second,
 		Rounds: 3, PGStop: 30 * time.Second, RecoveryLimit: 180 * time.Second, Drain: 90 * time.Second, Settle: 90 * time.Second,
 		KafkaSignal: syscall.SIGKILL, Blips: 0.3,
 		Client: clientConfig{SendEvery: 1500 * time.Millisecond, DisconnectProb: 0.03, DropMidSend: 0.02, RequestTimeout: 20 * time.Second}},
@@ -61,6 +63,7 @@ var (
 	flagProfile = flag.String("chaos.profile", envOr("CHAOS_PROFILE", "short"), "chaos profile: short or long")
 	flagPGStop  = flag.Duration("chaos.pgstop", envDuration("CHAOS_PG_STOP", 0), "how long Postgres stays down (0: the profile's, 30s)")
 	flagKeep    = flag.Bool("chaos.keep", os.Getenv("CHAOS_KEEP") != "", "keep the run's directory (logs, data) even when it passes")
+	flagFaults  = flag.String("chaos.faults", os.Getenv("CHAOS_FAULTS"), "comma-separated fault sequence (default gateway,consumers,redis,redis-frozen,kafka,postgres)")
 	flagSeed    = flag.Uint64("chaos.seed", uint64(envDuration("CHAOS_SEED", 0)), "random seed (0: from the clock)")
 )
 
@@ -94,6 +97,7 @@ type faultResult struct {
 	Dropped  int           // clients whose connection the fault dropped
 	Blipped  int           // clients whose network the harness cut during the fault
 	SendErrs int           // failed send attempts between injection and recovery
+	Acks     int           // messages acked between injection and recovery
 	Err      error
 }
 
@@ -266,111 +270,142 @@ func (r *run) ackedCount() int {
 	return n
 }
 
-// faultSequence injects every fault once, in turn, measuring each recovery.
+// faultNames is the default order of the fault sequence (-chaos.faults).
+var faultNames = []string{"gateway", "consumers", "redis", "redis-frozen", "kafka", "postgres"}
+
+// faultSequence injects every fault of the sequence once, in turn,
+// measuring each recovery, with load between them.
 func (r *run) faultSequence(round int) {
-	c := r.c
-	gw := c.gateways[round%len(c.gateways)]
-	r.fault(fmt.Sprintf("SIGKILL %s", gw.name), func() error {
-		gw.stop(syscall.SIGKILL, time.Second)
-		return nil
-	}, nil, func() error {
-		if err := gw.start(); err != nil {
-			return err
-		}
-		return gw.waitReady(r.ctx, 60*time.Second)
-	})
-	r.steady(r.prof.Steady)
-
-	fo, pj := c.fanouts[round%2], c.projectors[round%2]
-	r.fault(fmt.Sprintf("SIGKILL %s + %s", fo.name, pj.name), func() error {
-		fo.stop(syscall.SIGKILL, time.Second)
-		pj.stop(syscall.SIGKILL, time.Second)
-		return nil
-	}, nil, func() error {
-		// The survivors took over (the probe passed); bring the dead back,
-		// which hands partitions over once more.
-		for _, n := range []*node{fo, pj} {
-			if err := n.start(); err != nil {
-				return err
-			}
-		}
-		for _, n := range []*node{fo, pj} {
-			if err := n.waitReady(r.ctx, 60*time.Second); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	r.steady(r.prof.Steady)
-
-	redisAt := time.Now()
-	r.fault("restart Redis (SIGKILL, empty)", func() error {
-		c.rd.stop(syscall.SIGKILL, time.Second)
-		return nil
-	}, func() error {
-		if err := c.rd.start(); err != nil {
-			return err
-		}
-		return c.rd.waitReady(r.ctx, 30*time.Second)
-	}, func() error {
-		r.resendAcked(redisAt, 20)
-		return nil
-	})
-	r.steady(r.prof.Steady)
-
-	// A gateway that lags behind the shard streams when Redis dies loses
-	// the deliveries it had not read: it must notice the gap and make its
-	// clients resync.
-	lag := c.gateways[(round+1)%len(c.gateways)]
-	r.fault(fmt.Sprintf("restart Redis while %s is frozen", lag.name), func() error {
-		if err := lag.signal(syscall.SIGSTOP); err != nil {
-			return err
-		}
-		select { // deliveries pile up unread
-		case <-r.ctx.Done():
-		case <-time.After(2 * time.Second):
-		}
-		c.rd.stop(syscall.SIGKILL, time.Second)
-		return nil
-	}, func() error {
-		err := c.rd.start()
-		if err == nil {
-			err = c.rd.waitReady(r.ctx, 30*time.Second)
-		}
-		return errors.Join(err, lag.signal(syscall.SIGCONT))
-	}, nil)
-	r.steady(r.prof.Steady)
-
-	sig := r.prof.KafkaSignal
-	if r.prof.Rounds > 1 && round == 1 {
-		sig = syscall.SIGTERM
+	names := faultNames
+	if *flagFaults != "" {
+		names = strings.Split(*flagFaults, ",")
 	}
-	r.fault(fmt.Sprintf("restart Kafka (%v)", sig), func() error {
-		c.kf.stop(sig, 60*time.Second)
-		return nil
-	}, func() error {
-		if err := c.kf.start(); err != nil {
-			return err
+	for _, name := range names {
+		f, ok := r.faultByName(strings.TrimSpace(name), round)
+		if !ok {
+			r.t.Fatalf("unknown fault %q (known: %s)", name, strings.Join(faultNames, ","))
 		}
-		return c.kf.waitReady(r.ctx, 120*time.Second, chaosTopic)
-	}, nil)
-	r.steady(r.prof.Steady)
+		f()
+		r.steady(r.prof.Steady)
+	}
+}
 
-	r.fault(fmt.Sprintf("stop Postgres %v (fast)", r.prof.PGStop), func() error {
-		c.pg.stopFast()
-		return nil
-	}, func() error {
-		select {
-		case <-r.ctx.Done():
-			return r.ctx.Err()
-		case <-time.After(r.prof.PGStop): // the outage itself
+// faultByName returns the injection of one fault; round picks which
+// instance is hit.
+func (r *run) faultByName(name string, round int) (func(), bool) {
+	c := r.c
+	switch name {
+	case "gateway":
+		gw := c.gateways[round%len(c.gateways)]
+		return func() {
+			r.fault(fmt.Sprintf("SIGKILL %s", gw.name), func() error {
+				gw.stop(syscall.SIGKILL, time.Second)
+				return nil
+			}, nil, func() error {
+				if err := gw.start(); err != nil {
+					return err
+				}
+				return gw.waitReady(r.ctx, 60*time.Second)
+			})
+		}, true
+	case "consumers":
+		fo, pj := c.fanouts[round%2], c.projectors[round%2]
+		return func() {
+			r.fault(fmt.Sprintf("SIGKILL %s + %s", fo.name, pj.name), func() error {
+				fo.stop(syscall.SIGKILL, time.Second)
+				pj.stop(syscall.SIGKILL, time.Second)
+				return nil
+			}, nil, func() error {
+				// The survivors took over (the probe passed); bring the dead
+				// back, which hands partitions over once more.
+				for _, n := range []*node{fo, pj} {
+					if err := n.start(); err != nil {
+						return err
+					}
+				}
+				for _, n := range []*node{fo, pj} {
+					if err := n.waitReady(r.ctx, 60*time.Second); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}, true
+	case "redis":
+		return func() {
+			at := time.Now()
+			r.fault("restart Redis (SIGKILL, empty)", func() error {
+				c.rd.stop(syscall.SIGKILL, time.Second)
+				return nil
+			}, func() error {
+				if err := c.rd.start(); err != nil {
+					return err
+				}
+				return c.rd.waitReady(r.ctx, 30*time.Second)
+			}, func() error {
+				r.resendAcked(at, 20)
+				return nil
+			})
+		}, true
+	case "redis-frozen":
+		// A gateway that lags behind the shard streams when Redis dies loses
+		// the deliveries it had not read: it must notice the gap and make
+		// its clients resync.
+		lag := c.gateways[(round+1)%len(c.gateways)]
+		return func() {
+			r.fault(fmt.Sprintf("restart Redis while %s is frozen", lag.name), func() error {
+				if err := lag.signal(syscall.SIGSTOP); err != nil {
+					return err
+				}
+				select { // deliveries pile up unread
+				case <-r.ctx.Done():
+				case <-time.After(2 * time.Second):
+				}
+				c.rd.stop(syscall.SIGKILL, time.Second)
+				return nil
+			}, func() error {
+				err := c.rd.start()
+				if err == nil {
+					err = c.rd.waitReady(r.ctx, 30*time.Second)
+				}
+				return errors.Join(err, lag.signal(syscall.SIGCONT))
+			}, nil)
+		}, true
+	case "kafka":
+		sig := r.prof.KafkaSignal
+		if r.prof.Rounds > 1 && round == 1 {
+			sig = syscall.SIGTERM
 		}
-		if err := c.pg.start(); err != nil {
-			return err
-		}
-		return c.pg.waitReady(r.ctx, 60*time.Second)
-	}, nil)
-	r.steady(r.prof.Steady)
+		return func() {
+			r.fault(fmt.Sprintf("restart Kafka (%v)", sig), func() error {
+				c.kf.stop(sig, 60*time.Second)
+				return nil
+			}, func() error {
+				if err := c.kf.start(); err != nil {
+					return err
+				}
+				return c.kf.waitReady(r.ctx, 120*time.Second, chaosTopic)
+			}, nil)
+		}, true
+	case "postgres":
+		return func() {
+			r.fault(fmt.Sprintf("stop Postgres %v (fast)", r.prof.PGStop), func() error {
+				c.pg.stopFast()
+				return nil
+			}, func() error {
+				select {
+				case <-r.ctx.Done():
+					return r.ctx.Err()
+				case <-time.After(r.prof.PGStop): // the outage itself
+				}
+				if err := c.pg.start(); err != nil {
+					return err
+				}
+				return c.pg.waitReady(r.ctx, 60*time.Second)
+			}, nil)
+		}, true
+	}
+	return nil, false
 }
 
 // fault injects, repairs (if there is something to repair) while probe
@@ -406,10 +441,11 @@ func (r *run) fault(name string, inject, repair, after func() error) {
 	}
 	res.Blipped = <-blipped
 	res.Resumed, res.Dropped = r.resumed(res.At, time.Now())
-	res.SendErrs = r.sendErrsBetween(res.At, time.Now())
-	r.t.Logf("  repaired after %v, recovered after %v; %d clients dropped, all resumed after %v; %d blipped; %d failed send attempts",
+	res.SendErrs = r.sendErrsBetween(res.At, res.At.Add(res.Recovery))
+	res.Acks = r.acksBetween(res.At, res.At.Add(res.Recovery))
+	r.t.Logf("  repaired after %v, recovered after %v; %d clients dropped, all resumed after %v; %d blipped; %d acked and %d failed send attempts until recovered",
 		res.Repaired.Round(time.Millisecond), res.Recovery.Round(time.Millisecond), res.Dropped, res.Resumed.Round(time.Millisecond),
-		res.Blipped, res.SendErrs)
+		res.Blipped, res.Acks, res.SendErrs)
 	if after != nil {
 		if err := after(); err != nil {
 			r.t.Errorf("%s: after: %v", name, err)
@@ -431,6 +467,20 @@ func (r *run) blips() int {
 		if r.rng.Float64() < r.prof.Blips && c.blip(time.Second+time.Duration(r.rng.IntN(2000))*time.Millisecond) {
 			n++
 		}
+	}
+	return n
+}
+
+func (r *run) acksBetween(from, to time.Time) int {
+	n := 0
+	for _, c := range r.clients {
+		c.mu.Lock()
+		for _, a := range c.acks {
+			if !a.At.Before(from) && !a.At.After(to) {
+				n++
+			}
+		}
+		c.mu.Unlock()
 	}
 	return n
 }
@@ -629,7 +679,7 @@ func (r *run) check() {
 	fmt.Fprintf(&b, "\n=== chaos run, profile %s: %d clients, %d conversations, %d connections, %d failed syncs, %d send timeouts; send errors: %s\n",
 		r.prof.Name, len(r.clients), r.prof.Groups, conns, syncFails, timeouts, refusals)
 	b.WriteString(r.report.table())
-	fmt.Fprintf(&b, "\n  %-44s %9s %10s %8s %8s %8s %10s\n", "fault", "repaired", "recovered", "dropped", "resumed", "blipped", "send errs")
+	fmt.Fprintf(&b, "\n  %-44s %9s %10s %8s %8s %8s %7s %10s\n", "fault", "repaired", "recovered", "dropped", "resumed", "blipped", "acked", "send errs")
 	worst := map[string]time.Duration{}
 	var names []string
 	for _, f := range r.faults {
@@ -637,14 +687,15 @@ func (r *run) check() {
 		if f.Err != nil {
 			rec = "NEVER"
 		}
-		fmt.Fprintf(&b, "  %-44s %9v %10s %8d %8v %8d %10d\n", f.Name, f.Repaired.Round(100*time.Millisecond), rec,
-			f.Dropped, f.Resumed.Round(100*time.Millisecond), f.Blipped, f.SendErrs)
+		fmt.Fprintf(&b, "  %-44s %9v %10s %8d %8v %8d %7d %10d\n", f.Name, f.Repaired.Round(100*time.Millisecond), rec,
+			f.Dropped, f.Resumed.Round(100*time.Millisecond), f.Blipped, f.Acks, f.SendErrs)
 		k := faultKind(f.Name)
 		if _, ok := worst[k]; !ok {
 			names = append(names, k)
 		}
 		worst[k] = max(worst[k], f.Recovery)
 	}
+	b.WriteString(r.latencyLines())
 	if r.prof.Rounds > 1 {
 		b.WriteString("\n  max recovery per fault:\n")
 		for _, k := range names {
@@ -666,6 +717,52 @@ func (r *run) check() {
 	if r.report.Acked == 0 {
 		t.Errorf("no message was acked")
 	}
+}
+
+// latencyLines reports the latency of successful sends outside the fault
+// windows (injection to recovery), before the first Redis restart and
+// after it: a Redis data loss changes the send path for IdemTTL.
+func (r *run) latencyLines() string {
+	var redisAt time.Time
+	for _, f := range r.faults {
+		if strings.Contains(f.Name, "Redis") {
+			redisAt = f.At
+			break
+		}
+	}
+	var before, after []time.Duration
+	for _, c := range r.clients {
+		c.mu.Lock()
+	samples:
+		for _, l := range c.sendLat {
+			for _, f := range r.faults {
+				if !l.At.Before(f.At) && !l.At.After(f.At.Add(f.Recovery)) {
+					continue samples
+				}
+			}
+			if redisAt.IsZero() || l.At.Before(redisAt) {
+				before = append(before, l.D)
+			} else {
+				after = append(after, l.D)
+			}
+		}
+		c.mu.Unlock()
+	}
+	var b strings.Builder
+	b.WriteString("\n  send latency outside fault windows (successful attempts):\n")
+	line := func(what string, ds []time.Duration) {
+		if len(ds) == 0 {
+			return
+		}
+		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+		q := func(p float64) time.Duration {
+			return ds[min(len(ds)-1, int(p*float64(len(ds))))].Round(100 * time.Microsecond)
+		}
+		fmt.Fprintf(&b, "  %-44s n=%-6d p50 %-8v p99 %-8v max %v\n", what, len(ds), q(0.5), q(0.99), ds[len(ds)-1].Round(100*time.Microsecond))
+	}
+	line("before the first Redis restart", before)
+	line("after it", after)
+	return b.String()
 }
 
 // faultKind groups the rounds' faults by what was done, not to which

@@ -62,6 +62,13 @@ type ack struct {
 	Attempts                  int
 }
 
+// latency is one successful send attempt: when it was acked and how long
+// the request took.
+type latency struct {
+	At time.Time
+	D  time.Duration
+}
+
 // got is one message.new a client processed.
 type got struct {
 	MsgID, Sender, CMID string
@@ -118,6 +125,7 @@ type simClient struct {
 	drops     []time.Time // connections lost not by the client's choice
 	syncs     []time.Time // successful syncs
 	sendErrs  []time.Time // failed send attempts (any reason)
+	sendLat   []latency   // successful send attempts
 	cur       *wsclient.Client
 	blipped   bool      // the harness cut the connection (a network blip)
 	blipUntil time.Time // and the network stays down until then
@@ -318,7 +326,9 @@ func (c *simClient) sendLoop(conn *wsclient.Client) bool {
 			return true
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.RequestTimeout)
+		t0 := time.Now()
 		raw, err := conn.Request(ctx, "message.send", data)
+		took := time.Since(t0)
 		cancel()
 		if err != nil {
 			if !c.sendFailed(conn, p, err) {
@@ -331,6 +341,9 @@ func (c *simClient) sendLoop(conn *wsclient.Client) bool {
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		c.mu.Lock()
+		c.sendLat = append(c.sendLat, latency{At: time.Now(), D: took})
+		c.mu.Unlock()
 		c.acked(p, raw)
 		if c.ld.sending() && c.rng.Float64() < c.cfg.DisconnectProb {
 			c.note("voluntary disconnect")
