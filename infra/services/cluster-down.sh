@@ -74,10 +74,21 @@ for t in "${targets[@]}"; do
     kafka)
       # all brokers at once: one stopped after the others would wait for a
       # quorum that is gone before it could shut down cleanly
+      declare -A kpids=()
       for n in "${CL_KAFKA_NODES[@]}"; do
-        if pid=$(cl_kafka_pid "$n"); then kill -TERM "$pid" 2>/dev/null; fi
+        if pid=$(cl_kafka_pid "$n"); then
+          kpids[$n]=$pid
+          ((kill_now)) || kill -TERM "$pid" 2>/dev/null
+        fi
       done
-      for n in "${CL_KAFKA_NODES[@]}"; do down_kafka_node "$n" || rc=1; done
+      for n in "${CL_KAFKA_NODES[@]}"; do
+        if [[ -n ${kpids[$n]:-} ]]; then
+          stop "kafka-$n" "${kpids[$n]}" || rc=1
+          rm -f "$(cl_kafka_pidfile "$n")"
+        else
+          down_kafka_node "$n" || rc=1
+        fi
+      done
       ;;
     redis) for p in "${CL_REDIS_PORTS[@]}"; do down_redis_node "$p" || rc=1; done ;;
     kafka-*) down_kafka_node "${t#kafka-}" || rc=1 ;;
