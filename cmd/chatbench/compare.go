@@ -54,7 +54,7 @@ func compareScenario(ctx context.Context, cfg *config) error {
 	row("delivery p99 ms", parley.Delivery.P99, peer.Delivery.P99)
 	row("ack p50 ms", parley.Ack.P50, peer.Ack.P50)
 	row("ack p99 ms", parley.Ack.P99, peer.Ack.P99)
-	row("lost", float64(parley.Check.Lost), float64(peer.Check.Lost))
+	row("undelivered at end", float64(parley.Check.Lost), float64(peer.Check.Lost))
 	row("server cpu % (sum)", sumCPU(parley.Servers), sumCPU(peer.Servers))
 	row("server rss MiB (sum)", sumRSS(parley.Servers), sumRSS(peer.Servers))
 	fmt.Println("(parley acks after the message is in Kafka with acks=all; the peer acks from memory)")

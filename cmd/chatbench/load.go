@@ -184,10 +184,12 @@ func progressTicker(label string, f func() string) (stop func()) {
 
 // Check is the loss and order verdict.
 type Check struct {
-	Acked             int64 `json:"acked"`
-	ExpectedDeliv     int64 `json:"expected_deliveries"`
-	Delivered         int64 `json:"delivered"`
-	Lost              int64 `json:"lost"`
+	Acked         int64 `json:"acked"`
+	ExpectedDeliv int64 `json:"expected_deliveries"`
+	Delivered     int64 `json:"delivered"`
+	// Lost counts expected deliveries that had not arrived when the drain
+	// ended: a loss if nothing more comes, a backlog if the system is behind.
+	Lost              int64 `json:"undelivered_at_end"`
 	Duplicated        int64 `json:"duplicated"`
 	OutOfOrder        int64 `json:"out_of_order"`
 	DeliveredUnacked  int64 `json:"delivered_unacked"`

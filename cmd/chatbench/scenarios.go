@@ -406,7 +406,7 @@ func printReport(r *Report) {
 				row.p.Max, row.p.Mean, row.p.Count)
 		}
 		c := r.Check
-		fmt.Printf("check: acked %d, expected deliveries %d, delivered %d, lost %d, duplicated %d, out of order %d, "+
+		fmt.Printf("check: acked %d, expected deliveries %d, delivered %d, undelivered at drain end %d, duplicated %d, out of order %d, "+
 			"no reply %d, disconnects %d, unchecked %d\n", c.Acked, c.ExpectedDeliv, c.Delivered, c.Lost, c.Duplicated,
 			c.OutOfOrder, c.NoReply, c.Disconnects, c.UncheckedMessages)
 	}
