@@ -735,8 +735,8 @@ func (r *run) latencyLines() string {
 		c.mu.Lock()
 	samples:
 		for _, l := range c.sendLat {
-			for _, f := range r.faults {
-				if !l.At.Before(f.At) && !l.At.After(f.At.Add(f.Recovery)) {
+			for _, f := range r.faults { // the attempt overlaps the fault window
+				if l.At.Add(l.D).After(f.At) && l.At.Before(f.At.Add(f.Recovery)) {
 					continue samples
 				}
 			}

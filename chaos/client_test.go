@@ -62,7 +62,7 @@ type ack struct {
 	Attempts                  int
 }
 
-// latency is one successful send attempt: when it was acked and how long
+// latency is one successful send attempt: when it started and how long
 // the request took.
 type latency struct {
 	At time.Time
@@ -342,7 +342,7 @@ func (c *simClient) sendLoop(conn *wsclient.Client) bool {
 		}
 		backoff = 100 * time.Millisecond
 		c.mu.Lock()
-		c.sendLat = append(c.sendLat, latency{At: time.Now(), D: took})
+		c.sendLat = append(c.sendLat, latency{At: t0, D: took})
 		c.mu.Unlock()
 		c.acked(p, raw)
 		if c.ld.sending() && c.rng.Float64() < c.cfg.DisconnectProb {

@@ -35,6 +35,8 @@ import (
 type prober struct {
 	c     *cluster
 	convs []string // one per partition
+
+	mu    sync.Mutex // rounds overlap
 	round int
 	rng   *rand.Rand
 }
@@ -136,12 +138,15 @@ func (s *seenSet) missing(ids []string) int {
 
 // once runs one probe round; nil means the whole path works.
 func (p *prober) once(ctx context.Context) error {
-	p.round++
 	alive := p.c.aliveGateways()
 	if len(alive) < 2 {
 		return fmt.Errorf("%d gateways running", len(alive))
 	}
+	p.mu.Lock()
+	p.round++
+	round := p.round
 	p.rng.Shuffle(len(alive), func(i, j int) { alive[i], alive[j] = alive[j], alive[i] })
+	p.mu.Unlock()
 	ga, gb, gc := alive[0], alive[1], alive[2%len(alive)]
 	b, err := p.dial(ctx, gb, probeB)
 	if err != nil {
@@ -160,7 +165,7 @@ func (p *prober) once(ctx context.Context) error {
 	pos := map[string]int64{}
 	for i, conv := range p.convs {
 		raw, err := request(ctx, a, 5*time.Second, "message.send", map[string]any{"conversation_id": conv,
-			"client_msg_id": fmt.Sprintf("probe-%d-%d", p.round, i), "body": "probe"})
+			"client_msg_id": fmt.Sprintf("probe-%d-%d", round, i), "body": "probe"})
 		if err != nil {
 			return fmt.Errorf("send (partition %d) via gateway-%d: %w", i, ga+1, err)
 		}
@@ -198,23 +203,46 @@ func (p *prober) once(ctx context.Context) error {
 }
 
 // until runs rounds until one passes or limit passes; it returns the time
-// from since to the end of the passing round.
+// from since to the end of the first passing round. Rounds overlap (a new
+// one every 250 ms, at most three in flight), so a round stuck on a frozen
+// node does not hide a recovery that a later round would see.
 func (p *prober) until(ctx context.Context, since time.Time, limit time.Duration) (time.Duration, error) {
-	deadline := since.Add(limit)
+	rctx, cancel := context.WithDeadline(ctx, since.Add(limit))
+	defer cancel()
+	type result struct {
+		at  time.Time
+		err error
+	}
+	results := make(chan result, 8)
+	running := 0
+	start := func() {
+		running++
+		go func() {
+			err := p.once(rctx)
+			results <- result{time.Now(), err}
+		}()
+	}
+	start()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
 	var last error
-	for time.Now().Before(deadline) {
-		rctx, cancel := context.WithDeadline(ctx, deadline)
-		err := p.once(rctx)
-		cancel()
-		if err == nil {
-			return time.Since(since), nil
-		}
-		last = err
+	for {
 		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		case r := <-results:
+			running--
+			if r.err == nil {
+				return r.at.Sub(since), nil
+			}
+			last = r.err
+		case <-tick.C:
+			if running < 3 {
+				start()
+			}
+		case <-rctx.Done():
+			for ; running > 0; running-- {
+				<-results
+			}
+			return 0, errors.Join(fmt.Errorf("not recovered within %v", limit), last)
 		}
 	}
-	return 0, errors.Join(fmt.Errorf("not recovered within %v", limit), last)
 }
