@@ -46,7 +46,9 @@ const (
 
 // startCluster builds chatd and chatctl, starts Postgres, Redis and Kafka
 // on random ports with data under dir, migrates, creates the topic, and
-// starts three gateways, two fanouts and two projectors.
+// starts three gateways, two fanouts and two projectors. On error it still
+// returns the cluster (when it got that far) so that the caller can shut
+// down what started.
 func startCluster(ctx context.Context, t testing.TB, dir string) (*cluster, error) {
 	secretB := make([]byte, 24)
 	_, _ = rand.Read(secretB)
@@ -57,79 +59,79 @@ func startCluster(ctx context.Context, t testing.TB, dir string) (*cluster, erro
 	// Kafka takes longest to come up: start it first, build meanwhile.
 	var err error
 	if c.kf, err = newKafka(dir); err != nil {
-		return nil, err
+		return c, err
 	}
 	if err := c.kf.start(); err != nil {
-		return nil, err
+		return c, err
 	}
 	if c.pg, err = newPG(dir); err != nil {
-		return nil, err
+		return c, err
 	}
 	if err := c.pg.start(); err != nil {
-		return nil, err
+		return c, err
 	}
 	if c.rd, err = newRedis(dir); err != nil {
-		return nil, err
+		return c, err
 	}
 	if err := c.rd.start(); err != nil {
-		return nil, err
+		return c, err
 	}
 	t0 := time.Now()
 	build := exec.Command("go", "build", "-o", c.bin+string(filepath.Separator), "./cmd/chatd", "./cmd/chatctl")
 	build.Dir = repoRoot()
 	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build: %v\n%s", err, out)
+		return c, fmt.Errorf("go build: %v\n%s", err, out)
 	}
 	t.Logf("built chatd and chatctl in %v", time.Since(t0).Round(time.Millisecond))
 	if err := c.pg.waitReady(ctx, 60*time.Second); err != nil {
-		return nil, fmt.Errorf("postgres: %w (log %s)", err, c.pg.log)
+		return c, fmt.Errorf("postgres: %w (log %s)", err, c.pg.log)
 	}
 	if err := c.pg.createDB(ctx); err != nil {
-		return nil, fmt.Errorf("create database: %w", err)
+		return c, fmt.Errorf("create database: %w", err)
 	}
 	if err := c.rd.waitReady(ctx, 30*time.Second); err != nil {
-		return nil, fmt.Errorf("redis: %w (log %s)", err, c.rd.log)
+		return c, fmt.Errorf("redis: %w (log %s)", err, c.rd.log)
 	}
 	if err := c.kf.waitReady(ctx, 120*time.Second, ""); err != nil {
-		return nil, fmt.Errorf("kafka: %w (log %s)", err, c.kf.log)
+		return c, fmt.Errorf("kafka: %w (log %s)", err, c.kf.log)
 	}
 	t.Logf("services up: postgres :%d, redis :%d, kafka :%d (controller :%d) after %v",
 		c.pg.port, c.rd.port, c.kf.port, c.kf.ctrlPort, time.Since(t0).Round(time.Millisecond))
 	if err := c.chatctl(ctx, "migrate"); err != nil {
-		return nil, err
+		return c, err
 	}
 	if err := c.chatctl(ctx, "topics"); err != nil {
-		return nil, err
+		return c, err
 	}
 	if err := c.kf.waitReady(ctx, 60*time.Second, chaosTopic); err != nil {
-		return nil, fmt.Errorf("topic: %w", err)
+		return c, fmt.Errorf("topic: %w", err)
 	}
 	for i := range 3 {
 		n, err := c.newNode(fmt.Sprintf("gateway-%d", i+1), "gateway")
 		if err != nil {
-			return nil, err
+			return c, err
 		}
 		c.gateways = append(c.gateways, n)
 	}
 	for i := range 2 {
 		f, err := c.newNode(fmt.Sprintf("fanout-%d", i+1), "fanout")
 		if err != nil {
-			return nil, err
+			return c, err
 		}
 		p, err := c.newNode(fmt.Sprintf("projector-%d", i+1), "projector")
 		if err != nil {
-			return nil, err
+			return c, err
 		}
 		c.fanouts, c.projectors = append(c.fanouts, f), append(c.projectors, p)
 	}
 	for _, n := range c.nodes() {
 		if err := n.start(); err != nil {
-			return nil, err
+			return c, err
 		}
 	}
 	for _, n := range c.nodes() {
 		if err := n.waitReady(ctx, 60*time.Second); err != nil {
-			return nil, fmt.Errorf("%s: %w (log %s)", n.name, err, n.log)
+			return c, fmt.Errorf("%s: %w (log %s)", n.name, err, n.log)
 		}
 	}
 	t.Logf("cluster up after %v: gateways %v", time.Since(t0).Round(time.Millisecond), c.gatewayURLs())
