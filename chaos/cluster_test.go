@@ -52,6 +52,9 @@ const (
 func startCluster(ctx context.Context, t testing.TB, dir string) (*cluster, error) {
 	secretB := make([]byte, 24)
 	_, _ = rand.Read(secretB)
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("the chaos test runs its own Postgres as the postgres OS user: run it as root")
+	}
 	c := &cluster{t: t, dir: dir, bin: filepath.Join(dir, "bin"), secret: hex.EncodeToString(secretB), tokens: map[string]string{}}
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		return nil, err
