@@ -329,6 +329,10 @@ kafka_start() {
 up_kafka() {
   local java pid i p
   if kafka_probe; then
+    # The chaos and cluster tests start private brokers from these jars,
+    # so fetch them even when a broker already answers.
+    mkdir -p "$KAFKA_DIR" "$KAFKA_LOGS"
+    kafka_libs || return 1
     if pid=$(kafka_own_pid); then
       DETAIL="localhost:$KAFKA_PORT  already running (ours, Kafka $(kafka_version), pid $pid)"
     else
