@@ -160,7 +160,7 @@ type wsConn struct {
 	ws      *websocket.Conn
 	user    string
 	remote  string
-	send    chan []byte
+	send    *sendQueue
 	stream  *Stream
 	limiter *rate.Limiter
 	ctx     context.Context
@@ -182,7 +182,7 @@ func (c *wsConn) stopReading() {
 
 func (s *WSServer) newConn(ws *websocket.Conn, user, remote string) *wsConn {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &wsConn{s: s, id: strconv.FormatUint(connSeq.Add(1), 10), ws: ws, user: user, remote: remote, send: make(chan []byte, s.cfg.SendQueue),
+	c := &wsConn{s: s, id: strconv.FormatUint(connSeq.Add(1), 10), ws: ws, user: user, remote: remote, send: newSendQueue(s.cfg.SendQueue),
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.RateLimit), s.cfg.RateBurst), ctx: ctx, cancel: cancel,
 		ctrl: make(chan []byte, 1)}
 	c.stream = NewStream(c.enqueue, s.cfg.SendQueue)
@@ -203,14 +203,12 @@ func (c *wsConn) enqueue(frame []byte) bool {
 		c.overflow()
 		return false
 	}
-	select {
-	case c.send <- frame:
-		metrics.Pushes.Inc()
-		return true
-	default:
+	if !c.send.push(frame) {
 		c.overflow()
 		return false
 	}
+	metrics.Pushes.Inc()
+	return true
 }
 
 func (c *wsConn) overflow() {
@@ -350,12 +348,20 @@ func (c *wsConn) reply(r protocol.Reply) {
 func (c *wsConn) writeLoop() {
 	ping := time.NewTicker(c.s.cfg.PingInterval)
 	defer ping.Stop()
+	var batch [][]byte
 	for {
 		select {
-		case frame := <-c.send:
-			if !c.write(websocket.TextMessage, frame) {
-				c.cancel()
-				return
+		case <-c.send.ready:
+			batch = c.send.take(batch)
+			for i, frame := range batch {
+				if !c.write(websocket.TextMessage, frame) {
+					c.cancel()
+					return
+				}
+				batch[i] = nil
+			}
+			if cap(batch) > 32 { // a burst is over: do not keep its buffer
+				batch = nil
 			}
 		case <-ping.C:
 			if !c.write(websocket.PingMessage, nil) {
@@ -373,16 +379,16 @@ func (c *wsConn) writeLoop() {
 // close frame, within the write timeout.
 func (c *wsConn) flushClose() {
 	deadline := time.Now().Add(c.s.cfg.WriteWait)
-	for {
-		select {
-		case frame := <-c.send:
+	for range 1000 { // replies may still be queued while we flush
+		frames := c.send.take(nil)
+		if len(frames) == 0 {
+			break
+		}
+		for _, frame := range frames {
 			if time.Now().After(deadline) || !c.write(websocket.TextMessage, frame) {
 				return
 			}
-			continue
-		default:
 		}
-		break
 	}
 	select {
 	case msg := <-c.ctrl:
@@ -396,4 +402,44 @@ func (c *wsConn) flushClose() {
 func (c *wsConn) write(typ int, b []byte) bool {
 	_ = c.ws.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteWait))
 	return c.ws.WriteMessage(typ, b) == nil
+}
+
+// sendQueue is a connection's bounded queue of outgoing frames. Unlike a
+// buffered channel of SendQueue slots it costs nothing while empty, and idle
+// connections are the many (docs/benchmarks.md).
+type sendQueue struct {
+	mu     sync.Mutex
+	frames [][]byte
+	limit  int
+	ready  chan struct{} // holds a signal while frames may be queued
+}
+
+func newSendQueue(limit int) *sendQueue {
+	return &sendQueue{limit: limit, ready: make(chan struct{}, 1)}
+}
+
+// push queues a frame; it reports false when the queue is full.
+func (q *sendQueue) push(frame []byte) bool {
+	q.mu.Lock()
+	if len(q.frames) >= q.limit {
+		q.mu.Unlock()
+		return false
+	}
+	q.frames = append(q.frames, frame)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take returns the queued frames, oldest first, and leaves spare (emptied)
+// as the queue's next buffer.
+func (q *sendQueue) take(spare [][]byte) [][]byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := q.frames
+	q.frames = spare[:0]
+	return out
 }
