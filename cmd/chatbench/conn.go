@@ -221,45 +221,74 @@ type seqOnly struct {
 }
 
 func (c *benchConn) sioFrame(b []byte) {
+	p := parseSio(b)
+	switch p.kind {
+	case sioPing:
+		_ = c.write([]byte("3"))
+	case sioEvent:
+		c.h.onPush(c, p.typ, p.seq, p.data)
+	case sioAckPacket:
+		c.h.onReply(c, p.id, p.code, p.data)
+	}
+}
+
+const (
+	sioOther = iota
+	sioPing
+	sioEvent
+	sioAckPacket
+)
+
+type sioPacket struct {
+	kind int
+	typ  string
+	seq  int64
+	id   int64
+	code string // ack: "" for ok
+	data []byte
+}
+
+// parseSio reads one Engine.IO/Socket.IO packet from the server.
+func parseSio(b []byte) sioPacket {
 	switch {
 	case len(b) == 1 && b[0] == '2':
-		_ = c.write([]byte("3"))
+		return sioPacket{kind: sioPing}
 	case bytes.HasPrefix(b, []byte("42")):
 		var args []json.RawMessage
 		if json.Unmarshal(b[2:], &args) != nil || len(args) == 0 {
-			return
+			return sioPacket{}
 		}
-		var typ string
-		_ = json.Unmarshal(args[0], &typ)
-		var data json.RawMessage
+		p := sioPacket{kind: sioEvent}
+		_ = json.Unmarshal(args[0], &p.typ)
 		if len(args) > 1 {
-			data = args[1]
+			p.data = args[1]
 		}
 		var s seqOnly
-		_ = json.Unmarshal(data, &s)
-		c.h.onPush(c, typ, s.Seq, data)
+		_ = json.Unmarshal(p.data, &s)
+		p.seq = s.Seq
+		return p
 	case bytes.HasPrefix(b, []byte("43")):
 		i := bytes.IndexByte(b, '[')
 		if i < 0 {
-			return
+			return sioPacket{}
 		}
 		id, err := strconv.ParseInt(string(b[2:i]), 10, 64)
 		if err != nil {
-			return
+			return sioPacket{}
 		}
+		p := sioPacket{kind: sioAckPacket, id: id}
 		var args []sioAck
-		if json.Unmarshal(b[i:], &args) != nil || len(args) == 0 {
-			c.h.onReply(c, id, "bad_ack", nil)
-			return
-		}
-		a := args[0]
 		switch {
-		case a.OK:
-			c.h.onReply(c, id, "", a.Data)
-		case a.Error != nil:
-			c.h.onReply(c, id, a.Error.Code, nil)
+		case json.Unmarshal(b[i:], &args) != nil || len(args) == 0:
+			p.code = "bad_ack"
+		case args[0].OK:
+			p.data = args[0].Data
+		case args[0].Error != nil && args[0].Error.Code != "":
+			p.code = args[0].Error.Code
 		default:
-			c.h.onReply(c, id, "unknown", nil)
+			p.code = "unknown"
 		}
+		return p
 	}
+	return sioPacket{}
 }
