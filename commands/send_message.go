@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -62,9 +63,38 @@ func (h SendMessageHandler) Handle(ctx context.Context, actor string, c SendMess
 	if !intact {
 		// Redis lost records of this conversation: the read model knows
 		// whether this client_msg_id was sent before.
-		return h.recover(ctx, actor, c, pending)
+		m, found, err := h.lookup(ctx, actor, c, lostRecordCheck)
+		if found {
+			h.complete(ctx, m)
+			return m, nil
+		}
+		if err != nil {
+			// The read model is down or behind too: live chat goes on, and a
+			// retry of a send acked before the Redis loss may be doubled
+			// (docs/reliability.md).
+			slog.Default().Warn("idempotency check skipped: read model unavailable", "conversation_id", c.ConversationID, "err", err)
+		}
 	}
 	return h.send(ctx, actor, c, pending)
+}
+
+// lostRecordCheck bounds the read-model lookup made after a Redis data loss,
+// so that a database outage then does not stall every send.
+const lostRecordCheck = 2 * time.Second
+
+// lookup finds the sender's message with c's client_msg_id in the read model
+// once it has everything acked so far (waiting at most limit, 0 for the
+// freshness default).
+func (h SendMessageHandler) lookup(ctx context.Context, actor string, c SendMessage, limit time.Duration) (domain.Message, bool, error) {
+	if limit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, limit)
+		defer cancel()
+	}
+	if err := h.d.Fresh.WaitProjected(ctx, c.ConversationID); err != nil {
+		return domain.Message{}, false, err
+	}
+	return h.d.Read.MessageByClientID(ctx, c.ConversationID, actor, c.ClientMsgID)
 }
 
 // send appends the message whose id the pending record holds.
@@ -125,10 +155,7 @@ func (h SendMessageHandler) existing(ctx context.Context, actor string, c SendMe
 }
 
 func (h SendMessageHandler) recover(ctx context.Context, actor string, c SendMessage, stale string) (domain.Message, error) {
-	if err := h.d.Fresh.WaitProjected(ctx, c.ConversationID); err != nil {
-		return domain.Message{}, err
-	}
-	m, found, err := h.d.Read.MessageByClientID(ctx, c.ConversationID, actor, c.ClientMsgID)
+	m, found, err := h.lookup(ctx, actor, c, 0)
 	if err != nil {
 		return m, err
 	}
