@@ -544,6 +544,7 @@ func (r *run) resendAcked(since time.Time, n int) {
 			break
 		}
 	}
+	checked, mismatched := r.report.IdemChecked, r.report.IdemMismatch
 	for _, a := range picks {
 		r.report.IdemChecked++
 		var m domain.Message
@@ -578,7 +579,8 @@ func (r *run) resendAcked(since time.Time, n int) {
 				a.Sender, a.CMID, m.MessageID, m.Seq, a.MsgID, a.Seq)
 		}
 	}
-	r.t.Logf("  resent %d acked messages after the Redis restart: %d returned another message", r.report.IdemChecked, r.report.IdemMismatch)
+	r.t.Logf("  resent %d acked messages after the Redis restart: %d returned another message",
+		r.report.IdemChecked-checked, r.report.IdemMismatch-mismatched)
 }
 
 // stopLoad ends the load: no new messages; pending ones are retried until

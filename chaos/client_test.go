@@ -344,6 +344,9 @@ func (c *simClient) sendLoop(conn *wsclient.Client) bool {
 		c.mu.Lock()
 		c.sendLat = append(c.sendLat, latency{At: t0, D: took})
 		c.mu.Unlock()
+		if took > 2*time.Second {
+			c.note("slow send %s (attempt %d) took %v", p.CMID, p.Attempts, took)
+		}
 		c.acked(p, raw)
 		if c.ld.sending() && c.rng.Float64() < c.cfg.DisconnectProb {
 			c.note("voluntary disconnect")
