@@ -28,6 +28,9 @@ const (
 // runFanout consumes the log on a Watermill router and hands each event to
 // the gateway nodes through Redis.
 func (a *App) runFanout(ctx context.Context) error {
+	if a.Cfg.FanoutBatch {
+		return a.runFanoutBatched(ctx)
+	}
 	logger := watermill.NewSlogLoggerWithLevelMapping(a.Log.With("role", "fanout"), nil)
 	sc := kafkalog.SaramaConfig("parley-fanout-" + a.Cfg.NodeID)
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
@@ -58,6 +61,34 @@ func (a *App) runFanout(ctx context.Context) error {
 		return nil
 	})
 	return router.Run(ctx)
+}
+
+// runFanoutBatched (CHAT_FANOUT_BATCH=true) consumes the log in batches
+// across partitions, as the projector does, so the fan-out's Redis round
+// trips are per batch, not per event. Same consumer group; its members must
+// all run the same mode (the two use different partition assignors).
+func (a *App) runFanoutBatched(ctx context.Context) error {
+	h := fanout.New(a.Redis, a.Bus, a.Store)
+	go a.watchLag(ctx, a.Cfg.GroupPrefix+FanoutGroup) // parley_consumer_lag (ops.go)
+	bc, err := kafkalog.NewBatchConsumer(kafkalog.BatchConfig{
+		Brokers: a.Cfg.KafkaBrokers, Topic: a.Cfg.Topic, Group: a.Cfg.GroupPrefix + FanoutGroup,
+		ClientID: "parley-fanout-" + a.Cfg.NodeID, Size: 1000, Wait: time.Millisecond,
+	}, func(ctx context.Context, batch []kafkalog.Consumed) error {
+		recs := make([]fanout.Record, len(batch))
+		for i, c := range batch {
+			recs[i] = fanout.Record{Partition: c.Partition, Offset: c.Offset, Value: c.Value}
+		}
+		if err := h.HandleBatch(ctx, recs); err != nil {
+			metrics.RedisErrors.WithLabelValues("fanout").Inc()
+			return err
+		}
+		metrics.FanoutEvents.Add(float64(len(recs)))
+		return nil
+	}, a.Log.With("role", "fanout"))
+	if err != nil {
+		return err
+	}
+	return bc.Run(ctx)
 }
 
 // runProjector applies the log to the read models in batches.

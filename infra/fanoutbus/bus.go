@@ -76,6 +76,24 @@ func (b *Bus) Publish(ctx context.Context, d domain.Delivery) error {
 	return nil
 }
 
+// PublishBatch sends deliveries to every gateway node in one pipeline, in
+// order, in the format of Publish (watermill's: a uuid and the payload).
+func (b *Bus) PublishBatch(ctx context.Context, ds []domain.Delivery) error {
+	pipe := b.rdb.Pipeline()
+	for _, d := range ds {
+		payload, err := json.Marshal(d)
+		if err != nil {
+			return fmt.Errorf("marshal delivery: %w", err)
+		}
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.Stream(d.ConversationID), MaxLen: b.cfg.MaxLen, Approx: true,
+			Values: map[string]any{redisstream.UUIDHeaderKey: watermill.NewShortUUID(), "payload": payload}})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("%w: publish deliveries: %v", domain.ErrUnavailable, err)
+	}
+	return nil
+}
+
 // readBatch bounds the entries one XREAD returns. watermill-redisstream's
 // fan-out subscriber reads one entry per round trip, which capped a gateway
 // at a few thousand deliveries a second (docs/benchmarks.md); reading what
