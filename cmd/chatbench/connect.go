@@ -127,7 +127,7 @@ func connectScenario(ctx context.Context, cfg *config) error {
 	rep.Processes = w.finish()
 	rep.ClientRSS = rep.Processes[len(rep.Processes)-1].RSSMiB
 	out := &Report{Scenario: "connect", Label: cfg.label, System: "parley", Proto: cfg.proto, Nodes: cfg.nodes,
-		StartedAt: t0.UTC(), Host: hostInfo(), Users: cfg.conns, Connect: rep, Errors: r.errors}
+		StartedAt: t0.UTC(), Host: hostInfo(), Users: cfg.conns, Connect: rep, Errors: r.errorsCopy()}
 	return finish(cfg, out)
 }
 

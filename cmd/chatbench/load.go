@@ -89,7 +89,7 @@ func (r *run) worker(ctx context.Context, convs []int, rate float64, start time.
 			buf = append(buf, `","body":"`...)
 			buf = append(buf, body...)
 			buf = append(buf, `"}`...)
-			m.sentNs = time.Now().UnixNano()
+			m.sentNs.Store(time.Now().UnixNano())
 			r.sent.Add(1)
 			if err := conn.request(idx+1, "message.send", buf); err != nil {
 				m.state.Store(stFailed)

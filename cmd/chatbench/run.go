@@ -26,7 +26,9 @@ const (
 // client_msg_id and is its request id, so replies and pushes find it
 // without a lookup table.
 type msgRec struct {
-	sentNs    int64 // written before the send, read after a reply or push
+	// sentNs is stored (atomically) after the other fields and before the
+	// send; readers load it first, which makes those fields visible to them.
+	sentNs    atomic.Int64
 	conv      int32
 	sender    int32
 	state     atomic.Int32
@@ -90,6 +92,16 @@ func (r *run) addError(code string) {
 	r.emu.Unlock()
 }
 
+func (r *run) errorsCopy() map[string]int64 {
+	r.emu.Lock()
+	defer r.emu.Unlock()
+	out := make(map[string]int64, len(r.errors))
+	for k, v := range r.errors {
+		out[k] = v
+	}
+	return out
+}
+
 // --- handler ---
 
 func (r *run) onReply(c *benchConn, id int64, code string, data []byte) {
@@ -108,6 +120,10 @@ func (r *run) onReply(c *benchConn, id int64, code string, data []byte) {
 		return
 	}
 	m := &r.msgs[i]
+	sent := m.sentNs.Load()
+	if sent == 0 {
+		return
+	}
 	if code != "" {
 		m.state.Store(stFailed)
 		r.failed.Add(1)
@@ -118,7 +134,7 @@ func (r *run) onReply(c *benchConn, id int64, code string, data []byte) {
 	r.acked.Add(1)
 	r.expected.Add(int64(len(r.convs[m.conv].members)))
 	if m.measured {
-		r.ack.record(c.idx, time.Duration(time.Now().UnixNano()-m.sentNs))
+		r.ack.record(c.idx, time.Duration(time.Now().UnixNano()-sent))
 	}
 }
 
@@ -163,12 +179,17 @@ func (r *run) onPush(c *benchConn, typ string, seq int64, data []byte) {
 		}
 	}
 	m := &r.msgs[idx]
+	sent := m.sentNs.Load()
+	if sent == 0 {
+		r.foreign.Add(1)
+		return
+	}
 	m.delivered.Add(1)
 	r.delivered.Add(1)
 	if !m.measured {
 		return
 	}
-	d := time.Duration(now - m.sentNs)
+	d := time.Duration(now - sent)
 	r.del.record(c.idx, d)
 	r.win.record(c.idx, d)
 	if int(m.step) < len(r.steps) {

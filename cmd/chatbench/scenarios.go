@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -262,7 +263,9 @@ func fillTotals(r *run, rep *Report) {
 	rep.Ack = summarize(ackH)
 	rep.Delivery = summarize(r.del.snapshot(false))
 	rep.CrossNode = summarize(r.cross.snapshot(false))
-	rep.Errors = r.errors
+	r.emu.Lock()
+	rep.Errors = maps.Clone(r.errors)
+	r.emu.Unlock()
 	rep.Check = r.check()
 }
 
@@ -312,7 +315,7 @@ func rampSteps(ctx context.Context, r *run, rep *Report, rates []float64, procs 
 		var mSent, mDeliv int64
 		n := min(r.next.Load(), int64(len(r.msgs)))
 		for j := range n {
-			if m := &r.msgs[j]; int(m.step) == i && m.measured && m.sentNs >= st.UnixNano() {
+			if m := &r.msgs[j]; int(m.step) == i && m.measured && m.sentNs.Load() >= st.UnixNano() {
 				mSent++
 				mDeliv += int64(m.delivered.Load())
 			}
