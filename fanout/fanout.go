@@ -23,7 +23,8 @@ type Memberships interface {
 
 // ReadModel rebuilds membership the cache lost.
 type ReadModel interface {
-	ProjectedOffset(ctx context.Context, partition int32) (int64, error)
+	// WaitOffset waits until the projector applied partition up to offset.
+	WaitOffset(ctx context.Context, partition int32, offset int64, limit time.Duration) error
 	Memberships(ctx context.Context, conv string) (map[string]domain.Membership, error)
 }
 
@@ -147,20 +148,8 @@ func (h *Handler) reload(ctx context.Context, conv string, partition int32, offs
 	if h.read == nil {
 		return nil, fmt.Errorf("%w: membership of %s unknown and no read model to rebuild it", domain.ErrUnavailable, conv)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		off, err := h.read.ProjectedOffset(ctx, partition)
-		if err == nil && off >= offset {
-			break
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%w: the read model is behind the fan-out (partition %d at %d of %d)", domain.ErrUnavailable, partition, off, offset)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+	if err := h.read.WaitOffset(ctx, partition, offset, 10*time.Second); err != nil {
+		return nil, err
 	}
 	ms, err := h.read.Memberships(ctx, conv)
 	if err != nil {

@@ -34,26 +34,27 @@ func (f Freshness) WaitProjected(ctx context.Context, conv string) error {
 	if err != nil {
 		return err
 	}
-	return f.waitOffset(ctx, p, hwm)
+	return f.Store.WaitOffset(ctx, p, hwm, f.Max)
 }
 
-func (f Freshness) waitOffset(ctx context.Context, p int32, hwm int64) error {
-	limit := f.Max
+// WaitOffset waits until the projector has applied partition p up to (not
+// including) offset, or limit (0: 10 s) passes; then it answers unavailable.
+func (s *Store) WaitOffset(ctx context.Context, p int32, offset int64, limit time.Duration) error {
 	if limit == 0 {
 		limit = 10 * time.Second
 	}
 	deadline := time.Now().Add(limit)
 	delay := time.Millisecond
 	for {
-		off, err := f.Store.ProjectedOffset(ctx, p)
-		if err == nil && off >= hwm {
+		off, err := s.ProjectedOffset(ctx, p)
+		if err == nil && off >= offset {
 			return nil
 		}
 		if time.Now().After(deadline) {
 			if err != nil {
 				return err
 			}
-			return fmt.Errorf("%w: the read model is behind the log (partition %d at %d of %d)", domain.ErrUnavailable, p, off, hwm)
+			return fmt.Errorf("%w: the read model is behind the log (partition %d at %d of %d)", domain.ErrUnavailable, p, off, offset)
 		}
 		select {
 		case <-ctx.Done():

@@ -56,10 +56,8 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
+// unavailable wraps a database error: the caller may retry later.
 func unavailable(what string, err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%w: %s: %v", domain.ErrUnavailable, what, err)
-	}
 	return fmt.Errorf("%w: %s: %v", domain.ErrUnavailable, what, err)
 }
 

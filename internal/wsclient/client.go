@@ -44,6 +44,7 @@ type Client struct {
 	ws      *websocket.Conn
 	nextID  atomic.Int64
 	mu      sync.Mutex
+	writeMu sync.Mutex // gorilla allows one writer at a time
 	waiting map[int64]chan Frame
 	Pushes  chan Push
 	done    chan struct{}
@@ -153,14 +154,10 @@ func (c *Client) Request(ctx context.Context, typ string, data any) (json.RawMes
 	}
 }
 
-var writeMu sync.Map
-
 // WriteRaw writes one text Frame as is.
 func (c *Client) WriteRaw(b []byte) error {
-	m, _ := writeMu.LoadOrStore(c, &sync.Mutex{})
-	mu := m.(*sync.Mutex)
-	mu.Lock()
-	defer mu.Unlock()
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
 	return c.ws.WriteMessage(websocket.TextMessage, b)
 }
 
@@ -178,7 +175,6 @@ func (c *Client) Done() <-chan struct{} { return c.done }
 
 // Close closes the connection.
 func (c *Client) Close() error {
-	writeMu.Delete(c)
 	return c.ws.Close()
 }
 
