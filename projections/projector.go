@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,13 +12,20 @@ import (
 )
 
 // Record is one event read from the log at partition and offset; its seq is
-// derived from the offset. Invalid marks an envelope that could not be decoded.
+// derived from the offset. Invalid marks an envelope that could not be
+// decoded. Hole > 0 says the log holds no record in [Offset-Hole, Offset)
+// (the reader proved it: retention removed them before they were read).
 type Record struct {
 	Partition int32
 	Offset    int64
+	Hole      int64
 	Event     domain.Event
 	Invalid   bool
 }
+
+// ErrOffsetGap: a batch skips offsets of a partition that were never
+// applied. Applying it would lose them for good, so it is refused whole.
+var ErrOffsetGap = errors.New("batch skips unapplied offsets")
 
 // Seq is the event's seq: its offset plus one, so that 0 can mean "nothing
 // seen yet" in sync positions.
@@ -93,9 +101,24 @@ func (s *Store) skipApplied(ctx context.Context, tx pgx.Tx, batch []Record) ([]R
 	if _, err := pgx.ForEachRow(rows, []any{&p, &off}, func() error { next[p] = off; return nil }); err != nil {
 		return nil, unavailable("offsets", err)
 	}
+	return continuing(batch, next)
+}
+
+// continuing keeps the records that continue each partition from next,
+// dropping those applied before; a record beyond the next unapplied offset
+// (not covered by a proven hole) fails the batch with ErrOffsetGap.
+func continuing(batch []Record, next map[int32]int64) ([]Record, error) {
 	out := batch[:0:0]
 	for _, r := range batch {
-		if r.Offset >= next[r.Partition] && !r.Invalid {
+		want := next[r.Partition]
+		if r.Offset < want {
+			continue
+		}
+		if r.Offset-r.Hole > want {
+			return nil, fmt.Errorf("%w: partition %d continues at %d, the batch at %d", ErrOffsetGap, r.Partition, want, r.Offset)
+		}
+		next[r.Partition] = r.Offset + 1
+		if !r.Invalid {
 			out = append(out, r)
 		}
 	}

@@ -61,6 +61,28 @@ func unavailable(what string, err error) error {
 	return fmt.Errorf("%w: %s: %v", domain.ErrUnavailable, what, err)
 }
 
+// ResumeOffsets returns, for each partition, the next offset the active read
+// models need (0 where none was applied): the projector's consumer starts
+// there, whatever its group committed, so a restored or rebuilt database is
+// caught up from the log instead of skipped.
+func (s *Store) ResumeOffsets(ctx context.Context, partitions []int32) (map[int32]int64, error) {
+	if err := s.RefreshActive(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, s.q(`SELECT partition, next_offset FROM {s}.projector_offsets
+		WHERE topic=$1 AND partition = ANY($2)`), s.topic, partitions)
+	if err != nil {
+		return nil, unavailable("resume offsets", err)
+	}
+	next := make(map[int32]int64, len(partitions))
+	var p int32
+	var off int64
+	if _, err := pgx.ForEachRow(rows, []any{&p, &off}, func() error { next[p] = off; return nil }); err != nil {
+		return nil, unavailable("resume offsets", err)
+	}
+	return next, nil
+}
+
 // ProjectedOffset is the next offset the projector will apply in partition.
 func (s *Store) ProjectedOffset(ctx context.Context, partition int32) (int64, error) {
 	var off int64

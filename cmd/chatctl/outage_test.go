@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/app"
 	"github.com/parley-chat/parley/internal/testenv"
 	"github.com/parley-chat/parley/internal/wsclient"
 )
@@ -249,4 +250,56 @@ func TestProjectorRestartMidStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	requireEqual(t, res.Diffs)
+}
+
+// TestProjectorCatchesUpARestoredDatabase restores the read models to a
+// state older than the projector group's committed offsets (here: empty, as
+// from a backup taken before the first event). The projector must start at
+// the offsets stored with the read models, not at the group's, and rebuild
+// everything; starting at the group's would skip those events for good.
+func TestProjectorCatchesUpARestoredDatabase(t *testing.T) {
+	env := testenv.New(t)
+	gw := env.StartNode("gateway", "fanout")
+	p1 := env.StartNode("projector")
+	alice := dial(t, env, gw, "alice")
+	g := create(t, alice, "group", "bob")
+	for i := range 40 {
+		sendUntilAcked(t, alice, g, fmt.Sprintf("m%02d", i))
+	}
+	waitProjected(t, p1)
+	ctx := context.Background()
+	group := env.Cfg.GroupPrefix + app.ProjectorGroup
+	testenv.WaitFor(t, 30*time.Second, "the projector group to commit the log's end", func() bool {
+		lag, err := p1.App.KafkaLog.GroupLag(ctx, group)
+		if err != nil {
+			return false
+		}
+		for _, l := range lag {
+			if l > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	p1.Stop()
+
+	schema := pgx.Identifier{env.Cfg.DBSchema}.Sanitize()
+	if _, err := env.Pool.Exec(ctx, `DO $$ DECLARE t text; BEGIN
+		FOR t IN SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = '`+env.Cfg.DBSchema+`' AND tablename <> 'schema_migrations' LOOP
+			EXECUTE 'TRUNCATE `+strings.ReplaceAll(schema, "'", "''")+`.' || t || ' CASCADE';
+		END LOOP; END $$`); err != nil {
+		t.Fatal(err)
+	}
+	if n := env.Count(`SELECT count(*) FROM {s}.messages`); n != 0 {
+		t.Fatalf("restore left %d messages", n)
+	}
+
+	p2 := env.StartNode("projector")
+	waitProjected(t, p2)
+	if n := env.Count(`SELECT count(*) FROM {s}.messages`); n != 40 {
+		t.Fatalf("%d messages in the read model after the restore, want 40", n)
+	}
+	if n := env.Count(`SELECT count(*) FROM {s}.conversations`); n != 1 {
+		t.Fatalf("%d conversations in the read model after the restore, want 1", n)
+	}
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -97,6 +98,7 @@ func (a *App) runProjector(ctx context.Context) error {
 	bc, err := kafkalog.NewBatchConsumer(kafkalog.BatchConfig{
 		Brokers: a.Cfg.KafkaBrokers, Topic: a.Cfg.Topic, Group: a.Cfg.GroupPrefix + ProjectorGroup,
 		ClientID: "parley-projector-" + a.Cfg.NodeID, Size: a.Cfg.BatchSize, Wait: a.Cfg.BatchWait,
+		Resume: a.Store.ResumeOffsets,
 		Observe: func(size int, took time.Duration) {
 			metrics.ProjectorBatchSize.Observe(float64(size))
 			metrics.ProjectorBatchLatency.Observe(took.Seconds())
@@ -109,10 +111,16 @@ func (a *App) runProjector(ctx context.Context) error {
 	return bc.Run(ctx)
 }
 
-// ProjectBatch decodes consumed records and applies them to store.
+// ProjectBatch decodes consumed records and applies them to store. A batch
+// that skips offsets the store has not applied is refused and re-read.
 func ProjectBatch(store *projections.Store) kafkalog.BatchHandler {
 	return func(ctx context.Context, batch []kafkalog.Consumed) error {
-		return store.Apply(ctx, DecodeRecords(batch))
+		err := store.Apply(ctx, DecodeRecords(batch))
+		if errors.Is(err, projections.ErrOffsetGap) {
+			metrics.ProjectorRewinds.Inc()
+			return fmt.Errorf("%w: %w", kafkalog.ErrRewind, err)
+		}
+		return err
 	}
 }
 
@@ -121,7 +129,7 @@ func DecodeRecords(batch []kafkalog.Consumed) []projections.Record {
 	recs := make([]projections.Record, len(batch))
 	for i, c := range batch {
 		e, err := domain.DecodeEvent(c.Value)
-		recs[i] = projections.Record{Partition: c.Partition, Offset: c.Offset, Event: e, Invalid: err != nil}
+		recs[i] = projections.Record{Partition: c.Partition, Offset: c.Offset, Hole: c.Hole, Event: e, Invalid: err != nil}
 	}
 	return recs
 }

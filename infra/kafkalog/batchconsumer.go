@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -14,8 +16,17 @@ import (
 type Consumed struct {
 	Partition int32
 	Offset    int64
-	Value     []byte
+	// Hole > 0: the log holds no record of the partition in
+	// [Offset-Hole, Offset). Only the first record read after a seek can
+	// prove one: retention removed records before they were consumed.
+	Hole  int64
+	Value []byte
 }
+
+// ErrRewind, wrapped in a handler's error, says the batch does not continue
+// where the handler's stored offsets are: the consumer drops it and starts a
+// new session, which seeks every partition to those offsets again.
+var ErrRewind = errors.New("rewind to the stored offsets")
 
 // BatchHandler applies a batch; it must be idempotent, because a batch is
 // retried until it succeeds and may be redelivered after a crash.
@@ -31,6 +42,11 @@ type BatchConfig struct {
 	Wait     time.Duration // or when the oldest has waited this long
 	// Observe, if set, is told each flushed batch's size and duration.
 	Observe func(size int, took time.Duration)
+	// Resume, if set, tells where the handler's own store continues each
+	// partition; every session starts its partitions there, whatever the
+	// group committed (the store is the truth, the group's offsets a hint).
+	// It is retried until it answers or the session ends.
+	Resume func(ctx context.Context, partitions []int32) (map[int32]int64, error)
 }
 
 // BatchConsumer reads a topic in a consumer group and hands records to a
@@ -42,11 +58,25 @@ type BatchConsumer struct {
 	handle BatchHandler
 	log    *slog.Logger
 	in     chan item
+
+	// cur is the session whose records are applied; records of an earlier
+	// one are dropped (its partitions are sought again by the next).
+	cur atomic.Pointer[session]
+	mu  sync.Mutex
+	// endSession ends the current Consume call (a rewind).
+	endSession context.CancelFunc
+}
+
+// session is one consumer-group generation of this member.
+type session struct {
+	sarama.ConsumerGroupSession
+	seek map[int32]int64 // where Setup started each partition
 }
 
 type item struct {
 	msg  *sarama.ConsumerMessage
-	sess sarama.ConsumerGroupSession
+	hole int64
+	sess *session
 }
 
 // NewBatchConsumer joins the group (lazily, on Run).
@@ -76,7 +106,13 @@ func (c *BatchConsumer) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { defer close(done); c.batchLoop(ctx) }()
 	for ctx.Err() == nil {
-		if err := c.group.Consume(ctx, []string{c.cfg.Topic}, groupHandler{c}); err != nil {
+		sctx, cancel := context.WithCancel(ctx)
+		c.mu.Lock()
+		c.endSession = cancel
+		c.mu.Unlock()
+		err := c.group.Consume(sctx, []string{c.cfg.Topic}, groupHandler{c})
+		cancel()
+		if err != nil {
 			if errors.Is(err, sarama.ErrClosedConsumerGroup) {
 				break
 			}
@@ -93,22 +129,77 @@ func (c *BatchConsumer) Run(ctx context.Context) error {
 
 type groupHandler struct{ c *BatchConsumer }
 
-func (groupHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+// Setup starts every claimed partition where Resume says, moving the
+// group's offset back or forth to it.
+func (h groupHandler) Setup(ss sarama.ConsumerGroupSession) error {
+	s := &session{ConsumerGroupSession: ss, seek: map[int32]int64{}}
+	if h.c.cfg.Resume != nil {
+		parts := ss.Claims()[h.c.cfg.Topic]
+		next, err := h.c.resume(ss.Context(), parts)
+		if err != nil {
+			return err
+		}
+		for _, p := range parts {
+			off := next[p]
+			ss.ResetOffset(h.c.cfg.Topic, p, off, "")
+			ss.MarkOffset(h.c.cfg.Topic, p, off, "")
+			s.seek[p] = off
+		}
+	}
+	h.c.cur.Store(s)
+	return nil
+}
+
 func (groupHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
-func (h groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+// resume asks Resume until it answers, backing off: a database outage holds
+// the session here (Sarama heartbeats meanwhile) and loses nothing.
+func (c *BatchConsumer) resume(ctx context.Context, parts []int32) (map[int32]int64, error) {
+	backoff := 50 * time.Millisecond
+	for {
+		next, err := c.cfg.Resume(ctx, parts)
+		if err == nil {
+			return next, nil
+		}
+		c.log.Warn("stored offsets unreadable; retrying", "group", c.cfg.Group, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+func (h groupHandler) ConsumeClaim(ss sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	s := h.c.cur.Load()
+	if s == nil || s.ConsumerGroupSession != ss {
+		return nil // rewound: this session is ending
+	}
+	// The first record proves the log empty from where the claim began.
+	from := claim.InitialOffset()
+	if seek, ok := s.seek[claim.Partition()]; ok && from < 0 {
+		from = seek // the seek was out of range, so Sarama began at the oldest
+	}
 	for {
 		select {
 		case msg, ok := <-claim.Messages():
 			if !ok {
 				return nil
 			}
+			var hole int64
+			if from >= 0 && from < msg.Offset {
+				hole = msg.Offset - from
+				h.c.log.Warn("the log no longer holds records this group never consumed (retention)",
+					"group", h.c.cfg.Group, "partition", msg.Partition, "from", from, "to", msg.Offset)
+			}
+			from = -1
 			select {
-			case h.c.in <- item{msg: msg, sess: sess}:
-			case <-sess.Context().Done():
+			case h.c.in <- item{msg: msg, hole: hole, sess: s}:
+			case <-ss.Context().Done():
 				return nil
 			}
-		case <-sess.Context().Done():
+		case <-ss.Context().Done():
 			return nil
 		}
 	}
@@ -150,12 +241,16 @@ func (c *BatchConsumer) batchLoop(ctx context.Context) {
 	}
 }
 
-// flush retries the batch until it is applied or ctx ends; a database
-// outage stalls the projector here and loses nothing.
+// flush retries the batch until it is applied, its session is replaced, or
+// ctx ends: a database outage stalls the consumer here and loses nothing.
 func (c *BatchConsumer) flush(ctx context.Context, batch []item) {
+	batch = c.current(batch)
+	if len(batch) == 0 {
+		return
+	}
 	recs := make([]Consumed, len(batch))
 	for i, it := range batch {
-		recs[i] = Consumed{Partition: it.msg.Partition, Offset: it.msg.Offset, Value: it.msg.Value}
+		recs[i] = Consumed{Partition: it.msg.Partition, Offset: it.msg.Offset, Hole: it.hole, Value: it.msg.Value}
 	}
 	backoff := 50 * time.Millisecond
 	for {
@@ -167,15 +262,46 @@ func (c *BatchConsumer) flush(ctx context.Context, batch []item) {
 			}
 			break
 		}
+		if errors.Is(err, ErrRewind) {
+			c.log.Error("batch does not continue the stored offsets; seeking again", "group", c.cfg.Group, "err", err)
+			c.rewind()
+			return
+		}
 		c.log.Warn("batch failed; retrying", "group", c.cfg.Group, "size", len(recs), "err", err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(backoff):
 		}
+		if len(c.current(batch)) < len(batch) {
+			return // a new session reads these partitions again
+		}
 		backoff = min(backoff*2, 2*time.Second)
 	}
 	for _, it := range batch {
 		it.sess.MarkMessage(it.msg, "")
 	}
+}
+
+// current keeps the items of the current session.
+func (c *BatchConsumer) current(batch []item) []item {
+	cur := c.cur.Load()
+	out := batch[:0:0]
+	for _, it := range batch {
+		if it.sess == cur {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+// rewind ends the current session; the next one's Setup seeks again, and
+// the items of this one are dropped.
+func (c *BatchConsumer) rewind() {
+	c.cur.Store(nil)
+	c.mu.Lock()
+	if c.endSession != nil {
+		c.endSession()
+	}
+	c.mu.Unlock()
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/parley-chat/parley/domain"
-	"github.com/parley-chat/parley/infra/app"
 	"github.com/parley-chat/parley/infra/kafkalog"
 	"github.com/parley-chat/parley/internal/testenv"
 )
@@ -18,11 +17,7 @@ import (
 // offset, and everything for a group that never committed.
 func TestGroupLag(t *testing.T) {
 	env := testenv.New(t)
-	l, err := kafkalog.Open(app.KafkaConfig(env.Cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := openLog(t, env)
 	ctx := context.Background()
 	const n = 6
 	for i := range n {

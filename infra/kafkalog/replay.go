@@ -134,6 +134,7 @@ func (r *PartitionReader) readPartition(ctx context.Context, p int32, start, end
 		return fmt.Errorf("kafka consume %s/%d from %d: %w", r.topic, p, start, err)
 	}
 	defer pc.AsyncClose()
+	from := start // the first record proves the log empty from start on
 	for {
 		select {
 		case <-ctx.Done():
@@ -149,8 +150,10 @@ func (r *PartitionReader) readPartition(ctx context.Context, p int32, start, end
 			if m.Offset >= end {
 				return nil
 			}
+			c := Consumed{Partition: p, Offset: m.Offset, Hole: max(m.Offset-from, 0), Value: m.Value}
+			from = m.Offset + 1
 			select {
-			case out <- Consumed{Partition: p, Offset: m.Offset, Value: m.Value}:
+			case out <- c:
 			case <-ctx.Done():
 				return ctx.Err()
 			}

@@ -45,6 +45,9 @@ var (
 	ProjectorBatchLatency = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name: "parley_projector_batch_duration_seconds", Help: "Time to apply one projector batch.", Buckets: latencyBuckets,
 	})
+	ProjectorRewinds = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parley_projector_rewinds_total", Help: "Batches refused for skipping unapplied offsets, re-read from the stored offsets.",
+	})
 	ProjectorEvents = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parley_projector_events_total", Help: "Events applied by the projector (events/s is its rate).",
 	})

@@ -289,6 +289,8 @@ test('after node 2 dies, bob reconnects to node 1 and gets what was sent meanwhi
   await bodies(bob, 'Did you get all that?').waitFor({ timeout: T });
   await send(bob, 'Got all three, thanks!');
   await bodies(alice, 'Got all three').waitFor({ timeout: T });
+  // Alice's push can beat bob's ack: wait until bob's own copy is no longer pending.
+  await bodies(bob, 'Got all three').waitFor({ timeout: T });
 
   const shown = await shownBodies(bob);
   const ids = shown.map((m) => m.id);
