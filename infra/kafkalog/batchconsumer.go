@@ -101,6 +101,9 @@ func NewBatchConsumer(cfg BatchConfig, handle BatchHandler, log *slog.Logger) (*
 	return &BatchConsumer{cfg: cfg, group: group, handle: handle, log: log, in: make(chan item, cfg.Size)}, nil
 }
 
+// Waiting is how many records are read and not yet in a batch.
+func (c *BatchConsumer) Waiting() int { return len(c.in) }
+
 // Run consumes until ctx ends.
 func (c *BatchConsumer) Run(ctx context.Context) error {
 	done := make(chan struct{})
@@ -209,11 +212,15 @@ func (c *BatchConsumer) batchLoop(ctx context.Context) {
 	batch := make([]item, 0, c.cfg.Size)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	flush := func() {
+	// flush reports whether to go on. A shutdown that began during a flush
+	// ends the loop at once: had that flush failed, applying a later batch
+	// in the shutdown flush below would skip its records.
+	flush := func() bool {
 		if len(batch) > 0 {
 			c.flush(ctx, batch)
 			batch = batch[:0]
 		}
+		return ctx.Err() == nil
 	}
 	for {
 		select {
@@ -233,10 +240,14 @@ func (c *BatchConsumer) batchLoop(ctx context.Context) {
 			batch = append(batch, it)
 			if len(batch) >= c.cfg.Size {
 				timer.Stop()
-				flush()
+				if !flush() {
+					return
+				}
 			}
 		case <-timer.C:
-			flush()
+			if !flush() {
+				return
+			}
 		}
 	}
 }

@@ -186,3 +186,52 @@ func TestBatchConsumerProvesAHoleLeftByRetention(t *testing.T) {
 		}
 	}
 }
+
+// A shutdown that interrupts a batch must not apply a later one: the
+// interrupted batch is not applied, so the later one would skip it.
+func TestBatchConsumerShutdownDuringAFailingBatch(t *testing.T) {
+	env := testenv.New(t)
+	l := openLog(t, env)
+	appendN(t, l, "one-partition", 40)
+	for round := range 5 {
+		s := &store{next: map[int32]int64{}}
+		started := make(chan struct{})
+		var once sync.Once
+		handle := func(ctx context.Context, batch []kafkalog.Consumed) error {
+			first := false
+			once.Do(func() { first = true })
+			if first {
+				close(started)
+				<-ctx.Done() // an apply the shutdown interrupts
+				return ctx.Err()
+			}
+			return s.handle(ctx, batch)
+		}
+		bc, err := kafkalog.NewBatchConsumer(kafkalog.BatchConfig{
+			Brokers: env.Cfg.KafkaBrokers, Topic: env.Cfg.Topic, Group: fmt.Sprintf("%sshutdown%d", env.Cfg.GroupPrefix, round),
+			ClientID: "batch-test", Size: 5, Wait: time.Millisecond, Resume: s.resume,
+		}, handle, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- bc.Run(ctx) }()
+		select {
+		case <-started:
+		case <-time.After(60 * time.Second):
+			t.Fatal("no batch within 60 s")
+		}
+		testenv.WaitFor(t, 10*time.Second, "records waiting behind the interrupted batch", func() bool { return bc.Waiting() > 0 })
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		s.mu.Lock()
+		applied, rewinds := len(s.applied), s.rewinds
+		s.mu.Unlock()
+		if applied != 0 || rewinds != 0 {
+			t.Fatalf("round %d: after the interrupted first batch, %d records were applied and %d batches skipped offsets", round, applied, rewinds)
+		}
+	}
+}
