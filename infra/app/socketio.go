@@ -56,7 +56,7 @@ func (a *App) socketIOHandler() http.Handler {
 // registerSocketIO registers this node's address at once (before it
 // serves), and returns the loop that keeps it registered while it runs.
 func (a *App) registerSocketIO(l net.Listener) func(context.Context) error {
-	addr := sioredis.Advertise(l.Addr().String(), "")
+	addr := sioredis.Advertise(l.Addr().String(), a.Cfg.AdvertiseAddr)
 	if err := a.SIO.Nodes.Register(context.Background(), addr); err != nil {
 		a.Log.Warn("socket.io node registration failed; retrying", "err", err)
 	}

@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"slices"
@@ -60,6 +61,7 @@ type Config struct {
 	IdemPendingStale  time.Duration `env:"CHAT_IDEM_PENDING_STALE" envDefault:"10s"`
 	PingInterval      time.Duration `env:"CHAT_WS_PING_INTERVAL" envDefault:"25s"`
 	HeaderTimeout     time.Duration `env:"CHAT_HTTP_HEADER_TIMEOUT" envDefault:"10s"`
+	AdvertiseAddr     string        `env:"CHAT_ADVERTISE_ADDR"`
 	PprofAddr         string        `env:"CHAT_PPROF_ADDR"`
 	LogFormat         string        `env:"CHAT_LOG_FORMAT"`
 	LogLevel          string        `env:"CHAT_LOG_LEVEL" envDefault:"info"`
@@ -133,6 +135,11 @@ func (c Config) Validate() error {
 	}
 	if c.SendQueue < 1 {
 		bad("CHAT_SEND_QUEUE must be >= 1")
+	}
+	if c.AdvertiseAddr != "" {
+		if host, port, err := net.SplitHostPort(c.AdvertiseAddr); err != nil || host == "" || port == "" {
+			bad("CHAT_ADVERTISE_ADDR must be host:port, how other nodes reach this one (got %q)", c.AdvertiseAddr)
+		}
 	}
 	if !validSchema(c.DBSchema) {
 		bad("CHAT_DB_SCHEMA must be a lower-case identifier")
