@@ -188,20 +188,7 @@ func clusterClient(t *testing.T, url string) *redis.ClusterClient {
 func deletePrefix(t *testing.T, rdb *redis.ClusterClient, prefix string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n := 0
-	var mu sync.Mutex
-	err := rdb.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
-		it := c.Scan(ctx, 0, prefix+":*", 1000).Iterator()
-		for it.Next(ctx) {
-			if err := c.Unlink(ctx, it.Val()).Err(); err != nil {
-				return err
-			}
-			mu.Lock()
-			n++
-			mu.Unlock()
-		}
-		return it.Err()
-	})
+	n, err := redisstore.DeletePrefix(ctx, rdb, prefix)
 	t.Logf("deleted %d Redis keys under %s: (err %v)", n, prefix, err)
 }
 

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/parley-chat/parley/infra/kafkalog"
+	"github.com/parley-chat/parley/infra/redisstore"
 )
 
 // cleanup removes what one bench run left in the shared services: its Kafka
@@ -52,35 +52,21 @@ func deleteTopic(brokers, topic string) error {
 	return nil
 }
 
-// deleteKeys unlinks prefix:* in bounded SCAN rounds.
+// deleteKeys unlinks the bench system's keys.
 func deleteKeys(redisURL, prefix string) error {
 	if !strings.HasPrefix(prefix, "bench") {
 		return fmt.Errorf("refusing to delete keys of prefix %q: not a bench prefix", prefix)
 	}
-	opt, err := redis.ParseURL(redisURL)
+	rdb, err := redisstore.NewClient(redisURL)
 	if err != nil {
 		return err
 	}
-	rdb := redis.NewClient(opt)
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var cursor uint64
-	n := 0
-	for range 100_000 {
-		keys, next, err := rdb.Scan(ctx, cursor, prefix+":*", 1000).Result()
-		if err != nil {
-			return fmt.Errorf("scan: %w", err)
-		}
-		if len(keys) > 0 {
-			if err := rdb.Unlink(ctx, keys...).Err(); err != nil {
-				return fmt.Errorf("unlink: %w", err)
-			}
-			n += len(keys)
-		}
-		if cursor = next; cursor == 0 {
-			break
-		}
+	n, err := redisstore.DeletePrefix(ctx, rdb, prefix)
+	if err != nil {
+		return err
 	}
 	fmt.Printf("deleted %d redis keys %s:*\n", n, prefix)
 	return nil

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/redisstore"
 )
 
 // BenchmarkBusDeliveries pushes deliveries through the bus on the real Redis
@@ -144,17 +145,5 @@ func warmupMsg() *message.Message {
 func deleteKeys(rdb *redis.Client, prefix string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var cursor uint64
-	for range 10000 {
-		keys, next, err := rdb.Scan(ctx, cursor, prefix+":*", 1000).Result()
-		if err != nil {
-			return
-		}
-		if len(keys) > 0 {
-			rdb.Unlink(ctx, keys...)
-		}
-		if cursor = next; cursor == 0 {
-			return
-		}
-	}
+	_, _ = redisstore.DeletePrefix(ctx, rdb, prefix)
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/parley-chat/parley/infra/config"
 	"github.com/parley-chat/parley/infra/kafkalog"
 	"github.com/parley-chat/parley/infra/pgstore"
+	"github.com/parley-chat/parley/infra/redisstore"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/web"
 )
@@ -78,8 +79,22 @@ func New(t testing.TB) *Env {
 		_, _ = e.Pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{cfg.DBSchema}.Sanitize()+" CASCADE")
 		e.Pool.Close()
 		deleteTopic(cfg)
+		deleteKeys(cfg)
 	})
 	return e
+}
+
+// deleteKeys drops the env's Redis keys (idempotency keys would otherwise
+// stay 48 hours and swell every snapshot of the shared Redis).
+func deleteKeys(cfg config.Config) {
+	rdb, err := redisstore.NewClient(cfg.RedisURL)
+	if err != nil {
+		return
+	}
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, _ = redisstore.DeletePrefix(ctx, rdb, cfg.RedisPrefix)
 }
 
 func deleteTopic(cfg config.Config) {
