@@ -34,19 +34,20 @@ func (c CreateConversation) Validate(actor string) ([]string, error) {
 	if len(c.Members) > domain.MaxGroupMembers {
 		return nil, fmt.Errorf("%w: members must list at most %d users", domain.ErrBadRequest, domain.MaxGroupMembers)
 	}
-	members := []string{actor}
+	members := make([]string, 0, len(c.Members)+1)
+	members = append(members, actor)
 	for i, m := range c.Members {
 		if err := domain.ValidateUserID(fmt.Sprintf("members[%d]", i), m); err != nil {
 			return nil, err
 		}
-		if !slices.Contains(members, m) {
-			members = append(members, m)
-		}
+		members = append(members, m)
 	}
+	// Sorting then compacting drops repeats in O(n log n).
+	slices.Sort(members)
+	members = slices.Compact(members)
 	if c.Kind == domain.KindDirect && len(members) != 2 {
 		return nil, fmt.Errorf("%w: members of a direct conversation must name exactly one other user", domain.ErrBadRequest)
 	}
-	slices.Sort(members)
 	return members, nil
 }
 
