@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -195,4 +197,51 @@ func TestLimits(t *testing.T) {
 		}
 		t.Fatal("node cap of 6 connections never refused one of 10")
 	})
+}
+
+// The HTTP API limits each user's calls (CHAT_API_RATE_LIMIT/BURST): past
+// the burst a call gets 429 rate_limited with Retry-After, and another
+// user is not affected.
+func TestAPIRateLimit(t *testing.T) {
+	env := testenv.New(t)
+	env.Cfg.APIRateLimit, env.Cfg.APIRateBurst = 1, 3
+	n := env.StartNode()
+	get := func(u string) (*http.Response, map[string]map[string]string) {
+		req, _ := http.NewRequest(http.MethodGet, n.HTTP+"/api/v1/conversations", nil)
+		req.Header.Set("Authorization", "Bearer "+env.Token(u))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]map[string]string
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return resp, body
+	}
+	busy := user("api")
+	limited := 0
+	start := time.Now()
+	for range 10 {
+		resp, body := get(busy)
+		switch resp.StatusCode {
+		case http.StatusOK:
+		case http.StatusTooManyRequests:
+			limited++
+			if body["error"]["code"] != "rate_limited" || body["error"]["message"] == "" {
+				t.Fatalf("429 body %v, want error code rate_limited with a message", body)
+			}
+			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || s < 1 {
+				t.Fatalf("Retry-After %q, want whole seconds >= 1", resp.Header.Get("Retry-After"))
+			}
+		default:
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	// At most the burst plus one token per second the loop took went through.
+	if allowed, most := 10-limited, 3+int(time.Since(start).Seconds())+1; limited == 0 || allowed > most {
+		t.Fatalf("%d of 10 calls went through against a burst of 3 at 1/s (at most %d expected)", allowed, most)
+	}
+	if resp, _ := get(user("other")); resp.StatusCode != http.StatusOK {
+		t.Fatalf("another user's call: status %d", resp.StatusCode)
+	}
 }

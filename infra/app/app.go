@@ -139,7 +139,8 @@ func (a *App) Run(ctx context.Context) error {
 		svc, ws = a.Service, a.WS
 	}
 	a.Handler = httpapi.New(httpapi.Config{JWTSecret: a.Cfg.JWTSecret, DevAuth: a.Cfg.DevAuth, NodeID: a.Cfg.NodeID,
-		Checks: a.checks(), Web: a.Web, SocketIO: a.socketIOHandler()}, svc, ws, a.Log)
+		Checks: a.checks(), Web: a.Web, SocketIO: a.socketIOHandler(),
+		RateLimit: a.Cfg.APIRateLimit, RateBurst: a.Cfg.APIRateBurst}, svc, ws, a.Log)
 	// A client that trickles its request headers (slowloris) is cut off.
 	srv := &http.Server{Handler: a.Handler, ReadHeaderTimeout: a.Cfg.HeaderTimeout, IdleTimeout: 2 * time.Minute}
 

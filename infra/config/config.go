@@ -53,6 +53,8 @@ type Config struct {
 	BatchWait         time.Duration `env:"CHAT_PROJECTOR_WAIT" envDefault:"5ms"`
 	RateLimit         float64       `env:"CHAT_RATE_LIMIT" envDefault:"20"`
 	RateBurst         int           `env:"CHAT_RATE_BURST" envDefault:"40"`
+	APIRateLimit      float64       `env:"CHAT_API_RATE_LIMIT" envDefault:"20"`
+	APIRateBurst      int           `env:"CHAT_API_RATE_BURST" envDefault:"40"`
 	SendQueue         int           `env:"CHAT_SEND_QUEUE" envDefault:"256"`
 	MaxConnsPerUser   int           `env:"CHAT_MAX_CONNS_PER_USER" envDefault:"32"`
 	MaxConns          int           `env:"CHAT_MAX_CONNS" envDefault:"100000"`
@@ -132,6 +134,9 @@ func (c Config) Validate() error {
 	}
 	if c.RateLimit <= 0 || c.RateBurst < 1 {
 		bad("CHAT_RATE_LIMIT must be > 0 and CHAT_RATE_BURST >= 1")
+	}
+	if c.APIRateLimit <= 0 || c.APIRateBurst < 1 {
+		bad("CHAT_API_RATE_LIMIT must be > 0 and CHAT_API_RATE_BURST >= 1")
 	}
 	if c.SendQueue < 1 {
 		bad("CHAT_SEND_QUEUE must be >= 1")

@@ -55,6 +55,7 @@ func New(t testing.TB) *Env {
 	cfg.GroupPrefix = "t" + suffix + "."
 	cfg.BatchWait = 5 * time.Millisecond
 	cfg.RateLimit, cfg.RateBurst = 100000, 100000 // tests of the limit set their own
+	cfg.APIRateLimit, cfg.APIRateBurst = 100000, 100000
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.ShutdownTimeout = 3 * time.Second
 	e := &Env{T: t, Cfg: cfg, Suffix: suffix, Logs: &LogSink{}}

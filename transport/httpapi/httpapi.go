@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -39,6 +40,10 @@ type Config struct {
 	Extra     map[string]http.Handler
 	// SocketIO serves /socket.io/ (transport/socketio) on gateway nodes.
 	SocketIO http.Handler
+	// RateLimit and RateBurst bound each user's API calls on this node
+	// (CHAT_API_RATE_LIMIT, CHAT_API_RATE_BURST). Zero means 20/s, burst 40.
+	RateLimit float64
+	RateBurst int
 }
 
 // API is the HTTP handler of a node.
@@ -48,12 +53,14 @@ type API struct {
 	svc      *gateway.Service
 	ws       *gateway.WSServer
 	log      *slog.Logger
+	limiter  *userLimiter
 }
 
 // New builds the handler. svc and ws are nil on nodes without the gateway
 // role; they then serve only health and metrics.
 func New(cfg Config, svc *gateway.Service, ws *gateway.WSServer, log *slog.Logger) http.Handler {
-	a := &API{cfg: cfg, verifier: auth.NewVerifier(cfg.JWTSecret), svc: svc, ws: ws, log: log}
+	a := &API{cfg: cfg, verifier: auth.NewVerifier(cfg.JWTSecret), svc: svc, ws: ws, log: log,
+		limiter: newUserLimiter(cfg.RateLimit, cfg.RateBurst)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node_id": cfg.NodeID})
@@ -131,6 +138,8 @@ func (a *API) upgrade(w http.ResponseWriter, r *http.Request) {
 	a.ws.Serve(w, r, user)
 }
 
+var errRateLimited = fmt.Errorf("%w: too many API calls, retry after the Retry-After header's seconds", domain.ErrRateLimited)
+
 // authed verifies the bearer token and counts the call like the
 // WebSocket command of the same type.
 func (a *API) authed(typ string, h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
@@ -149,6 +158,12 @@ func (a *API) authed(typ string, h func(http.ResponseWriter, *http.Request, stri
 		user, err := a.verifier.Verify(auth.FromRequest(r, false))
 		if err != nil {
 			writeError(rec, err)
+			return
+		}
+		if ok, wait := a.limiter.allow(user, time.Now()); !ok {
+			metrics.RateLimited.Inc()
+			rec.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			writeError(rec, errRateLimited)
 			return
 		}
 		h(rec, r, user)
