@@ -36,8 +36,9 @@ func (c SendMessage) Validate() error {
 	return domain.ValidateBody(c.Body)
 }
 
-// Idempotency records: "p:<message_id>" while a send is in flight,
-// "d:<message json>" once it is acked.
+// Idempotency records: "p:<message_id>" while a send is in flight, a
+// compact record once it is acked (idem_record.go); "d:<message json>" is
+// the acked record of earlier versions.
 const (
 	pendingPrefix = "p:"
 	donePrefix    = "d:"
@@ -113,10 +114,26 @@ func (h SendMessageHandler) send(ctx context.Context, actor string, c SendMessag
 }
 
 func (h SendMessageHandler) complete(ctx context.Context, m domain.Message) {
-	b, _ := json.Marshal(m)
 	// The message is durable already; a lost record only means a retry
 	// finds it through the read model instead.
-	_ = h.d.Idem.Complete(context.WithoutCancel(ctx), m.ConversationID, m.SenderID, m.ClientMsgID, donePrefix+string(b), h.d.IdemTTL)
+	_ = h.d.Idem.Complete(context.WithoutCancel(ctx), m.ConversationID, m.SenderID, m.ClientMsgID, encodeRecord(m), h.d.IdemTTL)
+}
+
+// acked answers a resend from the first send's compact record, or, when the
+// resend's body differs, from the read model.
+func (h SendMessageHandler) acked(ctx context.Context, actor string, c SendMessage, record string) (domain.Message, error) {
+	r, err := decodeRecord(record)
+	if err != nil {
+		return domain.Message{}, err
+	}
+	if m, ok := r.message(actor, c); ok {
+		return m, nil
+	}
+	m, found, err := h.lookup(ctx, actor, c, 0)
+	if err == nil && !found {
+		err = fmt.Errorf("%w: message %s was acked but is not in the read model", domain.ErrUnavailable, r.messageID)
+	}
+	return m, err
 }
 
 // existing waits for the first send's outcome. If it stays in flight longer
@@ -127,6 +144,8 @@ func (h SendMessageHandler) existing(ctx context.Context, actor string, c SendMe
 	deadline := time.Now().Add(h.d.PendingStale)
 	for {
 		switch {
+		case strings.HasPrefix(cur, compactPrefix):
+			return h.acked(ctx, actor, c, cur)
 		case strings.HasPrefix(cur, donePrefix):
 			var m domain.Message
 			if err := json.Unmarshal([]byte(cur[len(donePrefix):]), &m); err != nil {

@@ -74,7 +74,9 @@ func NewEvent(typ, conversationID, actor string, at time.Time, payload any) (Eve
 	if err != nil {
 		return Event{}, fmt.Errorf("marshal %s: %w", typ, err)
 	}
-	return Event{ID: NewID("e_"), Type: typ, ConversationID: conversationID, Actor: actor, At: at.UTC(), Data: data}, nil
+	// Microseconds, as Postgres keeps them: a time reads the same in the
+	// ack, the live push, history and the read models.
+	return Event{ID: NewID("e_"), Type: typ, ConversationID: conversationID, Actor: actor, At: at.UTC().Truncate(time.Microsecond), Data: data}, nil
 }
 
 // DecodeEvent parses an envelope read from the log and checks it.

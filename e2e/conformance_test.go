@@ -544,6 +544,7 @@ func (s *suite) testIdempotentRace(t *testing.T) {
 	a := user("a")
 	c1, c2 := dial(t, s.env, s.n1, a), dial(t, s.env, s.n2, a)
 	conv := createGroup(t, c1, user("b"))
+	var first domain.Message
 	for round := range 5 {
 		cmid := fmt.Sprint("race", round)
 		var wg sync.WaitGroup
@@ -566,11 +567,19 @@ func (s *suite) testIdempotentRace(t *testing.T) {
 		if got[0].MessageID == "" || got[0].MessageID != got[1].MessageID || got[0].Seq != got[1].Seq {
 			t.Fatalf("racing sends got different messages: %+v %+v", got[0], got[1])
 		}
+		if round == 0 {
+			first = got[0]
+		}
 	}
-	// A later repeat returns the first message too.
-	again := request[msgReply](t, c2, "message.send", map[string]any{"conversation_id": conv.ConversationID, "client_msg_id": "race0", "body": "different body"}).Message
-	if again.Body != "once" {
-		t.Fatalf("repeat returned %+v", again)
+	// A later repeat returns the first message too, whole: with the same
+	// body (answered from the idempotency record) and with another one
+	// (answered from the read model).
+	for _, body := range []string{"once", "different body"} {
+		again := request[msgReply](t, c2, "message.send", map[string]any{"conversation_id": conv.ConversationID, "client_msg_id": "race0", "body": body}).Message
+		if again.MessageID != first.MessageID || again.Seq != first.Seq || again.Body != "once" ||
+			!again.SentAt.Equal(first.SentAt) || again.SenderID != a || again.ClientMsgID != "race0" || again.ConversationID != conv.ConversationID {
+			t.Fatalf("repeat with body %q returned %+v, want %+v", body, again, first)
+		}
 	}
 	testenv.WaitFor(t, 20*time.Second, "5 rows", func() bool {
 		return s.env.Count(`SELECT count(*) FROM {s}.messages WHERE conversation_id=$1`, conv.ConversationID) == 5
