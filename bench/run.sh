@@ -41,6 +41,10 @@ names=(gateway-1 gateway-2 fanout-1 projector-1)
 roles=(gateway gateway fanout projector)
 
 up() {
+  # down and chatbench's /proc figures find the nodes by process name.
+  if [ -n "${BENCH_CHATD:-}" ] && [ "$(basename "$BENCH_CHATD")" != chatd ]; then
+    echo "BENCH_CHATD must name a file called chatd (got $BENCH_CHATD): copy it to some-dir/chatd"; exit 1
+  fi
   down quiet
   mkdir -p "$bin"
   (cd "$root" && go build -o "$bin/" ./cmd/chatd ./cmd/chatctl ./cmd/chatbench)

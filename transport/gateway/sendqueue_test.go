@@ -8,31 +8,43 @@ import (
 func TestSendQueue(t *testing.T) {
 	q := newSendQueue(3)
 	for i := range 3 {
-		if !q.push([]byte(strconv.Itoa(i))) {
+		ok, start := q.push([]byte(strconv.Itoa(i)))
+		if !ok {
 			t.Fatalf("push %d refused below the limit", i)
 		}
+		if start != (i == 0) {
+			t.Fatalf("push %d: start %v; only the first push of an idle queue starts a writer", i, start)
+		}
 	}
-	if q.push([]byte("x")) {
+	if ok, _ := q.push([]byte("x")); ok {
 		t.Fatal("push over the limit accepted")
 	}
-	select {
-	case <-q.ready:
-	default:
-		t.Fatal("no ready signal after a push")
-	}
-	got := q.take(nil)
+	got := q.takeOrIdle(nil)
 	if len(got) != 3 || string(got[0]) != "0" || string(got[2]) != "2" {
 		t.Fatalf("take = %q, want 0 1 2 in order", got)
 	}
-	if len(q.take(nil)) != 0 {
-		t.Fatal("second take not empty")
+	// The writer is still running until it finds the queue empty.
+	if _, start := q.push([]byte("a")); start {
+		t.Fatal("a push while the writer runs started another")
 	}
 	// The spare buffer is reused and does not alias what was taken.
-	q.push([]byte("a"))
 	spare := got[:0]
-	next := q.take(spare)
-	q.push([]byte("b"))
-	if string(next[0]) != "a" || string(q.take(nil)[0]) != "b" {
+	next := q.takeOrIdle(spare)
+	if _, start := q.push([]byte("b")); start {
+		t.Fatal("a push while the writer runs started another")
+	}
+	if string(next[0]) != "a" || string(q.takeOrIdle(nil)[0]) != "b" {
 		t.Fatal("spare buffer aliased a taken batch")
+	}
+	if len(q.takeOrIdle(nil)) != 0 {
+		t.Fatal("take of an empty queue returned frames")
+	}
+	// Found empty, the writer stopped: the next push must start one.
+	if _, start := q.push([]byte("c")); !start {
+		t.Fatal("a push after the writer stopped did not start one")
+	}
+	// take (the final flush) empties the queue whatever the writer state.
+	if f := q.take(nil); len(f) != 1 || string(f[0]) != "c" {
+		t.Fatalf("final take = %q", f)
 	}
 }

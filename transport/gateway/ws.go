@@ -168,6 +168,11 @@ type wsConn struct {
 	once    sync.Once
 	reason  atomic.Value
 	ctrl    chan []byte
+	// wmu serialises writers: the on-demand drain and the final flush
+	// (pings use WriteControl, which gorilla allows alongside them).
+	wmu      sync.Mutex
+	ping     *time.Timer
+	finished chan struct{} // closed once the close frame was written
 	// stopping is set on drain: the reader finishes the command in hand,
 	// then the connection closes with CloseServiceReset.
 	stopping atomic.Bool
@@ -184,7 +189,9 @@ func (s *WSServer) newConn(ws *websocket.Conn, user, remote string) *wsConn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &wsConn{s: s, id: strconv.FormatUint(connSeq.Add(1), 10), ws: ws, user: user, remote: remote, send: newSendQueue(s.cfg.SendQueue),
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.RateLimit), s.cfg.RateBurst), ctx: ctx, cancel: cancel,
-		ctrl: make(chan []byte, 1)}
+		ctrl: make(chan []byte, 1), finished: make(chan struct{})}
+	c.ping = time.AfterFunc(time.Hour, c.sendPing)
+	c.ping.Stop() // armed by run
 	c.stream = NewStream(c.enqueue, s.cfg.SendQueue)
 	return c
 }
@@ -203,9 +210,13 @@ func (c *wsConn) enqueue(frame []byte) bool {
 		c.overflow()
 		return false
 	}
-	if !c.send.push(frame) {
+	ok, start := c.send.push(frame)
+	if !ok {
 		c.overflow()
 		return false
+	}
+	if start {
+		go c.drain()
 	}
 	metrics.Pushes.Inc()
 	return true
@@ -224,18 +235,22 @@ func (c *wsConn) closeWith(code int, reason string) {
 		default:
 		}
 		c.cancel()
+		go c.finish()
 	})
 }
 
+// run is the connection's one long-lived goroutine: it reads. Writes need
+// none while idle (idle connections are the many, docs/benchmarks.md): a
+// drain goroutine lives while frames wait, and a timer sends the pings.
 func (c *wsConn) run() {
 	metrics.Connections.WithLabelValues("ws").Inc()
 	start := time.Now()
 	c.s.log.Info("connection open", "protocol", "ws", "conn_id", c.id, "user_id", c.user, "remote", c.remote)
-	done := make(chan struct{})
-	go func() { c.writeLoop(); close(done) }()
+	c.ping.Reset(c.s.cfg.PingInterval)
 	c.readLoop()
 	c.closeWith(websocket.CloseNormalClosure, "client closed")
-	<-done
+	<-c.finished
+	c.ping.Stop()
 	c.s.hub.Unregister(c)
 	c.ws.Close()
 	metrics.Connections.WithLabelValues("ws").Dec()
@@ -345,34 +360,49 @@ func (c *wsConn) reply(r protocol.Reply) {
 	c.enqueue(b)
 }
 
-func (c *wsConn) writeLoop() {
-	ping := time.NewTicker(c.s.cfg.PingInterval)
-	defer ping.Stop()
+// drain writes queued frames until the queue is empty, then ends; the next
+// push starts another. After the close began the final flush writes them.
+func (c *wsConn) drain() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	var batch [][]byte
-	for {
-		select {
-		case <-c.send.ready:
-			batch = c.send.take(batch)
-			for i, frame := range batch {
-				if !c.write(websocket.TextMessage, frame) {
-					c.cancel()
-					return
-				}
-				batch[i] = nil
-			}
-			if cap(batch) > 32 { // a burst is over: do not keep its buffer
-				batch = nil
-			}
-		case <-ping.C:
-			if !c.write(websocket.PingMessage, nil) {
-				c.cancel()
-				return
-			}
-		case <-c.ctx.Done():
-			c.flushClose()
+	for c.ctx.Err() == nil {
+		batch = c.send.takeOrIdle(batch)
+		if len(batch) == 0 {
 			return
 		}
+		for i, frame := range batch {
+			if !c.write(websocket.TextMessage, frame) {
+				c.closeWith(websocket.CloseAbnormalClosure, "write failed")
+				return
+			}
+			batch[i] = nil
+		}
+		if cap(batch) > 32 { // a burst is over: do not keep its buffer
+			batch = nil
+		}
 	}
+}
+
+// sendPing runs on the ping timer and re-arms it.
+func (c *wsConn) sendPing() {
+	if c.ctx.Err() != nil {
+		return
+	}
+	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.s.cfg.WriteWait)); err != nil {
+		c.closeWith(websocket.CloseAbnormalClosure, "write failed")
+		return
+	}
+	c.ping.Reset(c.s.cfg.PingInterval)
+}
+
+// finish writes what is still queued and the close frame, once, after the
+// connection was told to close.
+func (c *wsConn) finish() {
+	c.wmu.Lock()
+	c.flushClose()
+	c.wmu.Unlock()
+	close(c.finished)
 }
 
 // flushClose writes what is queued (replies to in-flight commands), then the
@@ -406,32 +436,45 @@ func (c *wsConn) write(typ int, b []byte) bool {
 
 // sendQueue is a connection's bounded queue of outgoing frames. Unlike a
 // buffered channel of SendQueue slots it costs nothing while empty, and idle
-// connections are the many (docs/benchmarks.md).
+// connections are the many (docs/benchmarks.md). It also tracks whether a
+// writer is draining it, so exactly one runs while frames wait.
 type sendQueue struct {
-	mu     sync.Mutex
-	frames [][]byte
-	limit  int
-	ready  chan struct{} // holds a signal while frames may be queued
+	mu      sync.Mutex
+	frames  [][]byte
+	limit   int
+	writing bool
 }
 
 func newSendQueue(limit int) *sendQueue {
-	return &sendQueue{limit: limit, ready: make(chan struct{}, 1)}
+	return &sendQueue{limit: limit}
 }
 
-// push queues a frame; it reports false when the queue is full.
-func (q *sendQueue) push(frame []byte) bool {
+// push queues a frame; ok is false when the queue is full, and start is
+// true when no writer is draining the queue: the caller must start one.
+func (q *sendQueue) push(frame []byte) (ok, start bool) {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	if len(q.frames) >= q.limit {
-		q.mu.Unlock()
-		return false
+		return false, false
 	}
 	q.frames = append(q.frames, frame)
-	q.mu.Unlock()
-	select {
-	case q.ready <- struct{}{}:
-	default:
+	start = !q.writing
+	q.writing = true
+	return true, start
+}
+
+// takeOrIdle is take for the writer: when nothing is queued it records that
+// the writer stops, under the same lock as push, so no frame is stranded.
+func (q *sendQueue) takeOrIdle(spare [][]byte) [][]byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.frames) == 0 {
+		q.writing = false
+		return spare[:0]
 	}
-	return true
+	out := q.frames
+	q.frames = spare[:0]
+	return out
 }
 
 // take returns the queued frames, oldest first, and leaves spare (emptied)
