@@ -83,6 +83,20 @@ func TestLimits(t *testing.T) {
 		}
 	})
 
+	t.Run("IdleClientIsKeptAlive", func(t *testing.T) {
+		// Pings come from a timer that re-arms itself: a client that reads
+		// (and so answers them) outlives many pong deadlines while idle.
+		c := dial(t, env, n, user("idle"))
+		select {
+		case <-c.Done():
+			t.Fatalf("an idle client answering pings was closed: %v", c.CloseErr)
+		case <-time.After(10 * env.Cfg.PingInterval): // five pong deadlines
+		}
+		if err := try(c, "conversation.list", map[string]any{}); err != nil {
+			t.Fatalf("idle connection no longer answers: %v", err)
+		}
+	})
+
 	t.Run("SilentClientIsDropped", func(t *testing.T) {
 		// A client that never reads never answers pings: half-open.
 		u := user("silent")

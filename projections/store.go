@@ -69,16 +69,13 @@ func (s *Store) ResumeOffsets(ctx context.Context, partitions []int32) (map[int3
 	if err := s.RefreshActive(ctx); err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, s.q(`SELECT partition, next_offset FROM {s}.projector_offsets
-		WHERE topic=$1 AND partition = ANY($2)`), s.topic, partitions)
+	stored, err := offsetsIn(ctx, s.pool, s.Schema(), s.topic)
 	if err != nil {
 		return nil, unavailable("resume offsets", err)
 	}
 	next := make(map[int32]int64, len(partitions))
-	var p int32
-	var off int64
-	if _, err := pgx.ForEachRow(rows, []any{&p, &off}, func() error { next[p] = off; return nil }); err != nil {
-		return nil, unavailable("resume offsets", err)
+	for _, p := range partitions {
+		next[p] = stored[p]
 	}
 	return next, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -284,7 +285,7 @@ func (c *BatchConsumer) flush(ctx context.Context, batch []item) {
 			return
 		case <-time.After(backoff):
 		}
-		if len(c.current(batch)) < len(batch) {
+		if batch[0].sess != c.cur.Load() {
 			return // a new session reads these partitions again
 		}
 		backoff = min(backoff*2, 2*time.Second)
@@ -294,16 +295,11 @@ func (c *BatchConsumer) flush(ctx context.Context, batch []item) {
 	}
 }
 
-// current keeps the items of the current session.
+// current drops, in place, the items of ended sessions: a batch then holds
+// one session's items.
 func (c *BatchConsumer) current(batch []item) []item {
 	cur := c.cur.Load()
-	out := batch[:0:0]
-	for _, it := range batch {
-		if it.sess == cur {
-			out = append(out, it)
-		}
-	}
-	return out
+	return slices.DeleteFunc(batch, func(it item) bool { return it.sess != cur })
 }
 
 // rewind ends the current session; the next one's Setup seeks again, and

@@ -230,9 +230,10 @@ func (c *wsConn) overflow() {
 func (c *wsConn) closeWith(code int, reason string) {
 	c.once.Do(func() {
 		c.reason.Store(reason)
-		select {
-		case c.ctrl <- websocket.FormatCloseMessage(code, reason):
-		default:
+		// 1006 is what a client sees when the connection drops without a
+		// close frame; RFC 6455 forbids sending it in one.
+		if code != websocket.CloseAbnormalClosure {
+			c.ctrl <- websocket.FormatCloseMessage(code, reason) // once: the slot is free
 		}
 		c.cancel()
 		go c.finish()
