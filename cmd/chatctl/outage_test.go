@@ -131,25 +131,45 @@ func sendUntilAcked(t *testing.T, c *wsclient.Client, conv, cmid string) domain.
 
 // Postgres stops while messages flow: chat goes on, the projector stalls,
 // and once Postgres is back every acked message is in the read models
-// exactly once, and they equal a rebuild from the log.
+// exactly once, and they equal a rebuild from the log. The projector meets
+// the outage either in a batch or while it joins its group (reading the
+// offsets stored with the read models).
 func TestPostgresOutage(t *testing.T) {
+	t.Run("WhileProjecting", func(t *testing.T) { postgresOutage(t, false) })
+	t.Run("WhileTheProjectorJoins", func(t *testing.T) { postgresOutage(t, true) })
+}
+
+func postgresOutage(t *testing.T, joining bool) {
 	pg := startPrivatePG(t)
 	t.Setenv("CHAT_DATABASE_URL", pg.url("chat"))
 	env := testenv.New(t)
 	replayEnv(t, env)
-	node := env.StartNode()
+	var node *testenv.Node
+	stall := "batch failed; retrying"
+	if joining {
+		node = env.StartNode("gateway", "fanout")
+		stall = "stored offsets unreadable; retrying"
+	} else {
+		node = env.StartNode()
+	}
 	alice, bob := dial(t, env, node, "alice"), dial(t, env, node, "bob")
 	g1 := create(t, alice, "group", "bob")
+	if !joining {
+		waitProjected(t, node) // the projector is in its group before the outage
+	}
 
 	acked := map[string]int64{}
 	for i := range 150 {
 		switch i {
 		case 40:
 			pg.stop("immediate") // a crash, not a clean shutdown
+			if joining {
+				env.StartNode("projector")
+			}
 		case 110:
 			// The projector met the outage (and stalled) before Postgres returns.
-			testenv.WaitFor(t, 30*time.Second, "the projector to fail a batch", func() bool {
-				return strings.Contains(env.Logs.String(), "batch failed; retrying")
+			testenv.WaitFor(t, 30*time.Second, "the projector to stall: "+stall, func() bool {
+				return strings.Contains(env.Logs.String(), stall)
 			})
 			pg.start()
 		}
