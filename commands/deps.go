@@ -43,7 +43,6 @@ type Idempotency interface {
 	// Reserve claims a send (see redisstore.Store.Reserve for intact).
 	Reserve(ctx context.Context, conv, sender, clientMsgID, pending string, ttl time.Duration) (won bool, current string, intact bool, err error)
 	Complete(ctx context.Context, conv, sender, clientMsgID, record string, ttl time.Duration) error
-	Release(ctx context.Context, conv, sender, clientMsgID, pending string) error
 	TakeOver(ctx context.Context, conv, sender, clientMsgID, old, pending string, ttl time.Duration) (bool, error)
 }
 

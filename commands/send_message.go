@@ -36,13 +36,23 @@ func (c SendMessage) Validate() error {
 	return domain.ValidateBody(c.Body)
 }
 
-// Idempotency records: "p:<message_id>" while a send is in flight, a
-// compact record once it is acked (idem_record.go); "d:<message json>" is
-// the acked record of earlier versions.
+// Idempotency records: "p:<message_id>" while a send is in flight
+// ("p:<message_id>/<n>" once another node took it over), "f:<message_id>"
+// after its produce failed, a compact record once it is acked
+// (idem_record.go); "d:<message json>" is the acked record of earlier
+// versions.
 const (
 	pendingPrefix = "p:"
+	failedPrefix  = "f:"
 	donePrefix    = "d:"
 )
+
+// recordMessageID is the message id a pending or failed record holds.
+func recordMessageID(record string) string {
+	id := strings.TrimPrefix(strings.TrimPrefix(record, pendingPrefix), failedPrefix)
+	id, _, _ = strings.Cut(id, "/")
+	return id
+}
 
 // Handle appends the message, or returns the one first sent with this
 // client_msg_id.
@@ -100,11 +110,14 @@ func (h SendMessageHandler) lookup(ctx context.Context, actor string, c SendMess
 
 // send appends the message whose id the pending record holds.
 func (h SendMessageHandler) send(ctx context.Context, actor string, c SendMessage, pending string) (domain.Message, error) {
-	id := strings.TrimPrefix(pending, pendingPrefix)
+	id := recordMessageID(pending)
 	e, seq, err := h.d.appendEvent(ctx, domain.EvMessageSent, c.ConversationID, actor,
 		domain.MessageSent{MessageID: id, ClientMsgID: c.ClientMsgID, Body: c.Body})
 	if err != nil {
-		_ = h.d.Idem.Release(context.WithoutCancel(ctx), c.ConversationID, actor, c.ClientMsgID, pending)
+		// A failed produce may still have been written (a timeout while a
+		// broker restarts): the retry must ask the log, not send anew.
+		_, _ = h.d.Idem.TakeOver(context.WithoutCancel(ctx), c.ConversationID, actor, c.ClientMsgID,
+			pending, failedPrefix+id, h.d.IdemTTL)
 		return domain.Message{}, err
 	}
 	m := domain.Message{ConversationID: c.ConversationID, MessageID: id, Seq: seq, SenderID: actor,
@@ -152,8 +165,10 @@ func (h SendMessageHandler) existing(ctx context.Context, actor string, c SendMe
 				return m, fmt.Errorf("idempotency record: %w", err)
 			}
 			return m, nil
-		case cur == "": // the first send failed and released its claim
+		case cur == "": // the record expired or was lost
 			return h.Handle(ctx, actor, c)
+		case strings.HasPrefix(cur, failedPrefix):
+			return h.recover(ctx, actor, c, cur)
 		case time.Now().After(deadline):
 			return h.recover(ctx, actor, c, cur)
 		}
@@ -173,6 +188,10 @@ func (h SendMessageHandler) existing(ctx context.Context, actor string, c SendMe
 	}
 }
 
+// recover settles a send whose first attempt failed or whose node is
+// presumed dead: the caught-up read model says whether the log has it; if
+// not, this send takes the record over and appends with the same message id
+// (so that the read model collapses a copy the first attempt still wrote).
 func (h SendMessageHandler) recover(ctx context.Context, actor string, c SendMessage, stale string) (domain.Message, error) {
 	m, found, err := h.lookup(ctx, actor, c, 0)
 	if err != nil {
@@ -182,8 +201,14 @@ func (h SendMessageHandler) recover(ctx context.Context, actor string, c SendMes
 		h.complete(ctx, m)
 		return m, nil
 	}
-	if _, err := h.d.Idem.TakeOver(ctx, c.ConversationID, actor, c.ClientMsgID, stale, stale, h.d.IdemTTL); err != nil {
+	// A fresh record, so that of two nodes recovering at once one wins.
+	pending := pendingPrefix + recordMessageID(stale) + "/" + domain.NewID("")[:8]
+	won, err := h.d.Idem.TakeOver(ctx, c.ConversationID, actor, c.ClientMsgID, stale, pending, h.d.IdemTTL)
+	if err != nil {
 		return domain.Message{}, err
 	}
-	return h.send(ctx, actor, c, stale)
+	if !won {
+		return h.Handle(ctx, actor, c) // another node recovers it: wait for its outcome
+	}
+	return h.send(ctx, actor, c, pending)
 }

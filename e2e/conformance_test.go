@@ -120,6 +120,7 @@ func TestConformance(t *testing.T) {
 	t.Run("OneOrderConcurrentSenders", s.testOneOrder)
 	t.Run("IdempotentSendRace", s.testIdempotentRace)
 	t.Run("IdempotentSendAfterDeadNode", s.testIdempotentDeadNode)
+	t.Run("IdempotentSendAfterFailedProduce", s.testIdempotentFailedProduce)
 	t.Run("TwoTabsTwoNodes", s.testTwoTabs)
 	t.Run("HTTPAPI", s.testHTTP)
 }
@@ -547,23 +548,7 @@ func (s *suite) testIdempotentRace(t *testing.T) {
 	var first domain.Message
 	for round := range 5 {
 		cmid := fmt.Sprint("race", round)
-		var wg sync.WaitGroup
-		got := make([]domain.Message, 2)
-		for i, c := range []*wsclient.Client{c1, c2} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				raw, err := c.Request(context.Background(), "message.send", map[string]any{"conversation_id": conv.ConversationID, "client_msg_id": cmid, "body": "once"})
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				var r msgReply
-				_ = json.Unmarshal(raw, &r)
-				got[i] = r.Message
-			}()
-		}
-		wg.Wait()
+		got := sendAtOnce(t, []*wsclient.Client{c1, c2}, conv.ConversationID, cmid, "once")
 		if got[0].MessageID == "" || got[0].MessageID != got[1].MessageID || got[0].Seq != got[1].Seq {
 			t.Fatalf("racing sends got different messages: %+v %+v", got[0], got[1])
 		}

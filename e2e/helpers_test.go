@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,4 +69,27 @@ func nextPush(t *testing.T, c *wsclient.Client, typ string) wsclient.Push {
 			t.Fatalf("no %s push within 20s", typ)
 		}
 	}
+}
+
+// sendAtOnce sends the same message.send from every client concurrently and
+// returns each reply's message (zero where the request failed).
+func sendAtOnce(t *testing.T, clients []*wsclient.Client, conv, cmid, body string) []domain.Message {
+	t.Helper()
+	var wg sync.WaitGroup
+	got := make([]domain.Message, len(clients))
+	for i, c := range clients {
+		wg.Go(func() {
+			raw, err := c.Request(context.Background(), "message.send",
+				map[string]any{"conversation_id": conv, "client_msg_id": cmid, "body": body})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			var r msgReply
+			_ = json.Unmarshal(raw, &r)
+			got[i] = r.Message
+		})
+	}
+	wg.Wait()
+	return got
 }

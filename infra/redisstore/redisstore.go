@@ -230,15 +230,6 @@ func (s *Store) Complete(ctx context.Context, conv, sender, clientMsgID, record 
 	return nil
 }
 
-var releaseIfOwned = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`)
-
-// Release drops a reservation if it is still the given pending record.
-func (s *Store) Release(ctx context.Context, conv, sender, clientMsgID, pending string) error {
-	return releaseIfOwned.Run(ctx, s.rdb, []string{s.idemKey(conv, sender, clientMsgID)}, pending).Err()
-}
-
 var takeOver = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end
