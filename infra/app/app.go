@@ -138,7 +138,7 @@ func (a *App) Run(ctx context.Context) error {
 	if a.Cfg.Has(config.RoleGateway) {
 		svc, ws = a.Service, a.WS
 	}
-	a.Handler = httpapi.New(httpapi.Config{JWTSecret: a.Cfg.JWTSecret, DevAuth: a.Cfg.DevAuth, NodeID: a.Cfg.NodeID,
+	a.Handler = httpapi.New(httpapi.Config{JWTSecret: a.Cfg.JWTSecret, JWTPrevious: a.Cfg.JWTPrevious, DevAuth: a.Cfg.DevAuth, NodeID: a.Cfg.NodeID,
 		Checks: a.checks(), Web: a.Web, SocketIO: a.socketIOHandler(),
 		RateLimit: a.Cfg.APIRateLimit, RateBurst: a.Cfg.APIRateBurst}, svc, ws, a.Log)
 	// A client that trickles its request headers (slowloris) is cut off.

@@ -64,9 +64,12 @@ type Config struct {
 	PingInterval      time.Duration `env:"CHAT_WS_PING_INTERVAL" envDefault:"25s"`
 	HeaderTimeout     time.Duration `env:"CHAT_HTTP_HEADER_TIMEOUT" envDefault:"10s"`
 	AdvertiseAddr     string        `env:"CHAT_ADVERTISE_ADDR"`
-	PprofAddr         string        `env:"CHAT_PPROF_ADDR"`
-	LogFormat         string        `env:"CHAT_LOG_FORMAT"`
-	LogLevel          string        `env:"CHAT_LOG_LEVEL" envDefault:"info"`
+	// JWTPrevious are secrets still accepted (never used to sign) while
+	// clients' tokens of a rotated-out CHAT_JWT_SECRET expire.
+	JWTPrevious []string `env:"CHAT_JWT_PREVIOUS_SECRETS" envSeparator:","`
+	PprofAddr   string   `env:"CHAT_PPROF_ADDR"`
+	LogFormat   string   `env:"CHAT_LOG_FORMAT"`
+	LogLevel    string   `env:"CHAT_LOG_LEVEL" envDefault:"info"`
 }
 
 // Load reads the environment and validates it.
@@ -98,6 +101,11 @@ func (c Config) Validate() error {
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if c.JWTSecret == "" && !c.DevAuth {
 		bad("CHAT_JWT_SECRET is required unless CHAT_DEV_AUTH=true")
+	}
+	for i, p := range c.JWTPrevious {
+		if strings.TrimSpace(p) == "" {
+			bad("CHAT_JWT_PREVIOUS_SECRETS: entry %d is empty (an empty secret would accept forged tokens)", i+1)
+		}
 	}
 	if len(c.Roles) == 0 {
 		bad("CHAT_ROLES must name at least one of gateway, fanout, projector")

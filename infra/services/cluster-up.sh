@@ -77,15 +77,13 @@ cl_kafka_start() {
     kafka_tool kafka.tools.StorageTool format -t "$cid" -c "$props" --ignore-formatted \
       >>"$dir/logs/format.log" 2>&1 || die "kafka-$n: storage format failed" "$dir/logs/format.log"
   fi
-  rm -f "$(cl_kafka_pidfile "$n")"
   note "kafka-$n: starting on 127.0.0.1:$(cl_broker_port "$n") (logs: .data/cluster/kafka-$n/logs)"
-  # shellcheck disable=SC2086,SC2016
-  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$(cl_kafka_pidfile "$n")" \
+  # shellcheck disable=SC2086
+  spawn_daemon "$(cl_kafka_pidfile "$n")" "$dir/logs/kafka.out" \
     "$java" $CL_KAFKA_HEAP -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
     -Dkafka.logs.dir="$dir/logs" -Dlog4j2.configurationFile="$KAFKA_LOG4J" \
-    -cp "$KAFKA_LIBS/*" kafka.Kafka "$props" \
-    </dev/null >>"$dir/logs/kafka.out" 2>&1 8>&- 9>&- &
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$props" || die "kafka-$n: the process did not start" "$dir/logs/kafka.out"
 }
 
 up_kafka() {

@@ -68,6 +68,23 @@ show_errors() {
 # port_open PORT: something accepts TCP connections on localhost:PORT.
 port_open() { timeout 3 bash -c 'exec 3<>"/dev/tcp/localhost/$1"' _ "$1" 2>/dev/null; }
 
+# spawn_daemon PIDFILE OUTFILE CMD...: runs CMD in its own session in the
+# background, its pid in PIDFILE (written by the child itself, so it names the
+# process even before the exec). Returns once PIDFILE is written (at most 5 s):
+# a caller that checks the pid right away must not find it missing.
+spawn_daemon() {
+  local pidfile=$1 out=$2 i
+  shift 2
+  rm -f "$pidfile"
+  # shellcheck disable=SC2016
+  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >>"$out" 2>&1 8>&- 9>&- &
+  for ((i = 0; i < 50; i++)); do
+    [[ -s $pidfile ]] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 # pid_alive PID [COMM-SUBSTRING]: the process exists (and its command line matches).
 pid_alive() {
   local pid=$1 want=${2:-}

@@ -312,18 +312,14 @@ kafka_start() {
   FAIL_FROM=1
   [[ -f $KAFKA_LOGS/server.log ]] && FAIL_FROM=$(($(wc -l <"$KAFKA_LOGS/server.log") + 1))
   note "kafka: starting (logs: $(rel "$KAFKA_LOGS")/server.log, kafka.out)"
-  # shellcheck disable=SC2086,SC2016
-  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$KAFKA_PID" \
+  # shellcheck disable=SC2086
+  spawn_daemon "$KAFKA_PID" "$KAFKA_OUT" \
     "$java" $KAFKA_HEAP_OPTS -server \
     -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
     -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
     -Dkafka.logs.dir="$KAFKA_LOGS" -Dlog4j2.configurationFile="$KAFKA_LOG4J" \
-    -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_PROPS" \
-    </dev/null >>"$KAFKA_OUT" 2>&1 9>&- &
-  for ((i = 0; i < 50; i++)); do
-    [[ -s $KAFKA_PID ]] && break
-    sleep 0.1
-  done
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_PROPS" ||
+    { fail "the broker process did not start" "$KAFKA_OUT"; return 1; }
 }
 
 up_kafka() {

@@ -13,10 +13,17 @@ import (
 )
 
 // Verifier checks tokens.
-type Verifier struct{ secret []byte }
+type Verifier struct{ keys jwt.VerificationKeySet }
 
-// NewVerifier uses an HS256 secret.
-func NewVerifier(secret string) Verifier { return Verifier{secret: []byte(secret)} }
+// NewVerifier accepts tokens signed with the HS256 secret or, during a
+// rotation, with one of the previous secrets (docs/runbook.md).
+func NewVerifier(secret string, previous ...string) Verifier {
+	v := Verifier{keys: jwt.VerificationKeySet{Keys: []jwt.VerificationKey{[]byte(secret)}}}
+	for _, p := range previous {
+		v.keys.Keys = append(v.keys.Keys, []byte(p))
+	}
+	return v
+}
 
 // Verify returns the token's user id. alg none, other algorithms, a wrong
 // signature, a missing or past exp and a missing or malformed sub are all
@@ -26,7 +33,7 @@ func (v Verifier) Verify(token string) (string, error) {
 		return "", fmt.Errorf("%w: token too long", domain.ErrUnauthorized)
 	}
 	claims := jwt.RegisteredClaims{}
-	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return v.secret, nil },
+	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return v.keys, nil },
 		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second))
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", domain.ErrUnauthorized, err)

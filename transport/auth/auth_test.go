@@ -74,3 +74,23 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// During a secret rotation tokens of the previous secrets stay valid; others
+// are still refused.
+func TestVerifyAcceptsPreviousSecrets(t *testing.T) {
+	exp := time.Now().Add(time.Hour).Unix()
+	v := NewVerifier("new", "old", "older")
+	for _, key := range []string{"new", "old", "older"} {
+		tok := sign(t, jwt.SigningMethodHS256, []byte(key), jwt.MapClaims{"sub": "alice", "exp": exp})
+		if u, err := v.Verify(tok); err != nil || u != "alice" {
+			t.Errorf("token signed with %q: %q %v", key, u, err)
+		}
+	}
+	stale := sign(t, jwt.SigningMethodHS256, []byte("retired"), jwt.MapClaims{"sub": "alice", "exp": exp})
+	if _, err := v.Verify(stale); !errors.Is(err, domain.ErrUnauthorized) {
+		t.Errorf("token of a retired secret: %v, want unauthorized", err)
+	}
+	if _, err := NewVerifier("new").Verify(sign(t, jwt.SigningMethodHS256, []byte("old"), jwt.MapClaims{"sub": "alice", "exp": exp})); err == nil {
+		t.Error("a previous secret is accepted without being configured")
+	}
+}

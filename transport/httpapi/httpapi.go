@@ -32,12 +32,13 @@ type Check struct {
 
 // Config of the HTTP API.
 type Config struct {
-	JWTSecret string
-	DevAuth   bool
-	NodeID    string
-	Checks    []Check
-	Web       http.Handler // the browser client, if built in
-	Extra     map[string]http.Handler
+	JWTSecret   string
+	JWTPrevious []string // still accepted during a secret rotation
+	DevAuth     bool
+	NodeID      string
+	Checks      []Check
+	Web         http.Handler // the browser client, if built in
+	Extra       map[string]http.Handler
 	// SocketIO serves /socket.io/ (transport/socketio) on gateway nodes.
 	SocketIO http.Handler
 	// RateLimit and RateBurst bound each user's API calls on this node
@@ -59,7 +60,7 @@ type API struct {
 // New builds the handler. svc and ws are nil on nodes without the gateway
 // role; they then serve only health and metrics.
 func New(cfg Config, svc *gateway.Service, ws *gateway.WSServer, log *slog.Logger) http.Handler {
-	a := &API{cfg: cfg, verifier: auth.NewVerifier(cfg.JWTSecret), svc: svc, ws: ws, log: log,
+	a := &API{cfg: cfg, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTPrevious...), svc: svc, ws: ws, log: log,
 		limiter: newUserLimiter(cfg.RateLimit, cfg.RateBurst)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

@@ -29,6 +29,7 @@ import (
 // Config of the chat namespace; zero values mean the defaults given.
 type Config struct {
 	JWTSecret      string
+	JWTPrevious    []string      // still accepted during a secret rotation
 	RateLimit      float64       // 20 commands/s per connection
 	RateBurst      int           // 40
 	CommandQueue   int           // 64 commands waiting per connection
@@ -69,7 +70,7 @@ type Chat struct {
 // New builds the namespace handler.
 func New(cfg Config, hub *gateway.Hub, svc *gateway.Service, log *slog.Logger) *Chat {
 	cfg.defaults()
-	return &Chat{cfg: cfg, hub: hub, svc: svc, verifier: auth.NewVerifier(cfg.JWTSecret), log: log}
+	return &Chat{cfg: cfg, hub: hub, svc: svc, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTPrevious...), log: log}
 }
 
 // Drain refuses new commands (unavailable: retry on another node) and

@@ -1,0 +1,30 @@
+package config
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestJWTPreviousSecrets(t *testing.T) {
+	t.Setenv("CHAT_JWT_SECRET", "new")
+	for _, c := range []struct {
+		value string
+		want  []string // nil: refused
+	}{
+		{"", []string{}}, {"old", []string{"old"}}, {"old,older", []string{"old", "older"}},
+		{"old,", nil}, {",old", nil}, {"old, ,older", nil},
+	} {
+		t.Setenv("CHAT_JWT_PREVIOUS_SECRETS", c.value)
+		cfg, err := Load()
+		if c.want == nil {
+			if err == nil || !strings.Contains(err.Error(), "CHAT_JWT_PREVIOUS_SECRETS") {
+				t.Errorf("%q: error %v, want one naming CHAT_JWT_PREVIOUS_SECRETS", c.value, err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(cfg.JWTPrevious, c.want) && len(c.want)+len(cfg.JWTPrevious) > 0 {
+			t.Errorf("%q: read as %q (err %v), want %q", c.value, cfg.JWTPrevious, err, c.want)
+		}
+	}
+}
