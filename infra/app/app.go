@@ -50,7 +50,7 @@ type App struct {
 // KafkaConfig derives the Kafka adapter's config.
 func KafkaConfig(c config.Config) kafkalog.Config {
 	return kafkalog.Config{Brokers: c.KafkaBrokers, Topic: c.Topic, Partitions: c.Partitions,
-		ReplicationFactor: c.ReplicationFactor, MinInsyncReplicas: c.MinInsyncReplicas, Linger: c.ProduceLinger,
+		ReplicationFactor: c.ReplicationFactor, MinInsyncReplicas: c.MinInsyncReplicas, Linger: c.ProduceLinger, Compression: c.Compression,
 		ClientID: "parley-" + c.NodeID}
 }
 

@@ -44,6 +44,7 @@ type Config struct {
 	ReplicationFactor int16         `env:"CHAT_KAFKA_REPLICATION_FACTOR" envDefault:"1"`
 	MinInsyncReplicas int           `env:"CHAT_KAFKA_MIN_INSYNC_REPLICAS" envDefault:"1"`
 	ProduceLinger     time.Duration `env:"CHAT_KAFKA_LINGER" envDefault:"0s"`
+	Compression       string        `env:"CHAT_KAFKA_COMPRESSION" envDefault:"none"`
 	GroupPrefix       string        `env:"CHAT_GROUP_PREFIX" envDefault:""`
 	DBSchema          string        `env:"CHAT_DB_SCHEMA" envDefault:"chat"`
 	RedisPrefix       string        `env:"CHAT_REDIS_PREFIX" envDefault:"parley"`
@@ -123,6 +124,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.KafkaBrokers) == 0 || c.KafkaBrokers[0] == "" {
 		bad("CHAT_KAFKA_BROKERS must list at least one broker")
+	}
+	if !slices.Contains([]string{"none", "gzip", "snappy", "lz4", "zstd"}, c.Compression) {
+		bad("CHAT_KAFKA_COMPRESSION: %q is not one of none, gzip, snappy, lz4, zstd", c.Compression)
 	}
 	if c.Partitions < 1 {
 		bad("CHAT_KAFKA_PARTITIONS must be >= 1")

@@ -23,6 +23,7 @@ type Config struct {
 	ReplicationFactor int16
 	MinInsyncReplicas int
 	Linger            time.Duration // producer flush frequency; 0 sends at once
+	Compression       string        // producer batch codec: none (default), gzip, snappy, lz4, zstd
 	ClientID          string
 }
 
@@ -41,8 +42,13 @@ func SaramaConfig(clientID string) *sarama.Config {
 
 // ProducerConfig is acks=all, idempotent and one request in flight, so a
 // retried batch can neither duplicate nor reorder events.
-func ProducerConfig(clientID string, linger time.Duration) *sarama.Config {
-	c := SaramaConfig(clientID)
+func ProducerConfig(cfg Config) (*sarama.Config, error) {
+	c := SaramaConfig(cfg.ClientID)
+	if cfg.Compression != "" {
+		if err := c.Producer.Compression.UnmarshalText([]byte(cfg.Compression)); err != nil {
+			return nil, fmt.Errorf("kafka compression: %w", err)
+		}
+	}
 	c.Producer.RequiredAcks = sarama.WaitForAll
 	c.Producer.Idempotent = true
 	c.Net.MaxOpenRequests = 1
@@ -52,9 +58,9 @@ func ProducerConfig(clientID string, linger time.Duration) *sarama.Config {
 	c.Producer.Retry.Backoff = 100 * time.Millisecond
 	c.Producer.Timeout = 5 * time.Second
 	c.Producer.Partitioner = sarama.NewHashPartitioner
-	c.Producer.Flush.Frequency = linger
+	c.Producer.Flush.Frequency = cfg.Linger
 	c.Producer.Flush.MaxMessages = 500
-	return c
+	return c, nil
 }
 
 // Log appends events and answers where the log ends.
@@ -67,7 +73,11 @@ type Log struct {
 
 // Open connects the producer and a metadata client.
 func Open(cfg Config) (*Log, error) {
-	client, err := sarama.NewClient(cfg.Brokers, ProducerConfig(cfg.ClientID, cfg.Linger))
+	sc, err := ProducerConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	client, err := sarama.NewClient(cfg.Brokers, sc)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client %v: %w", cfg.Brokers, err)
 	}

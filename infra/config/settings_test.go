@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -25,6 +26,24 @@ func TestJWTPreviousSecrets(t *testing.T) {
 		}
 		if err != nil || !slices.Equal(cfg.JWTPrevious, c.want) && len(c.want)+len(cfg.JWTPrevious) > 0 {
 			t.Errorf("%q: read as %q (err %v), want %q", c.value, cfg.JWTPrevious, err, c.want)
+		}
+	}
+}
+
+func TestKafkaCompression(t *testing.T) {
+	t.Setenv("CHAT_DEV_AUTH", "true")
+	for value, ok := range map[string]bool{"": true, "none": true, "zstd": true, "lz4": true, "brotli": false, "ZSTD": false} {
+		if value == "" {
+			os.Unsetenv("CHAT_KAFKA_COMPRESSION")
+		} else {
+			t.Setenv("CHAT_KAFKA_COMPRESSION", value)
+		}
+		cfg, err := Load()
+		if ok != (err == nil) || err != nil && !strings.Contains(err.Error(), "CHAT_KAFKA_COMPRESSION") {
+			t.Errorf("%q: error %v", value, err)
+		}
+		if value == "" && cfg.Compression != "none" {
+			t.Errorf("default codec %q, want none", cfg.Compression)
 		}
 	}
 }
