@@ -24,7 +24,7 @@ func TestJWTPreviousSecrets(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || !slices.Equal(cfg.JWTPrevious, c.want) && len(c.want)+len(cfg.JWTPrevious) > 0 {
+		if err != nil || !slices.Equal(cfg.JWTPrevious, c.want) { // nil equals empty
 			t.Errorf("%q: read as %q (err %v), want %q", c.value, cfg.JWTPrevious, err, c.want)
 		}
 	}
@@ -32,6 +32,7 @@ func TestJWTPreviousSecrets(t *testing.T) {
 
 func TestKafkaCompression(t *testing.T) {
 	t.Setenv("CHAT_DEV_AUTH", "true")
+	t.Setenv("CHAT_KAFKA_COMPRESSION", "") // restored after the test, whatever the loop does
 	for value, ok := range map[string]bool{"": true, "none": true, "zstd": true, "lz4": true, "brotli": false, "ZSTD": false} {
 		if value == "" {
 			os.Unsetenv("CHAT_KAFKA_COMPRESSION")
