@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/parley-chat/parley/domain"
 )
@@ -36,7 +38,26 @@ func (r Record) Seq() int64 { return r.Offset + 1 }
 // event identity (seq) or by the partition offsets stored in the same
 // transaction, so a batch applied twice changes nothing, and a batch split
 // differently yields the same rows.
+//
+// The statements of a batch go to Postgres as one pipeline (one round trip),
+// and the two inserts that cannot conflict once the offsets guard has passed
+// (events by seq, messages by seq) check no index before inserting: see
+// applyTx. Should one conflict anyway, the batch is rolled back and applied
+// again with every insert guarded, so the rows are those of a guarded apply.
 func (s *Store) Apply(ctx context.Context, batch []Record) error {
+	err := s.apply(ctx, batch, false)
+	if errors.Is(err, errConflict) {
+		err = s.apply(ctx, batch, true)
+	}
+	return err
+}
+
+// guardedOnly remembers the schemas whose messages table predates UNIQUE
+// (conversation_id, message_id) (read-model migrations before 0004): the
+// fast path's ON CONFLICT names that key, so they are written guarded.
+var guardedOnly sync.Map // schema name -> true
+
+func (s *Store) apply(ctx context.Context, batch []Record, guarded bool) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return unavailable("begin", err)
@@ -48,7 +69,7 @@ func (s *Store) Apply(ctx context.Context, batch []Record) error {
 	if err != nil {
 		return err
 	}
-	if err := w.applyTx(ctx, tx, batch); err != nil {
+	if err := w.applyTx(ctx, tx, batch, guarded); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -57,21 +78,53 @@ func (s *Store) Apply(ctx context.Context, batch []Record) error {
 	return nil
 }
 
-// applyTx writes a batch inside tx, into s's schema.
-func (s *Store) applyTx(ctx context.Context, tx pgx.Tx, batch []Record) error {
+// errConflict: an unguarded insert met a row that exists already (a unique
+// violation). The transaction is lost; the batch is applied again guarded.
+var errConflict = errors.New("unguarded insert conflicts")
+
+// applyTx writes a batch inside tx, into s's schema. Unguarded (the fast
+// path), the events and messages inserts rely on the offsets guard for
+// their primary keys: a record passes it once per schema, and (partition,
+// offset) fixes (conversation_id, seq), since a conversation lives in one
+// partition. Messages still collapse a repeated message id (a duplicate
+// produce) through ON CONFLICT on (conversation_id, message_id) only. A
+// unique violation returns errConflict; guarded, every insert is ON
+// CONFLICT DO NOTHING.
+func (s *Store) applyTx(ctx context.Context, tx pgx.Tx, batch []Record, guarded bool) error {
+	if _, old := guardedOnly.Load(s.Schema()); old {
+		guarded = true
+	}
 	fresh, err := s.skipApplied(ctx, tx, batch)
 	if err != nil {
 		return err
 	}
+	var sts []stmt
 	if len(fresh) > 0 {
-		b := buildBatch(fresh)
-		for _, st := range b.statements(s) {
-			if _, err := tx.Exec(ctx, st.sql, st.args...); err != nil {
-				return fmt.Errorf("%w: apply %s: %v", domain.ErrUnavailable, st.name, err)
+		sts = buildBatch(fresh).statements(s, guarded)
+	}
+	sts = append(sts, s.storeOffsets(batch))
+	b := &pgx.Batch{}
+	for _, st := range sts {
+		b.Queue(st.sql, st.args...)
+	}
+	res := tx.SendBatch(ctx, b)
+	for _, st := range sts {
+		if _, err := res.Exec(); err != nil {
+			res.Close()
+			if !guarded && isUniqueViolation(err) {
+				return fmt.Errorf("%w: %s: %v", errConflict, st.name, err)
 			}
+			if !guarded && isNoConflictKey(err) {
+				guardedOnly.Store(s.Schema(), true)
+				return fmt.Errorf("%w: %s: %v", errConflict, st.name, err)
+			}
+			return fmt.Errorf("%w: apply %s: %v", domain.ErrUnavailable, st.name, err)
 		}
 	}
-	return s.storeOffsets(ctx, tx, batch)
+	if err := res.Close(); err != nil {
+		return unavailable("apply", err)
+	}
+	return nil
 }
 
 // skipApplied drops records below the stored offset of their partition,
@@ -85,13 +138,19 @@ func (s *Store) skipApplied(ctx context.Context, tx pgx.Tx, batch []Record) ([]R
 			ids = append(ids, r.Partition)
 		}
 	}
-	// Insert missing rows first so FOR UPDATE has something to lock.
-	if _, err := tx.Exec(ctx, s.q(`INSERT INTO {s}.projector_offsets (topic, partition, next_offset)
-		SELECT $1, p, 0 FROM unnest($2::int[]) p ON CONFLICT DO NOTHING`), s.topic, ids); err != nil {
+	// Insert missing rows first so FOR UPDATE has something to lock; both
+	// statements in one round trip.
+	b := &pgx.Batch{}
+	b.Queue(s.q(`INSERT INTO {s}.projector_offsets (topic, partition, next_offset)
+		SELECT $1, p, 0 FROM unnest($2::int[]) p ON CONFLICT DO NOTHING`), s.topic, ids)
+	b.Queue(s.q(`SELECT partition, next_offset FROM {s}.projector_offsets
+		WHERE topic=$1 AND partition = ANY($2) ORDER BY partition FOR UPDATE`), s.topic, ids)
+	res := tx.SendBatch(ctx, b)
+	defer res.Close()
+	if _, err := res.Exec(); err != nil {
 		return nil, unavailable("offsets", err)
 	}
-	rows, err := tx.Query(ctx, s.q(`SELECT partition, next_offset FROM {s}.projector_offsets
-		WHERE topic=$1 AND partition = ANY($2) ORDER BY partition FOR UPDATE`), s.topic, ids)
+	rows, err := res.Query()
 	if err != nil {
 		return nil, unavailable("offsets", err)
 	}
@@ -101,7 +160,21 @@ func (s *Store) skipApplied(ctx context.Context, tx pgx.Tx, batch []Record) ([]R
 	if _, err := pgx.ForEachRow(rows, []any{&p, &off}, func() error { next[p] = off; return nil }); err != nil {
 		return nil, unavailable("offsets", err)
 	}
+	if err := res.Close(); err != nil {
+		return nil, unavailable("offsets", err)
+	}
 	return continuing(batch, next)
+}
+
+func isUniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+// isNoConflictKey: ON CONFLICT names a key the table does not have.
+func isNoConflictKey(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "42P10"
 }
 
 // continuing keeps the records that continue each partition from next,
@@ -125,7 +198,9 @@ func continuing(batch []Record, next map[int32]int64) ([]Record, error) {
 	return out, nil
 }
 
-func (s *Store) storeOffsets(ctx context.Context, tx pgx.Tx, batch []Record) error {
+// storeOffsets is the statement that advances the partitions' offsets past
+// the batch, in the batch's transaction.
+func (s *Store) storeOffsets(batch []Record) stmt {
 	last := map[int32]int64{}
 	for _, r := range batch {
 		last[r.Partition] = max(last[r.Partition], r.Offset+1)
@@ -136,12 +211,8 @@ func (s *Store) storeOffsets(ctx context.Context, tx pgx.Tx, batch []Record) err
 		ps = append(ps, p)
 		offs = append(offs, o)
 	}
-	_, err := tx.Exec(ctx, s.q(`UPDATE {s}.projector_offsets o SET next_offset=GREATEST(o.next_offset, v.off)
-		FROM unnest($2::int[], $3::bigint[]) v(p, off) WHERE o.topic=$1 AND o.partition=v.p`), s.topic, ps, offs)
-	if err != nil {
-		return unavailable("store offsets", err)
-	}
-	return nil
+	return stmt{name: "store offsets", sql: s.q(`UPDATE {s}.projector_offsets o SET next_offset=GREATEST(o.next_offset, v.off)
+		FROM unnest($2::int[], $3::bigint[]) v(p, off) WHERE o.topic=$1 AND o.partition=v.p`), args: []any{s.topic, ps, offs}}
 }
 
 type stmt struct {
@@ -333,7 +404,13 @@ func buildBatch(recs []Record) *batchRows {
 	return b
 }
 
-func (b *batchRows) statements(s *Store) []stmt {
+func (b *batchRows) statements(s *Store, guarded bool) []stmt {
+	// Unguarded, events and messages skip the pre-insert check of their
+	// primary keys (see applyTx).
+	eventsConflict, messagesConflict := "", "ON CONFLICT (conversation_id, message_id) DO NOTHING"
+	if guarded {
+		eventsConflict, messagesConflict = "ON CONFLICT DO NOTHING", "ON CONFLICT DO NOTHING"
+	}
 	var out []stmt
 	add := func(name, sql string, n int, args ...any) {
 		if n > 0 {
@@ -343,7 +420,7 @@ func (b *batchRows) statements(s *Store) []stmt {
 	e := b.events
 	add("events", `INSERT INTO {s}.events (conversation_id, seq, event_id, type, actor, at, data)
 		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::jsonb[])
-		ON CONFLICT DO NOTHING`, len(e.s[0]), e.s[0], e.i[0], e.s[1], e.s[2], e.s[3], e.t[0], e.s[4])
+		`+eventsConflict, len(e.s[0]), e.s[0], e.i[0], e.s[1], e.s[2], e.s[3], e.t[0], e.s[4])
 	c := b.convs
 	add("conversations", `INSERT INTO {s}.conversations (conversation_id, kind, title, created_by, created_at, created_seq, last_seq, last_activity_at)
 		SELECT v.id, v.kind, v.title, v.by, v.at, v.seq, v.seq, v.at
@@ -376,7 +453,7 @@ func (b *batchRows) statements(s *Store) []stmt {
 		SELECT v.c, v.seq, v.id, v.sender, v.cmid, v.body, v.at, v.seq
 		FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
 		  v(c, seq, id, sender, cmid, body, at)
-		ON CONFLICT DO NOTHING`, len(ms.s[0]), ms.s[0], ms.i[0], ms.s[1], ms.s[2], ms.s[3], ms.s[4], ms.t[0])
+		`+messagesConflict, len(ms.s[0]), ms.s[0], ms.i[0], ms.s[1], ms.s[2], ms.s[3], ms.s[4], ms.t[0])
 	// Edits and deletes find their row by (conversation_id, message_id): the
 	// unique key of the table partitioned by conversation (migration 0004),
 	// so each lookup prunes to one partition.

@@ -309,12 +309,18 @@ func (run *replayRun) applier(ctx context.Context, from, to map[int32]int64) err
 // a crash loses at most the last batches, together with their offsets, and
 // the replay starts over; the switch itself commits synchronously.
 func (run *replayRun) applyBatch(ctx context.Context, b []Record) error {
-	err := pgx.BeginFunc(ctx, run.r.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT set_config('synchronous_commit', 'off', true), `+planSettings); err != nil {
-			return err
-		}
-		return run.st.applyTx(ctx, tx, b)
-	})
+	apply := func(guarded bool) error {
+		return pgx.BeginFunc(ctx, run.r.Pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT set_config('synchronous_commit', 'off', true), `+planSettings); err != nil {
+				return err
+			}
+			return run.st.applyTx(ctx, tx, b, guarded)
+		})
+	}
+	err := apply(false)
+	if errors.Is(err, errConflict) {
+		err = apply(true)
+	}
 	if err != nil {
 		return unavailable("replay batch", err)
 	}
@@ -450,7 +456,8 @@ func (run *replayRun) applyInTx(ctx context.Context, tx pgx.Tx, to map[int32]int
 		return nil
 	}
 	err := run.r.Source.Read(ctx, from, upTo, run.r.Batch, func(b []Record) error {
-		if err := run.st.applyTx(ctx, tx, b); err != nil {
+		// Guarded: a conflict cannot be retried inside this transaction.
+		if err := run.st.applyTx(ctx, tx, b, true); err != nil {
 			return err
 		}
 		run.applied.Add(int64(len(b)))
