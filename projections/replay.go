@@ -490,6 +490,10 @@ func (run *replayRun) compare(ctx context.Context, live string) ([]TableDiff, er
 		if err := run.applyInTx(ctx, tx, off); err != nil {
 			return err
 		}
+		// The comparison reads whole tables: let it plan freely.
+		if _, err := tx.Exec(ctx, `RESET plan_cache_mode; RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin`); err != nil {
+			return err
+		}
 		diffs, err = compareSchemas(ctx, tx, live, run.st.Schema())
 		return err
 	})
