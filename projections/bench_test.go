@@ -155,13 +155,20 @@ func BenchmarkReplay(b *testing.B) {
 		b.Fatal(err)
 	}
 	kcfg := kafkalog.Config{Brokers: brokers(), Topic: "bench.replay." + randHex(4), Partitions: 8, ReplicationFactor: 1, MinInsyncReplicas: 1}
-	if _, err := kafkalog.EnsureTopic(kcfg); err != nil {
-		b.Fatalf("kafka is needed (go tool task services:up): %v", err)
+	if kept := os.Getenv("PARLEY_REPLAY_TOPIC"); kept != "" {
+		// A topic an earlier run kept (PARLEY_BENCH_KEEP_TOPIC): replay it
+		// as it is, without producing it again.
+		kcfg.Topic = kept
+		n = keptEvents(b, kcfg)
+	} else {
+		if _, err := kafkalog.EnsureTopic(kcfg); err != nil {
+			b.Fatalf("kafka is needed (go tool task services:up): %v", err)
+		}
+		if os.Getenv("PARLEY_BENCH_KEEP_TOPIC") == "" {
+			b.Cleanup(func() { deleteTopic(kcfg) })
+		}
+		produceLog(b, kcfg, newWorkload(7, kcfg.Partitions).generate(n))
 	}
-	if os.Getenv("PARLEY_BENCH_KEEP_TOPIC") == "" {
-		b.Cleanup(func() { deleteTopic(kcfg) })
-	}
-	produceLog(b, kcfg, newWorkload(7, kcfg.Partitions).generate(n))
 	b.Logf("topic %s holds %d events", kcfg.Topic, n)
 	for b.Loop() {
 		name := "t_" + randHex(5)
@@ -183,6 +190,24 @@ func BenchmarkReplay(b *testing.B) {
 		b.ReportMetric(float64(res.Events)/res.Took.Seconds(), "events/s")
 		b.ReportMetric(res.Took.Seconds(), "s/replay")
 	}
+}
+
+// keptEvents is the number of records in a kept topic.
+func keptEvents(b *testing.B, kcfg kafkalog.Config) int {
+	src, err := kafkalog.NewPartitionReader(kcfg.Brokers, kcfg.Topic, "parley-bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	hwm, err := src.HighWaterMarks(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := 0
+	for _, end := range hwm {
+		n += int(end)
+	}
+	return n
 }
 
 func brokers() []string {

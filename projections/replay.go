@@ -155,6 +155,13 @@ func (r *Replayer) Run(ctx context.Context, o ReplayOptions) (ReplayResult, erro
 	if err := r.Migrate(ctx, schema); err != nil {
 		return ReplayResult{}, fmt.Errorf("build schema %s: %w", schema, err)
 	}
+	// Indexes the rebuild's writes do not read are built after it
+	// (replay_indexes.go); should the replay fail first, the schema is
+	// left incomplete, as any unfinished rebuild is.
+	deferred, err := deferIndexes(ctx, r.Pool, schema)
+	if err != nil {
+		return ReplayResult{}, err
+	}
 	run := &replayRun{r: r, st: (&Store{pool: r.Pool, topic: r.Topic, name: r.Name}).In(schema), pos: map[int32]int64{}}
 	res := ReplayResult{Schema: schema, Previous: ptr.Active}
 	stopProgress := run.report(start)
@@ -174,6 +181,9 @@ func (r *Replayer) Run(ctx context.Context, o ReplayOptions) (ReplayResult, erro
 	}
 	r.Log.Info("replay started", "schema", schema, "active", ptr.Active, "dry_run", o.DryRun, "events", sum(to))
 	if err := run.rebuild(ctx, "rebuild", to); err != nil {
+		return res, err
+	}
+	if err := run.buildDeferred(ctx, deferred); err != nil {
 		return res, err
 	}
 	if o.DryRun {
