@@ -42,6 +42,10 @@ type Freshness interface {
 type Idempotency interface {
 	// Reserve claims a send (see redisstore.Store.Reserve for intact).
 	Reserve(ctx context.Context, conv, sender, clientMsgID, pending string, ttl time.Duration) (won bool, current string, intact bool, err error)
+	// ReserveMember claims like Reserve in the same round trip as the
+	// membership check, when the cache confirms the sender is a member;
+	// member false: nothing was claimed, check access the long way.
+	ReserveMember(ctx context.Context, conv, sender, clientMsgID, pending string, ttl time.Duration) (member, won bool, current string, intact bool, err error)
 	Complete(ctx context.Context, conv, sender, clientMsgID, record string, ttl time.Duration) error
 	TakeOver(ctx context.Context, conv, sender, clientMsgID, old, pending string, ttl time.Duration) (bool, error)
 }

@@ -60,11 +60,8 @@ func (h SendMessageHandler) Handle(ctx context.Context, actor string, c SendMess
 	if err := c.Validate(); err != nil {
 		return domain.Message{}, err
 	}
-	if err := h.access.RequireMember(ctx, c.ConversationID, actor); err != nil {
-		return domain.Message{}, err
-	}
 	pending := pendingPrefix + domain.NewID("m_")
-	won, cur, intact, err := h.d.Idem.Reserve(ctx, c.ConversationID, actor, c.ClientMsgID, pending, h.d.IdemTTL)
+	won, cur, intact, err := h.claim(ctx, actor, c, pending)
 	if err != nil {
 		return domain.Message{}, err
 	}
@@ -87,6 +84,20 @@ func (h SendMessageHandler) Handle(ctx context.Context, actor string, c SendMess
 		}
 	}
 	return h.send(ctx, actor, c, pending)
+}
+
+// claim checks membership and claims the send: in one round trip when the
+// cache confirms the sender is a member, else through the full access
+// check (which may rebuild the cache from the read model) and Reserve.
+func (h SendMessageHandler) claim(ctx context.Context, actor string, c SendMessage, pending string) (won bool, cur string, intact bool, err error) {
+	member, won, cur, intact, err := h.d.Idem.ReserveMember(ctx, c.ConversationID, actor, c.ClientMsgID, pending, h.d.IdemTTL)
+	if err != nil || member {
+		return won, cur, intact, err
+	}
+	if err := h.access.RequireMember(ctx, c.ConversationID, actor); err != nil {
+		return false, "", false, err
+	}
+	return h.d.Idem.Reserve(ctx, c.ConversationID, actor, c.ClientMsgID, pending, h.d.IdemTTL)
 }
 
 // lostRecordCheck bounds the read-model lookup made after a Redis data loss,

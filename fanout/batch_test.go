@@ -10,17 +10,6 @@ import (
 	"github.com/parley-chat/parley/domain"
 )
 
-type batchBus struct {
-	fakeBus
-	batches int
-}
-
-func (b *batchBus) PublishBatch(_ context.Context, ds []domain.Delivery) error {
-	b.batches++
-	b.got = append(b.got, ds...)
-	return nil
-}
-
 // TestHandleBatchMatchesHandle: the batching path computes the same
 // deliveries (recipients, order, seq, prev) as handling one event at a time,
 // across membership changes in the middle of a batch.
@@ -58,7 +47,7 @@ func TestHandleBatchMatchesHandle(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	batched := &batchBus{}
+	batched := &fakeBus{}
 	h2 := New(fakeMembers{}, batched, nil)
 	// Split into two batches to cover state carried between batches.
 	if err := h2.HandleBatch(context.Background(), recs[:4]); err != nil {

@@ -2,6 +2,12 @@
 // nodes. It reads the log in order, so the membership it applies and the
 // recipients it computes follow the log: a joiner receives from its own
 // member.joined on, and a leaver receives nothing after its member.left.
+//
+// Membership lives in the handler's memory, per partition it consumes: it
+// is derived from the log in order, so a message event costs no store
+// round trip. Redis is the backup it loads a conversation from the first
+// time it meets it (and the shared state it keeps current for the command
+// path); the read model is the backup of the backup.
 package fanout
 
 import (
@@ -28,14 +34,22 @@ type ReadModel interface {
 	Memberships(ctx context.Context, conv string) (map[string]domain.Membership, error)
 }
 
-// Publisher hands a delivery to every gateway node.
+// Publisher hands deliveries to the gateway nodes, in order, in one round
+// trip.
 type Publisher interface {
-	Publish(ctx context.Context, d domain.Delivery) error
+	PublishBatch(ctx context.Context, ds []domain.Delivery) error
 	// Stream names the ordered stream that carries conv's deliveries.
 	Stream(conv string) string
 }
 
-// Handler fans events out.
+// Record is one logged event as the consumer hands it over.
+type Record struct {
+	Partition int32
+	Offset    int64
+	Value     []byte
+}
+
+// Handler fans events out. Batches are handled one at a time.
 type Handler struct {
 	members Memberships
 	bus     Publisher
@@ -44,10 +58,15 @@ type Handler struct {
 	// client that missed them catches up with sync. It only matters when a
 	// brand-new fan-out group starts on an old log.
 	MaxAge time.Duration
-	now    func() time.Time
+	// MaxConversations bounds the conversations whose membership is held
+	// in memory; past it a partition's share is dropped and reloaded.
+	MaxConversations int
+	now              func() time.Time
 
-	mu   sync.Mutex
-	prev map[streamPartition]int64
+	mu     sync.Mutex
+	cache  map[int32]map[string]map[string]domain.Membership // partition, conversation, user
+	cached int
+	prev   map[streamPartition]int64
 }
 
 type streamPartition struct {
@@ -57,74 +76,187 @@ type streamPartition struct {
 
 // New builds a fan-out handler.
 func New(members Memberships, bus Publisher, read ReadModel) *Handler {
-	return &Handler{members: members, bus: bus, read: read, MaxAge: 5 * time.Minute, now: time.Now, prev: map[streamPartition]int64{}}
+	return &Handler{members: members, bus: bus, read: read, MaxAge: 5 * time.Minute, MaxConversations: 200_000, now: time.Now,
+		cache: map[int32]map[string]map[string]domain.Membership{}, prev: map[streamPartition]int64{}}
 }
 
 // Handle processes the event at partition/offset.
 func (h *Handler) Handle(ctx context.Context, partition int32, offset int64, value []byte) error {
-	seq := offset + 1
-	e, err := domain.DecodeEvent(value)
-	if err != nil {
-		return nil // poison: nothing to push; the projector records it
+	return h.HandleBatch(ctx, []Record{{Partition: partition, Offset: offset, Value: value}})
+}
+
+// HandleBatch fans out records that are in log order per partition and
+// publishes their deliveries in one round trip. On an error nothing is
+// marked done: the caller retries the batch, and the memberships it may
+// have advanced are forgotten (reloaded), so a retried event does not see
+// a change logged after it.
+func (h *Handler) HandleBatch(ctx context.Context, recs []Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]domain.Delivery, 0, len(recs))
+	prev := map[streamPartition]int64{}
+	for _, r := range recs {
+		d, ok, err := h.handle(ctx, r, prev)
+		if err != nil {
+			h.forgetLocked(nil)
+			return err
+		}
+		if ok {
+			out = append(out, d)
+		}
 	}
-	var left string
-	switch e.Type {
-	case domain.EvConversationCreated:
-		var p domain.ConversationCreated
-		if err := e.Payload(&p); err == nil {
-			err = h.members.ApplyMembership(ctx, e.ConversationID, seq, true, p.Members...)
-			if err == nil {
-				err = h.members.MarkCreated(ctx, e.ConversationID)
+	if len(out) > 0 {
+		if err := h.bus.PublishBatch(ctx, out); err != nil {
+			h.forgetLocked(nil)
+			return err
+		}
+	}
+	for k, v := range prev {
+		h.prev[k] = v
+	}
+	return nil
+}
+
+// Forget drops what the handler holds of partitions (all if nil): another
+// consumer may have applied their events since.
+func (h *Handler) Forget(partitions []int32) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.forgetLocked(partitions)
+}
+
+func (h *Handler) forgetLocked(partitions []int32) {
+	if partitions == nil {
+		h.cache, h.cached, h.prev = map[int32]map[string]map[string]domain.Membership{}, 0, map[streamPartition]int64{}
+		return
+	}
+	for _, p := range partitions {
+		h.cached -= len(h.cache[p])
+		delete(h.cache, p)
+		for k := range h.prev {
+			if k.partition == p {
+				delete(h.prev, k)
 			}
 		}
-		if err != nil {
-			return err
-		}
-	case domain.EvMemberJoined, domain.EvMemberLeft:
-		var p domain.MemberChanged
-		if err := e.Payload(&p); err != nil {
-			return nil
-		}
-		joined := e.Type == domain.EvMemberJoined
-		if err := h.members.ApplyMembership(ctx, e.ConversationID, seq, joined, p.UserID); err != nil {
-			return err
-		}
-		if !joined {
-			left = p.UserID
-		}
+	}
+}
+
+// handle turns one record into a delivery (ok false: nothing to push).
+func (h *Handler) handle(ctx context.Context, r Record, prev map[streamPartition]int64) (domain.Delivery, bool, error) {
+	seq := r.Offset + 1
+	e, err := domain.DecodeEvent(r.Value)
+	if err != nil {
+		return domain.Delivery{}, false, nil // poison: nothing to push; the projector records it
+	}
+	ms, err := h.membersOf(ctx, r, e)
+	if err != nil {
+		return domain.Delivery{}, false, err
+	}
+	left, skip, err := h.applyMembership(ctx, e, seq, ms)
+	if err != nil || skip {
+		return domain.Delivery{}, false, err
 	}
 	if h.MaxAge > 0 && h.now().Sub(e.At) > h.MaxAge {
-		return nil
-	}
-	ms, complete, err := h.members.Memberships(ctx, e.ConversationID)
-	if err == nil && !complete {
-		ms, err = h.reload(ctx, e.ConversationID, partition, offset)
-	}
-	if err != nil {
-		return err
+		return domain.Delivery{}, false, nil
 	}
 	frame, err := domain.EncodePush(e, seq)
 	if err != nil {
-		return nil
+		return domain.Delivery{}, false, nil
 	}
 	rcpt := RecipientsAt(ms, seq)
 	if left != "" {
 		rcpt = append(rcpt, left)
 	}
-	// Partitions are handled one event at a time each, so prev of a key is
-	// read and written by one goroutine at a time; the lock guards the map.
-	key := streamPartition{h.bus.Stream(e.ConversationID), partition}
-	h.mu.Lock()
-	prev := h.prev[key]
-	h.mu.Unlock()
-	err = h.bus.Publish(ctx, domain.Delivery{ConversationID: e.ConversationID, Seq: seq, Partition: partition,
-		Recipients: rcpt, Frame: frame, EventAtUnixMs: e.At.UnixMilli(), Prev: prev})
-	if err == nil {
-		h.mu.Lock()
-		h.prev[key] = seq
-		h.mu.Unlock()
+	key := streamPartition{h.bus.Stream(e.ConversationID), r.Partition}
+	p, ok := prev[key]
+	if !ok {
+		p = h.prev[key]
 	}
-	return err
+	prev[key] = seq
+	return domain.Delivery{ConversationID: e.ConversationID, Seq: seq, Partition: r.Partition,
+		Recipients: rcpt, Frame: frame, EventAtUnixMs: e.At.UnixMilli(), Prev: p}, true, nil
+}
+
+// applyMembership applies a membership event to memory and to the shared
+// store; left names a leaver (who hears its own leave), skip an event
+// whose payload is unreadable.
+func (h *Handler) applyMembership(ctx context.Context, e domain.Event, seq int64, ms map[string]domain.Membership) (left string, skip bool, err error) {
+	switch e.Type {
+	case domain.EvConversationCreated:
+		var p domain.ConversationCreated
+		if err := e.Payload(&p); err != nil {
+			return "", true, nil
+		}
+		if err := h.members.ApplyMembership(ctx, e.ConversationID, seq, true, p.Members...); err != nil {
+			return "", false, err
+		}
+		if err := h.members.MarkCreated(ctx, e.ConversationID); err != nil {
+			return "", false, err
+		}
+		applyTo(ms, seq, true, p.Members...)
+	case domain.EvMemberJoined, domain.EvMemberLeft:
+		var p domain.MemberChanged
+		if err := e.Payload(&p); err != nil {
+			return "", true, nil
+		}
+		joined := e.Type == domain.EvMemberJoined
+		if err := h.members.ApplyMembership(ctx, e.ConversationID, seq, joined, p.UserID); err != nil {
+			return "", false, err
+		}
+		applyTo(ms, seq, joined, p.UserID)
+		if !joined {
+			left = p.UserID
+		}
+	}
+	return left, false, nil
+}
+
+// applyTo records a change unless a newer one is there (as the store does).
+func applyTo(ms map[string]domain.Membership, seq int64, member bool, users ...string) {
+	for _, u := range users {
+		if seq > ms[u].Seq {
+			ms[u] = domain.Membership{Seq: seq, Member: member}
+		}
+	}
+}
+
+// membersOf is the conversation's membership as of the record, from memory,
+// else loaded from the store (or rebuilt from the read model when the store
+// does not hold it completely). A conversation's creation starts it empty.
+func (h *Handler) membersOf(ctx context.Context, r Record, e domain.Event) (map[string]domain.Membership, error) {
+	pc := h.cache[r.Partition]
+	if ms, ok := pc[e.ConversationID]; ok {
+		return ms, nil
+	}
+	var ms map[string]domain.Membership
+	if e.Type != domain.EvConversationCreated {
+		loaded, complete, err := h.members.Memberships(ctx, e.ConversationID)
+		if err == nil && !complete {
+			loaded, err = h.reload(ctx, e.ConversationID, r.Partition, r.Offset)
+		}
+		if err != nil {
+			return nil, err
+		}
+		ms = make(map[string]domain.Membership, len(loaded))
+		for u, m := range loaded {
+			ms[u] = m
+		}
+	} else {
+		ms = map[string]domain.Membership{}
+	}
+	if h.MaxConversations > 0 && h.cached >= h.MaxConversations {
+		for p := range h.cache { // drop one partition's share (any)
+			h.forgetLocked([]int32{p})
+			break
+		}
+	}
+	if pc = h.cache[r.Partition]; pc == nil {
+		pc = map[string]map[string]domain.Membership{}
+		h.cache[r.Partition] = pc
+	}
+	pc[e.ConversationID] = ms
+	h.cached++
+	return ms, nil
 }
 
 // RecipientsAt is the members whose latest change is a join at or before seq.

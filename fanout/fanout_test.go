@@ -32,10 +32,14 @@ func (f fakeMembers) Memberships(_ context.Context, conv string) (map[string]dom
 func (f fakeMembers) MarkComplete(context.Context, string) error { return nil }
 func (f fakeMembers) MarkCreated(context.Context, string) error  { return nil }
 
-type fakeBus struct{ got []domain.Delivery }
+type fakeBus struct {
+	got     []domain.Delivery
+	batches int
+}
 
-func (b *fakeBus) Publish(_ context.Context, d domain.Delivery) error {
-	b.got = append(b.got, d)
+func (b *fakeBus) PublishBatch(_ context.Context, ds []domain.Delivery) error {
+	b.batches++
+	b.got = append(b.got, ds...)
 	return nil
 }
 func (b *fakeBus) Stream(string) string { return "s" }
@@ -89,5 +93,92 @@ func TestPoisonEventIsSkipped(t *testing.T) {
 	bus := &fakeBus{}
 	if err := New(fakeMembers{}, bus, nil).Handle(context.Background(), 0, 0, []byte("not json")); err != nil || len(bus.got) != 0 {
 		t.Fatalf("poison: err %v, published %d", err, len(bus.got))
+	}
+}
+
+// countingMembers counts the store's reads.
+type countingMembers struct {
+	fakeMembers
+	reads int
+}
+
+func (c *countingMembers) Memberships(ctx context.Context, conv string) (map[string]domain.Membership, bool, error) {
+	c.reads++
+	return c.fakeMembers.Memberships(ctx, conv)
+}
+
+// TestMembershipIsHeldInMemory: once a conversation is known, its message
+// events cost no store read, and a membership change logged after the
+// load still takes effect; Forget makes the next event load it again.
+func TestMembershipIsHeldInMemory(t *testing.T) {
+	members := &countingMembers{fakeMembers: fakeMembers{"c_1": {"a": {Seq: 1, Member: true}, "b": {Seq: 1, Member: true}}}}
+	bus := &fakeBus{}
+	h := New(members, bus, nil)
+	ctx := context.Background()
+	send := event(t, domain.EvMessageSent, "a", domain.MessageSent{MessageID: "m", ClientMsgID: "x", Body: "hi"})
+	for i := range 5 {
+		if err := h.Handle(ctx, 0, int64(10+i), send); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if members.reads != 1 {
+		t.Fatalf("store read %d times for 5 events of one conversation, want 1", members.reads)
+	}
+	if err := h.Handle(ctx, 0, 20, event(t, domain.EvMemberLeft, "b", domain.MemberChanged{UserID: "b"})); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Handle(ctx, 0, 21, send); err != nil {
+		t.Fatal(err)
+	}
+	if got := bus.got[len(bus.got)-1].Recipients; !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("after b left: recipients %v, want [a]", got)
+	}
+	if members.fakeMembers["c_1"]["b"].Member {
+		t.Fatal("the leave was not applied to the shared store")
+	}
+	h.Forget([]int32{0})
+	if err := h.Handle(ctx, 0, 22, send); err != nil {
+		t.Fatal(err)
+	}
+	if members.reads != 2 {
+		t.Fatalf("after Forget: %d store reads, want 2", members.reads)
+	}
+}
+
+// failingBus fails its first n publishes.
+type failingBus struct {
+	fakeBus
+	fail int
+}
+
+func (b *failingBus) PublishBatch(ctx context.Context, ds []domain.Delivery) error {
+	if b.fail > 0 {
+		b.fail--
+		return domain.ErrUnavailable
+	}
+	return b.fakeBus.PublishBatch(ctx, ds)
+}
+
+// TestRetriedBatchSeesMembershipAsOfItsEvents: a batch whose publish failed
+// is retried whole; a leave inside it must not hide the leaver from the
+// events before the leave on the retry.
+func TestRetriedBatchSeesMembershipAsOfItsEvents(t *testing.T) {
+	members := fakeMembers{}
+	bus := &failingBus{fail: 1}
+	h := New(members, bus, nil)
+	ctx := context.Background()
+	recs := []Record{
+		{0, 0, event(t, domain.EvConversationCreated, "a", domain.ConversationCreated{Kind: "group", Members: []string{"a", "b"}})},
+		{0, 1, event(t, domain.EvMessageSent, "a", domain.MessageSent{MessageID: "m", ClientMsgID: "x", Body: "hi"})},
+		{0, 2, event(t, domain.EvMemberLeft, "b", domain.MemberChanged{UserID: "b"})},
+	}
+	if err := h.HandleBatch(ctx, recs); err == nil {
+		t.Fatal("the failing publish was not reported")
+	}
+	if err := h.HandleBatch(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	if got := slices.Sorted(slices.Values(bus.got[1].Recipients)); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("message before the leave: recipients %v, want [a b]", got)
 	}
 }

@@ -234,6 +234,10 @@ func (r *run) check() Check {
 			c.ExpectedDeliv += want
 			c.Delivered += min(d, want)
 			c.Lost += max(0, want-d)
+			if want > d && os.Getenv("CHATBENCH_LIST_LOST") != "" { // debugging a loss
+				fmt.Fprintf(os.Stderr, "undelivered: message %d (client_msg_id %s-%d) of conversation %d from user %d: %d of %d deliveries\n",
+					i, r.id, i, m.conv, m.sender, d, want)
+			}
 			c.Duplicated += max(0, d-want)
 		case stPending:
 			c.NoReply++

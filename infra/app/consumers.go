@@ -6,11 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/IBM/sarama"
-	"github.com/ThreeDotsLabs/watermill"
-	wmkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
-	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/fanout"
@@ -26,54 +21,14 @@ const (
 	ProjectorGroup = "parley.projector"
 )
 
-// runFanout consumes the log on a Watermill router and hands each event to
-// the gateway nodes through Redis.
+// runFanout consumes the log with a latency-first group consumer and hands
+// each batch to the gateway nodes through Redis in one pipeline.
 func (a *App) runFanout(ctx context.Context) error {
-	if a.Cfg.FanoutBatch {
-		return a.runFanoutBatched(ctx)
-	}
-	logger := watermill.NewSlogLoggerWithLevelMapping(a.Log.With("role", "fanout"), nil)
-	sc := kafkalog.SaramaConfig("parley-fanout-" + a.Cfg.NodeID)
-	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
-	sc.Consumer.Return.Errors = true
-	sc.Consumer.MaxWaitTime = 10 * time.Millisecond
-	sub, err := wmkafka.NewSubscriber(wmkafka.SubscriberConfig{
-		Brokers: a.Cfg.KafkaBrokers, Unmarshaler: wmkafka.DefaultMarshaler{}, OverwriteSaramaConfig: sc,
-		ConsumerGroup: a.Cfg.GroupPrefix + FanoutGroup, NackResendSleep: 100 * time.Millisecond,
-	}, logger)
-	if err != nil {
-		return fmt.Errorf("fanout subscriber: %w", err)
-	}
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, logger)
-	if err != nil {
-		return err
-	}
-	router.AddMiddleware(middleware.Recoverer)
 	h := fanout.New(a.Redis, a.Bus, a.Store)
 	go a.watchLag(ctx, a.Cfg.GroupPrefix+FanoutGroup) // parley_consumer_lag (ops.go)
-	router.AddConsumerHandler("parley.fanout.v1", a.Cfg.Topic, sub, func(msg *message.Message) error {
-		p, _ := wmkafka.MessagePartitionFromCtx(msg.Context())
-		off, _ := wmkafka.MessagePartitionOffsetFromCtx(msg.Context())
-		if err := h.Handle(msg.Context(), p, off, msg.Payload); err != nil {
-			metrics.RedisErrors.WithLabelValues("fanout").Inc()
-			return err
-		}
-		metrics.FanoutEvents.Inc()
-		return nil
-	})
-	return router.Run(ctx)
-}
-
-// runFanoutBatched (CHAT_FANOUT_BATCH=true) consumes the log in batches
-// across partitions, as the projector does, so the fan-out's Redis round
-// trips are per batch, not per event. Same consumer group; its members must
-// all run the same mode (the two use different partition assignors).
-func (a *App) runFanoutBatched(ctx context.Context) error {
-	h := fanout.New(a.Redis, a.Bus, a.Store)
-	go a.watchLag(ctx, a.Cfg.GroupPrefix+FanoutGroup) // parley_consumer_lag (ops.go)
-	bc, err := kafkalog.NewBatchConsumer(kafkalog.BatchConfig{
+	return kafkalog.RunLive(ctx, kafkalog.LiveConfig{
 		Brokers: a.Cfg.KafkaBrokers, Topic: a.Cfg.Topic, Group: a.Cfg.GroupPrefix + FanoutGroup,
-		ClientID: "parley-fanout-" + a.Cfg.NodeID, Size: 1000, Wait: time.Millisecond,
+		ClientID: "parley-fanout-" + a.Cfg.NodeID, Forget: h.Forget,
 	}, func(ctx context.Context, batch []kafkalog.Consumed) error {
 		recs := make([]fanout.Record, len(batch))
 		for i, c := range batch {
@@ -86,10 +41,6 @@ func (a *App) runFanoutBatched(ctx context.Context) error {
 		metrics.FanoutEvents.Add(float64(len(recs)))
 		return nil
 	}, a.Log.With("role", "fanout"))
-	if err != nil {
-		return err
-	}
-	return bc.Run(ctx)
 }
 
 // runProjector applies the log to the read models in batches.
@@ -98,6 +49,7 @@ func (a *App) runProjector(ctx context.Context) error {
 	bc, err := kafkalog.NewBatchConsumer(kafkalog.BatchConfig{
 		Brokers: a.Cfg.KafkaBrokers, Topic: a.Cfg.Topic, Group: a.Cfg.GroupPrefix + ProjectorGroup,
 		ClientID: "parley-projector-" + a.Cfg.NodeID, Size: a.Cfg.BatchSize, Wait: a.Cfg.BatchWait,
+		FetchMin: 64 << 10, FetchWait: 25 * time.Millisecond,
 		Resume: a.Store.ResumeOffsets,
 		Observe: func(size int, took time.Duration) {
 			metrics.ProjectorBatchSize.Observe(float64(size))

@@ -49,7 +49,6 @@ type Config struct {
 	DBSchema          string        `env:"CHAT_DB_SCHEMA" envDefault:"chat"`
 	RedisPrefix       string        `env:"CHAT_REDIS_PREFIX" envDefault:"parley"`
 	FanoutShards      int           `env:"CHAT_FANOUT_SHARDS" envDefault:"4"`
-	FanoutBatch       bool          `env:"CHAT_FANOUT_BATCH" envDefault:"false"` // batching fan-out consumer (docs/benchmarks.md)
 	BatchSize         int           `env:"CHAT_PROJECTOR_BATCH" envDefault:"1000"`
 	BatchWait         time.Duration `env:"CHAT_PROJECTOR_WAIT" envDefault:"5ms"`
 	RateLimit         float64       `env:"CHAT_RATE_LIMIT" envDefault:"20"`

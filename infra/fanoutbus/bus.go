@@ -1,12 +1,17 @@
 // Package fanoutbus carries deliveries from the fanout consumers to every
-// gateway node over Redis Streams (watermill-redisstream). A few shard
-// streams carry all conversations, so each node holds a few connections, not
-// one per conversation; a stream keeps a short buffer, never the truth.
+// gateway node over Redis Streams. A few shard streams carry all
+// conversations, so each node holds a few connections, not one per
+// conversation; a stream keeps a short buffer, never the truth. Entries
+// carry one field, "d", in the binary form of codec.go.
+//
+// watermill-redisstream carried this bus first; its publisher sent one
+// XADD per delivery and its fan-out subscriber read one entry per round
+// trip, and its JSON envelope cost every gateway a parse of every frame
+// (docs/architecture.md, "Libraries").
 package fanoutbus
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -14,9 +19,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/parley-chat/parley/domain"
@@ -31,11 +33,9 @@ type Config struct {
 
 // Bus publishes and subscribes deliveries.
 type Bus struct {
-	cfg    Config
-	rdb    redis.UniversalClient
-	pub    *redisstream.Publisher
-	logger watermill.LoggerAdapter
-	log    *slog.Logger
+	cfg Config
+	rdb redis.UniversalClient
+	log *slog.Logger
 }
 
 // New builds a bus on a Redis client.
@@ -43,12 +43,10 @@ func New(rdb redis.UniversalClient, cfg Config, log *slog.Logger) (*Bus, error) 
 	if cfg.MaxLen == 0 {
 		cfg.MaxLen = 10000
 	}
-	logger := watermill.NewSlogLoggerWithLevelMapping(log.With("component", "fanoutbus"), nil)
-	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb, DefaultMaxlen: cfg.MaxLen}, logger)
-	if err != nil {
-		return nil, fmt.Errorf("redisstream publisher: %w", err)
+	if cfg.Shards < 1 {
+		return nil, fmt.Errorf("fanoutbus: %d shards", cfg.Shards)
 	}
-	return &Bus{cfg: cfg, rdb: rdb, pub: pub, logger: logger, log: log}, nil
+	return &Bus{cfg: cfg, rdb: rdb, log: log}, nil
 }
 
 // Stream is the shard stream of a conversation.
@@ -62,31 +60,18 @@ func (b *Bus) streamName(shard int) string {
 	return b.cfg.Prefix + ":{fanout." + strconv.Itoa(shard) + "}"
 }
 
-// Publish sends a delivery to every gateway node.
+// Publish sends one delivery (an ephemeral push) to every gateway node.
 func (b *Bus) Publish(ctx context.Context, d domain.Delivery) error {
-	payload, err := json.Marshal(d)
-	if err != nil {
-		return fmt.Errorf("marshal delivery: %w", err)
-	}
-	msg := message.NewMessage(watermill.NewShortUUID(), payload)
-	msg.SetContext(ctx)
-	if err := b.pub.Publish(b.Stream(d.ConversationID), msg); err != nil {
-		return fmt.Errorf("%w: publish delivery: %v", domain.ErrUnavailable, err)
-	}
-	return nil
+	return b.PublishBatch(ctx, []domain.Delivery{d})
 }
 
 // PublishBatch sends deliveries to every gateway node in one pipeline, in
-// order, in the format of Publish (watermill's: a uuid and the payload).
+// order.
 func (b *Bus) PublishBatch(ctx context.Context, ds []domain.Delivery) error {
 	pipe := b.rdb.Pipeline()
 	for _, d := range ds {
-		payload, err := json.Marshal(d)
-		if err != nil {
-			return fmt.Errorf("marshal delivery: %w", err)
-		}
 		pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.Stream(d.ConversationID), MaxLen: b.cfg.MaxLen, Approx: true,
-			Values: map[string]any{redisstream.UUIDHeaderKey: watermill.NewShortUUID(), "payload": payload}})
+			Values: []any{"d", Encode(nil, d)}})
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("%w: publish deliveries: %v", domain.ErrUnavailable, err)
@@ -147,15 +132,17 @@ func (b *Bus) readShard(ctx context.Context, stream, last string, handle func(do
 		for _, xs := range res {
 			for _, m := range xs.Messages {
 				last = m.ID
-				payload, _ := m.Values["payload"].(string)
-				var d domain.Delivery
-				if err := json.Unmarshal([]byte(payload), &d); err == nil {
-					handle(d)
+				payload, _ := m.Values["d"].(string)
+				d, err := Decode([]byte(payload))
+				if err != nil {
+					b.log.Warn("fanout bus: entry skipped", "stream", stream, "id", m.ID, "err", err)
+					continue
 				}
+				handle(d)
 			}
 		}
 	}
 }
 
-// Close closes the publisher.
-func (b *Bus) Close() error { return b.pub.Close() }
+// Close is a no-op: the Redis client belongs to the caller.
+func (b *Bus) Close() error { return nil }

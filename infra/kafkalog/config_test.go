@@ -18,3 +18,14 @@ func TestProducerCompression(t *testing.T) {
 		t.Error("an unknown codec is accepted")
 	}
 }
+
+func TestFranzCompression(t *testing.T) {
+	for _, name := range []string{"", "none", "gzip", "snappy", "lz4", "zstd"} {
+		if _, err := franzCodec(name); err != nil {
+			t.Errorf("%q: %v", name, err)
+		}
+	}
+	if _, err := franzCodec("brotli"); err == nil {
+		t.Error("an unknown codec is accepted")
+	}
+}

@@ -5,11 +5,12 @@ package kafkalog
 
 import (
 	"context"
-	"errors"
+	"hash/fnv"
 	"fmt"
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/metrics"
@@ -40,8 +41,10 @@ func SaramaConfig(clientID string) *sarama.Config {
 	return c
 }
 
-// ProducerConfig is acks=all, idempotent and one request in flight, so a
-// retried batch can neither duplicate nor reorder events.
+// ProducerConfig is the Sarama producer config of the tools that still
+// produce through Sarama (tests, chatctl): acks=all, idempotent and one
+// request in flight, so a retried batch can neither duplicate nor reorder
+// events. The command path produces through franz-go (producerOpts).
 func ProducerConfig(cfg Config) (*sarama.Config, error) {
 	c := SaramaConfig(cfg.ClientID)
 	if cfg.Compression != "" {
@@ -63,12 +66,63 @@ func ProducerConfig(cfg Config) (*sarama.Config, error) {
 	return c, nil
 }
 
+// producerOpts configure the command path's franz-go producer: idempotent
+// with acks=all (franz-go's defaults, set explicitly), so a retried batch
+// can neither duplicate nor reorder events; no linger, so a lone send goes
+// out at once while sends that arrive during a request in flight gather
+// into the next one (batching in proportion to load, docs/architecture.md).
+// Sarama's SyncProducer sent about one record per request here and cost
+// the broker several times more CPU per message (docs/benchmarks.md).
+func producerOpts(cfg Config) ([]kgo.Opt, error) {
+	codec, err := franzCodec(cfg.Compression)
+	if err != nil {
+		return nil, err
+	}
+	id := cfg.ClientID
+	if id == "" {
+		id = "parley"
+	}
+	return []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ClientID(id),
+		kgo.DefaultProduceTopic(cfg.Topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(cfg.Linger),
+		kgo.ProducerBatchCompression(codec),
+		// The partition is Sarama's hash of the key (Log.Partition), so
+		// every reader that computes it agrees with the producer.
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		// A send fails in bounded time while Kafka is away; the client
+		// retries it (docs/reliability.md: a failed send may be written).
+		kgo.RecordDeliveryTimeout(10 * time.Second),
+		kgo.ProduceRequestTimeout(5 * time.Second),
+		kgo.MetadataMaxAge(30 * time.Second),
+		kgo.DialTimeout(5 * time.Second),
+	}, nil
+}
+
+// franzCodec maps CHAT_KAFKA_COMPRESSION to franz-go's codec.
+func franzCodec(name string) (kgo.CompressionCodec, error) {
+	switch name {
+	case "", "none":
+		return kgo.NoCompression(), nil
+	case "gzip":
+		return kgo.GzipCompression(), nil
+	case "snappy":
+		return kgo.SnappyCompression(), nil
+	case "lz4":
+		return kgo.Lz4Compression(), nil
+	case "zstd":
+		return kgo.ZstdCompression(), nil
+	}
+	return kgo.CompressionCodec{}, fmt.Errorf("kafka compression: unknown codec %q", name)
+}
+
 // Log appends events and answers where the log ends.
 type Log struct {
 	cfg      Config
-	client   sarama.Client
-	producer sarama.SyncProducer
-	part     sarama.Partitioner
+	client   sarama.Client // metadata, high-water marks
+	producer *kgo.Client
 }
 
 // Open connects the producer and a metadata client.
@@ -81,17 +135,23 @@ func Open(cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka client %v: %w", cfg.Brokers, err)
 	}
-	producer, err := sarama.NewSyncProducerFromClient(client)
+	opts, err := producerOpts(cfg)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	producer, err := kgo.NewClient(opts...)
 	if err != nil {
 		client.Close()
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
-	return &Log{cfg: cfg, client: client, producer: producer, part: sarama.NewHashPartitioner(cfg.Topic)}, nil
+	return &Log{cfg: cfg, client: client, producer: producer}, nil
 }
 
 // Close stops the producer and client.
 func (l *Log) Close() error {
-	return errors.Join(l.producer.Close(), l.client.Close())
+	l.producer.Close()
+	return l.client.Close()
 }
 
 // Append writes e keyed by its conversation and returns its seq (its offset
@@ -101,26 +161,33 @@ func (l *Log) Append(ctx context.Context, e domain.Event) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	msg := &sarama.ProducerMessage{
-		Topic: l.cfg.Topic,
-		Key:   sarama.StringEncoder(e.ConversationID),
-		Value: sarama.ByteEncoder(b),
-		Headers: []sarama.RecordHeader{
-			{Key: []byte("_watermill_message_uuid"), Value: []byte(e.ID)},
-			{Key: []byte("type"), Value: []byte(e.Type)},
-		},
+	p, err := l.Partition(e.ConversationID)
+	if err != nil {
+		return 0, err
 	}
+	rec := &kgo.Record{Key: []byte(e.ConversationID), Value: b, Partition: p, Headers: eventHeaders(e)}
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
 	start := time.Now()
-	_, offset, err := l.producer.SendMessage(msg)
+	// Not ctx: once handed over, a record is sent or fails on the delivery
+	// timeout, so the caller learns whether the log has it.
+	r, err := l.producer.ProduceSync(context.WithoutCancel(ctx), rec).First()
 	if err != nil {
 		metrics.ProduceErrors.Inc()
 		return 0, fmt.Errorf("%w: kafka produce: %v", domain.ErrUnavailable, err)
 	}
 	metrics.ProduceLatency.Observe(time.Since(start).Seconds())
-	return offset + 1, nil // seq = offset+1, see projections.Record.Seq
+	return r.Offset + 1, nil // seq = offset+1, see projections.Record.Seq
+}
+
+// eventHeaders are the record headers of an event: its id (under
+// Watermill's uuid key, which earlier versions wrote) and its type.
+func eventHeaders(e domain.Event) []kgo.RecordHeader {
+	return []kgo.RecordHeader{
+		{Key: "_watermill_message_uuid", Value: []byte(e.ID)},
+		{Key: "type", Value: []byte(e.Type)},
+	}
 }
 
 // Partition is the partition that holds a conversation.
@@ -129,8 +196,22 @@ func (l *Log) Partition(conversationID string) (int32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%w: kafka partitions: %v", domain.ErrUnavailable, err)
 	}
-	msg := &sarama.ProducerMessage{Topic: l.cfg.Topic, Key: sarama.StringEncoder(conversationID)}
-	return l.part.Partition(msg, int32(len(parts)))
+	return PartitionOf(conversationID, int32(len(parts))), nil
+}
+
+// PartitionOf is the partition of a key among n: Sarama's hash partitioner
+// (FNV-1a, sign dropped), which wrote every earlier record, computed with
+// a hasher of its own per call. Sarama's partitioner shares one hasher and
+// is not safe for concurrent use: called from concurrent sends it put a
+// conversation's message in a wrong partition (docs/architecture.md).
+func PartitionOf(key string, n int32) int32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	p := int32(h.Sum32()) % n
+	if p < 0 {
+		p = -p
+	}
+	return p
 }
 
 // HighWaterMark is the offset the next event of partition p will get: every

@@ -115,7 +115,7 @@ func (s *Store) Memberships(ctx context.Context, conv string) (map[string]domain
 	out := make(map[string]domain.Membership, len(m))
 	_, complete := m[completeField]
 	for u, v := range m {
-		if u == completeField {
+		if strings.HasPrefix(u, "!") { // completeField, idemField: not users
 			continue
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -179,7 +179,8 @@ func (s *Store) idemKey(conv, sender, clientMsgID string) string {
 // script reads it with the claim.
 const idemField = "!idem"
 
-var reserve = redis.NewScript(`
+// claimScript claims a send and reads the conversation's idemField.
+const claimScript = `
 local ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
 local idem = redis.call('HGET', KEYS[2], '` + idemField + `')
 if not idem then
@@ -187,22 +188,50 @@ if not idem then
   redis.call('HSET', KEYS[2], '` + idemField + `', idem)
 end
 if ok then return {1, ARGV[1], idem} end
-return {0, redis.call('GET', KEYS[1]) or '', idem}`)
+return {0, redis.call('GET', KEYS[1]) or '', idem}`
+
+var reserve = redis.NewScript(claimScript)
+
+// reserveMember claims behind a membership check, in one round trip: only
+// when the complete members hash says the sender (ARGV[4]) is a member now;
+// otherwise it answers {-1} and claims nothing.
+var reserveMember = redis.NewScript(`
+local m = tonumber(redis.call('HGET', KEYS[2], ARGV[4]) or '0')
+if m <= 0 or redis.call('HEXISTS', KEYS[2], '` + completeField + `') == 0 then return {-1} end` + claimScript)
 
 // Reserve claims a send: won is false when someone else claimed it first,
 // and current is the record now stored. intact reports that Redis holds
 // every record of the conversation that could still matter; when false a
 // record may have been lost, and the read model must be asked.
 func (s *Store) Reserve(ctx context.Context, conv, sender, clientMsgID, pending string, ttl time.Duration) (won bool, current string, intact bool, err error) {
+	_, won, current, intact, err = s.claim(ctx, reserve, conv, sender, clientMsgID, pending, ttl)
+	return won, current, intact, err
+}
+
+// ReserveMember is Reserve for a sender the cache knows to be a member now
+// (the common send: one round trip for both). member false means the cache
+// could not confirm it and nothing was claimed: the caller checks access
+// the long way, then calls Reserve.
+func (s *Store) ReserveMember(ctx context.Context, conv, sender, clientMsgID, pending string, ttl time.Duration) (member, won bool, current string, intact bool, err error) {
+	return s.claim(ctx, reserveMember, conv, sender, clientMsgID, pending, ttl)
+}
+
+func (s *Store) claim(ctx context.Context, script *redis.Script, conv, sender, clientMsgID, pending string, ttl time.Duration) (member, won bool, current string, intact bool, err error) {
 	keys := []string{s.idemKey(conv, sender, clientMsgID), s.membersKey(conv)}
-	res, err := reserve.Run(ctx, s.rdb, keys, pending, ttl.Milliseconds(), time.Now().Unix()).Slice()
-	if err != nil || len(res) != 3 {
-		return false, "", false, fmt.Errorf("%w: redis reserve: %v", domain.ErrUnavailable, err)
+	res, err := script.Run(ctx, s.rdb, keys, pending, ttl.Milliseconds(), time.Now().Unix(), sender).Slice()
+	if err != nil || len(res) == 0 {
+		return false, false, "", false, fmt.Errorf("%w: redis reserve: %v", domain.ErrUnavailable, err)
+	}
+	if w, _ := res[0].(int64); w == -1 {
+		return false, false, "", false, nil
+	}
+	if len(res) != 3 {
+		return false, false, "", false, fmt.Errorf("%w: redis reserve: %d values", domain.ErrUnavailable, len(res))
 	}
 	w, _ := res[0].(int64)
 	current, _ = res[1].(string)
 	idem, _ := res[2].(string)
-	return w == 1, current, idemIntact(idem, ttl), nil
+	return true, w == 1, current, idemIntact(idem, ttl), nil
 }
 
 func idemIntact(v string, ttl time.Duration) bool {

@@ -187,12 +187,8 @@ func (c *conn) push(frame []byte) bool {
 		c.sock.CloseTransport()
 		return false
 	}
-	var f struct {
-		Type string          `json:"type"`
-		Seq  int64           `json:"seq"`
-		Data json.RawMessage `json:"data"`
-	}
-	if err := json.Unmarshal(frame, &f); err != nil || f.Type == "" {
+	f, err := gateway.SplitPush(frame)
+	if err != nil {
 		c.chat.log.Error("bad push frame", "err", err)
 		return true
 	}

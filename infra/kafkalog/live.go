@@ -1,0 +1,118 @@
+package kafkalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// LiveConfig of a latency-first consumer group (the fan-out).
+type LiveConfig struct {
+	Brokers  []string
+	Topic    string
+	Group    string
+	ClientID string
+	// MaxBatch bounds the records handed over at once (default 5000).
+	MaxBatch int
+	// Forget, if set, is told of partitions assigned or taken away, so
+	// that state derived from them is reloaded.
+	Forget func(partitions []int32)
+}
+
+// RunLive consumes the topic in a group with franz-go and hands the
+// handler whatever has arrived, across partitions, in log order per
+// partition: one record alone at low load, thousands at high load, with no
+// linger. A fetch returns as soon as one record is there, so waiting long
+// for the next costs no latency and keeps an idle consumer quiet. A batch
+// is retried until the handler takes it; its offsets are committed after
+// (at least once: the handler must be idempotent).
+//
+// Sarama through watermill-kafka, the fan-out's first consumer, handed over
+// one message per partition at a time and polled every 10 ms when idle
+// (docs/architecture.md).
+func RunLive(ctx context.Context, cfg LiveConfig, handle BatchHandler, log *slog.Logger) error {
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = 5000
+	}
+	forget := func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+		if cfg.Forget != nil {
+			cfg.Forget(m[cfg.Topic])
+		}
+	}
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ClientID(cfg.ClientID),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(5*time.Second),
+		// Range, as the Sarama members it replaces: a rolling upgrade joins one group.
+		kgo.Balancers(kgo.RangeBalancer()),
+		// A dead member's partitions move after the session timeout: the
+		// broker's minimum, so that live delivery pauses briefly.
+		kgo.SessionTimeout(6*time.Second),
+		kgo.HeartbeatInterval(time.Second),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(time.Second),
+		kgo.OnPartitionsAssigned(forget),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
+			// Commit what was handled before the partitions move on.
+			if err := cl.CommitMarkedOffsets(ctx); err != nil {
+				log.Warn("commit on revoke failed", "err", err)
+			}
+			forget(ctx, cl, m)
+		}),
+		kgo.OnPartitionsLost(forget),
+	)
+	if err != nil {
+		return fmt.Errorf("kafka consumer %s: %w", cfg.Group, err)
+	}
+	defer cl.Close()
+	var batch []Consumed
+	var recs []*kgo.Record
+	for ctx.Err() == nil {
+		fs := cl.PollRecords(ctx, cfg.MaxBatch)
+		if fs.IsClientClosed() {
+			return nil
+		}
+		fs.EachError(func(topic string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				log.Warn("fetch failed", "topic", topic, "partition", p, "err", err)
+			}
+		})
+		batch, recs = batch[:0], recs[:0]
+		fs.EachRecord(func(r *kgo.Record) {
+			batch = append(batch, Consumed{Partition: r.Partition, Offset: r.Offset, Value: r.Value})
+			recs = append(recs, r)
+		})
+		if len(batch) > 0 && handleUntilDone(ctx, batch, handle, log) {
+			cl.MarkCommitRecords(recs...)
+		}
+		cl.AllowRebalance()
+	}
+	return ctx.Err()
+}
+
+// handleUntilDone retries a batch with backoff until it is handled or ctx
+// ends (false).
+func handleUntilDone(ctx context.Context, batch []Consumed, handle BatchHandler, log *slog.Logger) bool {
+	backoff := 50 * time.Millisecond
+	for {
+		err := handle(ctx, batch)
+		if err == nil {
+			return true
+		}
+		log.Warn("batch failed; retrying", "records", len(batch), "err", err, "backoff", backoff.String())
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
