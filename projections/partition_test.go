@@ -160,9 +160,9 @@ func BenchmarkPartitionedApply(b *testing.B) {
 					migrateTo(b, schema, v)
 					st := projections.NewStore(pool, schema, testTopic)
 					b.StartTimer()
-					start := time.Now()
+					start, cpu := time.Now(), machineCPU()
 					applyAll(b, st, recs, 1000)
-					report(b, len(recs), time.Since(start), 1000)
+					report(b, len(recs), time.Since(start), 1000, cpu)
 				}
 			})
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -64,12 +65,13 @@ func (s *Store) apply(ctx context.Context, batch []Record, guarded bool) error {
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
 	// The batch goes to the schema the active pointer names now
-	// (replay_active.go), so a replay can switch writers atomically.
-	w, err := s.writeTarget(ctx, tx)
+	// (replay_active.go), so a replay can switch writers atomically; the
+	// pointer and the offsets of that schema are read in one round trip.
+	w, next, err := s.writeTargetOffsets(ctx, tx, batch)
 	if err != nil {
 		return err
 	}
-	if err := w.applyTx(ctx, tx, batch, guarded); err != nil {
+	if err := w.writeTx(ctx, tx, batch, next, guarded); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -91,10 +93,21 @@ var errConflict = errors.New("unguarded insert conflicts")
 // unique violation returns errConflict; guarded, every insert is ON
 // CONFLICT DO NOTHING.
 func (s *Store) applyTx(ctx context.Context, tx pgx.Tx, batch []Record, guarded bool) error {
+	next, err := s.lockOffsets(ctx, tx, batch, nil)
+	if err != nil {
+		return err
+	}
+	return s.writeTx(ctx, tx, batch, next, guarded)
+}
+
+// writeTx writes the records of batch that continue the offsets next
+// (read and locked in tx by lockOffsets) and advances the offsets, in one
+// pipeline.
+func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map[int32]int64, guarded bool) error {
 	if _, old := guardedOnly.Load(s.Schema()); old {
 		guarded = true
 	}
-	fresh, err := s.skipApplied(ctx, tx, batch)
+	fresh, err := continuing(batch, next)
 	if err != nil {
 		return err
 	}
@@ -127,43 +140,60 @@ func (s *Store) applyTx(ctx context.Context, tx pgx.Tx, batch []Record, guarded 
 	return nil
 }
 
-// skipApplied drops records below the stored offset of their partition,
-// locking those rows so two projectors cannot apply a partition at once.
-func (s *Store) skipApplied(ctx context.Context, tx pgx.Tx, batch []Record) ([]Record, error) {
-	parts := map[int32]bool{}
+// batchPartitions lists the partitions of batch.
+func batchPartitions(batch []Record) []int32 {
 	var ids []int32
 	for _, r := range batch {
-		if !parts[r.Partition] {
-			parts[r.Partition] = true
+		if !slices.Contains(ids, r.Partition) {
 			ids = append(ids, r.Partition)
 		}
 	}
-	// Insert missing rows first so FOR UPDATE has something to lock; both
-	// statements in one round trip.
-	b := &pgx.Batch{}
-	b.Queue(s.q(`INSERT INTO {s}.projector_offsets (topic, partition, next_offset)
-		SELECT $1, p, 0 FROM unnest($2::int[]) p ON CONFLICT DO NOTHING`), s.topic, ids)
-	b.Queue(s.q(`SELECT partition, next_offset FROM {s}.projector_offsets
-		WHERE topic=$1 AND partition = ANY($2) ORDER BY partition FOR UPDATE`), s.topic, ids)
-	res := tx.SendBatch(ctx, b)
-	defer res.Close()
-	if _, err := res.Exec(); err != nil {
-		return nil, unavailable("offsets", err)
+	return ids
+}
+
+// offsetsQuery reads the stored offsets of partitions $2 and locks their
+// rows, so two projectors cannot apply a partition at once.
+func (s *Store) offsetsQuery() string {
+	return s.q(`SELECT partition, next_offset FROM {s}.projector_offsets
+		WHERE topic=$1 AND partition = ANY($2) ORDER BY partition FOR UPDATE`)
+}
+
+// lockOffsets returns the next offset of every partition of batch, locking
+// their rows; next, if not nil, holds what offsetsQuery already read in tx.
+// A partition without a row gets one at 0 first, so that FOR UPDATE has
+// something to lock.
+func (s *Store) lockOffsets(ctx context.Context, tx pgx.Tx, batch []Record, next map[int32]int64) (map[int32]int64, error) {
+	ids := batchPartitions(batch)
+	var err error
+	if next == nil {
+		next, err = s.readOffsets(ctx, tx, ids)
 	}
-	rows, err := res.Query()
+	if err == nil && len(next) < len(ids) {
+		if _, err = tx.Exec(ctx, s.q(`INSERT INTO {s}.projector_offsets (topic, partition, next_offset)
+			SELECT $1, p, 0 FROM unnest($2::int[]) p ON CONFLICT DO NOTHING`), s.topic, ids); err == nil {
+			next, err = s.readOffsets(ctx, tx, ids)
+		}
+	}
 	if err != nil {
 		return nil, unavailable("offsets", err)
 	}
+	return next, nil
+}
+
+func (s *Store) readOffsets(ctx context.Context, tx pgx.Tx, ids []int32) (map[int32]int64, error) {
+	rows, err := tx.Query(ctx, s.offsetsQuery(), s.topic, ids)
+	if err != nil {
+		return nil, err
+	}
+	return collectOffsets(rows)
+}
+
+func collectOffsets(rows pgx.Rows) (map[int32]int64, error) {
 	next := map[int32]int64{}
 	var p int32
 	var off int64
-	if _, err := pgx.ForEachRow(rows, []any{&p, &off}, func() error { next[p] = off; return nil }); err != nil {
-		return nil, unavailable("offsets", err)
-	}
-	if err := res.Close(); err != nil {
-		return nil, unavailable("offsets", err)
-	}
-	return continuing(batch, next)
+	_, err := pgx.ForEachRow(rows, []any{&p, &off}, func() error { next[p] = off; return nil })
+	return next, err
 }
 
 func isUniqueViolation(err error) bool {

@@ -73,6 +73,7 @@ func (s *Store) writeTarget(ctx context.Context, tx pgx.Tx) (*Store, error) {
 	if err != nil {
 		return nil, unavailable("read-model pointer", err)
 	}
+	s.control.Store(hasControl)
 	if !hasControl {
 		return s.In(s.Schema()), nil
 	}
@@ -90,6 +91,64 @@ func (s *Store) writeTarget(ctx context.Context, tx pgx.Tx) (*Store, error) {
 		s.SetSchema(active)
 	}
 	return s.In(active), nil
+}
+
+// writeTargetOffsets is writeTarget followed by lockOffsets on the schema
+// it returns. Once a batch has found the control schema, the three
+// statements go in one round trip: the offsets are read from the schema
+// the store wrote last, and read again from the pointer's if a switch
+// moved it (the rows locked in the old schema are released at commit).
+func (s *Store) writeTargetOffsets(ctx context.Context, tx pgx.Tx, batch []Record) (*Store, map[int32]int64, error) {
+	if s.pinned || !s.control.Load() {
+		w, err := s.writeTarget(ctx, tx)
+		if err != nil {
+			return nil, nil, err
+		}
+		next, err := w.lockOffsets(ctx, tx, batch, nil)
+		return w, next, err
+	}
+	guess := s.Schema()
+	b := &pgx.Batch{}
+	b.Queue(`SELECT `+planSettings+` FROM pg_advisory_xact_lock_shared($1, hashtext($2))`, pointerLockClass, s.name)
+	// A separate statement: its snapshot is taken after the lock is held,
+	// so a switch that committed while this batch waited is seen.
+	b.Queue(`SELECT active_schema FROM parley.read_model WHERE name=$1`, s.name)
+	b.Queue(s.In(guess).offsetsQuery(), s.topic, batchPartitions(batch))
+	res := tx.SendBatch(ctx, b)
+	active, next, err := func() (string, map[int32]int64, error) {
+		defer res.Close()
+		if _, err := res.Exec(); err != nil {
+			return "", nil, err
+		}
+		var active string
+		if err := res.QueryRow().Scan(&active); errors.Is(err, pgx.ErrNoRows) {
+			active = guess
+		} else if err != nil {
+			return "", nil, err
+		}
+		rows, err := res.Query()
+		if err != nil {
+			return "", nil, err
+		}
+		next, err := collectOffsets(rows)
+		if err != nil {
+			return "", nil, err
+		}
+		return active, next, res.Close()
+	}()
+	if err != nil {
+		if isUndefined(err) {
+			s.control.Store(false) // the control schema is gone: ask again
+		}
+		return nil, nil, unavailable("read-model pointer", err)
+	}
+	w := s.In(active)
+	if active != guess {
+		s.SetSchema(active)
+		next = nil // read from the schema the pointer names
+	}
+	next, err = w.lockOffsets(ctx, tx, batch, next)
+	return w, next, err
 }
 
 // RefreshActive points the store's readers at the schema the pointer names.

@@ -25,6 +25,8 @@ type Store struct {
 	// stores write their schema only. See replay_active.go.
 	name   string
 	pinned bool
+	// control: a batch found the control schema (replay_active.go).
+	control atomic.Bool
 }
 
 // NewStore serves the read models in schema.
