@@ -28,6 +28,9 @@ func (c CreateConversation) Validate(actor string) ([]string, error) {
 	if c.Kind != domain.KindDirect && c.Kind != domain.KindGroup {
 		return nil, fmt.Errorf("%w: kind must be \"direct\" or \"group\"", domain.ErrBadRequest)
 	}
+	if err := domain.ValidateText("title", c.Title); err != nil {
+		return nil, err
+	}
 	if len(c.Title) > domain.MaxTitleBytes {
 		return nil, fmt.Errorf("%w: title must be at most %d bytes", domain.ErrBadRequest, domain.MaxTitleBytes)
 	}

@@ -3,6 +3,7 @@ package commands
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/parley-chat/parley/domain"
@@ -32,5 +33,12 @@ func TestCreateConversationMembers(t *testing.T) {
 		if err != nil || !slices.Equal(got, c.want) {
 			t.Errorf("%s %v: %v (err %v), want %v", c.kind, c.members, got, err, c.want)
 		}
+	}
+}
+
+func TestCreateConversationRefusesNULInTitle(t *testing.T) {
+	c := CreateConversation{Kind: "group", Title: "a\u0000b", Members: []string{"u2"}}
+	if _, err := c.Validate("u1"); !errors.Is(err, domain.ErrBadRequest) || !strings.Contains(err.Error(), "title") {
+		t.Fatalf("title with U+0000: %v", err)
 	}
 }

@@ -106,3 +106,26 @@ func TestDecodeEventRejectsIncompleteEnvelopes(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateTextRefusesWhatTheStoresCannotHold: U+0000 (Postgres text
+// and jsonb refuse it) and invalid UTF-8, with the field named; every other
+// control character is accepted as text.
+func TestValidateTextRefusesWhatTheStoresCannotHold(t *testing.T) {
+	for _, tc := range []struct {
+		field, v string
+		check    func(string) error
+	}{
+		{"body", "a\u0000b", ValidateBody},
+		{"client_msg_id", "k\u0000", ValidateClientMsgID},
+		{"title", "\x00", func(v string) error { return ValidateText("title", v) }},
+		{"title", "t\xc3", func(v string) error { return ValidateText("title", v) }},
+	} {
+		err := tc.check(tc.v)
+		if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s %q: %v, want bad_request naming %s", tc.field, tc.v, err, tc.field)
+		}
+	}
+	if err := ValidateBody("tab\there\u0001\u007f\u200b\U0001F600"); err != nil {
+		t.Errorf("control and other characters refused: %v", err)
+	}
+}

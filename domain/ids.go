@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -47,8 +48,8 @@ func ValidateClientMsgID(v string) error {
 	if v == "" {
 		return fmt.Errorf("%w: client_msg_id is required", ErrBadRequest)
 	}
-	if !utf8.ValidString(v) {
-		return fmt.Errorf("%w: client_msg_id must be valid UTF-8", ErrBadRequest)
+	if err := ValidateText("client_msg_id", v); err != nil {
+		return err
 	}
 	if n := utf8.RuneCountInString(v); n > MaxIDLen {
 		return fmt.Errorf("%w: client_msg_id must be 1-%d characters", ErrBadRequest, MaxIDLen)
@@ -64,8 +65,18 @@ func ValidateBody(v string) error {
 	if len(v) > MaxBodyBytes {
 		return fmt.Errorf("%w: body must be at most %d bytes, got %d", ErrTooLarge, MaxBodyBytes, len(v))
 	}
+	return ValidateText("body", v)
+}
+
+// ValidateText checks a client string the stores must hold: valid UTF-8
+// without U+0000, which Postgres text and jsonb cannot store (an event
+// carrying one would stop every read model that applies it).
+func ValidateText(field, v string) error {
 	if !utf8.ValidString(v) {
-		return fmt.Errorf("%w: body must be valid UTF-8", ErrBadRequest)
+		return fmt.Errorf("%w: %s must be valid UTF-8", ErrBadRequest, field)
+	}
+	if strings.IndexByte(v, 0) >= 0 {
+		return fmt.Errorf("%w: %s must not contain U+0000", ErrBadRequest, field)
 	}
 	return nil
 }

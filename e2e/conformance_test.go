@@ -323,6 +323,16 @@ func (s *suite) testSendValidation(t *testing.T) {
 	wantCode(t, try(ca, "message.send", base("body", strings.Repeat("é", 4097))), "too_large")
 	wantCode(t, try(ca, "message.send", base("conversation_id", "")), "bad_request")
 	wantCode(t, try(ca, "message.send", base("conversation_id", "c_does_not_exist")), "not_found")
+	// U+0000 cannot be stored (Postgres text, jsonb): acked, it stopped the
+	// projector for every conversation of its partition.
+	for _, k := range []string{"body", "client_msg_id"} {
+		err := try(ca, "message.send", base(k, "a\u0000b"))
+		wantCode(t, err, "bad_request")
+		if !strings.Contains(err.Error(), k) {
+			t.Errorf("U+0000 in %s: %v does not name the field", k, err)
+		}
+	}
+	wantCode(t, try(ca, "conversation.create", map[string]any{"kind": "group", "title": "t\u0000", "members": []string{user("b")}}), "bad_request")
 	m := request[msgReply](t, ca, "message.send", base("body", strings.Repeat("é", 4096))).Message
 	if len(m.Body) != 8192 || m.Seq < 1 || m.SenderID != a || m.MessageID == "" || m.SentAt.IsZero() || m.Deleted {
 		t.Fatalf("8192-byte message: %+v", m)
