@@ -152,7 +152,7 @@ func startChatd(t *testing.T, env *testenv.Env, bin, nodeID string, roles ...str
 		"CHAT_REDIS_URL="+c.RedisURL, "CHAT_DATABASE_URL="+c.DatabaseURL,
 		"CHAT_KAFKA_TOPIC="+c.Topic, "CHAT_KAFKA_PARTITIONS="+strconv.Itoa(int(c.Partitions)),
 		"CHAT_DB_SCHEMA="+c.DBSchema, "CHAT_REDIS_PREFIX="+c.RedisPrefix, "CHAT_GROUP_PREFIX="+c.GroupPrefix,
-		"CHAT_FANOUT_SHARDS="+strconv.Itoa(c.FanoutShards), "CHAT_PROJECTOR_WAIT="+c.BatchWait.String(),
+		"CHAT_PROJECTOR_WAIT="+c.BatchWait.String(),
 		"CHAT_LOG_LEVEL=info", "CHAT_LOG_FORMAT=json")
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -16,6 +16,9 @@ type Delivery struct {
 	// before this one for the same partition and stream (0: unknown). A
 	// gateway that did not see Prev has missed deliveries.
 	Prev int64 `json:"v,omitempty"`
+	// Node is the gateway node a delivery is for (its stream); not part of
+	// the payload.
+	Node string `json:"-"`
 }
 
 // PushFrame is the frame sent to clients for a push. Seq repeats the event's
@@ -25,4 +28,26 @@ type PushFrame struct {
 	Type string `json:"type"`
 	Seq  int64  `json:"seq,omitempty"`
 	Data any    `json:"data"`
+}
+
+// SplitByNode appends to out one delivery per gateway node that holds a
+// recipient of d (nodes: user to node ids), each naming only that node's
+// recipients, in the order the recipients name the nodes.
+func SplitByNode(d Delivery, nodes map[string][]string, out []Delivery) []Delivery {
+	byNode := map[string][]string{}
+	var order []string
+	for _, u := range d.Recipients {
+		for _, n := range nodes[u] {
+			if _, ok := byNode[n]; !ok {
+				order = append(order, n)
+			}
+			byNode[n] = append(byNode[n], u)
+		}
+	}
+	for _, n := range order {
+		nd := d
+		nd.Node, nd.Recipients = n, byNode[n]
+		out = append(out, nd)
+	}
+	return out
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/fanoutbus"
 	"github.com/parley-chat/parley/internal/testenv"
 	"github.com/parley-chat/parley/internal/wsclient"
 )
@@ -122,6 +123,7 @@ func TestConformance(t *testing.T) {
 	t.Run("IdempotentSendAfterDeadNode", s.testIdempotentDeadNode)
 	t.Run("IdempotentSendAfterFailedProduce", s.testIdempotentFailedProduce)
 	t.Run("TwoTabsTwoNodes", s.testTwoTabs)
+	t.Run("DeliveriesOnlyWhereRecipientsAre", s.testRouting)
 	t.Run("HTTPAPI", s.testHTTP)
 }
 
@@ -677,4 +679,43 @@ func (s *suite) testHTTP(t *testing.T) {
 			t.Errorf("%s %s: %d %s, want %d %s", tc.method, tc.path, st, b, tc.status, tc.code)
 		}
 	}
+}
+
+// testRouting: a gateway's stream carries only deliveries with a recipient
+// connected to it, naming only its recipients; a user who connects to
+// another node is reached there from its first connection on.
+func (s *suite) testRouting(t *testing.T) {
+	a, b := user("a"), user("b")
+	ca, cb := dial(t, s.env, s.n1, a), dial(t, s.env, s.n1, b)
+	conv := createGroup(t, ca, b)
+	rdb, bus := s.n1.App.Redis.Client(), s.n1.App.Bus
+	ctx := context.Background()
+	stream1, stream2 := bus.NodeStream(s.n1.App.Cfg.NodeID), bus.NodeStream(s.n2.App.Cfg.NodeID)
+	len2 := rdb.XLen(ctx, stream2).Val()
+	send(t, ca, conv.ConversationID, "only n1")
+	nextPushOf(t, cb, "only n1")
+	if got := rdb.XLen(ctx, stream2).Val(); got != len2 {
+		t.Fatalf("node 2 (no recipient) got %d deliveries", got-len2)
+	}
+	cb2 := dial(t, s.env, s.n2, b) // b's second tab, on node 2
+	send(t, ca, conv.ConversationID, "both nodes")
+	nextPushOf(t, cb2, "both nodes")
+	nextPushOf(t, cb, "both nodes")
+	last, err := rdb.XRevRangeN(ctx, stream2, "+", "-", 1).Result()
+	if err != nil || len(last) != 1 {
+		t.Fatalf("node 2's stream: %v %v", last, err)
+	}
+	d, err := fanoutbus.Decode([]byte(last[0].Values["d"].(string)))
+	if err != nil || !slices.Equal(d.Recipients, []string{b}) {
+		t.Fatalf("node 2's delivery names %v (err %v), want only %s", d.Recipients, err, b)
+	}
+	if n := rdb.XLen(ctx, stream1).Val(); n == 0 {
+		t.Fatal("node 1's stream is empty")
+	}
+}
+
+// nextPushOf waits for the message.new push of body.
+func nextPushOf(t *testing.T, c *wsclient.Client, body string) {
+	t.Helper()
+	pushesUntil(t, c, isMessage(body))
 }

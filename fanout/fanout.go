@@ -37,9 +37,10 @@ type ReadModel interface {
 // Publisher hands deliveries to the gateway nodes, in order, in one round
 // trip.
 type Publisher interface {
+	// NodesOf returns the gateway nodes where each user is connected.
+	NodesOf(ctx context.Context, users []string) (map[string][]string, error)
+	// PublishBatch appends each delivery to the stream of its Node.
 	PublishBatch(ctx context.Context, ds []domain.Delivery) error
-	// Stream names the ordered stream that carries conv's deliveries.
-	Stream(conv string) string
 }
 
 // Record is one logged event as the consumer hands it over.
@@ -69,8 +70,9 @@ type Handler struct {
 	prev   map[streamPartition]int64
 }
 
+// streamPartition keys Prev: a node's stream and a log partition.
 type streamPartition struct {
-	stream    string
+	node      string
 	partition int32
 }
 
@@ -93,28 +95,65 @@ func (h *Handler) Handle(ctx context.Context, partition int32, offset int64, val
 func (h *Handler) HandleBatch(ctx context.Context, recs []Record) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make([]domain.Delivery, 0, len(recs))
-	prev := map[streamPartition]int64{}
+	ds := make([]domain.Delivery, 0, len(recs))
 	for _, r := range recs {
-		d, ok, err := h.handle(ctx, r, prev)
+		d, ok, err := h.handle(ctx, r)
 		if err != nil {
 			h.forgetLocked(nil)
 			return err
 		}
 		if ok {
-			out = append(out, d)
+			ds = append(ds, d)
 		}
 	}
-	if len(out) > 0 {
-		if err := h.bus.PublishBatch(ctx, out); err != nil {
-			h.forgetLocked(nil)
-			return err
-		}
+	out, prev, err := h.route(ctx, ds)
+	if err == nil {
+		err = h.bus.PublishBatch(ctx, out)
+	}
+	if err != nil {
+		h.forgetLocked(nil)
+		return err
 	}
 	for k, v := range prev {
 		h.prev[k] = v
 	}
 	return nil
+}
+
+// route splits deliveries by the gateway nodes of their recipients (the
+// routes are read after the records were read from the log: a connection
+// routed before an event was logged is always reached) and chains each
+// node's deliveries per partition with Prev, for the gateways' gap check.
+func (h *Handler) route(ctx context.Context, ds []domain.Delivery) ([]domain.Delivery, map[streamPartition]int64, error) {
+	var users []string
+	seen := map[string]bool{}
+	for _, d := range ds {
+		for _, u := range d.Recipients {
+			if !seen[u] {
+				seen[u] = true
+				users = append(users, u)
+			}
+		}
+	}
+	nodes, err := h.bus.NodesOf(ctx, users)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]domain.Delivery, 0, len(ds))
+	prev := map[streamPartition]int64{}
+	for _, d := range ds {
+		start := len(out)
+		out = domain.SplitByNode(d, nodes, out)
+		for i := start; i < len(out); i++ {
+			key := streamPartition{out[i].Node, d.Partition}
+			p, ok := prev[key]
+			if !ok {
+				p = h.prev[key]
+			}
+			out[i].Prev, prev[key] = p, d.Seq
+		}
+	}
+	return out, prev, nil
 }
 
 // Forget drops what the handler holds of partitions (all if nil): another
@@ -142,7 +181,7 @@ func (h *Handler) forgetLocked(partitions []int32) {
 }
 
 // handle turns one record into a delivery (ok false: nothing to push).
-func (h *Handler) handle(ctx context.Context, r Record, prev map[streamPartition]int64) (domain.Delivery, bool, error) {
+func (h *Handler) handle(ctx context.Context, r Record) (domain.Delivery, bool, error) {
 	seq := r.Offset + 1
 	e, err := domain.DecodeEvent(r.Value)
 	if err != nil {
@@ -167,14 +206,8 @@ func (h *Handler) handle(ctx context.Context, r Record, prev map[streamPartition
 	if left != "" {
 		rcpt = append(rcpt, left)
 	}
-	key := streamPartition{h.bus.Stream(e.ConversationID), r.Partition}
-	p, ok := prev[key]
-	if !ok {
-		p = h.prev[key]
-	}
-	prev[key] = seq
 	return domain.Delivery{ConversationID: e.ConversationID, Seq: seq, Partition: r.Partition,
-		Recipients: rcpt, Frame: frame, EventAtUnixMs: e.At.UnixMilli(), Prev: p}, true, nil
+		Recipients: rcpt, Frame: frame, EventAtUnixMs: e.At.UnixMilli()}, true, nil
 }
 
 // applyMembership applies a membership event to memory and to the shared

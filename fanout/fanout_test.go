@@ -42,7 +42,15 @@ func (b *fakeBus) PublishBatch(_ context.Context, ds []domain.Delivery) error {
 	b.got = append(b.got, ds...)
 	return nil
 }
-func (b *fakeBus) Stream(string) string { return "s" }
+
+// NodesOf puts every user on node "n1".
+func (b *fakeBus) NodesOf(_ context.Context, users []string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, u := range users {
+		out[u] = []string{"n1"}
+	}
+	return out, nil
+}
 
 func event(t *testing.T, typ string, actor string, payload any) []byte {
 	t.Helper()

@@ -82,7 +82,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	// (projector batches follow it in their own transaction).
 	stopFollow := a.Store.FollowActive(time.Second, log)
 	a.closers = append(a.closers, func() error { stopFollow(); return nil })
-	a.Bus, err = fanoutbus.New(a.Redis.Client(), fanoutbus.Config{Prefix: cfg.RedisPrefix, Shards: cfg.FanoutShards}, log)
+	a.Bus, err = fanoutbus.New(a.Redis.Client(), fanoutbus.Config{Prefix: cfg.RedisPrefix}, log)
 	if err != nil {
 		a.Close()
 		return nil, err
@@ -98,7 +98,8 @@ func (a *App) buildGateway() {
 		Idem: a.Redis, Ephemeral: a.Bus, PendingStale: a.Cfg.IdemPendingStale})
 	a.Service = &gateway.Service{Cmd: h, Read: projections.Reader{Store: a.Store, Access: h.Access, Fresh: fresh}}
 	a.Hub = gateway.NewHub(a.Cfg.MaxConnsPerUser, a.Cfg.MaxConns)
-	a.Hub.StreamOf = a.Bus.Stream
+	a.Hub.StreamOf = func(string) string { return "" } // one stream per node
+	a.Hub.Routes = a.Bus.Node(a.Cfg.NodeID)
 	a.WS = gateway.NewWSServer(gateway.WSConfig{SendQueue: a.Cfg.SendQueue, RateLimit: a.Cfg.RateLimit,
 		RateBurst: a.Cfg.RateBurst, AllowedOrigins: a.Cfg.AllowedOrigins, PingInterval: a.Cfg.PingInterval}, a.Hub, a.Service, a.Log)
 	a.buildSocketIO()
@@ -158,7 +159,7 @@ func (a *App) Run(ctx context.Context) error {
 		}()
 	}
 	if a.Cfg.Has(config.RoleGateway) {
-		if err := a.Bus.Subscribe(roleCtx, a.Hub.Deliver); err != nil {
+		if err := a.startDelivery(roleCtx); err != nil {
 			return err
 		}
 		start("socketio-nodes", a.registerSocketIO(a.listener))
@@ -189,6 +190,41 @@ func (a *App) Run(ctx context.Context) error {
 	stopRoles()
 	wg.Wait()
 	return runErr
+}
+
+// startDelivery proves this node alive, reads its delivery stream and keeps
+// the liveness fresh. If Redis lost the node's liveness (and so its routes),
+// the routes are made again and every local client resyncs: deliveries for
+// them may have been dropped unseen.
+func (a *App) startDelivery(ctx context.Context) error {
+	node := a.Bus.Node(a.Cfg.NodeID)
+	if _, err := node.Alive(ctx); err != nil {
+		return err
+	}
+	if err := a.Bus.Subscribe(ctx, a.Cfg.NodeID, a.Hub.Deliver); err != nil {
+		return err
+	}
+	go func() {
+		t := time.NewTicker(fanoutbus.AliveEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			kept, err := node.Alive(ctx)
+			if err != nil || kept {
+				continue // Redis away: nothing is delivered until it is back
+			}
+			a.Log.Warn("redis lost this node's routes; routing again and resyncing every client")
+			if err := a.Hub.Rejoin(ctx); err != nil {
+				a.Log.Error("routing again failed", "err", err)
+			}
+			a.Hub.ResyncAll()
+		}
+	}()
+	return nil
 }
 
 // shutdown stops accepting, asks clients to reconnect elsewhere, drains

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/fanout"
 	"github.com/parley-chat/parley/infra/kafkalog"

@@ -48,7 +48,6 @@ type Config struct {
 	GroupPrefix       string        `env:"CHAT_GROUP_PREFIX" envDefault:""`
 	DBSchema          string        `env:"CHAT_DB_SCHEMA" envDefault:"chat"`
 	RedisPrefix       string        `env:"CHAT_REDIS_PREFIX" envDefault:"parley"`
-	FanoutShards      int           `env:"CHAT_FANOUT_SHARDS" envDefault:"4"`
 	BatchSize         int           `env:"CHAT_PROJECTOR_BATCH" envDefault:"1000"`
 	BatchWait         time.Duration `env:"CHAT_PROJECTOR_WAIT" envDefault:"5ms"`
 	RateLimit         float64       `env:"CHAT_RATE_LIMIT" envDefault:"20"`
@@ -137,8 +136,8 @@ func (c Config) Validate() error {
 	if c.MinInsyncReplicas < 1 || c.MinInsyncReplicas > int(c.ReplicationFactor) {
 		bad("CHAT_KAFKA_MIN_INSYNC_REPLICAS must be 1-CHAT_KAFKA_REPLICATION_FACTOR (%d)", c.ReplicationFactor)
 	}
-	if c.FanoutShards < 1 || c.FanoutShards > 256 {
-		bad("CHAT_FANOUT_SHARDS must be 1-256")
+	if strings.ContainsAny(c.NodeID, ", \t\n{}") {
+		bad("CHAT_NODE_ID %q: no commas, spaces or braces (it names the node's delivery stream)", c.NodeID)
 	}
 	if c.BatchSize < 1 {
 		bad("CHAT_PROJECTOR_BATCH must be >= 1")

@@ -1,22 +1,21 @@
-// Package fanoutbus carries deliveries from the fanout consumers to every
-// gateway node over Redis Streams. A few shard streams carry all
-// conversations, so each node holds a few connections, not one per
-// conversation; a stream keeps a short buffer, never the truth. Entries
-// carry one field, "d", in the binary form of codec.go.
+// Package fanoutbus carries deliveries from the fanout consumers to the
+// gateway nodes over Redis Streams: each gateway node reads a stream of its
+// own, which carries only deliveries with a recipient connected to it
+// (routes.go), trimmed to the recipients on that node. A stream keeps a
+// short buffer, never the truth. Entries carry one field, "d", in the
+// binary form of codec.go.
 //
-// watermill-redisstream carried this bus first; its publisher sent one
-// XADD per delivery and its fan-out subscriber read one entry per round
-// trip, and its JSON envelope cost every gateway a parse of every frame
-// (docs/architecture.md, "Libraries").
+// watermill-redisstream carried this bus first, on shard streams that every
+// gateway read whole; its publisher sent one XADD per delivery, its fan-out
+// subscriber read one entry per round trip, and its JSON envelope cost
+// every gateway a parse of every frame (docs/architecture.md, "Libraries").
 package fanoutbus
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -27,15 +26,15 @@ import (
 // Config of the bus.
 type Config struct {
 	Prefix string
-	Shards int
-	MaxLen int64 // per shard stream; 0 means 10000
+	MaxLen int64 // per node stream; 0 means 10000
 }
 
 // Bus publishes and subscribes deliveries.
 type Bus struct {
-	cfg Config
-	rdb redis.UniversalClient
-	log *slog.Logger
+	cfg   Config
+	rdb   redis.UniversalClient
+	log   *slog.Logger
+	alive liveness
 }
 
 // New builds a bus on a Redis client.
@@ -43,34 +42,30 @@ func New(rdb redis.UniversalClient, cfg Config, log *slog.Logger) (*Bus, error) 
 	if cfg.MaxLen == 0 {
 		cfg.MaxLen = 10000
 	}
-	if cfg.Shards < 1 {
-		return nil, fmt.Errorf("fanoutbus: %d shards", cfg.Shards)
+	if cfg.Prefix == "" {
+		return nil, errors.New("fanoutbus: a key prefix is required")
 	}
 	return &Bus{cfg: cfg, rdb: rdb, log: log}, nil
 }
 
-// Stream is the shard stream of a conversation.
-func (b *Bus) Stream(conv string) string {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(conv))
-	return b.streamName(int(h.Sum32() % uint32(b.cfg.Shards)))
-}
-
-func (b *Bus) streamName(shard int) string {
-	return b.cfg.Prefix + ":{fanout." + strconv.Itoa(shard) + "}"
-}
-
-// Publish sends one delivery (an ephemeral push) to every gateway node.
+// Publish sends an ephemeral push (no seq) to the nodes of its recipients.
 func (b *Bus) Publish(ctx context.Context, d domain.Delivery) error {
-	return b.PublishBatch(ctx, []domain.Delivery{d})
+	nodes, err := b.NodesOf(ctx, d.Recipients)
+	if err != nil {
+		return err
+	}
+	return b.PublishBatch(ctx, domain.SplitByNode(d, nodes, nil))
 }
 
-// PublishBatch sends deliveries to every gateway node in one pipeline, in
-// order.
+// PublishBatch appends deliveries to the streams of their nodes (d.Node)
+// in one pipeline, in order.
 func (b *Bus) PublishBatch(ctx context.Context, ds []domain.Delivery) error {
+	if len(ds) == 0 {
+		return nil
+	}
 	pipe := b.rdb.Pipeline()
 	for _, d := range ds {
-		pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.Stream(d.ConversationID), MaxLen: b.cfg.MaxLen, Approx: true,
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.NodeStream(d.Node), MaxLen: b.cfg.MaxLen, Approx: true,
 			Values: []any{"d", Encode(nil, d)}})
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -85,19 +80,17 @@ func (b *Bus) PublishBatch(ctx context.Context, ds []domain.Delivery) error {
 // is there, up to this many, costs one round trip per batch.
 const readBatch = 512
 
-// Subscribe reads every shard stream from now on and calls handle for each
-// delivery, in stream order per shard, until ctx ends.
-func (b *Bus) Subscribe(ctx context.Context, handle func(domain.Delivery)) error {
-	for shard := range b.cfg.Shards {
-		stream := b.streamName(shard)
-		// Start after the stream's current last entry ("$" would miss entries
-		// added between two blocking reads that both timed out).
-		last, err := b.lastID(ctx, stream)
-		if err != nil {
-			return fmt.Errorf("subscribe shard %d: %w", shard, err)
-		}
-		go b.readShard(ctx, stream, last, handle)
+// Subscribe reads node's stream from now on and calls handle for each
+// delivery, in stream order, until ctx ends.
+func (b *Bus) Subscribe(ctx context.Context, node string, handle func(domain.Delivery)) error {
+	stream := b.NodeStream(node)
+	// Start after the stream's current last entry ("$" would miss entries
+	// added between two blocking reads that both timed out).
+	last, err := b.lastID(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", stream, err)
 	}
+	go b.readStream(ctx, stream, last, handle)
 	return nil
 }
 
@@ -112,7 +105,7 @@ func (b *Bus) lastID(ctx context.Context, stream string) (string, error) {
 	return msgs[0].ID, nil
 }
 
-func (b *Bus) readShard(ctx context.Context, stream, last string, handle func(domain.Delivery)) {
+func (b *Bus) readStream(ctx context.Context, stream, last string, handle func(domain.Delivery)) {
 	for ctx.Err() == nil {
 		res, err := b.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{stream, last}, Count: readBatch, Block: time.Second}).Result()
 		if errors.Is(err, redis.Nil) {

@@ -20,7 +20,7 @@ import (
 // BenchmarkBusDeliveries pushes deliveries through the bus on the real Redis
 // (localhost:6379, keys under a fresh bench prefix that is deleted
 // afterwards): 8 publishers as the fan-out's partitions, one subscriber as a
-// gateway, all shards. ns/op is per delivery, publish to handle.
+// gateway on its node stream. ns/op is per delivery, publish to handle.
 //
 //	go test -run '^$' -bench BusDeliveries -benchtime 20000x ./infra/fanoutbus/
 func BenchmarkBusDeliveries(b *testing.B) { benchBus(b, false) }
@@ -50,7 +50,7 @@ func benchBus(b *testing.B, pipelined bool) {
 	}
 	prefix := fmt.Sprintf("benchbus%d", time.Now().UnixNano())
 	defer deleteKeys(rdb, prefix)
-	bus, err := New(rdb, Config{Prefix: prefix, Shards: 4, MaxLen: 100000}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	bus, err := New(rdb, Config{Prefix: prefix, MaxLen: 100000}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func benchBus(b *testing.B, pipelined bool) {
 	want := int64(b.N)
 	subCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	if err := bus.Subscribe(subCtx, func(d domain.Delivery) {
+	if err := bus.Subscribe(subCtx, "n1", func(d domain.Delivery) {
 		if d.ConversationID == "warmup" {
 			warm.Add(1)
 			return
@@ -73,9 +73,7 @@ func benchBus(b *testing.B, pipelined bool) {
 	// A subscriber starts reading a moment after Subscribe returns: wait
 	// until every shard's reader sees deliveries (bounded).
 	for i := 0; warm.Load() < 1 && i < 500; i++ {
-		for s := range 4 {
-			_ = rdb.XAdd(ctx, &redis.XAddArgs{Stream: bus.streamName(s), Values: []any{"d", Encode(nil, domain.Delivery{ConversationID: "warmup"})}}).Err()
-		}
+		_ = rdb.XAdd(ctx, &redis.XAddArgs{Stream: bus.NodeStream("n1"), Values: []any{"d", Encode(nil, domain.Delivery{ConversationID: "warmup"})}}).Err()
 		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond)
@@ -93,8 +91,8 @@ func benchBus(b *testing.B, pipelined bool) {
 			defer wg.Done()
 			for i := p; i < b.N; i += publishers {
 				d := domain.Delivery{ConversationID: fmt.Sprintf("c%d", i%200), Seq: int64(i + 1), Partition: int32(p),
-					Recipients: rcpt, Frame: frame}
-				if err := bus.Publish(ctx, d); err != nil {
+					Recipients: rcpt, Frame: frame, Node: "n1"}
+				if err := bus.PublishBatch(ctx, []domain.Delivery{d}); err != nil {
 					b.Error(err)
 					return
 				}
@@ -124,7 +122,7 @@ func publishPipelined(ctx context.Context, b *testing.B, rdb *redis.Client, bus 
 		pipe := rdb.Pipeline()
 		for i := start; i < min(start+500, b.N); i++ {
 			d := domain.Delivery{ConversationID: fmt.Sprintf("c%d", i%200), Seq: int64(i + 1), Recipients: rcpt, Frame: frame}
-			pipe.XAdd(ctx, &redis.XAddArgs{Stream: bus.Stream(d.ConversationID), MaxLen: 1_000_000, Approx: true,
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: bus.NodeStream("n1"), MaxLen: 1_000_000, Approx: true,
 				Values: []any{"d", Encode(nil, d)}})
 		}
 		if _, err := pipe.Exec(ctx); err != nil {

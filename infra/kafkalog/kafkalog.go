@@ -5,8 +5,8 @@ package kafkalog
 
 import (
 	"context"
-	"hash/fnv"
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	"github.com/IBM/sarama"

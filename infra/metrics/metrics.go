@@ -60,6 +60,12 @@ var (
 	SendQueueOverflows = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parley_send_queue_overflows_total", Help: "Connections closed because their send queue overflowed.",
 	})
+	DeliveriesReceived = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parley_deliveries_received_total", Help: "Deliveries this gateway read from its stream.",
+	})
+	DeliveriesDelivered = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parley_deliveries_delivered_total", Help: "Deliveries this gateway read that reached at least one local connection (with received: how well routing spares a node work for others).",
+	})
 	DeliveryGaps = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parley_delivery_gaps_total", Help: "Times this gateway found it had missed deliveries and asked its clients to resync.",
 	})

@@ -4,7 +4,9 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
+	"hash/fnv"
 	"sync"
 	"time"
 
@@ -19,12 +21,25 @@ type Client interface {
 	Deliver(d domain.Delivery)
 }
 
+// Routes tells the fan-out which users are connected to this node.
+type Routes interface {
+	Join(ctx context.Context, user string) error
+	Leave(ctx context.Context, user string) error
+}
+
 // Hub indexes local connections by user.
 type Hub struct {
 	// StreamOf names the bus stream of a conversation: deliveries of one
 	// stream and partition arrive in order, which is what gap detection
 	// relies on.
 	StreamOf func(conv string) string
+	// Routes, if set, is told when a user's first local connection opens
+	// (before Register returns: the connection cannot sync or send before
+	// the fan-out can reach it) and when the last one closes.
+	Routes Routes
+
+	// userLocks order a user's route changes with its connection count.
+	userLocks [64]sync.Mutex
 
 	mu         sync.RWMutex
 	gaps       gapDetector
@@ -50,18 +65,37 @@ var (
 	ErrNodeFull       = fmt.Errorf("%w: this node is full; connect to another", domain.ErrUnavailable)
 )
 
-// Register adds a connection, enforcing the limits.
+// Register adds a connection, enforcing the limits, and routes the user's
+// deliveries here if it is the user's first connection on this node.
 func (h *Hub) Register(c Client) error {
+	lk := h.userLock(c.UserID())
+	lk.Lock()
+	defer lk.Unlock()
+	first, err := h.add(c)
+	if err != nil || !first || h.Routes == nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.Routes.Join(ctx, c.UserID()); err != nil {
+		h.remove(c)
+		metrics.ConnectionsRefused.WithLabelValues("routing").Inc()
+		return fmt.Errorf("%w: live delivery is not available: %v", domain.ErrUnavailable, err)
+	}
+	return nil
+}
+
+func (h *Hub) add(c Client) (first bool, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.maxTotal > 0 && h.total >= h.maxTotal {
 		metrics.ConnectionsRefused.WithLabelValues("node_full").Inc()
-		return ErrNodeFull
+		return false, ErrNodeFull
 	}
 	set := h.users[c.UserID()]
 	if h.maxPerUser > 0 && len(set) >= h.maxPerUser {
 		metrics.ConnectionsRefused.WithLabelValues("user_limit").Inc()
-		return ErrTooManyForUser
+		return false, ErrTooManyForUser
 	}
 	if set == nil {
 		set = map[Client]struct{}{}
@@ -69,23 +103,63 @@ func (h *Hub) Register(c Client) error {
 	}
 	set[c] = struct{}{}
 	h.total++
-	return nil
+	return len(set) == 1, nil
 }
 
-// Unregister removes a connection.
+// Unregister removes a connection, and the user's route here with its last.
 func (h *Hub) Unregister(c Client) {
+	lk := h.userLock(c.UserID())
+	lk.Lock()
+	defer lk.Unlock()
+	if last := h.remove(c); last && h.Routes != nil {
+		// A route left behind (Redis away) costs the node deliveries it
+		// drops; the fan-out removes routes of nodes that are gone.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = h.Routes.Leave(ctx, c.UserID())
+	}
+}
+
+func (h *Hub) remove(c Client) (last bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	set := h.users[c.UserID()]
 	if _, ok := set[c]; !ok {
-		return
+		return false
 	}
 	delete(h.resyncing, c)
 	delete(set, c)
 	h.total--
 	if len(set) == 0 {
 		delete(h.users, c.UserID())
+		return true
 	}
+	return false
+}
+
+func (h *Hub) userLock(user string) *sync.Mutex {
+	f := fnv.New32a()
+	_, _ = f.Write([]byte(user))
+	return &h.userLocks[f.Sum32()%uint32(len(h.userLocks))]
+}
+
+// Rejoin routes every local user here again (Redis lost the routes).
+func (h *Hub) Rejoin(ctx context.Context) error {
+	if h.Routes == nil {
+		return nil
+	}
+	h.mu.RLock()
+	users := make([]string, 0, len(h.users))
+	for u := range h.users {
+		users = append(users, u)
+	}
+	h.mu.RUnlock()
+	for _, u := range users {
+		if err := h.Routes.Join(ctx, u); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Count is the number of local connections.
@@ -110,6 +184,7 @@ func (h *Hub) Deliver(d domain.Delivery) {
 		h.resyncAll()
 		return // every local client gets d, and what was lost before it, by sync
 	}
+	metrics.DeliveriesReceived.Inc()
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	n := 0
@@ -122,13 +197,18 @@ func (h *Hub) Deliver(d domain.Delivery) {
 			n++
 		}
 	}
+	if n > 0 {
+		metrics.DeliveriesDelivered.Inc()
+	}
 	if n > 0 && d.EventAtUnixMs > 0 {
 		metrics.DeliveryLatency.Observe(time.Since(time.UnixMilli(d.EventAtUnixMs)).Seconds())
 	}
 }
 
-// resyncAll asks every local connection to reconnect and sync, and stops
+// ResyncAll asks every local connection to reconnect and sync, and stops
 // delivering to it.
+func (h *Hub) ResyncAll() { h.resyncAll() }
+
 func (h *Hub) resyncAll() {
 	var all []Resyncer
 	h.mu.Lock()

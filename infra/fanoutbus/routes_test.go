@@ -1,0 +1,95 @@
+package fanoutbus_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"slices"
+	"testing"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/fanoutbus"
+	"github.com/parley-chat/parley/infra/redisstore"
+	"github.com/parley-chat/parley/internal/testenv"
+)
+
+// Routes on the real Redis: a user is routed to each node that joined it
+// until that node leaves; a node without liveness is dropped from answers
+// and its routes are removed; Alive tells a node whether Redis kept it.
+func TestRoutes(t *testing.T) {
+	env := testenv.New(t)
+	ctx := context.Background()
+	rdb, err := redisstore.NewClient(env.Cfg.RedisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	defer func() { _, _ = redisstore.DeletePrefix(context.Background(), rdb, env.Cfg.RedisPrefix) }()
+	bus, err := fanoutbus.New(rdb, fanoutbus.Config{Prefix: env.Cfg.RedisPrefix}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1, n2 := bus.Node("n1"), bus.Node("n2")
+	for _, n := range []*fanoutbus.Node{n1, n2} {
+		if kept, err := n.Alive(ctx); err != nil || kept {
+			t.Fatalf("first liveness: kept %v err %v", kept, err)
+		}
+	}
+	if kept, err := n1.Alive(ctx); err != nil || !kept {
+		t.Fatalf("second liveness: kept %v err %v", kept, err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(n1.Join(ctx, "alice"))
+	must(n1.Join(ctx, "alice")) // idempotent
+	must(n2.Join(ctx, "alice"))
+	must(n2.Join(ctx, "bob"))
+	got, err := bus.NodesOf(ctx, []string{"alice", "bob", "carol"})
+	must(err)
+	if a := slices.Sorted(slices.Values(got["alice"])); !slices.Equal(a, []string{"n1", "n2"}) || !slices.Equal(got["bob"], []string{"n2"}) || got["carol"] != nil {
+		t.Fatalf("routes: %v", got)
+	}
+	must(n1.Leave(ctx, "alice"))
+	got, err = bus.NodesOf(ctx, []string{"alice"})
+	must(err)
+	if !slices.Equal(got["alice"], []string{"n2"}) {
+		t.Fatalf("after n1 left alice: %v", got)
+	}
+	// n3 routed a user and died (never proved alive): dropped and removed.
+	n3 := bus.Node("n3")
+	must(n3.Join(ctx, "dave"))
+	got, err = bus.NodesOf(ctx, []string{"dave"})
+	must(err)
+	if len(got["dave"]) != 0 {
+		t.Fatalf("route to a dead node answered: %v", got)
+	}
+	if _, err := n3.Alive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err = bus.NodesOf(ctx, []string{"dave"})
+	must(err)
+	if len(got["dave"]) != 0 {
+		t.Fatalf("the dead node's route was not removed: %v", got)
+	}
+	// Liveness is asked again (not remembered as dead) once the node lives.
+	must(n3.Join(ctx, "dave"))
+	got, err = bus.NodesOf(ctx, []string{"dave"})
+	must(err)
+	if !slices.Equal(got["dave"], []string{"n3"}) {
+		t.Fatalf("route to a node that came alive: %v", got)
+	}
+}
+
+// SplitByNode gives each node only its recipients.
+func TestSplitByNode(t *testing.T) {
+	d := domain.Delivery{ConversationID: "c", Seq: 3, Recipients: []string{"a", "b", "c", "d"}}
+	out := domain.SplitByNode(d, map[string][]string{"a": {"n1"}, "b": {"n2", "n1"}, "c": {"n2"}}, nil)
+	if len(out) != 2 || out[0].Node != "n1" || !slices.Equal(out[0].Recipients, []string{"a", "b"}) ||
+		out[1].Node != "n2" || !slices.Equal(out[1].Recipients, []string{"b", "c"}) || out[1].Seq != 3 {
+		t.Fatalf("split: %+v", out)
+	}
+}
