@@ -194,8 +194,8 @@ func (a *App) Run(ctx context.Context) error {
 
 // startDelivery proves this node alive, reads its delivery stream and keeps
 // the liveness fresh. If Redis lost the node's liveness (and so its routes),
-// the routes are made again and every local client resyncs: deliveries for
-// them may have been dropped unseen.
+// the routes are made again; if a fan-out had dropped them, deliveries for
+// its users were dropped unseen, and every local client resyncs.
 func (a *App) startDelivery(ctx context.Context) error {
 	node := a.Bus.Node(a.Cfg.NodeID)
 	if _, err := node.Alive(ctx); err != nil {
@@ -217,11 +217,17 @@ func (a *App) startDelivery(ctx context.Context) error {
 			if err != nil || kept {
 				continue // Redis away: nothing is delivered until it is back
 			}
-			a.Log.Warn("redis lost this node's routes; routing again and resyncing every client")
+			// Redis lost its data (the fan-out sends to every node until the
+			// routes are back) or this node stalled and a fan-out dropped its
+			// routes (then deliveries were dropped: its clients resync).
 			if err := a.Hub.Rejoin(ctx); err != nil {
 				a.Log.Error("routing again failed", "err", err)
 			}
-			a.Hub.ResyncAll()
+			dropped, err := node.Dropped(ctx)
+			a.Log.Warn("redis had lost this node's liveness; its users are routed again", "routes_were_dropped", dropped)
+			if dropped || err != nil {
+				a.Hub.ResyncAll()
+			}
 		}
 	}()
 	return nil

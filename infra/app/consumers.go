@@ -24,6 +24,9 @@ const (
 // each batch to the gateway nodes through Redis in one pipeline.
 func (a *App) runFanout(ctx context.Context) error {
 	h := fanout.New(a.Redis, a.Bus, a.Store)
+	if err := a.Bus.WatchLoss(ctx, a.Cfg.NodeID); err != nil {
+		return err
+	}
 	go a.watchLag(ctx, a.Cfg.GroupPrefix+FanoutGroup) // parley_consumer_lag (ops.go)
 	return kafkalog.RunLive(ctx, kafkalog.LiveConfig{
 		Brokers: a.Cfg.KafkaBrokers, Topic: a.Cfg.Topic, Group: a.Cfg.GroupPrefix + FanoutGroup,

@@ -31,10 +31,11 @@ type Config struct {
 
 // Bus publishes and subscribes deliveries.
 type Bus struct {
-	cfg   Config
-	rdb   redis.UniversalClient
-	log   *slog.Logger
-	alive liveness
+	cfg     Config
+	rdb     redis.UniversalClient
+	log     *slog.Logger
+	alive   liveness
+	lossKey string // set by WatchLoss (the fan-out)
 }
 
 // New builds a bus on a Redis client.

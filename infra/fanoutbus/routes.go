@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,11 +27,19 @@ import (
 // by ','), so a batch's lookups are a few HMGETs in one pipeline. A node
 // proves it is alive with a key it refreshes (aliveTTL); a route to a node
 // without one is dropped when met.
+//
+// Redis is not the truth, and may lose the routes with everything else. A
+// fan-out notices (its marker key is gone) and sends every delivery to
+// every node it knows for lossGrace, while the gateways notice (their
+// liveness key is gone) and route their users again; so live delivery goes
+// on through the loss without a gap.
 const (
 	routeShards   = 16
 	aliveTTL      = 30 * time.Second
 	aliveRefresh  = 5 * time.Second
 	aliveCacheFor = 5 * time.Second
+	lossGrace     = 3 * aliveRefresh
+	knownFor      = 24 * time.Hour
 )
 
 var routeJoin = redis.NewScript(`
@@ -56,6 +65,9 @@ func (b *Bus) routesKey(user string) string {
 
 // NodeStream is the stream a gateway node reads.
 func (b *Bus) NodeStream(node string) string { return b.cfg.Prefix + ":{node." + node + "}" }
+
+// nodesKey is the set of gateway node ids (for a fan-out after a loss).
+func (b *Bus) nodesKey() string { return b.cfg.Prefix + ":nodes" }
 
 func (b *Bus) aliveKey(node string) string { return b.cfg.Prefix + ":{node." + node + "}:alive" }
 
@@ -88,11 +100,31 @@ func (b *Bus) leave(ctx context.Context, user, node string) error {
 	return nil
 }
 
+// Dropped reports (once) whether a fan-out removed this node's routes
+// because its liveness had lapsed (a stall past aliveTTL): deliveries for
+// its users were dropped meanwhile, so its clients must resync.
+func (n *Node) Dropped(ctx context.Context) (bool, error) {
+	err := n.b.rdb.GetDel(ctx, n.b.droppedKey(n.id)).Err()
+	switch {
+	case err == redis.Nil:
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("%w: node tombstone: %v", domain.ErrUnavailable, err)
+	}
+	return true, nil
+}
+
+func (b *Bus) droppedKey(node string) string { return b.cfg.Prefix + ":{node." + node + "}:dropped" }
+
 // Alive refreshes this node's liveness and reports whether Redis still had
 // it: false after the first call means Redis lost its data (or this node
 // stalled past aliveTTL), and with it this node's routes.
 func (n *Node) Alive(ctx context.Context) (kept bool, err error) {
-	err = n.b.rdb.SetArgs(ctx, n.b.aliveKey(n.id), "1", redis.SetArgs{TTL: aliveTTL, Get: true}).Err()
+	pipe := n.b.rdb.Pipeline()
+	set := pipe.SetArgs(ctx, n.b.aliveKey(n.id), "1", redis.SetArgs{TTL: aliveTTL, Get: true})
+	pipe.SAdd(ctx, n.b.nodesKey(), n.id)
+	_, _ = pipe.Exec(ctx)
+	err = set.Err()
 	switch {
 	case err == redis.Nil:
 		return false, nil
@@ -122,8 +154,17 @@ func (b *Bus) NodesOf(ctx context.Context, users []string) (map[string][]string,
 	for k, us := range byKey {
 		cmds[k] = pipe.HMGet(ctx, k, us...)
 	}
+	var marker *redis.IntCmd
+	if b.lossKey != "" {
+		marker = pipe.Exists(ctx, b.lossKey)
+	}
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return nil, fmt.Errorf("%w: routes: %v", domain.ErrUnavailable, err)
+	}
+	if marker != nil && marker.Val() == 0 {
+		if err := b.lostRoutes(ctx); err != nil {
+			return nil, err
+		}
 	}
 	out := map[string][]string{}
 	seen := map[string]bool{}
@@ -147,12 +188,62 @@ func (b *Bus) NodesOf(ctx context.Context, users []string) (map[string][]string,
 	if len(dead) > 0 {
 		b.dropDead(ctx, out, dead)
 	}
+	if b.alive.broadcasting() {
+		all, err := b.allNodes(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, u := range users {
+			out[u] = all
+		}
+	}
 	return out, nil
+}
+
+// allNodes is every gateway node known: registered in the nodes set since
+// the loss, or seen alive before it.
+func (b *Bus) allNodes(ctx context.Context) ([]string, error) {
+	reg, err := b.rdb.SMembers(ctx, b.nodesKey()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("%w: nodes: %v", domain.ErrUnavailable, err)
+	}
+	all := b.alive.known()
+	for _, n := range reg {
+		if !slices.Contains(all, n) {
+			all = append(all, n)
+		}
+	}
+	return all, nil
+}
+
+// WatchLoss makes NodesOf notice a Redis data loss (the marker key of the
+// fan-out process id is gone) and then answer every node it knows for
+// every user, for lossGrace: the gateways route their users again within
+// aliveRefresh meanwhile. Only the fan-out calls it.
+func (b *Bus) WatchLoss(ctx context.Context, id string) error {
+	b.lossKey = b.cfg.Prefix + ":routing:" + id
+	if err := b.rdb.Set(ctx, b.lossKey, "1", 0).Err(); err != nil {
+		return fmt.Errorf("%w: routing marker: %v", domain.ErrUnavailable, err)
+	}
+	return nil
+}
+
+func (b *Bus) lostRoutes(ctx context.Context) error {
+	if err := b.rdb.Set(ctx, b.lossKey, "1", 0).Err(); err != nil {
+		return fmt.Errorf("%w: routing marker: %v", domain.ErrUnavailable, err)
+	}
+	b.alive.broadcastFor(lossGrace)
+	b.log.Warn("redis lost the routes: every delivery goes to every known node until the gateways routed their users again",
+		"for", lossGrace.String(), "nodes", len(b.alive.known()))
+	return nil
 }
 
 // dropDead removes dead nodes from the answer and their routes from Redis
 // (best effort: the next lookup tries again).
 func (b *Bus) dropDead(ctx context.Context, out map[string][]string, dead map[string]bool) {
+	for n := range dead {
+		_ = b.rdb.Set(ctx, b.droppedKey(n), "1", time.Hour).Err()
+	}
 	for u, nodes := range out {
 		kept := nodes[:0]
 		for _, n := range nodes {
@@ -174,8 +265,37 @@ func (b *Bus) dropDead(ctx context.Context, out map[string][]string, dead map[st
 // aliveCacheFor is asked again, never assumed dead from memory: a node that
 // just started sets its key before it takes connections.
 type liveness struct {
-	mu   sync.Mutex
-	seen map[string]time.Time
+	mu      sync.Mutex
+	seen    map[string]time.Time
+	until   time.Time // broadcast until
+	lastAny map[string]time.Time
+}
+
+func (l *liveness) broadcastFor(d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.until = time.Now().Add(d)
+}
+
+func (l *liveness) broadcasting() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return time.Now().Before(l.until)
+}
+
+// known is every node seen alive within knownFor.
+func (l *liveness) known() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for n, at := range l.lastAny {
+		if time.Since(at) < knownFor {
+			out = append(out, n)
+		} else {
+			delete(l.lastAny, n)
+		}
+	}
+	return out
 }
 
 func (l *liveness) dead(ctx context.Context, b *Bus, nodes map[string]bool) (map[string]bool, error) {
@@ -205,9 +325,12 @@ func (l *liveness) dead(ctx context.Context, b *Bus, nodes map[string]bool) (map
 	dead := map[string]bool{}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.lastAny == nil {
+		l.lastAny = map[string]time.Time{}
+	}
 	for i, n := range ask {
 		if cmds[i].Val() == 1 {
-			l.seen[n] = now
+			l.seen[n], l.lastAny[n] = now, now
 		} else {
 			dead[n] = true
 			delete(l.seen, n)

@@ -67,6 +67,9 @@ func TestRoutes(t *testing.T) {
 	if len(got["dave"]) != 0 {
 		t.Fatalf("route to a dead node answered: %v", got)
 	}
+	if dropped, err := n3.Dropped(ctx); err != nil || !dropped {
+		t.Fatalf("n3 was not told its routes were dropped: %v %v", dropped, err)
+	}
 	if _, err := n3.Alive(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -91,5 +94,55 @@ func TestSplitByNode(t *testing.T) {
 	if len(out) != 2 || out[0].Node != "n1" || !slices.Equal(out[0].Recipients, []string{"a", "b"}) ||
 		out[1].Node != "n2" || !slices.Equal(out[1].Recipients, []string{"b", "c"}) || out[1].Seq != 3 {
 		t.Fatalf("split: %+v", out)
+	}
+}
+
+// After Redis lost everything, a fan-out that watches for the loss sends
+// every user's deliveries to every node it knows until the gateways have
+// routed their users again, so live delivery has no gap.
+func TestRoutesLostSendToEveryNode(t *testing.T) {
+	env := testenv.New(t)
+	ctx := context.Background()
+	rdb, err := redisstore.NewClient(env.Cfg.RedisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	defer func() { _, _ = redisstore.DeletePrefix(context.Background(), rdb, env.Cfg.RedisPrefix) }()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	fan, _ := fanoutbus.New(rdb, fanoutbus.Config{Prefix: env.Cfg.RedisPrefix}, log)
+	gw, _ := fanoutbus.New(rdb, fanoutbus.Config{Prefix: env.Cfg.RedisPrefix}, log)
+	if err := fan.WatchLoss(ctx, "f1"); err != nil {
+		t.Fatal(err)
+	}
+	n1, n2 := gw.Node("n1"), gw.Node("n2")
+	for _, n := range []*fanoutbus.Node{n1, n2} {
+		if _, err := n.Alive(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n1.Join(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := fan.NodesOf(ctx, []string{"alice", "bob"})
+	if err != nil || !slices.Equal(got["alice"], []string{"n1"}) || got["bob"] != nil {
+		t.Fatalf("before the loss: %v %v", got, err)
+	}
+	if _, err := redisstore.DeletePrefix(ctx, rdb, env.Cfg.RedisPrefix); err != nil {
+		t.Fatal(err)
+	}
+	got, err = fan.NodesOf(ctx, []string{"alice"})
+	if err != nil || !slices.Equal(slices.Sorted(slices.Values(got["alice"])), []string{"n1"}) {
+		t.Fatalf("after the loss: %v %v (n1 was seen alive; n2 never routed anyone)", got, err)
+	}
+	if kept, err := n2.Alive(ctx); err != nil || kept {
+		t.Fatalf("n2's liveness survived the loss: %v %v", kept, err)
+	}
+	got, err = fan.NodesOf(ctx, []string{"alice"})
+	if err != nil || !slices.Equal(slices.Sorted(slices.Values(got["alice"])), []string{"n1", "n2"}) {
+		t.Fatalf("after n2 registered again: %v %v", got, err)
+	}
+	if dropped, err := n1.Dropped(ctx); err != nil || dropped {
+		t.Fatalf("a loss is not a dropped node: %v %v", dropped, err)
 	}
 }
