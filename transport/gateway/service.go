@@ -208,6 +208,12 @@ func catchUp(ctx context.Context, s *Service, user string, st *Stream, conv stri
 		if err != nil {
 			return nil // an event of a newer version: skip, as live fan-out does
 		}
+		// Flow control: a long resume goes at the client's pace instead of
+		// overflowing its send queue (a client that stops reading is still
+		// cut off by the write deadline).
+		if err := st.WaitRoom(ctx); err != nil {
+			return fmt.Errorf("%w: sync: the connection did not take more events: %v", domain.ErrUnavailable, err)
+		}
 		st.Emit(conv, e.Seq, frame)
 		return nil
 	})

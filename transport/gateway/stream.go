@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -22,6 +23,9 @@ type Stream struct {
 	holding bool
 	out     func(frame []byte) bool
 	limit   int
+	// Room, if set, blocks until the connection's send queue has room
+	// (WaitRoom); set by the transport before the stream is used.
+	Room func(ctx context.Context) error
 }
 
 // HoldFor bounds how long a new connection's pushes wait for its first
@@ -130,6 +134,17 @@ func (s *Stream) Resume(conv string) int64 {
 	}
 	delete(s.paused, conv)
 	return s.last[conv]
+}
+
+// WaitRoom blocks until the connection can take more frames: a replay
+// (sync) waits here between events instead of overflowing the send queue,
+// so it goes at the pace the client reads. Call it without holding
+// anything a live delivery needs.
+func (s *Stream) WaitRoom(ctx context.Context) error {
+	if s.Room == nil {
+		return nil
+	}
+	return s.Room(ctx)
 }
 
 // Last is the last seq delivered of conv.

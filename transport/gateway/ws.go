@@ -193,6 +193,11 @@ func (s *WSServer) newConn(ws *websocket.Conn, user, remote string) *wsConn {
 	c.ping = time.AfterFunc(time.Hour, c.sendPing)
 	c.ping.Stop() // armed by run
 	c.stream = NewStream(c.enqueue, s.cfg.SendQueue)
+	c.stream.Room = func(ctx context.Context) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer context.AfterFunc(c.ctx, cancel)()
+		return c.send.waitRoom(ctx)
+	}
 	return c
 }
 
@@ -444,6 +449,36 @@ type sendQueue struct {
 	frames  [][]byte
 	limit   int
 	writing bool
+	taken   chan struct{} // closed when the writer takes frames (waitRoom)
+}
+
+// waitRoom blocks until the queue is at most half full, or ctx ends.
+func (q *sendQueue) waitRoom(ctx context.Context) error {
+	for {
+		q.mu.Lock()
+		if len(q.frames) < max(1, q.limit/2) {
+			q.mu.Unlock()
+			return nil
+		}
+		if q.taken == nil {
+			q.taken = make(chan struct{})
+		}
+		ch := q.taken
+		q.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// tookLocked wakes the senders waiting for room.
+func (q *sendQueue) tookLocked() {
+	if q.taken != nil {
+		close(q.taken)
+		q.taken = nil
+	}
 }
 
 func newSendQueue(limit int) *sendQueue {
@@ -475,6 +510,7 @@ func (q *sendQueue) takeOrIdle(spare [][]byte) [][]byte {
 	}
 	out := q.frames
 	q.frames = spare[:0]
+	q.tookLocked()
 	return out
 }
 
@@ -485,5 +521,6 @@ func (q *sendQueue) take(spare [][]byte) [][]byte {
 	defer q.mu.Unlock()
 	out := q.frames
 	q.frames = spare[:0]
+	q.tookLocked()
 	return out
 }

@@ -1,6 +1,7 @@
 package socketio
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -111,6 +112,31 @@ func (srv *Server) newSession(r *http.Request, ws bool) *session {
 func (s *session) signal() {
 	close(s.changed)
 	s.changed = make(chan struct{})
+}
+
+// waitRoom blocks until the send queue is at most half full: a sender
+// that can wait (a sync replaying history) keeps pace with the client
+// instead of overflowing the queue. It fails when the session closes or
+// ctx ends.
+func (s *session) waitRoom(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return ErrClosed
+		}
+		if len(s.buf) < max(1, s.srv.cfg.SendQueue/2) {
+			s.mu.Unlock()
+			return nil
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // send queues packets for the client without blocking.
@@ -354,6 +380,7 @@ func (s *session) poll(w http.ResponseWriter, r *http.Request) {
 		out = s.finalLocked()
 	}
 	s.buf = nil
+	s.signal() // room for a sender waiting in waitRoom
 	s.polling = false
 	s.mu.Unlock()
 	if closed {

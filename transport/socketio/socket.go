@@ -1,6 +1,7 @@
 package socketio
 
 import (
+	"context"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -96,6 +97,11 @@ func (s *Socket) Emit(event string, args ...any) error {
 	}
 	return s.EmitBinary(event, raw, nil)
 }
+
+// WaitRoom blocks until the session's send queue is at most half full (or
+// the session closes, or ctx ends): for senders that may wait, such as a
+// replay of history, so that they keep pace with the client.
+func (s *Socket) WaitRoom(ctx context.Context) error { return s.sess.waitRoom(ctx) }
 
 // EmitBinary sends an event with JSON args and binary attachments (args
 // reference them with Placeholder(n)). It never blocks: ErrOverflow means the

@@ -94,6 +94,7 @@ func (s *session) writeLoop(c *wsConn) {
 		}
 		out, closed, mode := s.buf, s.closed, s.mode
 		s.buf = nil
+		s.signal() // room for a sender waiting in waitRoom
 		s.mu.Unlock()
 		if closed && mode == closeAbort {
 			_ = c.conn.Close()

@@ -156,6 +156,7 @@ func (c *Chat) newConn(s *socketio.Socket, user string) *conn {
 	cn := &conn{chat: c, sock: s, user: user, limiter: rate.NewLimiter(rate.Limit(c.cfg.RateLimit), c.cfg.RateBurst),
 		cmds: make(chan *socketio.Event, c.cfg.CommandQueue), ctx: ctx, cancel: cancel, start: time.Now()}
 	cn.stream = gateway.NewStream(cn.push, c.cfg.SendQueue)
+	cn.stream.Room = s.WaitRoom
 	return cn
 }
 
