@@ -318,7 +318,7 @@ func (c *wsConn) handle(b []byte) {
 	start := time.Now()
 	// A command outlives a client that hangs up: once accepted it runs to
 	// its reply, so what the log acked is always recorded where it must be.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), c.s.cfg.CommandTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), CommandTimeout(req.Type, c.s.cfg.CommandTimeout))
 	data, err := c.s.svc.Handle(ctx, c.user, c.stream, req.Type, req.Data)
 	cancel()
 	if err != nil {
@@ -334,6 +334,19 @@ func (c *wsConn) handle(b []byte) {
 	metrics.Commands.WithLabelValues(metricType(req.Type), "ok").Inc()
 	metrics.CommandLatency.WithLabelValues(metricType(req.Type)).Observe(time.Since(start).Seconds())
 	c.reply(protocol.OKReply(req.ID, data))
+}
+
+// SyncTimeout bounds a sync: it replays at the client's pace (flow
+// control), so a long resume over a slow link takes longer than other
+// commands; a client that stops reading is cut off by the write deadline.
+const SyncTimeout = 5 * time.Minute
+
+// CommandTimeout is the deadline of a command of type typ.
+func CommandTimeout(typ string, def time.Duration) time.Duration {
+	if typ == "sync" {
+		return max(def, SyncTimeout)
+	}
+	return def
 }
 
 // connSeq numbers this node's connections; with node_id it names one.

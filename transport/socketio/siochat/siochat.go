@@ -273,7 +273,7 @@ func (c *conn) run(ev *socketio.Event) {
 	start := time.Now()
 	// As on /ws: a command that started runs to its end even if the client
 	// goes, so what the log acked is recorded everywhere it must be.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), c.chat.cfg.CommandTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), gateway.CommandTimeout(ev.Name, c.chat.cfg.CommandTimeout))
 	res, err := c.chat.svc.Handle(ctx, c.user, c.stream, ev.Name, data)
 	cancel()
 	if err != nil {
