@@ -136,3 +136,24 @@ func countValid(recs []projections.Record) int {
 	}
 	return n
 }
+
+// When the offsets guard lets records through again (here: the offsets are
+// lost while the rows stay), the unguarded inserts meet rows that exist:
+// the unique index refuses them, and the batch is applied again guarded,
+// with the same rows as a clean apply.
+func TestApplyRetriesGuardedWhenRowsExist(t *testing.T) {
+	pool := openPool(t)
+	ctx := context.Background()
+	recs := newWorkload(5, 2).generate(900)
+	ref := freshSchema(t, pool)
+	applyAll(t, projections.NewStore(pool, ref, testTopic), recs, len(recs))
+
+	s := freshSchema(t, pool)
+	st := projections.NewStore(pool, s, testTopic)
+	applyAll(t, st, recs[:600], 200)
+	if _, err := pool.Exec(ctx, `DELETE FROM `+pgx.Identifier{s, "projector_offsets"}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	applyAll(t, st, recs, 300)
+	requireSame(t, pool, ref, s)
+}
