@@ -5,6 +5,7 @@ package kafkalog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"time"
@@ -123,6 +124,14 @@ type Log struct {
 	cfg      Config
 	client   sarama.Client // metadata, high-water marks
 	producer *kgo.Client
+	queue    chan *pendingSend
+	stop     chan struct{}
+	stopped  chan struct{}
+}
+
+type pendingSend struct {
+	rec  *kgo.Record
+	done chan error
 }
 
 // Open connects the producer and a metadata client.
@@ -145,13 +154,61 @@ func Open(cfg Config) (*Log, error) {
 		client.Close()
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
-	return &Log{cfg: cfg, client: client, producer: producer}, nil
+	l := &Log{cfg: cfg, client: client, producer: producer, queue: make(chan *pendingSend, 4096),
+		stop: make(chan struct{}), stopped: make(chan struct{})}
+	go l.sendLoop()
+	return l, nil
 }
 
 // Close stops the producer and client.
 func (l *Log) Close() error {
+	close(l.stop)
+	<-l.stopped
 	l.producer.Close()
 	return l.client.Close()
+}
+
+// maxProduceBatch bounds the records of one produce request.
+const maxProduceBatch = 2000
+
+// sendLoop produces one batch at a time: the sends that arrived while a
+// request was in flight go out together in the next one. franz-go alone
+// keeps up to five idempotent requests in flight per broker and so sent
+// about one record per request at 1 000 msg/s; the broker's CPU is per
+// request (docs/benchmarks.md).
+func (l *Log) sendLoop() {
+	defer close(l.stopped)
+	batch := make([]*pendingSend, 0, 64)
+	recs := make([]*kgo.Record, 0, 64)
+	for {
+		select {
+		case <-l.stop:
+			for {
+				select {
+				case s := <-l.queue:
+					s.done <- errors.New("kafka producer closed")
+				default:
+					return
+				}
+			}
+		case first := <-l.queue:
+			batch, recs = append(batch[:0], first), append(recs[:0], first.rec)
+		}
+	gather:
+		for len(batch) < maxProduceBatch {
+			select {
+			case s := <-l.queue:
+				batch, recs = append(batch, s), append(recs, s.rec)
+			default:
+				break gather
+			}
+		}
+		res := l.producer.ProduceSync(context.Background(), recs...)
+		for i, s := range batch {
+			s.done <- res[i].Err
+		}
+		metrics.ProduceBatch.Observe(float64(len(batch)))
+	}
 }
 
 // Append writes e keyed by its conversation and returns its seq (its offset
@@ -172,13 +229,28 @@ func (l *Log) Append(ctx context.Context, e domain.Event) (int64, error) {
 	start := time.Now()
 	// Not ctx: once handed over, a record is sent or fails on the delivery
 	// timeout, so the caller learns whether the log has it.
-	r, err := l.producer.ProduceSync(context.WithoutCancel(ctx), rec).First()
+	s := &pendingSend{rec: rec, done: make(chan error, 1)}
+	select {
+	case l.queue <- s:
+	case <-l.stop:
+		return 0, fmt.Errorf("%w: kafka producer closed", domain.ErrUnavailable)
+	}
+	err = nil
+	select {
+	case err = <-s.done:
+	case <-l.stopped:
+		select {
+		case err = <-s.done:
+		default:
+			err = errors.New("kafka producer closed")
+		}
+	}
 	if err != nil {
 		metrics.ProduceErrors.Inc()
 		return 0, fmt.Errorf("%w: kafka produce: %v", domain.ErrUnavailable, err)
 	}
 	metrics.ProduceLatency.Observe(time.Since(start).Seconds())
-	return r.Offset + 1, nil // seq = offset+1, see projections.Record.Seq
+	return rec.Offset + 1, nil // seq = offset+1, see projections.Record.Seq
 }
 
 // eventHeaders are the record headers of an event: its id (under

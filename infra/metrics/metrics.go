@@ -23,6 +23,10 @@ var (
 	ProduceLatency = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name: "parley_kafka_produce_duration_seconds", Help: "Kafka produce latency with acks=all.", Buckets: latencyBuckets,
 	})
+	ProduceBatch = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name: "parley_produce_batch_records", Help: "Records per produce request of the command path.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024},
+	})
 	ProduceErrors = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parley_kafka_produce_errors_total", Help: "Failed Kafka produces.",
 	})
