@@ -45,7 +45,18 @@ func (r Record) Seq() int64 { return r.Offset + 1 }
 // (events by seq, messages by seq) check no index before inserting: see
 // applyTx. Should one conflict anyway, the batch is rolled back and applied
 // again with every insert guarded, so the rows are those of a guarded apply.
+//
+// An event whose data Postgres refuses (poison) is set aside instead of
+// stopping the projection: see isolate.
 func (s *Store) Apply(ctx context.Context, batch []Record) error {
+	err := s.applyBatch(ctx, batch)
+	if isPoison(err) {
+		return s.isolate(ctx, batch, s.applyBatch)
+	}
+	return err
+}
+
+func (s *Store) applyBatch(ctx context.Context, batch []Record) error {
 	err := s.apply(ctx, batch, false)
 	if errors.Is(err, errConflict) {
 		err = s.apply(ctx, batch, true)
@@ -131,7 +142,7 @@ func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map
 				guardedOnly.Store(s.Schema(), true)
 				return fmt.Errorf("%w: %s: %v", errConflict, st.name, err)
 			}
-			return fmt.Errorf("%w: apply %s: %v", domain.ErrUnavailable, st.name, err)
+			return fmt.Errorf("%w: apply %s: %w", domain.ErrUnavailable, st.name, err)
 		}
 	}
 	if err := res.Close(); err != nil {

@@ -319,7 +319,7 @@ func (run *replayRun) applier(ctx context.Context, from, to map[int32]int64) err
 // a crash loses at most the last batches, together with their offsets, and
 // the replay starts over; the switch itself commits synchronously.
 func (run *replayRun) applyBatch(ctx context.Context, b []Record) error {
-	apply := func(guarded bool) error {
+	apply := func(ctx context.Context, b []Record, guarded bool) error {
 		return pgx.BeginFunc(ctx, run.r.Pool, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SELECT set_config('synchronous_commit', 'off', true), `+planSettings); err != nil {
 				return err
@@ -327,9 +327,16 @@ func (run *replayRun) applyBatch(ctx context.Context, b []Record) error {
 			return run.st.applyTx(ctx, tx, b, guarded)
 		})
 	}
-	err := apply(false)
-	if errors.Is(err, errConflict) {
-		err = apply(true)
+	applyAll := func(ctx context.Context, b []Record) error {
+		err := apply(ctx, b, false)
+		if errors.Is(err, errConflict) {
+			err = apply(ctx, b, true)
+		}
+		return err
+	}
+	err := applyAll(ctx, b)
+	if isPoison(err) { // set aside as the live projector does
+		err = run.st.isolate(ctx, b, applyAll)
 	}
 	if err != nil {
 		return unavailable("replay batch", err)

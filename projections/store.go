@@ -27,6 +27,8 @@ type Store struct {
 	pinned bool
 	// control: a batch found the control schema (replay_active.go).
 	control atomic.Bool
+	// OnSetAside, if set, is told of each event set aside (setaside.go).
+	OnSetAside func(r Record, cause error)
 }
 
 // NewStore serves the read models in schema.

@@ -19,6 +19,7 @@ import (
 	"github.com/parley-chat/parley/infra/config"
 	"github.com/parley-chat/parley/infra/fanoutbus"
 	"github.com/parley-chat/parley/infra/kafkalog"
+	"github.com/parley-chat/parley/infra/metrics"
 	"github.com/parley-chat/parley/infra/pgstore"
 	"github.com/parley-chat/parley/infra/redisstore"
 	"github.com/parley-chat/parley/projections"
@@ -78,6 +79,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	a.closers = append(a.closers, func() error { a.Pool.Close(); return nil })
 	a.Store = projections.NewStore(a.Pool, cfg.DBSchema, cfg.Topic)
+	a.Store.OnSetAside = func(r projections.Record, cause error) {
+		metrics.ProjectorSetAside.Inc()
+		log.Error("event set aside: the read models cannot hold it", "partition", r.Partition, "offset", r.Offset,
+			"event_id", r.Event.ID, "type", r.Event.Type, "conversation_id", r.Event.ConversationID, "err", cause)
+	}
 	// Readers follow the active read-model pointer, which a replay switches
 	// (projector batches follow it in their own transaction).
 	stopFollow := a.Store.FollowActive(time.Second, log)

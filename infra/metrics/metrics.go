@@ -49,6 +49,9 @@ var (
 	ProjectorBatchLatency = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name: "parley_projector_batch_duration_seconds", Help: "Time to apply one projector batch.", Buckets: latencyBuckets,
 	})
+	ProjectorSetAside = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parley_projector_set_aside_total", Help: "Events the projector could not apply and set aside in dead_letters (docs/reliability.md).",
+	})
 	ProjectorRewinds = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parley_projector_rewinds_total", Help: "Batches refused for skipping unapplied offsets, re-read from the stored offsets.",
 	})

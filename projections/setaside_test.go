@@ -1,0 +1,111 @@
+package projections_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/pgstore"
+	"github.com/parley-chat/parley/projections"
+)
+
+// One event the read models cannot hold (a body with U+0000, acked before
+// validation refused it) must not stop the projection: it is set aside in
+// dead_letters with its place in the log, the events around it are
+// applied, and a second delivery changes nothing.
+func TestPoisonEventIsSetAside(t *testing.T) {
+	pool := openPool(t)
+	schema := freshSchema(t, pool)
+	st := projections.NewStore(pool, schema, testTopic)
+	var setAside []int64
+	st.OnSetAside = func(r projections.Record, _ error) { setAside = append(setAside, r.Offset) }
+	at := time.Now().UTC()
+	ev := func(typ string, payload any) domain.Event {
+		e, err := domain.NewEvent(typ, "c_poison", "u1", at, payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	send := func(id, body string) domain.Event {
+		return ev(domain.EvMessageSent, domain.MessageSent{MessageID: id, ClientMsgID: id, Body: body})
+	}
+	recs := []projections.Record{
+		{Partition: 0, Offset: 0, Event: ev(domain.EvConversationCreated, domain.ConversationCreated{Kind: "group", Members: []string{"u1", "u2"}})},
+		{Partition: 0, Offset: 1, Event: send("m_1", "before")},
+		{Partition: 0, Offset: 2, Event: send("m_2", "a\x00b")},
+		{Partition: 0, Offset: 3, Event: send("m_3", "after")},
+	}
+	ctx := context.Background()
+	for range 2 { // the second delivery finds everything applied
+		if err := st.Apply(ctx, recs); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+	}
+	var msgs, dead int
+	var off int64
+	var errText string
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM `+schema+`.messages WHERE conversation_id='c_poison'`).Scan(&msgs); err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.QueryRow(ctx, `SELECT count(*), max(log_offset), max(error) FROM `+schema+`.dead_letters`).Scan(&dead, &off, &errText); err != nil {
+		t.Fatal(err)
+	}
+	if msgs != 2 || dead != 1 || off != 2 || errText == "" {
+		t.Fatalf("messages %d (want 2), dead letters %d at offset %d (want 1 at 2), error %q", msgs, dead, off, errText)
+	}
+	if len(setAside) != 1 || setAside[0] != 2 {
+		t.Fatalf("told of set-aside offsets %v, want [2]", setAside)
+	}
+	next, err := st.ResumeOffsets(ctx, []int32{0})
+	if err != nil || next[0] != 4 {
+		t.Fatalf("partition 0 continues at %d (err %v), want 4", next[0], err)
+	}
+}
+
+// A replay sets aside the same events as the live projector, so the
+// rebuilt read models equal the live ones row for row.
+func TestReplaySetsAsideTheSamePoison(t *testing.T) {
+	pool := openPool(t)
+	ctx := context.Background()
+	if err := pgstore.MigrateControl(ctx, dsn()); err != nil {
+		t.Fatal(err)
+	}
+	live := freshSchema(t, pool)
+	t.Cleanup(func() { dropReplay(pool, live) })
+	recs := newWorkload(5, 4).generate(1500)
+	poisoned := 0
+	for i := range recs {
+		if recs[i].Event.Type == domain.EvMessageSent && i%500 == 250 {
+			e, err := domain.NewEvent(domain.EvMessageSent, recs[i].Event.ConversationID, recs[i].Event.Actor, recs[i].Event.At,
+				domain.MessageSent{MessageID: "m_poison" + recs[i].Event.ID, ClientMsgID: "p", Body: "nul\x00here"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs[i].Event = e
+			poisoned++
+		}
+	}
+	if poisoned == 0 {
+		t.Fatal("no event was poisoned")
+	}
+	applyAll(t, projections.NewStore(pool, live, testTopic), recs, 300)
+	r := &projections.Replayer{Pool: pool, Topic: testTopic, Name: live, Source: memSource{recs}, Batch: 400,
+		Migrate: func(ctx context.Context, s string) error { return pgstore.Migrate(ctx, dsn(), s) }}
+	res, err := r.Run(ctx, projections.ReplayOptions{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range res.Diffs {
+		if !d.Equal() {
+			t.Errorf("%s differs: %+v", d.Table, d)
+		}
+	}
+	for _, s := range []string{live, res.Schema} {
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM `+s+`.dead_letters`).Scan(&n); err != nil || n != poisoned {
+			t.Fatalf("%s: %d set aside (err %v), want %d", s, n, err, poisoned)
+		}
+	}
+}
