@@ -58,12 +58,34 @@ func (s *Store) Messages(ctx context.Context, conv string, p Page) ([]domain.Mes
 	if more {
 		msgs = msgs[:p.Limit]
 	}
+	if n := pageFits(msgs); n < len(msgs) {
+		msgs, more = msgs[:n], true
+	}
 	if p.AfterSeq == nil {
 		for i, j := 0, len(msgs)-1; i < j; i, j = i+1, j-1 {
 			msgs[i], msgs[j] = msgs[j], msgs[i]
 		}
 	}
 	return msgs, more, nil
+}
+
+// MaxPageBytes bounds the message bodies of one history page: 200 bodies
+// of 8 KiB would make a 1.6 MB reply (more once JSON-escaped), and a
+// client that asks for many and does not read would hold them all. A page
+// over it is cut (at least one message stays) and reports more.
+const MaxPageBytes = 512 << 10
+
+// pageFits is how many of msgs (in the order the page is cut from) fit in
+// MaxPageBytes.
+func pageFits(msgs []domain.Message) int {
+	total := 0
+	for i, m := range msgs {
+		total += len(m.Body)
+		if total > MaxPageBytes && i > 0 {
+			return i
+		}
+	}
+	return len(msgs)
 }
 
 // Message returns one message by id.

@@ -1,5 +1,19 @@
 package gateway
 
-import "encoding/json"
+import (
+	"bytes"
+	"encoding/json"
+)
 
-func marshal(v any) ([]byte, error) { return json.Marshal(v) }
+// marshal encodes a reply without HTML escaping: clients parse JSON, so
+// "<" stays one byte instead of six ("\u003c"), which kept a page of such
+// text six times its size in every send queue.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}

@@ -6,7 +6,7 @@ import (
 )
 
 func TestSendQueue(t *testing.T) {
-	q := newSendQueue(3)
+	q := newSendQueue(3, 1<<20)
 	for i := range 3 {
 		ok, start := q.push([]byte(strconv.Itoa(i)))
 		if !ok {
@@ -46,5 +46,24 @@ func TestSendQueue(t *testing.T) {
 	// take (the final flush) empties the queue whatever the writer state.
 	if f := q.take(nil); len(f) != 1 || string(f[0]) != "c" {
 		t.Fatalf("final take = %q", f)
+	}
+}
+
+// The queue is bounded in bytes too: a few large replies to a client that
+// does not read overflow it long before the frame count does.
+func TestSendQueueBoundedInBytes(t *testing.T) {
+	q := newSendQueue(256, 100)
+	if ok, _ := q.push(make([]byte, 60)); !ok {
+		t.Fatal("60 bytes of 100 refused")
+	}
+	if ok, _ := q.push(make([]byte, 41)); ok {
+		t.Fatal("101 bytes of 100 accepted")
+	}
+	if ok, _ := q.push(make([]byte, 40)); !ok {
+		t.Fatal("100 bytes of 100 refused")
+	}
+	q.takeOrIdle(nil)
+	if ok, _ := q.push(make([]byte, 100)); !ok {
+		t.Fatal("the taken frames still count")
 	}
 }

@@ -187,7 +187,7 @@ func (c *wsConn) stopReading() {
 
 func (s *WSServer) newConn(ws *websocket.Conn, user, remote string) *wsConn {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &wsConn{s: s, id: strconv.FormatUint(connSeq.Add(1), 10), ws: ws, user: user, remote: remote, send: newSendQueue(s.cfg.SendQueue),
+	c := &wsConn{s: s, id: strconv.FormatUint(connSeq.Add(1), 10), ws: ws, user: user, remote: remote, send: newSendQueue(s.cfg.SendQueue, SendQueueBytes),
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.RateLimit), s.cfg.RateBurst), ctx: ctx, cancel: cancel,
 		ctrl: make(chan []byte, 1), finished: make(chan struct{})}
 	c.ping = time.AfterFunc(time.Hour, c.sendPing)
@@ -458,10 +458,12 @@ func (c *wsConn) write(typ int, b []byte) bool {
 // connections are the many (docs/benchmarks.md). It also tracks whether a
 // writer is draining it, so exactly one runs while frames wait.
 type sendQueue struct {
-	mu      sync.Mutex
-	frames  [][]byte
-	limit   int
-	writing bool
+	mu       sync.Mutex
+	frames   [][]byte
+	bytes    int // of frames
+	limit    int
+	maxBytes int
+	writing  bool
 	taken   chan struct{} // closed when the writer takes frames (waitRoom)
 }
 
@@ -469,7 +471,7 @@ type sendQueue struct {
 func (q *sendQueue) waitRoom(ctx context.Context) error {
 	for {
 		q.mu.Lock()
-		if len(q.frames) < max(1, q.limit/2) {
+		if len(q.frames) < max(1, q.limit/2) && q.bytes < q.maxBytes/2 {
 			q.mu.Unlock()
 			return nil
 		}
@@ -494,19 +496,25 @@ func (q *sendQueue) tookLocked() {
 	}
 }
 
-func newSendQueue(limit int) *sendQueue {
-	return &sendQueue{limit: limit}
+func newSendQueue(limit, maxBytes int) *sendQueue {
+	return &sendQueue{limit: limit, maxBytes: maxBytes}
 }
+
+// SendQueueBytes bounds the bytes queued per connection: frames are small,
+// but replies (history pages) are up to MaxPageBytes, and a client that
+// asks and does not read must not hold more than this.
+const SendQueueBytes = 8 << 20
 
 // push queues a frame; ok is false when the queue is full, and start is
 // true when no writer is draining the queue: the caller must start one.
 func (q *sendQueue) push(frame []byte) (ok, start bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.frames) >= q.limit {
+	if len(q.frames) >= q.limit || (q.maxBytes > 0 && q.bytes+len(frame) > q.maxBytes) {
 		return false, false
 	}
 	q.frames = append(q.frames, frame)
+	q.bytes += len(frame)
 	start = !q.writing
 	q.writing = true
 	return true, start
@@ -522,7 +530,7 @@ func (q *sendQueue) takeOrIdle(spare [][]byte) [][]byte {
 		return spare[:0]
 	}
 	out := q.frames
-	q.frames = spare[:0]
+	q.frames, q.bytes = spare[:0], 0
 	q.tookLocked()
 	return out
 }
@@ -533,7 +541,7 @@ func (q *sendQueue) take(spare [][]byte) [][]byte {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	out := q.frames
-	q.frames = spare[:0]
+	q.frames, q.bytes = spare[:0], 0
 	q.tookLocked()
 	return out
 }

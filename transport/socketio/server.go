@@ -45,6 +45,10 @@ type Config struct {
 	// over it is closed: its client reads too slowly. Long-polling drains the
 	// buffer once per request, so it must hold what arrives between two polls.
 	SendQueue int
+	// SendQueueBytes bounds the bytes buffered per session (8 MiB), so that
+	// large replies (history pages) to a client that does not read cannot
+	// take the node's memory; over it the session is closed.
+	SendQueueBytes int
 	// MaxSessions bounds the open sessions of this server (0: no bound);
 	// past it a handshake gets 503. Sessions count from the handshake, before
 	// any namespace (and its authentication) was joined.
@@ -79,6 +83,9 @@ func (c *Config) defaults() {
 	}
 	if c.WriteWait <= 0 {
 		c.WriteWait = 10 * time.Second
+	}
+	if c.SendQueueBytes <= 0 {
+		c.SendQueueBytes = 8 << 20
 	}
 	if c.SendQueue <= 0 {
 		c.SendQueue = 1024

@@ -53,6 +53,8 @@ type session struct {
 	mode    closeMode
 	reason  string
 	buf     []EnginePacket
+	// bufBytes is the data held in buf (set to 0 wherever buf is taken).
+	bufBytes int
 	changed chan struct{} // closed and replaced whenever buf or the state changes
 	ws      *wsConn       // the WebSocket the session runs on, once it does
 	probe   *wsConn       // a WebSocket probing for the upgrade
@@ -125,7 +127,7 @@ func (s *session) waitRoom(ctx context.Context) error {
 			s.mu.Unlock()
 			return ErrClosed
 		}
-		if len(s.buf) < max(1, s.srv.cfg.SendQueue/2) {
+		if len(s.buf) < max(1, s.srv.cfg.SendQueue/2) && s.bufBytes < s.srv.cfg.SendQueueBytes/2 {
 			s.mu.Unlock()
 			return nil
 		}
@@ -146,13 +148,18 @@ func (s *session) send(ps ...EnginePacket) error {
 		s.mu.Unlock()
 		return ErrClosed
 	}
-	if len(s.buf)+len(ps) > s.srv.cfg.SendQueue {
+	n := 0
+	for _, p := range ps {
+		n += len(p.Data)
+	}
+	if len(s.buf)+len(ps) > s.srv.cfg.SendQueue || s.bufBytes+n > s.srv.cfg.SendQueueBytes {
 		s.mu.Unlock()
 		// Asynchronous: the caller may hold locks that closing takes.
 		go s.close("send queue overflow", closeAbort)
 		return ErrOverflow
 	}
 	s.buf = append(s.buf, ps...)
+	s.bufBytes += n
 	s.signal()
 	s.mu.Unlock()
 	return nil
@@ -167,7 +174,7 @@ func (s *session) close(reason string, mode closeMode) {
 	}
 	s.closed, s.mode, s.reason = true, mode, reason
 	if mode == closeAbort {
-		s.buf = nil
+		s.buf, s.bufBytes = nil, 0
 	}
 	s.signal()
 	sockets := s.sockets
@@ -339,7 +346,7 @@ func (s *session) poll(w http.ResponseWriter, r *http.Request) {
 	if s.closed && s.lingering {
 		s.lingering = false
 		out := s.finalLocked()
-		s.buf = nil
+		s.buf, s.bufBytes = nil, 0
 		s.mu.Unlock()
 		s.srv.remove(s.id)
 		s.markFlushed()
@@ -379,7 +386,7 @@ func (s *session) poll(w http.ResponseWriter, r *http.Request) {
 	if closed {
 		out = s.finalLocked()
 	}
-	s.buf = nil
+	s.buf, s.bufBytes = nil, 0
 	s.signal() // room for a sender waiting in waitRoom
 	s.polling = false
 	s.mu.Unlock()
