@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,6 +59,16 @@ func newProber(ctx context.Context, c *cluster) (*prober, error) {
 	for i := 0; i < 200 && len(byPart) < partitions; i++ {
 		raw, err := request(ctx, conn, 10*time.Second, "conversation.create",
 			map[string]any{"kind": "group", "title": fmt.Sprintf("probe %d", i), "members": []string{probeB}})
+		if err != nil && strings.Contains(err.Error(), "rate_limited") {
+			// Ids are random: covering every partition can take more creates
+			// than the connection's burst; a client backs off and goes on.
+			select {
+			case <-time.After(100 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("create probe conversation: %w", err)
 		}
