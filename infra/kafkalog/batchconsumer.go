@@ -100,6 +100,8 @@ func NewBatchConsumer(cfg BatchConfig, handle BatchHandler, log *slog.Logger) (*
 		sc.Consumer.Fetch.Min = cfg.FetchMin
 	}
 	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRoundRobin()}
+	sc.Consumer.Group.Session.Timeout = GroupSession
+	sc.Consumer.Group.Heartbeat.Interval = GroupHeartbeat
 	sc.Consumer.Return.Errors = false
 	group, err := sarama.NewConsumerGroup(cfg.Brokers, cfg.Group, sc)
 	if err != nil {

@@ -10,6 +10,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// GroupSession and GroupHeartbeat are every Parley consumer group's
+// session timeout and heartbeat: a member that stops heartbeating (killed,
+// or stalled that long) loses its partitions to the others after
+// GroupSession. Shorter takes over faster and risks a rebalance on a long
+// stall; the brokers' group.min.session.timeout.ms must allow it.
+const (
+	GroupSession   = 3 * time.Second
+	GroupHeartbeat = 500 * time.Millisecond
+)
+
 // LiveConfig of a latency-first consumer group (the fan-out).
 type LiveConfig struct {
 	Brokers  []string
@@ -52,10 +62,11 @@ func RunLive(ctx context.Context, cfg LiveConfig, handle BatchHandler, log *slog
 		kgo.FetchMaxWait(5*time.Second),
 		// Range, as the Sarama members it replaces: a rolling upgrade joins one group.
 		kgo.Balancers(kgo.RangeBalancer()),
-		// A dead member's partitions move after the session timeout: the
-		// broker's minimum, so that live delivery pauses briefly.
-		kgo.SessionTimeout(6*time.Second),
-		kgo.HeartbeatInterval(time.Second),
+		// A dead member's partitions move after the session timeout, so
+		// it is short (the brokers allow 2 s, infra/kafka/server.properties):
+		// live delivery pauses about 3-4 s after a fan-out dies.
+		kgo.SessionTimeout(GroupSession),
+		kgo.HeartbeatInterval(GroupHeartbeat),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(time.Second),

@@ -330,11 +330,19 @@ up_kafka() {
     mkdir -p "$KAFKA_DIR" "$KAFKA_LOGS"
     kafka_libs || return 1
     if pid=$(kafka_own_pid); then
-      DETAIL="localhost:$KAFKA_PORT  already running (ours, Kafka $(kafka_version), pid $pid)"
+      # Ours but started from an older infra/kafka/server.properties (a
+      # setting Parley's clients rely on changed): restart it with the new.
+      if ! sed "s|@KAFKA_DATA_DIR@|$KAFKA_DATA|g" "$INFRA_DIR/kafka/server.properties" | cmp -s - "$KAFKA_PROPS"; then
+        note "kafka: infra/kafka/server.properties changed since the broker started: restarting it"
+        stop_pid "$pid" kafka 60 || { fail "could not stop the broker (pid $pid)"; return 1; }
+      else
+        DETAIL="localhost:$KAFKA_PORT  already running (ours, Kafka $(kafka_version), pid $pid)"
+        return 0
+      fi
     else
-      DETAIL="localhost:$KAFKA_PORT  already running (not started by us: reused)"
+      DETAIL="localhost:$KAFKA_PORT  already running (not started by us: reused; it must allow group.min.session.timeout.ms=2000)"
+      return 0
     fi
-    return 0
   fi
   mkdir -p "$KAFKA_DIR" "$KAFKA_DATA" "$KAFKA_LOGS"
   if ! java=$(find_java); then
