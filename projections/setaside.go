@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -66,4 +68,49 @@ func (s *Store) setAside(ctx context.Context, r Record, cause error) error {
 		return unavailable("set aside", err)
 	}
 	return nil
+}
+
+// DeadLetter is an event set aside (dead_letters).
+type DeadLetter struct {
+	Partition      int32
+	Offset         int64
+	ConversationID string
+	EventID        string
+	Type           string
+	Payload        []byte
+	Error          string
+	SetAsideAt     time.Time
+}
+
+// DeadLetters lists the events set aside in the active read models, newest
+// first, at most limit.
+func (s *Store) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) {
+	return s.deadLetters(ctx, `ORDER BY set_aside_at DESC, log_partition, log_offset LIMIT $1`, limit)
+}
+
+// DeadLetterAt is the event set aside at partition and offset (found false
+// if none).
+func (s *Store) DeadLetterAt(ctx context.Context, partition int32, offset int64) (DeadLetter, bool, error) {
+	ds, err := s.deadLetters(ctx, `WHERE log_partition = $1 AND log_offset = $2`, partition, offset)
+	if err != nil || len(ds) == 0 {
+		return DeadLetter{}, false, err
+	}
+	return ds[0], true, nil
+}
+
+func (s *Store) deadLetters(ctx context.Context, where string, args ...any) ([]DeadLetter, error) {
+	rows, err := s.pool.Query(ctx, s.q(`SELECT log_partition, log_offset, conversation_id, event_id, type, payload, error, set_aside_at
+		FROM {s}.dead_letters `+where), args...)
+	if err != nil {
+		return nil, unavailable("dead letters", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (DeadLetter, error) {
+		var d DeadLetter
+		err := r.Scan(&d.Partition, &d.Offset, &d.ConversationID, &d.EventID, &d.Type, &d.Payload, &d.Error, &d.SetAsideAt)
+		return d, err
+	})
+	if err != nil {
+		return nil, unavailable("dead letters", err)
+	}
+	return out, nil
 }

@@ -2,6 +2,7 @@ package projections_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,6 +58,17 @@ func TestPoisonEventIsSetAside(t *testing.T) {
 	}
 	if len(setAside) != 1 || setAside[0] != 2 {
 		t.Fatalf("told of set-aside offsets %v, want [2]", setAside)
+	}
+	dl, err := st.DeadLetters(ctx, 10)
+	if err != nil || len(dl) != 1 || dl[0].Offset != 2 || dl[0].Type != domain.EvMessageSent || dl[0].EventID != recs[2].Event.ID ||
+		!strings.Contains(string(dl[0].Payload), `a\u0000b`) || !strings.Contains(dl[0].Error, "22P05") {
+		t.Fatalf("dead letters: %+v (err %v)", dl, err)
+	}
+	if d, found, err := st.DeadLetterAt(ctx, 0, 2); err != nil || !found || d.EventID != recs[2].Event.ID {
+		t.Fatalf("dead letter at 0:2: %+v %v %v", d, found, err)
+	}
+	if _, found, err := st.DeadLetterAt(ctx, 0, 1); err != nil || found {
+		t.Fatalf("dead letter at 0:1 (applied): found %v, err %v", found, err)
 	}
 	next, err := st.ResumeOffsets(ctx, []int32{0})
 	if err != nil || next[0] != 4 {

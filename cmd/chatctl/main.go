@@ -25,6 +25,8 @@ commands:
   replay [--dry-run] rebuild every read model from the start of the log into a
                      fresh schema and switch to it (replay -h for flags)
   drop-schema NAME   drop a read-model schema no longer in use (after a replay)
+  dead-letters       list the events the projector set aside (--show P:O for one whole);
+                     to apply them after a fix, run replay
   token --user ID    mint a JWT with CHAT_JWT_SECRET
 `
 
@@ -63,6 +65,8 @@ func run(ctx context.Context, cmd string, args []string) error {
 		return replay(ctx, cfg, args)
 	case "drop-schema":
 		return dropSchema(ctx, cfg, args)
+	case "dead-letters":
+		return deadLetters(ctx, cfg, args)
 	case "token":
 		fs := flag.NewFlagSet("token", flag.ContinueOnError)
 		user := fs.String("user", "", "user id (the token's sub)")
