@@ -40,9 +40,31 @@ func (h AddMemberHandler) Handle(ctx context.Context, actor string, c AddMember)
 	if m.Member {
 		return fmt.Errorf("%w: %s is already a member", domain.ErrConflict, c.UserID)
 	}
+	if err := h.requireRoom(ctx, c.ConversationID); err != nil {
+		return err
+	}
 	_, seq, err := h.d.appendEvent(ctx, domain.EvMemberJoined, c.ConversationID, actor, domain.MemberChanged{UserID: c.UserID})
 	if err != nil {
 		return err
 	}
 	return h.d.Members.ApplyMembership(ctx, c.ConversationID, seq, true, c.UserID)
+}
+
+// requireRoom refuses a member past domain.MaxGroupMembers, the limit
+// conversation.create applies (two adds racing at the limit may both pass).
+func (h AddMemberHandler) requireRoom(ctx context.Context, conv string) error {
+	ms, _, err := h.d.Members.Memberships(ctx, conv)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, m := range ms {
+		if m.Member {
+			n++
+		}
+	}
+	if n >= domain.MaxGroupMembers {
+		return fmt.Errorf("%w: the group is full (%d members)", domain.ErrConflict, domain.MaxGroupMembers)
+	}
+	return nil
 }

@@ -129,3 +129,11 @@ func TestValidateTextRefusesWhatTheStoresCannotHold(t *testing.T) {
 		t.Errorf("control and other characters refused: %v", err)
 	}
 }
+
+func TestClampRead(t *testing.T) {
+	for _, c := range [][3]int64{{5, 10, 5}, {9, 10, 9}, {10, 10, 9}, {1 << 62, 10, 9}, {0, 1, 0}} {
+		if got := ClampRead(c[0], c[1]); got != c[2] {
+			t.Errorf("ClampRead(%d, %d) = %d, want %d", c[0], c[1], got, c[2])
+		}
+	}
+}

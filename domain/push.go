@@ -101,7 +101,7 @@ func ToPush(e Event, seq int64) (string, any, error) {
 		if err := e.Payload(&p); err != nil {
 			return "", nil, err
 		}
-		return PushRead, ReadPush{ConversationID: e.ConversationID, UserID: e.Actor, UpToSeq: p.UpToSeq, Seq: seq}, nil
+		return PushRead, ReadPush{ConversationID: e.ConversationID, UserID: e.Actor, UpToSeq: ClampRead(p.UpToSeq, seq), Seq: seq}, nil
 	}
 	return "", nil, fmt.Errorf("%w: unknown event type %q", ErrBadRequest, e.Type)
 }
@@ -117,4 +117,12 @@ func EncodePush(e Event, seq int64) ([]byte, error) {
 		return nil, fmt.Errorf("encode push: %w", err)
 	}
 	return b, nil
+}
+
+// ClampRead bounds a read cursor by the seq of the event that moves it: a
+// read can only cover what was logged before it, so a cursor past the end
+// of the conversation (a client bug or a hostile client) cannot mark
+// messages read before they exist.
+func ClampRead(upTo, eventSeq int64) int64 {
+	return min(upTo, eventSeq-1)
 }

@@ -111,6 +111,7 @@ func TestConformance(t *testing.T) {
 	t.Run("CreateGroup", s.testCreateGroup)
 	t.Run("CreateDirect", s.testCreateDirect)
 	t.Run("AddMember", s.testAddMember)
+	t.Run("AddMemberToAFullGroup", s.testGroupFull)
 	t.Run("Leave", s.testLeave)
 	t.Run("SendValidation", s.testSendValidation)
 	t.Run("EditDelete", s.testEditDelete)
@@ -718,4 +719,20 @@ func (s *suite) testRouting(t *testing.T) {
 func nextPushOf(t *testing.T, c *wsclient.Client, body string) {
 	t.Helper()
 	pushesUntil(t, c, isMessage(body))
+}
+
+// testGroupFull: add_member keeps the group size limit that create has.
+func (s *suite) testGroupFull(t *testing.T) {
+	a := user("full")
+	ca := dial(t, s.env, s.n1, a)
+	others := make([]string, domain.MaxGroupMembers-1)
+	for i := range others {
+		others[i] = fmt.Sprintf("%s-m%d", a, i)
+	}
+	conv := createGroup(t, ca, others...)
+	err := try(ca, "conversation.add_member", map[string]any{"conversation_id": conv.ConversationID, "user_id": a + "-one-more"})
+	wantCode(t, err, "conflict")
+	if !strings.Contains(err.Error(), "full") {
+		t.Fatalf("adding a member to a full group: %v", err)
+	}
 }

@@ -398,7 +398,7 @@ func buildBatch(recs []Record) *batchRows {
 			rd := &b.reads
 			rd.s[0] = append(rd.s[0], e.ConversationID)
 			rd.s[1] = append(rd.s[1], e.Actor)
-			rd.i[0] = append(rd.i[0], p.UpToSeq)
+			rd.i[0] = append(rd.i[0], domain.ClampRead(p.UpToSeq, seq))
 			rd.i[1] = append(rd.i[1], seq)
 			rd.t[0] = append(rd.t[0], e.At)
 		}
