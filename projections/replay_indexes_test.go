@@ -42,6 +42,25 @@ func (m memSource) Read(ctx context.Context, from, to map[int32]int64, size int,
 	return nil
 }
 
+// dryRunReplay replays recs (the log live was built from) into a fresh
+// schema without switching, and fails the test if a compared table
+// differs from live's.
+func dryRunReplay(t *testing.T, pool *pgxpool.Pool, live string, recs []projections.Record) projections.ReplayResult {
+	t.Helper()
+	r := &projections.Replayer{Pool: pool, Topic: testTopic, Name: live, Source: memSource{recs}, Batch: 400,
+		Migrate: func(ctx context.Context, s string) error { return pgstore.Migrate(ctx, dsn(), s) }}
+	res, err := r.Run(context.Background(), projections.ReplayOptions{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range res.Diffs {
+		if !d.Equal() {
+			t.Errorf("%s differs: %+v", d.Table, d)
+		}
+	}
+	return res
+}
+
 // indexDefs lists schema's indexes (partitions' included) as the
 // migrations define them, with the schema name taken out.
 func indexDefs(t *testing.T, pool *pgxpool.Pool, schema string) string {
@@ -72,17 +91,7 @@ func TestReplayBuildsEveryIndex(t *testing.T) {
 	t.Cleanup(func() { dropReplay(pool, live) })
 	recs := newWorkload(3, 4).generate(3000)
 	applyAll(t, projections.NewStore(pool, live, testTopic), recs, 500)
-	r := &projections.Replayer{Pool: pool, Topic: testTopic, Name: live, Source: memSource{recs}, Batch: 400,
-		Migrate: func(ctx context.Context, s string) error { return pgstore.Migrate(ctx, dsn(), s) }}
-	res, err := r.Run(ctx, projections.ReplayOptions{DryRun: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range res.Diffs {
-		if !d.Equal() {
-			t.Errorf("%s differs: %+v", d.Table, d)
-		}
-	}
+	res := dryRunReplay(t, pool, live, recs)
 	if got, want := indexDefs(t, pool, res.Schema), indexDefs(t, pool, live); got != want {
 		t.Fatalf("replayed schema's indexes:\n%s\nmigrated schema's:\n%s", got, want)
 	}

@@ -103,17 +103,7 @@ func TestReplaySetsAsideTheSamePoison(t *testing.T) {
 		t.Fatal("no event was poisoned")
 	}
 	applyAll(t, projections.NewStore(pool, live, testTopic), recs, 300)
-	r := &projections.Replayer{Pool: pool, Topic: testTopic, Name: live, Source: memSource{recs}, Batch: 400,
-		Migrate: func(ctx context.Context, s string) error { return pgstore.Migrate(ctx, dsn(), s) }}
-	res, err := r.Run(ctx, projections.ReplayOptions{DryRun: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range res.Diffs {
-		if !d.Equal() {
-			t.Errorf("%s differs: %+v", d.Table, d)
-		}
-	}
+	res := dryRunReplay(t, pool, live, recs)
 	for _, s := range []string{live, res.Schema} {
 		var n int
 		if err := pool.QueryRow(ctx, `SELECT count(*) FROM `+s+`.dead_letters`).Scan(&n); err != nil || n != poisoned {

@@ -13,22 +13,36 @@ import (
 	"github.com/parley-chat/parley/internal/testenv"
 )
 
-// Routes on the real Redis: a user is routed to each node that joined it
-// until that node leaves; a node without liveness is dropped from answers
-// and its routes are removed; Alive tells a node whether Redis kept it.
-func TestRoutes(t *testing.T) {
+// busesOnRedis returns a maker of buses (processes) sharing the real Redis
+// under a fresh prefix, and a wipe of that prefix (a data loss), which also
+// runs after the test.
+func busesOnRedis(t *testing.T) (newBus func() *fanoutbus.Bus, wipe func() error) {
 	env := testenv.New(t)
-	ctx := context.Background()
 	rdb, err := redisstore.NewClient(env.Cfg.RedisURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rdb.Close()
-	defer func() { _, _ = redisstore.DeletePrefix(context.Background(), rdb, env.Cfg.RedisPrefix) }()
-	bus, err := fanoutbus.New(rdb, fanoutbus.Config{Prefix: env.Cfg.RedisPrefix}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
+	wipe = func() error {
+		_, err := redisstore.DeletePrefix(context.Background(), rdb, env.Cfg.RedisPrefix)
+		return err
 	}
+	t.Cleanup(func() { _ = wipe(); rdb.Close() })
+	return func() *fanoutbus.Bus {
+		b, err := fanoutbus.New(rdb, fanoutbus.Config{Prefix: env.Cfg.RedisPrefix}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}, wipe
+}
+
+// Routes on the real Redis: a user is routed to each node that joined it
+// until that node leaves; a node without liveness is dropped from answers
+// and its routes are removed; Alive tells a node whether Redis kept it.
+func TestRoutes(t *testing.T) {
+	ctx := context.Background()
+	newBus, _ := busesOnRedis(t)
+	bus := newBus()
 	n1, n2 := bus.Node("n1"), bus.Node("n2")
 	for _, n := range []*fanoutbus.Node{n1, n2} {
 		if kept, err := n.Alive(ctx); err != nil || kept {
@@ -101,17 +115,9 @@ func TestSplitByNode(t *testing.T) {
 // every user's deliveries to every node it knows until the gateways have
 // routed their users again, so live delivery has no gap.
 func TestRoutesLostSendToEveryNode(t *testing.T) {
-	env := testenv.New(t)
 	ctx := context.Background()
-	rdb, err := redisstore.NewClient(env.Cfg.RedisURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rdb.Close()
-	defer func() { _, _ = redisstore.DeletePrefix(context.Background(), rdb, env.Cfg.RedisPrefix) }()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	fan, _ := fanoutbus.New(rdb, fanoutbus.Config{Prefix: env.Cfg.RedisPrefix}, log)
-	gw, _ := fanoutbus.New(rdb, fanoutbus.Config{Prefix: env.Cfg.RedisPrefix}, log)
+	newBus, wipe := busesOnRedis(t)
+	fan, gw := newBus(), newBus()
 	if err := fan.WatchLoss(ctx, "f1"); err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +134,7 @@ func TestRoutesLostSendToEveryNode(t *testing.T) {
 	if err != nil || !slices.Equal(got["alice"], []string{"n1"}) || got["bob"] != nil {
 		t.Fatalf("before the loss: %v %v", got, err)
 	}
-	if _, err := redisstore.DeletePrefix(ctx, rdb, env.Cfg.RedisPrefix); err != nil {
+	if err := wipe(); err != nil {
 		t.Fatal(err)
 	}
 	got, err = fan.NodesOf(ctx, []string{"alice"})

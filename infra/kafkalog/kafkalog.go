@@ -42,31 +42,6 @@ func SaramaConfig(clientID string) *sarama.Config {
 	return c
 }
 
-// ProducerConfig is the Sarama producer config of the tools that still
-// produce through Sarama (tests, chatctl): acks=all, idempotent and one
-// request in flight, so a retried batch can neither duplicate nor reorder
-// events. The command path produces through franz-go (producerOpts).
-func ProducerConfig(cfg Config) (*sarama.Config, error) {
-	c := SaramaConfig(cfg.ClientID)
-	if cfg.Compression != "" {
-		if err := c.Producer.Compression.UnmarshalText([]byte(cfg.Compression)); err != nil {
-			return nil, fmt.Errorf("kafka compression: %w", err)
-		}
-	}
-	c.Producer.RequiredAcks = sarama.WaitForAll
-	c.Producer.Idempotent = true
-	c.Net.MaxOpenRequests = 1
-	c.Producer.Return.Successes = true
-	c.Producer.Return.Errors = true
-	c.Producer.Retry.Max = 10
-	c.Producer.Retry.Backoff = 100 * time.Millisecond
-	c.Producer.Timeout = 5 * time.Second
-	c.Producer.Partitioner = sarama.NewHashPartitioner
-	c.Producer.Flush.Frequency = cfg.Linger
-	c.Producer.Flush.MaxMessages = 500
-	return c, nil
-}
-
 // producerOpts configure the command path's franz-go producer: idempotent
 // with acks=all (franz-go's defaults, set explicitly), so a retried batch
 // can neither duplicate nor reorder events; no linger, so a lone send goes
@@ -136,11 +111,7 @@ type pendingSend struct {
 
 // Open connects the producer and a metadata client.
 func Open(cfg Config) (*Log, error) {
-	sc, err := ProducerConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	client, err := sarama.NewClient(cfg.Brokers, sc)
+	client, err := sarama.NewClient(cfg.Brokers, SaramaConfig(cfg.ClientID))
 	if err != nil {
 		return nil, fmt.Errorf("kafka client %v: %w", cfg.Brokers, err)
 	}
@@ -235,22 +206,27 @@ func (l *Log) Append(ctx context.Context, e domain.Event) (int64, error) {
 	case <-l.stop:
 		return 0, fmt.Errorf("%w: kafka producer closed", domain.ErrUnavailable)
 	}
-	err = nil
-	select {
-	case err = <-s.done:
-	case <-l.stopped:
-		select {
-		case err = <-s.done:
-		default:
-			err = errors.New("kafka producer closed")
-		}
-	}
-	if err != nil {
+	if err := l.await(s); err != nil {
 		metrics.ProduceErrors.Inc()
 		return 0, fmt.Errorf("%w: kafka produce: %v", domain.ErrUnavailable, err)
 	}
 	metrics.ProduceLatency.Observe(time.Since(start).Seconds())
 	return rec.Offset + 1, nil // seq = offset+1, see projections.Record.Seq
+}
+
+// await waits for s's outcome; a send queued as the loop stopped fails.
+func (l *Log) await(s *pendingSend) error {
+	select {
+	case err := <-s.done:
+		return err
+	case <-l.stopped:
+		select {
+		case err := <-s.done:
+			return err
+		default:
+			return errors.New("kafka producer closed")
+		}
+	}
 }
 
 // eventHeaders are the record headers of an event: its id (under

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"strconv"
 	"testing"
 )
@@ -65,5 +66,30 @@ func TestSendQueueBoundedInBytes(t *testing.T) {
 	q.takeOrIdle(nil)
 	if ok, _ := q.push(make([]byte, 100)); !ok {
 		t.Fatal("the taken frames still count")
+	}
+}
+
+// waitRoom returns at once below half the bounds (a zero byte bound is no
+// bound), waits while the queue is fuller, and ends with the connection.
+func TestSendQueueWaitRoom(t *testing.T) {
+	ctx := context.Background()
+	q := newSendQueue(4, 0)
+	q.push([]byte("a"))
+	if err := q.waitRoom(ctx, nil); err != nil {
+		t.Fatalf("room below half: %v", err)
+	}
+	q.push([]byte("b"))
+	closed := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- q.waitRoom(ctx, closed) }()
+	q.takeOrIdle(nil)
+	if err := <-done; err != nil {
+		t.Fatalf("after the writer took the frames: %v", err)
+	}
+	q.push([]byte("c"))
+	q.push([]byte("d"))
+	close(closed)
+	if err := q.waitRoom(ctx, closed); err == nil {
+		t.Fatal("waitRoom on a closed connection returned no error")
 	}
 }

@@ -193,11 +193,7 @@ func (s *WSServer) newConn(ws *websocket.Conn, user, remote string) *wsConn {
 	c.ping = time.AfterFunc(time.Hour, c.sendPing)
 	c.ping.Stop() // armed by run
 	c.stream = NewStream(c.enqueue, s.cfg.SendQueue)
-	c.stream.Room = func(ctx context.Context) error {
-		ctx, cancel := context.WithCancel(ctx)
-		defer context.AfterFunc(c.ctx, cancel)()
-		return c.send.waitRoom(ctx)
-	}
+	c.stream.Room = func(ctx context.Context) error { return c.send.waitRoom(ctx, c.ctx.Done()) }
 	return c
 }
 
@@ -464,14 +460,15 @@ type sendQueue struct {
 	limit    int
 	maxBytes int
 	writing  bool
-	taken   chan struct{} // closed when the writer takes frames (waitRoom)
+	taken    chan struct{} // closed when the writer takes frames (waitRoom)
 }
 
-// waitRoom blocks until the queue is at most half full, or ctx ends.
-func (q *sendQueue) waitRoom(ctx context.Context) error {
+// waitRoom blocks until the queue is at most half full, ctx ends or closed
+// is closed (the connection ended).
+func (q *sendQueue) waitRoom(ctx context.Context, closed <-chan struct{}) error {
 	for {
 		q.mu.Lock()
-		if len(q.frames) < max(1, q.limit/2) && q.bytes < q.maxBytes/2 {
+		if len(q.frames) < max(1, q.limit/2) && (q.maxBytes == 0 || q.bytes < q.maxBytes/2) {
 			q.mu.Unlock()
 			return nil
 		}
@@ -482,11 +479,15 @@ func (q *sendQueue) waitRoom(ctx context.Context) error {
 		q.mu.Unlock()
 		select {
 		case <-ch:
+		case <-closed:
+			return errConnClosed
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 }
+
+var errConnClosed = errors.New("connection closed")
 
 // tookLocked wakes the senders waiting for room.
 func (q *sendQueue) tookLocked() {

@@ -48,21 +48,21 @@ type session struct {
 	id        string
 	handshake Handshake
 
-	mu      sync.Mutex
-	closed  bool
-	mode    closeMode
-	reason  string
-	buf     []EnginePacket
+	mu     sync.Mutex
+	closed bool
+	mode   closeMode
+	reason string
+	buf    []EnginePacket
 	// bufBytes is the data held in buf (set to 0 wherever buf is taken).
 	bufBytes int
-	changed chan struct{} // closed and replaced whenever buf or the state changes
-	ws      *wsConn       // the WebSocket the session runs on, once it does
-	probe   *wsConn       // a WebSocket probing for the upgrade
-	probed  bool          // the probe was answered: pending polls are released
-	polling bool          // a GET is waiting
-	posting bool
-	sockets map[string]*Socket
-	joined  bool // some namespace was joined (connect timeout)
+	changed  chan struct{} // closed and replaced whenever buf or the state changes
+	ws       *wsConn       // the WebSocket the session runs on, once it does
+	probe    *wsConn       // a WebSocket probing for the upgrade
+	probed   bool          // the probe was answered: pending polls are released
+	polling  bool          // a GET is waiting
+	posting  bool
+	sockets  map[string]*Socket
+	joined   bool // some namespace was joined (connect timeout)
 	// lingering: closed, but kept for one last poll to collect the end.
 	lingering bool
 	// pingDue is when the outstanding ping was due; a pong moves it one

@@ -1,8 +1,8 @@
 package socketio
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
