@@ -124,6 +124,9 @@ func TestClusterFailures(t *testing.T) {
 		l.ackCount.Load(), l.gaveUp.Load(), l.reconnects.Load())
 	live, proj := l.drain(t)
 	printTable(t, l, live, proj)
+	for _, id := range proj.lostIDs {
+		explainMissing(t, l, id)
+	}
 	t.Logf("send/sync errors seen (all retried): %s", l.errSummary())
 	if live.lost+live.duplicated+live.outOfOrder+proj.lost+proj.duplicated+proj.outOfOrder+int64(l.badAcks()) != 0 {
 		t.Fatalf("a guarantee broke: acked messages lost, duplicated or out of order (see the table)")

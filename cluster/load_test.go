@@ -292,6 +292,7 @@ func pause(ctx context.Context, d time.Duration) {
 // tally is one row of the loss table.
 type tally struct {
 	acked, expected, delivered, lost, duplicated, outOfOrder int64
+	lostIDs                                                  []string // message ids (read-model tally only)
 }
 
 // liveTally counts, per acked message, its deliveries to every member of
@@ -382,6 +383,7 @@ func (l *load) projectedTally(ctx context.Context) (tally, error) {
 		switch {
 		case got == nil:
 			t.lost++
+			t.lostIDs = append(t.lostIDs, id)
 			continue
 		case len(got.seqs) > 1 || got.events > 1:
 			t.duplicated++
