@@ -2,8 +2,11 @@ package projections
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -177,55 +180,156 @@ func (s *Store) Conversation(ctx context.Context, conv string) (domain.Conversat
 	return c, nil
 }
 
-// ConversationsOf lists the conversations user is a member of, most recent
-// activity first, with unread counts and the last message.
-func (s *Store) ConversationsOf(ctx context.Context, user string) ([]domain.Conversation, error) {
+// ConversationPage is one page of a user's conversations, most recent
+// activity first; Next is the cursor of the following page ("" at the end).
+type ConversationPage struct {
+	Conversations []domain.Conversation
+	HasMore       bool
+	Next          string
+}
+
+// Conversation list bounds: a page holds at most MaxConversationsPage
+// conversations (DefaultConversationsPage unless asked) and about
+// MaxConversationsPageBytes of them (each carries its members, read cursors
+// and last message; a page over the bound is cut, one conversation always
+// stays, and reports more).
+const (
+	DefaultConversationsPage  = 100
+	MaxConversationsPage      = 200
+	MaxConversationsPageBytes = 1 << 20
+)
+
+// ConversationsOf lists a page of the conversations user is a member of,
+// most recent activity first, with unread counts and the last message,
+// starting after cursor ("" for the first page). A conversation whose
+// activity changes while a client pages moves to the top: it may be listed
+// twice or on a page the client already read, and its push tells the client
+// anyway.
+func (s *Store) ConversationsOf(ctx context.Context, user, cursor string, limit int) (ConversationPage, error) {
+	after, err := decodeConvCursor(cursor)
+	if err != nil {
+		return ConversationPage{}, err
+	}
+	if limit < 1 || limit > MaxConversationsPage {
+		limit = DefaultConversationsPage
+	}
+	var at *time.Time
+	if after.id != "" {
+		at = &after.at
+	}
 	rows, err := s.pool.Query(ctx, s.q(`SELECT `+convCols+`,
 		(SELECT count(*) FROM {s}.messages x WHERE x.conversation_id=c.conversation_id
 		   AND x.seq>me.read_seq AND x.sender_id<>me.user_id AND NOT x.deleted),
 		lm.message_id, lm.seq, lm.sender_id, lm.client_msg_id, lm.body, lm.sent_at, lm.edited_at, lm.deleted,
 		(SELECT jsonb_object_agg(r.user_id, r.read_seq) FROM {s}.members r
-		   WHERE r.conversation_id=c.conversation_id AND r.is_member AND r.read_seq >= 0)
+		   WHERE r.conversation_id=c.conversation_id AND r.is_member AND r.read_seq >= 0),
+		c.last_activity_at
 		FROM {s}.members me
 		JOIN {s}.conversations c ON c.conversation_id=me.conversation_id
 		LEFT JOIN {s}.messages lm ON lm.conversation_id=c.conversation_id AND lm.seq=c.last_message_seq
 		WHERE me.user_id=$1 AND me.is_member
-		ORDER BY c.last_activity_at DESC, c.conversation_id`), user)
+		  AND ($2::timestamptz IS NULL OR (c.last_activity_at, c.conversation_id) < ($2, $3))
+		ORDER BY c.last_activity_at DESC, c.conversation_id DESC
+		LIMIT $4`), user, at, after.id, limit+1)
 	if err != nil {
-		return nil, unavailable("conversations", err)
+		return ConversationPage{}, unavailable("conversations", err)
 	}
 	defer rows.Close()
-	out := []domain.Conversation{}
+	page := ConversationPage{Conversations: []domain.Conversation{}}
+	size := 0
+	var last convCursor
 	for rows.Next() {
-		var lm struct {
-			id, sender, cmid, body *string
-			seq                    *int64
-			sent, edited           *time.Time
-			deleted                *bool
-		}
-		var unread int64
-		var reads map[string]int64
-		c, err := scanConv(rows, &unread, &lm.id, &lm.seq, &lm.sender, &lm.cmid, &lm.body, &lm.sent, &lm.edited, &lm.deleted, &reads)
+		c, activity, err := scanListed(rows)
 		if err != nil {
-			return nil, unavailable("conversations", err)
+			return ConversationPage{}, unavailable("conversations", err)
 		}
-		c.Unread = unread
-		c.ReadSeqs = reads
-		if lm.id != nil {
-			m := &domain.Message{ConversationID: c.ConversationID, MessageID: *lm.id, Seq: *lm.seq, SenderID: *lm.sender,
-				ClientMsgID: *lm.cmid, Body: *lm.body, SentAt: lm.sent.UTC(), Deleted: *lm.deleted}
-			if lm.edited != nil {
-				t := lm.edited.UTC()
-				m.EditedAt = &t
-			}
-			c.LastMessage = m
+		size += convSize(c)
+		if len(page.Conversations) == limit || len(page.Conversations) > 0 && size > MaxConversationsPageBytes {
+			page.HasMore = true
+			break
 		}
-		out = append(out, c)
+		page.Conversations = append(page.Conversations, c)
+		last = convCursor{at: activity, id: c.ConversationID}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, unavailable("conversations", err)
+		return ConversationPage{}, unavailable("conversations", err)
 	}
-	return out, nil
+	if page.HasMore {
+		page.Next = last.encode()
+	}
+	return page, nil
+}
+
+// scanListed reads one row of the conversation list.
+func scanListed(rows pgx.Rows) (domain.Conversation, time.Time, error) {
+	var lm struct {
+		id, sender, cmid, body *string
+		seq                    *int64
+		sent, edited           *time.Time
+		deleted                *bool
+	}
+	var unread int64
+	var reads map[string]int64
+	var activity time.Time
+	c, err := scanConv(rows, &unread, &lm.id, &lm.seq, &lm.sender, &lm.cmid, &lm.body, &lm.sent, &lm.edited, &lm.deleted, &reads, &activity)
+	if err != nil {
+		return c, activity, err
+	}
+	c.Unread = unread
+	c.ReadSeqs = reads
+	if lm.id != nil {
+		m := &domain.Message{ConversationID: c.ConversationID, MessageID: *lm.id, Seq: *lm.seq, SenderID: *lm.sender,
+			ClientMsgID: *lm.cmid, Body: *lm.body, SentAt: lm.sent.UTC(), Deleted: *lm.deleted}
+		if lm.edited != nil {
+			t := lm.edited.UTC()
+			m.EditedAt = &t
+		}
+		c.LastMessage = m
+	}
+	return c, activity, nil
+}
+
+// convSize estimates a listed conversation's encoded size.
+func convSize(c domain.Conversation) int {
+	n := 256 + len(c.Title) + 32*len(c.ReadSeqs)
+	for _, m := range c.Members {
+		n += len(m) + 3
+	}
+	if c.LastMessage != nil {
+		n += 256 + len(c.LastMessage.Body) + len(c.LastMessage.ClientMsgID)
+	}
+	return n
+}
+
+// convCursor is where a conversation page ends: the last conversation's
+// activity time and id, the list's sort key.
+type convCursor struct {
+	at time.Time
+	id string
+}
+
+func (c convCursor) encode() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.at.UnixMicro(), 10) + "." + c.id))
+}
+
+func decodeConvCursor(s string) (convCursor, error) {
+	if s == "" {
+		return convCursor{}, nil
+	}
+	bad := fmt.Errorf("%w: cursor: not a cursor this server returned", domain.ErrBadRequest)
+	if len(s) > 256 {
+		return convCursor{}, bad
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return convCursor{}, bad
+	}
+	us, id, ok := strings.Cut(string(raw), ".")
+	micros, err := strconv.ParseInt(us, 10, 64)
+	if !ok || err != nil || domain.ValidateID("cursor", id) != nil {
+		return convCursor{}, bad
+	}
+	return convCursor{at: time.UnixMicro(micros), id: id}, nil
 }
 
 // LastSeqs returns the last seq of each conversation the user is a member of.

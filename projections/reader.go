@@ -63,9 +63,25 @@ func (r Reader) History(ctx context.Context, user string, q HistoryQuery) ([]dom
 	return r.Store.Messages(ctx, q.ConversationID, Page{BeforeSeq: q.BeforeSeq, AfterSeq: q.AfterSeq, Limit: *q.Limit})
 }
 
-// Conversations lists the user's conversations with last_seq and unread.
-func (r Reader) Conversations(ctx context.Context, user string) ([]domain.Conversation, error) {
-	return r.Store.ConversationsOf(ctx, user)
+// ConversationsQuery is the data of conversation.list: a page of at most
+// Limit conversations (default DefaultConversationsPage) after Cursor (the
+// next_cursor of the previous page; none for the first).
+type ConversationsQuery struct {
+	Cursor string `json:"cursor"`
+	Limit  *int   `json:"limit"`
+}
+
+// Conversations lists a page of the user's conversations with last_seq and
+// unread.
+func (r Reader) Conversations(ctx context.Context, user string, q ConversationsQuery) (ConversationPage, error) {
+	limit := DefaultConversationsPage
+	if q.Limit != nil {
+		limit = *q.Limit
+	}
+	if limit < 1 || limit > MaxConversationsPage {
+		return ConversationPage{}, fmt.Errorf("%w: limit must be 1-%d", domain.ErrBadRequest, MaxConversationsPage)
+	}
+	return r.Store.ConversationsOf(ctx, user, q.Cursor, limit)
 }
 
 // CatchUp replays conv's events after seq `after` to emit, in order, once

@@ -149,7 +149,10 @@ func (a *App) Run(ctx context.Context) error {
 		Checks: a.checks(), Web: a.Web, SocketIO: a.socketIOHandler(),
 		RateLimit: a.Cfg.APIRateLimit, RateBurst: a.Cfg.APIRateBurst}, svc, ws, a.Log)
 	// A client that trickles its request headers (slowloris) is cut off.
-	srv := &http.Server{Handler: a.Handler, ReadHeaderTimeout: a.Cfg.HeaderTimeout, IdleTimeout: 2 * time.Minute}
+	// So is one that trickles its body, or does not read its response (a
+	// WebSocket upgrade clears both deadlines).
+	srv := &http.Server{Handler: a.Handler, ReadHeaderTimeout: a.Cfg.HeaderTimeout, ReadTimeout: a.Cfg.BodyTimeout,
+		WriteTimeout: a.Cfg.WriteTimeout, IdleTimeout: 2 * time.Minute}
 
 	roleCtx, stopRoles := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRoles()

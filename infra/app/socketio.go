@@ -32,8 +32,9 @@ func (a *App) buildSocketIO() {
 		MaxPayload: sioMaxPayload,
 		// Long-polling drains the queue once per poll: leave room for the
 		// pushes that arrive between two polls.
-		SendQueue:   4 * max(a.Cfg.SendQueue, 256),
-		MaxSessions: a.Cfg.MaxConns,
+		SendQueue:          4 * max(a.Cfg.SendQueue, 256),
+		MaxSessions:        a.Cfg.MaxConns,
+		MaxPendingSessions: a.Cfg.SIOMaxPending,
 		// Clients send CONNECT right after the handshake; a session that
 		// has not authenticated by then only holds resources.
 		ConnectTimeout: 10 * time.Second,

@@ -62,7 +62,15 @@ type Config struct {
 	IdemPendingStale  time.Duration `env:"CHAT_IDEM_PENDING_STALE" envDefault:"10s"`
 	PingInterval      time.Duration `env:"CHAT_WS_PING_INTERVAL" envDefault:"25s"`
 	HeaderTimeout     time.Duration `env:"CHAT_HTTP_HEADER_TIMEOUT" envDefault:"10s"`
-	AdvertiseAddr     string        `env:"CHAT_ADVERTISE_ADDR"`
+	// BodyTimeout bounds reading a whole request (headers and body), and
+	// WriteTimeout writing its response; a WebSocket upgrade clears both.
+	// WriteTimeout must outlast a Socket.IO long poll (the ping interval).
+	BodyTimeout  time.Duration `env:"CHAT_HTTP_BODY_TIMEOUT" envDefault:"30s"`
+	WriteTimeout time.Duration `env:"CHAT_HTTP_WRITE_TIMEOUT" envDefault:"60s"`
+	// SIOMaxPending bounds the Socket.IO sessions not yet authenticated
+	// (no namespace joined; each lives at most 10 s).
+	SIOMaxPending int    `env:"CHAT_SOCKETIO_MAX_PENDING" envDefault:"1024"`
+	AdvertiseAddr string `env:"CHAT_ADVERTISE_ADDR"`
 	// JWTPrevious are secrets still accepted (never used to sign) while
 	// clients' tokens of a rotated-out CHAT_JWT_SECRET expire.
 	JWTPrevious []string `env:"CHAT_JWT_PREVIOUS_SECRETS" envSeparator:","`
@@ -138,6 +146,16 @@ func (c Config) Validate() error {
 	}
 	if strings.ContainsAny(c.NodeID, ", \t\n{}") {
 		bad("CHAT_NODE_ID %q: no commas, spaces or braces (it names the node's delivery stream)", c.NodeID)
+	}
+	if c.BodyTimeout <= 0 || c.HeaderTimeout <= 0 || c.HeaderTimeout > c.BodyTimeout {
+		bad("CHAT_HTTP_HEADER_TIMEOUT and CHAT_HTTP_BODY_TIMEOUT must be > 0, the header timeout within the body timeout")
+	}
+	// The Socket.IO long poll waits up to the ping interval (25 s).
+	if c.WriteTimeout < 30*time.Second {
+		bad("CHAT_HTTP_WRITE_TIMEOUT must be >= 30s (a Socket.IO long poll waits 25 s)")
+	}
+	if c.SIOMaxPending < 1 {
+		bad("CHAT_SOCKETIO_MAX_PENDING must be >= 1")
 	}
 	if c.BatchSize < 1 {
 		bad("CHAT_PROJECTOR_BATCH must be >= 1")

@@ -26,6 +26,7 @@ import (
 	"github.com/parley-chat/parley/infra/kafkalog"
 	"github.com/parley-chat/parley/infra/pgstore"
 	"github.com/parley-chat/parley/infra/redisstore"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/web"
 )
@@ -179,18 +180,10 @@ func (e *Env) Count(sql string, args ...any) int {
 	return n
 }
 
-// WaitFor polls cond until it holds or the timeout passes.
+// WaitFor polls cond until it holds or the timeout passes (poll.Until).
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	delay := 2 * time.Millisecond
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(delay)
-		delay = min(delay*2, 100*time.Millisecond)
-	}
+	poll.Until(t, timeout, what, cond)
 }
 
 func randHex(n int) string {

@@ -84,11 +84,21 @@ func leave(ctx context.Context, s *Service, user string, _ *Stream, data json.Ra
 }
 
 func listConversations(ctx context.Context, s *Service, user string, _ *Stream, data json.RawMessage) (any, error) {
-	if _, err := decode[struct{}](data); err != nil {
+	q, err := decode[projections.ConversationsQuery](data)
+	if err != nil {
 		return nil, err
 	}
-	convs, err := s.Read.Conversations(ctx, user)
-	return map[string]any{"conversations": convs}, err
+	page, err := s.Read.Conversations(ctx, user, q)
+	return ConversationPage(page), err
+}
+
+// ConversationPage is the reply to conversation.list (and its HTTP twin).
+func ConversationPage(p projections.ConversationPage) map[string]any {
+	out := map[string]any{"conversations": p.Conversations, "has_more": p.HasMore}
+	if p.Next != "" {
+		out["next_cursor"] = p.Next
+	}
+	return out
 }
 
 func sendMessage(ctx context.Context, s *Service, user string, _ *Stream, data json.RawMessage) (any, error) {

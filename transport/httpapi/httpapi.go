@@ -184,12 +184,21 @@ func (s *statusRecorder) WriteHeader(status int) {
 }
 
 func (a *API) listConversations(w http.ResponseWriter, r *http.Request, user string) {
-	convs, err := a.svc.Read.Conversations(r.Context(), user)
+	q := projections.ConversationsQuery{Cursor: r.URL.Query().Get("cursor")}
+	l, err := intParam(r, "limit")
+	if l != nil {
+		n := int(max(min(*l, 1<<20), -1))
+		q.Limit = &n
+	}
+	var page projections.ConversationPage
+	if err == nil {
+		page, err = a.svc.Read.Conversations(r.Context(), user, q)
+	}
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"conversations": convs})
+	writeJSON(w, http.StatusOK, gateway.ConversationPage(page))
 }
 
 func (a *API) listMessages(w http.ResponseWriter, r *http.Request, user string) {

@@ -53,6 +53,10 @@ type Config struct {
 	// past it a handshake gets 503. Sessions count from the handshake, before
 	// any namespace (and its authentication) was joined.
 	MaxSessions int
+	// MaxPendingSessions bounds the sessions that have not joined a
+	// namespace yet (not authenticated: anyone can open one); past it a
+	// handshake gets 503. They live at most ConnectTimeout. 0: no bound.
+	MaxPendingSessions int
 	// AllowedOrigins admits browser Origins besides the same origin ("*"
 	// admits any). Requests without Origin (non-browser clients) are admitted.
 	AllowedOrigins []string
@@ -101,6 +105,7 @@ type Server struct {
 	upgrader websocket.Upgrader
 	proxy    *forwarder
 	draining atomic.Bool
+	pending  atomic.Int64 // sessions that joined no namespace yet
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -200,6 +205,10 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, transport str
 		writeUnavailable(w, "node is full: connect to another")
 		return
 	}
+	if s.cfg.MaxPendingSessions > 0 && s.pending.Load() >= int64(s.cfg.MaxPendingSessions) {
+		writeUnavailable(w, "too many sessions waiting to connect: retry later")
+		return
+	}
 	if transport == "websocket" {
 		if !websocket.IsWebSocketUpgrade(r) {
 			writeEngineError(w, http.StatusBadRequest, errBadRequest)
@@ -281,6 +290,9 @@ func (s *Server) sessionID() string {
 	}
 	return newID()
 }
+
+// PendingSessions is the number of open sessions that joined no namespace.
+func (s *Server) PendingSessions() int { return int(s.pending.Load()) }
 
 // Sessions is the number of open Engine.IO sessions.
 func (s *Server) Sessions() int {

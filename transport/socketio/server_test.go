@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/parley-chat/parley/internal/poll"
 )
 
 // echo is a namespace like the conformance server's: it emits "auth" with
@@ -438,6 +440,37 @@ func TestSocketIOMaxSessions(t *testing.T) {
 	if res.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("handshake past MaxSessions: %d", res.StatusCode)
 	}
+}
+
+// Sessions that have not joined a namespace (not authenticated) have their
+// own cap: past it a handshake gets 503; joining one frees a place, and so
+// does the connect timeout.
+func TestSocketIOMaxPendingSessions(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxPendingSessions = 2
+	cfg.ConnectTimeout = 300 * time.Millisecond
+	srv, hs := serve(t, cfg)
+	handshakeStatus := func() int {
+		res, err := http.Get(hs.URL + "/socket.io/?EIO=4&transport=polling")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	p := handshake(t, hs.URL)
+	handshake(t, hs.URL)
+	if st := handshakeStatus(); st != http.StatusServiceUnavailable {
+		t.Fatalf("handshake past MaxPendingSessions: %d, want 503", st)
+	}
+	p.post("40")
+	poll.Until(t, 5*time.Second, "the joined session to leave the pending count", func() bool { return srv.PendingSessions() == 1 })
+	handshake(t, hs.URL)
+	poll.Until(t, 5*time.Second, "the connect timeout to close the pending sessions", func() bool { return srv.PendingSessions() == 0 })
+	if srv.Sessions() != 1 {
+		t.Fatalf("%d sessions open, want the joined one", srv.Sessions())
+	}
+	handshake(t, hs.URL)
 }
 
 func TestSocketIOOrigins(t *testing.T) {

@@ -76,6 +76,8 @@ type session struct {
 	flushed   chan struct{} // closed once nothing more will be written
 	flushOnce sync.Once
 	connTimer *time.Timer
+	// settled: the session left the pending count (joined or closed).
+	settled sync.Once
 
 	// in serializes inbound packets: a POST and the upgraded WebSocket can
 	// overlap for a moment during the upgrade.
@@ -105,6 +107,7 @@ func (srv *Server) newSession(r *http.Request, ws bool) *session {
 	srv.mu.Lock()
 	srv.sessions[s.id] = s
 	srv.mu.Unlock()
+	srv.pending.Add(1)
 	s.connTimer = time.AfterFunc(srv.cfg.ConnectTimeout, s.connectTimeout)
 	go s.heartbeat()
 	return s
@@ -191,6 +194,7 @@ func (s *session) close(reason string, mode closeMode) {
 	}
 	close(s.done)
 	s.connTimer.Stop()
+	s.settle()
 	if probe != nil {
 		probe.conn.Close()
 	}
@@ -232,6 +236,9 @@ func (s *session) finalLocked() []EnginePacket {
 }
 
 func (s *session) markFlushed() { s.flushOnce.Do(func() { close(s.flushed) }) }
+
+// settle takes the session out of the pending count, once.
+func (s *session) settle() { s.settled.Do(func() { s.srv.pending.Add(-1) }) }
 
 func (s *session) connectTimeout() {
 	s.mu.Lock()

@@ -374,6 +374,7 @@ func (s *session) connect(p Packet) {
 	s.sockets[p.Namespace] = sock
 	s.joined = true
 	s.mu.Unlock()
+	s.settle()
 	if sock.open() != nil {
 		return // the session is closing and will end the socket
 	}

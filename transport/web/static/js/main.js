@@ -41,6 +41,19 @@ const app = {
 
 // ---------------------------------------------------------------- sign in --
 
+/** Every conversation, page after page (conversation.list is paginated). */
+async function listAll() {
+  const conversations = [];
+  let cursor = '';
+  for (let page = 0; page < 1000; page++) {
+    const r = await req('conversation.list', cursor ? { cursor } : {});
+    conversations.push(...(r.conversations || []));
+    if (!r.has_more || !r.next_cursor) break;
+    cursor = r.next_cursor;
+  }
+  return { conversations };
+}
+
 async function boot() {
   const s = loadSession();
   if (s) {
@@ -158,7 +171,7 @@ async function resume(conn) {
         if (!(id in (r.positions || {}))) dropConversation(id); // no longer a member
       }
     }
-    const list = await req('conversation.list', {});
+    const list = await listAll();
     if (gen !== app.resumeGen) return;
     const fresh = [];
     for (const c of list.conversations || []) {
@@ -259,7 +272,7 @@ function refreshListSoon(tries = 0) {
   app.listRefresh = setTimeout(async () => {
     app.listRefresh = null;
     try {
-      const list = await req('conversation.list', {});
+      const list = await listAll();
       const fresh = [];
       for (const c of list.conversations || []) {
         const known = app.state.convs.get(c.conversation_id);
