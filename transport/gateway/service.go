@@ -52,6 +52,31 @@ func (s *Service) Handle(ctx context.Context, user string, st *Stream, typ strin
 	return h(ctx, s, user, st, data)
 }
 
+// Sync bounds: one sync names at most MaxSyncPositions conversations, and
+// costs the connection's rate limiter one command per SyncPositionsPerCommand
+// of them beyond the first (each is a membership check and a read-model
+// query): a client cannot make the node scan thousands of conversations
+// for the price of one frame.
+const (
+	MaxSyncPositions        = 1000
+	SyncPositionsPerCommand = 50
+)
+
+// CommandCost is what a command costs the connection's rate limiter (never
+// more than burst, so that every valid command can pass).
+func CommandCost(typ string, data json.RawMessage, burst int) int {
+	if typ != "sync" {
+		return 1
+	}
+	var req struct {
+		Positions map[string]json.RawMessage `json:"positions"`
+	}
+	if json.Unmarshal(data, &req) != nil {
+		return 1 // refused as bad_request by the handler
+	}
+	return max(1, min(1+len(req.Positions)/SyncPositionsPerCommand, burst))
+}
+
 func decode[T any](data json.RawMessage) (T, error) {
 	var v T
 	err := protocol.DecodeData(data, &v)
@@ -168,6 +193,9 @@ func syncPositions(ctx context.Context, s *Service, user string, st *Stream, dat
 	}
 	if st == nil {
 		return nil, fmt.Errorf("%w: sync needs a connection that receives pushes", domain.ErrBadRequest)
+	}
+	if len(req.Positions) > MaxSyncPositions {
+		return nil, fmt.Errorf("%w: positions: at most %d conversations per sync (split it)", domain.ErrBadRequest, MaxSyncPositions)
 	}
 	convs := make([]string, 0, len(req.Positions))
 	for conv, pos := range req.Positions {

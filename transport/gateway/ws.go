@@ -305,7 +305,7 @@ func (c *wsConn) handle(b []byte) {
 		c.reply(protocol.ErrorReply(req.ID, err))
 		return
 	}
-	if !c.limiter.Allow() {
+	if !c.limiter.AllowN(time.Now(), CommandCost(req.Type, req.Data, c.s.cfg.RateBurst)) {
 		metrics.RateLimited.Inc()
 		metrics.Commands.WithLabelValues(metricType(req.Type), protocol.CodeRateLimited).Inc()
 		c.reply(protocol.ErrorReply(req.ID, errRateLimited))

@@ -179,6 +179,12 @@ func (c *conn) Resync(reason string) {
 // reconnects and syncs); tests use it to play a dropped connection.
 func (c *conn) CloseTransport() { c.sock.CloseTransport() }
 
+// SendQueueStats is the figures of the session's send queue (tests: a long
+// replay stays within its bounds).
+func (c *conn) SendQueueStats() gateway.QueueStats {
+	return gateway.QueueStats(c.sock.QueueStats())
+}
+
 // push turns a native push frame {"type","seq","data"} into the emit
 // (type, data[, {"seq"}]); data is passed through unchanged. It never
 // blocks: a full queue closes the session.
@@ -222,7 +228,11 @@ func (c *conn) onEvent(ev *socketio.Event) {
 		c.ackError(ev, errDraining)
 		return
 	}
-	if !c.limiter.Allow() {
+	var data json.RawMessage
+	if len(ev.Args) > 0 {
+		data = ev.Args[0]
+	}
+	if !c.limiter.AllowN(time.Now(), gateway.CommandCost(ev.Name, data, c.chat.cfg.RateBurst)) {
 		metrics.RateLimited.Inc()
 		metrics.Commands.WithLabelValues(metricType(ev.Name), protocol.CodeRateLimited).Inc()
 		c.ackError(ev, errRateLimited)

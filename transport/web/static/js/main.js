@@ -41,6 +41,17 @@ const app = {
 
 // ---------------------------------------------------------------- sign in --
 
+/** sync in parts: one sync names at most 1000 conversations. */
+async function syncAll(positions) {
+  const entries = Object.entries(positions);
+  const merged = { positions: {} };
+  for (let i = 0; i === 0 || i < entries.length; i += 1000) {
+    const r = await req('sync', { positions: Object.fromEntries(entries.slice(i, i + 1000)) });
+    Object.assign(merged.positions, r.positions || {});
+  }
+  return merged;
+}
+
 /** Every conversation, page after page (conversation.list is paginated). */
 async function listAll() {
   const conversations = [];
@@ -165,7 +176,7 @@ async function resume(conn) {
     const state = app.state;
     const known = [...state.convs.values()].filter((c) => !c.placeholder).map((c) => c.id);
     if (known.length) {
-      const r = await req('sync', { positions: state.positions(known) });
+      const r = await syncAll(state.positions(known));
       if (gen !== app.resumeGen) return;
       for (const id of known) {
         if (!(id in (r.positions || {}))) dropConversation(id); // no longer a member
@@ -178,7 +189,7 @@ async function resume(conn) {
       if (!known.includes(c.conversation_id)) fresh.push(c.conversation_id);
       adopt(c);
     }
-    if (fresh.length) await req('sync', { positions: state.positions(fresh) });
+    if (fresh.length) await syncAll(state.positions(fresh));
     if (gen !== app.resumeGen) return;
     app.syncing = false;
     renderConn();
@@ -279,7 +290,7 @@ function refreshListSoon(tries = 0) {
         if (!known || known.placeholder) fresh.push(c.conversation_id);
         adopt(c);
       }
-      if (fresh.length) await req('sync', { positions: app.state.positions(fresh) });
+      if (fresh.length) await syncAll(app.state.positions(fresh));
       if (app.unknown.size || [...app.state.convs.values()].some((c) => c.placeholder)) refreshListSoon(tries + 1);
     } catch {
       refreshListSoon(tries + 1);
