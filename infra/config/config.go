@@ -79,6 +79,24 @@ type Config struct {
 	LogLevel    string   `env:"CHAT_LOG_LEVEL" envDefault:"info"`
 }
 
+// MinSecretBytes is the shortest JWT secret accepted outside development:
+// HS256 with a short secret can be brute-forced offline from one token.
+const MinSecretBytes = 32
+
+// weakSecret says why secret must not sign production tokens: too short,
+// the public development secret, or a placeholder left from a template.
+func weakSecret(secret string) error {
+	switch {
+	case secret == DevSecret:
+		return errors.New("is the public development secret: anyone can mint tokens with it (generate one: openssl rand -base64 48)")
+	case strings.Contains(strings.ToUpper(secret), "REPLACE"), strings.Contains(strings.ToUpper(secret), "CHANGEME"):
+		return errors.New("is a placeholder: generate one (openssl rand -base64 48)")
+	case len(secret) < MinSecretBytes:
+		return fmt.Errorf("is %d bytes: at least %d are needed (openssl rand -base64 48)", len(secret), MinSecretBytes)
+	}
+	return nil
+}
+
 // Load reads the environment and validates it.
 func Load() (Config, error) {
 	var c Config
@@ -108,10 +126,14 @@ func (c Config) Validate() error {
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if c.JWTSecret == "" && !c.DevAuth {
 		bad("CHAT_JWT_SECRET is required unless CHAT_DEV_AUTH=true")
+	} else if err := weakSecret(c.JWTSecret); err != nil && !c.DevAuth {
+		bad("CHAT_JWT_SECRET %v", err)
 	}
 	for i, p := range c.JWTPrevious {
 		if strings.TrimSpace(p) == "" {
 			bad("CHAT_JWT_PREVIOUS_SECRETS: entry %d is empty (an empty secret would accept forged tokens)", i+1)
+		} else if err := weakSecret(p); err != nil && !c.DevAuth {
+			bad("CHAT_JWT_PREVIOUS_SECRETS: entry %d %v", i+1, err)
 		}
 	}
 	if len(c.Roles) == 0 {
