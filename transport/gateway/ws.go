@@ -318,13 +318,13 @@ func (c *wsConn) handle(b []byte) {
 	data, err := c.s.svc.Handle(ctx, c.user, c.stream, req.Type, req.Data)
 	cancel()
 	if err != nil {
-		body, _ := protocol.ToError(err)
-		if body.Code == protocol.CodeInternal {
-			c.s.log.Error("command failed", "type", req.Type, "user_id", c.user, "conn_id", c.id,
-				"request_id", c.id+"-"+strconv.FormatInt(req.ID, 10), "conversation_id", conversationOf(req.Data), "err", err)
+		body, _, logIt := protocol.Failure(err)
+		if logIt {
+			LogFailure(c.s.log, body, err, "protocol", "ws", "type", req.Type, "user_id", c.user, "conn_id", c.id,
+				"conversation_id", conversationOf(req.Data))
 		}
 		metrics.Commands.WithLabelValues(metricType(req.Type), body.Code).Inc()
-		c.reply(protocol.ErrorReply(req.ID, err))
+		c.reply(protocol.FailureReply(req.ID, body))
 		return
 	}
 	metrics.Commands.WithLabelValues(metricType(req.Type), "ok").Inc()

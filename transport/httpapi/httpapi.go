@@ -155,6 +155,9 @@ func (a *API) authed(typ string, h func(http.ResponseWriter, *http.Request, stri
 				metrics.CommandLatency.WithLabelValues(typ).Observe(time.Since(start).Seconds())
 			}
 			metrics.Commands.WithLabelValues(typ, code).Inc()
+			if rec.err != nil {
+				gateway.LogFailure(a.log, rec.failure, rec.err, "protocol", "http", "type", typ, "path", r.URL.Path)
+			}
 		}()
 		user, err := a.verifier.Verify(auth.FromRequest(r, false))
 		if err != nil {
@@ -174,8 +177,10 @@ func (a *API) authed(typ string, h func(http.ResponseWriter, *http.Request, stri
 // statusRecorder remembers the status and error code a handler wrote.
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
-	code   string
+	status  int
+	code    string
+	failure protocol.ErrorBody // an error to log (with err), see writeError
+	err     error
 }
 
 func (s *statusRecorder) WriteHeader(status int) {
@@ -271,10 +276,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// writeError answers err; the text of an unavailable or internal one stays
+// out of the reply and is logged (by authed) under the reply's request id.
 func writeError(w http.ResponseWriter, err error) {
-	body, status := protocol.ToError(err)
+	body, status, logIt := protocol.Failure(err)
 	if rec, ok := w.(*statusRecorder); ok {
 		rec.code = body.Code
+		if logIt {
+			rec.failure, rec.err = body, err
+		}
 	}
 	writeJSON(w, status, map[string]any{"error": body})
 }

@@ -287,12 +287,12 @@ func (c *conn) run(ev *socketio.Event) {
 	res, err := c.chat.svc.Handle(ctx, c.user, c.stream, ev.Name, data)
 	cancel()
 	if err != nil {
-		body, _ := protocol.ToError(err)
-		if body.Code == protocol.CodeInternal {
-			c.chat.log.Error("command failed", "protocol", "socketio", "type", ev.Name, "user_id", c.user, "err", err)
+		body, _, logIt := protocol.Failure(err)
+		if logIt {
+			gateway.LogFailure(c.chat.log, body, err, "protocol", "socketio", "type", ev.Name, "user_id", c.user)
 		}
 		metrics.Commands.WithLabelValues(metricType(ev.Name), body.Code).Inc()
-		c.ackError(ev, err)
+		c.ackBody(ev, body)
 		return
 	}
 	metrics.Commands.WithLabelValues(metricType(ev.Name), "ok").Inc()
@@ -313,6 +313,10 @@ func (c *conn) run(ev *socketio.Event) {
 
 func (c *conn) ackError(ev *socketio.Event, err error) {
 	body, _ := protocol.ToError(err)
+	c.ackBody(ev, body)
+}
+
+func (c *conn) ackBody(ev *socketio.Event, body protocol.ErrorBody) {
 	b, _ := json.Marshal(struct {
 		OK    bool               `json:"ok"`
 		Error protocol.ErrorBody `json:"error"`
