@@ -461,7 +461,35 @@ type sendQueue struct {
 	maxBytes int
 	writing  bool
 	taken    chan struct{} // closed when the writer takes frames (waitRoom)
+	// For Stats: the batch the writer took and may still be writing, and
+	// the most queued, and held (queued plus that batch), at once.
+	outFrames, outBytes   int
+	peakFrames, peakBytes int
+	peakHeld, peakHeldB   int
 }
+
+// QueueStats describe a connection's send queue, for tests of its bounds:
+// what it holds now, the most it held at once (queued, and queued plus
+// the batch being written: the frames memory the connection holds), and
+// its bounds.
+type QueueStats struct {
+	Frames, Bytes                 int
+	PeakFrames, PeakBytes         int
+	PeakHeldFrames, PeakHeldBytes int
+	MaxFrames, MaxBytes           int
+}
+
+// stats reads the queue's figures.
+func (q *sendQueue) stats() QueueStats {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return QueueStats{Frames: len(q.frames), Bytes: q.bytes, PeakFrames: q.peakFrames, PeakBytes: q.peakBytes,
+		PeakHeldFrames: q.peakHeld, PeakHeldBytes: q.peakHeldB, MaxFrames: q.limit, MaxBytes: q.maxBytes}
+}
+
+// SendQueueStats is the connection's send queue figures (tests: a long
+// replay stays within the bounds).
+func (c *wsConn) SendQueueStats() QueueStats { return c.send.stats() }
 
 // waitRoom blocks until the queue is at most half full, ctx ends or closed
 // is closed (the connection ended).
@@ -516,6 +544,8 @@ func (q *sendQueue) push(frame []byte) (ok, start bool) {
 	}
 	q.frames = append(q.frames, frame)
 	q.bytes += len(frame)
+	q.peakFrames, q.peakBytes = max(q.peakFrames, len(q.frames)), max(q.peakBytes, q.bytes)
+	q.peakHeld, q.peakHeldB = max(q.peakHeld, len(q.frames)+q.outFrames), max(q.peakHeldB, q.bytes+q.outBytes)
 	start = !q.writing
 	q.writing = true
 	return true, start
@@ -528,9 +558,11 @@ func (q *sendQueue) takeOrIdle(spare [][]byte) [][]byte {
 	defer q.mu.Unlock()
 	if len(q.frames) == 0 {
 		q.writing = false
+		q.outFrames, q.outBytes = 0, 0
 		return spare[:0]
 	}
 	out := q.frames
+	q.outFrames, q.outBytes = len(out), q.bytes
 	q.frames, q.bytes = spare[:0], 0
 	q.tookLocked()
 	return out
@@ -542,6 +574,7 @@ func (q *sendQueue) take(spare [][]byte) [][]byte {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	out := q.frames
+	q.outFrames, q.outBytes = len(out), q.bytes
 	q.frames, q.bytes = spare[:0], 0
 	q.tookLocked()
 	return out
