@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/parley-chat/parley/commands"
 	"github.com/parley-chat/parley/domain"
@@ -67,7 +67,6 @@ func New(cfg Config, svc *gateway.Service, ws *gateway.WSServer, log *slog.Logge
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node_id": cfg.NodeID})
 	})
 	mux.HandleFunc("GET /readyz", a.ready)
-	mux.Handle("GET /metrics", promhttp.Handler())
 	for p, h := range cfg.Extra {
 		mux.Handle(p, h)
 	}
@@ -90,17 +89,13 @@ func New(cfg Config, svc *gateway.Service, ws *gateway.WSServer, log *slog.Logge
 	return mux
 }
 
+// ready is the public readiness probe: which dependencies are down, by
+// name only (their errors name hosts; the ops listener's /readyz has them).
 func (a *API) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	down := map[string]string{}
-	for _, c := range a.cfg.Checks {
-		if err := c.Ping(ctx); err != nil {
-			down[c.Name] = err.Error()
-		}
-	}
+	down := probe(r.Context(), a.cfg.Checks)
 	if len(down) > 0 {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "down": down, "node_id": a.cfg.NodeID})
+		names := slices.Sorted(maps.Keys(down))
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "down": names, "node_id": a.cfg.NodeID})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "node_id": a.cfg.NodeID})
