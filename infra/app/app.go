@@ -22,6 +22,7 @@ import (
 	"github.com/parley-chat/parley/infra/pgstore"
 	"github.com/parley-chat/parley/infra/redisstore"
 	"github.com/parley-chat/parley/projections"
+	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/gateway"
 	"github.com/parley-chat/parley/transport/httpapi"
 )
@@ -46,6 +47,11 @@ type App struct {
 	listener    net.Listener
 	opsListener net.Listener // nil when CHAT_OPS_ADDR=off
 	closers     []func() error
+}
+
+// JWTPolicy is what client tokens are checked for besides signature and exp.
+func JWTPolicy(c config.Config) auth.Policy {
+	return auth.Policy{Audience: c.JWTAudience, Issuer: c.JWTIssuer, MaxLifetime: c.JWTMaxLifetime}
 }
 
 // KafkaConfig derives the Kafka adapter's config.
@@ -162,7 +168,8 @@ func (a *App) Run(ctx context.Context) error {
 	if a.Cfg.Has(config.RoleGateway) {
 		svc, ws = a.Service, a.WS
 	}
-	a.Handler = httpapi.New(httpapi.Config{JWTSecret: a.Cfg.JWTSecret, JWTPrevious: a.Cfg.JWTPrevious, DevAuth: a.Cfg.DevAuth, NodeID: a.Cfg.NodeID,
+	a.Handler = httpapi.New(httpapi.Config{JWTSecret: a.Cfg.JWTSecret, JWTPrevious: a.Cfg.JWTPrevious, JWTPolicy: JWTPolicy(a.Cfg),
+		DevAuth: a.Cfg.DevAuth, NodeID: a.Cfg.NodeID,
 		Checks: a.checks(), Web: a.Web, SocketIO: a.socketIOHandler(),
 		RateLimit: a.Cfg.APIRateLimit, RateBurst: a.Cfg.APIRateBurst}, svc, ws, a.Log)
 	// A client that trickles its request headers (slowloris) is cut off.

@@ -34,6 +34,7 @@ type Check struct {
 type Config struct {
 	JWTSecret   string
 	JWTPrevious []string // still accepted during a secret rotation
+	JWTPolicy   auth.Policy
 	DevAuth     bool
 	NodeID      string
 	Checks      []Check
@@ -60,7 +61,7 @@ type API struct {
 // New builds the handler. svc and ws are nil on nodes without the gateway
 // role; they then serve only health and metrics.
 func New(cfg Config, svc *gateway.Service, ws *gateway.WSServer, log *slog.Logger) http.Handler {
-	a := &API{cfg: cfg, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTPrevious...), svc: svc, ws: ws, log: log,
+	a := &API{cfg: cfg, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTPrevious...).With(cfg.JWTPolicy), svc: svc, ws: ws, log: log,
 		limiter: newUserLimiter(cfg.RateLimit, cfg.RateBurst)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -117,7 +118,11 @@ func (a *API) devToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	tok, err := auth.Mint(a.cfg.JWTSecret, req.UserID, 24*time.Hour)
+	ttl := 24 * time.Hour
+	if max := a.cfg.JWTPolicy.MaxLifetime; max > 0 {
+		ttl = min(ttl, max)
+	}
+	tok, err := auth.MintFor(a.cfg.JWTSecret, req.UserID, ttl, a.cfg.JWTPolicy)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -126,12 +131,12 @@ func (a *API) devToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) upgrade(w http.ResponseWriter, r *http.Request) {
-	user, err := a.verifier.Verify(auth.FromRequest(r, true))
+	id, err := a.verifier.Identify(auth.FromRequest(r, true))
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	a.ws.Serve(w, r, user)
+	a.ws.Serve(w, r, id.User, id.Expires)
 }
 
 var errRateLimited = fmt.Errorf("%w: too many API calls, retry after the Retry-After header's seconds", domain.ErrRateLimited)
