@@ -138,7 +138,7 @@ func (c *Chat) Connect(s *socketio.Socket, authData json.RawMessage) error {
 	}()
 	metrics.Connections.WithLabelValues("socketio").Inc()
 	c.log.Info("connection open", "protocol", "socketio", "user_id", user,
-		"sid", s.SessionID(), "remote", s.Handshake().RemoteAddr)
+		"sid", socketio.SIDForLog(s.SessionID()), "remote", s.Handshake().RemoteAddr)
 	return nil
 }
 
