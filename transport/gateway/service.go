@@ -62,9 +62,8 @@ const (
 	SyncPositionsPerCommand = 50
 )
 
-// CommandCost is what a command costs the connection's rate limiter (never
-// more than burst, so that every valid command can pass).
-func CommandCost(typ string, data json.RawMessage, burst int) int {
+// CommandCost is what a command costs the connection's rate limiter.
+func CommandCost(typ string, data json.RawMessage) int {
 	if typ != "sync" {
 		return 1
 	}
@@ -74,7 +73,7 @@ func CommandCost(typ string, data json.RawMessage, burst int) int {
 	if json.Unmarshal(data, &req) != nil {
 		return 1 // refused as bad_request by the handler
 	}
-	return max(1, min(1+len(req.Positions)/SyncPositionsPerCommand, burst))
+	return 1 + len(req.Positions)/SyncPositionsPerCommand
 }
 
 func decode[T any](data json.RawMessage) (T, error) {

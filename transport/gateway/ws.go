@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -75,6 +74,7 @@ type WSServer struct {
 	hub      *Hub
 	svc      *Service
 	log      *slog.Logger
+	pipe     *Pipeline
 	upgrader websocket.Upgrader
 	draining atomic.Bool
 	wg       sync.WaitGroup
@@ -83,7 +83,7 @@ type WSServer struct {
 // NewWSServer builds the native endpoint.
 func NewWSServer(cfg WSConfig, hub *Hub, svc *Service, log *slog.Logger) *WSServer {
 	cfg.defaults()
-	s := &WSServer{cfg: cfg, hub: hub, svc: svc, log: log}
+	s := &WSServer{cfg: cfg, hub: hub, svc: svc, log: log, pipe: &Pipeline{Service: svc, Log: log, Timeout: cfg.CommandTimeout}}
 	// Idle connections are the many: a write buffer comes from the pool only
 	// while a frame is written, and the read buffer is small (frames are
 	// mostly a few hundred bytes; a bigger one is read in several reads).
@@ -314,31 +314,13 @@ func (c *wsConn) handle(b []byte) {
 		c.reply(protocol.ErrorReply(req.ID, err))
 		return
 	}
-	if !c.limiter.AllowN(time.Now(), CommandCost(req.Type, req.Data, c.s.cfg.RateBurst)) {
-		metrics.RateLimited.Inc()
-		metrics.Commands.WithLabelValues(metricType(req.Type), protocol.CodeRateLimited).Inc()
-		c.reply(protocol.ErrorReply(req.ID, errRateLimited))
+	res := c.s.pipe.Run(c.ctx, Call{Protocol: "ws", User: c.user, Stream: c.stream, Type: req.Type, Data: req.Data,
+		Limit: LimitBy(c.limiter), Attrs: []any{"conn_id", c.id}})
+	if res.Err != nil {
+		c.reply(protocol.FailureReply(req.ID, *res.Err))
 		return
 	}
-	start := time.Now()
-	// A command outlives a client that hangs up: once accepted it runs to
-	// its reply, so what the log acked is always recorded where it must be.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), CommandTimeout(req.Type, c.s.cfg.CommandTimeout))
-	data, err := c.s.svc.Handle(ctx, c.user, c.stream, req.Type, req.Data)
-	cancel()
-	if err != nil {
-		body, _, logIt := protocol.Failure(err)
-		if logIt {
-			LogFailure(c.s.log, body, err, "protocol", "ws", "type", req.Type, "user_id", c.user, "conn_id", c.id,
-				"conversation_id", conversationOf(req.Data))
-		}
-		metrics.Commands.WithLabelValues(metricType(req.Type), body.Code).Inc()
-		c.reply(protocol.FailureReply(req.ID, body))
-		return
-	}
-	metrics.Commands.WithLabelValues(metricType(req.Type), "ok").Inc()
-	metrics.CommandLatency.WithLabelValues(metricType(req.Type)).Observe(time.Since(start).Seconds())
-	c.reply(protocol.OKReply(req.ID, data))
+	c.reply(protocol.OKReply(req.ID, res.Data))
 }
 
 // SyncTimeout bounds a sync: it replays at the client's pace (flow
@@ -356,25 +338,6 @@ func CommandTimeout(typ string, def time.Duration) time.Duration {
 
 // connSeq numbers this node's connections; with node_id it names one.
 var connSeq atomic.Uint64
-
-// conversationOf is the conversation a command's data names, for logs.
-func conversationOf(data []byte) string {
-	var d struct {
-		ConversationID string `json:"conversation_id"`
-	}
-	_ = json.Unmarshal(data, &d)
-	return d.ConversationID
-}
-
-var errRateLimited = fmt.Errorf("%w: too many commands, slow down", domain.ErrRateLimited)
-
-// metricType bounds the label to known command types.
-func metricType(t string) string {
-	if Known(t) {
-		return t
-	}
-	return "unknown"
-}
 
 func (c *wsConn) reply(r protocol.Reply) {
 	b, err := marshal(r)

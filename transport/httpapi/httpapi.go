@@ -17,8 +17,6 @@ import (
 
 	"github.com/parley-chat/parley/commands"
 	"github.com/parley-chat/parley/domain"
-	"github.com/parley-chat/parley/infra/metrics"
-	"github.com/parley-chat/parley/projections"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/gateway"
 	"github.com/parley-chat/parley/transport/protocol"
@@ -56,13 +54,14 @@ type API struct {
 	ws       *gateway.WSServer
 	log      *slog.Logger
 	limiter  *userLimiter
+	pipe     *gateway.Pipeline
 }
 
 // New builds the handler. svc and ws are nil on nodes without the gateway
 // role; they then serve only health and metrics.
 func New(cfg Config, svc *gateway.Service, ws *gateway.WSServer, log *slog.Logger) http.Handler {
 	a := &API{cfg: cfg, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTPrevious...).With(cfg.JWTPolicy), svc: svc, ws: ws, log: log,
-		limiter: newUserLimiter(cfg.RateLimit, cfg.RateBurst)}
+		limiter: newUserLimiter(cfg.RateLimit, cfg.RateBurst), pipe: &gateway.Pipeline{Service: svc, Log: log}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node_id": cfg.NodeID})
@@ -73,9 +72,9 @@ func New(cfg Config, svc *gateway.Service, ws *gateway.WSServer, log *slog.Logge
 	}
 	if svc != nil {
 		mux.HandleFunc("POST /api/v1/dev/token", a.devToken)
-		mux.HandleFunc("GET /api/v1/conversations", a.authed("conversation.list", a.listConversations))
-		mux.HandleFunc("GET /api/v1/conversations/{id}/messages", a.authed("history", a.listMessages))
-		mux.HandleFunc("POST /api/v1/conversations/{id}/messages", a.authed("message.send", a.postMessage))
+		mux.HandleFunc("GET /api/v1/conversations", a.command("conversation.list", http.StatusOK, listConversations))
+		mux.HandleFunc("GET /api/v1/conversations/{id}/messages", a.command("history", http.StatusOK, listMessages))
+		mux.HandleFunc("POST /api/v1/conversations/{id}/messages", a.command("message.send", http.StatusCreated, postMessage))
 		mux.HandleFunc("GET /ws", a.upgrade)
 		if cfg.SocketIO != nil {
 			// Per method: a method-less pattern would conflict with "GET /".
@@ -141,108 +140,85 @@ func (a *API) upgrade(w http.ResponseWriter, r *http.Request) {
 
 var errRateLimited = fmt.Errorf("%w: too many API calls, retry after the Retry-After header's seconds", domain.ErrRateLimited)
 
-// authed verifies the bearer token and counts the call like the
-// WebSocket command of the same type.
-func (a *API) authed(typ string, h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
+// command serves a route as the protocol command typ, through the same
+// pipeline as WebSocket and Socket.IO: translate reads the request into
+// the command's data, and status is the code of a success.
+func (a *API) command(typ string, status int, translate func(*http.Request) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		defer func() {
-			code := "ok"
-			if rec.status >= 400 {
-				code = rec.code
-			} else {
-				metrics.CommandLatency.WithLabelValues(typ).Observe(time.Since(start).Seconds())
-			}
-			metrics.Commands.WithLabelValues(typ, code).Inc()
-			if rec.err != nil {
-				gateway.LogFailure(a.log, rec.failure, rec.err, "protocol", "http", "type", typ, "path", r.URL.Path)
-			}
-		}()
+		call := gateway.Call{Protocol: "http", Type: typ, Attrs: []any{"path", r.URL.Path}}
 		user, err := a.verifier.Verify(auth.FromRequest(r, false))
+		var data any
+		if err == nil {
+			call.User = user
+			data, err = translate(r)
+		}
+		if err == nil {
+			call.Data, err = json.Marshal(data)
+		}
 		if err != nil {
-			writeError(rec, err)
+			writeResult(w, a.pipe.Fail(call, err), status)
 			return
 		}
-		if ok, wait := a.limiter.allow(user, time.Now()); !ok {
-			metrics.RateLimited.Inc()
-			rec.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-			writeError(rec, errRateLimited)
-			return
+		call.Limit = func(int) error {
+			ok, wait := a.limiter.allow(user, time.Now())
+			if !ok {
+				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+				return errRateLimited
+			}
+			return nil
 		}
-		h(rec, r, user)
+		writeResult(w, a.pipe.Run(r.Context(), call), status)
 	}
 }
 
-// statusRecorder remembers the status and error code a handler wrote.
-type statusRecorder struct {
-	http.ResponseWriter
-	status  int
-	code    string
-	failure protocol.ErrorBody // an error to log (with err), see writeError
-	err     error
+// writeResult writes a command's result: its data with status, or its
+// error.
+func writeResult(w http.ResponseWriter, res gateway.Result, status int) {
+	if res.Err != nil {
+		writeJSON(w, res.Status, map[string]any{"error": res.Err})
+		return
+	}
+	writeJSON(w, status, res.Data)
 }
 
-func (s *statusRecorder) WriteHeader(status int) {
-	s.status = status
-	s.ResponseWriter.WriteHeader(status)
-}
-
-func (a *API) listConversations(w http.ResponseWriter, r *http.Request, user string) {
-	q := projections.ConversationsQuery{Cursor: r.URL.Query().Get("cursor")}
+// GET /api/v1/conversations?limit=&cursor= is conversation.list.
+func listConversations(r *http.Request) (any, error) {
+	d := map[string]any{}
+	if c := r.URL.Query().Get("cursor"); c != "" {
+		d["cursor"] = c
+	}
 	l, err := intParam(r, "limit")
 	if l != nil {
-		n := int(max(min(*l, 1<<20), -1))
-		q.Limit = &n
+		d["limit"] = *l
 	}
-	var page projections.ConversationPage
-	if err == nil {
-		page, err = a.svc.Read.Conversations(r.Context(), user, q)
-	}
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, gateway.ConversationPage(page))
+	return d, err
 }
 
-func (a *API) listMessages(w http.ResponseWriter, r *http.Request, user string) {
-	q := projections.HistoryQuery{ConversationID: r.PathValue("id")}
-	var err error
-	if q.BeforeSeq, err = intParam(r, "before_seq"); err == nil {
-		if q.AfterSeq, err = intParam(r, "after_seq"); err == nil {
-			var l *int64
-			if l, err = intParam(r, "limit"); err == nil && l != nil {
-				n := int(min(max(*l, -1), 1<<20))
-				q.Limit = &n
-			}
+// GET /api/v1/conversations/{id}/messages?before_seq=&after_seq=&limit= is
+// history.
+func listMessages(r *http.Request) (any, error) {
+	d := map[string]any{"conversation_id": r.PathValue("id")}
+	for _, name := range []string{"before_seq", "after_seq", "limit"} {
+		v, err := intParam(r, name)
+		if err != nil {
+			return nil, err
+		}
+		if v != nil {
+			d[name] = *v
 		}
 	}
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	msgs, more, err := a.svc.Read.History(r.Context(), user, q)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"messages": msgs, "has_more": more})
+	return d, nil
 }
 
-func (a *API) postMessage(w http.ResponseWriter, r *http.Request, user string) {
+// POST /api/v1/conversations/{id}/messages {"client_msg_id", "body"} is
+// message.send.
+func postMessage(r *http.Request) (any, error) {
 	var c commands.SendMessage
 	if err := readJSON(r, &c); err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	c.ConversationID = r.PathValue("id")
-	m, err := a.svc.Cmd.SendMessage.Handle(r.Context(), user, c)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"message": m})
+	return c, nil
 }
 
 func intParam(r *http.Request, name string) (*int64, error) {
@@ -276,15 +252,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// writeError answers err; the text of an unavailable or internal one stays
-// out of the reply and is logged (by authed) under the reply's request id.
+// writeError answers err (outside commands: the dev token, the upgrade).
 func writeError(w http.ResponseWriter, err error) {
-	body, status, logIt := protocol.Failure(err)
-	if rec, ok := w.(*statusRecorder); ok {
-		rec.code = body.Code
-		if logIt {
-			rec.failure, rec.err = body, err
-		}
-	}
+	body, status := protocol.ToError(err)
 	writeJSON(w, status, map[string]any{"error": body})
 }

@@ -30,7 +30,7 @@ import (
 // Config of the chat namespace; zero values mean the defaults given.
 type Config struct {
 	JWTSecret      string
-	JWTPrevious    []string      // still accepted during a secret rotation
+	JWTPrevious    []string // still accepted during a secret rotation
 	JWTPolicy      auth.Policy
 	RateLimit      float64       // 20 commands/s per connection
 	RateBurst      int           // 40
@@ -63,6 +63,7 @@ type Chat struct {
 	hub      *gateway.Hub
 	svc      *gateway.Service
 	verifier auth.Verifier
+	pipe     *gateway.Pipeline
 	log      *slog.Logger
 	wg       sync.WaitGroup
 	draining atomic.Bool
@@ -72,7 +73,8 @@ type Chat struct {
 // New builds the namespace handler.
 func New(cfg Config, hub *gateway.Hub, svc *gateway.Service, log *slog.Logger) *Chat {
 	cfg.defaults()
-	return &Chat{cfg: cfg, hub: hub, svc: svc, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTPrevious...).With(cfg.JWTPolicy), log: log}
+	return &Chat{cfg: cfg, hub: hub, svc: svc, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTPrevious...).With(cfg.JWTPolicy), log: log,
+		pipe: &gateway.Pipeline{Service: svc, Log: log, Timeout: cfg.CommandTimeout}}
 }
 
 // Drain refuses new commands (unavailable: retry on another node) and
@@ -226,7 +228,6 @@ func (c *conn) push(frame []byte) bool {
 }
 
 var (
-	errRateLimited = fmt.Errorf("%w: too many commands, slow down", domain.ErrRateLimited)
 	errBusy        = fmt.Errorf("%w: too many commands waiting on this connection", domain.ErrRateLimited)
 	errBinary      = fmt.Errorf("%w: binary attachments are not accepted", domain.ErrBadRequest)
 	errInvalidUTF8 = fmt.Errorf("%w: data is not valid UTF-8", domain.ErrBadRequest)
@@ -236,17 +237,7 @@ var (
 // onEvent queues a command without blocking the session's read path.
 func (c *conn) onEvent(ev *socketio.Event) {
 	if c.chat.draining.Load() {
-		c.ackError(ev, errDraining)
-		return
-	}
-	var data json.RawMessage
-	if len(ev.Args) > 0 {
-		data = ev.Args[0]
-	}
-	if !c.limiter.AllowN(time.Now(), gateway.CommandCost(ev.Name, data, c.chat.cfg.RateBurst)) {
-		metrics.RateLimited.Inc()
-		metrics.Commands.WithLabelValues(metricType(ev.Name), protocol.CodeRateLimited).Inc()
-		c.ackError(ev, errRateLimited)
+		c.ack(ev, c.chat.pipe.Fail(c.call(ev), errDraining))
 		return
 	}
 	c.chat.inflight.Add(1)
@@ -254,9 +245,19 @@ func (c *conn) onEvent(ev *socketio.Event) {
 	case c.cmds <- ev:
 	default:
 		c.chat.inflight.Add(-1)
-		metrics.Commands.WithLabelValues(metricType(ev.Name), protocol.CodeRateLimited).Inc()
-		c.ackError(ev, errBusy)
+		c.ack(ev, c.chat.pipe.Fail(c.call(ev), errBusy))
 	}
+}
+
+// call is the pipeline's view of an event (its first argument is the
+// command's data).
+func (c *conn) call(ev *socketio.Event) gateway.Call {
+	data := json.RawMessage("{}")
+	if len(ev.Args) > 0 && string(ev.Args[0]) != "null" {
+		data = ev.Args[0]
+	}
+	return gateway.Call{Protocol: "socketio", User: c.user, Stream: c.stream, Type: ev.Name, Data: data,
+		Limit: gateway.LimitBy(c.limiter)}
 }
 
 // work runs the connection's commands one at a time, in arrival order.
@@ -283,61 +284,38 @@ func (c *conn) work() {
 
 func (c *conn) run(ev *socketio.Event) {
 	defer c.chat.inflight.Add(-1)
-	if len(ev.Attachments) > 0 {
-		c.ackError(ev, errBinary)
-		return
+	call := c.call(ev)
+	switch {
+	case len(ev.Attachments) > 0:
+		c.ack(ev, c.chat.pipe.Fail(call, errBinary))
+	case !utf8.Valid(call.Data):
+		// As /ws refuses such a frame: encoding/json would silently store
+		// U+FFFD in place of the client's bytes.
+		c.ack(ev, c.chat.pipe.Fail(call, errInvalidUTF8))
+	default:
+		c.ack(ev, c.chat.pipe.Run(c.ctx, call))
 	}
-	data := json.RawMessage("{}")
-	if len(ev.Args) > 0 && string(ev.Args[0]) != "null" {
-		data = ev.Args[0]
+}
+
+// ack answers ev with res: {"ok": true, "data"} or {"ok": false, "error"}.
+func (c *conn) ack(ev *socketio.Event, res gateway.Result) {
+	var b []byte
+	var err error
+	if res.Err == nil {
+		b, err = json.Marshal(struct {
+			OK   bool `json:"ok"`
+			Data any  `json:"data"`
+		}{true, res.Data})
 	}
-	// As /ws refuses such a frame: encoding/json would silently store
-	// U+FFFD in place of the client's bytes.
-	if !utf8.Valid(data) {
-		c.ackError(ev, errInvalidUTF8)
-		return
-	}
-	start := time.Now()
-	// As on /ws: a command that started runs to its end even if the client
-	// goes, so what the log acked is recorded everywhere it must be.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), gateway.CommandTimeout(ev.Name, c.chat.cfg.CommandTimeout))
-	res, err := c.chat.svc.Handle(ctx, c.user, c.stream, ev.Name, data)
-	cancel()
-	if err != nil {
-		body, _, logIt := protocol.Failure(err)
-		if logIt {
-			gateway.LogFailure(c.chat.log, body, err, "protocol", "socketio", "type", ev.Name, "user_id", c.user)
+	if res.Err != nil || err != nil {
+		if err != nil {
+			res = c.chat.pipe.Fail(c.call(ev), fmt.Errorf("encode reply: %w", err))
 		}
-		metrics.Commands.WithLabelValues(metricType(ev.Name), body.Code).Inc()
-		c.ackBody(ev, body)
-		return
+		b, _ = json.Marshal(struct {
+			OK    bool               `json:"ok"`
+			Error protocol.ErrorBody `json:"error"`
+		}{false, *res.Err})
 	}
-	metrics.Commands.WithLabelValues(metricType(ev.Name), "ok").Inc()
-	metrics.CommandLatency.WithLabelValues(metricType(ev.Name)).Observe(time.Since(start).Seconds())
-	if res == nil {
-		res = struct{}{}
-	}
-	b, err := json.Marshal(struct {
-		OK   bool `json:"ok"`
-		Data any  `json:"data"`
-	}{true, res})
-	if err != nil {
-		c.ackError(ev, fmt.Errorf("encode reply: %w", err))
-		return
-	}
-	_ = ev.Ack(b)
-}
-
-func (c *conn) ackError(ev *socketio.Event, err error) {
-	body, _ := protocol.ToError(err)
-	c.ackBody(ev, body)
-}
-
-func (c *conn) ackBody(ev *socketio.Event, body protocol.ErrorBody) {
-	b, _ := json.Marshal(struct {
-		OK    bool               `json:"ok"`
-		Error protocol.ErrorBody `json:"error"`
-	}{false, body})
 	_ = ev.Ack(b)
 }
 
@@ -348,12 +326,4 @@ func (c *conn) ended(reason string) {
 	metrics.Connections.WithLabelValues("socketio").Dec()
 	c.chat.log.Info("connection closed", "protocol", "socketio", "user_id", c.user, "reason", reason,
 		"duration_ms", time.Since(c.start).Milliseconds())
-}
-
-// metricType bounds the label to known command types.
-func metricType(t string) string {
-	if gateway.Known(t) {
-		return t
-	}
-	return "unknown"
 }
