@@ -76,11 +76,12 @@ func TestResumeLarge(t *testing.T) {
 	n2 := env.StartNode("gateway")
 	writer := user("lw")
 	members := map[string]string{}
-	for _, k := range []string{"native", "sio", "nativeStop", "sioStop"} {
+	for _, k := range []string{"native", "sio", "nativeStop", "sioStop", "nativeLive", "sioLive"} {
 		members[k] = user("lr")
 	}
 	cw := dial(t, env, n1, writer)
-	conv := createGroup(t, cw, members["native"], members["sio"], members["nativeStop"], members["sioStop"]).ConversationID
+	conv := createGroup(t, cw, members["native"], members["sio"], members["nativeStop"], members["sioStop"],
+		members["nativeLive"], members["sioLive"]).ConversationID
 	cw.Close() // it would be pushed every event live
 
 	start := time.Now()
@@ -135,6 +136,60 @@ func TestResumeLarge(t *testing.T) {
 			}
 			stopReading(t, n2, members["sioStop"], want, c.read)
 		})
+	})
+	// The group chats on while a member resumes: three times more live
+	// messages than its paused buffer holds (CHAT_SEND_QUEUE) reach the
+	// node during its replay, and it still gets everything once, in order.
+	chatDuringReplay := func(t *testing.T, r *replayReader) {
+		r.onPause = func(pause int) {
+			if pause != 2 {
+				return
+			}
+			cw := dial(t, env, n1, writer)
+			live := make([]int64, 3*env.Cfg.SendQueue)
+			var wg sync.WaitGroup
+			for w := range 8 {
+				wg.Go(func() {
+					for i := w; i < len(live); i += 8 {
+						raw, err := cw.Request(context.Background(), "message.send", map[string]any{
+							"conversation_id": conv, "client_msg_id": fmt.Sprint("live-", r.user, "-", i), "body": "live"})
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						var m msgReply
+						_ = json.Unmarshal(raw, &m)
+						live[i] = m.Message.Seq
+					}
+				})
+			}
+			wg.Wait()
+			want = append(want, slices.Sorted(slices.Values(live))...)
+			r.want = want
+			waitFannedOut(t, env, n1)
+		}
+	}
+	t.Run("NativeWhileGroupChats", func(t *testing.T) {
+		c := dialNativeRaw(t, env, n2, members["nativeLive"])
+		r := &replayReader{t: t, node: n2, user: members["nativeLive"], want: want, read: c.read}
+		chatDuringReplay(t, r)
+		start := time.Now()
+		if err := c.sync(conv); err != nil {
+			t.Fatal(err)
+		}
+		r.run(5)
+		r.report(time.Since(start))
+	})
+	t.Run("SocketIOWhileGroupChats", func(t *testing.T) {
+		c := dialSIO(t, env, n2, members["sioLive"])
+		r := &replayReader{t: t, node: n2, user: members["sioLive"], want: want, read: c.read}
+		chatDuringReplay(t, r)
+		start := time.Now()
+		if err := c.sync(conv); err != nil {
+			t.Fatal(err)
+		}
+		r.run(5)
+		r.report(time.Since(start))
 	})
 }
 
@@ -217,6 +272,8 @@ type replayReader struct {
 	want []int64
 	read func() frame
 	got  int
+	// onPause, if set, runs at each pause once the replay waits for room.
+	onPause func(pause int)
 	// fast is when the last pause ended and fastFrom how many messages
 	// had been read then: the rate at full speed.
 	fast     time.Time
@@ -244,6 +301,9 @@ func (r *replayReader) run(pauses int) {
 				}
 				return ok && s.Frames >= s.MaxFrames/2
 			})
+			if r.onPause != nil {
+				r.onPause(paused)
+			}
 			r.fast, r.fastFrom = time.Now(), r.got
 		}
 		f := r.read()

@@ -208,16 +208,16 @@ func syncPositions(ctx context.Context, s *Service, user string, st *Stream, dat
 	}
 	sort.Strings(convs)
 	for _, conv := range convs {
-		st.Pause(conv, req.Positions[conv])
+		st.Replay(conv, req.Positions[conv])
 	}
-	// Only conversations caught up let their live pushes through. After a
-	// failed catch-up the rest stay paused until a sync succeeds: a live
+	// Each conversation lets its live pushes through once caught up. After
+	// a failed catch-up the rest stay paused until a sync succeeds: a live
 	// push released now would move the client's position past the events
 	// this sync did not replay, and its next sync would skip them.
 	caughtUp := 0
 	defer func() {
-		for _, conv := range convs[:caughtUp] {
-			st.Resume(conv)
+		for _, conv := range convs[caughtUp:] {
+			st.Abandon(conv)
 		}
 	}()
 	st.Release()
@@ -226,7 +226,10 @@ func syncPositions(ctx context.Context, s *Service, user string, st *Stream, dat
 		if err != nil && !errors.Is(err, domain.ErrForbidden) && !errors.Is(err, domain.ErrNotFound) {
 			return nil, err
 		}
-		caughtUp++ // a non-member has nothing to replay, and is absent from positions
+		if err != nil {
+			st.Resume(conv) // a non-member has nothing to replay, and is absent from positions
+		}
+		caughtUp++
 	}
 	positions, err := s.Read.Positions(ctx, user)
 	if err != nil {
@@ -239,8 +242,7 @@ func syncPositions(ctx context.Context, s *Service, user string, st *Stream, dat
 }
 
 func catchUp(ctx context.Context, s *Service, user string, st *Stream, conv string, pos int64) error {
-	from := st.Pause(conv, pos)
-	_, err := s.Read.CatchUp(ctx, user, conv, from, func(e projections.StoredEvent) error {
+	emit := func(e projections.StoredEvent) error {
 		frame, err := domain.EncodePush(e.Event, e.Seq)
 		if err != nil {
 			return nil // an event of a newer version: skip, as live fan-out does
@@ -253,6 +255,16 @@ func catchUp(ctx context.Context, s *Service, user string, st *Stream, conv stri
 		}
 		st.Emit(conv, e.Seq, frame)
 		return nil
-	})
-	return err
+	}
+	from := st.Replay(conv, pos)
+	for {
+		_, err := s.Read.CatchUp(ctx, user, conv, from, emit)
+		if err != nil || st.CaughtUp(conv) {
+			return err
+		}
+		// Live pushes of conv came faster than the replay reached them and
+		// some did not fit its paused buffer (Stream.Replay): the read model
+		// has them, replay on.
+		from = st.Last(conv)
+	}
 }
