@@ -395,6 +395,10 @@ func (c *wsConn) finish() {
 // flushClose writes what is queued (replies to in-flight commands), then the
 // close frame, within the write timeout.
 func (c *wsConn) flushClose() {
+	// Whatever happens to the flush, unblock the reader: a connection whose
+	// writes failed must not keep its reader and hub slot until the pings
+	// time out.
+	defer func() { _ = c.ws.SetReadDeadline(time.Now()) }()
 	deadline := time.Now().Add(c.s.cfg.WriteWait)
 	for range 1000 { // replies may still be queued while we flush
 		frames := c.send.take(nil)
@@ -412,8 +416,6 @@ func (c *wsConn) flushClose() {
 		_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 	default:
 	}
-	// Unblock the reader.
-	_ = c.ws.SetReadDeadline(time.Now())
 }
 
 func (c *wsConn) write(typ int, b []byte) bool {
