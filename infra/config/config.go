@@ -75,7 +75,17 @@ type Config struct {
 	// JWTPrevious are secrets still accepted (never used to sign) while
 	// clients' tokens of a rotated-out CHAT_JWT_SECRET expire.
 	JWTPrevious []string `env:"CHAT_JWT_PREVIOUS_SECRETS" envSeparator:","`
-	PprofAddr   string   `env:"CHAT_PPROF_ADDR"`
+	// JWTAudience and JWTIssuer, when set, must be the tokens' aud and iss;
+	// JWTMaxLifetime refuses tokens that live longer (exp - iat).
+	JWTAudience    string        `env:"CHAT_JWT_AUDIENCE"`
+	JWTIssuer      string        `env:"CHAT_JWT_ISSUER"`
+	JWTMaxLifetime time.Duration `env:"CHAT_JWT_MAX_LIFETIME" envDefault:"168h"`
+	// OpsAddr is the operational listener (/metrics, detailed /readyz,
+	// pprof when Pprof): loopback by default, so that only the node's own
+	// host (or a port-forward, or a scraper the manifests let in) reaches
+	// it; "off" disables it.
+	OpsAddr string `env:"CHAT_OPS_ADDR" envDefault:"127.0.0.1:9091"`
+	Pprof   bool   `env:"CHAT_PPROF"`
 	LogFormat   string   `env:"CHAT_LOG_FORMAT"`
 	LogLevel    string   `env:"CHAT_LOG_LEVEL" envDefault:"info"`
 }
@@ -176,6 +186,12 @@ func (c Config) Validate() error {
 	// The Socket.IO long poll waits up to the ping interval (25 s).
 	if c.WriteTimeout < 30*time.Second {
 		bad("CHAT_HTTP_WRITE_TIMEOUT must be >= 30s (a Socket.IO long poll waits 25 s)")
+	}
+	if _, _, err := net.SplitHostPort(c.OpsAddr); c.OpsAddr != "off" && err != nil {
+		bad("CHAT_OPS_ADDR %q: want host:port (127.0.0.1:9091) or off", c.OpsAddr)
+	}
+	if c.JWTMaxLifetime < 0 {
+		bad("CHAT_JWT_MAX_LIFETIME must be >= 0 (0: no limit)")
 	}
 	if c.SIOMaxPending < 1 {
 		bad("CHAT_SOCKETIO_MAX_PENDING must be >= 1")

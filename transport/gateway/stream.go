@@ -23,6 +23,12 @@ type Stream struct {
 	holding bool
 	out     func(frame []byte) bool
 	limit   int
+	// replaying holds the conversations a sync replays (Replay): a live
+	// push that finds such a conversation's paused buffer full is dropped
+	// instead of closing the connection, and behind records that the
+	// replay must go on past it (CaughtUp).
+	replaying map[string]bool
+	behind    map[string]bool
 	// Room, if set, blocks until the connection's send queue has room
 	// (WaitRoom); set by the transport before the stream is used.
 	Room func(ctx context.Context) error
@@ -36,7 +42,8 @@ const HoldFor = 2 * time.Second
 // limit bounds the pushes held for a new connection (past it, out is told of
 // an overflow).
 func NewStream(out func([]byte) bool, limit int) *Stream {
-	s := &Stream{last: map[string]int64{}, paused: map[string][]domain.Delivery{}, out: out, holding: true, limit: limit}
+	s := &Stream{last: map[string]int64{}, paused: map[string][]domain.Delivery{}, out: out, holding: true, limit: limit,
+		replaying: map[string]bool{}, behind: map[string]bool{}}
 	time.AfterFunc(HoldFor, s.Release)
 	return s
 }
@@ -77,6 +84,14 @@ func (s *Stream) deliverLocked(d domain.Delivery) {
 	}
 	if buf, ok := s.paused[d.ConversationID]; ok {
 		if len(buf) >= s.limit {
+			if s.replaying[d.ConversationID] {
+				// A long replay to a client that reads, while its group
+				// chats on: the read model has this event, and the replay
+				// goes on past it (CaughtUp). Closing here cut off (1008)
+				// a client that read all along (issue 15).
+				s.behind[d.ConversationID] = true
+				return
+			}
 			s.out(nil) // overflow (a sync that failed is not retried): the connection closes
 			return
 		}
@@ -100,6 +115,10 @@ func (s *Stream) emitLocked(conv string, seq int64, frame []byte) {
 func (s *Stream) Pause(conv string, from int64) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.pauseLocked(conv, from)
+}
+
+func (s *Stream) pauseLocked(conv string, from int64) int64 {
 	if _, ok := s.paused[conv]; !ok {
 		s.paused[conv] = nil
 	}
@@ -118,6 +137,43 @@ func (s *Stream) Pause(conv string, from int64) int64 {
 	return s.last[conv]
 }
 
+// Replay pauses conv as Pause does, for a sync that replays it: until
+// CaughtUp or Abandon, a live push of conv that finds the paused buffer
+// full is dropped rather than closing the connection, so a replay of any
+// length to a client that reads holds at most limit live pushes of it.
+func (s *Stream) Replay(conv string, from int64) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.replaying[conv] = true
+	return s.pauseLocked(conv, from)
+}
+
+// CaughtUp ends conv's replay if no live push of it was dropped since the
+// replay began or since the last CaughtUp: the held pushes go out, as with
+// Resume, and it returns true. Otherwise it returns false, and the replay
+// must go on from Last(conv): the read model has what was dropped.
+func (s *Stream) CaughtUp(conv string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.behind[conv] {
+		delete(s.behind, conv)
+		return false
+	}
+	s.resumeLocked(conv)
+	return true
+}
+
+// Abandon ends conv's replay without catching up (the sync failed): conv
+// stays paused until a sync succeeds, and past limit held pushes the
+// connection closes, as after Pause. What was dropped meanwhile is after
+// the client's position, so its next sync replays it.
+func (s *Stream) Abandon(conv string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.replaying, conv)
+	delete(s.behind, conv)
+}
+
 // Emit passes a caught-up event (from the read model) through, once.
 func (s *Stream) Emit(conv string, seq int64, frame []byte) {
 	s.mu.Lock()
@@ -129,11 +185,17 @@ func (s *Stream) Emit(conv string, seq int64, frame []byte) {
 func (s *Stream) Resume(conv string) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.resumeLocked(conv)
+	return s.last[conv]
+}
+
+func (s *Stream) resumeLocked(conv string) {
 	for _, d := range s.paused[conv] {
 		s.emitLocked(conv, d.Seq, d.Frame)
 	}
 	delete(s.paused, conv)
-	return s.last[conv]
+	delete(s.replaying, conv)
+	delete(s.behind, conv)
 }
 
 // WaitRoom blocks until the connection can take more frames: a replay

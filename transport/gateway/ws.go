@@ -30,6 +30,7 @@ const (
 	CloseTooBig       = 1009 // frame over 64 KiB
 	CloseTryAgain     = 1013 // connection limits reached
 	CloseServiceReset = 1012 // node restarting: reconnect elsewhere and sync
+	CloseTokenExpired = 4001 // the token expired: get a new one, reconnect and sync
 )
 
 // WSConfig holds the limits of native connections.
@@ -113,7 +114,7 @@ func (s *WSServer) checkOrigin(r *http.Request) bool {
 }
 
 // Serve upgrades an authenticated request; user was verified by the caller.
-func (s *WSServer) Serve(w http.ResponseWriter, r *http.Request, user string) {
+func (s *WSServer) Serve(w http.ResponseWriter, r *http.Request, user string, expires time.Time) {
 	if s.draining.Load() {
 		http.Error(w, `{"error":{"code":"unavailable","message":"node is shutting down"}}`, http.StatusServiceUnavailable)
 		return
@@ -128,6 +129,7 @@ func (s *WSServer) Serve(w http.ResponseWriter, r *http.Request, user string) {
 		return // the upgrader has answered
 	}
 	c := s.newConn(ws, user, r.RemoteAddr)
+	c.expires = expires
 	if err := s.hub.Register(c); err != nil {
 		code := CloseTryAgain
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, err.Error()), time.Now().Add(time.Second))
@@ -163,6 +165,7 @@ type wsConn struct {
 	id      string // conn_id in logs; request ids are conn_id-<frame id>
 	ws      *websocket.Conn
 	user    string
+	expires time.Time // the token's: the connection is closed then
 	remote  string
 	send    *sendQueue
 	stream  *Stream
@@ -253,6 +256,12 @@ func (c *wsConn) run() {
 	start := time.Now()
 	c.s.log.Info("connection open", "protocol", "ws", "conn_id", c.id, "user_id", c.user, "remote", c.remote)
 	c.ping.Reset(c.s.cfg.PingInterval)
+	if !c.expires.IsZero() {
+		expiry := time.AfterFunc(time.Until(c.expires), func() {
+			c.closeWith(CloseTokenExpired, "token expired: refresh it, reconnect and sync")
+		})
+		defer expiry.Stop()
+	}
 	c.readLoop()
 	c.closeWith(websocket.CloseNormalClosure, "client closed")
 	<-c.finished

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -51,6 +52,17 @@ func newForwarder(router Router, log *slog.Logger) *forwarder {
 			pr.Out.Header.Set(forwardedHeader, "1")
 		},
 		Transport: tr,
+		// This node answered the client's CORS already (Server.cors): the
+		// owner's copies would reach the browser twice, and a doubled
+		// Access-Control-Allow-Origin makes it refuse the response.
+		ModifyResponse: func(res *http.Response) error {
+			for k := range res.Header {
+				if strings.HasPrefix(k, "Access-Control-") || k == "Vary" {
+					res.Header.Del(k)
+				}
+			}
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if !errors.Is(err, context.Canceled) {
 				log.Warn("socket.io forward failed", "err", err)

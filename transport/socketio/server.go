@@ -3,7 +3,9 @@ package socketio
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -289,6 +291,14 @@ func (s *Server) sessionID() string {
 		return s.cfg.Router.Self() + "." + newID()
 	}
 	return newID()
+}
+
+// SIDForLog is what logs say of a session id: a sid is a bearer
+// credential (whoever has it can poll the session's pushes, on any node),
+// so logs carry a short hash that still correlates lines of one session.
+func SIDForLog(sid string) string {
+	sum := sha256.Sum256([]byte(sid))
+	return "sid#" + hex.EncodeToString(sum[:6])
 }
 
 // PendingSessions is the number of open sessions that joined no namespace.

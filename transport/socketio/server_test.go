@@ -567,3 +567,44 @@ func TestSocketIOForwarding(t *testing.T) {
 		}
 	}
 }
+
+// A forwarded poll answers CORS once: the owner's headers are not added to
+// the forwarding node's (two Access-Control-Allow-Origin values make a
+// browser refuse the response).
+func TestSocketIOForwardedCORSOnce(t *testing.T) {
+	urls := map[string]string{}
+	cfgA, cfgB := testConfig(), testConfig()
+	cfgA.Router = &staticRouter{self: "nodeA", urls: urls}
+	cfgB.Router = &staticRouter{self: "nodeB", urls: urls}
+	cfgA.AllowedOrigins, cfgB.AllowedOrigins = []string{"https://app.example"}, []string{"https://app.example"}
+	_, a := serve(t, cfgA)
+	_, b := serve(t, cfgB)
+	urls["nodeA"], urls["nodeB"] = a.URL, b.URL
+	p := handshake(t, a.URL)
+	req, _ := http.NewRequest(http.MethodPost, b.URL+"/socket.io/?EIO=4&transport=polling&sid="+p.sid, strings.NewReader("40"))
+	req.Header.Set("Origin", "https://app.example")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || len(res.Header.Values("Access-Control-Allow-Origin")) != 1 ||
+		len(res.Header.Values("Access-Control-Allow-Credentials")) != 1 {
+		t.Fatalf("forwarded poll: %d, CORS headers %v", res.StatusCode, res.Header)
+	}
+}
+
+// A session that keeps sending CONNECT (each one a token check, a
+// registration and log lines) is closed after MaxConnects.
+func TestSocketIOConnectFlood(t *testing.T) {
+	srv, hs := serve(t, testConfig())
+	p := handshake(t, hs.URL)
+	for range MaxConnects {
+		p.post("40")
+	}
+	if srv.Sessions() != 1 {
+		t.Fatalf("%d sessions after %d CONNECTs, want the session open", srv.Sessions(), MaxConnects)
+	}
+	p.do(http.MethodPost, "40")
+	poll.Until(t, 5*time.Second, "the flooding session to close", func() bool { return srv.Sessions() == 0 })
+}

@@ -64,6 +64,7 @@ type session struct {
 	posting  bool
 	sockets  map[string]*Socket
 	joined   bool // some namespace was joined (connect timeout)
+	connects int  // CONNECT packets received (MaxConnects)
 	// lingering: closed, but kept for one last poll to collect the end.
 	lingering bool
 	// pingDue is when the outstanding ping was due; a pong moves it one
@@ -209,7 +210,7 @@ func (s *session) close(reason string, mode closeMode) {
 	for _, sock := range sockets {
 		sock.ended(reason)
 	}
-	s.srv.cfg.Log.Debug("socket.io session closed", "sid", s.id, "reason", reason)
+	s.srv.cfg.Log.Debug("socket.io session closed", "sid", SIDForLog(s.id), "reason", reason)
 }
 
 // endLinger forgets a closed session whose last poll did not come.

@@ -349,8 +349,22 @@ func (s *session) detach(sock *Socket, reason string) {
 	sock.ended(reason)
 }
 
+// MaxConnects bounds the CONNECT packets of one session: each verifies a
+// token, registers a connection and writes log lines, so a client looping
+// on CONNECT (or guessing tokens) is closed instead of served for free.
+// Reconnecting clients open a new session, so a real client needs few.
+const MaxConnects = 16
+
 // connect admits a socket to a namespace, or answers CONNECT_ERROR.
 func (s *session) connect(p Packet) {
+	s.mu.Lock()
+	s.connects++
+	over := s.connects > MaxConnects
+	s.mu.Unlock()
+	if over {
+		s.close("too many CONNECT packets", closeAbort)
+		return
+	}
 	fn, ok := s.srv.cfg.Namespaces[p.Namespace]
 	if !ok {
 		s.connectError(p.Namespace, &ConnectError{Message: "Invalid namespace"})

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,8 +70,14 @@ func (c *rawClient) next() string {
 
 func setup(t *testing.T) (*gateway.Hub, *rawClient) {
 	t.Helper()
+	return setupLog(t, io.Discard)
+}
+
+// setupLog is setup with the node's log (debug level) written to w.
+func setupLog(t *testing.T, w io.Writer) (*gateway.Hub, *rawClient) {
+	t.Helper()
 	hub := gateway.NewHub(0, 0)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	// No service: the tests send only commands that fail before reaching one.
 	chat := siochat.New(siochat.Config{JWTSecret: "secret"}, hub, nil, log)
 	srv := socketio.NewServer(socketio.Config{Namespaces: map[string]socketio.ConnectFunc{"/": chat.Connect}, Log: log})
@@ -130,6 +137,11 @@ func TestSocketIOChatMapping(t *testing.T) {
 			t.Fatalf("got %q, want %s...", got, want)
 		}
 	}
+	// Invalid UTF-8 is refused, as on /ws (not stored as U+FFFD).
+	c.do(http.MethodPost, "4210[\"message.send\",{\"body\":\"a\xffb\"}]")
+	if got := c.next(); !strings.HasPrefix(got, `4310[{"ok":false,"error":{"code":"bad_request","message":"data is not valid UTF-8`) {
+		t.Fatalf("invalid UTF-8: %q", got)
+	}
 
 	hub.Deliver(domain.Delivery{ConversationID: "c1", Seq: 5, Recipients: []string{"u1"},
 		Frame: json.RawMessage(`{"type":"message.new","seq":5,"data":{"conversation_id":"c1","seq":5,"body":"hi"}}`)})
@@ -160,4 +172,57 @@ func TestSocketIOChatResync(t *testing.T) {
 		t.Fatalf("after resync: %q", got)
 	}
 	testenv.WaitFor(t, 5*time.Second, "the connection to leave the hub", func() bool { return hub.Count() == 0 })
+}
+
+// A socket ends with its token: at exp the server disconnects it ("41",
+// "io server disconnect": the client gets a new token before reconnecting).
+func TestSocketIOChatTokenExpiry(t *testing.T) {
+	hub, c := setup(t)
+	tok, _ := auth.Mint("secret", "u1", 1500*time.Millisecond)
+	c.do(http.MethodPost, `40{"token":"`+tok+`"}`)
+	if got := c.next(); !strings.HasPrefix(got, `40{"sid":"`) {
+		t.Fatalf("connect: %q", got)
+	}
+	if got := c.next(); got != "41" {
+		t.Fatalf("at the token's expiry: %q, want the namespace disconnect 41", got)
+	}
+	testenv.WaitFor(t, 5*time.Second, "the connection to leave the hub", func() bool { return hub.Count() == 0 })
+}
+
+// A session id is a bearer credential: the log correlates a session's lines
+// by a hash of it, never the sid itself.
+func TestSocketIOSidNeverLogged(t *testing.T) {
+	var logs safeBuffer
+	hub, c := setupLog(t, &logs)
+	tok, _ := auth.Mint("secret", "u1", time.Hour)
+	c.do(http.MethodPost, `40{"token":"`+tok+`"}`)
+	c.next()
+	c.do(http.MethodPost, "1") // the client closes the session
+	testenv.WaitFor(t, 5*time.Second, "the connection to leave the hub", func() bool { return hub.Count() == 0 })
+	testenv.WaitFor(t, 5*time.Second, "the session's log lines", func() bool {
+		return strings.Contains(logs.String(), "connection closed") && strings.Contains(logs.String(), "socket.io session closed")
+	})
+	if strings.Contains(logs.String(), c.sid) {
+		t.Fatalf("the sid %s is in the log:\n%s", c.sid, logs.String())
+	}
+	if !strings.Contains(logs.String(), socketio.SIDForLog(c.sid)) {
+		t.Fatalf("the log does not correlate the session by its hash:\n%s", logs.String())
+	}
+}
+
+type safeBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *safeBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *safeBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -1,0 +1,103 @@
+package gateway
+
+import (
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/parley-chat/parley/domain"
+)
+
+// recorder is a stream's out: the seqs of the frames it let through (each
+// frame is its seq's decimal text), and the overflows.
+type recorder struct {
+	seqs      []string
+	overflows int
+}
+
+func (r *recorder) out(f []byte) bool {
+	if f == nil {
+		r.overflows++
+		return false
+	}
+	r.seqs = append(r.seqs, string(f))
+	return true
+}
+
+func live(s *Stream, conv string, seqs ...int64) {
+	for _, seq := range seqs {
+		s.Deliver(domain.Delivery{ConversationID: conv, Seq: seq, Frame: []byte(itoa(seq))})
+	}
+}
+
+func replay(s *Stream, conv string, seqs ...int64) {
+	for _, seq := range seqs {
+		s.Emit(conv, seq, []byte(itoa(seq)))
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// A replay that live pushes overtake by more than the paused buffer holds
+// does not close the connection: the pushes past the buffer are dropped,
+// CaughtUp says the replay must go on, and the second pass from the read
+// model brings them, each once, in order.
+func TestStreamReplayDropsLivePushesPastTheBuffer(t *testing.T) {
+	r := &recorder{}
+	s := NewStream(r.out, 3)
+	s.Release()
+	if from := s.Replay("c", 10); from != 10 {
+		t.Fatalf("Replay from %d, want 10", from)
+	}
+	replay(s, "c", 11, 12)
+	live(s, "c", 13, 14, 15, 16, 17) // 16 and 17 do not fit
+	if r.overflows != 0 {
+		t.Fatal("a live push past the buffer of a replaying conversation closed the connection")
+	}
+	if s.CaughtUp("c") {
+		t.Fatal("CaughtUp after dropped pushes: want the replay to go on")
+	}
+	replay(s, "c", 13, 14, 15, 16, 17) // from Last: the read model has them
+	if !s.CaughtUp("c") {
+		t.Fatal("CaughtUp after the second pass: want true")
+	}
+	live(s, "c", 18)
+	if want := []string{"11", "12", "13", "14", "15", "16", "17", "18"}; !slices.Equal(r.seqs, want) || r.overflows != 0 {
+		t.Fatalf("out %v with %d overflows, want %v and none", r.seqs, r.overflows, want)
+	}
+}
+
+// Without drops, CaughtUp lets the held pushes through after the replay,
+// skipping those the replay already sent.
+func TestStreamReplayCaughtUpReleasesHeldPushes(t *testing.T) {
+	r := &recorder{}
+	s := NewStream(r.out, 8)
+	s.Release()
+	s.Replay("c", 0)
+	live(s, "c", 3, 4)
+	replay(s, "c", 1, 2, 3)
+	if !s.CaughtUp("c") {
+		t.Fatal("CaughtUp without drops: want true")
+	}
+	if want := []string{"1", "2", "3", "4"}; !slices.Equal(r.seqs, want) {
+		t.Fatalf("out %v, want %v", r.seqs, want)
+	}
+}
+
+// A sync that failed abandons the replay: the conversation stays paused,
+// and past the buffer the connection closes, as after Pause.
+func TestStreamAbandonedReplayOverflows(t *testing.T) {
+	r := &recorder{}
+	s := NewStream(r.out, 3)
+	s.Release()
+	s.Replay("c", 10)
+	live(s, "c", 11, 12, 13, 14) // 14 dropped while replaying
+	s.Abandon("c")
+	if r.overflows != 0 || len(r.seqs) != 0 {
+		t.Fatalf("before Abandon took effect: out %v, %d overflows", r.seqs, r.overflows)
+	}
+	live(s, "c", 15)
+	if r.overflows != 1 || len(r.seqs) != 0 {
+		t.Fatalf("abandoned replay: out %v, %d overflows; want nothing out and 1 overflow", r.seqs, r.overflows)
+	}
+}
