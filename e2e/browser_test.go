@@ -3,6 +3,8 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -21,8 +23,11 @@ import (
 // TestBrowserClient drives the browser client served at / in headless
 // Chromium (tests/browser, playwright-core): alice on node 1 and bob on node 2
 // chat, and bob's page survives the loss of node 2 by reconnecting to node 1.
-// A missing node or chromium fails the test: tests/browser/setup.sh installs
-// them.
+// Each node lists the other (CHAT_WEB_NODES) and nothing else: a page opened
+// from a link naming a foreign host in ?nodes= never contacts it (a listener
+// on another loopback port plays that host and must see no connection), and
+// its CSP refuses a WebSocket there. A missing node or chromium fails the
+// test: tests/browser/setup.sh installs them.
 func TestBrowserClient(t *testing.T) {
 	root, err := filepath.Abs("..")
 	if err != nil {
@@ -31,18 +36,28 @@ func TestBrowserClient(t *testing.T) {
 	setup(t, root)
 
 	env := testenv.New(t)
-	// Bob's page is served by node 2; when node 2 goes away it reconnects to
-	// node 1, a cross-origin WebSocket that node 1 must allow.
-	n2 := env.StartNode("gateway")
-	env.Cfg.AllowedOrigins = []string{n2.HTTP}
+	// As deployed: each node lists the other for its page to fail over to,
+	// and admits the other's page (a cross-origin WebSocket). Node 2's
+	// address is chosen before node 1 starts, which must name it.
+	n2Addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	env.Cfg.AllowedOrigins = []string{"http://" + n2Addr}
+	env.Cfg.WebNodes = []string{"http://" + n2Addr}
 	n1 := env.StartNode("gateway", "fanout", "projector")
-	// Node 3 has no dev auth: its page asks for a token.
+	env.Cfg.HTTPAddr = n2Addr
+	env.Cfg.AllowedOrigins = []string{n1.HTTP}
+	env.Cfg.WebNodes = []string{n1.HTTP}
+	n2 := env.StartNode("gateway")
+	// Node 3 has no dev auth (its page asks for a token) and lists no node.
+	env.Cfg.HTTPAddr = "127.0.0.1:0"
+	env.Cfg.AllowedOrigins, env.Cfg.WebNodes = nil, nil
 	env.Cfg.DevAuth = false
 	n3 := env.StartNode("gateway")
 
+	evil := startForeignHost(t)
 	warmUp(t, env, n1, n2)
 
-	control := startControl(t, map[string]func(){"/stop/node2": n2.Stop})
+	control := startControl(t, map[string]func(){"/stop/node2": n2.Stop},
+		map[string]func() any{"/foreign": func() any { return map[string]int{"connections": evil.connections()} }})
 	out := filepath.Join(root, "test-output", "browser")
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		t.Fatal(err)
@@ -50,12 +65,14 @@ func TestBrowserClient(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "--test", "--test-concurrency=1", "--test-reporter=spec", "tests/browser/state.test.js", "tests/browser/chat.test.js")
+	cmd := exec.CommandContext(ctx, "node", "--test", "--test-concurrency=1", "--test-reporter=spec",
+		"tests/browser/state.test.js", "tests/browser/conn.test.js", "tests/browser/chat.test.js")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(),
 		"PARLEY_NODE1="+n1.HTTP,
 		"PARLEY_NODE2="+n2.HTTP,
 		"PARLEY_NODE3="+n3.HTTP,
+		"PARLEY_FOREIGN="+evil.addr,
 		"PARLEY_CONTROL="+control,
 		"PARLEY_OUTPUT="+out,
 		"PARLEY_CHROMIUM="+chromium,
@@ -64,6 +81,79 @@ func TestBrowserClient(t *testing.T) {
 	if err := runLogged(t, cmd); err != nil {
 		t.Fatalf("browser tests failed: %v (screenshots in %s)", err, out)
 	}
+	if n := evil.connections(); n != 0 {
+		t.Errorf("the foreign host named in ?nodes= got %d connection(s); first request line: %q", n, evil.firstLine())
+	}
+	// The pages' tokens (dev tokens, minted by the nodes) reached no log line.
+	n1.Stop()
+	n3.Stop()
+	if !env.Logs.HasLine("connection open", "erin") {
+		t.Fatal("the nodes' log lines were not captured: the check below would prove nothing")
+	}
+	if !strings.HasPrefix(env.Token("header_probe"), jwtHeader) {
+		t.Fatal("tokens no longer start with jwtHeader: the check below would prove nothing")
+	}
+	if env.Logs.Contains(jwtHeader) {
+		t.Error("a token reached the nodes' logs")
+	}
+}
+
+// jwtHeader starts every token Parley mints: {"alg":"HS256","typ":"JWT"}.
+const jwtHeader = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+
+// foreignHost is a TCP listener on another loopback port that stands for a
+// host an attacker names in ?nodes=: it counts the connections it gets.
+type foreignHost struct {
+	addr  string
+	mu    sync.Mutex
+	n     int
+	first string
+}
+
+func startForeignHost(t *testing.T) *foreignHost {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &foreignHost{addr: l.Addr().String()}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			f.mu.Lock()
+			f.n++
+			f.mu.Unlock()
+			go func() {
+				defer c.Close()
+				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				line, _ := bufio.NewReader(c).ReadString('\n')
+				// The request line, without its query (the token would be there).
+				line, _, _ = strings.Cut(strings.TrimSpace(line), "?")
+				f.mu.Lock()
+				if f.first == "" {
+					f.first = line
+				}
+				f.mu.Unlock()
+			}()
+		}
+	}()
+	t.Cleanup(func() { l.Close() })
+	return f
+}
+
+func (f *foreignHost) connections() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
+}
+
+func (f *foreignHost) firstLine() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.first
 }
 
 // warmUp waits until an event goes from node 1 through the log and the
@@ -135,8 +225,9 @@ func runLogged(t *testing.T, cmd *exec.Cmd) error {
 }
 
 // startControl serves POST endpoints on loopback that the JavaScript test
-// calls to act on the nodes (the nodes run in this process).
-func startControl(t *testing.T, actions map[string]func()) string {
+// calls to act on the nodes (the nodes run in this process), and GET
+// endpoints that report JSON.
+func startControl(t *testing.T, actions map[string]func(), reports map[string]func() any) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -148,6 +239,12 @@ func startControl(t *testing.T, actions map[string]func()) string {
 			t.Logf("control: %s", path)
 			f()
 			w.WriteHeader(http.StatusNoContent)
+		})
+	}
+	for path, f := range reports {
+		mux.HandleFunc("GET "+path, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(f())
 		})
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}

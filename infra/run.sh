@@ -11,6 +11,8 @@ export CHAT_LOG_FORMAT="${CHAT_LOG_FORMAT:-json}"
 # The browser client may fail over from one gateway to the other: a page
 # served by :8080 then opens a WebSocket to :8081, a cross-origin request.
 export CHAT_ALLOWED_ORIGINS="${CHAT_ALLOWED_ORIGINS:-http://localhost:8080,http://localhost:8081,http://127.0.0.1:8080,http://127.0.0.1:8081}"
+# The nodes the page may fail over to (it connects to no other host).
+export CHAT_WEB_NODES="${CHAT_WEB_NODES:-http://localhost:8080,http://localhost:8081}"
 
 "$bin/chatctl" migrate
 "$bin/chatctl" topics
@@ -46,8 +48,8 @@ done
 cat <<MSG
 
 Parley is running.
-  Chat in a browser:   http://localhost:8080/?nodes=localhost:8081
-                       (and http://localhost:8081/?nodes=localhost:8080; the page fails over to the other node)
+  Chat in a browser:   http://localhost:8080/
+                       (and http://localhost:8081/; the page fails over to the other node)
   WebSocket:           ws://localhost:8080/ws   ws://localhost:8081/ws
   Dev token:           curl -s -XPOST localhost:8080/api/v1/dev/token -d '{"user_id":"alice"}'
   Health:              http://localhost:8080/readyz   (fanout :8090, projector :8091)

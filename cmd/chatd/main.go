@@ -25,6 +25,10 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	client, err := web.New(web.Config{Nodes: cfg.WebNodes})
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
 	log := app.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel, cfg.NodeID)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -33,6 +37,6 @@ func run() error {
 		return err
 	}
 	defer a.Close()
-	a.Web = web.Handler()
+	a.Web = client
 	return a.Run(ctx)
 }

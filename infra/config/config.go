@@ -58,6 +58,7 @@ type Config struct {
 	MaxConnsPerUser   int           `env:"CHAT_MAX_CONNS_PER_USER" envDefault:"32"`
 	MaxConns          int           `env:"CHAT_MAX_CONNS" envDefault:"100000"`
 	AllowedOrigins    []string      `env:"CHAT_ALLOWED_ORIGINS" envSeparator:","`
+	WebNodes          []string      `env:"CHAT_WEB_NODES" envSeparator:","` // origins the browser client may fail over to (transport/web)
 	ShutdownTimeout   time.Duration `env:"CHAT_SHUTDOWN_TIMEOUT" envDefault:"10s"`
 	IdemPendingStale  time.Duration `env:"CHAT_IDEM_PENDING_STALE" envDefault:"10s"`
 	PingInterval      time.Duration `env:"CHAT_WS_PING_INTERVAL" envDefault:"25s"`

@@ -136,7 +136,12 @@ func (e *Env) StartNode(roles ...string) *Node {
 		cancel()
 		e.T.Fatalf("start node: %v", err)
 	}
-	a.Web = web.Handler() // as cmd/chatd does: every node serves the browser client
+	a.Web, err = web.New(web.Config{Nodes: cfg.WebNodes}) // as cmd/chatd does: every node serves the browser client
+	if err != nil {
+		cancel()
+		a.Close()
+		e.T.Fatalf("start node: %v", err)
+	}
 	addr, err := a.Listen()
 	if err != nil {
 		cancel()

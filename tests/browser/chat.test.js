@@ -3,7 +3,11 @@
 //   PARLEY_NODE1    http://127.0.0.1:PORT  (gateway, fanout, projector)
 //   PARLEY_NODE2    http://127.0.0.1:PORT  (gateway)
 //   PARLEY_NODE3    http://127.0.0.1:PORT  (gateway without dev auth)
-//   PARLEY_CONTROL  http://127.0.0.1:PORT  (POST /stop/node2 stops node 2)
+//   PARLEY_FOREIGN  127.0.0.1:PORT         (a listener no node lists: the host a
+//                                           crafted ?nodes= link names)
+//   PARLEY_CONTROL  http://127.0.0.1:PORT  (POST /stop/node2 stops node 2;
+//                                           GET /foreign counts connections there)
+// Nodes 1 and 2 list each other (CHAT_WEB_NODES).
 //   PARLEY_OUTPUT   folder for screenshots
 // The steps share one scenario and run in order.
 import { after, before, test } from 'node:test';
@@ -20,6 +24,7 @@ const need = (k) => {
 const NODE1 = need('PARLEY_NODE1');
 const NODE2 = need('PARLEY_NODE2');
 const NODE3 = need('PARLEY_NODE3');
+const FOREIGN = need('PARLEY_FOREIGN');
 const CONTROL = need('PARLEY_CONTROL');
 const OUT = process.env.PARLEY_OUTPUT || path.resolve('test-output/browser');
 const CHROMIUM = process.env.PARLEY_CHROMIUM || '/usr/bin/chromium';
@@ -31,14 +36,16 @@ mkdirSync(OUT, { recursive: true });
 let browser;
 const pages = {}; // user → page
 const problems = []; // console errors, page errors, CSP violations
+const sockets = []; // every WebSocket a page opened: {user, url}
 let title; // the group's title
 
 async function openAs(user, url, viewport = { width: 1180, height: 760 }) {
   const ctx = await browser.newContext({ viewport, deviceScaleFactor: 1, colorScheme: 'light' });
   const page = await ctx.newPage();
   page.on('pageerror', (e) => problems.push(`${user}: page error: ${e.message}`));
+  page.on('websocket', (ws) => sockets.push({ user, url: ws.url() }));
   page.on('console', (m) => {
-    // Tokens ride in WebSocket URLs (access_token): keep them out of logs.
+    // The page never puts a token in a URL; should one appear, keep it out of logs.
     const text = m.text().replace(/access_token=[^'"&\s]+/g, 'access_token=REDACTED');
     if (m.type() === 'error') problems.push(`${user}: console: ${text} @ ${m.location().url}`);
   });
@@ -102,12 +109,33 @@ after(async () => {
   await browser?.close();
 });
 
+// The sources of one directive of a CSP.
+const directive = (csp, name) =>
+  csp
+    .split(';')
+    .map((d) => d.trim().split(/\s+/))
+    .find((d) => d[0] === name)
+    ?.slice(1);
+
+// How many connections the foreign host has had.
+const foreignConnections = async () => (await (await fetch(`${CONTROL}/foreign`)).json()).connections;
+
 test('the client is served with a strict CSP and no inline script', async () => {
   const r = await fetch(`${NODE1}/`);
   assert.equal(r.status, 200);
   const csp = r.headers.get('content-security-policy') || '';
   assert.match(csp, /script-src 'self'/);
   assert.doesNotMatch(csp, /unsafe-inline/);
+  // Connections only to the page's own node and the one it lists: no
+  // blanket ws: or wss:, so a script could not reach another host either.
+  assert.deepEqual(directive(csp, 'connect-src'), ["'self'", `ws://${host(NODE2)}`]);
+  for (const [node, other] of [[NODE2, NODE1], [NODE3, null]]) {
+    const r = await fetch(`${node}/`);
+    const want = other ? ["'self'", `ws://${host(other)}`] : ["'self'"];
+    assert.deepEqual(directive(r.headers.get('content-security-policy') || '', 'connect-src'), want, node);
+    const cfg = await (await fetch(`${node}/config.json`)).json();
+    assert.deepEqual(cfg.nodes, other ? [`ws://${host(other)}/ws`] : [], `${node}/config.json`);
+  }
   const html = await r.text();
   assert.doesNotMatch(html, /<script(?![^>]*\bsrc=)[^>]*>/, 'no inline <script>');
   assert.doesNotMatch(html, /\sstyle=/, 'no inline style attribute');
@@ -116,7 +144,8 @@ test('the client is served with a strict CSP and no inline script', async () => 
 
 test('alice (node 1) and bob (node 2) sign in with the dev token form', async () => {
   pages.alice = await openAs('alice', `${NODE1}/`);
-  pages.bob = await openAs('bob', `${NODE2}/?nodes=${host(NODE1)}`);
+  // Bob's link names a foreign host besides node 1: the page ignores it.
+  pages.bob = await openAs('bob', `${NODE2}/?nodes=${FOREIGN},${host(NODE1)}`);
   await pages.alice.locator('#signin-user').waitFor({ state: 'visible', timeout: T });
   await shot(pages.alice, 'client-signin');
   await signIn(pages.alice, 'alice');
@@ -262,8 +291,53 @@ test('readable at phone width', async () => {
   await phone.context().close();
 });
 
+test('a link naming a foreign node: the page never contacts it, and its CSP would refuse it', async () => {
+  // erin opens a link that names the foreign host first, as an attacker
+  // would: when node 2 goes away (a rolling deploy) the page must fail over
+  // to node 1, the node the server lists, and never to the foreign host.
+  const erin = await openAs('erin', `${NODE2}/?nodes=${FOREIGN},${host(NODE1)}`);
+  pages.erin = erin;
+  await signIn(erin, 'erin');
+  assert.equal(await erin.getAttribute('#conn-state', 'data-node'), host(NODE2));
+  await erin.click('#new-conv');
+  await erin.click('label[for=kind-group]');
+  await erin.fill('#new-title', 'Erin notes');
+  await erin.fill('#new-members', 'zoe');
+  await erin.click('#form-new button[type=submit]');
+  await erin.locator('#conv-title', { hasText: 'Erin notes' }).waitFor({ timeout: T });
+  await send(erin, 'Before the deploy');
+  await bodies(erin, 'Before the deploy').waitFor({ timeout: T });
+
+  // Even a script in the page could not open a socket there: the CSP
+  // refuses it before any packet is sent. Either the refusal is reported,
+  // or the foreign host gets the connection (then the CSP failed).
+  const refused = erin.evaluate((foreign) => {
+    return new Promise((resolve) => {
+      document.addEventListener('securitypolicyviolation', (e) => resolve({ directive: e.effectiveDirective, blocked: e.blockedURI }), { once: true });
+      try {
+        const ws = new WebSocket(`ws://${foreign}/csp-probe`, ['parley', 'bearer.probe']);
+        ws.addEventListener('error', () => {});
+      } catch {
+        // older browsers throw as well as report
+      }
+    });
+  }, FOREIGN);
+  let settled = false;
+  const contacted = (async () => {
+    while (!settled && (await foreignConnections()) === 0) await new Promise((r) => setTimeout(r, 100));
+    return { contacted: !settled };
+  })();
+  const probe = await Promise.race([refused, contacted]);
+  settled = true;
+  await contacted;
+  assert.equal(probe.contacted, undefined, 'the CSP let a WebSocket reach the foreign host');
+  assert.equal(probe.directive, 'connect-src', JSON.stringify(probe));
+  assert.ok(probe.blocked.includes(FOREIGN), JSON.stringify(probe));
+  assert.equal(await foreignConnections(), 0, 'the foreign host was contacted');
+});
+
 test('after node 2 dies, bob reconnects to node 1 and gets what was sent meanwhile, once', async () => {
-  const { alice, bob } = pages;
+  const { alice, bob, erin } = pages;
   const before = await shownBodies(bob);
 
   // Hold bob offline so that these messages are certainly sent while his page
@@ -274,6 +348,14 @@ test('after node 2 dies, bob reconnects to node 1 and gets what was sent meanwhi
   await bob.waitForFunction(() => document.querySelector('#conn-state').dataset.state !== 'online', null, { timeout: T });
   await bob.locator('#conn-banner').waitFor({ state: 'visible', timeout: T });
   await shot(bob, 'client-reconnecting');
+
+  // erin, online, was told to go away (1012): her page moved to node 1, the
+  // next node it may use, and works there; the foreign host saw nothing.
+  await online(erin, host(NODE1));
+  await send(erin, 'After the deploy');
+  await bodies(erin, 'After the deploy').waitFor({ timeout: T });
+  assert.deepEqual((await shownBodies(erin)).map((m) => m.body), ['Before the deploy', 'After the deploy']);
+  assert.equal(await foreignConnections(), 0, 'the foreign host was contacted');
 
   const meanwhile = ['The cabin is booked.', 'The trail opens at 9, so let us meet at 8:30.', 'Do not forget your boots!'];
   for (const text of meanwhile) {
@@ -372,13 +454,31 @@ test('without dev auth the page asks for a token; sign out returns to it', async
   await page.context().close();
 });
 
+test('every socket went to a listed node, with no token in its URL; the foreign host saw nothing', async () => {
+  const listed = new Set([host(NODE1), host(NODE2), host(NODE3)]);
+  const probe = `ws://${FOREIGN}/csp-probe`;
+  const opened = sockets.filter((s) => s.url !== probe);
+  assert.ok(opened.some((s) => s.user === 'erin' && host(s.url) === host(NODE1)), 'erin failed over to node 1');
+  for (const s of opened) {
+    const u = new URL(s.url);
+    assert.ok(listed.has(u.host), `${s.user} opened a socket to ${u.host}`);
+    assert.equal(u.pathname, '/ws');
+    assert.equal(u.search, '', `${s.user}: a query on the socket URL`);
+  }
+  assert.equal(await foreignConnections(), 0, 'the foreign host was contacted');
+});
+
 test('no console errors, page errors or CSP violations', () => {
   // Expected: connection errors from the stopped node and the offline spell,
-  // and node 3's 404 for the dev token (that is how the page detects it).
+  // node 3's 404 for the dev token (that is how the page detects it), and
+  // the CSP refusing erin's deliberate probe of the foreign host.
+  const foreign = FOREIGN.replace(/[.]/g, '\\.');
   const expected = [
     /WebSocket connection to .* failed/,
     /ERR_INTERNET_DISCONNECTED|ERR_CONNECTION_REFUSED/,
     /^dave: console: Failed to load resource: .*404.* @ .*\/api\/v1\/dev\/token$/,
+    // Chromium's wording has changed over versions.
+    new RegExp(`^erin: console: (Refused to connect to|Connecting to) 'ws://${foreign}/csp-probe' (because it )?violates .*connect-src`),
   ];
   const real = problems.filter((p) => !expected.some((re) => re.test(p)));
   if (problems.length) console.log(`browser console (${problems.length}):\n  ${problems.join('\n  ')}`);

@@ -118,17 +118,44 @@ func MintFor(secret, user string, ttl time.Duration, p Policy) (string, error) {
 	return s, nil
 }
 
-// FromRequest reads the bearer token, or for browsers on /ws the
-// access_token query parameter.
-func FromRequest(r *http.Request, allowQuery bool) string {
+// Subprotocol is the WebSocket subprotocol of the native protocol. A browser,
+// which cannot set headers on a WebSocket, offers it together with its token
+// as a second subprotocol: new WebSocket(url, ["parley", "bearer." + token]).
+// The server selects "parley" and never echoes the token.
+const Subprotocol = "parley"
+
+// BearerProtocolPrefix starts the subprotocol that carries a token.
+const BearerProtocolPrefix = "bearer."
+
+// FromRequest reads the token of a request: the Authorization bearer header,
+// or, on /ws (allowWS), the "bearer.<jwt>" entry of Sec-WebSocket-Protocol,
+// or the access_token query parameter, in that order. The first of them
+// present is the token, whatever it holds.
+func FromRequest(r *http.Request, allowWS bool) string {
 	if h := r.Header.Get("Authorization"); h != "" {
 		if t, ok := strings.CutPrefix(h, "Bearer "); ok {
 			return strings.TrimSpace(t)
 		}
 		return ""
 	}
-	if allowQuery {
-		return r.URL.Query().Get("access_token")
+	if !allowWS {
+		return ""
 	}
-	return ""
+	if t, ok := fromSubprotocols(r.Header.Values("Sec-WebSocket-Protocol")); ok {
+		return t
+	}
+	return r.URL.Query().Get("access_token")
+}
+
+// fromSubprotocols finds the bearer entry among the offered subprotocols
+// (a comma-separated list, possibly over several header lines).
+func fromSubprotocols(lines []string) (string, bool) {
+	for _, line := range lines {
+		for p := range strings.SplitSeq(line, ",") {
+			if t, ok := strings.CutPrefix(strings.TrimSpace(p), BearerProtocolPrefix); ok {
+				return t, true
+			}
+		}
+	}
+	return "", false
 }

@@ -2,6 +2,8 @@ package auth
 
 import (
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -92,6 +94,41 @@ func TestVerifyAcceptsPreviousSecrets(t *testing.T) {
 	}
 	if _, err := NewVerifier("new").Verify(sign(t, jwt.SigningMethodHS256, []byte("old"), jwt.MapClaims{"sub": "alice", "exp": exp})); err == nil {
 		t.Error("a previous secret is accepted without being configured")
+	}
+}
+
+// FromRequest takes the Authorization header, else on /ws the bearer
+// subprotocol (what browsers send), else the access_token query parameter.
+func TestFromRequest(t *testing.T) {
+	type hdr = map[string][]string
+	for _, c := range []struct {
+		name   string
+		target string
+		header hdr
+		ws     bool
+		want   string
+	}{
+		{"authorization", "/ws", hdr{"Authorization": {"Bearer a.b.c"}}, true, "a.b.c"},
+		{"authorization wins", "/ws?access_token=q.q.q", hdr{"Authorization": {"Bearer a.b.c"}, "Sec-Websocket-Protocol": {"parley, bearer.s.s.s"}}, true, "a.b.c"},
+		{"not bearer", "/ws?access_token=q.q.q", hdr{"Authorization": {"Basic eDp5"}}, true, ""},
+		{"subprotocol", "/ws", hdr{"Sec-Websocket-Protocol": {"parley, bearer.s.s.s"}}, true, "s.s.s"},
+		{"subprotocol first", "/ws", hdr{"Sec-Websocket-Protocol": {"bearer.s.s.s,parley"}}, true, "s.s.s"},
+		{"subprotocol second line", "/ws", hdr{"Sec-Websocket-Protocol": {"parley", " bearer.s.s.s "}}, true, "s.s.s"},
+		{"subprotocol wins over query", "/ws?access_token=q.q.q", hdr{"Sec-Websocket-Protocol": {"parley, bearer.s.s.s"}}, true, "s.s.s"},
+		{"empty bearer subprotocol", "/ws?access_token=q.q.q", hdr{"Sec-Websocket-Protocol": {"parley, bearer."}}, true, ""},
+		{"parley alone", "/ws?access_token=q.q.q", hdr{"Sec-Websocket-Protocol": {"parley"}}, true, "q.q.q"},
+		{"query", "/ws?access_token=q.q.q", nil, true, "q.q.q"},
+		{"none", "/ws", nil, true, ""},
+		{"API: no subprotocol", "/api/v1/conversations", hdr{"Sec-Websocket-Protocol": {"parley, bearer.s.s.s"}}, false, ""},
+		{"API: no query", "/api/v1/conversations?access_token=q.q.q", nil, false, ""},
+	} {
+		r := httptest.NewRequest(http.MethodGet, c.target, nil)
+		for k, v := range c.header {
+			r.Header[k] = v
+		}
+		if got := FromRequest(r, c.ws); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
 	}
 }
 

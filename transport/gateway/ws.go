@@ -18,6 +18,7 @@ import (
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/metrics"
+	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/protocol"
 )
 
@@ -88,8 +89,11 @@ func NewWSServer(cfg WSConfig, hub *Hub, svc *Service, log *slog.Logger) *WSServ
 	// while a frame is written, and the read buffer is small (frames are
 	// mostly a few hundred bytes; a bigger one is read in several reads).
 	// Together about 5 KiB less per idle connection (docs/benchmarks.md).
+	// A client that offers the "parley" subprotocol (browsers do, beside
+	// their "bearer.<jwt>") gets it selected; the bearer entry is never
+	// echoed. Clients that offer none get none.
 	s.upgrader = websocket.Upgrader{ReadBufferSize: 1024, WriteBufferSize: 4096, WriteBufferPool: writeBufPool,
-		CheckOrigin: s.checkOrigin}
+		CheckOrigin: s.checkOrigin, Subprotocols: []string{auth.Subprotocol}}
 	return s
 }
 

@@ -1,7 +1,7 @@
 // One native-protocol connection (/ws) that survives the loss of a node: it
-// reconnects with jittered exponential backoff, cycling through the known
-// nodes (the page's own origin first), and tells its owner each time it is
-// open again so that the owner can resume with `sync`.
+// reconnects with jittered exponential backoff, cycling through the nodes
+// (the page's own origin first, then those the server lists), and tells its
+// owner each time it is open again so that the owner can resume with `sync`.
 
 export class RequestError extends Error {
   constructor(code, message) {
@@ -11,6 +11,10 @@ export class RequestError extends Error {
 }
 
 const REQUEST_TIMEOUT_MS = 20000;
+// A socket still not open after this is given up for the next node: a host
+// that drops packets, or a connection the browser refused without a close
+// event, must not hold the page in "connecting".
+const CONNECT_TIMEOUT_MS = 15000;
 const BACKOFF_BASE_MS = 400;
 const BACKOFF_MAX_MS = 15000;
 
@@ -27,15 +31,46 @@ export function wsURL(node, pageProtocol = 'http:') {
   return `${secure ? 'wss' : 'ws'}://${host}/ws`;
 }
 
-/** The nodes to try: the page's own first, then those of ?nodes=a,b (deduplicated). */
-export function nodeList(location) {
+/**
+ * The nodes to try: the page's own first, then those the server lists
+ * (`listed`, from /config.json). `?nodes=a,b` may only narrow and order the
+ * listed ones (matched by host); a host the server does not list is ignored,
+ * so a crafted link cannot make the page send its token elsewhere.
+ */
+export function nodeList(location, listed = []) {
   const own = wsURL(location.host, location.protocol);
-  const extra = (new URLSearchParams(location.search).get('nodes') || '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean)
-    .map((s) => wsURL(s, location.protocol));
+  const allowed = [...new Set(listed.map((n) => wsURL(n, location.protocol)))];
+  const hostOf = (u) => {
+    try {
+      return new URL(u).host;
+    } catch {
+      return null; // not a URL: matches nothing
+    }
+  };
+  const param = new URLSearchParams(location.search).get('nodes');
+  let extra = allowed;
+  if (param !== null) {
+    extra = param
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
+      .map((s) => hostOf(wsURL(s, location.protocol)))
+      .map((h) => h && allowed.find((a) => hostOf(a) === h))
+      .filter(Boolean);
+  }
   return [...new Set([own, ...extra])];
+}
+
+/** The WebSocket URLs of the other nodes the server allows (GET /config.json); none if it cannot say. */
+export async function listedNodes() {
+  try {
+    const r = await fetch('/config.json', { cache: 'no-store' });
+    if (!r.ok) return [];
+    const body = await r.json();
+    return Array.isArray(body?.nodes) ? body.nodes.filter((n) => typeof n === 'string') : [];
+  } catch {
+    return [];
+  }
 }
 
 export class Connection extends EventTarget {
@@ -53,6 +88,7 @@ export class Connection extends EventTarget {
     this.nodeIndex = 0;
     this.attempt = 0;
     this.timer = null;
+    this.connectTimer = null;
     this.stopped = true;
     this.state = 'idle'; // connecting | open | reconnecting | closed
     this.node = null;
@@ -67,6 +103,7 @@ export class Connection extends EventTarget {
   stop() {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.connectTimer);
     if (this.ws) this.ws.close(1000, 'signed out');
     this.#setState('closed');
   }
@@ -104,15 +141,25 @@ export class Connection extends EventTarget {
     this.#setState('connecting');
     let ws;
     try {
-      ws = new WebSocket(`${url}?access_token=${encodeURIComponent(this.token)}`);
+      // The token rides in Sec-WebSocket-Protocol, never in the URL; the
+      // server selects "parley" (docs/protocol.md, "Connecting").
+      ws = new WebSocket(url, ['parley', `bearer.${this.token}`]);
     } catch {
       this.#lost(false, 0);
       return;
     }
     this.ws = ws;
     let opened = false;
+    clearTimeout(this.connectTimer);
+    this.connectTimer = setTimeout(() => {
+      if (this.ws !== ws || opened) return;
+      this.ws = null;
+      ws.close();
+      this.#lost(false, 0);
+    }, CONNECT_TIMEOUT_MS);
     ws.addEventListener('open', () => {
       if (this.ws !== ws) return;
+      clearTimeout(this.connectTimer);
       opened = true;
       this.attempt = 0;
       this.#setState('open');
@@ -123,6 +170,7 @@ export class Connection extends EventTarget {
     });
     ws.addEventListener('close', (e) => {
       if (this.ws !== ws) return;
+      clearTimeout(this.connectTimer);
       this.ws = null;
       this.#failPending(ws);
       this.#lost(opened, e.code);

@@ -3,7 +3,7 @@
 // PROTOCOL.md only (see docs/client.md).
 
 import { AuthError, clearSession, devAuthAvailable, devToken, loadSession, saveSession, tokenAccepted, tokenSubject } from './auth.js';
-import { Connection, RequestError, nodeList } from './conn.js';
+import { Connection, RequestError, listedNodes, nodeList } from './conn.js';
 import { $, avatar, h, setChildren } from './dom.js';
 import { ChatState } from './state.js';
 import { convAvatar, convItem, convTitle, messageRows, reconcile, typingText } from './views.js';
@@ -18,6 +18,7 @@ const RETRYABLE = new Set(['offline', 'timeout', 'unavailable', 'rate_limited', 
 const app = {
   me: '',
   token: '',
+  listed: [], // the other nodes the server lets the page use (/config.json)
   state: null,
   conn: null,
   activeId: null,
@@ -66,6 +67,7 @@ async function listAll() {
 }
 
 async function boot() {
+  app.listed = await listedNodes();
   const s = loadSession();
   if (s) {
     startChat(s.user, s.token);
@@ -146,7 +148,7 @@ function startChat(user, token) {
   $('#signin').hidden = true;
   $('#chat').hidden = false;
   setChildren($('#me'), avatar(user, 'sm'), h('span', { text: user }));
-  app.conn = new Connection({ nodes: nodeList(location), token, onPush });
+  app.conn = new Connection({ nodes: nodeList(location, app.listed), token, onPush });
   app.conn.addEventListener('state', renderConn);
   app.conn.addEventListener('open', () => resume(app.conn));
   app.conn.addEventListener('lost', onLost);
