@@ -307,6 +307,13 @@ func (c *wsConn) readLoop() {
 			continue
 		}
 		c.handle(b)
+		// The command ran on this reader, so no pong was read meanwhile, and
+		// a sync may run for minutes: the pongs that came are read next, and
+		// the time to answer a ping counts from now (else a client that
+		// answered every ping is dropped as dead after a long sync).
+		if !c.stopping.Load() {
+			_ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
+		}
 	}
 }
 
