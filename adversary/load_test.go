@@ -33,7 +33,10 @@ func (r *run) runFlood(node *chatd, user string, sio bool, n int) {
 	if sio {
 		proto = "socket.io"
 	}
-	name := fmt.Sprintf("%s flood on %s (%s)", proto, node.name, user)
+	if !floodPastSendQueue && !sio { // a session's queue holds 4 x CHAT_SEND_QUEUE packets
+		n = min(n, floodCap)
+	}
+	name := fmt.Sprintf("%s flood of %d on %s (%s)", proto, n, node.name, user)
 	var c *hconn
 	var err error
 	if sio {
