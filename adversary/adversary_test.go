@@ -739,6 +739,17 @@ func (r *run) summary(start time.Time, cycles int, baseline, peaks map[string]in
 		}
 		fmt.Fprintf(&b, "  %-10s %-8s %9d %8d %11d %6d %8d\n", g.name, proto, c, d, sf, s, rt)
 	}
+	why := map[string]int{}
+	for _, g := range r.goods {
+		g.mu.Lock()
+		for k, v := range g.retryWhy {
+			why[k] += v
+		}
+		g.mu.Unlock()
+	}
+	if len(why) > 0 {
+		fmt.Fprintf(&b, "  why good sends were retried: %v\n", why)
+	}
 	r.mu.Lock()
 	for _, p := range sortedKeys(r.counts) {
 		var parts []string

@@ -113,13 +113,14 @@ type goodClient struct {
 	syncFails  int
 	sent       int
 	retries    int
+	retryWhy   map[string]int // why sends were retried
 	kick       chan struct{}
 	next       int
 }
 
 func newGoodClient(name, user, token string, sio bool, nodes []*chatd, convs []string, led *ledger, seed uint64) *goodClient {
 	return &goodClient{name: name, user: user, token: token, sio: sio, nodes: nodes, convs: convs, led: led,
-		rnd: rand.New(rand.NewPCG(seed, 7)), last: map[string]int64{}, got: map[string]map[int64]got{},
+		rnd: rand.New(rand.NewPCG(seed, 7)), last: map[string]int64{}, got: map[string]map[int64]got{}, retryWhy: map[string]int{},
 		kick: make(chan struct{}, 1)}
 }
 
@@ -357,6 +358,9 @@ func (c *goodClient) sendUntilAcked(conv, cmid, body string) {
 			return
 		}
 		c.note("send %s attempt %d: %v", cmid, attempt, err)
+		c.mu.Lock()
+		c.retryWhy[codeOf(err)]++
+		c.mu.Unlock()
 		time.Sleep(time.Duration(100+50*min(attempt, 10)) * time.Millisecond)
 	}
 	c.violate("send %s in %s never acked within 90 s", cmid, conv)
