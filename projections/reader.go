@@ -63,6 +63,21 @@ func (r Reader) History(ctx context.Context, user string, q HistoryQuery) ([]dom
 	return r.Store.Messages(ctx, q.ConversationID, Page{BeforeSeq: q.BeforeSeq, AfterSeq: q.AfterSeq, Limit: *q.Limit})
 }
 
+// Search finds the messages matching q that user may read (see
+// Store.Search: membership is checked in the query itself).
+func (r Reader) Search(ctx context.Context, user string, q SearchQuery) (SearchPage, error) {
+	if err := q.Validate(); err != nil {
+		return SearchPage{}, err
+	}
+	if q.ConversationID != "" {
+		// A named conversation answers like history: not_found or forbidden.
+		if err := r.Access.RequireMember(ctx, q.ConversationID, user); err != nil {
+			return SearchPage{}, err
+		}
+	}
+	return r.Store.Search(ctx, user, q)
+}
+
 // ConversationsQuery is the data of conversation.list: a page of at most
 // Limit conversations (default DefaultConversationsPage) after Cursor (the
 // next_cursor of the previous page; none for the first).

@@ -27,6 +27,7 @@ var handlers = map[string]handlerFunc{
 	"conversation.add_member": addMember,
 	"conversation.leave":      leave,
 	"conversation.list":       listConversations,
+	"search":                  search,
 	"message.send":            sendMessage,
 	"message.edit":            editMessage,
 	"message.delete":          deleteMessage,
@@ -114,6 +115,19 @@ func listConversations(ctx context.Context, s *Service, user string, _ *Stream, 
 	}
 	page, err := s.Read.Conversations(ctx, user, q)
 	return ConversationPage(page), err
+}
+
+func search(ctx context.Context, s *Service, user string, _ *Stream, data json.RawMessage) (any, error) {
+	q, err := decode[projections.SearchQuery](data)
+	if err != nil {
+		return nil, err
+	}
+	page, err := s.Read.Search(ctx, user, q)
+	out := map[string]any{"messages": page.Messages, "has_more": page.HasMore}
+	if page.Next != "" {
+		out["next_cursor"] = page.Next
+	}
+	return out, err
 }
 
 // ConversationPage is the reply to conversation.list (and its HTTP twin).

@@ -74,6 +74,7 @@ func New(cfg Config, svc *gateway.Service, ws *gateway.WSServer, log *slog.Logge
 		mux.HandleFunc("POST /api/v1/dev/token", a.devToken)
 		mux.HandleFunc("GET /api/v1/conversations", a.command("conversation.list", http.StatusOK, listConversations))
 		mux.HandleFunc("GET /api/v1/conversations/{id}/messages", a.command("history", http.StatusOK, listMessages))
+		mux.HandleFunc("GET /api/v1/search", a.command("search", http.StatusOK, search))
 		mux.HandleFunc("POST /api/v1/conversations/{id}/messages", a.command("message.send", http.StatusCreated, postMessage))
 		mux.HandleFunc("GET /ws", a.upgrade)
 		if cfg.SocketIO != nil {
@@ -199,6 +200,28 @@ func listConversations(r *http.Request) (any, error) {
 func listMessages(r *http.Request) (any, error) {
 	d := map[string]any{"conversation_id": r.PathValue("id")}
 	for _, name := range []string{"before_seq", "after_seq", "limit"} {
+		v, err := intParam(r, name)
+		if err != nil {
+			return nil, err
+		}
+		if v != nil {
+			d[name] = *v
+		}
+	}
+	return d, nil
+}
+
+// GET /api/v1/search?query=&conversation_id=&before_seq=&limit=&cursor= is
+// search.
+func search(r *http.Request) (any, error) {
+	q := r.URL.Query()
+	d := map[string]any{"query": q.Get("query")}
+	for _, name := range []string{"conversation_id", "cursor"} {
+		if v := q.Get(name); v != "" {
+			d[name] = v
+		}
+	}
+	for _, name := range []string{"before_seq", "limit"} {
 		v, err := intParam(r, name)
 		if err != nil {
 			return nil, err

@@ -1,0 +1,2 @@
+DROP INDEX messages_search;
+DROP TEXT SEARCH CONFIGURATION parley_search;

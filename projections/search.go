@@ -1,0 +1,144 @@
+package projections
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/parley-chat/parley/domain"
+)
+
+// Search bounds (protocol "search").
+const (
+	MaxSearchQueryBytes = 256
+	DefaultSearchLimit  = 20
+	MaxSearchLimit      = 50
+)
+
+// SearchQuery is the data of search: messages matching every word of Query
+// (stemmed, accents and case folded: the parley_search configuration, see
+// migration 0007), in the conversation named or in all the user's, newest
+// first. Paging: BeforeSeq (the protocol's, exact within one conversation)
+// or Cursor (the next_cursor of the previous page, exact across them).
+type SearchQuery struct {
+	Query          string `json:"query"`
+	ConversationID string `json:"conversation_id"`
+	BeforeSeq      *int64 `json:"before_seq"`
+	Limit          *int   `json:"limit"`
+	Cursor         string `json:"cursor"`
+}
+
+// SearchPage is one page of search results.
+type SearchPage struct {
+	Messages []domain.Message
+	HasMore  bool
+	Next     string
+}
+
+// Validate checks the query and fills the default limit.
+func (q *SearchQuery) Validate() error {
+	if strings.TrimSpace(q.Query) == "" {
+		return fmt.Errorf("%w: query must not be empty", domain.ErrBadRequest)
+	}
+	if len(q.Query) > MaxSearchQueryBytes {
+		return fmt.Errorf("%w: query must be at most %d bytes", domain.ErrBadRequest, MaxSearchQueryBytes)
+	}
+	if err := domain.ValidateText("query", q.Query); err != nil {
+		return err
+	}
+	if q.ConversationID != "" {
+		if err := domain.ValidateID("conversation_id", q.ConversationID); err != nil {
+			return err
+		}
+	}
+	if q.BeforeSeq != nil {
+		if err := domain.ValidateSeq("before_seq", *q.BeforeSeq); err != nil {
+			return err
+		}
+	}
+	if q.Limit == nil {
+		l := DefaultSearchLimit
+		q.Limit = &l
+	}
+	if *q.Limit < 1 || *q.Limit > MaxSearchLimit {
+		return fmt.Errorf("%w: limit must be 1-%d", domain.ErrBadRequest, MaxSearchLimit)
+	}
+	return nil
+}
+
+// Search runs q for user: only conversations user is a member of now (what
+// history would show), deleted messages left out. The membership check is
+// part of the query.
+func (s *Store) Search(ctx context.Context, user string, q SearchQuery) (SearchPage, error) {
+	after, err := decodeSearchCursor(q.Cursor)
+	if err != nil {
+		return SearchPage{}, err
+	}
+	var at *time.Time
+	if after.conv != "" {
+		at = &after.at
+	}
+	rows, err := s.pool.Query(ctx, s.q(`SELECT m.conversation_id, m.message_id, m.seq, m.sender_id, m.client_msg_id,
+			m.body, m.sent_at, m.edited_at, m.deleted
+		FROM {s}.messages m
+		JOIN {s}.members me ON me.conversation_id = m.conversation_id AND me.user_id = $1 AND me.is_member
+		WHERE to_tsvector('{s}.parley_search'::regconfig, m.body) @@ plainto_tsquery('{s}.parley_search'::regconfig, $2)
+		  AND NOT m.deleted
+		  AND ($3 = '' OR m.conversation_id = $3)
+		  AND ($4::bigint IS NULL OR m.seq < $4)
+		  AND ($5::timestamptz IS NULL OR (m.sent_at, m.conversation_id, m.seq) < ($5, $6, $7))
+		ORDER BY m.sent_at DESC, m.conversation_id DESC, m.seq DESC
+		LIMIT $8`), user, q.Query, q.ConversationID, q.BeforeSeq, at, after.conv, after.seq, *q.Limit+1)
+	if err != nil {
+		return SearchPage{}, unavailable("search", err)
+	}
+	msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Message, error) { return scanMessage(r) })
+	if err != nil {
+		return SearchPage{}, unavailable("search", err)
+	}
+	page := SearchPage{Messages: msgs}
+	if len(msgs) > *q.Limit {
+		page.Messages, page.HasMore = msgs[:*q.Limit], true
+		last := page.Messages[len(page.Messages)-1]
+		page.Next = searchCursor{at: last.SentAt, conv: last.ConversationID, seq: last.Seq}.encode()
+	}
+	return page, nil
+}
+
+// searchCursor is where a search page ends, in its sort order.
+type searchCursor struct {
+	at   time.Time
+	conv string
+	seq  int64
+}
+
+func (c searchCursor) encode() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.at.UnixMicro(), 10) + "." +
+		strconv.FormatInt(c.seq, 10) + "." + c.conv))
+}
+
+func decodeSearchCursor(s string) (searchCursor, error) {
+	if s == "" {
+		return searchCursor{}, nil
+	}
+	bad := fmt.Errorf("%w: cursor: not a cursor this server returned", domain.ErrBadRequest)
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(s) > 256 {
+		return searchCursor{}, bad
+	}
+	parts := strings.SplitN(string(raw), ".", 3)
+	if len(parts) != 3 {
+		return searchCursor{}, bad
+	}
+	us, err1 := strconv.ParseInt(parts[0], 10, 64)
+	seq, err2 := strconv.ParseInt(parts[1], 10, 64)
+	if err1 != nil || err2 != nil || domain.ValidateID("cursor", parts[2]) != nil {
+		return searchCursor{}, bad
+	}
+	return searchCursor{at: time.UnixMicro(us).UTC(), conv: parts[2], seq: seq}, nil
+}
