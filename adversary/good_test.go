@@ -326,9 +326,9 @@ func (c *goodClient) chat(ctx context.Context, every time.Duration, reconnectP f
 // sendUntilAcked retries one message with the same client_msg_id (bounded).
 func (c *goodClient) sendUntilAcked(conv, cmid, body string) {
 	deadline := time.Now().Add(90 * time.Second)
-	for attempt := 0; time.Now().Before(deadline); attempt++ {
+	for attempt := 0; time.Now().Before(deadline); {
 		conn := c.current()
-		if conn == nil {
+		if conn == nil { // reconnecting
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
@@ -357,6 +357,7 @@ func (c *goodClient) sendUntilAcked(conv, cmid, body string) {
 			c.violate("send %s: %v (a well-behaved send must not get this)", cmid, err)
 			return
 		}
+		attempt++
 		c.note("send %s attempt %d: %v", cmid, attempt, err)
 		c.mu.Lock()
 		c.retryWhy[codeOf(err)]++
