@@ -75,6 +75,9 @@ func (q *SearchQuery) Validate() error {
 // history would show), deleted messages left out. The membership check is
 // part of the query.
 func (s *Store) Search(ctx context.Context, user string, q SearchQuery) (SearchPage, error) {
+	if err := q.Validate(); err != nil {
+		return SearchPage{}, err
+	}
 	after, err := decodeSearchCursor(q.Cursor)
 	if err != nil {
 		return SearchPage{}, err
