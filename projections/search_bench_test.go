@@ -37,6 +37,7 @@ func BenchmarkSearch(b *testing.B) {
 	fill(b, pool, schema, n, vocab)
 	b.Logf("%d messages loaded and indexed in %v", n, time.Since(start).Round(time.Second))
 	st := projections.NewStore(pool, schema, testTopic)
+	explain(b, pool, schema, vocab[3])
 	for b.Loop() {
 		lat := make([]time.Duration, 0, 300)
 		found := 0
@@ -89,4 +90,23 @@ func fill(b *testing.B, pool *pgxpool.Pool, schema string, n int, vocab []string
 			b.Fatalf("%.60s: %v", sql, err)
 		}
 	}
+}
+
+// explain logs the plan of a search (docs/read-models.md shows it).
+func explain(b *testing.B, pool *pgxpool.Pool, schema, word string) {
+	s := pgx.Identifier{schema}.Sanitize()
+	rows, err := pool.Query(context.Background(), `EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+		SELECT m.conversation_id, m.message_id, m.seq FROM `+s+`.messages m
+		JOIN `+s+`.members me ON me.conversation_id = m.conversation_id AND me.user_id = 'u1' AND me.is_member
+		WHERE to_tsvector('`+s+`.parley_search'::regconfig, m.body) @@ plainto_tsquery('`+s+`.parley_search'::regconfig, $1)
+		  AND NOT m.deleted
+		ORDER BY m.sent_at DESC, m.conversation_id DESC, m.seq DESC LIMIT 21`, word)
+	if err != nil {
+		b.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("EXPLAIN of a search for %q by u1:\n%s", word, strings.Join(lines, "\n"))
 }
