@@ -59,16 +59,12 @@ const memBound int64 = 256 << 20
 const disableSioInvalidUTF8 = false
 
 // floodPastSendQueue lets a flood write more commands at once than the send
-// queue holds frames (CHAT_SEND_QUEUE, 256). Off while this bug stands: the
-// node closes a connection that pipelines more than ~256 commands with 1008
-// "send queue overflow: client reads too slowly" although the client reads
-// every reply as fast as it can (transport/gateway/ws.go: reply enqueues
-// without waiting for room, so the replies outrun the writer; docs/protocol.md
-// says a command over the rate limit gets rate_limited and the connection
-// stays open). Reproduction: -adversary.profile=long with this on (floods of
-// 400): "native flood ...: 70 of 400 answered: connection closed". Off, a
-// flood is capped at floodCap.
-const floodPastSendQueue = false
+// queue holds frames (CHAT_SEND_QUEUE, 256). It was off while the node
+// closed a connection that pipelined more than ~256 commands with 1008
+// although the client read every reply (replies did not wait for room in
+// the send queue; fixed in transport/gateway/ws.go, reply). Off, a flood is
+// capped at floodCap.
+const floodPastSendQueue = true
 
 const floodCap = 200
 
