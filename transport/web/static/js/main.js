@@ -158,7 +158,12 @@ function startChat(user, token) {
 }
 
 async function onLost(e) {
-  // A socket that never opens, again and again, may mean our token expired.
+  // 4001: the server closed the connection because the token expired. A
+  // socket that never opens, again and again, may mean the same.
+  if (e.detail.code === 4001) {
+    signOut('Your session has expired. Please sign in again.');
+    return;
+  }
   if (!e.detail.opened && e.detail.attempt % 3 === 0 && !(await tokenAccepted(app.token))) {
     signOut('Your session has expired. Please sign in again.');
   }
