@@ -30,9 +30,8 @@ type Record struct {
 // applied. Applying it would lose them for good, so it is refused whole.
 var ErrOffsetGap = errors.New("batch skips unapplied offsets")
 
-// Seq is the event's seq: its offset plus one, so that 0 can mean "nothing
-// seen yet" in sync positions.
-func (r Record) Seq() int64 { return r.Offset + 1 }
+// Seq is the event's seq (domain.SeqOf its offset).
+func (r Record) Seq() int64 { return domain.SeqOf(r.Offset) }
 
 // Apply writes a batch of records in one transaction. Each statement covers
 // the whole batch (multi-row, through unnest), and every write is guarded by
