@@ -59,7 +59,7 @@ func readLog(ctx context.Context, broker string) ([]logMsg, map[int32]int64, err
 				if e, err := domain.DecodeEvent(m.Value); err == nil && e.Type == domain.EvMessageSent {
 					var ms domain.MessageSent
 					if e.Payload(&ms) == nil {
-						out = append(out, logMsg{Conv: e.ConversationID, MsgID: ms.MessageID, Sender: e.Actor, CMID: ms.ClientMsgID, Seq: m.Offset + 1})
+						out = append(out, logMsg{Conv: e.ConversationID, MsgID: ms.MessageID, Sender: e.Actor, CMID: ms.ClientMsgID, Seq: domain.SeqOf(m.Offset)})
 					}
 				}
 				if m.Offset+1 >= hwm {

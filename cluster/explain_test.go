@@ -28,7 +28,8 @@ func explainMissing(t *testing.T, l *load, id string) {
 		got = append(got, fmt.Sprintf("%s:%d", m.id, m.got[id]))
 		m.mu.Unlock()
 	}
-	t.Logf("missing %s: conv %s acked seq %d (partition %d offset %d); live deliveries %v", id, a.conv, a.seq, p, a.seq-1, got)
+	off := domain.OffsetOf(a.seq)
+	t.Logf("missing %s: conv %s acked seq %d (partition %d offset %d); live deliveries %v", id, a.conv, a.seq, p, off, got)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	q := func(what, sql string, args ...any) {
@@ -53,7 +54,7 @@ func explainMissing(t *testing.T, l *load, id string) {
 		return
 	}
 	defer r.Close()
-	err = r.ReadRange(ctx, map[int32]int64{p: a.seq - 1}, map[int32]int64{p: a.seq}, 1, func(cs []kafkalog.Consumed) error {
+	err = r.ReadRange(ctx, map[int32]int64{p: off}, map[int32]int64{p: off + 1}, 1, func(cs []kafkalog.Consumed) error {
 		for _, c := range cs {
 			e, err := domain.DecodeEvent(c.Value)
 			t.Logf("  log at offset %d (hole %d): type %s conv %s id %s decode err %v payload %.200s",

@@ -137,3 +137,14 @@ func TestClampRead(t *testing.T) {
 		}
 	}
 }
+
+func TestSeqOfOffset(t *testing.T) {
+	for _, off := range []int64{0, 1, 41, 1 << 40} {
+		if got := OffsetOf(SeqOf(off)); got != off {
+			t.Errorf("OffsetOf(SeqOf(%d)) = %d", off, got)
+		}
+	}
+	if SeqOf(0) != 1 {
+		t.Errorf("SeqOf(0) = %d: the first event's seq must be 1, 0 means nothing seen", SeqOf(0))
+	}
+}

@@ -182,7 +182,7 @@ func (h *Handler) forgetLocked(partitions []int32) {
 
 // handle turns one record into a delivery (ok false: nothing to push).
 func (h *Handler) handle(ctx context.Context, r Record) (domain.Delivery, bool, error) {
-	seq := r.Offset + 1
+	seq := domain.SeqOf(r.Offset)
 	e, err := domain.DecodeEvent(r.Value)
 	if err != nil {
 		return domain.Delivery{}, false, nil // poison: nothing to push; the projector records it

@@ -84,7 +84,7 @@ func TestRecipientsFollowTheLog(t *testing.T) {
 		if !slices.Equal(got, s.want) {
 			t.Fatalf("step %d: recipients %v, want %v", i, got, s.want)
 		}
-		if bus.got[i].Seq != int64(i)+1 || (i > 0 && bus.got[i].Prev != int64(i)) {
+		if bus.got[i].Seq != domain.SeqOf(int64(i)) || (i > 0 && bus.got[i].Prev != domain.SeqOf(int64(i-1))) {
 			t.Fatalf("step %d: seq %d prev %d", i, bus.got[i].Seq, bus.got[i].Prev)
 		}
 	}

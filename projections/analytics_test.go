@@ -30,7 +30,7 @@ func knownLog() []projections.Record {
 	send := func(part int32, conv, user, id string, t time.Time) {
 		add(part, conv, domain.EvMessageSent, user, t, domain.MessageSent{MessageID: id, ClientMsgID: "k" + id, Body: "body " + id})
 	}
-	// c1, partition 0: seq = offset+1.
+	// c1, partition 0: seq = domain.SeqOf(offset).
 	add(0, "c1", domain.EvConversationCreated, "alice", at(5, 10, 0, 0),
 		domain.ConversationCreated{Kind: "group", Title: "alpha", Members: []string{"alice", "bob", "carol"}}) // seq 1
 	send(0, "c1", "alice", "m1", at(5, 10, 1, 0))                                                                      // 2

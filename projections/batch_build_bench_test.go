@@ -10,7 +10,7 @@ import (
 )
 
 // BenchmarkBuildBatch is the CPU side of a projector batch: reducing
-// records to the column arrays of each table's unnest statement (no
+// records to the argument arrays of each table's unnest statement (no
 // database; BenchmarkProjector in bench_test.go measures the whole apply).
 //
 //	go test -run '^$' -bench BuildBatch -benchmem ./projections/
@@ -20,8 +20,8 @@ func BenchmarkBuildBatch(b *testing.B) {
 		b.Run(strconv.Itoa(size), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if bb := buildBatch(recs); len(bb.events.i[0]) != len(recs) {
-					b.Fatalf("events %d, want %d", len(bb.events.i[0]), len(recs))
+				if bb := buildBatch(recs); bb.events.rows != len(recs) {
+					b.Fatalf("events %d, want %d", bb.events.rows, len(recs))
 				}
 			}
 			b.ReportMetric(float64(size)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
@@ -31,7 +31,7 @@ func BenchmarkBuildBatch(b *testing.B) {
 
 // benchRecords is a mix like live traffic: mostly sends, some reads, edits,
 // deletes and membership changes over 50 conversations.
-func benchRecords(b *testing.B, n int) []Record {
+func benchRecords(b testing.TB, n int) []Record {
 	b.Helper()
 	at := time.Date(2026, 11, 28, 2, 0, 0, 0, time.UTC)
 	body := strings.Repeat("hello ", 16)

@@ -138,8 +138,8 @@ func (w *workload) emit(c *genConv, typ, actor string, payload any) int64 {
 	w.next[c.part]++
 	w.recs = append(w.recs, projections.Record{Partition: c.part, Offset: off, Event: domain.Event{
 		ID: w.id("e_"), Type: typ, ConversationID: c.id, Actor: actor, At: w.clock, Data: data}})
-	c.lastSeq = off + 1
-	return off + 1
+	c.lastSeq = domain.SeqOf(off)
+	return c.lastSeq
 }
 
 func (w *workload) user() string { return fmt.Sprintf("u%02d", w.rnd.IntN(40)) }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/config"
 	"github.com/parley-chat/parley/infra/pgstore"
 	"github.com/parley-chat/parley/projections"
@@ -46,7 +47,7 @@ func deadLetters(ctx context.Context, cfg config.Config, args []string) error {
 			return errors.New("no event set aside at " + *show)
 		}
 		fmt.Printf("partition %d offset %d (seq %d)\nconversation %s\nevent %s (%s)\nset aside %s\nerror: %s\npayload: %s\n",
-			d.Partition, d.Offset, d.Offset+1, d.ConversationID, d.EventID, d.Type, d.SetAsideAt.Format(time.RFC3339), d.Error, d.Payload)
+			d.Partition, d.Offset, domain.SeqOf(d.Offset), d.ConversationID, d.EventID, d.Type, d.SetAsideAt.Format(time.RFC3339), d.Error, d.Payload)
 		return nil
 	}
 	all, err := st.DeadLetters(ctx, *limit)

@@ -182,8 +182,9 @@ func (l *Log) sendLoop() {
 	}
 }
 
-// Append writes e keyed by its conversation and returns its seq (its offset
-// in its partition, plus one) once every in-sync replica has it.
+// Append writes e keyed by its conversation and returns its seq
+// (domain.SeqOf its offset in its partition) once every in-sync replica has
+// it.
 func (l *Log) Append(ctx context.Context, e domain.Event) (int64, error) {
 	b, err := encodeEvent(e)
 	if err != nil {
@@ -211,7 +212,7 @@ func (l *Log) Append(ctx context.Context, e domain.Event) (int64, error) {
 		return 0, fmt.Errorf("%w: kafka produce: %v", domain.ErrUnavailable, err)
 	}
 	metrics.ProduceLatency.Observe(time.Since(start).Seconds())
-	return rec.Offset + 1, nil // seq = offset+1, see projections.Record.Seq
+	return domain.SeqOf(rec.Offset), nil
 }
 
 // await waits for s's outcome; a send queued as the loop stopped fails.

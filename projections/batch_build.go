@@ -1,0 +1,193 @@
+package projections
+
+import (
+	"time"
+
+	"github.com/parley-chat/parley/domain"
+)
+
+// buildBatch reduces records (in log order per partition) to the rows of
+// each statement (batch_rows.go). Every record yields an events row; each
+// event type adds its own rows below. Conversations' last seqs and
+// memberships are reduced to one row per conversation and per (conversation,
+// user), in the order they first appear.
+func buildBatch(recs []Record) *batchRows {
+	b := &batchBuilder{
+		members:   map[memberKey]int{},
+		convs:     map[string]int{},
+		deletedAt: map[string]int64{},
+	}
+	b.rows.events.hint = len(recs)
+	for _, r := range recs {
+		b.record(r.Event, r.Seq())
+	}
+	// Edits after a delete of the same batch are dropped, as a sequential
+	// apply would drop them; so the result does not depend on batch bounds.
+	for _, r := range recs {
+		if r.Event.Type == domain.EvMessageEdited {
+			b.messageEdited(r.Event, r.Seq())
+		}
+	}
+	for _, m := range b.memberRows {
+		b.rows.members.add(m)
+	}
+	for _, c := range b.lastSeqRows {
+		b.rows.lastSeq.add(c)
+	}
+	return &b.rows
+}
+
+type memberKey struct{ c, u string }
+
+// batchBuilder is the state of one buildBatch.
+type batchBuilder struct {
+	rows        batchRows
+	members     map[memberKey]int // index in memberRows
+	memberRows  []memberRow
+	convs       map[string]int // index in lastSeqRows
+	lastSeqRows []lastSeqRow
+	deletedAt   map[string]int64 // message id -> seq of its delete in this batch
+}
+
+// record adds the rows of one event.
+func (b *batchBuilder) record(e domain.Event, seq int64) {
+	last := b.lastSeq(e.ConversationID)
+	last.seq, last.at = seq, e.At
+	b.rows.events.add(eventRow{conversationID: e.ConversationID, seq: seq, eventID: e.ID, typ: e.Type,
+		actor: e.Actor, at: e.At, data: string(e.Data)})
+	switch e.Type {
+	case domain.EvConversationCreated:
+		b.conversationCreated(e, seq)
+	case domain.EvMemberJoined:
+		b.memberJoined(e, seq)
+	case domain.EvMemberLeft:
+		b.memberLeft(e, seq)
+	case domain.EvMessageSent:
+		b.messageSent(e, seq)
+	case domain.EvMessageDeleted:
+		b.messageDeleted(e, seq)
+	case domain.EvReadMarked:
+		b.readMarked(e, seq)
+	}
+	// domain.EvMessageEdited: once every delete of the batch is known
+	// (buildBatch).
+}
+
+// An event whose payload does not decode keeps its events row and its
+// conversation's last seq, and writes nothing else.
+
+func (b *batchBuilder) conversationCreated(e domain.Event, seq int64) {
+	var p domain.ConversationCreated
+	if e.Payload(&p) != nil {
+		return
+	}
+	b.rows.conversations.add(conversationRow{id: e.ConversationID, kind: p.Kind, title: p.Title, by: e.Actor, at: e.At, seq: seq})
+	for _, u := range p.Members {
+		b.join(e.ConversationID, u, seq, e.At)
+	}
+}
+
+func (b *batchBuilder) memberJoined(e domain.Event, seq int64) {
+	var p domain.MemberChanged
+	if e.Payload(&p) != nil {
+		return
+	}
+	b.join(e.ConversationID, p.UserID, seq, e.At)
+}
+
+func (b *batchBuilder) memberLeft(e domain.Event, seq int64) {
+	var p domain.MemberChanged
+	if e.Payload(&p) != nil {
+		return
+	}
+	b.leave(e.ConversationID, p.UserID, seq, e.At)
+}
+
+func (b *batchBuilder) messageSent(e domain.Event, seq int64) {
+	var p domain.MessageSent
+	if e.Payload(&p) != nil {
+		return
+	}
+	b.rows.messages.add(messageRow{c: e.ConversationID, seq: seq, id: p.MessageID, sender: e.Actor,
+		cmid: p.ClientMsgID, body: p.Body, at: e.At})
+	b.lastSeq(e.ConversationID).msg = seq
+}
+
+// messageDeleted keeps the first delete of a message in the batch.
+func (b *batchBuilder) messageDeleted(e domain.Event, seq int64) {
+	var p domain.MessageDeleted
+	if e.Payload(&p) != nil {
+		return
+	}
+	if _, dup := b.deletedAt[p.MessageID]; dup {
+		return
+	}
+	b.deletedAt[p.MessageID] = seq
+	b.rows.deletes.add(deleteRow{id: p.MessageID, seq: seq, at: e.At, c: e.ConversationID})
+}
+
+// messageEdited drops an edit that follows a delete of its message in the
+// batch.
+func (b *batchBuilder) messageEdited(e domain.Event, seq int64) {
+	var p domain.MessageEdited
+	if e.Payload(&p) != nil {
+		return
+	}
+	if ds, ok := b.deletedAt[p.MessageID]; ok && ds < seq {
+		return
+	}
+	b.rows.edits.add(editRow{id: p.MessageID, body: p.Body, seq: seq, at: e.At, c: e.ConversationID})
+}
+
+func (b *batchBuilder) readMarked(e domain.Event, seq int64) {
+	var p domain.ReadMarked
+	if e.Payload(&p) != nil {
+		return
+	}
+	b.rows.reads.add(readRow{c: e.ConversationID, u: e.Actor, up: domain.ClampRead(p.UpToSeq, seq), at: e.At, seq: seq})
+}
+
+// lastSeq is the row of conversation c's last seq, created (without a
+// message) at its first event in the batch.
+func (b *batchBuilder) lastSeq(c string) *lastSeqRow {
+	i, ok := b.convs[c]
+	if !ok {
+		i = len(b.lastSeqRows)
+		b.convs[c] = i
+		b.lastSeqRows = append(b.lastSeqRows, lastSeqRow{id: c, msg: -1})
+	}
+	return &b.lastSeqRows[i]
+}
+
+// member is the row of (c, u)'s membership change in the batch, created
+// (with no join, no leave) at its first change.
+func (b *batchBuilder) member(c, u string) *memberRow {
+	k := memberKey{c, u}
+	i, ok := b.members[k]
+	if !ok {
+		i = len(b.memberRows)
+		b.members[k] = i
+		b.memberRows = append(b.memberRows, memberRow{c: c, u: u, js: -1, ls: -1, cs: -1})
+	}
+	return &b.memberRows[i]
+}
+
+func (b *batchBuilder) join(c, u string, seq int64, at time.Time) {
+	m := b.member(c, u)
+	if seq > m.js {
+		m.js, m.jat = seq, at
+	}
+	if seq > m.cs {
+		m.cs, m.member = seq, true
+	}
+}
+
+func (b *batchBuilder) leave(c, u string, seq int64, at time.Time) {
+	m := b.member(c, u)
+	if seq > m.ls {
+		m.ls, m.lat = seq, at
+	}
+	if seq > m.cs {
+		m.cs, m.member = seq, false
+	}
+}

@@ -1,0 +1,356 @@
+package projections
+
+import "time"
+
+// The rows a batch writes, one type per statement. Each statement sends its
+// rows as parallel arrays, $1 first, unnested by Postgres into a multi-row
+// INSERT or UPDATE. A row type's appendTo is the one place that maps its
+// fields to those arrays: it sits under the statement's SQL, calls one
+// arrays method per $n in the SQL's order, and each method is named for the
+// parameter's SQL array type ($2::bigint[] is bigint).
+// TestBatchArraysMatchTheirStatements checks the types and the count
+// against the SQL; the names of the fields follow the SQL's column names or
+// unnest aliases, so a swap is visible to a reader.
+
+// arrays are the argument arrays of one statement, built row by row.
+type arrays struct {
+	cols []column
+	n    int // the parameter the row being appended is at, 0-based
+	rows int
+	hint int // the capacity of a new column (the expected rows), 0 if unknown
+}
+
+// column is one $n: the values of one field of every row, in the slice its
+// SQL array type is encoded from.
+type column struct {
+	typ  string // the SQL array type, without []
+	text []string
+	i64  []int64
+	at   []time.Time
+	bool []bool
+}
+
+// col is the column of the next parameter, created with the first row.
+func (a *arrays) col(typ string) *column {
+	if a.n == len(a.cols) {
+		a.cols = append(a.cols, column{typ: typ})
+	}
+	c := &a.cols[a.n]
+	a.n++
+	return c
+}
+
+func (a *arrays) text(v string) {
+	c := a.col("text")
+	if c.text == nil && a.hint > 0 {
+		c.text = make([]string, 0, a.hint)
+	}
+	c.text = append(c.text, v)
+}
+
+// jsonb is sent as text; Postgres parses it.
+func (a *arrays) jsonb(v string) {
+	c := a.col("jsonb")
+	if c.text == nil && a.hint > 0 {
+		c.text = make([]string, 0, a.hint)
+	}
+	c.text = append(c.text, v)
+}
+
+func (a *arrays) bigint(v int64) {
+	c := a.col("bigint")
+	if c.i64 == nil && a.hint > 0 {
+		c.i64 = make([]int64, 0, a.hint)
+	}
+	c.i64 = append(c.i64, v)
+}
+
+func (a *arrays) timestamptz(v time.Time) {
+	c := a.col("timestamptz")
+	if c.at == nil && a.hint > 0 {
+		c.at = make([]time.Time, 0, a.hint)
+	}
+	c.at = append(c.at, v)
+}
+
+func (a *arrays) boolean(v bool) {
+	c := a.col("bool")
+	c.bool = append(c.bool, v)
+}
+
+// args are the statement's arguments, $1 first.
+func (a *arrays) args() []any {
+	out := make([]any, len(a.cols))
+	for i, c := range a.cols {
+		switch c.typ {
+		case "text", "jsonb":
+			out[i] = c.text
+		case "bigint":
+			out[i] = c.i64
+		case "timestamptz":
+			out[i] = c.at
+		case "bool":
+			out[i] = c.bool
+		}
+	}
+	return out
+}
+
+// row is a row of one statement.
+type row interface {
+	appendTo(a *arrays)
+}
+
+// table collects the rows of one statement.
+type table[R row] struct{ arrays }
+
+func (t *table[R]) add(r R) {
+	r.appendTo(&t.arrays)
+	t.n = 0
+	t.rows++
+}
+
+// batchRows is a batch reduced to the rows of each statement.
+type batchRows struct {
+	events        table[eventRow]
+	conversations table[conversationRow]
+	lastSeq       table[lastSeqRow]
+	members       table[memberRow]
+	messages      table[messageRow]
+	edits         table[editRow]
+	deletes       table[deleteRow]
+	reads         table[readRow]
+}
+
+// statements are the batch's statements, in the order the pipeline runs
+// them: a conversation is inserted before its last seq is updated, members
+// before their read cursors, messages before their edits and deletes.
+// Unguarded, events and messages skip the pre-insert check of their primary
+// keys (see applyTx).
+func (b *batchRows) statements(s *Store, guarded bool) []stmt {
+	eventsConflict, messagesConflict := "", "ON CONFLICT (conversation_id, message_id) DO NOTHING"
+	if guarded {
+		eventsConflict, messagesConflict = "ON CONFLICT DO NOTHING", "ON CONFLICT DO NOTHING"
+	}
+	var out []stmt
+	add := func(name, sql string, a *arrays) {
+		if a.rows > 0 {
+			out = append(out, stmt{name: name, sql: s.q(sql), args: a.args()})
+		}
+	}
+	add("events", eventsSQL+eventsConflict, &b.events.arrays)
+	add("conversations", conversationsSQL, &b.conversations.arrays)
+	add("last_seq", lastSeqSQL, &b.lastSeq.arrays)
+	add("members", membersSQL, &b.members.arrays)
+	add("messages", messagesSQL+messagesConflict, &b.messages.arrays)
+	add("edits", editsSQL, &b.edits.arrays)
+	add("deletes", deletesSQL, &b.deletes.arrays)
+	add("reads", readsSQL, &b.reads.arrays)
+	return out
+}
+
+// eventsSQL inserts every record's event; the conflict clause follows.
+const eventsSQL = `INSERT INTO {s}.events (conversation_id, seq, event_id, type, actor, at, data)
+		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::jsonb[])
+		`
+
+type eventRow struct {
+	conversationID string
+	seq            int64
+	eventID        string
+	typ            string
+	actor          string
+	at             time.Time
+	data           string
+}
+
+func (r eventRow) appendTo(a *arrays) {
+	a.text(r.conversationID)
+	a.bigint(r.seq)
+	a.text(r.eventID)
+	a.text(r.typ)
+	a.text(r.actor)
+	a.timestamptz(r.at)
+	a.jsonb(r.data)
+}
+
+// conversationsSQL inserts a created conversation, its last seq at its
+// creation.
+const conversationsSQL = `INSERT INTO {s}.conversations (conversation_id, kind, title, created_by, created_at, created_seq, last_seq, last_activity_at)
+		SELECT v.id, v.kind, v.title, v.by, v.at, v.seq, v.seq, v.at
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[]) v(id, kind, title, by, at, seq)
+		ON CONFLICT DO NOTHING`
+
+type conversationRow struct {
+	id    string
+	kind  string
+	title string
+	by    string
+	at    time.Time
+	seq   int64
+}
+
+func (r conversationRow) appendTo(a *arrays) {
+	a.text(r.id)
+	a.text(r.kind)
+	a.text(r.title)
+	a.text(r.by)
+	a.timestamptz(r.at)
+	a.bigint(r.seq)
+}
+
+// lastSeqSQL moves a conversation's last seq (and last message seq) forward
+// to the batch's last event (and message) of it.
+const lastSeqSQL = `UPDATE {s}.conversations c SET
+		last_seq = GREATEST(c.last_seq, v.seq),
+		last_activity_at = CASE WHEN v.seq > c.last_seq THEN v.at ELSE c.last_activity_at END,
+		last_message_seq = CASE WHEN v.msg >= 0 AND v.msg > coalesce(c.last_message_seq, -1) THEN v.msg ELSE c.last_message_seq END
+		FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[]) v(id, seq, msg, at)
+		WHERE c.conversation_id = v.id`
+
+type lastSeqRow struct {
+	id  string
+	seq int64
+	msg int64 // -1: no message in the batch
+	at  time.Time
+}
+
+func (r lastSeqRow) appendTo(a *arrays) {
+	a.text(r.id)
+	a.bigint(r.seq)
+	a.bigint(r.msg)
+	a.timestamptz(r.at)
+}
+
+// membersSQL upserts the batch's net membership change of each (conversation,
+// user): its latest join, its latest leave, and which of them came last.
+const membersSQL = `INSERT INTO {s}.members AS o (conversation_id, user_id, is_member, joined_at, joined_seq, left_at, left_seq, change_seq)
+		SELECT v.c, v.u, v.member,
+		  CASE WHEN v.js >= 0 THEN v.jat END, NULLIF(v.js, -1),
+		  CASE WHEN v.ls >= 0 THEN v.lat END, NULLIF(v.ls, -1), v.cs
+		FROM unnest($1::text[], $2::text[], $3::bool[], $4::bigint[], $5::bigint[], $6::bigint[], $7::timestamptz[], $8::timestamptz[])
+		  v(c, u, member, js, ls, cs, jat, lat)
+		ON CONFLICT (conversation_id, user_id) DO UPDATE SET
+		  is_member  = CASE WHEN excluded.change_seq > o.change_seq THEN excluded.is_member ELSE o.is_member END,
+		  joined_at  = CASE WHEN excluded.joined_seq > coalesce(o.joined_seq, -1) THEN excluded.joined_at ELSE o.joined_at END,
+		  joined_seq = GREATEST(o.joined_seq, excluded.joined_seq),
+		  left_at    = CASE WHEN excluded.left_seq > coalesce(o.left_seq, -1) THEN excluded.left_at ELSE o.left_at END,
+		  left_seq   = GREATEST(o.left_seq, excluded.left_seq),
+		  change_seq = GREATEST(o.change_seq, excluded.change_seq)`
+
+type memberRow struct {
+	c      string
+	u      string
+	member bool
+	js     int64 // the latest join's seq, -1: none in the batch
+	ls     int64 // the latest leave's seq, -1: none in the batch
+	cs     int64 // the latest change's seq
+	jat    time.Time
+	lat    time.Time
+}
+
+func (r memberRow) appendTo(a *arrays) {
+	a.text(r.c)
+	a.text(r.u)
+	a.boolean(r.member)
+	a.bigint(r.js)
+	a.bigint(r.ls)
+	a.bigint(r.cs)
+	a.timestamptz(r.jat)
+	a.timestamptz(r.lat)
+}
+
+// messagesSQL inserts sent messages; the conflict clause follows.
+const messagesSQL = `INSERT INTO {s}.messages (conversation_id, seq, message_id, sender_id, client_msg_id, body, sent_at, version_seq)
+		SELECT v.c, v.seq, v.id, v.sender, v.cmid, v.body, v.at, v.seq
+		FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
+		  v(c, seq, id, sender, cmid, body, at)
+		`
+
+type messageRow struct {
+	c      string
+	seq    int64
+	id     string
+	sender string
+	cmid   string
+	body   string
+	at     time.Time
+}
+
+func (r messageRow) appendTo(a *arrays) {
+	a.text(r.c)
+	a.bigint(r.seq)
+	a.text(r.id)
+	a.text(r.sender)
+	a.text(r.cmid)
+	a.text(r.body)
+	a.timestamptz(r.at)
+}
+
+// Edits and deletes find their row by (conversation_id, message_id): the
+// unique key of the table partitioned by conversation (migration 0004), so
+// each lookup prunes to one partition.
+
+// editsSQL applies the latest edit of each message.
+const editsSQL = `UPDATE {s}.messages m SET body=v.body, edited_at=v.at, version_seq=v.seq
+		FROM (SELECT DISTINCT ON (c, id) * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::text[]) v(id, body, seq, at, c)
+		      ORDER BY c, id, seq DESC) v
+		WHERE m.conversation_id=v.c AND m.message_id=v.id AND m.version_seq < v.seq AND NOT m.deleted`
+
+type editRow struct {
+	id   string
+	body string
+	seq  int64
+	at   time.Time
+	c    string
+}
+
+func (r editRow) appendTo(a *arrays) {
+	a.text(r.id)
+	a.text(r.body)
+	a.bigint(r.seq)
+	a.timestamptz(r.at)
+	a.text(r.c)
+}
+
+const deletesSQL = `UPDATE {s}.messages m SET deleted=true, deleted_at=v.at, body='', version_seq=v.seq
+		FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[]) v(id, seq, at, c)
+		WHERE m.conversation_id=v.c AND m.message_id=v.id AND NOT m.deleted`
+
+type deleteRow struct {
+	id  string
+	seq int64
+	at  time.Time
+	c   string
+}
+
+func (r deleteRow) appendTo(a *arrays) {
+	a.text(r.id)
+	a.bigint(r.seq)
+	a.timestamptz(r.at)
+	a.text(r.c)
+}
+
+// readsSQL moves read cursors forward. Among reads up to the same seq the
+// earliest (by event seq) sets read_at, as a one-by-one apply would: batch
+// bounds must not matter.
+const readsSQL = `UPDATE {s}.members m SET read_seq=v.up, read_at=v.at
+		FROM (SELECT DISTINCT ON (c, u) * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::bigint[]) v(c, u, up, at, seq)
+		      ORDER BY c, u, up DESC, seq) v
+		WHERE m.conversation_id=v.c AND m.user_id=v.u AND v.up > m.read_seq`
+
+type readRow struct {
+	c   string
+	u   string
+	up  int64 // the cursor, clamped below the read event's own seq
+	at  time.Time
+	seq int64
+}
+
+func (r readRow) appendTo(a *arrays) {
+	a.text(r.c)
+	a.text(r.u)
+	a.bigint(r.up)
+	a.timestamptz(r.at)
+	a.bigint(r.seq)
+}

@@ -1,0 +1,72 @@
+package projections
+
+import (
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestBatchArraysMatchTheirStatements: every statement of a batch gets one
+// argument array per $n of its SQL, $1 first, each appended as the SQL array
+// type the SQL casts it to and sent as the Go slice of that type, all of one
+// length.
+func TestBatchArraysMatchTheirStatements(t *testing.T) {
+	b := buildBatch(benchRecords(t, 200))
+	arrays := map[string]*arrays{
+		"events": &b.events.arrays, "conversations": &b.conversations.arrays, "last_seq": &b.lastSeq.arrays,
+		"members": &b.members.arrays, "messages": &b.messages.arrays, "edits": &b.edits.arrays,
+		"deletes": &b.deletes.arrays, "reads": &b.reads.arrays,
+	}
+	param := regexp.MustCompile(`\$(\d+)::(\w+)\[\]`)
+	for _, guarded := range []bool{false, true} {
+		sts := b.statements(NewStore(nil, "s", "topic"), guarded)
+		if len(sts) != len(arrays) {
+			t.Fatalf("guarded=%v: %d statements, want one per table (%d): the records must cover every table", guarded, len(sts), len(arrays))
+		}
+		for _, st := range sts {
+			a := arrays[st.name]
+			ps := param.FindAllStringSubmatch(st.sql, -1)
+			if a == nil || len(ps) != len(a.cols) || len(ps) != len(st.args) {
+				t.Errorf("%s: the SQL has %d array parameters, the rows give %d arrays", st.name, len(ps), len(st.args))
+				continue
+			}
+			for i, p := range ps {
+				if p[1] != strconv.Itoa(i+1) {
+					t.Errorf("%s: parameter %d is $%s: the arrays must be $1, $2, ... in order", st.name, i+1, p[1])
+				}
+				if typ := a.cols[i].typ; p[2] != typ {
+					t.Errorf("%s: $%d is %s[], the rows append %s", st.name, i+1, p[2], typ)
+				}
+				var n int
+				switch v := st.args[i].(type) {
+				case []string:
+					n = len(v)
+					if p[2] != "text" && p[2] != "jsonb" {
+						t.Errorf("%s: $%d is %s[], sent as %T", st.name, i+1, p[2], v)
+					}
+				case []int64:
+					n = len(v)
+					if p[2] != "bigint" {
+						t.Errorf("%s: $%d is %s[], sent as %T", st.name, i+1, p[2], v)
+					}
+				case []time.Time:
+					n = len(v)
+					if p[2] != "timestamptz" {
+						t.Errorf("%s: $%d is %s[], sent as %T", st.name, i+1, p[2], v)
+					}
+				case []bool:
+					n = len(v)
+					if p[2] != "bool" {
+						t.Errorf("%s: $%d is %s[], sent as %T", st.name, i+1, p[2], v)
+					}
+				default:
+					t.Errorf("%s: $%d sent as %T", st.name, i+1, v)
+				}
+				if n != a.rows {
+					t.Errorf("%s: $%d has %d values for %d rows", st.name, i+1, n, a.rows)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,85 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Read-model schemas: their stored offsets, whether one exists, dropping
+// one.
+
+// querier is a pool, a connection or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// offsetsIn is the next offset of every partition of topic stored in
+// schema.
+func offsetsIn(ctx context.Context, q querier, schema, topic string) (map[int32]int64, error) {
+	rows, err := q.Query(ctx, `SELECT partition, next_offset FROM `+pgx.Identifier{schema, "projector_offsets"}.Sanitize()+
+		` WHERE topic=$1`, topic)
+	if err != nil {
+		return nil, fmt.Errorf("offsets of %s: %w", schema, err)
+	}
+	out := map[int32]int64{}
+	var p int32
+	var off int64
+	if _, err := pgx.ForEachRow(rows, []any{&p, &off}, func() error { out[p] = off; return nil }); err != nil {
+		return nil, fmt.Errorf("offsets of %s: %w", schema, err)
+	}
+	return out, nil
+}
+
+// liveOffsets is the live schema's next offset per partition, for every
+// partition of hwm (0 where it has none yet).
+func liveOffsets(ctx context.Context, pool *pgxpool.Pool, schema, topic string, hwm map[int32]int64) (map[int32]int64, error) {
+	off, err := offsetsIn(ctx, pool, schema, topic)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int32]int64{}
+	for p := range hwm {
+		out[p] = off[p]
+	}
+	return out, nil
+}
+
+func schemaExists(ctx context.Context, pool *pgxpool.Pool, schema string) (bool, error) {
+	var ok bool
+	err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname=$1)`, schema).Scan(&ok)
+	if err != nil {
+		return false, unavailable("schema exists", err)
+	}
+	return ok, nil
+}
+
+// DropSchema drops a read-model schema that no deployment uses: neither an
+// active schema nor an analytics schema, and one that has the read-model
+// bookkeeping table (so it cannot drop an unrelated schema by mistake).
+func DropSchema(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	var inUse bool
+	err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM parley.read_model WHERE $1 IN (active_schema, analytics_schema))`,
+		schema).Scan(&inUse)
+	if err != nil && !isUndefined(err) {
+		return unavailable("read-model pointer", err)
+	}
+	if inUse {
+		return fmt.Errorf("schema %s is in use by a read-model pointer", schema)
+	}
+	var isReadModel bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`,
+		pgx.Identifier{schema, "projector_offsets"}.Sanitize()).Scan(&isReadModel); err != nil {
+		return unavailable("drop schema", err)
+	}
+	if !isReadModel {
+		return fmt.Errorf("schema %s is not a read-model schema (it has no projector_offsets)", schema)
+	}
+	if _, err := pool.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
+		return fmt.Errorf("drop schema %s: %w", schema, err)
+	}
+	return nil
+}

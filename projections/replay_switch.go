@@ -1,0 +1,107 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// switchOver flips the pointer to the new schema, retrying when a lock wait
+// times out (an analyst's long query on a view, a stuck batch).
+func (run *replayRun) switchOver(ctx context.Context) error {
+	run.phase.Store(ptr2("switch"))
+	var err error
+	for attempt := range 10 {
+		if err = run.switchTx(ctx); err == nil || !isLockTimeout(err) {
+			return err
+		}
+		run.r.Log.Warn("replay switch timed out waiting for a lock; retrying", "attempt", attempt+1, "err", err)
+		if err := run.catchUp(ctx); err != nil {
+			return err
+		}
+	}
+	return err
+}
+
+// switchTx is the switch transaction:
+//  1. the pointer's exclusive advisory lock: pointer-following batches
+//     wait, and none is in flight;
+//  2. the old schema's offsets table locked EXCLUSIVE: a batch still
+//     writing it without the pointer (an old node) finishes first, and none
+//     starts;
+//  3. the new schema catches up, in this transaction, to the old schema's
+//     offsets, which are now final;
+//  4. the pointer and the analytics views move to the new schema.
+//
+// Every batch after the commit reads the new pointer and starts at or below
+// the old schema's offsets, which the new schema has reached: nothing is
+// missing, and what it has already is skipped.
+func (run *replayRun) switchTx(ctx context.Context) error {
+	r := run.r
+	schema := run.st.Schema()
+	// What the transaction applies is lost if it rolls back: so is the
+	// position it reached.
+	saved := maps.Clone(run.pos)
+	err := pgx.BeginFunc(ctx, r.Pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`SELECT set_config('lock_timeout', '%d', true), %s`,
+			r.SwitchLockTimeout.Milliseconds(), planSettings)); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, pointerLockClass, r.Name); err != nil {
+			return fmt.Errorf("pointer lock: %w", err)
+		}
+		var old, analytics string
+		if err := tx.QueryRow(ctx, `SELECT active_schema, analytics_schema FROM parley.read_model WHERE name=$1 FOR UPDATE`,
+			r.Name).Scan(&old, &analytics); err != nil {
+			return fmt.Errorf("read-model pointer: %w", err)
+		}
+		if old == schema {
+			return nil
+		}
+		if err := run.catchUpToOld(ctx, tx, old); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE parley.read_model SET previous_schema=active_schema, active_schema=$2,
+			switched_at=now() WHERE name=$1`, r.Name, schema); err != nil {
+			return fmt.Errorf("switch pointer: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `SELECT parley.point_analytics($1, $2)`, analytics, schema); err != nil {
+			return fmt.Errorf("analytics views: %w", err)
+		}
+		r.Log.Info("read models switching", "from", old, "to", schema, "analytics", analytics)
+		return nil
+	})
+	if err != nil {
+		run.pos = saved
+	}
+	return err
+}
+
+// catchUpToOld applies, inside tx, what the old schema has beyond the new.
+func (run *replayRun) catchUpToOld(ctx context.Context, tx pgx.Tx, old string) error {
+	var present bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`,
+		pgx.Identifier{old, "projector_offsets"}.Sanitize()).Scan(&present); err != nil {
+		return err
+	}
+	if !present {
+		return nil // the old schema is gone: nobody writes it
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE `+pgx.Identifier{old, "projector_offsets"}.Sanitize()+` IN EXCLUSIVE MODE`); err != nil {
+		return fmt.Errorf("lock %s.projector_offsets: %w", old, err)
+	}
+	live, err := offsetsIn(ctx, tx, old, run.r.Topic)
+	if err != nil {
+		return err
+	}
+	return run.applyInTx(ctx, tx, live)
+}
+
+func isLockTimeout(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "55P03"
+}
