@@ -14,7 +14,50 @@ import (
 // A user who never was a member gets not_found, so that outsiders cannot
 // probe which conversations exist (direct conversation ids are derivable);
 // a former member gets forbidden.
-type Access struct{ d *Deps }
+type Access struct {
+	cache MembershipCache
+	read  MembersReadModel
+	fresh Freshness
+}
+
+// MembershipCache is the fast membership state (Redis) as the access check
+// uses it: one user's latest change, everyone's, and the rebuild from the
+// read model. known/complete is false unless the cache holds every member
+// of the conversation.
+type MembershipCache interface {
+	MemberLookup
+	MemberList
+	MemberWriter
+	MarkComplete(ctx context.Context, conv string) error
+}
+
+// MemberLookup reads one user's latest membership change from the cache.
+type MemberLookup interface {
+	Membership(ctx context.Context, conv, user string) (m domain.Membership, known bool, err error)
+}
+
+// MemberList reads every user's latest membership change from the cache.
+type MemberList interface {
+	Memberships(ctx context.Context, conv string) (ms map[string]domain.Membership, complete bool, err error)
+}
+
+// MemberWriter applies membership changes to the cache (newest seq wins).
+type MemberWriter interface {
+	ApplyMembership(ctx context.Context, conv string, seq int64, member bool, users ...string) error
+}
+
+// MembersReadModel is the read model's membership of a conversation: every
+// user who ever was a member, with their latest change.
+type MembersReadModel interface {
+	Memberships(ctx context.Context, conv string) (map[string]domain.Membership, error)
+}
+
+// NewAccess builds the access check on the cache, falling back to the read
+// model once fresh says it caught up.
+func NewAccess(cache MembershipCache, read MembersReadModel, fresh Freshness) Access {
+	mustHave("Access", map[string]any{"cache": cache, "read": read, "fresh": fresh})
+	return Access{cache: cache, read: read, fresh: fresh}
+}
 
 // RequireMember returns nil if user is a member of conv now.
 func (a Access) RequireMember(ctx context.Context, conv, user string) error {
@@ -34,7 +77,7 @@ func (a Access) RequireMember(ctx context.Context, conv, user string) error {
 
 // membership returns user's state; known reports a past membership record.
 func (a Access) membership(ctx context.Context, conv, user string) (domain.Membership, bool, error) {
-	m, complete, err := a.d.Members.Membership(ctx, conv, user)
+	m, complete, err := a.cache.Membership(ctx, conv, user)
 	if err != nil || m.Member {
 		return m, m.Member, err
 	}
@@ -44,14 +87,14 @@ func (a Access) membership(ctx context.Context, conv, user string) (domain.Membe
 	// Redis does not hold the whole conversation: it may lag (a conversation
 	// created a moment ago, seen first by another node) or have lost its
 	// data. Rebuild it from the read model once that has everything acked.
-	if err := a.d.Fresh.WaitProjected(ctx, conv); err != nil {
+	if err := a.fresh.WaitProjected(ctx, conv); err != nil {
 		return m, false, err
 	}
-	ms, err := a.d.Read.Memberships(ctx, conv)
+	ms, err := a.read.Memberships(ctx, conv)
 	if err != nil {
 		return m, false, err
 	}
-	if err := reloadMembers(ctx, a.d.Members, conv, ms); err != nil {
+	if err := reloadMembers(ctx, a.cache, conv, ms); err != nil {
 		return m, false, err
 	}
 	um, ok := ms[user]
@@ -74,13 +117,13 @@ func reloadMembers(ctx context.Context, cache MembershipCache, conv string, ms m
 
 // Exists reports whether the conversation exists (for direct creates).
 func (a Access) Exists(ctx context.Context, conv string) (bool, error) {
-	_, known, err := a.d.Members.Memberships(ctx, conv)
+	_, known, err := a.cache.Memberships(ctx, conv)
 	if err != nil || known {
 		return known, err
 	}
-	if err := a.d.Fresh.WaitProjected(ctx, conv); err != nil {
+	if err := a.fresh.WaitProjected(ctx, conv); err != nil {
 		return false, err
 	}
-	ms, err := a.d.Read.Memberships(ctx, conv)
+	ms, err := a.read.Memberships(ctx, conv)
 	return len(ms) > 0, err
 }

@@ -15,8 +15,24 @@ type AddMember struct {
 
 // AddMemberHandler handles AddMember.
 type AddMemberHandler struct {
-	d      *Deps
-	access Access
+	log     EventLog
+	members GroupMembers
+	access  MemberCheck
+	clock   Clock
+}
+
+// GroupMembers is the membership cache as add_member uses it: is the user
+// in already, is there room, and the join applied right after its ack.
+type GroupMembers interface {
+	MemberLookup
+	MemberList
+	MemberWriter
+}
+
+// NewAddMemberHandler builds the handler (clock nil: the real one).
+func NewAddMemberHandler(log EventLog, members GroupMembers, access MemberCheck, clock Clock) AddMemberHandler {
+	mustHave("AddMemberHandler", map[string]any{"log": log, "members": members, "access": access})
+	return AddMemberHandler{log: log, members: members, access: access, clock: clockOr(clock)}
 }
 
 // Handle adds the member; members of the group may add others.
@@ -33,7 +49,7 @@ func (h AddMemberHandler) Handle(ctx context.Context, actor string, c AddMember)
 	if domain.IsDirectID(c.ConversationID) {
 		return fmt.Errorf("%w: only group conversations take new members", domain.ErrBadRequest)
 	}
-	m, _, err := h.d.Members.Membership(ctx, c.ConversationID, c.UserID)
+	m, _, err := h.members.Membership(ctx, c.ConversationID, c.UserID)
 	if err != nil {
 		return err
 	}
@@ -43,17 +59,17 @@ func (h AddMemberHandler) Handle(ctx context.Context, actor string, c AddMember)
 	if err := h.requireRoom(ctx, c.ConversationID); err != nil {
 		return err
 	}
-	_, seq, err := h.d.appendEvent(ctx, domain.EvMemberJoined, c.ConversationID, actor, domain.MemberChanged{UserID: c.UserID})
+	_, seq, err := appendEvent(ctx, h.log, h.clock, domain.EvMemberJoined, c.ConversationID, actor, domain.MemberChanged{UserID: c.UserID})
 	if err != nil {
 		return err
 	}
-	return h.d.Members.ApplyMembership(ctx, c.ConversationID, seq, true, c.UserID)
+	return h.members.ApplyMembership(ctx, c.ConversationID, seq, true, c.UserID)
 }
 
 // requireRoom refuses a member past domain.MaxGroupMembers, the limit
 // conversation.create applies (two adds racing at the limit may both pass).
 func (h AddMemberHandler) requireRoom(ctx context.Context, conv string) error {
-	ms, _, err := h.d.Members.Memberships(ctx, conv)
+	ms, _, err := h.members.Memberships(ctx, conv)
 	if err != nil {
 		return err
 	}

@@ -19,8 +19,38 @@ type CreateConversation struct {
 
 // CreateConversationHandler handles CreateConversation.
 type CreateConversationHandler struct {
-	d      *Deps
-	access Access
+	log     EventLog
+	members ConversationCache
+	exists  ConversationCheck
+	fresh   Freshness
+	read    ConversationReadModel
+	clock   Clock
+}
+
+// ConversationCache is the membership cache as conversation.create writes
+// it: the first members, and the mark that the cache has held the
+// conversation since its creation (complete, every send record kept).
+type ConversationCache interface {
+	MemberWriter
+	MarkCreated(ctx context.Context, conv string) error
+}
+
+// ConversationCheck tells whether a conversation exists (Access).
+type ConversationCheck interface {
+	Exists(ctx context.Context, conv string) (bool, error)
+}
+
+// ConversationReadModel reads a conversation from the read model
+// (domain.ErrNotFound when it has none).
+type ConversationReadModel interface {
+	Conversation(ctx context.Context, conv string) (domain.Conversation, error)
+}
+
+// NewCreateConversationHandler builds the handler (clock nil: the real one).
+func NewCreateConversationHandler(log EventLog, members ConversationCache, exists ConversationCheck, fresh Freshness,
+	read ConversationReadModel, clock Clock) CreateConversationHandler {
+	mustHave("CreateConversationHandler", map[string]any{"log": log, "members": members, "exists": exists, "fresh": fresh, "read": read})
+	return CreateConversationHandler{log: log, members: members, exists: exists, fresh: fresh, read: read, clock: clockOr(clock)}
 }
 
 // Validate checks the command and returns the full, sorted member list.
@@ -68,15 +98,15 @@ func (h CreateConversationHandler) Handle(ctx context.Context, actor string, c C
 			return conv, err
 		}
 	}
-	e, seq, err := h.d.appendEvent(ctx, domain.EvConversationCreated, id, actor,
+	e, seq, err := appendEvent(ctx, h.log, h.clock, domain.EvConversationCreated, id, actor,
 		domain.ConversationCreated{Kind: c.Kind, Title: c.Title, Members: members})
 	if err != nil {
 		return domain.Conversation{}, err
 	}
-	if err := h.d.Members.ApplyMembership(ctx, id, seq, true, members...); err != nil {
+	if err := h.members.ApplyMembership(ctx, id, seq, true, members...); err != nil {
 		return domain.Conversation{}, err
 	}
-	if err := h.d.Members.MarkCreated(ctx, id); err != nil {
+	if err := h.members.MarkCreated(ctx, id); err != nil {
 		return domain.Conversation{}, err
 	}
 	return domain.Conversation{ConversationID: id, Kind: c.Kind, Title: c.Title, Members: members,
@@ -84,14 +114,14 @@ func (h CreateConversationHandler) Handle(ctx context.Context, actor string, c C
 }
 
 func (h CreateConversationHandler) existingDirect(ctx context.Context, id string) (domain.Conversation, bool, error) {
-	exists, err := h.access.Exists(ctx, id)
+	exists, err := h.exists.Exists(ctx, id)
 	if err != nil || !exists {
 		return domain.Conversation{}, false, err
 	}
-	if err := h.d.Fresh.WaitProjected(ctx, id); err != nil {
+	if err := h.fresh.WaitProjected(ctx, id); err != nil {
 		return domain.Conversation{}, false, err
 	}
-	conv, err := h.d.Read.Conversation(ctx, id)
+	conv, err := h.read.Conversation(ctx, id)
 	if errors.Is(err, domain.ErrNotFound) {
 		return conv, false, nil
 	}

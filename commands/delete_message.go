@@ -14,8 +14,15 @@ type DeleteMessage struct {
 
 // DeleteMessageHandler handles DeleteMessage.
 type DeleteMessageHandler struct {
-	d      *Deps
-	access Access
+	log   EventLog
+	msgs  ownMessages
+	clock Clock
+}
+
+// NewDeleteMessageHandler builds the handler (clock nil: the real one).
+func NewDeleteMessageHandler(log EventLog, access MemberCheck, fresh Freshness, read MessageReadModel, clock Clock) DeleteMessageHandler {
+	mustHave("DeleteMessageHandler", map[string]any{"log": log, "access": access, "fresh": fresh, "read": read})
+	return DeleteMessageHandler{log: log, msgs: ownMessages{access: access, fresh: fresh, read: read}, clock: clockOr(clock)}
 }
 
 // Handle logs the tombstone; deleting a deleted message is a no-op.
@@ -26,11 +33,11 @@ func (h DeleteMessageHandler) Handle(ctx context.Context, actor string, c Delete
 	if err := domain.ValidateID("message_id", c.MessageID); err != nil {
 		return err
 	}
-	m, err := ownMessage(ctx, h.d, h.access, actor, c.ConversationID, c.MessageID)
+	m, err := h.msgs.get(ctx, actor, c.ConversationID, c.MessageID)
 	if err != nil || m.Deleted {
 		return err
 	}
-	_, _, err = h.d.appendEvent(ctx, domain.EvMessageDeleted, c.ConversationID, actor,
+	_, _, err = appendEvent(ctx, h.log, h.clock, domain.EvMessageDeleted, c.ConversationID, actor,
 		domain.MessageDeleted{MessageID: m.MessageID, MessageSeq: m.Seq})
 	return err
 }

@@ -1,6 +1,12 @@
 // Package commands holds Parley's use cases: each file takes one command,
 // authorizes and validates it, decides, and appends events to the log. The
 // ok reply goes out only after the log has the event with acks=all.
+//
+// Each handler holds only the ports it uses: small interfaces declared next
+// to their use (EventLog and Clock here, shared by most; MembershipCache and
+// MembersReadModel in access.go; Idempotency and ClientMsgReadModel in
+// send_message.go; ...). New builds every handler from Deps, the one place
+// that knows every adapter; tests build one handler on in-memory fakes.
 package commands
 
 import (
@@ -15,21 +21,28 @@ type EventLog interface {
 	Append(ctx context.Context, e domain.Event) (int64, error)
 }
 
-// MembershipCache is the fast membership state (Redis).
-type MembershipCache interface {
-	ApplyMembership(ctx context.Context, conv string, seq int64, member bool, users ...string) error
-	Membership(ctx context.Context, conv, user string) (domain.Membership, bool, error)
-	Memberships(ctx context.Context, conv string) (map[string]domain.Membership, bool, error)
-	MarkComplete(ctx context.Context, conv string) error
-	MarkCreated(ctx context.Context, conv string) error
+// Clock tells the time of events and paces waits (the pending-send
+// deadline and its polls). The real one is the default; tests use a fake.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
 }
 
-// ReadModel is what commands read from the projections.
-type ReadModel interface {
-	Memberships(ctx context.Context, conv string) (map[string]domain.Membership, error)
-	Conversation(ctx context.Context, conv string) (domain.Conversation, error)
-	Message(ctx context.Context, conv, messageID string) (domain.Message, error)
-	MessageByClientID(ctx context.Context, conv, sender, clientMsgID string) (domain.Message, bool, error)
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+func clockOr(c Clock) Clock {
+	if c == nil {
+		return realClock{}
+	}
+	return c
+}
+
+// MemberCheck is the access rule every use case applies (Access).
+type MemberCheck interface {
+	RequireMember(ctx context.Context, conv, user string) error
 }
 
 // Freshness waits until the read model has every event of conv's partition
@@ -38,44 +51,37 @@ type Freshness interface {
 	WaitProjected(ctx context.Context, conv string) error
 }
 
-// Idempotency keeps the records of message.send.
-type Idempotency interface {
-	// Reserve claims a send (see redisstore.Store.Reserve for intact).
-	Reserve(ctx context.Context, conv, sender, clientMsgID, pending string, ttl time.Duration) (won bool, current string, intact bool, err error)
-	// ReserveMember claims like Reserve in the same round trip as the
-	// membership check, when the cache confirms the sender is a member;
-	// member false: nothing was claimed, check access the long way.
-	ReserveMember(ctx context.Context, conv, sender, clientMsgID, pending string, ttl time.Duration) (member, won bool, current string, intact bool, err error)
-	Complete(ctx context.Context, conv, sender, clientMsgID, record string, ttl time.Duration) error
-	TakeOver(ctx context.Context, conv, sender, clientMsgID, old, pending string, ttl time.Duration) (bool, error)
+// MembershipStore is the whole membership cache as the wiring hands it out:
+// what the access check reads and rebuilds, and what conversation.create
+// writes.
+type MembershipStore interface {
+	MembershipCache
+	ConversationCache
 }
 
-// Ephemeral carries pushes that are never logged (typing).
-type Ephemeral interface {
-	Publish(ctx context.Context, d domain.Delivery) error
+// ReadModel is everything commands read from the projections.
+type ReadModel interface {
+	MembersReadModel
+	ConversationReadModel
+	MessageReadModel
+	ClientMsgReadModel
 }
 
-// Deps are what every use case may need.
+// Deps are every port, for New to hand each handler the ones it uses.
 type Deps struct {
 	Log       EventLog
-	Members   MembershipCache
+	Members   MembershipStore
 	Read      ReadModel
 	Fresh     Freshness
 	Idem      Idempotency
 	Ephemeral Ephemeral
-	Now       func() time.Time
-	// IdemTTL is how long a send's record is kept (at least 24 h).
+	// Clock is the real clock when nil.
+	Clock Clock
+	// IdemTTL is how long a send's record is kept (0: 48 h).
 	IdemTTL time.Duration
 	// PendingStale is how long a send in flight on another node is waited
-	// for before it is presumed dead and checked against the log.
+	// for before it is presumed dead and checked against the log (0: 10 s).
 	PendingStale time.Duration
-}
-
-func (d *Deps) now() time.Time {
-	if d.Now != nil {
-		return d.Now().UTC()
-	}
-	return time.Now().UTC()
 }
 
 // Handlers is every use case, for the transports.
@@ -91,35 +97,39 @@ type Handlers struct {
 	Access             Access
 }
 
-// New builds every handler on the same dependencies.
+// New builds every handler, each on the ports it uses.
 func New(d Deps) *Handlers {
-	if d.IdemTTL == 0 {
-		d.IdemTTL = 48 * time.Hour
-	}
-	if d.PendingStale == 0 {
-		d.PendingStale = 10 * time.Second
-	}
-	dp := &d
-	a := Access{d: dp}
+	a := NewAccess(d.Members, d.Read, d.Fresh)
 	return &Handlers{
-		CreateConversation: CreateConversationHandler{d: dp, access: a},
-		AddMember:          AddMemberHandler{d: dp, access: a},
-		LeaveConversation:  LeaveConversationHandler{d: dp, access: a},
-		SendMessage:        SendMessageHandler{d: dp, access: a},
-		EditMessage:        EditMessageHandler{d: dp, access: a},
-		DeleteMessage:      DeleteMessageHandler{d: dp, access: a},
-		Typing:             TypingHandler{d: dp, access: a},
-		MarkRead:           MarkReadHandler{d: dp, access: a},
-		Access:             a,
+		CreateConversation: NewCreateConversationHandler(d.Log, d.Members, a, d.Fresh, d.Read, d.Clock),
+		AddMember:          NewAddMemberHandler(d.Log, d.Members, a, d.Clock),
+		LeaveConversation:  NewLeaveConversationHandler(d.Log, d.Members, a, d.Clock),
+		SendMessage: NewSendMessageHandler(d.Log, d.Idem, a, d.Fresh, d.Read,
+			SendConfig{IdemTTL: d.IdemTTL, PendingStale: d.PendingStale, Clock: d.Clock}),
+		EditMessage:   NewEditMessageHandler(d.Log, a, d.Fresh, d.Read, d.Clock),
+		DeleteMessage: NewDeleteMessageHandler(d.Log, a, d.Fresh, d.Read, d.Clock),
+		Typing:        NewTypingHandler(d.Members, d.Ephemeral, a, d.Clock),
+		MarkRead:      NewMarkReadHandler(d.Log, a, d.Clock),
+		Access:        a,
 	}
 }
 
-// appendEvent builds and appends an event, returning it with its seq.
-func (d *Deps) appendEvent(ctx context.Context, typ, conv, actor string, payload any) (domain.Event, int64, error) {
-	e, err := domain.NewEvent(typ, conv, actor, d.now(), payload)
+// mustHave fails fast when a handler is built without one of its ports.
+func mustHave(handler string, ports map[string]any) {
+	for name, p := range ports {
+		if p == nil {
+			panic("commands: " + handler + " built without " + name)
+		}
+	}
+}
+
+// appendEvent builds an event at the clock's time and appends it, returning
+// it with its seq.
+func appendEvent(ctx context.Context, log EventLog, clock Clock, typ, conv, actor string, payload any) (domain.Event, int64, error) {
+	e, err := domain.NewEvent(typ, conv, actor, clock.Now().UTC(), payload)
 	if err != nil {
 		return e, 0, err
 	}
-	seq, err := d.Log.Append(ctx, e)
+	seq, err := log.Append(ctx, e)
 	return e, seq, err
 }

@@ -16,8 +16,21 @@ type EditMessage struct {
 
 // EditMessageHandler handles EditMessage.
 type EditMessageHandler struct {
-	d      *Deps
-	access Access
+	log   EventLog
+	msgs  ownMessages
+	clock Clock
+}
+
+// MessageReadModel reads one message from the read model
+// (domain.ErrNotFound when it has none).
+type MessageReadModel interface {
+	Message(ctx context.Context, conv, messageID string) (domain.Message, error)
+}
+
+// NewEditMessageHandler builds the handler (clock nil: the real one).
+func NewEditMessageHandler(log EventLog, access MemberCheck, fresh Freshness, read MessageReadModel, clock Clock) EditMessageHandler {
+	mustHave("EditMessageHandler", map[string]any{"log": log, "access": access, "fresh": fresh, "read": read})
+	return EditMessageHandler{log: log, msgs: ownMessages{access: access, fresh: fresh, read: read}, clock: clockOr(clock)}
 }
 
 // Handle logs the edit and returns the edited message.
@@ -31,14 +44,14 @@ func (h EditMessageHandler) Handle(ctx context.Context, actor string, c EditMess
 	if err := domain.ValidateBody(c.Body); err != nil {
 		return domain.Message{}, err
 	}
-	m, err := ownMessage(ctx, h.d, h.access, actor, c.ConversationID, c.MessageID)
+	m, err := h.msgs.get(ctx, actor, c.ConversationID, c.MessageID)
 	if err != nil {
 		return m, err
 	}
 	if m.Deleted {
 		return m, fmt.Errorf("%w: message %s is deleted", domain.ErrConflict, c.MessageID)
 	}
-	e, _, err := h.d.appendEvent(ctx, domain.EvMessageEdited, c.ConversationID, actor, domain.MessageEdited{
+	e, _, err := appendEvent(ctx, h.log, h.clock, domain.EvMessageEdited, c.ConversationID, actor, domain.MessageEdited{
 		MessageID: m.MessageID, MessageSeq: m.Seq, ClientMsgID: m.ClientMsgID, SentAt: m.SentAt, Body: c.Body})
 	if err != nil {
 		return m, err
@@ -47,17 +60,24 @@ func (h EditMessageHandler) Handle(ctx context.Context, actor string, c EditMess
 	return m, nil
 }
 
-// ownMessage loads a message the actor sent, in a conversation they are in.
-func ownMessage(ctx context.Context, d *Deps, a Access, actor, conv, id string) (domain.Message, error) {
-	if err := a.RequireMember(ctx, conv, actor); err != nil {
+// ownMessages loads messages for their sender to change (edit, delete).
+type ownMessages struct {
+	access MemberCheck
+	fresh  Freshness
+	read   MessageReadModel
+}
+
+// get loads a message the actor sent, in a conversation they are in.
+func (o ownMessages) get(ctx context.Context, actor, conv, id string) (domain.Message, error) {
+	if err := o.access.RequireMember(ctx, conv, actor); err != nil {
 		return domain.Message{}, err
 	}
 	// Read after the read model has every event acked so far, so an edit
 	// sees the latest state of the message (a delete acked a moment ago).
-	if err := d.Fresh.WaitProjected(ctx, conv); err != nil {
+	if err := o.fresh.WaitProjected(ctx, conv); err != nil {
 		return domain.Message{}, err
 	}
-	m, err := d.Read.Message(ctx, conv, id)
+	m, err := o.read.Message(ctx, conv, id)
 	if err != nil {
 		return m, err
 	}

@@ -14,8 +14,16 @@ type LeaveConversation struct {
 
 // LeaveConversationHandler handles LeaveConversation.
 type LeaveConversationHandler struct {
-	d      *Deps
-	access Access
+	log     EventLog
+	members MemberWriter
+	access  MemberCheck
+	clock   Clock
+}
+
+// NewLeaveConversationHandler builds the handler (clock nil: the real one).
+func NewLeaveConversationHandler(log EventLog, members MemberWriter, access MemberCheck, clock Clock) LeaveConversationHandler {
+	mustHave("LeaveConversationHandler", map[string]any{"log": log, "members": members, "access": access})
+	return LeaveConversationHandler{log: log, members: members, access: access, clock: clockOr(clock)}
 }
 
 // Handle logs the leave; from its seq on the user receives nothing more.
@@ -29,9 +37,9 @@ func (h LeaveConversationHandler) Handle(ctx context.Context, actor string, c Le
 	if domain.IsDirectID(c.ConversationID) {
 		return fmt.Errorf("%w: a direct conversation cannot be left", domain.ErrBadRequest)
 	}
-	_, seq, err := h.d.appendEvent(ctx, domain.EvMemberLeft, c.ConversationID, actor, domain.MemberChanged{UserID: actor})
+	_, seq, err := appendEvent(ctx, h.log, h.clock, domain.EvMemberLeft, c.ConversationID, actor, domain.MemberChanged{UserID: actor})
 	if err != nil {
 		return err
 	}
-	return h.d.Members.ApplyMembership(ctx, c.ConversationID, seq, false, actor)
+	return h.members.ApplyMembership(ctx, c.ConversationID, seq, false, actor)
 }

@@ -14,8 +14,15 @@ type MarkRead struct {
 
 // MarkReadHandler handles MarkRead.
 type MarkReadHandler struct {
-	d      *Deps
-	access Access
+	log    EventLog
+	access MemberCheck
+	clock  Clock
+}
+
+// NewMarkReadHandler builds the handler (clock nil: the real one).
+func NewMarkReadHandler(log EventLog, access MemberCheck, clock Clock) MarkReadHandler {
+	mustHave("MarkReadHandler", map[string]any{"log": log, "access": access})
+	return MarkReadHandler{log: log, access: access, clock: clockOr(clock)}
 }
 
 // Handle logs the read cursor; it drives unread counts and read receipts.
@@ -29,6 +36,6 @@ func (h MarkReadHandler) Handle(ctx context.Context, actor string, c MarkRead) e
 	if err := h.access.RequireMember(ctx, c.ConversationID, actor); err != nil {
 		return err
 	}
-	_, _, err := h.d.appendEvent(ctx, domain.EvReadMarked, c.ConversationID, actor, domain.ReadMarked{UpToSeq: c.Seq})
+	_, _, err := appendEvent(ctx, h.log, h.clock, domain.EvReadMarked, c.ConversationID, actor, domain.ReadMarked{UpToSeq: c.Seq})
 	return err
 }

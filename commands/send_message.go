@@ -21,8 +21,58 @@ type SendMessage struct {
 
 // SendMessageHandler handles SendMessage.
 type SendMessageHandler struct {
-	d      *Deps
-	access Access
+	log    EventLog
+	idem   Idempotency
+	access MemberCheck
+	fresh  Freshness
+	read   ClientMsgReadModel
+	cfg    SendConfig
+}
+
+// Idempotency keeps the records of message.send (infra/redisstore).
+type Idempotency interface {
+	// Reserve claims a send (see redisstore.Store.Reserve for intact).
+	Reserve(ctx context.Context, conv, sender, clientMsgID, pending string, ttl time.Duration) (won bool, current string, intact bool, err error)
+	// ReserveMember claims like Reserve in the same round trip as the
+	// membership check, when the cache confirms the sender is a member;
+	// member false: nothing was claimed, check access the long way.
+	ReserveMember(ctx context.Context, conv, sender, clientMsgID, pending string, ttl time.Duration) (member, won bool, current string, intact bool, err error)
+	Complete(ctx context.Context, conv, sender, clientMsgID, record string, ttl time.Duration) error
+	TakeOver(ctx context.Context, conv, sender, clientMsgID, old, pending string, ttl time.Duration) (bool, error)
+}
+
+// ClientMsgReadModel finds a sender's message by its client_msg_id in the
+// read model: the first one in the log, should it hold several.
+type ClientMsgReadModel interface {
+	MessageByClientID(ctx context.Context, conv, sender, clientMsgID string) (domain.Message, bool, error)
+}
+
+// SendConfig tunes the idempotent send; the zero value is the default.
+type SendConfig struct {
+	// IdemTTL is how long a send's record is kept (0: 48 h).
+	IdemTTL time.Duration
+	// PendingStale is how long a send in flight on another node is waited
+	// for before it is presumed dead and checked against the log (0: 10 s).
+	PendingStale time.Duration
+	// Clock paces that wait and stamps messages (nil: the real clock).
+	Clock Clock
+}
+
+// pendingPoll is how often a send waiting for another's outcome reads its
+// record again.
+const pendingPoll = 10 * time.Millisecond
+
+// NewSendMessageHandler builds the handler.
+func NewSendMessageHandler(log EventLog, idem Idempotency, access MemberCheck, fresh Freshness, read ClientMsgReadModel, cfg SendConfig) SendMessageHandler {
+	mustHave("SendMessageHandler", map[string]any{"log": log, "idem": idem, "access": access, "fresh": fresh, "read": read})
+	if cfg.IdemTTL == 0 {
+		cfg.IdemTTL = 48 * time.Hour
+	}
+	if cfg.PendingStale == 0 {
+		cfg.PendingStale = 10 * time.Second
+	}
+	cfg.Clock = clockOr(cfg.Clock)
+	return SendMessageHandler{log: log, idem: idem, access: access, fresh: fresh, read: read, cfg: cfg}
 }
 
 // Validate checks every field.
@@ -90,14 +140,14 @@ func (h SendMessageHandler) Handle(ctx context.Context, actor string, c SendMess
 // cache confirms the sender is a member, else through the full access
 // check (which may rebuild the cache from the read model) and Reserve.
 func (h SendMessageHandler) claim(ctx context.Context, actor string, c SendMessage, pending string) (won bool, cur string, intact bool, err error) {
-	member, won, cur, intact, err := h.d.Idem.ReserveMember(ctx, c.ConversationID, actor, c.ClientMsgID, pending, h.d.IdemTTL)
+	member, won, cur, intact, err := h.idem.ReserveMember(ctx, c.ConversationID, actor, c.ClientMsgID, pending, h.cfg.IdemTTL)
 	if err != nil || member {
 		return won, cur, intact, err
 	}
 	if err := h.access.RequireMember(ctx, c.ConversationID, actor); err != nil {
 		return false, "", false, err
 	}
-	return h.d.Idem.Reserve(ctx, c.ConversationID, actor, c.ClientMsgID, pending, h.d.IdemTTL)
+	return h.idem.Reserve(ctx, c.ConversationID, actor, c.ClientMsgID, pending, h.cfg.IdemTTL)
 }
 
 // lostRecordCheck bounds the read-model lookup made after a Redis data loss,
@@ -113,22 +163,22 @@ func (h SendMessageHandler) lookup(ctx context.Context, actor string, c SendMess
 		ctx, cancel = context.WithTimeout(ctx, limit)
 		defer cancel()
 	}
-	if err := h.d.Fresh.WaitProjected(ctx, c.ConversationID); err != nil {
+	if err := h.fresh.WaitProjected(ctx, c.ConversationID); err != nil {
 		return domain.Message{}, false, err
 	}
-	return h.d.Read.MessageByClientID(ctx, c.ConversationID, actor, c.ClientMsgID)
+	return h.read.MessageByClientID(ctx, c.ConversationID, actor, c.ClientMsgID)
 }
 
 // send appends the message whose id the pending record holds.
 func (h SendMessageHandler) send(ctx context.Context, actor string, c SendMessage, pending string) (domain.Message, error) {
 	id := recordMessageID(pending)
-	e, seq, err := h.d.appendEvent(ctx, domain.EvMessageSent, c.ConversationID, actor,
+	e, seq, err := appendEvent(ctx, h.log, h.cfg.Clock, domain.EvMessageSent, c.ConversationID, actor,
 		domain.MessageSent{MessageID: id, ClientMsgID: c.ClientMsgID, Body: c.Body})
 	if err != nil {
 		// A failed produce may still have been written (a timeout while a
 		// broker restarts): the retry must ask the log, not send anew.
-		_, _ = h.d.Idem.TakeOver(context.WithoutCancel(ctx), c.ConversationID, actor, c.ClientMsgID,
-			pending, failedPrefix+id, h.d.IdemTTL)
+		_, _ = h.idem.TakeOver(context.WithoutCancel(ctx), c.ConversationID, actor, c.ClientMsgID,
+			pending, failedPrefix+id, h.cfg.IdemTTL)
 		return domain.Message{}, err
 	}
 	m := domain.Message{ConversationID: c.ConversationID, MessageID: id, Seq: seq, SenderID: actor,
@@ -140,7 +190,7 @@ func (h SendMessageHandler) send(ctx context.Context, actor string, c SendMessag
 func (h SendMessageHandler) complete(ctx context.Context, m domain.Message) {
 	// The message is durable already; a lost record only means a retry
 	// finds it through the read model instead.
-	_ = h.d.Idem.Complete(context.WithoutCancel(ctx), m.ConversationID, m.SenderID, m.ClientMsgID, encodeRecord(m), h.d.IdemTTL)
+	_ = h.idem.Complete(context.WithoutCancel(ctx), m.ConversationID, m.SenderID, m.ClientMsgID, encodeRecord(m), h.cfg.IdemTTL)
 }
 
 // acked answers a resend from the first send's compact record, or, when the
@@ -165,7 +215,7 @@ func (h SendMessageHandler) acked(ctx context.Context, actor string, c SendMessa
 // read model) tells whether it was appended; if not, this send takes over
 // with the same message id.
 func (h SendMessageHandler) existing(ctx context.Context, actor string, c SendMessage, cur string) (domain.Message, error) {
-	deadline := time.Now().Add(h.d.PendingStale)
+	deadline := h.cfg.Clock.Now().Add(h.cfg.PendingStale)
 	for {
 		switch {
 		case strings.HasPrefix(cur, compactPrefix):
@@ -180,15 +230,15 @@ func (h SendMessageHandler) existing(ctx context.Context, actor string, c SendMe
 			return h.Handle(ctx, actor, c)
 		case strings.HasPrefix(cur, failedPrefix):
 			return h.recover(ctx, actor, c, cur)
-		case time.Now().After(deadline):
+		case h.cfg.Clock.Now().After(deadline):
 			return h.recover(ctx, actor, c, cur)
 		}
 		select {
 		case <-ctx.Done():
 			return domain.Message{}, fmt.Errorf("%w: waiting for a concurrent send: %v", domain.ErrUnavailable, ctx.Err())
-		case <-time.After(10 * time.Millisecond):
+		case <-h.cfg.Clock.After(pendingPoll):
 		}
-		won, now, _, err := h.d.Idem.Reserve(ctx, c.ConversationID, actor, c.ClientMsgID, cur, h.d.IdemTTL)
+		won, now, _, err := h.idem.Reserve(ctx, c.ConversationID, actor, c.ClientMsgID, cur, h.cfg.IdemTTL)
 		if err != nil {
 			return domain.Message{}, err
 		}
@@ -214,7 +264,7 @@ func (h SendMessageHandler) recover(ctx context.Context, actor string, c SendMes
 	}
 	// A fresh record, so that of two nodes recovering at once one wins.
 	pending := pendingPrefix + recordMessageID(stale) + "/" + domain.NewID("")[:8]
-	won, err := h.d.Idem.TakeOver(ctx, c.ConversationID, actor, c.ClientMsgID, stale, pending, h.d.IdemTTL)
+	won, err := h.idem.TakeOver(ctx, c.ConversationID, actor, c.ClientMsgID, stale, pending, h.cfg.IdemTTL)
 	if err != nil {
 		return domain.Message{}, err
 	}

@@ -15,8 +15,21 @@ type Typing struct {
 
 // TypingHandler handles Typing.
 type TypingHandler struct {
-	d      *Deps
-	access Access
+	members   MemberList
+	ephemeral Ephemeral
+	access    MemberCheck
+	clock     Clock
+}
+
+// Ephemeral carries pushes that are never logged (typing).
+type Ephemeral interface {
+	Publish(ctx context.Context, d domain.Delivery) error
+}
+
+// NewTypingHandler builds the handler (clock nil: the real one).
+func NewTypingHandler(members MemberList, ephemeral Ephemeral, access MemberCheck, clock Clock) TypingHandler {
+	mustHave("TypingHandler", map[string]any{"members": members, "ephemeral": ephemeral, "access": access})
+	return TypingHandler{members: members, ephemeral: ephemeral, access: access, clock: clockOr(clock)}
 }
 
 // Handle pushes typing to the other members.
@@ -27,7 +40,7 @@ func (h TypingHandler) Handle(ctx context.Context, actor string, c Typing) error
 	if err := h.access.RequireMember(ctx, c.ConversationID, actor); err != nil {
 		return err
 	}
-	ms, _, err := h.d.Members.Memberships(ctx, c.ConversationID)
+	ms, _, err := h.members.Memberships(ctx, c.ConversationID)
 	if err != nil {
 		return err
 	}
@@ -39,6 +52,6 @@ func (h TypingHandler) Handle(ctx context.Context, actor string, c Typing) error
 	}
 	frame, _ := json.Marshal(domain.PushFrame{Type: domain.PushTyping,
 		Data: domain.TypingPush{ConversationID: c.ConversationID, UserID: actor}})
-	return h.d.Ephemeral.Publish(ctx, domain.Delivery{ConversationID: c.ConversationID, Recipients: rcpt, Frame: frame,
-		EventAtUnixMs: h.d.now().UnixMilli()})
+	return h.ephemeral.Publish(ctx, domain.Delivery{ConversationID: c.ConversationID, Recipients: rcpt, Frame: frame,
+		EventAtUnixMs: h.clock.Now().UnixMilli()})
 }

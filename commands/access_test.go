@@ -1,0 +1,211 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/domain"
+)
+
+// Unit tests of the access rules (access.go) on the fakes of fakes_test.go:
+// a member acts; a former member gets forbidden; anyone else not found (so
+// outsiders cannot probe which conversations exist); a cache that does not
+// hold the whole conversation is rebuilt from the caught-up read model.
+
+// groupWithFormer creates alice, bob and carol's group and has carol leave.
+func groupWithFormer(t *testing.T, w *world) string {
+	t.Helper()
+	conv := w.group("bob", "carol")
+	leave := NewLeaveConversationHandler(w.log, w.redis, w.access(), w.clock)
+	if err := leave.Handle(context.Background(), "carol", LeaveConversation{ConversationID: conv}); err != nil {
+		t.Fatal(err)
+	}
+	return conv
+}
+
+// wantAccess checks RequireMember for each user (nil: a member).
+func wantAccess(t *testing.T, a Access, conv string, want map[string]error) {
+	t.Helper()
+	for user, w := range want {
+		err := a.RequireMember(context.Background(), conv, user)
+		if w == nil && err != nil || w != nil && !errors.Is(err, w) {
+			t.Errorf("%s: err %v, want %v", user, err, w)
+		}
+	}
+}
+
+var rules = map[string]error{"alice": nil, "bob": nil, "carol": domain.ErrForbidden, "mallory": domain.ErrNotFound}
+
+// A complete cache answers alone.
+func TestAccessFromCompleteCache(t *testing.T) {
+	w := newWorld(t)
+	conv := groupWithFormer(t, w)
+	wantAccess(t, w.access(), conv, rules)
+	if waits, _ := w.read.counts(); waits != 0 {
+		t.Fatalf("%d read-model waits with a complete cache", waits)
+	}
+}
+
+// Redis lost its data: the first check, whoever asks, waits for the read
+// model, rebuilds the whole conversation into the cache and marks it
+// complete; later checks answer from the cache.
+func TestAccessRebuiltAfterCacheLoss(t *testing.T) {
+	for first, want := range rules {
+		t.Run("first "+first, func(t *testing.T) {
+			w := newWorld(t)
+			conv := groupWithFormer(t, w)
+			w.redis.flushAll()
+			a := w.access()
+			wantAccess(t, a, conv, map[string]error{first: want})
+			if waits, _ := w.read.counts(); waits != 1 {
+				t.Fatalf("%d read-model waits, want 1", waits)
+			}
+			ms, complete := w.membersOf(conv)
+			if !complete || len(ms) != 3 || !ms["alice"].Member || !ms["bob"].Member || ms["carol"].Member || ms["carol"].Seq == 0 {
+				t.Fatalf("rebuilt cache %v complete %v: want alice, bob members, carol's leave", ms, complete)
+			}
+			wantAccess(t, a, conv, rules)
+			if waits, _ := w.read.counts(); waits != 1 {
+				t.Fatalf("%d read-model waits after the rebuild, want none more", waits)
+			}
+		})
+	}
+}
+
+// After a loss a later change can land first (the fan-out applies a join):
+// the hash is incomplete and not trusted for anyone it does not show as a
+// member.
+func TestAccessIncompleteCache(t *testing.T) {
+	w := newWorld(t)
+	conv := groupWithFormer(t, w)
+	w.redis.flushAll()
+	add := NewAddMemberHandler(w.log, w.redis, w.access(), w.clock)
+	_, seq, err := appendEvent(context.Background(), w.log, w.clock, domain.EvMemberJoined, conv, "alice", domain.MemberChanged{UserID: "dave"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.redis.ApplyMembership(context.Background(), conv, seq, true, "dave"); err != nil { // as the fan-out does
+		t.Fatal(err)
+	}
+	if _, complete := w.membersOf(conv); complete {
+		t.Fatal("a hash holding one change is complete")
+	}
+	wantAccess(t, w.access(), conv, map[string]error{"carol": domain.ErrForbidden})
+	wantAccess(t, w.access(), conv, map[string]error{"alice": nil, "dave": nil, "mallory": domain.ErrNotFound})
+	if waits, _ := w.read.counts(); waits != 1 {
+		t.Fatalf("%d read-model waits, want the one rebuild", waits)
+	}
+	// The rebuilt cache serves the other use cases: dave is in already.
+	if err := add.Handle(context.Background(), "alice", AddMember{ConversationID: conv, UserID: "dave"}); !errors.Is(err, domain.ErrConflict) {
+		t.Fatalf("adding dave again: err %v, want conflict", err)
+	}
+}
+
+// A conversation nobody created is not found, and no hash is marked
+// complete for it; an unavailable read model is unavailable, never
+// not found.
+func TestAccessUnknownOrUnavailable(t *testing.T) {
+	w := newWorld(t)
+	wantAccess(t, w.access(), "c_nobody", map[string]error{"alice": domain.ErrNotFound})
+	if _, complete := w.membersOf("c_nobody"); complete {
+		t.Fatal("an unknown conversation was marked complete")
+	}
+	conv := groupWithFormer(t, w)
+	w.redis.flushAll()
+	w.read.waitErr = domain.ErrUnavailable
+	wantAccess(t, w.access(), conv, map[string]error{"alice": domain.ErrUnavailable, "mallory": domain.ErrUnavailable})
+	if _, complete := w.membersOf(conv); complete {
+		t.Fatal("the cache was marked complete without the read model")
+	}
+}
+
+// Exists (direct conversation.create) answers from a complete cache, else
+// from the caught-up read model.
+func TestAccessExists(t *testing.T) {
+	w := newWorld(t)
+	conv := w.group("bob")
+	for _, lose := range []bool{false, true} {
+		if lose {
+			w.redis.flushAll()
+		}
+		for c, want := range map[string]bool{conv: true, "c_nobody": false} {
+			if got, err := w.access().Exists(context.Background(), c); err != nil || got != want {
+				t.Errorf("lost %v: Exists(%s) = %v, %v; want %v", lose, c, got, err, want)
+			}
+		}
+	}
+	if waits, _ := w.read.counts(); waits != 3 {
+		t.Fatalf("%d read-model waits, want one per unknown check (3)", waits)
+	}
+}
+
+// The direct conversation of a pair is created once; opening it again
+// returns it from the read model.
+func TestCreateDirectOnce(t *testing.T) {
+	w := newWorld(t)
+	h := NewCreateConversationHandler(w.log, w.redis, w.access(), w.read, w.read, w.clock)
+	c1, err := h.Handle(context.Background(), "alice", CreateConversation{Kind: domain.KindDirect, Members: []string{"bob"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := h.Handle(context.Background(), "bob", CreateConversation{Kind: domain.KindDirect, Members: []string{"alice"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c1.ConversationID != c2.ConversationID || c2.LastSeq != c1.LastSeq || w.log.len() != 1 {
+		t.Fatalf("created %+v then %+v, %d events; want one conversation", c1, c2, w.log.len())
+	}
+}
+
+// Only the sender edits or deletes a message, only while a member; a
+// deleted message is not edited.
+func TestOwnMessages(t *testing.T) {
+	w := newWorld(t)
+	conv := groupWithFormer(t, w)
+	m := send(t, w.node(), "alice", conv, "k1", "hello")
+	edit := NewEditMessageHandler(w.log, w.access(), w.read, w.read, w.clock)
+	del := NewDeleteMessageHandler(w.log, w.access(), w.read, w.read, w.clock)
+	ctx := context.Background()
+	for user, want := range map[string]error{"bob": domain.ErrForbidden, "carol": domain.ErrForbidden, "mallory": domain.ErrNotFound} {
+		if _, err := edit.Handle(ctx, user, EditMessage{ConversationID: conv, MessageID: m.MessageID, Body: "x"}); !errors.Is(err, want) {
+			t.Errorf("%s edits: err %v, want %v", user, err, want)
+		}
+	}
+	w.clock.Advance(time.Second)
+	got, err := edit.Handle(ctx, "alice", EditMessage{ConversationID: conv, MessageID: m.MessageID, Body: "edited"})
+	if err != nil || got.Body != "edited" || got.Seq != m.Seq || got.EditedAt == nil || !got.EditedAt.Equal(w.clock.Now()) {
+		t.Fatalf("edit: %+v, %v", got, err)
+	}
+	if err := del.Handle(ctx, "alice", DeleteMessage{ConversationID: conv, MessageID: m.MessageID}); err != nil {
+		t.Fatal(err)
+	}
+	n := w.log.len()
+	if err := del.Handle(ctx, "alice", DeleteMessage{ConversationID: conv, MessageID: m.MessageID}); err != nil || w.log.len() != n {
+		t.Fatalf("deleting again: err %v, %d new events; want a no-op", err, w.log.len()-n)
+	}
+	if _, err := edit.Handle(ctx, "alice", EditMessage{ConversationID: conv, MessageID: m.MessageID, Body: "again"}); !errors.Is(err, domain.ErrConflict) {
+		t.Fatalf("editing a deleted message: err %v, want conflict", err)
+	}
+}
+
+// Typing goes to the other current members only, through Redis.
+func TestTypingRecipients(t *testing.T) {
+	w := newWorld(t)
+	conv := groupWithFormer(t, w)
+	bus := &fakeBus{}
+	h := NewTypingHandler(w.redis, bus, w.access(), w.clock)
+	if err := h.Handle(context.Background(), "alice", Typing{ConversationID: conv}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Handle(context.Background(), "carol", Typing{ConversationID: conv}); !errors.Is(err, domain.ErrForbidden) {
+		t.Fatalf("a former member types: err %v", err)
+	}
+	if len(bus.got) != 1 || len(bus.got[0].Recipients) != 1 || bus.got[0].Recipients[0] != "bob" || bus.got[0].EventAtUnixMs != w.clock.Now().UnixMilli() {
+		t.Fatalf("deliveries %+v, want one to bob", bus.got)
+	}
+	if w.log.len() != 2 {
+		t.Fatal("typing was logged")
+	}
+}
