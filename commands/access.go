@@ -78,7 +78,10 @@ func (a Access) RequireMember(ctx context.Context, conv, user string) error {
 // membership returns user's state; known reports a past membership record.
 func (a Access) membership(ctx context.Context, conv, user string) (domain.Membership, bool, error) {
 	m, complete, err := a.cache.Membership(ctx, conv, user)
-	if err != nil || m.Member {
+	// "Member" is trusted only from a complete hash: after a Redis loss the
+	// fan-out, behind the log, may have re-applied an old join whose leave
+	// it has not reached yet.
+	if err != nil || m.Member && complete {
 		return m, m.Member, err
 	}
 	if complete {

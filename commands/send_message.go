@@ -183,7 +183,23 @@ func (h SendMessageHandler) send(ctx context.Context, actor string, c SendMessag
 	}
 	m := domain.Message{ConversationID: c.ConversationID, MessageID: id, Seq: seq, SenderID: actor,
 		ClientMsgID: c.ClientMsgID, Body: c.Body, SentAt: e.At}
-	h.complete(ctx, m)
+	// The record is completed only from this send's own pending record
+	// (compare and set, one round trip like a SET): a send presumed dead
+	// that completes late must not overwrite what a takeover recorded.
+	won := !strings.Contains(pending, "/")
+	if won {
+		won, _ = h.idem.TakeOver(context.WithoutCancel(ctx), c.ConversationID, actor, c.ClientMsgID,
+			pending, encodeRecord(m), h.cfg.IdemTTL)
+	}
+	if !won {
+		// A takeover, or taken over while producing: the log may hold this
+		// message id twice, and the read model keeps the first. That row is
+		// the answer, for this send and every resend.
+		if first, found, err := h.lookup(ctx, actor, c, 0); err == nil && found {
+			m = first
+		}
+		h.complete(ctx, m)
+	}
 	return m, nil
 }
 
@@ -244,6 +260,9 @@ func (h SendMessageHandler) existing(ctx context.Context, actor string, c SendMe
 		}
 		if won { // the key had vanished and we now hold the same pending record
 			return h.recover(ctx, actor, c, cur)
+		}
+		if now != cur { // another send (a takeover) holds it now: its own wait starts
+			deadline = h.cfg.Clock.Now().Add(h.cfg.PendingStale)
 		}
 		cur = now
 	}
