@@ -53,10 +53,12 @@ up() {
   # Each connection is a file descriptor.
   ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
   for i in "${!names[@]}"; do
-    # pprof on every node: gateway-1 :18060, gateway-2 :18061, fanout :18062, projector :18063.
-    local pprof="127.0.0.1:$((18060 + i))"
+    # Ops listener (metrics, pprof) on every node: gateway-1 :18060,
+    # gateway-2 :18061, fanout :18062, projector :18063 (CHAT_PPROF_ADDR:
+    # pprof there for BENCH_CHATD builds from before the ops listener).
+    local ops="127.0.0.1:$((18060 + i))"
     CHAT_NODE_ID="${names[$i]}" CHAT_HTTP_ADDR="127.0.0.1:${ports[$i]}" CHAT_ROLES="${roles[$i]}" \
-      CHAT_PPROF_ADDR="$pprof" nohup "${BENCH_CHATD:-$bin/chatd}" >"$run/${names[$i]}.log" 2>&1 &
+      CHAT_OPS_ADDR="$ops" CHAT_PPROF=true CHAT_PPROF_ADDR="$ops" nohup "${BENCH_CHATD:-$bin/chatd}" >"$run/${names[$i]}.log" 2>&1 &
     echo $! >"$run/${names[$i]}.pid"
   done
   for p in "${ports[@]}"; do

@@ -188,6 +188,7 @@ func (c *cluster) newNode(name, roles string) (*node, error) {
 		"CHAT_ROLES":     roles,
 		"CHAT_NODE_ID":   name,
 		"CHAT_HTTP_ADDR": "127.0.0.1:" + strconv.Itoa(port),
+		"CHAT_OPS_ADDR":  "127.0.0.1:0",
 	})
 	n.mk = func() *exec.Cmd {
 		cmd := exec.Command(filepath.Join(c.bin, "chatd"))

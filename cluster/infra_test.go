@@ -147,7 +147,7 @@ func startChatd(t *testing.T, env *testenv.Env, bin, nodeID string, roles ...str
 	defer f.Close()
 	cmd := exec.Command(bin)
 	cmd.Env = append(slices.Clone(os.Environ()),
-		"CHAT_NODE_ID="+nodeID, "CHAT_ROLES="+strings.Join(roles, ","), "CHAT_HTTP_ADDR=127.0.0.1:0",
+		"CHAT_NODE_ID="+nodeID, "CHAT_ROLES="+strings.Join(roles, ","), "CHAT_HTTP_ADDR=127.0.0.1:0", "CHAT_OPS_ADDR=127.0.0.1:0",
 		"CHAT_DEV_AUTH=true", "CHAT_KAFKA_BROKERS="+strings.Join(c.KafkaBrokers, ","),
 		"CHAT_REDIS_URL="+c.RedisURL, "CHAT_DATABASE_URL="+c.DatabaseURL,
 		"CHAT_KAFKA_TOPIC="+c.Topic, "CHAT_KAFKA_PARTITIONS="+strconv.Itoa(int(c.Partitions)),

@@ -142,7 +142,9 @@ func TestOpsMetricsAndLogs(t *testing.T) {
 }
 
 // /readyz answers 503 naming Redis while Redis is down, and 200 again once
-// it is back. The node uses a private redis-server that this test stops.
+// it is back: on the public listener by name only, on the ops listener with
+// the error. /metrics is served by the ops listener only. The node uses a
+// private redis-server that this test stops.
 func TestReadyzFollowsRedis(t *testing.T) {
 	env := testenv.New(t)
 	port := freePort(t)
@@ -159,9 +161,18 @@ func TestReadyzFollowsRedis(t *testing.T) {
 		s, body = readyz(t, n)
 		return s == http.StatusServiceUnavailable
 	})
-	down, _ := body["down"].(map[string]any)
-	if _, ok := down["redis"]; !ok || len(down) != 1 || body["status"] != "unavailable" {
-		t.Fatalf("readyz body %v: want only redis down", body)
+	if down, _ := body["down"].([]any); len(down) != 1 || down[0] != "redis" || body["status"] != "unavailable" {
+		t.Fatalf("public readyz body %v: want only redis named down", body)
+	}
+	if strings.Contains(fmt.Sprint(body), strconv.Itoa(port)) {
+		t.Fatalf("public readyz tells the Redis address: %v", body)
+	}
+	st, ops := getJSON(t, n.Ops+"/readyz")
+	if down, _ := ops["down"].(map[string]any); st != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(down["redis"]), strconv.Itoa(port)) {
+		t.Fatalf("ops readyz %d %v: want redis down with its error", st, ops)
+	}
+	if resp, err := http.Get(n.HTTP + "/metrics"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("public /metrics: %v %v, want 404 (metrics are on the ops listener)", resp.StatusCode, err)
 	}
 	testenv.WaitFor(t, 20*time.Second, "parley_dependency_up{redis} 0 and Redis errors counted", func() bool {
 		m := scrape(t, n)
@@ -209,8 +220,13 @@ func postHTTP(t *testing.T, n *testenv.Node, token, conv, marker string) {
 
 func readyz(t *testing.T, n *testenv.Node) (int, map[string]any) {
 	t.Helper()
+	return getJSON(t, n.HTTP+"/readyz")
+}
+
+func getJSON(t *testing.T, url string) (int, map[string]any) {
+	t.Helper()
 	c := http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(n.HTTP + "/readyz")
+	resp, err := c.Get(url)
 	if err != nil {
 		return 0, nil
 	}
@@ -224,7 +240,7 @@ func readyz(t *testing.T, n *testenv.Node) (int, map[string]any) {
 
 func scrape(t *testing.T, n *testenv.Node) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := http.Get(n.HTTP + "/metrics")
+	resp, err := http.Get(n.Ops + "/metrics")
 	if err != nil {
 		t.Fatalf("scrape: %v", err)
 	}

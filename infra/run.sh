@@ -23,14 +23,17 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-start() { # name addr roles
-  CHAT_NODE_ID="$1" CHAT_HTTP_ADDR="$2" CHAT_ROLES="$3" "$bin/chatd" >"$logs/$1.log" 2>&1 &
+start() { # name addr roles ops-addr
+  CHAT_NODE_ID="$1" CHAT_HTTP_ADDR="$2" CHAT_ROLES="$3" CHAT_OPS_ADDR="$4" CHAT_PPROF=true "$bin/chatd" >"$logs/$1.log" 2>&1 &
   pids+=($!)
 }
-start gateway-1 127.0.0.1:8080 gateway
-start gateway-2 127.0.0.1:8081 gateway
-start fanout-1 127.0.0.1:8090 fanout
-start projector-1 127.0.0.1:8091 projector
+# Everything listens on loopback only: this is a development system (dev
+# tokens for anyone, no store passwords). The ops listeners (metrics,
+# readiness details, pprof) are 127.0.0.1:9091-9094.
+start gateway-1 127.0.0.1:8080 gateway 127.0.0.1:9091
+start gateway-2 127.0.0.1:8081 gateway 127.0.0.1:9092
+start fanout-1 127.0.0.1:8090 fanout 127.0.0.1:9093
+start projector-1 127.0.0.1:8091 projector 127.0.0.1:9094
 
 for port in 8080 8081 8090 8091; do
   for _ in $(seq 1 100); do
@@ -47,8 +50,9 @@ Parley is running.
                        (and http://localhost:8081/?nodes=localhost:8080; the page fails over to the other node)
   WebSocket:           ws://localhost:8080/ws   ws://localhost:8081/ws
   Dev token:           curl -s -XPOST localhost:8080/api/v1/dev/token -d '{"user_id":"alice"}'
-  Health / metrics:    http://localhost:8080/readyz   http://localhost:8080/metrics
-  Fanout / projector:  http://localhost:8090/readyz   http://localhost:8091/readyz
+  Health:              http://localhost:8080/readyz   (fanout :8090, projector :8091)
+  Ops (loopback):      http://127.0.0.1:9091/metrics  /readyz with errors  /debug/pprof/  (9091-9094, one per node)
+  Open on loopback only, dev auth on: a development system, not a deployment (docs/security.md).
   Logs:                $logs/
 Press Ctrl-C to stop the nodes (services keep running; 'go tool task services:down' stops them).
 MSG

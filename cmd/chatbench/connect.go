@@ -61,7 +61,7 @@ func connectScenario(ctx context.Context, cfg *config) error {
 		if byNode[i] != nil {
 			before[i] = byNode[i].sample()
 		}
-		gBefore[i] = nodeMetrics(ctx, httpBase(n), memGauges...)
+		gBefore[i] = nodeMetrics(ctx, metricsBase(byNode[i], n), memGauges...)
 	}
 	r := newRun(cfg, dialURLs, 0)
 	fmt.Fprintf(os.Stderr, "connect: %d connections over %d node(s) from %d source address(es)\n", cfg.conns, len(cfg.nodes), cfg.srcIPs)
@@ -88,7 +88,7 @@ func connectScenario(ctx context.Context, cfg *config) error {
 		DialRate: float64(opened) / dialS}
 	for i, n := range cfg.nodes {
 		nm := NodeMem{Node: n, Conns: perNode[i]}
-		g := nodeMetrics(ctx, httpBase(n), memGauges...)
+		g := nodeMetrics(ctx, metricsBase(byNode[i], n), memGauges...)
 		if byNode[i] != nil {
 			after := byNode[i].sample()
 			nm.Process = byNode[i].Name
@@ -145,4 +145,13 @@ func printConnect(c *ConnectReport) {
 	for _, p := range c.Processes {
 		fmt.Printf("%-22s %8.1f %10.1f %10.1f\n", p.Name, p.CPUPct, p.RSSMiB, p.MaxRSS)
 	}
+}
+
+// metricsBase is where node n serves /metrics: its ops listener when the
+// process was found with one, else (builds before it) its HTTP address.
+func metricsBase(p *proc, n string) string {
+	if p != nil && p.ops != "" && p.ops != "off" {
+		return "http://" + p.ops
+	}
+	return httpBase(n)
 }

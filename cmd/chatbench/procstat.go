@@ -19,6 +19,7 @@ const clockTicks = 100
 type proc struct {
 	Name string
 	addr string // CHAT_HTTP_ADDR of a discovered chatd
+	ops  string // and its CHAT_OPS_ADDR (/metrics), if set
 	pids []int
 	comm string // re-discovered at each sample when set
 	// with comm: only processes whose command line contains match, and
@@ -177,10 +178,13 @@ func discoverServers(match string) []*proc {
 			continue
 		}
 		vars := strings.Split(string(env), "\x00")
-		found, name, addr := false, strconv.Itoa(pid), ""
+		found, name, addr, ops := false, strconv.Itoa(pid), "", ""
 		for _, v := range vars {
 			if a, ok := strings.CutPrefix(v, "CHAT_HTTP_ADDR="); ok {
 				addr = a
+			}
+			if a, ok := strings.CutPrefix(v, "CHAT_OPS_ADDR="); ok {
+				ops = a
 			}
 			if strings.HasPrefix(v, match) {
 				found = true
@@ -190,7 +194,7 @@ func discoverServers(match string) []*proc {
 			}
 		}
 		if found {
-			out = append(out, &proc{Name: name, addr: addr, pids: []int{pid}})
+			out = append(out, &proc{Name: name, addr: addr, ops: ops, pids: []int{pid}})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

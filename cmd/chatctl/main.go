@@ -78,7 +78,9 @@ func run(ctx context.Context, cmd string, args []string) error {
 		if secret == "" {
 			return fmt.Errorf("CHAT_JWT_SECRET is required")
 		}
-		tok, err := auth.Mint(secret, *user, *ttl)
+		// With the audience and issuer chatd checks (CHAT_JWT_AUDIENCE,
+		// CHAT_JWT_ISSUER), when set.
+		tok, err := auth.MintFor(secret, *user, *ttl, app.JWTPolicy(cfg))
 		if err != nil {
 			return err
 		}

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/parley-chat/parley/infra/pgstore"
 	"github.com/parley-chat/parley/infra/redisstore"
 	"github.com/parley-chat/parley/projections"
+	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/gateway"
 	"github.com/parley-chat/parley/transport/httpapi"
 )
@@ -44,8 +44,14 @@ type App struct {
 	// Web, if set before Run, serves the browser client at /.
 	Web http.Handler
 
-	listener net.Listener
-	closers  []func() error
+	listener    net.Listener
+	opsListener net.Listener // nil when CHAT_OPS_ADDR=off
+	closers     []func() error
+}
+
+// JWTPolicy is what client tokens are checked for besides signature and exp.
+func JWTPolicy(c config.Config) auth.Policy {
+	return auth.Policy{Audience: c.JWTAudience, Issuer: c.JWTIssuer, MaxLifetime: c.JWTMaxLifetime}
 }
 
 // KafkaConfig derives the Kafka adapter's config, security included: every
@@ -126,14 +132,31 @@ func (a *App) checks() []httpapi.Check {
 	return cs
 }
 
-// Listen binds the HTTP address (":0" picks a free port).
+// Listen binds the HTTP address and the ops address (":0" picks a free
+// port).
 func (a *App) Listen() (string, error) {
 	l, err := net.Listen("tcp", a.Cfg.HTTPAddr)
 	if err != nil {
 		return "", fmt.Errorf("listen %s: %w", a.Cfg.HTTPAddr, err)
 	}
+	if a.Cfg.OpsAddr != "off" {
+		ol, err := net.Listen("tcp", a.Cfg.OpsAddr)
+		if err != nil {
+			l.Close()
+			return "", fmt.Errorf("listen CHAT_OPS_ADDR %s: %w", a.Cfg.OpsAddr, err)
+		}
+		a.opsListener = ol
+	}
 	a.listener = l
 	return l.Addr().String(), nil
+}
+
+// OpsAddr is the address the ops listener is bound to ("" if none).
+func (a *App) OpsAddr() string {
+	if a.opsListener == nil {
+		return ""
+	}
+	return a.opsListener.Addr().String()
 }
 
 // Run serves the roles until ctx ends, then shuts down gracefully.
@@ -148,7 +171,8 @@ func (a *App) Run(ctx context.Context) error {
 	if a.Cfg.Has(config.RoleGateway) {
 		svc, ws = a.Service, a.WS
 	}
-	a.Handler = httpapi.New(httpapi.Config{JWTSecret: a.Cfg.JWTSecret, JWTPrevious: a.Cfg.JWTPrevious, DevAuth: a.Cfg.DevAuth, NodeID: a.Cfg.NodeID,
+	a.Handler = httpapi.New(httpapi.Config{JWTSecret: a.Cfg.JWTSecret, JWTPrevious: a.Cfg.JWTPrevious, JWTPolicy: JWTPolicy(a.Cfg),
+		DevAuth: a.Cfg.DevAuth, NodeID: a.Cfg.NodeID,
 		Checks: a.checks(), Web: a.Web, SocketIO: a.socketIOHandler(),
 		RateLimit: a.Cfg.APIRateLimit, RateBurst: a.Cfg.APIRateBurst}, svc, ws, a.Log)
 	// A client that trickles its request headers (slowloris) is cut off.
@@ -182,8 +206,11 @@ func (a *App) Run(ctx context.Context) error {
 	if a.Cfg.Has(config.RoleProjector) {
 		start("projector", a.runProjector)
 	}
-	if a.Cfg.PprofAddr != "" {
-		go servePprof(a.Cfg.PprofAddr)
+	var ops *http.Server
+	if a.opsListener != nil {
+		ops = httpapi.OpsServer(httpapi.Ops(a.Cfg.NodeID, a.checks(), a.Cfg.Pprof))
+		go func() { _ = ops.Serve(a.opsListener) }()
+		defer ops.Close()
 	}
 	go a.watchReadiness(roleCtx) // parley_ready, parley_dependency_up (ops.go)
 	go func() {
@@ -191,7 +218,7 @@ func (a *App) Run(ctx context.Context) error {
 			errs <- err
 		}
 	}()
-	a.Log.Info("node started", "addr", a.listener.Addr().String(), "roles", a.Cfg.Roles)
+	a.Log.Info("node started", "addr", a.listener.Addr().String(), "ops_addr", a.OpsAddr(), "pprof", a.Cfg.Pprof, "roles", a.Cfg.Roles)
 
 	var runErr error
 	select {
@@ -262,15 +289,6 @@ func (a *App) Close() {
 		_ = a.closers[i]()
 	}
 	a.closers = nil
-}
-
-func servePprof(addr string) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	_ = http.ListenAndServe(addr, mux)
 }
 
 func retry[T any](ctx context.Context, limit time.Duration, f func() (T, error)) (T, error) {

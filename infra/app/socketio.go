@@ -26,7 +26,7 @@ const sioMaxPayload = 64 << 10
 
 func (a *App) buildSocketIO() {
 	nodes := sioredis.New(a.Redis.Client(), a.Cfg.RedisPrefix, a.Log)
-	chat := siochat.New(siochat.Config{JWTSecret: a.Cfg.JWTSecret, JWTPrevious: a.Cfg.JWTPrevious, RateLimit: a.Cfg.RateLimit, RateBurst: a.Cfg.RateBurst,
+	chat := siochat.New(siochat.Config{JWTSecret: a.Cfg.JWTSecret, JWTPrevious: a.Cfg.JWTPrevious, JWTPolicy: JWTPolicy(a.Cfg), RateLimit: a.Cfg.RateLimit, RateBurst: a.Cfg.RateBurst,
 		SendQueue: a.Cfg.SendQueue}, a.Hub, a.Service, a.Log)
 	srv := socketio.NewServer(socketio.Config{
 		MaxPayload: sioMaxPayload,

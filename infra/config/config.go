@@ -85,9 +85,37 @@ type Config struct {
 	// JWTPrevious are secrets still accepted (never used to sign) while
 	// clients' tokens of a rotated-out CHAT_JWT_SECRET expire.
 	JWTPrevious []string `env:"CHAT_JWT_PREVIOUS_SECRETS" envSeparator:","`
-	PprofAddr   string   `env:"CHAT_PPROF_ADDR"`
+	// JWTAudience and JWTIssuer, when set, must be the tokens' aud and iss;
+	// JWTMaxLifetime refuses tokens that live longer (exp - iat).
+	JWTAudience    string        `env:"CHAT_JWT_AUDIENCE"`
+	JWTIssuer      string        `env:"CHAT_JWT_ISSUER"`
+	JWTMaxLifetime time.Duration `env:"CHAT_JWT_MAX_LIFETIME" envDefault:"168h"`
+	// OpsAddr is the operational listener (/metrics, detailed /readyz,
+	// pprof when Pprof): loopback by default, so that only the node's own
+	// host (or a port-forward, or a scraper the manifests let in) reaches
+	// it; "off" disables it.
+	OpsAddr string `env:"CHAT_OPS_ADDR" envDefault:"127.0.0.1:9091"`
+	Pprof   bool   `env:"CHAT_PPROF"`
 	LogFormat   string   `env:"CHAT_LOG_FORMAT"`
 	LogLevel    string   `env:"CHAT_LOG_LEVEL" envDefault:"info"`
+}
+
+// MinSecretBytes is the shortest JWT secret accepted outside development:
+// HS256 with a short secret can be brute-forced offline from one token.
+const MinSecretBytes = 32
+
+// weakSecret says why secret must not sign production tokens: too short,
+// the public development secret, or a placeholder left from a template.
+func weakSecret(secret string) error {
+	switch {
+	case secret == DevSecret:
+		return errors.New("is the public development secret: anyone can mint tokens with it (generate one: openssl rand -base64 48)")
+	case strings.Contains(strings.ToUpper(secret), "REPLACE"), strings.Contains(strings.ToUpper(secret), "CHANGEME"):
+		return errors.New("is a placeholder: generate one (openssl rand -base64 48)")
+	case len(secret) < MinSecretBytes:
+		return fmt.Errorf("is %d bytes: at least %d are needed (openssl rand -base64 48)", len(secret), MinSecretBytes)
+	}
+	return nil
 }
 
 // Load reads the environment and validates it.
@@ -122,10 +150,14 @@ func (c Config) Validate() error {
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if c.JWTSecret == "" && !c.DevAuth {
 		bad("CHAT_JWT_SECRET is required unless CHAT_DEV_AUTH=true")
+	} else if err := weakSecret(c.JWTSecret); err != nil && !c.DevAuth {
+		bad("CHAT_JWT_SECRET %v", err)
 	}
 	for i, p := range c.JWTPrevious {
 		if strings.TrimSpace(p) == "" {
 			bad("CHAT_JWT_PREVIOUS_SECRETS: entry %d is empty (an empty secret would accept forged tokens)", i+1)
+		} else if err := weakSecret(p); err != nil && !c.DevAuth {
+			bad("CHAT_JWT_PREVIOUS_SECRETS: entry %d %v", i+1, err)
 		}
 	}
 	if len(c.Roles) == 0 {
@@ -170,6 +202,12 @@ func (c Config) Validate() error {
 	// The Socket.IO long poll waits up to the ping interval (25 s).
 	if c.WriteTimeout < 30*time.Second {
 		bad("CHAT_HTTP_WRITE_TIMEOUT must be >= 30s (a Socket.IO long poll waits 25 s)")
+	}
+	if _, _, err := net.SplitHostPort(c.OpsAddr); c.OpsAddr != "off" && err != nil {
+		bad("CHAT_OPS_ADDR %q: want host:port (127.0.0.1:9091) or off", c.OpsAddr)
+	}
+	if c.JWTMaxLifetime < 0 {
+		bad("CHAT_JWT_MAX_LIFETIME must be >= 0 (0: no limit)")
 	}
 	if c.SIOMaxPending < 1 {
 		bad("CHAT_SOCKETIO_MAX_PENDING must be >= 1")

@@ -7,14 +7,21 @@ import (
 	"testing"
 )
 
+// strong32 and strong33 are secrets of acceptable length.
+const (
+	strong32 = "0123456789abcdef0123456789abcdef"
+	strong33 = strong32 + "x"
+)
+
 func TestJWTPreviousSecrets(t *testing.T) {
-	t.Setenv("CHAT_JWT_SECRET", "new")
+	t.Setenv("CHAT_JWT_SECRET", strong32)
 	for _, c := range []struct {
 		value string
 		want  []string // nil: refused
 	}{
-		{"", []string{}}, {"old", []string{"old"}}, {"old,older", []string{"old", "older"}},
-		{"old,", nil}, {",old", nil}, {"old, ,older", nil},
+		{"", []string{}}, {strong33, []string{strong33}}, {strong33 + "," + strong32, []string{strong33, strong32}},
+		{strong33 + ",", nil}, {"," + strong33, nil}, {strong33 + ", ," + strong32, nil},
+		{"old", nil}, {strong33 + "," + DevSecret, nil},
 	} {
 		t.Setenv("CHAT_JWT_PREVIOUS_SECRETS", c.value)
 		cfg, err := Load()
@@ -27,6 +34,37 @@ func TestJWTPreviousSecrets(t *testing.T) {
 		if err != nil || !slices.Equal(cfg.JWTPrevious, c.want) { // nil equals empty
 			t.Errorf("%q: read as %q (err %v), want %q", c.value, cfg.JWTPrevious, err, c.want)
 		}
+	}
+}
+
+// Outside development, chatd refuses to start with a secret anyone could
+// know or guess: short, the public development secret, or a template's
+// placeholder; the error says why without printing the secret.
+func TestWeakJWTSecretRefused(t *testing.T) {
+	t.Setenv("CHAT_DEV_AUTH", "false")
+	t.Setenv("CHAT_JWT_PREVIOUS_SECRETS", "")
+	for secret, why := range map[string]string{
+		"short":                                 "at least 32",
+		DevSecret:                               "development secret",
+		"REPLACE-with-at-least-32-random-bytes": "placeholder",
+		strings.Repeat("x", 31):                 "at least 32",
+		"":                                      "required",
+	} {
+		t.Setenv("CHAT_JWT_SECRET", secret)
+		_, err := Load()
+		if err == nil || !strings.Contains(err.Error(), why) || secret != "" && strings.Contains(err.Error(), secret) {
+			t.Errorf("secret %q: error %v, want one saying %q without the secret", secret, err, why)
+		}
+	}
+	t.Setenv("CHAT_JWT_SECRET", strong32)
+	if _, err := Load(); err != nil {
+		t.Errorf("a 32-byte secret: %v", err)
+	}
+	// Development accepts the development secret (and mints with it).
+	t.Setenv("CHAT_DEV_AUTH", "true")
+	t.Setenv("CHAT_JWT_SECRET", "")
+	if cfg, err := Load(); err != nil || cfg.JWTSecret != DevSecret {
+		t.Errorf("dev auth: %v (secret set: %v)", err, cfg.JWTSecret == DevSecret)
 	}
 }
 

@@ -57,6 +57,7 @@ func New(t testing.TB) *Env {
 	cfg.RateLimit, cfg.RateBurst = 100000, 100000 // tests of the limit set their own
 	cfg.APIRateLimit, cfg.APIRateBurst = 100000, 100000
 	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.OpsAddr = "127.0.0.1:0"
 	cfg.ShutdownTimeout = 3 * time.Second
 	e := &Env{T: t, Cfg: cfg, Suffix: suffix, Logs: &LogSink{}}
 	ctx := context.Background()
@@ -113,6 +114,7 @@ type Node struct {
 	Addr   string
 	HTTP   string
 	WS     string
+	Ops    string // http:// base of the ops listener (/metrics, detailed /readyz)
 	cancel context.CancelFunc
 	done   chan struct{}
 	once   sync.Once
@@ -139,7 +141,8 @@ func (e *Env) StartNode(roles ...string) *Node {
 		cancel()
 		e.T.Fatal(err)
 	}
-	n := &Node{App: a, Addr: addr, HTTP: "http://" + addr, WS: "ws://" + addr + "/ws", cancel: cancel, done: make(chan struct{})}
+	n := &Node{App: a, Addr: addr, HTTP: "http://" + addr, WS: "ws://" + addr + "/ws", Ops: "http://" + a.OpsAddr(),
+		cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(n.done)
 		if err := a.Run(ctx); err != nil {

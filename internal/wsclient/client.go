@@ -24,11 +24,17 @@ type Push struct {
 
 // Error is an error reply.
 type Error struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	RequestID string `json:"request_id,omitempty"`
 }
 
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
+func (e *Error) Error() string {
+	if e.RequestID != "" {
+		return e.Code + ": " + e.Message + " (request " + e.RequestID + ")"
+	}
+	return e.Code + ": " + e.Message
+}
 
 // Frame is any frame the server sends.
 type Frame struct {

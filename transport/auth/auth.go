@@ -13,7 +13,33 @@ import (
 )
 
 // Verifier checks tokens.
-type Verifier struct{ keys jwt.VerificationKeySet }
+type Verifier struct {
+	keys   jwt.VerificationKeySet
+	policy Policy
+}
+
+// Policy adds checks to the signature and exp: the token's aud and iss
+// when set (CHAT_JWT_AUDIENCE, CHAT_JWT_ISSUER), and a longest lifetime
+// (CHAT_JWT_MAX_LIFETIME: exp - iat, or exp - now without iat), so that a
+// leaked long-lived token is refused. Zero values check nothing.
+type Policy struct {
+	Audience    string
+	Issuer      string
+	MaxLifetime time.Duration
+}
+
+// With returns v checking p too.
+func (v Verifier) With(p Policy) Verifier {
+	v.policy = p
+	return v
+}
+
+// Identity is a verified token's user and expiry: a connection opened with
+// it is closed when it expires.
+type Identity struct {
+	User    string
+	Expires time.Time
+}
 
 // NewVerifier accepts tokens signed with the HS256 secret or, during a
 // rotation, with one of the previous secrets (docs/runbook.md).
@@ -29,30 +55,62 @@ func NewVerifier(secret string, previous ...string) Verifier {
 // signature, a missing or past exp and a missing or malformed sub are all
 // refused.
 func (v Verifier) Verify(token string) (string, error) {
+	id, err := v.Identify(token)
+	return id.User, err
+}
+
+// Identify verifies token (as Verify) and returns its user and expiry.
+func (v Verifier) Identify(token string) (Identity, error) {
 	if len(token) > 4096 {
-		return "", fmt.Errorf("%w: token too long", domain.ErrUnauthorized)
+		return Identity{}, fmt.Errorf("%w: token too long", domain.ErrUnauthorized)
+	}
+	opts := []jwt.ParserOption{jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(5 * time.Second)}
+	if v.policy.Audience != "" {
+		opts = append(opts, jwt.WithAudience(v.policy.Audience))
+	}
+	if v.policy.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(v.policy.Issuer))
 	}
 	claims := jwt.RegisteredClaims{}
-	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return v.keys, nil },
-		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second))
+	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return v.keys, nil }, opts...)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", domain.ErrUnauthorized, err)
+		return Identity{}, fmt.Errorf("%w: %v", domain.ErrUnauthorized, err)
 	}
 	if err := domain.ValidateUserID("sub", claims.Subject); err != nil {
-		return "", fmt.Errorf("%w: token sub must be 1-64 chars of [A-Za-z0-9_.-]", domain.ErrUnauthorized)
+		return Identity{}, fmt.Errorf("%w: token sub must be 1-64 chars of [A-Za-z0-9_.-]", domain.ErrUnauthorized)
 	}
-	return claims.Subject, nil
+	exp := claims.ExpiresAt.Time
+	if max := v.policy.MaxLifetime; max > 0 {
+		from := time.Now()
+		if claims.IssuedAt != nil {
+			from = claims.IssuedAt.Time
+		}
+		if exp.Sub(from) > max {
+			return Identity{}, fmt.Errorf("%w: token lives longer than the %v this server accepts", domain.ErrUnauthorized, max)
+		}
+	}
+	return Identity{User: claims.Subject, Expires: exp}, nil
 }
 
 // Mint signs a token for user valid for ttl.
 func Mint(secret, user string, ttl time.Duration) (string, error) {
+	return MintFor(secret, user, ttl, Policy{})
+}
+
+// MintFor signs a token for user valid for ttl, with p's audience and
+// issuer, so that a server checking them accepts it.
+func MintFor(secret, user string, ttl time.Duration, p Policy) (string, error) {
 	if err := domain.ValidateUserID("user_id", user); err != nil {
 		return "", err
 	}
 	now := time.Now()
-	t := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
-		Subject: user, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
-	})
+	claims := jwt.RegisteredClaims{
+		Subject: user, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(ttl)), Issuer: p.Issuer,
+	}
+	if p.Audience != "" {
+		claims.Audience = jwt.ClaimStrings{p.Audience}
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
 	s, err := t.SignedString([]byte(secret))
 	if err != nil {
 		return "", fmt.Errorf("sign token: %w", err)

@@ -94,3 +94,32 @@ func TestVerifyAcceptsPreviousSecrets(t *testing.T) {
 		t.Error("a previous secret is accepted without being configured")
 	}
 }
+
+// With a policy, aud and iss must match and a token may not live longer
+// than MaxLifetime; MintFor mints what the policy accepts.
+func TestPolicy(t *testing.T) {
+	const secret = "0123456789abcdef0123456789abcdef"
+	p := Policy{Audience: "parley", Issuer: "https://id.example", MaxLifetime: 24 * time.Hour}
+	v := NewVerifier(secret).With(p)
+	good, _ := MintFor(secret, "ann", time.Hour, p)
+	id, err := v.Identify(good)
+	if err != nil || id.User != "ann" || time.Until(id.Expires) > time.Hour || time.Until(id.Expires) < 59*time.Minute {
+		t.Fatalf("a token the policy accepts: %+v %v", id, err)
+	}
+	now := time.Now()
+	for name, claims := range map[string]jwt.MapClaims{
+		"no aud":       {"sub": "ann", "iss": p.Issuer, "exp": now.Add(time.Hour).Unix()},
+		"other aud":    {"sub": "ann", "aud": "other", "iss": p.Issuer, "exp": now.Add(time.Hour).Unix()},
+		"other iss":    {"sub": "ann", "aud": "parley", "iss": "https://evil.example", "exp": now.Add(time.Hour).Unix()},
+		"too long":     {"sub": "ann", "aud": "parley", "iss": p.Issuer, "iat": now.Unix(), "exp": now.Add(48 * time.Hour).Unix()},
+		"long, no iat": {"sub": "ann", "aud": "parley", "iss": p.Issuer, "exp": now.Add(30 * 24 * time.Hour).Unix()},
+	} {
+		if _, err := v.Verify(sign(t, jwt.SigningMethodHS256, []byte(secret), claims)); !errors.Is(err, domain.ErrUnauthorized) {
+			t.Errorf("%s: %v, want unauthorized", name, err)
+		}
+	}
+	// Without a policy, aud and iss are not required.
+	if _, err := NewVerifier(secret).Verify(sign(t, jwt.SigningMethodHS256, []byte(secret), jwt.MapClaims{"sub": "ann", "exp": now.Add(time.Hour).Unix()})); err != nil {
+		t.Errorf("no policy: %v", err)
+	}
+}

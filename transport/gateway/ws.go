@@ -29,6 +29,7 @@ const (
 	CloseTooBig       = 1009 // frame over 64 KiB
 	CloseTryAgain     = 1013 // connection limits reached
 	CloseServiceReset = 1012 // node restarting: reconnect elsewhere and sync
+	CloseTokenExpired = 4001 // the token expired: get a new one, reconnect and sync
 )
 
 // WSConfig holds the limits of native connections.
@@ -109,7 +110,7 @@ func (s *WSServer) checkOrigin(r *http.Request) bool {
 }
 
 // Serve upgrades an authenticated request; user was verified by the caller.
-func (s *WSServer) Serve(w http.ResponseWriter, r *http.Request, user string) {
+func (s *WSServer) Serve(w http.ResponseWriter, r *http.Request, user string, expires time.Time) {
 	if s.draining.Load() {
 		http.Error(w, `{"error":{"code":"unavailable","message":"node is shutting down"}}`, http.StatusServiceUnavailable)
 		return
@@ -124,6 +125,7 @@ func (s *WSServer) Serve(w http.ResponseWriter, r *http.Request, user string) {
 		return // the upgrader has answered
 	}
 	c := s.newConn(ws, user, r.RemoteAddr)
+	c.expires = expires
 	if err := s.hub.Register(c); err != nil {
 		code := CloseTryAgain
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, err.Error()), time.Now().Add(time.Second))
@@ -159,6 +161,7 @@ type wsConn struct {
 	id      string // conn_id in logs; request ids are conn_id-<frame id>
 	ws      *websocket.Conn
 	user    string
+	expires time.Time // the token's: the connection is closed then
 	remote  string
 	send    *sendQueue
 	stream  *Stream
@@ -249,6 +252,12 @@ func (c *wsConn) run() {
 	start := time.Now()
 	c.s.log.Info("connection open", "protocol", "ws", "conn_id", c.id, "user_id", c.user, "remote", c.remote)
 	c.ping.Reset(c.s.cfg.PingInterval)
+	if !c.expires.IsZero() {
+		expiry := time.AfterFunc(time.Until(c.expires), func() {
+			c.closeWith(CloseTokenExpired, "token expired: refresh it, reconnect and sync")
+		})
+		defer expiry.Stop()
+	}
 	c.readLoop()
 	c.closeWith(websocket.CloseNormalClosure, "client closed")
 	<-c.finished
@@ -318,13 +327,13 @@ func (c *wsConn) handle(b []byte) {
 	data, err := c.s.svc.Handle(ctx, c.user, c.stream, req.Type, req.Data)
 	cancel()
 	if err != nil {
-		body, _ := protocol.ToError(err)
-		if body.Code == protocol.CodeInternal {
-			c.s.log.Error("command failed", "type", req.Type, "user_id", c.user, "conn_id", c.id,
-				"request_id", c.id+"-"+strconv.FormatInt(req.ID, 10), "conversation_id", conversationOf(req.Data), "err", err)
+		body, _, logIt := protocol.Failure(err)
+		if logIt {
+			LogFailure(c.s.log, body, err, "protocol", "ws", "type", req.Type, "user_id", c.user, "conn_id", c.id,
+				"conversation_id", conversationOf(req.Data))
 		}
 		metrics.Commands.WithLabelValues(metricType(req.Type), body.Code).Inc()
-		c.reply(protocol.ErrorReply(req.ID, err))
+		c.reply(protocol.FailureReply(req.ID, body))
 		return
 	}
 	metrics.Commands.WithLabelValues(metricType(req.Type), "ok").Inc()
@@ -461,7 +470,35 @@ type sendQueue struct {
 	maxBytes int
 	writing  bool
 	taken    chan struct{} // closed when the writer takes frames (waitRoom)
+	// For Stats: the batch the writer took and may still be writing, and
+	// the most queued, and held (queued plus that batch), at once.
+	outFrames, outBytes   int
+	peakFrames, peakBytes int
+	peakHeld, peakHeldB   int
 }
+
+// QueueStats describe a connection's send queue, for tests of its bounds:
+// what it holds now, the most it held at once (queued, and queued plus
+// the batch being written: the frames memory the connection holds), and
+// its bounds.
+type QueueStats struct {
+	Frames, Bytes                 int
+	PeakFrames, PeakBytes         int
+	PeakHeldFrames, PeakHeldBytes int
+	MaxFrames, MaxBytes           int
+}
+
+// stats reads the queue's figures.
+func (q *sendQueue) stats() QueueStats {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return QueueStats{Frames: len(q.frames), Bytes: q.bytes, PeakFrames: q.peakFrames, PeakBytes: q.peakBytes,
+		PeakHeldFrames: q.peakHeld, PeakHeldBytes: q.peakHeldB, MaxFrames: q.limit, MaxBytes: q.maxBytes}
+}
+
+// SendQueueStats is the connection's send queue figures (tests: a long
+// replay stays within the bounds).
+func (c *wsConn) SendQueueStats() QueueStats { return c.send.stats() }
 
 // waitRoom blocks until the queue is at most half full, ctx ends or closed
 // is closed (the connection ended).
@@ -516,6 +553,8 @@ func (q *sendQueue) push(frame []byte) (ok, start bool) {
 	}
 	q.frames = append(q.frames, frame)
 	q.bytes += len(frame)
+	q.peakFrames, q.peakBytes = max(q.peakFrames, len(q.frames)), max(q.peakBytes, q.bytes)
+	q.peakHeld, q.peakHeldB = max(q.peakHeld, len(q.frames)+q.outFrames), max(q.peakHeldB, q.bytes+q.outBytes)
 	start = !q.writing
 	q.writing = true
 	return true, start
@@ -528,9 +567,11 @@ func (q *sendQueue) takeOrIdle(spare [][]byte) [][]byte {
 	defer q.mu.Unlock()
 	if len(q.frames) == 0 {
 		q.writing = false
+		q.outFrames, q.outBytes = 0, 0
 		return spare[:0]
 	}
 	out := q.frames
+	q.outFrames, q.outBytes = len(out), q.bytes
 	q.frames, q.bytes = spare[:0], 0
 	q.tookLocked()
 	return out
@@ -542,6 +583,7 @@ func (q *sendQueue) take(spare [][]byte) [][]byte {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	out := q.frames
+	q.outFrames, q.outBytes = len(out), q.bytes
 	q.frames, q.bytes = spare[:0], 0
 	q.tookLocked()
 	return out

@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/parley-chat/parley/commands"
 	"github.com/parley-chat/parley/domain"
@@ -34,6 +34,7 @@ type Check struct {
 type Config struct {
 	JWTSecret   string
 	JWTPrevious []string // still accepted during a secret rotation
+	JWTPolicy   auth.Policy
 	DevAuth     bool
 	NodeID      string
 	Checks      []Check
@@ -60,14 +61,13 @@ type API struct {
 // New builds the handler. svc and ws are nil on nodes without the gateway
 // role; they then serve only health and metrics.
 func New(cfg Config, svc *gateway.Service, ws *gateway.WSServer, log *slog.Logger) http.Handler {
-	a := &API{cfg: cfg, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTPrevious...), svc: svc, ws: ws, log: log,
+	a := &API{cfg: cfg, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTPrevious...).With(cfg.JWTPolicy), svc: svc, ws: ws, log: log,
 		limiter: newUserLimiter(cfg.RateLimit, cfg.RateBurst)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node_id": cfg.NodeID})
 	})
 	mux.HandleFunc("GET /readyz", a.ready)
-	mux.Handle("GET /metrics", promhttp.Handler())
 	for p, h := range cfg.Extra {
 		mux.Handle(p, h)
 	}
@@ -90,17 +90,13 @@ func New(cfg Config, svc *gateway.Service, ws *gateway.WSServer, log *slog.Logge
 	return mux
 }
 
+// ready is the public readiness probe: which dependencies are down, by
+// name only (their errors name hosts; the ops listener's /readyz has them).
 func (a *API) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	down := map[string]string{}
-	for _, c := range a.cfg.Checks {
-		if err := c.Ping(ctx); err != nil {
-			down[c.Name] = err.Error()
-		}
-	}
+	down := probe(r.Context(), a.cfg.Checks)
 	if len(down) > 0 {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "down": down, "node_id": a.cfg.NodeID})
+		names := slices.Sorted(maps.Keys(down))
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "down": names, "node_id": a.cfg.NodeID})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "node_id": a.cfg.NodeID})
@@ -122,7 +118,11 @@ func (a *API) devToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	tok, err := auth.Mint(a.cfg.JWTSecret, req.UserID, 24*time.Hour)
+	ttl := 24 * time.Hour
+	if max := a.cfg.JWTPolicy.MaxLifetime; max > 0 {
+		ttl = min(ttl, max)
+	}
+	tok, err := auth.MintFor(a.cfg.JWTSecret, req.UserID, ttl, a.cfg.JWTPolicy)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -131,12 +131,12 @@ func (a *API) devToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) upgrade(w http.ResponseWriter, r *http.Request) {
-	user, err := a.verifier.Verify(auth.FromRequest(r, true))
+	id, err := a.verifier.Identify(auth.FromRequest(r, true))
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	a.ws.Serve(w, r, user)
+	a.ws.Serve(w, r, id.User, id.Expires)
 }
 
 var errRateLimited = fmt.Errorf("%w: too many API calls, retry after the Retry-After header's seconds", domain.ErrRateLimited)
@@ -155,6 +155,9 @@ func (a *API) authed(typ string, h func(http.ResponseWriter, *http.Request, stri
 				metrics.CommandLatency.WithLabelValues(typ).Observe(time.Since(start).Seconds())
 			}
 			metrics.Commands.WithLabelValues(typ, code).Inc()
+			if rec.err != nil {
+				gateway.LogFailure(a.log, rec.failure, rec.err, "protocol", "http", "type", typ, "path", r.URL.Path)
+			}
 		}()
 		user, err := a.verifier.Verify(auth.FromRequest(r, false))
 		if err != nil {
@@ -174,8 +177,10 @@ func (a *API) authed(typ string, h func(http.ResponseWriter, *http.Request, stri
 // statusRecorder remembers the status and error code a handler wrote.
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
-	code   string
+	status  int
+	code    string
+	failure protocol.ErrorBody // an error to log (with err), see writeError
+	err     error
 }
 
 func (s *statusRecorder) WriteHeader(status int) {
@@ -271,10 +276,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// writeError answers err; the text of an unavailable or internal one stays
+// out of the reply and is logged (by authed) under the reply's request id.
 func writeError(w http.ResponseWriter, err error) {
-	body, status := protocol.ToError(err)
+	body, status, logIt := protocol.Failure(err)
 	if rec, ok := w.(*statusRecorder); ok {
 		rec.code = body.Code
+		if logIt {
+			rec.failure, rec.err = body, err
+		}
 	}
 	writeJSON(w, status, map[string]any{"error": body})
 }

@@ -40,21 +40,47 @@ var codes = []struct {
 	{context.DeadlineExceeded, CodeUnavailable, http.StatusServiceUnavailable},
 }
 
-// ErrorBody is the error object of replies and HTTP errors.
+// ErrorBody is the error object of replies and HTTP errors. RequestID names
+// the log line that holds the full error of an unavailable or internal one.
 type ErrorBody struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	RequestID string `json:"request_id,omitempty"`
 }
 
+// The fixed messages of the codes whose error text is internal (driver
+// errors name hosts, databases, addresses): clients get these, the log
+// gets the text.
+const (
+	MessageUnavailable = "temporarily unavailable: retry"
+	MessageInternal    = "internal error"
+)
+
 // ToError maps any error to its protocol code and a message safe to show:
-// internal errors do not leak their text.
+// unavailable and internal errors do not leak their text.
 func ToError(err error) (ErrorBody, int) {
 	for _, c := range codes {
 		if errors.Is(err, c.err) {
+			if c.code == CodeUnavailable {
+				return ErrorBody{Code: c.code, Message: MessageUnavailable}, c.status
+			}
 			return ErrorBody{Code: c.code, Message: message(err, c.err)}, c.status
 		}
 	}
-	return ErrorBody{Code: CodeInternal, Message: "internal error"}, http.StatusInternalServerError
+	return ErrorBody{Code: CodeInternal, Message: MessageInternal}, http.StatusInternalServerError
+}
+
+// Failure is how a failed request reaches the client: ToError, and for an
+// unavailable or internal error a fresh request id in the body; logIt then
+// says the caller must log err with that id (the log is the only place its
+// text goes).
+func Failure(err error) (body ErrorBody, status int, logIt bool) {
+	body, status = ToError(err)
+	if body.Code == CodeUnavailable || body.Code == CodeInternal {
+		body.RequestID = domain.NewID("req_")
+		return body, status, true
+	}
+	return body, status, false
 }
 
 // message strips the sentinel's own text from the front ("bad request: x"

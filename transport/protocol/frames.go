@@ -114,6 +114,11 @@ func jsonType(kind string) string {
 // ErrorReply builds the error reply of a request.
 func ErrorReply(id int64, err error) Reply {
 	body, _ := ToError(err)
+	return FailureReply(id, body)
+}
+
+// FailureReply is the error reply carrying body (see Failure).
+func FailureReply(id int64, body ErrorBody) Reply {
 	return Reply{ID: id, Type: "error", Error: &body}
 }
 

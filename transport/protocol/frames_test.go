@@ -1,7 +1,9 @@
 package protocol
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -72,6 +74,31 @@ func TestToErrorMapsEveryCode(t *testing.T) {
 	body, status := ToError(errors.New("secret internals"))
 	if body.Code != CodeInternal || status != 500 || strings.Contains(body.Message, "secret") {
 		t.Fatalf("internal error leaked: %+v", body)
+	}
+}
+
+// Driver text (hosts, databases) of an unavailable or internal error never
+// reaches a client: it gets a fixed message and a request id to quote.
+func TestFailureHidesInternalText(t *testing.T) {
+	for _, err := range []error{
+		fmt.Errorf("%w: history: dial tcp 10.1.2.3:5432 (db chat_prod): connection refused", domain.ErrUnavailable),
+		fmt.Errorf("wait: %w", context.DeadlineExceeded),
+		errors.New("pgx: relation t_prod.messages is missing"),
+	} {
+		body, status, logIt := Failure(err)
+		if !logIt || body.RequestID == "" || status < 500 ||
+			body.Message != MessageUnavailable && body.Message != MessageInternal {
+			t.Errorf("%v: %+v (status %d, log %v)", err, body, status, logIt)
+		}
+	}
+	body, _, logIt := Failure(fmt.Errorf("%w: body must not contain U+0000", domain.ErrBadRequest))
+	if logIt || body.RequestID != "" || body.Message != "body must not contain U+0000" {
+		t.Errorf("a client error is the client's to read: %+v (log %v)", body, logIt)
+	}
+	a, _, _ := Failure(domain.ErrUnavailable)
+	b, _, _ := Failure(domain.ErrUnavailable)
+	if a.RequestID == b.RequestID {
+		t.Errorf("two failures share request id %s", a.RequestID)
 	}
 }
 

@@ -55,6 +55,7 @@ type session struct {
 	buf    []EnginePacket
 	// bufBytes is the data held in buf (set to 0 wherever buf is taken).
 	bufBytes int
+	qstats   queueStats    // peaks, for QueueStats
 	changed  chan struct{} // closed and replaced whenever buf or the state changes
 	ws       *wsConn       // the WebSocket the session runs on, once it does
 	probe    *wsConn       // a WebSocket probing for the upgrade
@@ -163,6 +164,7 @@ func (s *session) send(ps ...EnginePacket) error {
 	}
 	s.buf = append(s.buf, ps...)
 	s.bufBytes += n
+	s.qstats.queued(len(s.buf), s.bufBytes)
 	s.signal()
 	s.mu.Unlock()
 	return nil
@@ -393,6 +395,7 @@ func (s *session) poll(w http.ResponseWriter, r *http.Request) {
 	if closed {
 		out = s.finalLocked()
 	}
+	s.qstats.took(len(s.buf), s.bufBytes)
 	s.buf, s.bufBytes = nil, 0
 	s.signal() // room for a sender waiting in waitRoom
 	s.polling = false

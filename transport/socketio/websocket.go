@@ -93,6 +93,7 @@ func (s *session) writeLoop(c *wsConn) {
 			s.mu.Lock()
 		}
 		out, closed, mode := s.buf, s.closed, s.mode
+		s.qstats.took(len(s.buf), s.bufBytes)
 		s.buf, s.bufBytes = nil, 0
 		s.signal() // room for a sender waiting in waitRoom
 		s.mu.Unlock()

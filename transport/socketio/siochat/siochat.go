@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/time/rate"
 
@@ -30,6 +31,7 @@ import (
 type Config struct {
 	JWTSecret      string
 	JWTPrevious    []string      // still accepted during a secret rotation
+	JWTPolicy      auth.Policy
 	RateLimit      float64       // 20 commands/s per connection
 	RateBurst      int           // 40
 	CommandQueue   int           // 64 commands waiting per connection
@@ -70,7 +72,7 @@ type Chat struct {
 // New builds the namespace handler.
 func New(cfg Config, hub *gateway.Hub, svc *gateway.Service, log *slog.Logger) *Chat {
 	cfg.defaults()
-	return &Chat{cfg: cfg, hub: hub, svc: svc, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTPrevious...), log: log}
+	return &Chat{cfg: cfg, hub: hub, svc: svc, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTPrevious...).With(cfg.JWTPolicy), log: log}
 }
 
 // Drain refuses new commands (unavailable: retry on another node) and
@@ -110,11 +112,19 @@ func (c *Chat) Connect(s *socketio.Socket, authData json.RawMessage) error {
 	if a.Token == "" {
 		return refusal(fmt.Errorf("%w: auth.token is required: io(url, {auth: {token}})", domain.ErrUnauthorized))
 	}
-	user, err := c.verifier.Verify(a.Token)
+	id, err := c.verifier.Identify(a.Token)
 	if err != nil {
 		return refusal(err)
 	}
+	user := id.User
 	conn := c.newConn(s, user)
+	// The socket ends with its token: the client refreshes and reconnects
+	// (it sees a server-side disconnect, "io server disconnect").
+	expiry := time.AfterFunc(time.Until(id.Expires), func() {
+		c.log.Info("token expired: disconnecting", "protocol", "socketio", "user_id", user)
+		s.Disconnect()
+	})
+	go func() { <-conn.ctx.Done(); expiry.Stop() }()
 	if err := c.hub.Register(conn); err != nil {
 		conn.cancel()
 		return refusal(err)
@@ -219,6 +229,7 @@ var (
 	errRateLimited = fmt.Errorf("%w: too many commands, slow down", domain.ErrRateLimited)
 	errBusy        = fmt.Errorf("%w: too many commands waiting on this connection", domain.ErrRateLimited)
 	errBinary      = fmt.Errorf("%w: binary attachments are not accepted", domain.ErrBadRequest)
+	errInvalidUTF8 = fmt.Errorf("%w: data is not valid UTF-8", domain.ErrBadRequest)
 	errDraining    = fmt.Errorf("%w: node shutting down: reconnect and retry", domain.ErrUnavailable)
 )
 
@@ -280,6 +291,12 @@ func (c *conn) run(ev *socketio.Event) {
 	if len(ev.Args) > 0 && string(ev.Args[0]) != "null" {
 		data = ev.Args[0]
 	}
+	// As /ws refuses such a frame: encoding/json would silently store
+	// U+FFFD in place of the client's bytes.
+	if !utf8.Valid(data) {
+		c.ackError(ev, errInvalidUTF8)
+		return
+	}
 	start := time.Now()
 	// As on /ws: a command that started runs to its end even if the client
 	// goes, so what the log acked is recorded everywhere it must be.
@@ -287,12 +304,12 @@ func (c *conn) run(ev *socketio.Event) {
 	res, err := c.chat.svc.Handle(ctx, c.user, c.stream, ev.Name, data)
 	cancel()
 	if err != nil {
-		body, _ := protocol.ToError(err)
-		if body.Code == protocol.CodeInternal {
-			c.chat.log.Error("command failed", "protocol", "socketio", "type", ev.Name, "user_id", c.user, "err", err)
+		body, _, logIt := protocol.Failure(err)
+		if logIt {
+			gateway.LogFailure(c.chat.log, body, err, "protocol", "socketio", "type", ev.Name, "user_id", c.user)
 		}
 		metrics.Commands.WithLabelValues(metricType(ev.Name), body.Code).Inc()
-		c.ackError(ev, err)
+		c.ackBody(ev, body)
 		return
 	}
 	metrics.Commands.WithLabelValues(metricType(ev.Name), "ok").Inc()
@@ -313,6 +330,10 @@ func (c *conn) run(ev *socketio.Event) {
 
 func (c *conn) ackError(ev *socketio.Event, err error) {
 	body, _ := protocol.ToError(err)
+	c.ackBody(ev, body)
+}
+
+func (c *conn) ackBody(ev *socketio.Event, body protocol.ErrorBody) {
 	b, _ := json.Marshal(struct {
 		OK    bool               `json:"ok"`
 		Error protocol.ErrorBody `json:"error"`

@@ -130,6 +130,11 @@ func TestSocketIOChatMapping(t *testing.T) {
 			t.Fatalf("got %q, want %s...", got, want)
 		}
 	}
+	// Invalid UTF-8 is refused, as on /ws (not stored as U+FFFD).
+	c.do(http.MethodPost, "4210[\"message.send\",{\"body\":\"a\xffb\"}]")
+	if got := c.next(); !strings.HasPrefix(got, `4310[{"ok":false,"error":{"code":"bad_request","message":"data is not valid UTF-8`) {
+		t.Fatalf("invalid UTF-8: %q", got)
+	}
 
 	hub.Deliver(domain.Delivery{ConversationID: "c1", Seq: 5, Recipients: []string{"u1"},
 		Frame: json.RawMessage(`{"type":"message.new","seq":5,"data":{"conversation_id":"c1","seq":5,"body":"hi"}}`)})
@@ -158,6 +163,21 @@ func TestSocketIOChatResync(t *testing.T) {
 	hub.Each(func(cl gateway.Client) { cl.(gateway.Resyncer).Resync("test") })
 	if got := c.next(); got != "1" {
 		t.Fatalf("after resync: %q", got)
+	}
+	testenv.WaitFor(t, 5*time.Second, "the connection to leave the hub", func() bool { return hub.Count() == 0 })
+}
+
+// A socket ends with its token: at exp the server disconnects it ("41",
+// "io server disconnect": the client gets a new token before reconnecting).
+func TestSocketIOChatTokenExpiry(t *testing.T) {
+	hub, c := setup(t)
+	tok, _ := auth.Mint("secret", "u1", 1500*time.Millisecond)
+	c.do(http.MethodPost, `40{"token":"`+tok+`"}`)
+	if got := c.next(); !strings.HasPrefix(got, `40{"sid":"`) {
+		t.Fatalf("connect: %q", got)
+	}
+	if got := c.next(); got != "41" {
+		t.Fatalf("at the token's expiry: %q, want the namespace disconnect 41", got)
 	}
 	testenv.WaitFor(t, 5*time.Second, "the connection to leave the hub", func() bool { return hub.Count() == 0 })
 }
