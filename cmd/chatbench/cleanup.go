@@ -11,7 +11,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/parley-chat/parley/infra/app"
-	"github.com/parley-chat/parley/infra/config"
+	chatconfig "github.com/parley-chat/parley/infra/config"
 	"github.com/parley-chat/parley/infra/kafkalog"
 	"github.com/parley-chat/parley/infra/redisstore"
 )
@@ -44,7 +44,7 @@ func deleteTopic(brokers, topic string) error {
 	}
 	// The brokers come from the flag, their security from the environment
 	// (CHAT_KAFKA_SASL_*, CHAT_KAFKA_TLS*), as for chatd.
-	cfg, err := config.Parse()
+	cfg, err := chatconfig.Parse()
 	if err != nil {
 		return err
 	}

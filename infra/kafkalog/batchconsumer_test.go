@@ -125,7 +125,7 @@ func TestBatchConsumerFollowsTheStoredOffsets(t *testing.T) {
 		t.Fatal(err)
 	}
 	for p, hwm := range hwms {
-		commit(t, env.Cfg.KafkaBrokers, env.Cfg.Topic, env.Cfg.GroupPrefix+"batchtest", p, hwm)
+		commit(t, app.KafkaConfig(env.Cfg).WithClientID("batch-test-commit"), env.Cfg.GroupPrefix+"batchtest", p, hwm)
 	}
 
 	s := &store{next: map[int32]int64{}, refuse: 3}

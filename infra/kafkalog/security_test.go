@@ -151,7 +151,7 @@ func TestFranzOptions(t *testing.T) {
 		if tc == nil || tc.RootCAs == nil {
 			t.Errorf("%s: TLS config %v, want one with the CA", name, tc)
 		}
-		if id, _ := cl.OptValue(kgo.ClientID).(*string); id == nil || *id != "id" {
+		if id, _ := cl.OptValue(kgo.ClientID).(string); id != "id" {
 			t.Errorf("%s: client id %v", name, id)
 		}
 		cl.Close()
