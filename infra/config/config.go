@@ -94,10 +94,10 @@ type Config struct {
 	// pprof when Pprof): loopback by default, so that only the node's own
 	// host (or a port-forward, or a scraper the manifests let in) reaches
 	// it; "off" disables it.
-	OpsAddr string `env:"CHAT_OPS_ADDR" envDefault:"127.0.0.1:9091"`
-	Pprof   bool   `env:"CHAT_PPROF"`
-	LogFormat   string   `env:"CHAT_LOG_FORMAT"`
-	LogLevel    string   `env:"CHAT_LOG_LEVEL" envDefault:"info"`
+	OpsAddr   string `env:"CHAT_OPS_ADDR" envDefault:"127.0.0.1:9091"`
+	Pprof     bool   `env:"CHAT_PPROF"`
+	LogFormat string `env:"CHAT_LOG_FORMAT"`
+	LogLevel  string `env:"CHAT_LOG_LEVEL" envDefault:"info"`
 }
 
 // MinSecretBytes is the shortest JWT secret accepted outside development:
