@@ -20,7 +20,7 @@ import (
 func roles(ctx context.Context, cfg config.Config, args []string) error {
 	flags := flag.NewFlagSet("roles", flag.ContinueOnError)
 	prefix := flags.String("prefix", "parley", "prefix of the role names (<prefix>_read, _write, _analytics, _gateway, ...)")
-	owner := flags.String("owner", "", "the role that owns the schemas and runs migrate and replay (default: CHAT_DATABASE_URL's user)")
+	owner := flags.String("owner", "", "the role that owns the schemas and runs migrate and replay (default: the active read-model schema's owner)")
 	dir := flags.String("passwords", "", "directory of password files named gateway, fanout, projector, analyst;\n"+
 		"each file present creates that login role or sets its password (a mounted Secret)")
 	if err := flags.Parse(args); err != nil {

@@ -10,9 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Roles describes Parley's least-privilege Postgres roles (docs/deploy.md,
@@ -41,7 +41,7 @@ import (
 // readable by _analytics, so a replay's switch needs no new grants.
 type Roles struct {
 	Prefix     string            // role name prefix; default "parley"
-	Owner      string            // owner of the schemas; default the connecting role
+	Owner      string            // owner of the schemas; default the active read-model schema's owner
 	Deployment string            // the deployment's name, its bootstrap schema (CHAT_DB_SCHEMA)
 	Passwords  map[string]string // login role suffix (gateway, fanout, projector, analyst) -> password
 }
@@ -77,7 +77,8 @@ const rolesLock = 0x70617232 // "par2"
 // SetupRoles creates the roles if they are missing and grants their
 // privileges on the deployment's schemas; it is idempotent and runs in one
 // transaction. Run it after `chatctl migrate`, as the owner (who needs
-// CREATEROLE) or as a superuser naming the owner.
+// CREATEROLE) or as a superuser; the owner is the active read-model
+// schema's unless Owner names it.
 func SetupRoles(ctx context.Context, dsn string, r Roles) error {
 	if r.Deployment == "" {
 		return errors.New("roles: the deployment (CHAT_DB_SCHEMA) is required")
@@ -99,12 +100,6 @@ func SetupRoles(ctx context.Context, dsn string, r Roles) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(rolesLock)); err != nil {
 			return err
 		}
-		owner := r.Owner
-		if owner == "" {
-			if err := tx.QueryRow(ctx, "SELECT current_user").Scan(&owner); err != nil {
-				return err
-			}
-		}
 		var active, analytics string
 		var previous *string
 		err := tx.QueryRow(ctx, `SELECT active_schema, analytics_schema, previous_schema FROM `+ControlSchema+`.read_model WHERE name=$1`,
@@ -114,6 +109,13 @@ func SetupRoles(ctx context.Context, dsn string, r Roles) error {
 		}
 		if err != nil {
 			return fmt.Errorf("roles: read-model pointer: %w", err)
+		}
+		owner := r.Owner
+		if owner == "" { // whoever ran chatctl migrate
+			if err := tx.QueryRow(ctx, `SELECT r.rolname FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
+				WHERE n.nspname=$1`, active).Scan(&owner); err != nil {
+				return fmt.Errorf("roles: the owner of %s: %w", active, err)
+			}
 		}
 		readModels := []string{active}
 		for _, s := range []*string{&r.Deployment, previous} {
@@ -211,7 +213,8 @@ func ensureRole(ctx context.Context, tx pgx.Tx, name, attrs string) error {
 }
 
 func isUndefinedTable(err error) bool {
-	return err != nil && (strings.Contains(err.Error(), "SQLSTATE 42P01") || strings.Contains(err.Error(), "SQLSTATE 3F000"))
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000")
 }
 
 // checkPassword accepts printable ASCII of 16 to 1000 bytes: long enough

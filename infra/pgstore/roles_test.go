@@ -181,11 +181,22 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 		t.Errorf("analyst on a replay's schema: %v, want permission denied", err)
 	}
 
-	// Idempotent: a second run changes nothing but the passwords it is
-	// given; the server stores the SCRAM verifier, never the password.
+	// Idempotent: a second run, here by a superuser, changes nothing but
+	// the passwords it is given, and its default privileges are again the
+	// owner's (found as the active schema's), not the superuser's. The
+	// server stores the SCRAM verifier, never the password.
 	roles.Passwords["gateway"] = "a-new-gateway-password-0123456789"
-	if err := pgstore.SetupRoles(ctx, roles.DSN["owner"], roles.Roles); err != nil {
+	if err := pgstore.SetupRoles(ctx, env.Cfg.DatabaseURL, roles.Roles); err != nil {
 		t.Fatalf("second run: %v", err)
+	}
+	var grantors []string
+	rows, err = env.Pool.Query(ctx, `SELECT DISTINCT r.rolname FROM pg_default_acl d JOIN pg_roles r ON r.oid = d.defaclrole,
+		LATERAL aclexplode(d.defaclacl) a JOIN pg_roles g ON g.oid = a.grantee WHERE g.rolname LIKE $1`, roles.Prefix+"\\_%")
+	if err == nil {
+		grantors, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	if err != nil || len(grantors) != 1 || grantors[0] != roles.Owner {
+		t.Errorf("default privileges for %v (%v), want for the owner %s only", grantors, err, roles.Owner)
 	}
 	var stored string
 	if err := env.Pool.QueryRow(ctx, `SELECT rolpassword FROM pg_authid WHERE rolname=$1`, roles.Name("gateway")).Scan(&stored); err != nil {
