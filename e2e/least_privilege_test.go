@@ -34,7 +34,7 @@ func TestLeastPrivilegeDeployment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close()
+	t.Cleanup(func() { admin.Close() }) // after the user's deletion below
 	user, password := "parley_e2e_"+env.Suffix, fmt.Sprintf("pw-%s-%d", env.Suffix, time.Now().UnixNano())
 	args := []any{"ACL", "SETUSER", user, "on", ">" + password}
 	for _, r := range redisstore.ACLRules(env.Cfg.RedisPrefix) {
@@ -43,7 +43,11 @@ func TestLeastPrivilegeDeployment(t *testing.T) {
 	if err := admin.Do(ctx, args...).Err(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { admin.Do(context.Background(), "ACL", "DELUSER", user) })
+	t.Cleanup(func() {
+		if err := admin.Do(context.Background(), "ACL", "DELUSER", user).Err(); err != nil {
+			t.Errorf("delete the ACL user: %v", err)
+		}
+	})
 	u, err := url.Parse(env.Cfg.RedisURL)
 	if err != nil {
 		t.Fatal(err)
