@@ -10,6 +10,8 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/parley-chat/parley/infra/app"
+	chatconfig "github.com/parley-chat/parley/infra/config"
 	"github.com/parley-chat/parley/infra/kafkalog"
 	"github.com/parley-chat/parley/infra/redisstore"
 )
@@ -40,9 +42,16 @@ func deleteTopic(brokers, topic string) error {
 	if !strings.HasPrefix(topic, "bench") {
 		return fmt.Errorf("refusing to delete topic %q: not a bench topic", topic)
 	}
-	admin, err := sarama.NewClusterAdmin(strings.Split(brokers, ","), kafkalog.SaramaConfig("parley-bench-cleanup"))
+	// The brokers come from the flag, their security from the environment
+	// (CHAT_KAFKA_SASL_*, CHAT_KAFKA_TLS*), as for chatd.
+	cfg, err := chatconfig.Parse()
 	if err != nil {
-		return fmt.Errorf("kafka admin: %w", err)
+		return err
+	}
+	cfg.KafkaBrokers = strings.Split(brokers, ",")
+	admin, err := kafkalog.NewAdmin(app.KafkaConfig(cfg).WithClientID("parley-bench-cleanup"))
+	if err != nil {
+		return err
 	}
 	defer admin.Close()
 	if err := admin.DeleteTopic(topic); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {

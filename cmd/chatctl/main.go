@@ -1,4 +1,4 @@
-// Command chatctl is Parley's operator tool: migrate, topics, replay, token.
+// Command chatctl is Parley's operator tool: migrate, topics, roles, replay, token.
 package main
 
 import (
@@ -22,6 +22,8 @@ commands:
   migrate            apply the Postgres migrations: control schema, the active
                      read-model schema (CHAT_DB_SCHEMA until a replay), analytics views
   topics             create the Kafka events topic (CHAT_KAFKA_TOPIC)
+  roles              create or update Parley's least-privilege Postgres roles and
+                     grant them on the deployment's schemas, after migrate (roles -h)
   replay [--dry-run] rebuild every read model from the start of the log into a
                      fresh schema and switch to it (replay -h for flags)
   drop-schema NAME   drop a read-model schema no longer in use (after a replay)
@@ -61,6 +63,8 @@ func run(ctx context.Context, cmd string, args []string) error {
 			return err
 		}
 		fmt.Printf("topic %s: created=%v partitions=%d replication=%d\n", cfg.Topic, created, cfg.Partitions, cfg.ReplicationFactor)
+	case "roles":
+		return roles(ctx, cfg, args)
 	case "replay":
 		return replay(ctx, cfg, args)
 	case "drop-schema":

@@ -205,7 +205,7 @@ func dropSchema(ctx context.Context, cfg config.Config, args []string) error {
 type kafkaSource struct{ r *kafkalog.PartitionReader }
 
 func openKafkaSource(cfg config.Config) (*kafkaSource, error) {
-	r, err := kafkalog.NewPartitionReader(cfg.KafkaBrokers, cfg.Topic, "parley-replay-"+cfg.NodeID)
+	r, err := kafkalog.OpenPartitionReader(app.KafkaConfig(cfg).WithClientID("parley-replay-" + cfg.NodeID))
 	if err != nil {
 		return nil, err
 	}

@@ -54,11 +54,14 @@ func JWTPolicy(c config.Config) auth.Policy {
 	return auth.Policy{Audience: c.JWTAudience, Issuer: c.JWTIssuer, MaxLifetime: c.JWTMaxLifetime}
 }
 
-// KafkaConfig derives the Kafka adapter's config.
+// KafkaConfig derives the Kafka adapter's config, security included: every
+// Kafka client of the process is built from it.
 func KafkaConfig(c config.Config) kafkalog.Config {
 	return kafkalog.Config{Brokers: c.KafkaBrokers, Topic: c.Topic, Partitions: c.Partitions,
 		ReplicationFactor: c.ReplicationFactor, MinInsyncReplicas: c.MinInsyncReplicas, Linger: c.ProduceLinger, Compression: c.Compression,
-		ClientID: "parley-" + c.NodeID}
+		ClientID: "parley-" + c.NodeID,
+		Security: kafkalog.Security{Mechanism: c.KafkaSASLMechanism, User: c.KafkaSASLUser, Password: c.KafkaSASLPassword,
+			TLS: c.KafkaTLS, CAFile: c.KafkaTLSCA}}
 }
 
 // New connects the adapters every role needs. Kafka and Redis must answer

@@ -29,8 +29,8 @@ func (a *App) runFanout(ctx context.Context) error {
 	}
 	go a.watchLag(ctx, a.Cfg.GroupPrefix+FanoutGroup) // parley_consumer_lag (ops.go)
 	return kafkalog.RunLive(ctx, kafkalog.LiveConfig{
-		Brokers: a.Cfg.KafkaBrokers, Topic: a.Cfg.Topic, Group: a.Cfg.GroupPrefix + FanoutGroup,
-		ClientID: "parley-fanout-" + a.Cfg.NodeID, Forget: h.Forget,
+		Kafka: KafkaConfig(a.Cfg).WithClientID("parley-fanout-" + a.Cfg.NodeID),
+		Group: a.Cfg.GroupPrefix + FanoutGroup, Forget: h.Forget,
 	}, func(ctx context.Context, batch []kafkalog.Consumed) error {
 		recs := make([]fanout.Record, len(batch))
 		for i, c := range batch {
@@ -49,8 +49,8 @@ func (a *App) runFanout(ctx context.Context) error {
 func (a *App) runProjector(ctx context.Context) error {
 	go a.watchLag(ctx, a.Cfg.GroupPrefix+ProjectorGroup) // parley_consumer_lag (ops.go)
 	bc, err := kafkalog.NewBatchConsumer(kafkalog.BatchConfig{
-		Brokers: a.Cfg.KafkaBrokers, Topic: a.Cfg.Topic, Group: a.Cfg.GroupPrefix + ProjectorGroup,
-		ClientID: "parley-projector-" + a.Cfg.NodeID, Size: a.Cfg.BatchSize, Wait: a.Cfg.BatchWait,
+		Kafka: KafkaConfig(a.Cfg).WithClientID("parley-projector-" + a.Cfg.NodeID),
+		Group: a.Cfg.GroupPrefix + ProjectorGroup, Size: a.Cfg.BatchSize, Wait: a.Cfg.BatchWait,
 		FetchMin: 64 << 10, FetchWait: 25 * time.Millisecond,
 		Resume: a.Store.ResumeOffsets,
 		Observe: func(size int, took time.Duration) {

@@ -4,6 +4,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -37,6 +38,16 @@ type Config struct {
 	JWTSecret    string   `env:"CHAT_JWT_SECRET"`
 	DevAuth      bool     `env:"CHAT_DEV_AUTH" envDefault:"false"`
 	Roles        []string `env:"CHAT_ROLES" envDefault:"gateway,fanout,projector" envSeparator:","`
+
+	// Kafka authentication and encryption (kafkalog.Security): SASL with
+	// PLAIN or SCRAM, the password inline or in a file (a mounted Secret),
+	// TLS verified against the system's roots or the CA file.
+	KafkaSASLMechanism    string `env:"CHAT_KAFKA_SASL_MECHANISM"`
+	KafkaSASLUser         string `env:"CHAT_KAFKA_SASL_USER"`
+	KafkaSASLPassword     string `env:"CHAT_KAFKA_SASL_PASSWORD"`
+	KafkaSASLPasswordFile string `env:"CHAT_KAFKA_SASL_PASSWORD_FILE"`
+	KafkaTLS              bool   `env:"CHAT_KAFKA_TLS" envDefault:"false"`
+	KafkaTLSCA            string `env:"CHAT_KAFKA_TLS_CA"`
 
 	// Extensions, documented in docs/runbook.md.
 	Topic             string        `env:"CHAT_KAFKA_TOPIC" envDefault:"chat.events"`
@@ -125,6 +136,9 @@ func Load() (Config, error) {
 	for i, r := range c.Roles {
 		c.Roles[i] = strings.TrimSpace(r)
 	}
+	if err := c.readSecretFiles(); err != nil {
+		return c, err
+	}
 	return c, c.Validate()
 }
 
@@ -166,6 +180,9 @@ func (c Config) Validate() error {
 	}
 	if !slices.Contains([]string{"none", "gzip", "snappy", "lz4", "zstd"}, c.Compression) {
 		bad("CHAT_KAFKA_COMPRESSION: %q is not one of none, gzip, snappy, lz4, zstd", c.Compression)
+	}
+	if err := c.validateKafkaSecurity(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Partitions < 1 {
 		bad("CHAT_KAFKA_PARTITIONS must be >= 1")
@@ -239,4 +256,66 @@ func validSchema(s string) bool {
 		}
 	}
 	return true
+}
+
+// readSecretFiles fills secrets given as files (CHAT_*_FILE, e.g. a mounted
+// Kubernetes Secret) in place of inline values. One trailing newline is
+// dropped: editors and `echo` add it.
+func (c *Config) readSecretFiles() error {
+	if c.KafkaSASLPasswordFile == "" {
+		return nil
+	}
+	if c.KafkaSASLPassword != "" {
+		return errors.New("config: set CHAT_KAFKA_SASL_PASSWORD or CHAT_KAFKA_SASL_PASSWORD_FILE, not both")
+	}
+	b, err := os.ReadFile(c.KafkaSASLPasswordFile)
+	if err != nil {
+		return fmt.Errorf("config: CHAT_KAFKA_SASL_PASSWORD_FILE: %w", err)
+	}
+	c.KafkaSASLPassword = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	return nil
+}
+
+// validateKafkaSecurity checks the CHAT_KAFKA_SASL_* and CHAT_KAFKA_TLS*
+// settings (kafkalog.Security.Validate checks them again where the clients
+// are built; this reports them with the variables' names).
+func (c Config) validateKafkaSecurity() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	switch c.KafkaSASLMechanism {
+	case "":
+		if c.KafkaSASLUser != "" || c.KafkaSASLPassword != "" {
+			bad("CHAT_KAFKA_SASL_USER and CHAT_KAFKA_SASL_PASSWORD need CHAT_KAFKA_SASL_MECHANISM")
+		}
+	case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		if c.KafkaSASLUser == "" || c.KafkaSASLPassword == "" {
+			bad("CHAT_KAFKA_SASL_MECHANISM %s needs CHAT_KAFKA_SASL_USER and CHAT_KAFKA_SASL_PASSWORD (or _FILE)", c.KafkaSASLMechanism)
+		}
+		if c.KafkaSASLMechanism == "PLAIN" && !c.KafkaTLS {
+			bad("CHAT_KAFKA_SASL_MECHANISM PLAIN sends the password in the clear: set CHAT_KAFKA_TLS=true or use SCRAM-SHA-512")
+		}
+	default:
+		bad("CHAT_KAFKA_SASL_MECHANISM: %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", c.KafkaSASLMechanism)
+	}
+	if c.KafkaTLSCA != "" {
+		if !c.KafkaTLS {
+			bad("CHAT_KAFKA_TLS_CA needs CHAT_KAFKA_TLS=true")
+		} else if pem, err := os.ReadFile(c.KafkaTLSCA); err != nil {
+			bad("CHAT_KAFKA_TLS_CA: %v", err)
+		} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			bad("CHAT_KAFKA_TLS_CA %s: no PEM certificate in it", c.KafkaTLSCA)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Parse reads the environment, secret files included, without validating
+// it: for tools that take most settings as flags and need a few from the
+// environment (chatbench cleanup reaches Kafka with its security).
+func Parse() (Config, error) {
+	var c Config
+	if err := env.Parse(&c); err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	return c, c.readSecretFiles()
 }

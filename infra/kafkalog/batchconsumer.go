@@ -35,12 +35,11 @@ type BatchHandler func(ctx context.Context, batch []Consumed) error
 
 // BatchConfig of a batching consumer group.
 type BatchConfig struct {
-	Brokers  []string
-	Topic    string
-	Group    string
-	ClientID string
-	Size     int           // flush when this many records are waiting
-	Wait     time.Duration // or when the oldest has waited this long
+	// Kafka names the brokers, the topic, the client id and the security.
+	Kafka Config
+	Group string
+	Size  int           // flush when this many records are waiting
+	Wait  time.Duration // or when the oldest has waited this long
 	// FetchMin and FetchWait: a fetch returns once FetchMin bytes are there
 	// or after FetchWait (defaults 1 byte, 20 ms). A consumer that is not
 	// on the live path (the projector) trades a few milliseconds of lag for
@@ -88,7 +87,10 @@ type item struct {
 
 // NewBatchConsumer joins the group (lazily, on Run).
 func NewBatchConsumer(cfg BatchConfig, handle BatchHandler, log *slog.Logger) (*BatchConsumer, error) {
-	sc := SaramaConfig(cfg.ClientID)
+	sc, err := cfg.Kafka.Sarama()
+	if err != nil {
+		return nil, err
+	}
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
 	sc.Consumer.Offsets.AutoCommit.Interval = 200 * time.Millisecond
 	sc.Consumer.Fetch.Default = 4 << 20
@@ -103,7 +105,7 @@ func NewBatchConsumer(cfg BatchConfig, handle BatchHandler, log *slog.Logger) (*
 	sc.Consumer.Group.Session.Timeout = GroupSession
 	sc.Consumer.Group.Heartbeat.Interval = GroupHeartbeat
 	sc.Consumer.Return.Errors = false
-	group, err := sarama.NewConsumerGroup(cfg.Brokers, cfg.Group, sc)
+	group, err := sarama.NewConsumerGroup(cfg.Kafka.Brokers, cfg.Group, sc)
 	if err != nil {
 		return nil, fmt.Errorf("consumer group %s: %w", cfg.Group, err)
 	}
@@ -128,7 +130,7 @@ func (c *BatchConsumer) Run(ctx context.Context) error {
 		c.mu.Lock()
 		c.endSession = cancel
 		c.mu.Unlock()
-		err := c.group.Consume(sctx, []string{c.cfg.Topic}, groupHandler{c})
+		err := c.group.Consume(sctx, []string{c.cfg.Kafka.Topic}, groupHandler{c})
 		cancel()
 		if err != nil {
 			if errors.Is(err, sarama.ErrClosedConsumerGroup) {
@@ -152,15 +154,15 @@ type groupHandler struct{ c *BatchConsumer }
 func (h groupHandler) Setup(ss sarama.ConsumerGroupSession) error {
 	s := &session{ConsumerGroupSession: ss, seek: map[int32]int64{}}
 	if h.c.cfg.Resume != nil {
-		parts := ss.Claims()[h.c.cfg.Topic]
+		parts := ss.Claims()[h.c.cfg.Kafka.Topic]
 		next, err := h.c.resume(ss.Context(), parts)
 		if err != nil {
 			return err
 		}
 		for _, p := range parts {
 			off := next[p]
-			ss.ResetOffset(h.c.cfg.Topic, p, off, "")
-			ss.MarkOffset(h.c.cfg.Topic, p, off, "")
+			ss.ResetOffset(h.c.cfg.Kafka.Topic, p, off, "")
+			ss.MarkOffset(h.c.cfg.Kafka.Topic, p, off, "")
 			s.seek[p] = off
 		}
 	}

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
-
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/app"
 	"github.com/parley-chat/parley/infra/kafkalog"
@@ -94,8 +92,8 @@ func openLog(t *testing.T, env *testenv.Env) *kafkalog.Log {
 func runConsumer(t *testing.T, env *testenv.Env, s *store) {
 	t.Helper()
 	bc, err := kafkalog.NewBatchConsumer(kafkalog.BatchConfig{
-		Brokers: env.Cfg.KafkaBrokers, Topic: env.Cfg.Topic, Group: env.Cfg.GroupPrefix + "batchtest",
-		ClientID: "batch-test", Size: 7, Wait: time.Millisecond, Resume: s.resume,
+		Kafka: app.KafkaConfig(env.Cfg).WithClientID("batch-test"), Group: env.Cfg.GroupPrefix + "batchtest",
+		Size: 7, Wait: time.Millisecond, Resume: s.resume,
 	}, s.handle, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +125,7 @@ func TestBatchConsumerFollowsTheStoredOffsets(t *testing.T) {
 		t.Fatal(err)
 	}
 	for p, hwm := range hwms {
-		commit(t, env.Cfg.KafkaBrokers, env.Cfg.Topic, env.Cfg.GroupPrefix+"batchtest", p, hwm)
+		commit(t, app.KafkaConfig(env.Cfg).WithClientID("batch-test-commit"), env.Cfg.GroupPrefix+"batchtest", p, hwm)
 	}
 
 	s := &store{next: map[int32]int64{}, refuse: 3}
@@ -161,7 +159,7 @@ func TestBatchConsumerProvesAHoleLeftByRetention(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := sarama.NewClusterAdmin(env.Cfg.KafkaBrokers, kafkalog.SaramaConfig("batch-test-admin"))
+	admin, err := kafkalog.NewAdmin(app.KafkaConfig(env.Cfg).WithClientID("batch-test-admin"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,8 +206,8 @@ func TestBatchConsumerShutdownDuringAFailingBatch(t *testing.T) {
 			return s.handle(ctx, batch)
 		}
 		bc, err := kafkalog.NewBatchConsumer(kafkalog.BatchConfig{
-			Brokers: env.Cfg.KafkaBrokers, Topic: env.Cfg.Topic, Group: fmt.Sprintf("%sshutdown%d", env.Cfg.GroupPrefix, round),
-			ClientID: "batch-test", Size: 5, Wait: time.Millisecond, Resume: s.resume,
+			Kafka: app.KafkaConfig(env.Cfg).WithClientID("batch-test"), Group: fmt.Sprintf("%sshutdown%d", env.Cfg.GroupPrefix, round),
+			Size: 5, Wait: time.Millisecond, Resume: s.resume,
 		}, handle, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err != nil {
 			t.Fatal(err)

@@ -17,7 +17,9 @@ import (
 	"github.com/parley-chat/parley/infra/metrics"
 )
 
-// Config of the Kafka adapter.
+// Config of the Kafka adapter. Every Kafka client Parley makes is built
+// from one (app.KafkaConfig derives it from the process's settings), so the
+// brokers never travel without Security.
 type Config struct {
 	Brokers           []string
 	Topic             string
@@ -27,19 +29,77 @@ type Config struct {
 	Linger            time.Duration // producer flush frequency; 0 sends at once
 	Compression       string        // producer batch codec: none (default), gzip, snappy, lz4, zstd
 	ClientID          string
+	Security          Security // SASL and TLS of every client
 }
 
-// SaramaConfig returns the base client config every Parley client uses.
-func SaramaConfig(clientID string) *sarama.Config {
-	c := sarama.NewConfig()
-	c.Version = sarama.V4_0_0_0
-	c.ClientID = "parley"
-	if clientID != "" {
-		c.ClientID = clientID
-	}
-	c.Metadata.RefreshFrequency = 30 * time.Second
-	c.Net.DialTimeout = 5 * time.Second
+// WithClientID returns c with another client id (one per role, in logs and
+// broker metrics).
+func (c Config) WithClientID(id string) Config {
+	c.ClientID = id
 	return c
+}
+
+// Sarama returns the base config of a Sarama client: Kafka 4 protocol,
+// c's client id, and c's security.
+func (c Config) Sarama() (*sarama.Config, error) {
+	sc := baseSarama(c.ClientID)
+	if err := c.Security.applySarama(sc); err != nil {
+		return nil, err
+	}
+	return sc, nil
+}
+
+// NewClient connects a Sarama client to c's brokers.
+func NewClient(c Config) (sarama.Client, error) {
+	sc, err := c.Sarama()
+	if err != nil {
+		return nil, err
+	}
+	client, err := sarama.NewClient(c.Brokers, sc)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client %v: %w", c.Brokers, err)
+	}
+	return client, nil
+}
+
+// NewAdmin connects a Sarama cluster admin to c's brokers.
+func NewAdmin(c Config) (sarama.ClusterAdmin, error) {
+	sc, err := c.Sarama()
+	if err != nil {
+		return nil, err
+	}
+	admin, err := sarama.NewClusterAdmin(c.Brokers, sc)
+	if err != nil {
+		return nil, fmt.Errorf("kafka admin %v: %w", c.Brokers, err)
+	}
+	return admin, nil
+}
+
+// SaramaConfig returns a base Sarama config without SASL or TLS.
+//
+// Deprecated: it cannot reach a broker that requires authentication; use
+// Config.Sarama, NewClient or NewAdmin. Kept for benchmarks against the
+// local PLAINTEXT broker; TestClientsCarrySecurity keeps it out of
+// non-test code.
+func SaramaConfig(clientID string) *sarama.Config { return baseSarama(clientID) }
+
+// franzOpts are the options every franz-go client starts from: brokers,
+// client id, timeouts and c's security.
+func (c Config) franzOpts() ([]kgo.Opt, error) {
+	sec, err := c.Security.franzOpts()
+	if err != nil {
+		return nil, err
+	}
+	id := c.ClientID
+	if id == "" {
+		id = "parley"
+	}
+	return append([]kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.ClientID(id),
+		kgo.MetadataMaxAge(30 * time.Second),
+		kgo.DialTimeout(5 * time.Second),
+	}, sec...), nil
 }
 
 // producerOpts configure the command path's franz-go producer: idempotent
@@ -54,13 +114,11 @@ func producerOpts(cfg Config) ([]kgo.Opt, error) {
 	if err != nil {
 		return nil, err
 	}
-	id := cfg.ClientID
-	if id == "" {
-		id = "parley"
+	opts, err := cfg.franzOpts()
+	if err != nil {
+		return nil, err
 	}
-	return []kgo.Opt{
-		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.ClientID(id),
+	return append(opts,
 		kgo.DefaultProduceTopic(cfg.Topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(cfg.Linger),
@@ -70,11 +128,9 @@ func producerOpts(cfg Config) ([]kgo.Opt, error) {
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		// A send fails in bounded time while Kafka is away; the client
 		// retries it (docs/reliability.md: a failed send may be written).
-		kgo.RecordDeliveryTimeout(10 * time.Second),
-		kgo.ProduceRequestTimeout(5 * time.Second),
-		kgo.MetadataMaxAge(30 * time.Second),
-		kgo.DialTimeout(5 * time.Second),
-	}, nil
+		kgo.RecordDeliveryTimeout(10*time.Second),
+		kgo.ProduceRequestTimeout(5*time.Second),
+	), nil
 }
 
 // franzCodec maps CHAT_KAFKA_COMPRESSION to franz-go's codec.
@@ -111,9 +167,9 @@ type pendingSend struct {
 
 // Open connects the producer and a metadata client.
 func Open(cfg Config) (*Log, error) {
-	client, err := sarama.NewClient(cfg.Brokers, SaramaConfig(cfg.ClientID))
+	client, err := NewClient(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("kafka client %v: %w", cfg.Brokers, err)
+		return nil, err
 	}
 	opts, err := producerOpts(cfg)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/app"
 	"github.com/parley-chat/parley/infra/kafkalog"
 	"github.com/parley-chat/parley/internal/testenv"
 )
@@ -50,7 +51,7 @@ func TestGroupLag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	commit(t, env.Cfg.KafkaBrokers, env.Cfg.Topic, group, p, hwm)
+	commit(t, app.KafkaConfig(env.Cfg).WithClientID("lag-test"), group, p, hwm)
 	testenv.WaitFor(t, 10*time.Second, "the committed partition's lag to drop", func() bool {
 		after, err := l.GroupLag(ctx, group)
 		if err != nil {
@@ -64,9 +65,10 @@ func TestGroupLag(t *testing.T) {
 	})
 }
 
-func commit(t *testing.T, brokers []string, topic, group string, p int32, offset int64) {
+func commit(t *testing.T, kc kafkalog.Config, group string, p int32, offset int64) {
 	t.Helper()
-	c, err := sarama.NewClient(brokers, kafkalog.SaramaConfig("lag-test"))
+	topic := kc.Topic
+	c, err := kafkalog.NewClient(kc)
 	if err != nil {
 		t.Fatal(err)
 	}

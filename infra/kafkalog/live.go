@@ -24,10 +24,9 @@ const (
 
 // LiveConfig of a latency-first consumer group (the fan-out).
 type LiveConfig struct {
-	Brokers  []string
-	Topic    string
-	Group    string
-	ClientID string
+	// Kafka names the brokers, the topic, the client id and the security.
+	Kafka Config
+	Group string
 	// MaxBatch bounds the records handed over at once (default 5000).
 	MaxBatch int
 	// Forget, if set, is told of partitions assigned or taken away, so
@@ -50,16 +49,19 @@ func RunLive(ctx context.Context, cfg LiveConfig, handle BatchHandler, log *slog
 	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = 5000
 	}
+	topic := cfg.Kafka.Topic
 	forget := func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 		if cfg.Forget != nil {
-			cfg.Forget(m[cfg.Topic])
+			cfg.Forget(m[topic])
 		}
 	}
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.ClientID(cfg.ClientID),
+	opts, err := cfg.Kafka.franzOpts()
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(append(opts,
 		kgo.ConsumerGroup(cfg.Group),
-		kgo.ConsumeTopics(cfg.Topic),
+		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(5*time.Second),
 		// Range, as the Sarama members it replaces: a rolling upgrade joins one group.
@@ -81,7 +83,7 @@ func RunLive(ctx context.Context, cfg LiveConfig, handle BatchHandler, log *slog
 			forget(ctx, cl, m)
 		}),
 		kgo.OnPartitionsLost(forget),
-	)
+	)...)
 	if err != nil {
 		return fmt.Errorf("kafka consumer %s: %w", cfg.Group, err)
 	}

@@ -19,9 +19,25 @@ type PartitionReader struct {
 	topic    string
 }
 
-// NewPartitionReader connects to brokers for topic.
+// OpenPartitionReader connects to cfg's brokers for cfg.Topic.
+func OpenPartitionReader(cfg Config) (*PartitionReader, error) {
+	sc, err := cfg.Sarama()
+	if err != nil {
+		return nil, err
+	}
+	return openPartitionReader(cfg.Brokers, cfg.Topic, sc)
+}
+
+// NewPartitionReader connects to brokers for topic, without SASL or TLS.
+//
+// Deprecated: it cannot reach a broker that requires authentication; use
+// OpenPartitionReader. Kept for benchmarks against the local PLAINTEXT
+// broker; TestClientsCarrySecurity keeps it out of non-test code.
 func NewPartitionReader(brokers []string, topic, clientID string) (*PartitionReader, error) {
-	sc := SaramaConfig(clientID)
+	return openPartitionReader(brokers, topic, baseSarama(clientID))
+}
+
+func openPartitionReader(brokers []string, topic string, sc *sarama.Config) (*PartitionReader, error) {
 	sc.Consumer.Return.Errors = true
 	sc.Consumer.Fetch.Default = 8 << 20
 	sc.Consumer.MaxWaitTime = 50 * time.Millisecond

@@ -11,9 +11,9 @@ import (
 // EnsureTopic creates the events topic if it does not exist. The partition
 // count is fixed at creation: more partitions would move conversations.
 func EnsureTopic(cfg Config) (created bool, err error) {
-	admin, err := sarama.NewClusterAdmin(cfg.Brokers, SaramaConfig(cfg.ClientID))
+	admin, err := NewAdmin(cfg)
 	if err != nil {
-		return false, fmt.Errorf("kafka admin %v: %w", cfg.Brokers, err)
+		return false, err
 	}
 	defer admin.Close()
 	minISR := strconv.Itoa(max(cfg.MinInsyncReplicas, 1))

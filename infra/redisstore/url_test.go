@@ -1,8 +1,20 @@
 package redisstore
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -51,4 +63,76 @@ func TestNewClientRejects(t *testing.T) {
 			t.Errorf("%s: error shows the password: %v", u, err)
 		}
 	}
+}
+
+// An ACL user, TLS (rediss://) and Parley's tls_ca reach go-redis's options,
+// for a single Redis and a cluster alike.
+func TestNewClientCredentialsAndTLS(t *testing.T) {
+	ca := writeTestCA(t)
+	q := "tls_ca=" + url.QueryEscape(ca)
+	for _, c := range []struct {
+		url             string
+		tls, cluster    bool
+		user, pass, sni string
+		roots           bool
+	}{
+		{"redis://parley:p%40ss@redis:6379/0", false, false, "parley", "p@ss", "", false},
+		{"rediss://parley:pw@redis.example:6380/0", true, false, "parley", "pw", "redis.example", false},
+		{"rediss://parley:pw@redis.example:6380/0?" + q, true, false, "parley", "pw", "redis.example", true},
+		{"rediss://parley:pw@10.0.0.1:6379?cluster=true&" + q, true, true, "parley", "pw", "10.0.0.1", true},
+		{"rediss://parley:pw@10.0.0.1:6379?" + q + "&addr=10.0.0.2:6379", true, true, "parley", "pw", "10.0.0.1", true},
+	} {
+		rdb, err := NewClient(c.url)
+		if err != nil {
+			t.Fatalf("%s: %v", c.url, err)
+		}
+		var user, pass string
+		var tc *tls.Config
+		switch r := rdb.(type) {
+		case *redis.Client:
+			user, pass, tc = r.Options().Username, r.Options().Password, r.Options().TLSConfig
+		case *redis.ClusterClient:
+			user, pass, tc = r.Options().Username, r.Options().Password, r.Options().TLSConfig
+		}
+		_, isCluster := rdb.(*redis.ClusterClient)
+		if isCluster != c.cluster || user != c.user || pass != c.pass || (tc != nil) != c.tls {
+			t.Errorf("%s: cluster %v user %q password %q TLS %v", c.url, isCluster, user, pass, tc != nil)
+		}
+		if tc != nil && (tc.ServerName != c.sni || (tc.RootCAs != nil) != c.roots || tc.MinVersion < tls.VersionTLS12 || tc.InsecureSkipVerify) {
+			t.Errorf("%s: TLS server name %q, own roots %v, min version %x", c.url, tc.ServerName, tc.RootCAs != nil, tc.MinVersion)
+		}
+		_ = rdb.Close()
+	}
+	for u, want := range map[string]string{
+		"redis://parley:s3cret@redis:6379/0?" + q:                                   "rediss://",
+		"rediss://parley:s3cret@redis:6379/0?tls_ca=/nonexistent/ca.pem":            "tls_ca",
+		"rediss://parley:s3cret@redis:6379/0?tls_ca=" + url.QueryEscape(os.Args[0]): "no PEM",
+	} {
+		_, err := NewClient(u)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want one about %q", u, err, want)
+		} else if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%s: the error shows the password: %v", u, err)
+		}
+	}
+}
+
+func writeTestCA(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

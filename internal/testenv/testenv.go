@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -101,7 +100,7 @@ func deleteKeys(cfg config.Config) {
 }
 
 func deleteTopic(cfg config.Config) {
-	admin, err := sarama.NewClusterAdmin(cfg.KafkaBrokers, kafkalog.SaramaConfig("parley-test"))
+	admin, err := kafkalog.NewAdmin(app.KafkaConfig(cfg).WithClientID("parley-test"))
 	if err != nil {
 		return
 	}
