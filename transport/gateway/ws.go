@@ -355,13 +355,14 @@ func (c *wsConn) reply(r protocol.Reply) {
 	if err != nil {
 		return
 	}
-	// A reply waits, at most half of WriteWait, for room in the send queue:
-	// a client that pipelines hundreds of commands and reads the replies
-	// keeps pace (the reader, which runs the commands, stops reading
+	// A reply waits, at most a fifth of WriteWait (2 s), for room in the
+	// send queue: a client that pipelines hundreds of commands and reads the
+	// replies keeps pace (the reader, which runs the commands, stops reading
 	// meanwhile) instead of overflowing its queue; one that took nothing
-	// meanwhile is closed as too slow (1008), before the blocked write's own
-	// deadline would cut it off without a close frame.
-	ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.WriteWait/2)
+	// meanwhile is closed as too slow (1008), well before the blocked
+	// write's own deadline would cut it off without a close frame (1006),
+	// even when building the replies that filled the queue took seconds.
+	ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.WriteWait/5)
 	err = c.send.waitRoom(ctx, c.ctx.Done())
 	cancel()
 	if err != nil {
