@@ -98,44 +98,33 @@ func TestResumeLarge(t *testing.T) {
 	t.Logf("%d events appended in %v (%.0f/s), projected after %v, fanned out after %v",
 		total, wrote.Round(time.Millisecond), float64(total)/wrote.Seconds(), projected.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 
-	t.Run("Native", func(t *testing.T) {
-		c := dialNativeRaw(t, env, n2, members["native"])
-		r := &replayReader{t: t, node: n2, user: members["native"], want: want, read: c.read}
+	// resume syncs member's connection c from 0 and reads the replay with
+	// five pauses (prepare, if set, adds to what happens at them).
+	resume := func(t *testing.T, c resumer, member string, prepare func(*testing.T, *replayReader)) {
+		r := &replayReader{t: t, node: n2, user: member, want: want, read: c.read}
+		if prepare != nil {
+			prepare(t, r)
+		}
 		start := time.Now()
 		if err := c.sync(conv); err != nil {
 			t.Fatal(err)
 		}
 		r.run(5)
 		r.report(time.Since(start))
-	})
-	t.Run("SocketIO", func(t *testing.T) {
-		c := dialSIO(t, env, n2, members["sio"])
-		r := &replayReader{t: t, node: n2, user: members["sio"], want: want, read: c.read}
-		start := time.Now()
-		if err := c.sync(conv); err != nil {
-			t.Fatal(err)
-		}
-		r.run(5)
-		r.report(time.Since(start))
-	})
+	}
+	t.Run("Native", func(t *testing.T) { resume(t, dialNativeRaw(t, env, n2, members["native"]), members["native"], nil) })
+	t.Run("SocketIO", func(t *testing.T) { resume(t, dialSIO(t, env, n2, members["sio"]), members["sio"], nil) })
 	// The two wait out the same write deadline: in parallel.
 	t.Run("StopsReading", func(t *testing.T) {
-		t.Run("Native", func(t *testing.T) {
+		stop := func(t *testing.T, c resumer, member string) {
 			t.Parallel()
-			c := dialNativeRaw(t, env, n2, members["nativeStop"])
 			if err := c.sync(conv); err != nil {
 				t.Fatal(err)
 			}
-			stopReading(t, n2, members["nativeStop"], want, c.read)
-		})
-		t.Run("SocketIO", func(t *testing.T) {
-			t.Parallel()
-			c := dialSIO(t, env, n2, members["sioStop"])
-			if err := c.sync(conv); err != nil {
-				t.Fatal(err)
-			}
-			stopReading(t, n2, members["sioStop"], want, c.read)
-		})
+			stopReading(t, n2, member, want, c.read)
+		}
+		t.Run("Native", func(t *testing.T) { stop(t, dialNativeRaw(t, env, n2, members["nativeStop"]), members["nativeStop"]) })
+		t.Run("SocketIO", func(t *testing.T) { stop(t, dialSIO(t, env, n2, members["sioStop"]), members["sioStop"]) })
 	})
 	// The group chats on while a member resumes: three times more live
 	// messages than its paused buffer holds (CHAT_SEND_QUEUE) reach the
@@ -170,26 +159,10 @@ func TestResumeLarge(t *testing.T) {
 		}
 	}
 	t.Run("NativeWhileGroupChats", func(t *testing.T) {
-		c := dialNativeRaw(t, env, n2, members["nativeLive"])
-		r := &replayReader{t: t, node: n2, user: members["nativeLive"], want: want, read: c.read}
-		chatDuringReplay(t, r)
-		start := time.Now()
-		if err := c.sync(conv); err != nil {
-			t.Fatal(err)
-		}
-		r.run(5)
-		r.report(time.Since(start))
+		resume(t, dialNativeRaw(t, env, n2, members["nativeLive"]), members["nativeLive"], chatDuringReplay)
 	})
 	t.Run("SocketIOWhileGroupChats", func(t *testing.T) {
-		c := dialSIO(t, env, n2, members["sioLive"])
-		r := &replayReader{t: t, node: n2, user: members["sioLive"], want: want, read: c.read}
-		chatDuringReplay(t, r)
-		start := time.Now()
-		if err := c.sync(conv); err != nil {
-			t.Fatal(err)
-		}
-		r.run(5)
-		r.report(time.Since(start))
+		resume(t, dialSIO(t, env, n2, members["sioLive"]), members["sioLive"], chatDuringReplay)
 	})
 }
 
@@ -461,6 +434,12 @@ func findQueueStats(n *testenv.Node, user string) (s gateway.QueueStats, found b
 type nativeRaw struct {
 	t  *testing.T
 	ws *websocket.Conn
+}
+
+// resumer is a test client that can sync a conversation and read frames.
+type resumer interface {
+	sync(conv string) error
+	read() frame
 }
 
 func dialNativeRaw(t *testing.T, env *testenv.Env, n *testenv.Node, user string) *nativeRaw {

@@ -10,19 +10,13 @@ package kafkalog_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -35,6 +29,7 @@ import (
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/kafkalog"
+	"github.com/parley-chat/parley/internal/testcerts"
 	"github.com/parley-chat/parley/internal/testenv"
 	"github.com/parley-chat/parley/internal/wsclient"
 )
@@ -248,7 +243,7 @@ func startSASLBroker(t *testing.T) *saslBroker {
 		t.Fatalf("java is needed (infra/services/up.sh installs it): %v", err)
 	}
 	dir := t.TempDir()
-	caFile, keystore := writeCerts(t, dir)
+	caFile, keystore := brokerKeystore(t, dir)
 	ports := make([]int, 4)
 	for i := range ports {
 		ports[i] = freePort(t)
@@ -402,38 +397,22 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// writeCerts writes a CA (ca.pem) and the broker's PEM keystore: its
-// unencrypted PKCS#8 key and a certificate for 127.0.0.1 signed by the CA.
-func writeCerts(t *testing.T, dir string) (caFile, keystore string) {
+// brokerKeystore writes a CA and the broker's PEM keystore: its PKCS#8 key
+// followed by its certificate, signed by the CA (testcerts.Server).
+func brokerKeystore(t *testing.T, dir string) (caFile, keystore string) {
 	t.Helper()
-	must := func(err error) {
-		if err != nil {
-			t.Fatal(err)
-		}
+	caFile, cert, key := testcerts.Server(t, dir)
+	k, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
 	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	must(err)
-	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "parley test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	must(err)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	must(err)
-	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	caCert, err := x509.ParseCertificate(caDER)
-	must(err)
-	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
-	must(err)
-	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
-	must(err)
-	caFile, keystore = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "broker.pem")
-	must(os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600))
-	ks := append(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER})...)
-	must(os.WriteFile(keystore, ks, 0o600))
+	c, err := os.ReadFile(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keystore = filepath.Join(dir, "broker.pem")
+	if err := os.WriteFile(keystore, append(k, c...), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return caFile, keystore
 }

@@ -1,49 +1,22 @@
 package kafkalog
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
+
+	"github.com/parley-chat/parley/internal/testcerts"
 )
 
-// writeCA writes a self-signed CA certificate as PEM and returns its path.
-func writeCA(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "parley test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func TestSecurityValidate(t *testing.T) {
-	ca := writeCA(t)
+	ca := testcerts.CA(t)
 	notPEM := filepath.Join(t.TempDir(), "x.pem")
 	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
 		t.Fatal(err)
@@ -85,7 +58,7 @@ func TestSecurityValidate(t *testing.T) {
 // Every Sarama client gets the mechanism, the credentials and TLS with
 // the CA; the config passes Sarama's own validation.
 func TestSaramaOptions(t *testing.T) {
-	ca := writeCA(t)
+	ca := testcerts.CA(t)
 	for _, c := range []struct {
 		sec  Security
 		mech sarama.SASLMechanism
@@ -127,7 +100,7 @@ func TestSaramaOptions(t *testing.T) {
 // Both franz-go clients (producer, live consumer) get the same mechanism
 // and TLS from Config.franzOpts.
 func TestFranzOptions(t *testing.T) {
-	ca := writeCA(t)
+	ca := testcerts.CA(t)
 	cfg := Config{Brokers: []string{"b:9093"}, Topic: "t", ClientID: "id",
 		Security: Security{Mechanism: MechanismSCRAMSHA512, User: "parley", Password: "s3cret", TLS: true, CAFile: ca}}
 	prod, err := producerOpts(cfg)

@@ -2,15 +2,9 @@ package redisstore_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/url"
 	"os"
@@ -22,6 +16,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/infra/redisstore"
+	"github.com/parley-chat/parley/internal/testcerts"
 	"github.com/parley-chat/parley/internal/testenv"
 )
 
@@ -137,7 +132,7 @@ func TestTLSAndACLFile(t *testing.T) {
 		t.Fatalf("redis-server is needed (go tool task services:up installs it): %v", err)
 	}
 	dir := t.TempDir()
-	ca, cert, key := writeServerCerts(t, dir)
+	ca, cert, key := testcerts.Server(t, dir)
 	password, prefix := randHex(16), "p"+randHex(4)
 	acl := filepath.Join(dir, "users.acl")
 	lines := "user default off\n" + redisstore.ACLLine("parley", password, prefix) + "\n"
@@ -197,38 +192,4 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-// writeServerCerts writes a CA and a certificate for 127.0.0.1 signed by it.
-func writeServerCerts(t *testing.T, dir string) (ca, cert, key string) {
-	t.Helper()
-	must := func(err error) {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	must(err)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "parley test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	must(err)
-	caCert, err := x509.ParseCertificate(caDER)
-	must(err)
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	must(err)
-	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &k.PublicKey, caKey)
-	must(err)
-	kDER, err := x509.MarshalPKCS8PrivateKey(k)
-	must(err)
-	ca, cert, key = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "redis.pem"), filepath.Join(dir, "redis.key")
-	must(os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600))
-	must(os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}), 0o600))
-	must(os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kDER}), 0o600))
-	return ca, cert, key
 }

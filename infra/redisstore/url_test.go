@@ -1,22 +1,15 @@
 package redisstore
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/parley-chat/parley/internal/testcerts"
 )
 
 func TestNewClientPicksSingleOrCluster(t *testing.T) {
@@ -68,7 +61,7 @@ func TestNewClientRejects(t *testing.T) {
 // An ACL user, TLS (rediss://) and Parley's tls_ca reach go-redis's options,
 // for a single Redis and a cluster alike.
 func TestNewClientCredentialsAndTLS(t *testing.T) {
-	ca := writeTestCA(t)
+	ca := testcerts.CA(t)
 	q := "tls_ca=" + url.QueryEscape(ca)
 	for _, c := range []struct {
 		url             string
@@ -115,24 +108,4 @@ func TestNewClientCredentialsAndTLS(t *testing.T) {
 			t.Errorf("%s: the error shows the password: %v", u, err)
 		}
 	}
-}
-
-func writeTestCA(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

@@ -362,14 +362,17 @@ func (c *wsConn) reply(r protocol.Reply) {
 	// meanwhile is closed as too slow (1008), well before the blocked
 	// write's own deadline would cut it off without a close frame (1006),
 	// even when building the replies that filled the queue took seconds.
-	ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.WriteWait/5)
-	err = c.send.waitRoom(ctx, c.ctx.Done())
-	cancel()
-	if err != nil {
-		if c.ctx.Err() == nil {
-			c.overflow()
+	// (The timer is made only when the queue is full: most replies find room.)
+	if !c.send.hasRoom() {
+		ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.WriteWait/5)
+		err = c.send.waitRoom(ctx, c.ctx.Done())
+		cancel()
+		if err != nil {
+			if c.ctx.Err() == nil {
+				c.overflow()
+			}
+			return
 		}
-		return
 	}
 	c.enqueue(b)
 }
@@ -497,7 +500,7 @@ func (c *wsConn) SendQueueStats() QueueStats { return c.send.stats() }
 func (q *sendQueue) waitRoom(ctx context.Context, closed <-chan struct{}) error {
 	for {
 		q.mu.Lock()
-		if len(q.frames) < max(1, q.limit/2) && (q.maxBytes == 0 || q.bytes < q.maxBytes/2) {
+		if q.roomLocked() {
 			q.mu.Unlock()
 			return nil
 		}
@@ -514,6 +517,17 @@ func (q *sendQueue) waitRoom(ctx context.Context, closed <-chan struct{}) error 
 			return ctx.Err()
 		}
 	}
+}
+
+// hasRoom reports whether the queue is at most half full (waitRoom's test).
+func (q *sendQueue) hasRoom() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.roomLocked()
+}
+
+func (q *sendQueue) roomLocked() bool {
+	return len(q.frames) < max(1, q.limit/2) && (q.maxBytes == 0 || q.bytes < q.maxBytes/2)
 }
 
 var errConnClosed = errors.New("connection closed")

@@ -126,8 +126,9 @@ func (c *Chat) Connect(s *socketio.Socket, authData json.RawMessage) error {
 		c.log.Info("token expired: disconnecting", "protocol", "socketio", "user_id", user)
 		s.Disconnect()
 	})
-	go func() { <-conn.ctx.Done(); expiry.Stop() }()
+	conn.expiry = expiry // stopped when the socket ends (ended)
 	if err := c.hub.Register(conn); err != nil {
+		expiry.Stop()
 		conn.cancel()
 		return refusal(err)
 	}
@@ -161,6 +162,7 @@ type conn struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	start   time.Time
+	expiry  *time.Timer // disconnects the socket when its token expires
 }
 
 func (c *Chat) newConn(s *socketio.Socket, user string) *conn {
@@ -321,6 +323,7 @@ func (c *conn) ack(ev *socketio.Event, res gateway.Result) {
 
 // ended runs once when the socket goes, for any reason.
 func (c *conn) ended(reason string) {
+	c.expiry.Stop()
 	c.cancel()
 	c.chat.hub.Unregister(c)
 	metrics.Connections.WithLabelValues("socketio").Dec()
