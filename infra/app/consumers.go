@@ -51,7 +51,7 @@ func (a *App) runProjector(ctx context.Context) error {
 	bc, err := kafkalog.NewBatchConsumer(kafkalog.BatchConfig{
 		Kafka: KafkaConfig(a.Cfg).WithClientID("parley-projector-" + a.Cfg.NodeID),
 		Group: a.Cfg.GroupPrefix + ProjectorGroup, Size: a.Cfg.BatchSize, Wait: a.Cfg.BatchWait,
-		FetchMin: 64 << 10, FetchWait: 25 * time.Millisecond,
+		FetchMin: 64 << 10, FetchWait: a.Cfg.ProjectorFetchWait,
 		Resume: a.Store.ResumeOffsets,
 		Observe: func(size int, took time.Duration) {
 			metrics.ProjectorBatchSize.Observe(float64(size))

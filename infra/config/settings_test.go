@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // strong32 and strong33 are secrets of acceptable length.
@@ -84,5 +85,21 @@ func TestKafkaCompression(t *testing.T) {
 		if value == "" && cfg.Compression != "none" {
 			t.Errorf("default codec %q, want none", cfg.Compression)
 		}
+	}
+}
+
+func TestProjectorWaits(t *testing.T) {
+	t.Setenv("CHAT_DEV_AUTH", "true")
+	cfg, err := Load()
+	if err != nil || cfg.ProjectorFetchWait != 100*time.Millisecond {
+		t.Fatalf("default fetch wait %v (err %v), want 100ms", cfg.ProjectorFetchWait, err)
+	}
+	for _, bad := range [][2]string{{"CHAT_PROJECTOR_FETCH_WAIT", "5ms"}, {"CHAT_PROJECTOR_FETCH_WAIT", "1m"}, {"CHAT_PROJECTOR_WAIT", "0s"}} {
+		t.Run(bad[0]+"="+bad[1], func(t *testing.T) {
+			t.Setenv(bad[0], bad[1])
+			if _, err := Load(); err == nil || !strings.Contains(err.Error(), bad[0]) {
+				t.Errorf("error %v, want one naming %s", err, bad[0])
+			}
+		})
 	}
 }
