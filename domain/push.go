@@ -3,6 +3,7 @@ package domain
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // Push types sent to clients (PROTOCOL.md "Events").
@@ -15,7 +16,29 @@ const (
 	PushMemberLeft          = "member.left"
 	PushRead                = "read"
 	PushTyping              = "typing"
+	PushPresence            = "presence"
 )
+
+// Presence statuses (PROTOCOL.md "Extensions").
+const (
+	PresenceOnline  = "online"
+	PresenceOffline = "offline"
+)
+
+// Seen is a user's presence: Online, or offline since LastSeen (zero if
+// never seen).
+type Seen struct {
+	Online   bool
+	LastSeen time.Time
+}
+
+// PresencePush is the data of presence: LastSeen is when the user came
+// online or went offline (RFC 3339).
+type PresencePush struct {
+	UserID   string `json:"user_id"`
+	Status   string `json:"status"`
+	LastSeen string `json:"last_seen"`
+}
 
 // ConversationCreatedPush is the data of conversation.created.
 type ConversationCreatedPush struct {

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/parley-chat/parley/commands"
+	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/config"
 	"github.com/parley-chat/parley/infra/fanoutbus"
 	"github.com/parley-chat/parley/infra/kafkalog"
@@ -37,6 +38,7 @@ type App struct {
 	Store    *projections.Store
 	Bus      *fanoutbus.Bus
 	Hub      *gateway.Hub
+	Presence *gateway.Presence
 	WS       *gateway.WSServer
 	Service  *gateway.Service
 	SIO      *SocketIO // Socket.IO endpoint (socketio.go)
@@ -114,7 +116,10 @@ func (a *App) buildGateway() {
 	a.Service = &gateway.Service{Cmd: h, Read: projections.Reader{Store: a.Store, Access: h.Access, Fresh: fresh}}
 	a.Hub = gateway.NewHub(a.Cfg.MaxConnsPerUser, a.Cfg.MaxConns)
 	a.Hub.StreamOf = func(string) string { return "" } // one stream per node
-	a.Hub.Routes = a.Bus.Node(a.Cfg.NodeID)
+	node := a.Bus.Node(a.Cfg.NodeID)
+	a.Presence = gateway.NewPresence(node, node, a.Store, a.Bus, a.Cfg.PresenceDebounce, a.Log.With("role", "gateway"))
+	a.Hub.Routes = a.Presence
+	a.Service.Presence = presenceSources{a.Store, a.Bus}
 	a.WS = gateway.NewWSServer(gateway.WSConfig{SendQueue: a.Cfg.SendQueue, RateLimit: a.Cfg.RateLimit,
 		RateBurst: a.Cfg.RateBurst, AllowedOrigins: a.Cfg.AllowedOrigins, PingInterval: a.Cfg.PingInterval}, a.Hub, a.Service, a.Log)
 	a.buildSocketIO()
@@ -243,6 +248,8 @@ func (a *App) startDelivery(ctx context.Context) error {
 	if err := a.Bus.Subscribe(ctx, a.Cfg.NodeID, a.Hub.Deliver); err != nil {
 		return err
 	}
+	a.Presence.Start(ctx)
+	go a.sweepPresence(ctx)
 	go func() {
 		t := time.NewTicker(fanoutbus.AliveEvery)
 		defer t.Stop()
@@ -270,6 +277,44 @@ func (a *App) startDelivery(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// presenceSweep is how often a gateway looks for dead nodes whose users
+// must go offline: with the nodes' 30 s liveness, within 45 s of a death.
+const presenceSweep = 15 * time.Second
+
+// sweepPresence announces offline the users of gateway nodes that died.
+func (a *App) sweepPresence(ctx context.Context) {
+	t := time.NewTicker(presenceSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		gone, err := a.Bus.SweepDead(ctx, time.Now(), a.Presence.Debounce)
+		if err != nil {
+			a.Log.Warn("presence sweep failed", "err", err)
+		}
+		for u, at := range gone {
+			a.Presence.Announce(u, domain.PresenceOffline, at)
+		}
+	}
+}
+
+// presenceSources answers presence.query from the read model and Redis.
+type presenceSources struct {
+	store *projections.Store
+	bus   *fanoutbus.Bus
+}
+
+func (p presenceSources) SharedWith(ctx context.Context, user string, others []string) (map[string]bool, error) {
+	return p.store.SharedWith(ctx, user, others)
+}
+
+func (p presenceSources) Presence(ctx context.Context, users []string) (map[string]domain.Seen, error) {
+	return p.bus.Presence(ctx, users)
 }
 
 // shutdown stops accepting, asks clients to reconnect elsewhere, drains

@@ -67,19 +67,22 @@ type Config struct {
 	// 25 ms did (docs/benchmarks.md); a resume under load waits for the
 	// batch it needs about that much longer.
 	ProjectorFetchWait time.Duration `env:"CHAT_PROJECTOR_FETCH_WAIT" envDefault:"100ms"`
-	RateLimit          float64       `env:"CHAT_RATE_LIMIT" envDefault:"20"`
-	RateBurst          int           `env:"CHAT_RATE_BURST" envDefault:"40"`
-	APIRateLimit       float64       `env:"CHAT_API_RATE_LIMIT" envDefault:"20"`
-	APIRateBurst       int           `env:"CHAT_API_RATE_BURST" envDefault:"40"`
-	SendQueue          int           `env:"CHAT_SEND_QUEUE" envDefault:"256"`
-	MaxConnsPerUser    int           `env:"CHAT_MAX_CONNS_PER_USER" envDefault:"32"`
-	MaxConns           int           `env:"CHAT_MAX_CONNS" envDefault:"100000"`
-	AllowedOrigins     []string      `env:"CHAT_ALLOWED_ORIGINS" envSeparator:","`
-	WebNodes           []string      `env:"CHAT_WEB_NODES" envSeparator:","` // origins the browser client may fail over to (transport/web)
-	ShutdownTimeout    time.Duration `env:"CHAT_SHUTDOWN_TIMEOUT" envDefault:"10s"`
-	IdemPendingStale   time.Duration `env:"CHAT_IDEM_PENDING_STALE" envDefault:"10s"`
-	PingInterval       time.Duration `env:"CHAT_WS_PING_INTERVAL" envDefault:"25s"`
-	HeaderTimeout      time.Duration `env:"CHAT_HTTP_HEADER_TIMEOUT" envDefault:"10s"`
+	// PresenceDebounce is how long a user whose last connection closed
+	// still shows online (a reload or a network switch does not flap).
+	PresenceDebounce time.Duration `env:"CHAT_PRESENCE_DEBOUNCE" envDefault:"5s"`
+	RateLimit        float64       `env:"CHAT_RATE_LIMIT" envDefault:"20"`
+	RateBurst        int           `env:"CHAT_RATE_BURST" envDefault:"40"`
+	APIRateLimit     float64       `env:"CHAT_API_RATE_LIMIT" envDefault:"20"`
+	APIRateBurst     int           `env:"CHAT_API_RATE_BURST" envDefault:"40"`
+	SendQueue        int           `env:"CHAT_SEND_QUEUE" envDefault:"256"`
+	MaxConnsPerUser  int           `env:"CHAT_MAX_CONNS_PER_USER" envDefault:"32"`
+	MaxConns         int           `env:"CHAT_MAX_CONNS" envDefault:"100000"`
+	AllowedOrigins   []string      `env:"CHAT_ALLOWED_ORIGINS" envSeparator:","`
+	WebNodes         []string      `env:"CHAT_WEB_NODES" envSeparator:","` // origins the browser client may fail over to (transport/web)
+	ShutdownTimeout  time.Duration `env:"CHAT_SHUTDOWN_TIMEOUT" envDefault:"10s"`
+	IdemPendingStale time.Duration `env:"CHAT_IDEM_PENDING_STALE" envDefault:"10s"`
+	PingInterval     time.Duration `env:"CHAT_WS_PING_INTERVAL" envDefault:"25s"`
+	HeaderTimeout    time.Duration `env:"CHAT_HTTP_HEADER_TIMEOUT" envDefault:"10s"`
 	// BodyTimeout bounds reading a whole request (headers and body), and
 	// WriteTimeout writing its response; a WebSocket upgrade clears both.
 	// WriteTimeout must outlast a Socket.IO long poll (the ping interval).
@@ -224,6 +227,9 @@ func (c Config) Validate() error {
 	}
 	if c.BatchWait <= 0 || c.ProjectorFetchWait < 10*time.Millisecond || c.ProjectorFetchWait > 10*time.Second {
 		bad("CHAT_PROJECTOR_WAIT must be > 0 and CHAT_PROJECTOR_FETCH_WAIT 10ms-10s")
+	}
+	if c.PresenceDebounce < 0 || c.PresenceDebounce > time.Minute {
+		bad("CHAT_PRESENCE_DEBOUNCE must be 0s-1m")
 	}
 	if c.RateLimit <= 0 || c.RateBurst < 1 {
 		bad("CHAT_RATE_LIMIT must be > 0 and CHAT_RATE_BURST >= 1")

@@ -73,6 +73,12 @@ var (
 	DeliveriesDelivered = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parley_deliveries_delivered_total", Help: "Deliveries this gateway read that reached at least one local connection (with received: how well routing spares a node work for others).",
 	})
+	PresenceAnnounced = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "parley_presence_announced_total", Help: "Presence changes this gateway announced to contacts, by status.",
+	}, []string{"status"})
+	PresenceDropped = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parley_presence_dropped_total", Help: "Presence announcements dropped (queue full, or the read model or Redis unavailable).",
+	})
 	DeliveryGaps = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parley_delivery_gaps_total", Help: "Times this gateway found it had missed deliveries and asked its clients to resync.",
 	})

@@ -18,6 +18,8 @@ import (
 type Service struct {
 	Cmd  *commands.Handlers
 	Read projections.Reader
+	// Presence answers presence.query (nil: unavailable).
+	Presence PresenceSources
 }
 
 type handlerFunc func(ctx context.Context, s *Service, user string, st *Stream, data json.RawMessage) (any, error)
@@ -35,6 +37,7 @@ var handlers = map[string]handlerFunc{
 	"read":                    markRead,
 	"sync":                    syncPositions,
 	"history":                 history,
+	"presence.query":          presenceQuery,
 }
 
 // Known reports whether typ is a command.
