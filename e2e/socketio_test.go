@@ -39,6 +39,7 @@ func TestSocketIOClient(t *testing.T) {
 	sioInstall(t, dir, npm)
 
 	env := testenv.New(t)
+	env.Cfg.PresenceDebounce = 500 * time.Millisecond // presence.test.js waits for an offline
 	n1 := env.StartNode("gateway", "fanout", "projector")
 	n2 := env.StartNode("gateway")
 	control := httptest.NewServer(sioControl(n1, n2))

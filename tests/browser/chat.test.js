@@ -169,6 +169,13 @@ test('alice creates a group with bob; it appears on both sides', async () => {
   assert.match(await alice.textContent('#conv-sub'), /2 members/);
 });
 
+test('bob sees alice online: a green dot on their group', async () => {
+  const { bob } = pages;
+  await convItem(bob, title).locator('.presence-dot[data-online~="alice"]').waitFor({ timeout: T });
+  assert.match(await convItem(bob, title).getAttribute('aria-label'), /online/);
+  await shot(bob, 'client-presence');
+});
+
 test('a message shows on the other node with an unread badge that clears when read', async () => {
   const { alice, bob } = pages;
   await send(alice, 'Hi Bob! Are we still on for Saturday?');

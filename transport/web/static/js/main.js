@@ -38,6 +38,7 @@ const app = {
   typingTimer: null,
   bannerTimer: null,
   listRefresh: null,
+  online: new Set(), // users of our conversations who are online (presence)
 };
 
 // ---------------------------------------------------------------- sign in --
@@ -198,6 +199,7 @@ async function resume(conn) {
     }
     if (fresh.length) await syncAll(state.positions(fresh));
     if (gen !== app.resumeGen) return;
+    queryPresence();
     app.syncing = false;
     renderConn();
     scheduleRender(true, true);
@@ -236,7 +238,31 @@ function dropConversation(id) {
   scheduleRender(true, false);
 }
 
+/** Who of our conversations' members is online (at most 200 asked). */
+async function queryPresence() {
+  const users = new Set();
+  for (const conv of app.state.ordered()) for (const u of conv.members || []) if (u !== app.me) users.add(u);
+  if (!users.size) return;
+  try {
+    const r = await req('presence.query', { user_ids: [...users].slice(0, 200) });
+    for (const p of r.presence || []) setOnline(p.user_id, p.status === 'online');
+    scheduleRender(true, false);
+  } catch {
+    // Presence is a nicety: the dots stay as they were.
+  }
+}
+
+function setOnline(user, online) {
+  if (online) app.online.add(user);
+  else app.online.delete(user);
+}
+
 function onPush(frame) {
+  if (frame.type === 'presence' && frame.data?.user_id) {
+    setOnline(frame.data.user_id, frame.data.status === 'online');
+    scheduleRender(true, false);
+    return;
+  }
   const r = app.state.apply(frame);
   switch (r.type) {
     case 'unknown':
@@ -261,6 +287,10 @@ function onPush(frame) {
     case 'conversation':
       app.left.delete(r.conv.id);
       scheduleRender(true, false);
+      // New members: are they online? The read model that says they are
+      // contacts may lag the push by a fetch wait: ask again shortly.
+      queryPresence();
+      setTimeout(queryPresence, 1500);
       return;
     case 'members':
       app.left.delete(r.conv.id);
@@ -449,7 +479,7 @@ function scheduleRender(list, active) {
 
 function renderList() {
   const convs = app.state.ordered();
-  const items = convs.map((conv) => convItem(conv, { me: app.me, active: conv.id === app.activeId, onSelect: selectConversation }));
+  const items = convs.map((conv) => convItem(conv, { me: app.me, active: conv.id === app.activeId, onSelect: selectConversation, online: app.online }));
   setChildren($('#conv-list'), items);
   $('#conv-empty').hidden = convs.length > 0 || app.syncing || app.conn.state !== 'open';
   const total = convs.reduce((n, c) => n + (c.unread > 0 ? c.unread : 0), 0);

@@ -25,10 +25,11 @@ function preview(conv, me) {
 }
 
 /** One entry of the conversation list. */
-export function convItem(conv, { me, active, onSelect }) {
+export function convItem(conv, { me, active, onSelect, online = new Set() }) {
   const title = convTitle(conv, me);
+  const here = (conv.members || []).filter((u) => u !== me && online.has(u));
   const unread = conv.unread > 0 ? conv.unread : 0;
-  const label = `${conv.kind === 'direct' ? 'Direct message with' : 'Group'} ${title}${unread ? `, ${unread} unread` : ''}`;
+  const label = `${conv.kind === 'direct' ? 'Direct message with' : 'Group'} ${title}${unread ? `, ${unread} unread` : ''}${here.length ? ', online' : ''}`;
   return h(
     'li',
     {},
@@ -42,7 +43,12 @@ export function convItem(conv, { me, active, onSelect }) {
         'aria-current': active ? 'true' : null,
         onclick: () => onSelect(conv.id),
       },
-      convAvatar(conv, me),
+      h(
+        'span',
+        { class: 'avatar-wrap' },
+        convAvatar(conv, me),
+        here.length ? h('span', { class: 'presence-dot', title: `${here.join(', ')} online`, 'data-online': here.join(' ') }) : null,
+      ),
       h(
         'span',
         { class: 'conv-text' },
