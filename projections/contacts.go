@@ -2,24 +2,25 @@ package projections
 
 import "context"
 
-// Contacts lists up to limit users who share a conversation with user
-// (presence announcements reach them).
-func (s *Store) Contacts(ctx context.Context, user string, limit int) ([]string, error) {
-	rows, err := s.pool.Query(ctx, s.q(`SELECT DISTINCT o.user_id
-		FROM {s}.members me JOIN {s}.members o ON o.conversation_id = me.conversation_id AND o.is_member
-		WHERE me.user_id = $1 AND me.is_member AND o.user_id <> $1
-		LIMIT $2`), user, limit)
+// ContactsOf lists, for each of users, up to limit users who share a
+// conversation with it, in one query.
+func (s *Store) ContactsOf(ctx context.Context, users []string, limit int) (map[string][]string, error) {
+	rows, err := s.pool.Query(ctx, s.q(`SELECT u, c FROM unnest($1::text[]) AS u,
+		LATERAL (SELECT array_agg(x.user_id) AS c FROM (SELECT DISTINCT o.user_id
+			FROM {s}.members me JOIN {s}.members o ON o.conversation_id = me.conversation_id AND o.is_member
+			WHERE me.user_id = u AND me.is_member AND o.user_id <> u LIMIT $2) x) l`), users, limit)
 	if err != nil {
 		return nil, unavailable("contacts", err)
 	}
 	defer rows.Close()
-	var out []string
+	out := make(map[string][]string, len(users))
 	for rows.Next() {
 		var u string
-		if err := rows.Scan(&u); err != nil {
+		var c []string
+		if err := rows.Scan(&u, &c); err != nil {
 			return nil, unavailable("contacts", err)
 		}
-		out = append(out, u)
+		out[u] = c
 	}
 	if err := rows.Err(); err != nil {
 		return nil, unavailable("contacts", err)

@@ -1,7 +1,7 @@
 // Command chatbench drives a running Parley (or a Socket.IO peer) over real
 // WebSockets from many simulated users and reports throughput, latency
 // percentiles (HDR histograms), loss and order checks, and the servers' CPU
-// and memory. Scenarios: fanout, dm, ramp, connect, compare. It only
+// and memory. Scenarios: fanout, dm, ramp, connect, churn, compare. It only
 // targets loopback addresses. See docs/benchmarks.md.
 package main
 
@@ -65,6 +65,8 @@ scenarios:
   dm       many 1:1 (direct) conversations; a target send rate
   ramp     raise the rate step by step until p99 delivery passes a bound
   connect  open N idle connections, hold them, report server memory per connection
+  churn    half of each group's users disconnect and reconnect, --rate connects (and closes) a second;
+           CPU per connect+close of every server process and the presence announcements made
   compare  the same Socket.IO fanout workload against Parley (--nodes) and a peer (--peer-nodes), with ratios
   cleanup  delete a bench run's Kafka topic and Redis keys (names must start with "bench")
 
@@ -149,7 +151,7 @@ func parseFlags(scenario string, args []string) (*config, error) {
 	}
 	var errs []error
 	switch scenario {
-	case "fanout", "dm", "ramp", "connect", "compare":
+	case "fanout", "dm", "ramp", "connect", "compare", "churn":
 	default:
 		errs = append(errs, fmt.Errorf("unknown scenario %q", scenario))
 	}

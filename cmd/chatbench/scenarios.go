@@ -49,6 +49,7 @@ type Report struct {
 	Steps         []StepReport     `json:"steps,omitempty"`
 	BestRate      float64          `json:"best_rate_under_bound,omitempty"`
 	Connect       *ConnectReport   `json:"connect,omitempty"`
+	Churn         *ChurnReport     `json:"churn,omitempty"`
 	// WorkMsgs is the messages acked while processes were watched (after
 	// the warmup, through the drain): CPU per message is cpu_s / work_msgs,
 	// a figure a noisy shared machine disturbs less than latency.
@@ -92,6 +93,8 @@ func runScenario(ctx context.Context, cfg *config) error {
 	switch cfg.scenario {
 	case "connect":
 		return connectScenario(ctx, cfg)
+	case "churn":
+		return churnScenario(ctx, cfg)
 	case "compare":
 		return compareScenario(ctx, cfg)
 	}
@@ -389,7 +392,9 @@ func writeJSON(cfg *config, v any) error {
 
 func printReport(r *Report) {
 	fmt.Printf("\n== %s %s (%s) on %d CPUs (%s) ==\n", r.System, r.Scenario, r.Proto, r.Host.CPUs, r.Host.CPUModel)
-	if r.Connect != nil {
+	if r.Churn != nil {
+		printChurn(r.Churn)
+	} else if r.Connect != nil {
 		printConnect(r.Connect)
 	} else {
 		target := fmt.Sprintf("%.0f msg/s", r.TargetRate)
@@ -433,7 +438,9 @@ func printReport(r *Report) {
 		}
 		fmt.Printf("highest rate with p99 delivery under the bound: %.0f msg/s\n", r.BestRate)
 	}
-	printProcs(r)
+	if r.Churn == nil {
+		printProcs(r)
+	}
 }
 
 func printProcs(r *Report) {

@@ -58,6 +58,24 @@ func (b *Bus) Publish(ctx context.Context, d domain.Delivery) error {
 	return b.PublishBatch(ctx, domain.SplitByNode(d, nodes, nil))
 }
 
+// PublishMany sends ephemeral pushes (no seq) to the nodes of their
+// recipients: one routes lookup and one pipeline for them all.
+func (b *Bus) PublishMany(ctx context.Context, ds []domain.Delivery) error {
+	var users []string
+	for _, d := range ds {
+		users = append(users, d.Recipients...)
+	}
+	nodes, err := b.NodesOf(ctx, users)
+	if err != nil {
+		return err
+	}
+	var out []domain.Delivery
+	for _, d := range ds {
+		out = domain.SplitByNode(d, nodes, out)
+	}
+	return b.PublishBatch(ctx, out)
+}
+
 // PublishBatch appends deliveries to the streams of their nodes (d.Node)
 // in one pipeline, in order.
 func (b *Bus) PublishBatch(ctx context.Context, ds []domain.Delivery) error {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
@@ -18,15 +19,15 @@ type PresenceState interface {
 	Settle(ctx context.Context, user string, at time.Time) (offline bool, err error)
 }
 
-// Contacts are the users who share a conversation with a user (the read
-// model).
+// Contacts are the users who share a conversation with each of users (the
+// read model).
 type Contacts interface {
-	Contacts(ctx context.Context, user string, limit int) ([]string, error)
+	ContactsOf(ctx context.Context, users []string, limit int) (map[string][]string, error)
 }
 
 // Publisher carries ephemeral pushes to the nodes of their recipients.
 type Publisher interface {
-	Publish(ctx context.Context, d domain.Delivery) error
+	PublishMany(ctx context.Context, ds []domain.Delivery) error
 }
 
 // Presence decorates a node's Routes: a user's first connection anywhere
@@ -44,7 +45,8 @@ type Presence struct {
 	Debounce time.Duration
 	Log      *slog.Logger
 
-	queue chan announcement
+	queue    chan announcement
+	contacts contactCache
 }
 
 type announcement struct {
@@ -59,9 +61,13 @@ const (
 	// closed stays online for others.
 	DefaultPresenceDebounce = 5 * time.Second
 	// MaxContacts bounds the users one announcement reaches.
-	MaxContacts     = 10000
+	MaxContacts = 10000
+	// An announcement worker takes up to presenceBatch announcements at
+	// once: one contacts query for the users not cached, one routes lookup
+	// and one pipeline for all their pushes.
 	presenceQueue   = 4096
-	presenceWorkers = 4
+	presenceWorkers = 2
+	presenceBatch   = 256
 )
 
 // NewPresence decorates routes (debounce 0: the default).
@@ -82,7 +88,7 @@ func (p *Presence) Start(ctx context.Context) {
 				case <-ctx.Done():
 					return
 				case a := <-p.queue:
-					p.announce(ctx, a)
+					p.announce(ctx, p.gather(a))
 				}
 			}
 		}()
@@ -143,25 +149,119 @@ func (p *Presence) enqueue(a announcement) {
 	}
 }
 
-func (p *Presence) announce(ctx context.Context, a announcement) {
+// gather takes what else waits in the queue, up to presenceBatch, and
+// keeps each user's latest change.
+func (p *Presence) gather(first announcement) []announcement {
+	batch := []announcement{first}
+	at := map[string]int{first.user: 0}
+	for len(batch) < presenceBatch {
+		select {
+		case a := <-p.queue:
+			if i, ok := at[a.user]; ok {
+				batch[i] = a
+				continue
+			}
+			at[a.user] = len(batch)
+			batch = append(batch, a)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (p *Presence) announce(ctx context.Context, batch []announcement) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := p.push(ctx, a); err != nil {
-		metrics.PresenceDropped.Inc()
-		p.Log.Warn("presence not announced", "user_id", a.user, "status", a.status, "err", err)
+	if err := p.push(ctx, batch); err != nil {
+		metrics.PresenceDropped.Add(float64(len(batch)))
+		p.Log.Warn("presence not announced", "users", len(batch), "err", err)
 	}
 }
 
-func (p *Presence) push(ctx context.Context, a announcement) error {
-	contacts, err := p.Contacts.Contacts(ctx, a.user, MaxContacts)
-	if err != nil || len(contacts) == 0 {
+func (p *Presence) push(ctx context.Context, batch []announcement) error {
+	users := make([]string, len(batch))
+	for i, a := range batch {
+		users[i] = a.user
+	}
+	contacts, err := p.contacts.get(ctx, p.Contacts, users)
+	if err != nil {
 		return err
 	}
-	frame, err := json.Marshal(domain.PushFrame{Type: domain.PushPresence,
-		Data: domain.PresencePush{UserID: a.user, Status: a.status, LastSeen: a.at.UTC().Format(time.RFC3339Nano)}})
-	if err != nil {
-		return fmt.Errorf("presence frame: %w", err)
+	ds := make([]domain.Delivery, 0, len(batch))
+	for _, a := range batch {
+		if len(contacts[a.user]) == 0 {
+			continue
+		}
+		frame, err := json.Marshal(domain.PushFrame{Type: domain.PushPresence,
+			Data: domain.PresencePush{UserID: a.user, Status: a.status, LastSeen: a.at.UTC().Format(time.RFC3339Nano)}})
+		if err != nil {
+			return fmt.Errorf("presence frame: %w", err)
+		}
+		metrics.PresenceAnnounced.WithLabelValues(a.status).Inc()
+		ds = append(ds, domain.Delivery{Recipients: contacts[a.user], Frame: frame, EventAtUnixMs: a.at.UnixMilli()})
 	}
-	metrics.PresenceAnnounced.WithLabelValues(a.status).Inc()
-	return p.Push.Publish(ctx, domain.Delivery{Recipients: contacts, Frame: frame, EventAtUnixMs: a.at.UnixMilli()})
+	if len(ds) == 0 {
+		return nil
+	}
+	return p.Push.PublishMany(ctx, ds)
+}
+
+// contactCache keeps users' contacts for contactsFor (10 s): under churn a
+// user's offline often follows its online on the same node, and one query
+// serves both. A member who joined a conversation meanwhile may miss that
+// user's pushes for as long; presence.query always reads the read model.
+type contactCache struct {
+	mu sync.Mutex
+	m  map[string]cachedContacts
+}
+
+type cachedContacts struct {
+	users []string
+	until time.Time
+}
+
+const (
+	contactsFor   = 10 * time.Second
+	contactsCache = 100000 // users; past it, entries are evicted at random
+)
+
+func (c *contactCache) get(ctx context.Context, src Contacts, users []string) (map[string][]string, error) {
+	now := time.Now()
+	out := make(map[string][]string, len(users))
+	var miss []string
+	c.mu.Lock()
+	for _, u := range users {
+		if e, ok := c.m[u]; ok && now.Before(e.until) {
+			out[u] = e.users
+		} else {
+			miss = append(miss, u)
+		}
+	}
+	c.mu.Unlock()
+	if len(miss) == 0 {
+		return out, nil
+	}
+	got, err := src.ContactsOf(ctx, miss, MaxContacts)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]cachedContacts{}
+	}
+	for _, u := range miss {
+		for k := range c.m { // bounded: evict one at random when full
+			if len(c.m) < contactsCache {
+				break
+			}
+			delete(c.m, k)
+		}
+		out[u] = got[u]
+		if len(got[u]) > 0 { // a new user's first conversation is not missed
+			c.m[u] = cachedContacts{users: got[u], until: now.Add(contactsFor)}
+		}
+	}
+	return out, nil
 }
