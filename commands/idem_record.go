@@ -17,8 +17,8 @@ import (
 //	c:<message_id>|<seq>|<sent_at unix ns>|<sha-256 of the body, 16 bytes, base64url>
 //
 // The key already names conversation, sender and client_msg_id. A resend
-// carrying the first body is answered from the record alone; one with
-// another body gets the first message from the read model. Records written
+// carrying the first body (and reply_to) is answered from the record alone;
+// one with another gets the first message from the read model. Records written
 // before ("d:<message json>") are still read.
 const compactPrefix = "c:"
 
@@ -34,9 +34,19 @@ func bodyHash(body string) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:16])
 }
 
+// contentHash is what a resend must repeat to be answered from the record:
+// the body, and the reply_to if any (records of messages without one keep
+// the plain body hash of earlier versions).
+func contentHash(body, replyTo string) string {
+	if replyTo == "" {
+		return bodyHash(body)
+	}
+	return bodyHash(body + "\x00reply_to\x00" + replyTo)
+}
+
 func encodeRecord(m domain.Message) string {
 	return compactPrefix + m.MessageID + "|" + strconv.FormatInt(m.Seq, 10) + "|" +
-		strconv.FormatInt(m.SentAt.UnixNano(), 10) + "|" + bodyHash(m.Body)
+		strconv.FormatInt(m.SentAt.UnixNano(), 10) + "|" + contentHash(m.Body, m.ReplyTo)
 }
 
 func decodeRecord(v string) (idemRecord, error) {
@@ -61,9 +71,9 @@ func decodeRecord(v string) (idemRecord, error) {
 // message rebuilds the first message for a resend of c by actor, if c
 // carries the first body.
 func (r idemRecord) message(actor string, c SendMessage) (domain.Message, bool) {
-	if bodyHash(c.Body) != r.bodyHash {
+	if contentHash(c.Body, c.ReplyTo) != r.bodyHash {
 		return domain.Message{}, false
 	}
 	return domain.Message{ConversationID: c.ConversationID, MessageID: r.messageID, Seq: r.seq, SenderID: actor,
-		ClientMsgID: c.ClientMsgID, Body: c.Body, SentAt: r.sentAt}, true
+		ClientMsgID: c.ClientMsgID, Body: c.Body, ReplyTo: c.ReplyTo, SentAt: r.sentAt}, true
 }

@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -17,6 +18,8 @@ type SendMessage struct {
 	ConversationID string `json:"conversation_id"`
 	ClientMsgID    string `json:"client_msg_id"`
 	Body           string `json:"body"`
+	// ReplyTo, if set, is a message of the same conversation.
+	ReplyTo string `json:"reply_to,omitempty"`
 }
 
 // SendMessageHandler handles SendMessage.
@@ -25,8 +28,15 @@ type SendMessageHandler struct {
 	idem   Idempotency
 	access MemberCheck
 	fresh  Freshness
-	read   ClientMsgReadModel
+	read   SendReadModel
 	cfg    SendConfig
+}
+
+// SendReadModel is what a send reads: the first message of a
+// client_msg_id, and the message a reply names.
+type SendReadModel interface {
+	ClientMsgReadModel
+	MessageReadModel
 }
 
 // Idempotency keeps the records of message.send (infra/redisstore).
@@ -63,7 +73,7 @@ type SendConfig struct {
 const pendingPoll = 10 * time.Millisecond
 
 // NewSendMessageHandler builds the handler.
-func NewSendMessageHandler(log EventLog, idem Idempotency, access MemberCheck, fresh Freshness, read ClientMsgReadModel, cfg SendConfig) SendMessageHandler {
+func NewSendMessageHandler(log EventLog, idem Idempotency, access MemberCheck, fresh Freshness, read SendReadModel, cfg SendConfig) SendMessageHandler {
 	mustHave("SendMessageHandler", map[string]any{"log": log, "idem": idem, "access": access, "fresh": fresh, "read": read})
 	if cfg.IdemTTL == 0 {
 		cfg.IdemTTL = 48 * time.Hour
@@ -82,6 +92,11 @@ func (c SendMessage) Validate() error {
 	}
 	if err := domain.ValidateClientMsgID(c.ClientMsgID); err != nil {
 		return err
+	}
+	if c.ReplyTo != "" {
+		if err := domain.ValidateID("reply_to", c.ReplyTo); err != nil {
+			return err
+		}
 	}
 	return domain.ValidateBody(c.Body)
 }
@@ -110,6 +125,9 @@ func (h SendMessageHandler) Handle(ctx context.Context, actor string, c SendMess
 	if err := c.Validate(); err != nil {
 		return domain.Message{}, err
 	}
+	if err := h.checkReplyTo(ctx, actor, c); err != nil {
+		return domain.Message{}, err
+	}
 	pending := pendingPrefix + domain.NewID("m_")
 	won, cur, intact, err := h.claim(ctx, actor, c, pending)
 	if err != nil {
@@ -134,6 +152,29 @@ func (h SendMessageHandler) Handle(ctx context.Context, actor string, c SendMess
 		}
 	}
 	return h.send(ctx, actor, c, pending)
+}
+
+// checkReplyTo refuses a reply to a message that is not in the
+// conversation (before anything is claimed: a refused send leaves no
+// record). The read model is read once it holds everything acked so far,
+// so a reply to a message acked a moment ago is accepted.
+func (h SendMessageHandler) checkReplyTo(ctx context.Context, actor string, c SendMessage) error {
+	if c.ReplyTo == "" {
+		return nil
+	}
+	if err := h.access.RequireMember(ctx, c.ConversationID, actor); err != nil {
+		return err
+	}
+	if err := h.fresh.WaitProjected(ctx, c.ConversationID); err != nil {
+		return err
+	}
+	if _, err := h.read.Message(ctx, c.ConversationID, c.ReplyTo); err != nil {
+		if errors.Is(err, domain.ErrNotFound) {
+			return fmt.Errorf("%w: reply_to: no message %s in this conversation", domain.ErrBadRequest, c.ReplyTo)
+		}
+		return err
+	}
+	return nil
 }
 
 // claim checks membership and claims the send: in one round trip when the
@@ -173,7 +214,7 @@ func (h SendMessageHandler) lookup(ctx context.Context, actor string, c SendMess
 func (h SendMessageHandler) send(ctx context.Context, actor string, c SendMessage, pending string) (domain.Message, error) {
 	id := recordMessageID(pending)
 	e, seq, err := appendEvent(ctx, h.log, h.cfg.Clock, domain.EvMessageSent, c.ConversationID, actor,
-		domain.MessageSent{MessageID: id, ClientMsgID: c.ClientMsgID, Body: c.Body})
+		domain.MessageSent{MessageID: id, ClientMsgID: c.ClientMsgID, Body: c.Body, ReplyTo: c.ReplyTo})
 	if err != nil {
 		// A failed produce may still have been written (a timeout while a
 		// broker restarts): the retry must ask the log, not send anew.
@@ -182,7 +223,7 @@ func (h SendMessageHandler) send(ctx context.Context, actor string, c SendMessag
 		return domain.Message{}, err
 	}
 	m := domain.Message{ConversationID: c.ConversationID, MessageID: id, Seq: seq, SenderID: actor,
-		ClientMsgID: c.ClientMsgID, Body: c.Body, SentAt: e.At}
+		ClientMsgID: c.ClientMsgID, Body: c.Body, ReplyTo: c.ReplyTo, SentAt: e.At}
 	// The record is completed only from this send's own pending record
 	// (compare and set, one round trip like a SET): a send presumed dead
 	// that completes late must not overwrite what a takeover recorded.

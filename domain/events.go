@@ -45,6 +45,9 @@ type MessageSent struct {
 	MessageID   string `json:"message_id"`
 	ClientMsgID string `json:"client_msg_id"`
 	Body        string `json:"body"`
+	// ReplyTo is the message_id of a message of the same conversation
+	// (PROTOCOL.md "Extensions"); empty for a message that replies to none.
+	ReplyTo string `json:"reply_to,omitempty"`
 }
 
 // MessageEdited carries the new body and, so pushes need no lookup, the

@@ -16,6 +16,7 @@ type Message struct {
 	SenderID       string     `json:"sender_id"`
 	ClientMsgID    string     `json:"client_msg_id"`
 	Body           string     `json:"body"`
+	ReplyTo        string     `json:"reply_to,omitempty"`
 	SentAt         time.Time  `json:"sent_at"`
 	EditedAt       *time.Time `json:"edited_at,omitempty"`
 	Deleted        bool       `json:"deleted"`

@@ -93,7 +93,7 @@ func ToPush(e Event, seq int64) (string, any, error) {
 			return "", nil, err
 		}
 		return PushMessageNew, Message{ConversationID: e.ConversationID, MessageID: p.MessageID, Seq: seq,
-			SenderID: e.Actor, ClientMsgID: p.ClientMsgID, Body: p.Body, SentAt: e.At}, nil
+			SenderID: e.Actor, ClientMsgID: p.ClientMsgID, Body: p.Body, ReplyTo: p.ReplyTo, SentAt: e.At}, nil
 	case EvMessageEdited:
 		var p MessageEdited
 		if err := e.Payload(&p); err != nil {

@@ -27,8 +27,9 @@ func knownLog() []projections.Record {
 			ID: fmt.Sprintf("e_%d_%d", part, next[part]), Type: typ, ConversationID: conv, Actor: actor, At: t, Data: data}})
 		next[part]++
 	}
-	send := func(part int32, conv, user, id string, t time.Time) {
-		add(part, conv, domain.EvMessageSent, user, t, domain.MessageSent{MessageID: id, ClientMsgID: "k" + id, Body: "body " + id})
+	send := func(part int32, conv, user, id string, t time.Time, replyTo ...string) {
+		add(part, conv, domain.EvMessageSent, user, t, domain.MessageSent{MessageID: id, ClientMsgID: "k" + id, Body: "body " + id,
+			ReplyTo: strings.Join(replyTo, "")})
 	}
 	// c1, partition 0: seq = domain.SeqOf(offset).
 	add(0, "c1", domain.EvConversationCreated, "alice", at(5, 10, 0, 0),
@@ -36,18 +37,18 @@ func knownLog() []projections.Record {
 	send(0, "c1", "alice", "m1", at(5, 10, 1, 0))                                                                      // 2
 	send(0, "c1", "bob", "m2", at(5, 10, 1, 30))                                                                       // 3: reply after 30 s
 	send(0, "c1", "bob", "m3", at(5, 10, 2, 0))                                                                        // 4: same sender, no reply
-	send(0, "c1", "alice", "m4", at(5, 10, 4, 0))                                                                      // 5: reply after 120 s
+	send(0, "c1", "alice", "m4", at(5, 10, 4, 0), "m2")                                                                // 5: reply after 120 s; replies to m2
 	add(0, "c1", domain.EvReadMarked, "carol", at(5, 10, 5, 0), domain.ReadMarked{UpToSeq: 5})                         // 6
 	add(0, "c1", domain.EvMessageEdited, "bob", at(5, 10, 6, 0), domain.MessageEdited{MessageID: "m3", Body: "fixed"}) // 7
 	add(0, "c1", domain.EvMessageDeleted, "alice", at(5, 10, 7, 0), domain.MessageDeleted{MessageID: "m4"})            // 8
 	add(0, "c1", domain.EvMemberJoined, "alice", at(6, 9, 0, 0), domain.MemberChanged{UserID: "dave"})                 // 9
-	send(0, "c1", "dave", "m5", at(6, 9, 10, 0))                                                                       // 10: reply to m4 after 83160 s
+	send(0, "c1", "dave", "m5", at(6, 9, 10, 0), "m4")                                                                 // 10: reply to m4 after 83160 s (and replies to it)
 	add(0, "c1", domain.EvMemberLeft, "bob", at(6, 12, 0, 0), domain.MemberChanged{UserID: "bob"})                     // 11
 	// c2, partition 1.
 	add(1, "c2", domain.EvConversationCreated, "alice", at(5, 11, 0, 0),
 		domain.ConversationCreated{Kind: "direct", Members: []string{"alice", "dave"}}) // 1
 	send(1, "c2", "dave", "n1", at(5, 11, 0, 10))                                             // 2
-	send(1, "c2", "alice", "n2", at(5, 11, 0, 40))                                            // 3: reply after 30 s
+	send(1, "c2", "alice", "n2", at(5, 11, 0, 40), "n1")                                      // 3: reply after 30 s
 	add(1, "c2", domain.EvReadMarked, "dave", at(5, 11, 1, 0), domain.ReadMarked{UpToSeq: 3}) // 4
 	return recs
 }
@@ -129,6 +130,15 @@ func TestAnalyticsViews(t *testing.T) {
 	check("messages with edits and tombstones",
 		`SELECT message_id, body, edited_at IS NOT NULL, deleted FROM {a}.messages WHERE conversation_id='c1' ORDER BY seq`,
 		"m1 body m1 false false; m2 body m2 false false; m3 fixed true false; m4  false true; m5 body m5 false false")
+	check("explicit replies (reply_to)",
+		`SELECT conversation_id, message_id, parent_id, parent_sender_id, response_seconds FROM {a}.thread_replies ORDER BY conversation_id, seq`,
+		"c1 m4 m2 bob 150; c1 m5 m4 alice 83160; c2 n2 n1 dave 30")
+	check("threads: replies at any depth, deepest chain, first reply",
+		`SELECT conversation_id, root_id, replies, max_depth, first_reply_seconds FROM {a}.threads ORDER BY conversation_id`,
+		"c1 m2 2 2 150; c2 n1 1 1 30")
+	check("thread response time per day",
+		`SELECT day, replies, median_response_seconds FROM {a}.thread_response_per_day ORDER BY day`,
+		"01-05 2 90; 01-06 1 83160")
 	check("last seq per conversation",
 		`SELECT conversation_id, last_seq, last_message_seq FROM {a}.conversations ORDER BY 1`,
 		"c1 11 10; c2 4 3")

@@ -109,7 +109,7 @@ func (b *batchBuilder) messageSent(e domain.Event, seq int64) {
 		return
 	}
 	b.rows.messages.add(messageRow{c: e.ConversationID, seq: seq, id: p.MessageID, sender: e.Actor,
-		cmid: p.ClientMsgID, body: p.Body, at: e.At})
+		cmid: p.ClientMsgID, body: p.Body, at: e.At, reply: p.ReplyTo})
 	b.lastSeq(e.ConversationID).msg = seq
 }
 

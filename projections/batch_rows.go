@@ -261,10 +261,10 @@ func (r memberRow) appendTo(a *arrays) {
 }
 
 // messagesSQL inserts sent messages; the conflict clause follows.
-const messagesSQL = `INSERT INTO {s}.messages (conversation_id, seq, message_id, sender_id, client_msg_id, body, sent_at, version_seq)
-		SELECT v.c, v.seq, v.id, v.sender, v.cmid, v.body, v.at, v.seq
-		FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
-		  v(c, seq, id, sender, cmid, body, at)
+const messagesSQL = `INSERT INTO {s}.messages (conversation_id, seq, message_id, sender_id, client_msg_id, body, sent_at, version_seq, reply_to)
+		SELECT v.c, v.seq, v.id, v.sender, v.cmid, v.body, v.at, v.seq, NULLIF(v.reply, '')
+		FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[])
+		  v(c, seq, id, sender, cmid, body, at, reply)
 		`
 
 type messageRow struct {
@@ -275,6 +275,7 @@ type messageRow struct {
 	cmid   string
 	body   string
 	at     time.Time
+	reply  string // "" for none (NULL in the table)
 }
 
 func (r messageRow) appendTo(a *arrays) {
@@ -285,6 +286,7 @@ func (r messageRow) appendTo(a *arrays) {
 	a.text(r.cmid)
 	a.text(r.body)
 	a.timestamptz(r.at)
+	a.text(r.reply)
 }
 
 // Edits and deletes find their row by (conversation_id, message_id): the

@@ -14,11 +14,11 @@ import (
 	"github.com/parley-chat/parley/domain"
 )
 
-const messageCols = `conversation_id, message_id, seq, sender_id, client_msg_id, body, sent_at, edited_at, deleted`
+const messageCols = `conversation_id, message_id, seq, sender_id, client_msg_id, body, sent_at, edited_at, deleted, coalesce(reply_to, '')`
 
 func scanMessage(row pgx.Row) (domain.Message, error) {
 	var m domain.Message
-	err := row.Scan(&m.ConversationID, &m.MessageID, &m.Seq, &m.SenderID, &m.ClientMsgID, &m.Body, &m.SentAt, &m.EditedAt, &m.Deleted)
+	err := row.Scan(&m.ConversationID, &m.MessageID, &m.Seq, &m.SenderID, &m.ClientMsgID, &m.Body, &m.SentAt, &m.EditedAt, &m.Deleted, &m.ReplyTo)
 	m.SentAt = m.SentAt.UTC()
 	if m.EditedAt != nil {
 		t := m.EditedAt.UTC()

@@ -32,12 +32,8 @@ func (q *HistoryQuery) Validate() error {
 	if err := domain.ValidateID("conversation_id", q.ConversationID); err != nil {
 		return err
 	}
-	if q.Limit == nil {
-		l := domain.DefaultHistoryLim
-		q.Limit = &l
-	}
-	if *q.Limit < 1 || *q.Limit > domain.MaxHistoryLimit {
-		return fmt.Errorf("%w: limit must be 1-%d", domain.ErrBadRequest, domain.MaxHistoryLimit)
+	if err := pageLimit(&q.Limit); err != nil {
+		return err
 	}
 	if q.BeforeSeq != nil && q.AfterSeq != nil {
 		return fmt.Errorf("%w: give before_seq or after_seq, not both", domain.ErrBadRequest)
@@ -47,6 +43,18 @@ func (q *HistoryQuery) Validate() error {
 	}
 	if q.AfterSeq != nil && *q.AfterSeq < 0 {
 		return fmt.Errorf("%w: after_seq must be >= 0", domain.ErrBadRequest)
+	}
+	return nil
+}
+
+// pageLimit fills a page's default limit and checks it (history, thread).
+func pageLimit(limit **int) error {
+	if *limit == nil {
+		l := domain.DefaultHistoryLim
+		*limit = &l
+	}
+	if **limit < 1 || **limit > domain.MaxHistoryLimit {
+		return fmt.Errorf("%w: limit must be 1-%d", domain.ErrBadRequest, domain.MaxHistoryLimit)
 	}
 	return nil
 }

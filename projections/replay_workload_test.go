@@ -211,8 +211,12 @@ func (w *workload) step() {
 		w.recs = append(w.recs, projections.Record{Partition: c.part, Offset: off, Invalid: true})
 	default: // send
 		m := genMsg{id: w.id("m_"), sender: member, cmid: w.id("k")}
+		var replyTo string
+		if to := w.someMessage(c); to != nil && w.rnd.IntN(5) == 0 { // a fifth are replies
+			replyTo = to.id
+		}
 		m.seq = w.emit(c, domain.EvMessageSent, member, domain.MessageSent{MessageID: m.id, ClientMsgID: m.cmid,
-			Body: "hello " + m.id})
+			Body: "hello " + m.id, ReplyTo: replyTo})
 		c.msgs = append(c.msgs, m)
 	}
 }

@@ -38,6 +38,7 @@ var handlers = map[string]handlerFunc{
 	"sync":                    syncPositions,
 	"history":                 history,
 	"presence.query":          presenceQuery,
+	"thread":                  thread,
 }
 
 // Known reports whether typ is a command.
@@ -191,6 +192,14 @@ func history(ctx context.Context, s *Service, user string, _ *Stream, data json.
 	}
 	msgs, more, err := s.Read.History(ctx, user, q)
 	return map[string]any{"messages": msgs, "has_more": more}, err
+}
+
+func thread(ctx context.Context, s *Service, user string, _ *Stream, data json.RawMessage) (any, error) {
+	q, err := decode[projections.ThreadQuery](data)
+	if err != nil {
+		return nil, err
+	}
+	return s.Read.Thread(ctx, user, q)
 }
 
 // SyncRequest is the data of sync.
