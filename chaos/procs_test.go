@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -143,13 +144,21 @@ func repoRoot() string {
 	return filepath.Dir(filepath.Dir(file))
 }
 
+// freePort picks a free port below Linux's ephemeral range (32768-60999):
+// a port the kernel handed out for :0 could be taken by one of the
+// cluster's own outgoing connections before the process binds it (a CI run
+// lost projector-2 to "address already in use" that way).
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	for range 200 {
+		port := 20000 + mrand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port, nil
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("no free port in 20000-31999")
 }
 
 // poll calls cond until it returns nil or limit passes; it returns the last

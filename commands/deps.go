@@ -94,6 +94,7 @@ type Handlers struct {
 	DeleteMessage      DeleteMessageHandler
 	Typing             TypingHandler
 	MarkRead           MarkReadHandler
+	React              ReactHandler
 	Access             Access
 }
 
@@ -110,6 +111,7 @@ func New(d Deps) *Handlers {
 		DeleteMessage: NewDeleteMessageHandler(d.Log, a, d.Fresh, d.Read, d.Clock),
 		Typing:        NewTypingHandler(d.Members, d.Ephemeral, a, d.Clock),
 		MarkRead:      NewMarkReadHandler(d.Log, a, d.Clock),
+		React:         NewReactHandler(d.Log, a, d.Fresh, d.Read, d.Clock),
 		Access:        a,
 	}
 }

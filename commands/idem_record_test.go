@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ func TestIdemRecord(t *testing.T) {
 	}
 	c := SendMessage{ConversationID: m.ConversationID, ClientMsgID: m.ClientMsgID, Body: m.Body}
 	got, ok := r.message("alice", c)
-	if !ok || got != m {
+	if !ok || !reflect.DeepEqual(got, m) {
 		t.Fatalf("resend with the first body: %+v (%v), want %+v", got, ok, m)
 	}
 	c.Body = "another body"

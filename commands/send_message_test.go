@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -90,7 +91,7 @@ func TestSendNoRecord(t *testing.T) {
 	conv := w.group("bob")
 	m := send(t, w.node(), "alice", conv, "k1", "hello")
 	e := wantAppends(t, w, conv, "k1", 1)[0]
-	if want := loggedMessage(t, e); m != want {
+	if want := loggedMessage(t, e); !reflect.DeepEqual(m, want) {
 		t.Fatalf("ack %+v, want the logged message %+v", m, want)
 	}
 	if !strings.HasPrefix(m.MessageID, "m_") || !m.SentAt.Equal(w.clock.Now()) {
@@ -117,7 +118,7 @@ func TestSendCompactRecord(t *testing.T) {
 	first := send(t, n1, "alice", conv, "k1", "hello")
 
 	same := send(t, n2, "alice", conv, "k1", "hello")
-	if same != first {
+	if !reflect.DeepEqual(same, first) {
 		t.Fatalf("resend with the first body: %+v, want %+v", same, first)
 	}
 	if waits, lookups := w.read.counts(); waits+lookups != 0 {
@@ -125,7 +126,7 @@ func TestSendCompactRecord(t *testing.T) {
 	}
 
 	other := send(t, n2, "alice", conv, "k1", "another body")
-	if other != first {
+	if !reflect.DeepEqual(other, first) {
 		t.Fatalf("resend with another body: %+v, want the first message %+v", other, first)
 	}
 	if waits, lookups := w.read.counts(); waits != 1 || lookups != 1 {
@@ -137,7 +138,7 @@ func TestSendCompactRecord(t *testing.T) {
 	// not a second message.
 	ghost := domain.Message{ConversationID: conv, MessageID: "m_ghost", Seq: 7, SenderID: "alice", ClientMsgID: "k2", Body: "x", SentAt: w.clock.Now()}
 	w.redis.setRecord(conv, "alice", "k2", encodeRecord(ghost))
-	if m := send(t, n1, "alice", conv, "k2", "x"); m != ghost {
+	if m := send(t, n1, "alice", conv, "k2", "x"); !reflect.DeepEqual(m, ghost) {
 		t.Fatalf("resend of k2 with its body: %+v, want %+v from the record", m, ghost)
 	}
 	if _, err := n1.Handle(context.Background(), "alice", SendMessage{ConversationID: conv, ClientMsgID: "k2", Body: "y"}); !errors.Is(err, domain.ErrUnavailable) {
@@ -163,7 +164,7 @@ func TestSendLegacyRecord(t *testing.T) {
 	b, _ := json.Marshal(old)
 	w.redis.setRecord(conv, "alice", "k1", donePrefix+string(b))
 	for _, body := range []string{old.Body, "another body"} {
-		if m := send(t, w.node(), "alice", conv, "k1", body); m != old {
+		if m := send(t, w.node(), "alice", conv, "k1", body); !reflect.DeepEqual(m, old) {
 			t.Fatalf("resend (%q) over a d: record: %+v, want %+v", body, m, old)
 		}
 	}
@@ -192,7 +193,7 @@ func TestSendPendingGoesStale(t *testing.T) {
 			t.Fatalf("waited %v for the pending send, want PendingStale (10s)", waited)
 		}
 		e := wantAppends(t, w, conv, "k1", 1)[0]
-		if m.MessageID != "m_dead" || m.Body != "retry" || m != loggedMessage(t, e) {
+		if m.MessageID != "m_dead" || m.Body != "retry" || !reflect.DeepEqual(m, loggedMessage(t, e)) {
 			t.Fatalf("takeover appended %+v, want the pending record's id m_dead with the retry's body", m)
 		}
 		if rec := w.redis.record(conv, "alice", "k1"); rec != encodeRecord(m) {
@@ -218,7 +219,7 @@ func TestSendPendingGoesStale(t *testing.T) {
 			t.Fatalf("the killed node answered %+v", r.m)
 		}
 		e := wantAppends(t, w, conv, "k1", 1)[0]
-		if m != loggedMessage(t, e) || m.Seq != seq || m.Body != "first" {
+		if !reflect.DeepEqual(m, loggedMessage(t, e)) || m.Seq != seq || m.Body != "first" {
 			t.Fatalf("retry got %+v, want the logged message at seq %d with the first body", m, seq)
 		}
 		if rec := w.redis.record(conv, "alice", "k1"); rec != encodeRecord(m) {
@@ -292,7 +293,7 @@ func TestSendFailedProduce(t *testing.T) {
 				t.Fatal("the retry of a failed send waited")
 			}
 			e := wantAppends(t, w, conv, "k1", 1)[0]
-			if m != loggedMessage(t, e) || m.MessageID != id {
+			if !reflect.DeepEqual(m, loggedMessage(t, e)) || m.MessageID != id {
 				t.Fatalf("retry got %+v, want the logged message with id %s", m, id)
 			}
 			if written {
@@ -349,7 +350,7 @@ func TestSendRecordExpiredOrLost(t *testing.T) {
 		conv := w.group("bob")
 		first := send(t, w.node(), "alice", conv, "k1", "hello")
 		w.clock.Advance(48*time.Hour - time.Millisecond)
-		if m := send(t, w.node(), "alice", conv, "k1", "hello"); m != first {
+		if m := send(t, w.node(), "alice", conv, "k1", "hello"); !reflect.DeepEqual(m, first) {
 			t.Fatalf("resend within the window: %+v, want %+v", m, first)
 		}
 		w.clock.Advance(time.Millisecond)
@@ -401,7 +402,7 @@ func TestSendAfterRedisLoss(t *testing.T) {
 
 	// The retry of k1 rebuilds the members from the read model (the cache
 	// knows nothing), wins a fresh claim and finds k1 in the read model.
-	if m := send(t, n, "alice", conv, "k1", "hello"); m != first {
+	if m := send(t, n, "alice", conv, "k1", "hello"); !reflect.DeepEqual(m, first) {
 		t.Fatalf("resend after the loss: %+v, want %+v", m, first)
 	}
 	wantAppends(t, w, conv, "k1", 1)
@@ -484,7 +485,7 @@ func TestSendRaceTwoNodes(t *testing.T) {
 				t.Fatalf("errors %v, %v", a.err, b.err)
 			}
 			e := wantAppends(t, w, conv, "k1", 1)[0]
-			if a.m != loggedMessage(t, e) || b.m != a.m {
+			if !reflect.DeepEqual(a.m, loggedMessage(t, e)) || !reflect.DeepEqual(b.m, a.m) {
 				t.Fatalf("node 1 got %+v, node 2 %+v; want both the logged message", a.m, b.m)
 			}
 		})
@@ -505,7 +506,7 @@ func TestSendRaceTwoNodes(t *testing.T) {
 		w.clock.Advance(pendingPoll)
 		b := recv(t, rb)
 		e := wantAppends(t, w, conv, "k1", 1)[0]
-		if b.err != nil || b.m != loggedMessage(t, e) || b.m.MessageID != id {
+		if b.err != nil || !reflect.DeepEqual(b.m, loggedMessage(t, e)) || b.m.MessageID != id {
 			t.Fatalf("node 2 got %+v, %v; want the failed send's id %s appended", b.m, b.err, id)
 		}
 	})
@@ -555,7 +556,7 @@ func TestSendRaceTwoRecoveries(t *testing.T) {
 				t.Fatalf("errors %v, %v", a.err, b.err)
 			}
 			e := wantAppends(t, w, conv, "k1", 1)[0]
-			if a.m != b.m || a.m != loggedMessage(t, e) || a.m.MessageID != id {
+			if !reflect.DeepEqual(a.m, b.m) || !reflect.DeepEqual(a.m, loggedMessage(t, e)) || a.m.MessageID != id {
 				t.Fatalf("recoveries got %+v and %+v; want one message with id %s", a.m, b.m, id)
 			}
 			if n := w.redis.count("TakeOver"); n < 2 {
@@ -606,7 +607,7 @@ func TestSendRaceTakeoverAndLateCompletion(t *testing.T) {
 		if second := loggedMessage(t, evs[1]); second.MessageID != first.MessageID {
 			t.Fatalf("the two appends carry ids %s and %s", first.MessageID, second.MessageID)
 		}
-		if b.m != first {
+		if !reflect.DeepEqual(b.m, first) {
 			t.Fatalf("takeover got %+v, want its append %+v", b.m, first)
 		}
 		if a.m.MessageID != first.MessageID || a.m.Body != first.Body {
@@ -616,7 +617,7 @@ func TestSendRaceTakeoverAndLateCompletion(t *testing.T) {
 			t.Fatal(err)
 		}
 		row, found, _ := w.read.MessageByClientID(context.Background(), conv, "alice", "k1")
-		if !found || row != first || len(w.read.messages(conv)) != 1 {
+		if !found || !reflect.DeepEqual(row, first) || len(w.read.messages(conv)) != 1 {
 			t.Fatalf("read model holds %+v (%v), want the one row of the first append %+v", row, found, first)
 		}
 	})
@@ -642,7 +643,7 @@ func TestSendRaceTakeoverAndLateCompletion(t *testing.T) {
 			t.Fatalf("errors %v, %v", a.err, b.err)
 		}
 		e := wantAppends(t, w, conv, "k1", 1)[0]
-		if a.m != loggedMessage(t, e) || b.m != a.m {
+		if !reflect.DeepEqual(a.m, loggedMessage(t, e)) || !reflect.DeepEqual(b.m, a.m) {
 			t.Fatalf("original got %+v, takeover %+v; want both the one logged message", a.m, b.m)
 		}
 		if rec := w.redis.record(conv, "alice", "k1"); rec != encodeRecord(a.m) {

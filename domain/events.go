@@ -15,6 +15,8 @@ const (
 	EvMessageEdited       = "chat.message_edited.v1"
 	EvMessageDeleted      = "chat.message_deleted.v1"
 	EvReadMarked          = "chat.read_marked.v1"
+	EvReactionAdded       = "chat.reaction_added.v1"
+	EvReactionRemoved     = "chat.reaction_removed.v1"
 )
 
 // Event is the envelope written to the log, keyed by ConversationID. Its seq
@@ -69,6 +71,13 @@ type MessageDeleted struct {
 // ReadMarked moves a member's read cursor.
 type ReadMarked struct {
 	UpToSeq int64 `json:"up_to_seq"`
+}
+
+// Reaction is the payload of reaction_added and reaction_removed: the
+// actor's emoji on a message of the event's conversation.
+type Reaction struct {
+	MessageID string `json:"message_id"`
+	Emoji     string `json:"emoji"`
 }
 
 // NewEvent builds an envelope with a fresh id.

@@ -6,7 +6,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
+
+	"github.com/rivo/uniseg"
 )
 
 // Limits of the client contract.
@@ -77,6 +80,25 @@ func ValidateText(field, v string) error {
 	}
 	if strings.IndexByte(v, 0) >= 0 {
 		return fmt.Errorf("%w: %s must not contain U+0000", ErrBadRequest, field)
+	}
+	return nil
+}
+
+// MaxEmojiBytes bounds a reaction's emoji.
+const MaxEmojiBytes = 32
+
+// ValidateEmoji checks a reaction: one grapheme cluster (a flag, a skin
+// tone or a family sequence is one) of at most MaxEmojiBytes, valid text,
+// not a space or a control character.
+func ValidateEmoji(v string) error {
+	if err := ValidateText("emoji", v); err != nil {
+		return err
+	}
+	if v == "" || len(v) > MaxEmojiBytes || uniseg.GraphemeClusterCount(v) != 1 {
+		return fmt.Errorf("%w: emoji must be one character (grapheme cluster) of at most %d bytes", ErrBadRequest, MaxEmojiBytes)
+	}
+	if r, _ := utf8.DecodeRuneInString(v); unicode.IsSpace(r) || unicode.IsControl(r) {
+		return fmt.Errorf("%w: emoji must not be a space or a control character", ErrBadRequest)
 	}
 	return nil
 }

@@ -20,6 +20,9 @@ type Message struct {
 	SentAt         time.Time  `json:"sent_at"`
 	EditedAt       *time.Time `json:"edited_at,omitempty"`
 	Deleted        bool       `json:"deleted"`
+	// Reactions maps an emoji to the users who reacted with it, in the
+	// order they did (omitted when none).
+	Reactions map[string][]string `json:"reactions,omitempty"`
 }
 
 // Conversation is the client-facing conversation object.

@@ -17,7 +17,18 @@ const (
 	PushRead                = "read"
 	PushTyping              = "typing"
 	PushPresence            = "presence"
+	PushReactionAdded       = "reaction.added"
+	PushReactionRemoved     = "reaction.removed"
 )
+
+// ReactionPush is the data of reaction.added and reaction.removed.
+type ReactionPush struct {
+	ConversationID string `json:"conversation_id"`
+	MessageID      string `json:"message_id"`
+	UserID         string `json:"user_id"`
+	Emoji          string `json:"emoji"`
+	Seq            int64  `json:"seq"`
+}
 
 // Presence statuses (PROTOCOL.md "Extensions").
 const (
@@ -125,6 +136,16 @@ func ToPush(e Event, seq int64) (string, any, error) {
 			return "", nil, err
 		}
 		return PushRead, ReadPush{ConversationID: e.ConversationID, UserID: e.Actor, UpToSeq: ClampRead(p.UpToSeq, seq), Seq: seq}, nil
+	case EvReactionAdded, EvReactionRemoved:
+		var p Reaction
+		if err := e.Payload(&p); err != nil {
+			return "", nil, err
+		}
+		typ := PushReactionAdded
+		if e.Type == EvReactionRemoved {
+			typ = PushReactionRemoved
+		}
+		return typ, ReactionPush{ConversationID: e.ConversationID, MessageID: p.MessageID, UserID: e.Actor, Emoji: p.Emoji, Seq: seq}, nil
 	}
 	return "", nil, fmt.Errorf("%w: unknown event type %q", ErrBadRequest, e.Type)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -101,7 +102,7 @@ func (s *suite) testIdempotentFailedProduce(t *testing.T) {
 				t.Fatalf("first send: err %v, want unavailable", err)
 			}
 			got := sendAtOnce(t, []*wsclient.Client{c1, c2}, conv.ConversationID, "retried", "first")
-			if got[0].Seq == 0 || got[0] != got[1] || got[0].Body != "first" {
+			if got[0].Seq == 0 || !reflect.DeepEqual(got[0], got[1]) || got[0].Body != "first" {
 				t.Fatalf("racing retries got %+v and %+v, want one message", got[0], got[1])
 			}
 			if err := fresh.WaitProjected(context.Background(), conv.ConversationID); err != nil {

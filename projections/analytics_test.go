@@ -50,6 +50,19 @@ func knownLog() []projections.Record {
 	send(1, "c2", "dave", "n1", at(5, 11, 0, 10))                                             // 2
 	send(1, "c2", "alice", "n2", at(5, 11, 0, 40), "n1")                                      // 3: reply after 30 s
 	add(1, "c2", domain.EvReadMarked, "dave", at(5, 11, 1, 0), domain.ReadMarked{UpToSeq: 3}) // 4
+	// Reactions in c3, partition 2, so the figures of c1 and c2 stay.
+	add(2, "c3", domain.EvConversationCreated, "erin", at(7, 8, 0, 0),
+		domain.ConversationCreated{Kind: "group", Title: "gamma", Members: []string{"erin", "fred", "gina"}}) // 1
+	send(2, "c3", "erin", "p1", at(7, 8, 1, 0))                                                            // 2
+	send(2, "c3", "fred", "p2", at(7, 8, 2, 0))                                                            // 3
+	react := func(typ, user, msg, emoji string, t time.Time) {
+		add(2, "c3", typ, user, t, domain.Reaction{MessageID: msg, Emoji: emoji})
+	}
+	react(domain.EvReactionAdded, "fred", "p1", "👍", at(7, 8, 3, 0))
+	react(domain.EvReactionAdded, "gina", "p1", "👍", at(7, 8, 4, 0))
+	react(domain.EvReactionAdded, "gina", "p1", "🎉", at(7, 8, 5, 0))
+	react(domain.EvReactionAdded, "erin", "p2", "👍", at(8, 9, 0, 0))
+	react(domain.EvReactionRemoved, "gina", "p1", "🎉", at(8, 9, 1, 0))
 	return recs
 }
 
@@ -102,31 +115,31 @@ func TestAnalyticsViews(t *testing.T) {
 	}
 	check("messages per day per conversation",
 		`SELECT day, conversation_id, messages, deleted, senders FROM {a}.messages_per_day ORDER BY day, conversation_id`,
-		"01-05 c1 4 1 2; 01-05 c2 2 0 2; 01-06 c1 1 0 1")
+		"01-05 c1 4 1 2; 01-05 c2 2 0 2; 01-06 c1 1 0 1; 01-07 c3 2 0 2")
 	check("active users per day",
 		`SELECT day, active_users, senders FROM {a}.active_users_per_day ORDER BY day`,
-		"01-05 4 3; 01-06 3 1")
+		"01-05 4 3; 01-06 3 1; 01-07 3 2; 01-08 2 0")
 	check("replies",
 		`SELECT conversation_id, message_id, replied_to_sender_id, reply_seconds FROM {a}.replies ORDER BY conversation_id, seq`,
-		"c1 m2 alice 30; c1 m4 bob 120; c1 m5 alice 83160; c2 n2 dave 30")
+		"c1 m2 alice 30; c1 m4 bob 120; c1 m5 alice 83160; c2 n2 dave 30; c3 p2 erin 60")
 	check("median reply time per day",
 		`SELECT day, replies, median_reply_seconds FROM {a}.reply_time_per_day ORDER BY day`,
-		"01-05 3 30; 01-06 1 83160")
+		"01-05 3 30; 01-06 1 83160; 01-07 1 60")
 	check("top conversations",
-		`SELECT rank, conversation_id, messages, senders, members FROM {a}.top_conversations ORDER BY rank`,
-		"1 c1 5 3 3; 2 c2 2 2 2")
+		`SELECT rank, conversation_id, messages, senders, members FROM {a}.top_conversations ORDER BY rank, conversation_id`,
+		"1 c1 5 3 3; 2 c2 2 2 2; 2 c3 2 2 3")
 	check("unread counts",
 		`SELECT conversation_id, user_id, unread FROM {a}.unread_counts ORDER BY 1, 2`,
-		"c1 alice 3; c1 carol 1; c1 dave 3; c2 alice 1; c2 dave 0")
+		"c1 alice 3; c1 carol 1; c1 dave 3; c2 alice 1; c2 dave 0; c3 erin 1; c3 fred 1; c3 gina 2")
 	check("read cursors",
 		`SELECT conversation_id, user_id, read_seq FROM {a}.read_cursors ORDER BY 1, 2`,
 		"c1 carol 5; c2 dave 3")
 	check("membership changes",
 		`SELECT conversation_id, user_id, seq, change FROM {a}.membership_changes ORDER BY 1, 3, 2`,
-		"c1 alice 1 joined; c1 bob 1 joined; c1 carol 1 joined; c1 dave 9 joined; c1 bob 11 left; c2 alice 1 joined; c2 dave 1 joined")
+		"c1 alice 1 joined; c1 bob 1 joined; c1 carol 1 joined; c1 dave 9 joined; c1 bob 11 left; c2 alice 1 joined; c2 dave 1 joined; c3 erin 1 joined; c3 fred 1 joined; c3 gina 1 joined")
 	check("members with join and leave times",
 		`SELECT conversation_id, user_id, is_member, joined_at, left_at FROM {a}.members ORDER BY 1, 2`,
-		"c1 alice true 01-05 <nil>; c1 bob false 01-05 01-06; c1 carol true 01-05 <nil>; c1 dave true 01-06 <nil>; c2 alice true 01-05 <nil>; c2 dave true 01-05 <nil>")
+		"c1 alice true 01-05 <nil>; c1 bob false 01-05 01-06; c1 carol true 01-05 <nil>; c1 dave true 01-06 <nil>; c2 alice true 01-05 <nil>; c2 dave true 01-05 <nil>; c3 erin true 01-07 <nil>; c3 fred true 01-07 <nil>; c3 gina true 01-07 <nil>")
 	check("messages with edits and tombstones",
 		`SELECT message_id, body, edited_at IS NOT NULL, deleted FROM {a}.messages WHERE conversation_id='c1' ORDER BY seq`,
 		"m1 body m1 false false; m2 body m2 false false; m3 fixed true false; m4  false true; m5 body m5 false false")
@@ -141,7 +154,16 @@ func TestAnalyticsViews(t *testing.T) {
 		"01-05 2 90; 01-06 1 83160")
 	check("last seq per conversation",
 		`SELECT conversation_id, last_seq, last_message_seq FROM {a}.conversations ORDER BY 1`,
-		"c1 11 10; c2 4 3")
+		"c1 11 10; c2 4 3; c3 8 3")
+	check("reactions, a removed one kept as not present",
+		`SELECT conversation_id, message_id, user_id, emoji, present FROM {a}.reactions ORDER BY message_id, change_seq`,
+		"c3 p1 fred 👍 true; c3 p1 gina 👍 true; c3 p1 gina 🎉 false; c3 p2 erin 👍 true")
+	check("reactions per day",
+		`SELECT day, added, removed, reactors FROM {a}.reactions_per_day ORDER BY day`,
+		"01-07 3 0 2; 01-08 1 1 1")
+	check("most reacted messages",
+		`SELECT rank, message_id, sender_id, reactions, reactors FROM {a}.most_reacted_messages ORDER BY rank`,
+		"1 p1 erin 2 2; 2 p2 fred 1 1")
 
 	// The views follow the pointer: repointed at another schema, they show it.
 	other := freshSchema(t, pool)

@@ -68,6 +68,8 @@ func (b *batchBuilder) record(e domain.Event, seq int64) {
 		b.messageDeleted(e, seq)
 	case domain.EvReadMarked:
 		b.readMarked(e, seq)
+	case domain.EvReactionAdded, domain.EvReactionRemoved:
+		b.reaction(e, seq)
 	}
 	// domain.EvMessageEdited: once every delete of the batch is known
 	// (buildBatch).
@@ -111,6 +113,15 @@ func (b *batchBuilder) messageSent(e domain.Event, seq int64) {
 	b.rows.messages.add(messageRow{c: e.ConversationID, seq: seq, id: p.MessageID, sender: e.Actor,
 		cmid: p.ClientMsgID, body: p.Body, at: e.At, reply: p.ReplyTo})
 	b.lastSeq(e.ConversationID).msg = seq
+}
+
+func (b *batchBuilder) reaction(e domain.Event, seq int64) {
+	var p domain.Reaction
+	if e.Payload(&p) != nil {
+		return
+	}
+	b.rows.reactions.add(reactionRow{c: e.ConversationID, id: p.MessageID, u: e.Actor, emoji: p.Emoji,
+		present: e.Type == domain.EvReactionAdded, seq: seq, at: e.At})
 }
 
 // messageDeleted keeps the first delete of a message in the batch.

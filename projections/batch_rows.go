@@ -120,6 +120,7 @@ type batchRows struct {
 	edits         table[editRow]
 	deletes       table[deleteRow]
 	reads         table[readRow]
+	reactions     table[reactionRow]
 }
 
 // statements are the batch's statements, in the order the pipeline runs
@@ -146,7 +147,36 @@ func (b *batchRows) statements(s *Store, guarded bool) []stmt {
 	add("edits", editsSQL, &b.edits.arrays)
 	add("deletes", deletesSQL, &b.deletes.arrays)
 	add("reads", readsSQL, &b.reads.arrays)
+	add("reactions", reactionsSQL, &b.reactions.arrays)
 	return out
+}
+
+// reactionsSQL applies each (message, user, emoji)'s latest change of the
+// batch, unless the row holds a later one.
+const reactionsSQL = `INSERT INTO {s}.reactions AS r (conversation_id, message_id, user_id, emoji, present, change_seq, changed_at)
+		SELECT DISTINCT ON (c, id, u, e) c, id, u, e, present, seq, at
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::bigint[], $7::timestamptz[])
+		  v(c, id, u, e, present, seq, at)
+		ORDER BY c, id, u, e, seq DESC
+		ON CONFLICT (conversation_id, message_id, user_id, emoji) DO UPDATE
+		SET present = EXCLUDED.present, change_seq = EXCLUDED.change_seq, changed_at = EXCLUDED.changed_at
+		WHERE r.change_seq < EXCLUDED.change_seq`
+
+type reactionRow struct {
+	c, id, u, emoji string
+	present         bool
+	seq             int64
+	at              time.Time
+}
+
+func (r reactionRow) appendTo(a *arrays) {
+	a.text(r.c)
+	a.text(r.id)
+	a.text(r.u)
+	a.text(r.emoji)
+	a.boolean(r.present)
+	a.bigint(r.seq)
+	a.timestamptz(r.at)
 }
 
 // eventsSQL inserts every record's event; the conflict clause follows.

@@ -12,7 +12,7 @@ import (
 	_ "github.com/golang-migrate/migrate/v4/database/pgx/v5" // pgx5:// driver
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/parley-chat/parley/infra/pgstore"
 	"github.com/parley-chat/parley/migrations"
@@ -48,15 +48,32 @@ func migrateTo(t testing.TB, schema string, version uint) {
 	}
 }
 
-// projectable gives a schema migrated below the latest version the columns
-// that today's projector writes and later migrations added (0008's
-// reply_to): CREATE TABLE LIKE carries it through 0004 up and down.
-func projectable(t testing.TB, pool interface {
-	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
-}, schema string) {
+// projectable gives a schema migrated below the latest version what
+// today's projector writes and later migrations added: 0008's reply_to
+// (CREATE TABLE LIKE carries it through 0004 up and down) and 0009's
+// reactions table (0004 leaves it alone).
+func projectable(t testing.TB, pool *pgxpool.Pool, schema string) {
 	t.Helper()
-	if _, err := pool.Exec(context.Background(), `ALTER TABLE `+pgx.Identifier{schema, "messages"}.Sanitize()+
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `ALTER TABLE `+pgx.Identifier{schema, "messages"}.Sanitize()+
 		` ADD COLUMN IF NOT EXISTS reply_to text`); err != nil {
+		t.Fatal(err)
+	}
+	var missing bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NULL`, pgx.Identifier{schema, "reactions"}.Sanitize()).Scan(&missing); err != nil || !missing {
+		return
+	}
+	reactions, err := migrations.ReadModel.ReadFile("readmodel/0009_reactions.up.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL search_path TO "+pgx.Identifier{schema}.Sanitize()); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, string(reactions))
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 }

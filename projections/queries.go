@@ -14,11 +14,22 @@ import (
 	"github.com/parley-chat/parley/domain"
 )
 
-const messageCols = `conversation_id, message_id, seq, sender_id, client_msg_id, body, sent_at, edited_at, deleted, coalesce(reply_to, '')`
+var messageCols = `conversation_id, message_id, seq, sender_id, client_msg_id, body, sent_at, edited_at, deleted, coalesce(reply_to, ''),
+	` + reactionsOf("messages")
+
+// reactionsOf is the reactions of each row of the messages table named t:
+// {"emoji": [user_id...]} in the order users reacted, NULL for none. One
+// primary-key range read of the (small) reactions table per message.
+func reactionsOf(t string) string {
+	return `(SELECT jsonb_object_agg(x.emoji, x.users) FROM (SELECT r.emoji, jsonb_agg(r.user_id ORDER BY r.change_seq) AS users
+		FROM {s}.reactions r WHERE r.conversation_id = ` + t + `.conversation_id AND r.message_id = ` + t + `.message_id AND r.present
+		GROUP BY r.emoji) x)`
+}
 
 func scanMessage(row pgx.Row) (domain.Message, error) {
 	var m domain.Message
-	err := row.Scan(&m.ConversationID, &m.MessageID, &m.Seq, &m.SenderID, &m.ClientMsgID, &m.Body, &m.SentAt, &m.EditedAt, &m.Deleted, &m.ReplyTo)
+	err := row.Scan(&m.ConversationID, &m.MessageID, &m.Seq, &m.SenderID, &m.ClientMsgID, &m.Body, &m.SentAt, &m.EditedAt, &m.Deleted, &m.ReplyTo,
+		&m.Reactions)
 	m.SentAt = m.SentAt.UTC()
 	if m.EditedAt != nil {
 		t := m.EditedAt.UTC()

@@ -55,7 +55,7 @@ func (d TableDiff) Equal() bool {
 
 // ComparedTables are the read models compared row for row; bookkeeping
 // (projector_offsets, schema_migrations) is left out.
-var ComparedTables = []string{"conversations", "members", "messages", "events"}
+var ComparedTables = []string{"conversations", "members", "messages", "events", "reactions"}
 
 // CompareSchemas compares every read-model table of live and rebuilt with
 // EXCEPT in both directions.

@@ -17,8 +17,8 @@ import (
 // of the rows, in one sorted pass each, instead of entry by entry. The
 // writes read only these: the offsets, a conversation by id, a member by
 // (conversation, user), a message by (conversation_id, message_id) (edits,
-// deletes, and the ON CONFLICT that collapses a duplicate produce), and a
-// set-aside event by (partition, offset). The
+// deletes, and the ON CONFLICT that collapses a duplicate produce), a
+// set-aside event by (partition, offset) and a reaction by its key. The
 // events and messages primary keys are not needed by a rebuild's inserts:
 // the offsets guard fixes (conversation_id, seq) (see applyTx).
 var writePathIndexes = []string{
@@ -28,6 +28,7 @@ var writePathIndexes = []string{
 	"members_pkey",
 	"messages_conversation_id_message_id_key",
 	"dead_letters_pkey", // the ON CONFLICT of a set-aside event
+	"reactions_pkey",    // the ON CONFLICT of a reaction's change
 }
 
 // deferredIndex is an index dropped while a replay rebuilds, and the

@@ -209,6 +209,14 @@ func (w *workload) step() {
 		off := w.next[c.part]
 		w.next[c.part]++
 		w.recs = append(w.recs, projections.Record{Partition: c.part, Offset: off, Invalid: true})
+	case r < 325: // a reaction added or removed, often the same emoji again (a batch may hold both)
+		if m := w.someMessage(c); m != nil {
+			typ := domain.EvReactionAdded
+			if w.rnd.IntN(3) == 0 {
+				typ = domain.EvReactionRemoved
+			}
+			w.emit(c, typ, member, domain.Reaction{MessageID: m.id, Emoji: []string{"👍", "🎉", "❤️"}[w.rnd.IntN(3)]})
+		}
 	default: // send
 		m := genMsg{id: w.id("m_"), sender: member, cmid: w.id("k")}
 		var replyTo string

@@ -87,7 +87,7 @@ func (s *Store) Search(ctx context.Context, user string, q SearchQuery) (SearchP
 		at = &after.at
 	}
 	rows, err := s.pool.Query(ctx, s.q(`SELECT m.conversation_id, m.message_id, m.seq, m.sender_id, m.client_msg_id,
-			m.body, m.sent_at, m.edited_at, m.deleted, coalesce(m.reply_to, '')
+			m.body, m.sent_at, m.edited_at, m.deleted, coalesce(m.reply_to, ''), `+reactionsOf("m")+`
 		FROM {s}.messages m
 		JOIN {s}.members me ON me.conversation_id = m.conversation_id AND me.user_id = $1 AND me.is_member
 		WHERE to_tsvector('{s}.parley_search'::regconfig, m.body) @@ plainto_tsquery('{s}.parley_search'::regconfig, $2)

@@ -121,6 +121,17 @@ func mixedWorkload(t *testing.T, alice, bob, carol, dave *wsclient.Client) []str
 			must(t, by, "message.delete", map[string]any{"conversation_id": m.ConversationID, "message_id": m.MessageID}, nil)
 		}
 	}
+	// Reactions on a message no one deleted: added, one removed again.
+	for _, m := range sent[15:] {
+		if m.ConversationID != g1 {
+			continue
+		}
+		react := map[string]any{"conversation_id": g1, "message_id": m.MessageID, "emoji": "👍"}
+		must(t, alice, "message.react", react, nil)
+		must(t, bob, "message.react", react, nil)
+		must(t, bob, "message.unreact", react, nil)
+		break
+	}
 	last := sent[len(sent)-1].Seq
 	must(t, bob, "read", map[string]any{"conversation_id": g1, "seq": last}, nil)
 	must(t, bob, "read", map[string]any{"conversation_id": g1, "seq": last}, nil)

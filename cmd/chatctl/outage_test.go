@@ -254,9 +254,11 @@ func TestProjectorRestartMidStream(t *testing.T) {
 			who, conv = bob, g2
 		}
 		cmid := fmt.Sprintf("m%03d", i)
-		acked[cmid] = sendUntilAcked(t, who, conv, cmid).Seq
+		m := sendUntilAcked(t, who, conv, cmid)
+		acked[cmid] = m.Seq
 		if i%50 == 49 {
 			must(t, bob, "read", map[string]any{"conversation_id": g1, "seq": acked[cmid]}, nil)
+			must(t, who, "message.react", map[string]any{"conversation_id": conv, "message_id": m.MessageID, "emoji": "🎉"}, nil)
 		}
 	}
 	waitProjected(t, p2)

@@ -39,6 +39,8 @@ var handlers = map[string]handlerFunc{
 	"history":                 history,
 	"presence.query":          presenceQuery,
 	"thread":                  thread,
+	"message.react":           react(true),
+	"message.unreact":         react(false),
 }
 
 // Known reports whether typ is a command.
@@ -192,6 +194,18 @@ func history(ctx context.Context, s *Service, user string, _ *Stream, data json.
 	}
 	msgs, more, err := s.Read.History(ctx, user, q)
 	return map[string]any{"messages": msgs, "has_more": more}, err
+}
+
+// react answers message.react (add) and message.unreact.
+func react(add bool) handlerFunc {
+	return func(ctx context.Context, s *Service, user string, _ *Stream, data json.RawMessage) (any, error) {
+		c, err := decode[commands.ReactMessage](data)
+		if err != nil {
+			return nil, err
+		}
+		m, err := s.Cmd.React.Handle(ctx, user, c, add)
+		return map[string]any{"message": m}, err
+	}
 }
 
 func thread(ctx context.Context, s *Service, user string, _ *Stream, data json.RawMessage) (any, error) {
