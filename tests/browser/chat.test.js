@@ -209,6 +209,36 @@ test('typing shows on the other side; Shift+Enter makes a new line', async () =>
   await alice.waitForFunction(() => !document.querySelector('#typing').textContent, null, { timeout: T });
 });
 
+test('a reaction, a reply and its thread show on the other node', async () => {
+  const { alice, bob } = pages;
+  const msgOf = (page, text) => page.locator('#message-list .msg', { has: page.locator('.body', { hasText: text }) });
+  const target = msgOf(bob, 'Are we still on');
+  await target.hover();
+  await target.getByRole('button', { name: 'React to message' }).click();
+  await target.getByRole('button', { name: 'React 🎉' }).click();
+  const chip = msgOf(alice, 'Are we still on').locator('.reaction[data-emoji="🎉"]');
+  await chip.waitFor({ timeout: T });
+  assert.equal((await chip.textContent()).trim(), '🎉 1');
+  assert.match(await chip.getAttribute('aria-label'), /bob/);
+
+  await target.hover();
+  await target.getByRole('button', { name: 'Reply to message' }).click();
+  await bob.locator('#reply-banner').waitFor({ state: 'visible', timeout: T });
+  await bob.fill('#composer-input', 'Count me in, 7 pm');
+  await bob.press('#composer-input', 'Enter');
+  const reply = msgOf(alice, 'Count me in, 7 pm');
+  await reply.waitFor({ timeout: T });
+  assert.match(await reply.locator('.quote').textContent(), /alice: Hi Bob!/);
+  const link = msgOf(alice, 'Are we still on').locator('.thread-link');
+  await link.waitFor({ timeout: T });
+  assert.equal((await link.textContent()).trim(), '1 reply');
+  await link.click();
+  await alice.locator('#dlg-thread #thread-list li', { hasText: 'Count me in, 7 pm' }).waitFor({ timeout: T });
+  await shot(alice, 'client-thread');
+  await alice.click('#dlg-thread button[value=close]');
+  await alice.locator('#dlg-thread').waitFor({ state: 'hidden', timeout: T });
+});
+
 test('markup in a message renders as text', async () => {
   const { alice, bob } = pages;
   const evil = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"><b>bold?</b>';

@@ -16,6 +16,14 @@ if [ ! -x /usr/bin/chromium ]; then
     apt-get install -y chromium fonts-liberation fonts-dejavu-core
   fi
 fi
+# Reactions are emoji: without a colour emoji font they render as boxes in
+# the screenshots (the tests do not depend on it).
+if ! dpkg -s fonts-noto-color-emoji >/dev/null 2>&1; then
+  echo "installing an emoji font (apt-get)..."
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y fonts-noto-color-emoji || { apt-get update && apt-get install -y fonts-noto-color-emoji; } ||
+    echo "no emoji font: emoji render as boxes in screenshots"
+fi
 /usr/bin/chromium --version 2>/dev/null
 
 command -v node >/dev/null || { echo "node is missing (apt-get install nodejs npm)"; exit 1; }

@@ -39,6 +39,7 @@ const app = {
   bannerTimer: null,
   listRefresh: null,
   online: new Set(), // users of our conversations who are online (presence)
+  replyTo: null, // {convId, message} while the composer writes a reply
 };
 
 // ---------------------------------------------------------------- sign in --
@@ -349,6 +350,8 @@ function uuid() {
 
 function sendMessage(conv, body) {
   const p = app.state.addPending(conv, body, uuid());
+  if (app.replyTo?.convId === conv.id) p.replyTo = app.replyTo.message.message_id;
+  cancelReply();
   // The message clears our typing indicator on the other side, so the next
   // keystroke may announce typing again at once.
   app.lastTyping.delete(conv.id);
@@ -360,7 +363,7 @@ function sendMessage(conv, body) {
 function trySend(convId, p) {
   if (p.inflight || p.state !== 'sending' || app.conn.state !== 'open' || app.syncing) return;
   p.inflight = true;
-  req('message.send', { conversation_id: convId, client_msg_id: p.clientMsgId, body: p.body })
+  req('message.send', { conversation_id: convId, client_msg_id: p.clientMsgId, body: p.body, ...(p.replyTo ? { reply_to: p.replyTo } : {}) })
     .then((d) => {
       p.inflight = false;
       const conv = app.state.convs.get(convId);
@@ -488,6 +491,7 @@ function renderList() {
 
 function selectConversation(id) {
   if (app.editing) cancelEdit();
+  if (app.replyTo && app.replyTo.convId !== id) cancelReply();
   const prev = app.activeId;
   app.activeId = id;
   document.body.classList.toggle('show-conv', !!id);
@@ -549,6 +553,9 @@ function renderMessages(conv) {
       onDelete: (m) => confirmDelete(conv, m),
       onRetry: (p) => retryPending(conv, p),
       onDiscard: (p) => discardPending(conv, p),
+      onReact: (m, emoji) => toggleReaction(conv, m, emoji),
+      onReply: (m) => startReply(conv, m),
+      onThread: (m) => openThread(conv, m),
     }),
   );
   if (atBottom) {
@@ -736,6 +743,48 @@ function confirmDialog(title, text, okLabel) {
   return new Promise((resolve) => dlg.addEventListener('close', () => resolve(dlg.returnValue === 'ok'), { once: true }));
 }
 
+/** Adds our emoji to m, or takes it away if we have it. */
+async function toggleReaction(conv, m, emoji) {
+  const mine = (m.reactions?.[emoji] || []).includes(app.me);
+  try {
+    const d = await req(mine ? 'message.unreact' : 'message.react', { conversation_id: conv.id, message_id: m.message_id, emoji });
+    if (d.message) app.state.applyAck(conv, d.message);
+    scheduleRender(false, conv.id === app.activeId);
+  } catch (err) {
+    toast(`Could not react: ${err.message}`);
+  }
+}
+
+function startReply(conv, m) {
+  if (app.editing) cancelEdit();
+  app.replyTo = { convId: conv.id, message: m };
+  $('#reply-text').textContent = `Replying to ${m.sender_id}: ${m.body.slice(0, 80)}`;
+  $('#reply-banner').hidden = false;
+  $('#composer-input').focus();
+}
+
+function cancelReply() {
+  app.replyTo = null;
+  $('#reply-banner').hidden = true;
+}
+
+/** Shows m and its replies (the thread command) in a dialog. */
+async function openThread(conv, m) {
+  try {
+    const d = await req('thread', { conversation_id: conv.id, message_id: m.message_id, limit: 200 });
+    $('#thread-root').textContent = `${d.root.sender_id}: ${d.root.deleted ? 'This message was deleted' : d.root.body}`;
+    setChildren(
+      $('#thread-list'),
+      (d.messages || []).map((r) =>
+        h('li', { 'data-message-id': r.message_id }, h('span', { class: 'who', text: r.sender_id }), h('span', { text: r.deleted ? 'deleted' : r.body })),
+      ),
+    );
+    $('#dlg-thread').showModal();
+  } catch (err) {
+    toast(`Could not open the thread: ${err.message}`);
+  }
+}
+
 async function confirmDelete(conv, m) {
   if (!(await confirmDialog('Delete message?', 'It will be removed for everyone in this conversation.', 'Delete'))) return;
   try {
@@ -850,6 +899,10 @@ function wire() {
   $('#composer').addEventListener('submit', (e) => {
     e.preventDefault();
     submitComposer();
+  });
+  $('#reply-cancel').addEventListener('click', () => {
+    cancelReply();
+    ta.focus();
   });
   $('#edit-cancel').addEventListener('click', () => {
     cancelEdit();

@@ -117,6 +117,17 @@ export class ChatState {
         return { type: 'message', conv, message: conv.messages.get(data.message_id), fresh: false };
       case 'message.deleted':
         return { type: 'message', conv, message: this.#markDeleted(conv, data), fresh: false };
+      case 'reaction.added':
+      case 'reaction.removed': {
+        const m = conv.messages.get(data.message_id);
+        if (!m) return { type: 'ignored', conv };
+        const users = (m.reactions?.[data.emoji] || []).filter((u) => u !== data.user_id);
+        if (type === 'reaction.added') users.push(data.user_id);
+        m.reactions = { ...(m.reactions || {}), [data.emoji]: users };
+        if (!users.length) delete m.reactions[data.emoji];
+        conv.version++;
+        return { type: 'message', conv, message: m, fresh: false };
+      }
       case 'member.joined':
         if (!conv.members.includes(data.user_id)) conv.members = [...conv.members, data.user_id].sort();
         return { type: 'members', conv };
@@ -141,16 +152,28 @@ export class ChatState {
 
   /** Merges a `history` page (ascending seq). */
   mergeHistory(conv, messages, hasMore) {
-    for (const m of messages) this.#putMessage(conv, m, false);
+    for (const m of messages) {
+      this.#putMessage(conv, m, false);
+      this.setReactions(conv, m);
+    }
     const oldest = messages.length ? messages[0].seq : null;
     if (oldest !== null && (conv.oldestLoaded === null || oldest < conv.oldestLoaded)) conv.oldestLoaded = oldest;
     conv.hasMore = hasMore && messages.length > 0;
     conv.historyLoaded = true;
   }
 
-  /** Applies the message of an ok reply (send or edit). */
+  /** Applies the message of an ok reply (send, edit, react). */
   applyAck(conv, m) {
     this.#putMessage(conv, m, false);
+    this.setReactions(conv, m);
+  }
+
+  /** Takes a message's reactions as the server gave them (history, an ack). */
+  setReactions(conv, m) {
+    const old = conv.messages.get(m?.message_id);
+    if (!old || JSON.stringify(old.reactions || {}) === JSON.stringify(m.reactions || {})) return;
+    old.reactions = m.reactions ? { ...m.reactions } : undefined;
+    conv.version++;
   }
 
   /** Records a read cursor of ours (from a push, or optimistically). */

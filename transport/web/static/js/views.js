@@ -68,7 +68,8 @@ export function convItem(conv, { me, active, onSelect, online = new Set() }) {
  * The rows of a conversation's message list: day separators, messages (with
  * the receipt under my newest one) and pending sends, each with a key and a
  * signature that changes whenever its element must be rebuilt.
- * handlers: {onEdit(m), onDelete(m), onRetry(p), onDiscard(p)}.
+ * handlers: {onEdit(m), onDelete(m), onRetry(p), onDiscard(p), onReact(m, emoji),
+ * onReply(m), onThread(m)}.
  */
 export function messageRows(conv, me, handlers) {
   const msgs = conv.list();
@@ -87,10 +88,13 @@ export function messageRows(conv, me, handlers) {
     }
     const cont = !!prev && prev.sender_id === m.sender_id && new Date(m.sent_at) - new Date(prev.sent_at) < GROUP_GAP_MS;
     const st = m === lastOwn ? status : '';
+    const replies = msgs.filter((x) => x.reply_to === m.message_id).length;
+    const parent = m.reply_to ? conv.messages.get(m.reply_to) : null;
+    const quote = m.reply_to ? (parent ? `${parent.sender_id}: ${parent.deleted ? 'deleted message' : parent.body}` : 'an earlier message') : '';
     rows.push({
       key: `m:${m.message_id}`,
-      sig: [m.body, m.edited_at, m.deleted, cont, st].join('\u0000'),
-      build: () => messageItem(m, { own: m.sender_id === me, cont, status: st, ...handlers }),
+      sig: [m.body, m.edited_at, m.deleted, cont, st, JSON.stringify(m.reactions || {}), replies, quote].join('\u0000'),
+      build: () => messageItem(m, { me, own: m.sender_id === me, cont, status: st, replies, quote, ...handlers }),
     });
     prev = m;
   }
@@ -132,19 +136,48 @@ export function reconcile(parent, rows) {
   for (const el of existing.values()) el.remove();
 }
 
-function messageItem(m, { own, cont, status, onEdit, onDelete }) {
+/** The emoji the picker offers. */
+export const PICKER = ['👍', '❤️', '😂', '🎉', '😮', '😢'];
+
+function messageItem(m, { me, own, cont, status, replies, quote, onEdit, onDelete, onReact, onReply, onThread }) {
   const body = m.deleted
     ? h('p', { class: 'body deleted', text: 'This message was deleted' })
     : h('p', { class: 'body' }, linkified(m.body));
-  const actions =
-    own && !m.deleted
-      ? h(
-          'div',
-          { class: 'msg-actions' },
-          h('button', { type: 'button', class: 'act', 'aria-label': 'Edit message', title: 'Edit', onclick: () => onEdit(m) }, icon('edit')),
-          h('button', { type: 'button', class: 'act', 'aria-label': 'Delete message', title: 'Delete', onclick: () => onDelete(m) }, icon('trash')),
-        )
-      : null;
+  const picker = h(
+    'div',
+    { class: 'picker', hidden: true, role: 'group', 'aria-label': 'Pick a reaction' },
+    ...PICKER.map((e) => h('button', { type: 'button', 'aria-label': `React ${e}`, 'data-emoji': e, text: e, onclick: () => onReact?.(m, e) })),
+  );
+  const actions = m.deleted
+    ? null
+    : h(
+        'div',
+        { class: 'msg-actions' },
+        h('button', { type: 'button', class: 'act', 'aria-label': 'React to message', title: 'React', text: '☺',
+          onclick: () => { picker.hidden = !picker.hidden; } }),
+        h('button', { type: 'button', class: 'act', 'aria-label': 'Reply to message', title: 'Reply', text: '↩', onclick: () => onReply?.(m) }),
+        own ? h('button', { type: 'button', class: 'act', 'aria-label': 'Edit message', title: 'Edit', onclick: () => onEdit(m) }, icon('edit')) : null,
+        own ? h('button', { type: 'button', class: 'act', 'aria-label': 'Delete message', title: 'Delete', onclick: () => onDelete(m) }, icon('trash')) : null,
+        picker,
+      );
+  const reactions = Object.entries(m.reactions || {}).filter(([, users]) => users.length);
+  const chips = reactions.length
+    ? h(
+        'div',
+        { class: 'reactions' },
+        ...reactions.map(([e, users]) =>
+          h('button', {
+            type: 'button',
+            class: `reaction${users.includes(me) ? ' mine' : ''}`,
+            'data-emoji': e,
+            title: users.join(', '),
+            'aria-label': `${e} ${users.length}: ${users.join(', ')}`,
+            text: `${e} ${users.length}`,
+            onclick: () => onReact?.(m, e),
+          }),
+        ),
+      )
+    : null;
   return h(
     'li',
     {
@@ -164,6 +197,7 @@ function messageItem(m, { own, cont, status, onEdit, onDelete }) {
         h(
           'div',
           { class: 'bubble' },
+          quote ? h('div', { class: 'quote', text: `↪ ${quote}` }) : null,
           body,
           h(
             'span',
@@ -174,6 +208,9 @@ function messageItem(m, { own, cont, status, onEdit, onDelete }) {
         ),
         actions,
       ),
+      chips,
+      replies ? h('button', { type: 'button', class: 'link-btn thread-link', 'aria-label': `Open thread: ${replies} replies`,
+        text: `${replies} ${replies === 1 ? 'reply' : 'replies'}`, onclick: () => onThread?.(m) }) : null,
       status ? h('div', { class: `receipt${status === 'Sent' ? '' : ' seen'}`, text: status }) : null,
     ),
   );
