@@ -239,6 +239,18 @@ test('a reaction, a reply and its thread show on the other node', async () => {
   await alice.locator('#dlg-thread').waitFor({ state: 'hidden', timeout: T });
 });
 
+test('search finds a message across accents and case, and opens its conversation', async () => {
+  const { alice } = pages;
+  await alice.fill('#search-input', 'SATURDAY');
+  await alice.press('#search-input', 'Enter');
+  const hit = alice.locator('#dlg-search .search-hit', { hasText: 'Are we still on for Saturday?' });
+  await hit.waitFor({ timeout: T });
+  await shot(alice, 'client-search');
+  await hit.click();
+  await alice.locator('#dlg-search').waitFor({ state: 'hidden', timeout: T });
+  assert.equal(await alice.textContent('#conv-title'), title);
+});
+
 test('markup in a message renders as text', async () => {
   const { alice, bob } = pages;
   const evil = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"><b>bold?</b>';

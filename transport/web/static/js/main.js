@@ -768,6 +768,40 @@ function cancelReply() {
   $('#reply-banner').hidden = true;
 }
 
+/** Runs the search command and lists the matches; a click opens the conversation. */
+async function runSearch(query) {
+  query = query.trim();
+  if (!query) return;
+  try {
+    const d = await req('search', { query, limit: 20 });
+    const hits = d.messages || [];
+    $('#search-summary').textContent = hits.length ? `Messages with “${query}”, newest first` : `Nothing found for “${query}”.`;
+    setChildren(
+      $('#search-list'),
+      hits.map((m) => {
+        const conv = app.state.convs.get(m.conversation_id);
+        return h(
+          'li',
+          {
+            class: 'search-hit',
+            'data-message-id': m.message_id,
+            onclick: () => {
+              $('#dlg-search').close();
+              if (conv) selectConversation(conv.id);
+            },
+          },
+          h('span', { class: 'conv', text: conv ? convTitle(conv, app.me) : m.conversation_id }),
+          h('span', { class: 'who', text: m.sender_id }),
+          h('span', { text: m.body }),
+        );
+      }),
+    );
+    $('#dlg-search').showModal();
+  } catch (err) {
+    toast(`Could not search: ${err.message}`);
+  }
+}
+
 /** Shows m and its replies (the thread command) in a dialog. */
 async function openThread(conv, m) {
   try {
@@ -899,6 +933,10 @@ function wire() {
   $('#composer').addEventListener('submit', (e) => {
     e.preventDefault();
     submitComposer();
+  });
+  $('#search-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    runSearch($('#search-input').value);
   });
   $('#reply-cancel').addEventListener('click', () => {
     cancelReply();
