@@ -41,14 +41,19 @@ type Thread struct {
 	HasMore  bool             `json:"has_more"`
 }
 
-// Thread returns the root message and a page of its replies, for members
-// of its conversation (a reply is a message of the same conversation, so
+// Thread returns the root message and a page of its replies, once the read
+// model holds every event acked before the call, for members of its
+// conversation (a reply is a message of the same conversation, so
 // whoever may read the root may read every reply).
 func (r Reader) Thread(ctx context.Context, user string, q ThreadQuery) (Thread, error) {
 	if err := q.Validate(); err != nil {
 		return Thread{}, err
 	}
 	if err := r.Access.RequireMember(ctx, q.ConversationID, user); err != nil {
+		return Thread{}, err
+	}
+	// Read your writes: a reply acked a moment ago is in its thread.
+	if err := r.Fresh.WaitProjected(ctx, q.ConversationID); err != nil {
 		return Thread{}, err
 	}
 	root, err := r.Store.Message(ctx, q.ConversationID, q.MessageID)
