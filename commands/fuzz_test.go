@@ -18,6 +18,9 @@ func FuzzCommandBodies(f *testing.F) {
 		`{"kind":"direct","members":["b"]}`,
 		`{"conversation_id":"c","seq":-1}`,
 		`{"members":[1,2]}`, `{"body":null}`, `[]`, `{"conversation_id":"` + "\u00e9" + `"}`,
+		`{"conversation_id":"c_1","client_msg_id":"x","body":"hi","reply_to":"m_1"}`,
+		`{"conversation_id":"c_1","message_id":"m_1","emoji":"👍"}`,
+		`{"conversation_id":"c_1","message_id":"m_1","emoji":"👨‍👩‍👧"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -30,6 +33,14 @@ func FuzzCommandBodies(f *testing.F) {
 		var send SendMessage
 		if err := protocol.DecodeData(b, &send); err == nil {
 			check(send.Validate())
+		}
+		var react ReactMessage
+		if err := protocol.DecodeData(b, &react); err == nil {
+			err := react.Validate()
+			check(err)
+			if err == nil && domain.ValidateEmoji(react.Emoji) != nil {
+				t.Fatalf("reaction %q accepted", react.Emoji)
+			}
 		}
 		var create CreateConversation
 		if err := protocol.DecodeData(b, &create); err == nil {
