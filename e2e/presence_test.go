@@ -51,6 +51,9 @@ func TestPresence(t *testing.T) {
 	if p.UserID != a || p.Status != domain.PresenceOnline {
 		t.Fatalf("b got %+v, want a online", p)
 	}
+	testenv.WaitFor(t, 10*time.Second, "a's day online to be recorded for the analysts", func() bool {
+		return env.Count(`SELECT count(*) FROM parley.presence_days WHERE name=$1 AND user_id=$2`, env.Cfg.DBSchema, a) == 1
+	})
 	got := query(cb, a, c, b)
 	if got[a].Status != domain.PresenceOnline || got[b].Status != domain.PresenceOnline {
 		t.Errorf("b queries: %+v, want a and b online", got)

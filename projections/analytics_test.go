@@ -53,8 +53,8 @@ func knownLog() []projections.Record {
 	// Reactions in c3, partition 2, so the figures of c1 and c2 stay.
 	add(2, "c3", domain.EvConversationCreated, "erin", at(7, 8, 0, 0),
 		domain.ConversationCreated{Kind: "group", Title: "gamma", Members: []string{"erin", "fred", "gina"}}) // 1
-	send(2, "c3", "erin", "p1", at(7, 8, 1, 0))                                                            // 2
-	send(2, "c3", "fred", "p2", at(7, 8, 2, 0))                                                            // 3
+	send(2, "c3", "erin", "p1", at(7, 8, 1, 0)) // 2
+	send(2, "c3", "fred", "p2", at(7, 8, 2, 0)) // 3
 	react := func(typ, user, msg, emoji string, t time.Time) {
 		add(2, "c3", typ, user, t, domain.Reaction{MessageID: msg, Emoji: emoji})
 	}
@@ -78,9 +78,23 @@ func TestAnalyticsViews(t *testing.T) {
 		dropSchemas(pool, analytics)
 		_, _ = pool.Exec(ctx, `DELETE FROM parley.read_model WHERE name=$1`, schema)
 	})
-	applyAll(t, projections.NewStore(pool, schema, testTopic), knownLog(), 4)
+	store := projections.NewStore(pool, schema, testTopic)
+	applyAll(t, store, knownLog(), 4)
 	if _, err := projections.RegisterPointer(ctx, pool, schema); err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = pool.Exec(ctx, `DELETE FROM parley.presence_days WHERE name=$1`, schema) })
+	for _, on := range []struct {
+		users []string
+		at    time.Time
+	}{
+		{[]string{"alice", "bob"}, time.Date(2026, 1, 5, 23, 59, 0, 0, time.UTC)},
+		{[]string{"alice"}, time.Date(2026, 1, 6, 0, 1, 0, 0, time.UTC)},
+		{[]string{"alice"}, time.Date(2026, 1, 6, 9, 0, 0, 0, time.UTC)}, // again that day: once
+	} {
+		if err := store.RecordOnline(ctx, on.users, on.at); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := projections.PointAnalytics(ctx, pool, schema); err != nil {
 		t.Fatal(err)
@@ -152,6 +166,9 @@ func TestAnalyticsViews(t *testing.T) {
 	check("thread response time per day",
 		`SELECT day, replies, median_response_seconds FROM {a}.thread_response_per_day ORDER BY day`,
 		"01-05 2 90; 01-06 1 83160")
+	check("users online per day (presence_days, not from the log)",
+		`SELECT day, online_users FROM {a}.online_users_per_day ORDER BY day`,
+		"01-05 2; 01-06 1")
 	check("last seq per conversation",
 		`SELECT conversation_id, last_seq, last_message_seq FROM {a}.conversations ORDER BY 1`,
 		"c1 11 10; c2 4 3; c3 8 3")

@@ -1,6 +1,9 @@
 package projections
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // ContactsOf lists, for each of users, up to limit users who share a
 // conversation with it, in one query.
@@ -50,4 +53,17 @@ func (s *Store) SharedWith(ctx context.Context, user string, others []string) (m
 		return nil, unavailable("shared conversations", err)
 	}
 	return out, nil
+}
+
+// RecordOnline notes that users were online on at's UTC day, for the
+// analytics view online_users_per_day (control migration 0004). Not a read
+// model: the log has no presence, so a replay neither rebuilds nor drops it.
+func (s *Store) RecordOnline(ctx context.Context, users []string, at time.Time) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO parley.presence_days (name, day, user_id, first_online_at)
+		SELECT $1, ($2::timestamptz AT TIME ZONE 'UTC')::date, u, $2 FROM unnest($3::text[]) u
+		ON CONFLICT DO NOTHING`, s.name, at, users)
+	if err != nil {
+		return unavailable("presence days", err)
+	}
+	return nil
 }

@@ -118,6 +118,7 @@ func (a *App) buildGateway() {
 	a.Hub.StreamOf = func(string) string { return "" } // one stream per node
 	node := a.Bus.Node(a.Cfg.NodeID)
 	a.Presence = gateway.NewPresence(node, node, a.Store, a.Bus, a.Cfg.PresenceDebounce, a.Log.With("role", "gateway"))
+	a.Presence.Days = a.Store
 	a.Hub.Routes = a.Presence
 	a.Service.Presence = presenceSources{a.Store, a.Bus}
 	a.WS = gateway.NewWSServer(gateway.WSConfig{SendQueue: a.Cfg.SendQueue, RateLimit: a.Cfg.RateLimit,

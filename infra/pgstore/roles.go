@@ -134,6 +134,8 @@ func SetupRoles(ctx context.Context, dsn string, r Roles) error {
 			"GRANT " + read + " TO " + write,
 			"GRANT USAGE ON SCHEMA " + id(ControlSchema) + " TO " + read,
 			"GRANT SELECT ON " + id(ControlSchema) + ".read_model TO " + read,
+			// Gateways note who was online each day (presence is not in the log).
+			"GRANT INSERT ON " + id(ControlSchema) + ".presence_days TO " + read,
 		}
 		for _, s := range readModels {
 			var exists bool

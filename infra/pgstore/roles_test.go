@@ -91,6 +91,11 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 		if off, err := s.ProjectedOffset(ctx, 0); err != nil || off != 3 {
 			t.Fatalf("%s: projected offset %d, %v", who, off, err)
 		}
+		// Gateways note who was online each day (presence_days): the one
+		// row they may insert.
+		if err := s.RecordOnline(ctx, []string{"alice"}, time.Now()); err != nil {
+			t.Fatalf("%s: record a day online: %v", who, err)
+		}
 		for _, w := range []string{
 			`INSERT INTO {s}.messages (conversation_id, seq, message_id, sender_id, client_msg_id, body, sent_at, version_seq)
 			 VALUES ('c1', 99, 'mx', 'mallory', 'kx', 'forged', now(), 99)`,

@@ -86,6 +86,7 @@ func (e *Env) WithRoles() *Roles {
 		"GRANT CREATE ON DATABASE " + id(db) + " TO " + id(r.Owner),
 		"GRANT USAGE ON SCHEMA parley TO " + id(r.Owner) + " WITH GRANT OPTION",
 		"GRANT SELECT, INSERT, UPDATE ON parley.read_model TO " + id(r.Owner) + " WITH GRANT OPTION",
+		"GRANT SELECT, INSERT ON parley.presence_days TO " + id(r.Owner) + " WITH GRANT OPTION",
 	} {
 		if _, err := e.Pool.Exec(ctx, q); err != nil {
 			e.T.Fatalf("%s: %v", q, err)

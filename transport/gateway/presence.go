@@ -25,6 +25,11 @@ type Contacts interface {
 	ContactsOf(ctx context.Context, users []string, limit int) (map[string][]string, error)
 }
 
+// OnlineLog records who was online on which day (analytics).
+type OnlineLog interface {
+	RecordOnline(ctx context.Context, users []string, at time.Time) error
+}
+
 // Publisher carries ephemeral pushes to the nodes of their recipients.
 type Publisher interface {
 	PublishMany(ctx context.Context, ds []domain.Delivery) error
@@ -44,6 +49,8 @@ type Presence struct {
 	Push     Publisher
 	Debounce time.Duration
 	Log      *slog.Logger
+	// Days, if set, records each user announced online (best effort).
+	Days OnlineLog
 
 	queue    chan announcement
 	contacts contactCache
@@ -181,8 +188,17 @@ func (p *Presence) announce(ctx context.Context, batch []announcement) {
 
 func (p *Presence) push(ctx context.Context, batch []announcement) error {
 	users := make([]string, len(batch))
+	var online []string
 	for i, a := range batch {
 		users[i] = a.user
+		if a.status == domain.PresenceOnline {
+			online = append(online, a.user)
+		}
+	}
+	if p.Days != nil && len(online) > 0 {
+		if err := p.Days.RecordOnline(ctx, online, time.Now()); err != nil {
+			p.Log.Warn("online days not recorded", "users", len(online), "err", err)
+		}
 	}
 	contacts, err := p.contacts.get(ctx, p.Contacts, users)
 	if err != nil {
