@@ -31,11 +31,12 @@ start() { # name addr roles ops-addr
 }
 # Everything listens on loopback only: this is a development system (dev
 # tokens for anyone, no store passwords). The ops listeners (metrics,
-# readiness details, pprof) are 127.0.0.1:9091-9094.
-start gateway-1 127.0.0.1:8080 gateway 127.0.0.1:9091
-start gateway-2 127.0.0.1:8081 gateway 127.0.0.1:9092
-start fanout-1 127.0.0.1:8090 fanout 127.0.0.1:9093
-start projector-1 127.0.0.1:8091 projector 127.0.0.1:9094
+# readiness details, pprof) are 127.0.0.1:9191-9194 (9092 and 9093 are
+# the local Kafka's).
+start gateway-1 127.0.0.1:8080 gateway 127.0.0.1:9191
+start gateway-2 127.0.0.1:8081 gateway 127.0.0.1:9192
+start fanout-1 127.0.0.1:8090 fanout 127.0.0.1:9193
+start projector-1 127.0.0.1:8091 projector 127.0.0.1:9194
 
 for port in 8080 8081 8090 8091; do
   for _ in $(seq 1 100); do
@@ -53,7 +54,7 @@ Parley is running.
   WebSocket:           ws://localhost:8080/ws   ws://localhost:8081/ws
   Dev token:           curl -s -XPOST localhost:8080/api/v1/dev/token -d '{"user_id":"alice"}'
   Health:              http://localhost:8080/readyz   (fanout :8090, projector :8091)
-  Ops (loopback):      http://127.0.0.1:9091/metrics  /readyz with errors  /debug/pprof/  (9091-9094, one per node)
+  Ops (loopback):      http://127.0.0.1:9191/metrics  /readyz with errors  /debug/pprof/  (9191-9194, one per node)
   Open on loopback only, dev auth on: a development system, not a deployment (docs/security.md).
   Logs:                $logs/
 Press Ctrl-C to stop the nodes (services keep running; 'go tool task services:down' stops them).
