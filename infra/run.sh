@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Runs a local Parley: two gateway nodes (:8080, :8081), a fanout and a
 # projector process, with dev auth. Ctrl-C stops them all.
+# e2e/run_script_test.go runs it with PARLEY_BIN, PARLEY_RUN_LOGS and
+# PARLEY_RUN_PORTS (the eight ports below, in order) on free ports.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-bin="$root/bin"
-logs="$root/.data/run"
+bin="${PARLEY_BIN:-$root/bin}"
+logs="${PARLEY_RUN_LOGS:-$root/.data/run}"
+read -r g1 g2 fo pr o1 o2 o3 o4 <<<"${PARLEY_RUN_PORTS:-8080 8081 8090 8091 9191 9192 9193 9194}"
 mkdir -p "$logs"
 export CHAT_DEV_AUTH="${CHAT_DEV_AUTH:-true}"
 export CHAT_LOG_FORMAT="${CHAT_LOG_FORMAT:-json}"
 # The browser client may fail over from one gateway to the other: a page
 # served by :8080 then opens a WebSocket to :8081, a cross-origin request.
-export CHAT_ALLOWED_ORIGINS="${CHAT_ALLOWED_ORIGINS:-http://localhost:8080,http://localhost:8081,http://127.0.0.1:8080,http://127.0.0.1:8081}"
+export CHAT_ALLOWED_ORIGINS="${CHAT_ALLOWED_ORIGINS:-http://localhost:$g1,http://localhost:$g2,http://127.0.0.1:$g1,http://127.0.0.1:$g2}"
 # The nodes the page may fail over to (it connects to no other host).
-export CHAT_WEB_NODES="${CHAT_WEB_NODES:-http://localhost:8080,http://localhost:8081}"
+export CHAT_WEB_NODES="${CHAT_WEB_NODES:-http://localhost:$g1,http://localhost:$g2}"
 
 "$bin/chatctl" migrate
 "$bin/chatctl" topics
@@ -33,12 +36,12 @@ start() { # name addr roles ops-addr
 # tokens for anyone, no store passwords). The ops listeners (metrics,
 # readiness details, pprof) are 127.0.0.1:9191-9194 (9092 and 9093 are
 # the local Kafka's).
-start gateway-1 127.0.0.1:8080 gateway 127.0.0.1:9191
-start gateway-2 127.0.0.1:8081 gateway 127.0.0.1:9192
-start fanout-1 127.0.0.1:8090 fanout 127.0.0.1:9193
-start projector-1 127.0.0.1:8091 projector 127.0.0.1:9194
+start gateway-1 "127.0.0.1:$g1" gateway "127.0.0.1:$o1"
+start gateway-2 "127.0.0.1:$g2" gateway "127.0.0.1:$o2"
+start fanout-1 "127.0.0.1:$fo" fanout "127.0.0.1:$o3"
+start projector-1 "127.0.0.1:$pr" projector "127.0.0.1:$o4"
 
-for port in 8080 8081 8090 8091; do
+for port in "$g1" "$g2" "$fo" "$pr"; do
   for _ in $(seq 1 100); do
     curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
     sleep 0.2
@@ -49,12 +52,12 @@ done
 cat <<MSG
 
 Parley is running.
-  Chat in a browser:   http://localhost:8080/
-                       (and http://localhost:8081/; the page fails over to the other node)
-  WebSocket:           ws://localhost:8080/ws   ws://localhost:8081/ws
-  Dev token:           curl -s -XPOST localhost:8080/api/v1/dev/token -d '{"user_id":"alice"}'
-  Health:              http://localhost:8080/readyz   (fanout :8090, projector :8091)
-  Ops (loopback):      http://127.0.0.1:9191/metrics  /readyz with errors  /debug/pprof/  (9191-9194, one per node)
+  Chat in a browser:   http://localhost:$g1/
+                       (and http://localhost:$g2/; the page fails over to the other node)
+  WebSocket:           ws://localhost:$g1/ws   ws://localhost:$g2/ws
+  Dev token:           curl -s -XPOST localhost:$g1/api/v1/dev/token -d '{"user_id":"alice"}'
+  Health:              http://localhost:$g1/readyz   (fanout :$fo, projector :$pr)
+  Ops (loopback):      http://127.0.0.1:$o1/metrics  /readyz with errors  /debug/pprof/  ($o1-$o4, one per node)
   Open on loopback only, dev auth on: a development system, not a deployment (docs/security.md).
   Logs:                $logs/
 Press Ctrl-C to stop the nodes (services keep running; 'go tool task services:down' stops them).
