@@ -27,7 +27,7 @@ func TestPresence(t *testing.T) {
 	n2 := env.StartNode("gateway")
 	a, b, c := user("pa"), user("pb"), user("pc")
 	cb, cc := dial(t, env, n2, b), dial(t, env, n2, c)
-	createGroup(t, cb, a)
+	group := createGroup(t, cb, a).ConversationID
 	createGroup(t, cc) // c shares nothing with a or b
 
 	query := func(cl *wsclient.Client, ids ...string) map[string]gateway.PresenceEntry {
@@ -85,13 +85,24 @@ func TestPresence(t *testing.T) {
 		t.Fatalf("b got %+v, want a online again", p)
 	}
 	ca3.Close()
-	dial(t, env, n2, a)
+	ca4 := dial(t, env, n2, a)
 	time.Sleep(3 * env.Cfg.PresenceDebounce) // the window in which a flap would be pushed
 	drainPresence(t, cb, func(p domain.PresencePush) { t.Errorf("a reconnected within the debounce, yet b got %+v", p) })
 	if got := query(cb, a); got[a].Status != domain.PresenceOnline {
 		t.Errorf("after the quick reconnect: %+v, want online", got[a])
 	}
 	drainPresence(t, cc, func(p domain.PresencePush) { t.Errorf("c shares nothing with a, yet got %+v", p) })
+
+	// b leaves the only conversation it shared with a: from the moment the
+	// read model has it, b learns nothing more of a.
+	request[map[string]any](t, cb, "conversation.leave", map[string]any{"conversation_id": group})
+	testenv.WaitFor(t, 10*time.Second, "the leave in the read model", func() bool {
+		e := query(cb, a)[a]
+		return e.Status == domain.PresenceOffline && e.LastSeen == ""
+	})
+	ca4.Close()
+	time.Sleep(3 * env.Cfg.PresenceDebounce) // past the debounce: an offline would have been pushed
+	drainPresence(t, cb, func(p domain.PresencePush) { t.Errorf("b left the shared conversation, yet got %+v", p) })
 
 	wantCode(t, try(cb, "presence.query", map[string]any{"user_ids": []string{}}), "bad_request")
 	many := make([]string, gateway.MaxPresenceQuery+1)

@@ -51,11 +51,7 @@ func New(rdb redis.UniversalClient, cfg Config, log *slog.Logger) (*Bus, error) 
 
 // Publish sends an ephemeral push (no seq) to the nodes of its recipients.
 func (b *Bus) Publish(ctx context.Context, d domain.Delivery) error {
-	nodes, err := b.NodesOf(ctx, d.Recipients)
-	if err != nil {
-		return err
-	}
-	return b.PublishBatch(ctx, domain.SplitByNode(d, nodes, nil))
+	return b.PublishMany(ctx, []domain.Delivery{d})
 }
 
 // PublishMany sends ephemeral pushes (no seq) to the nodes of their

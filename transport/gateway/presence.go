@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
@@ -52,8 +51,7 @@ type Presence struct {
 	// Days, if set, records each user announced online (best effort).
 	Days OnlineLog
 
-	queue    chan announcement
-	contacts contactCache
+	queue chan announcement
 }
 
 type announcement struct {
@@ -200,7 +198,9 @@ func (p *Presence) push(ctx context.Context, batch []announcement) error {
 			p.Log.Warn("online days not recorded", "users", len(online), "err", err)
 		}
 	}
-	contacts, err := p.contacts.get(ctx, p.Contacts, users)
+	// Read for every batch, never cached: a user who left the last shared
+	// conversation gets no more of these pushes.
+	contacts, err := p.Contacts.ContactsOf(ctx, users, MaxContacts)
 	if err != nil {
 		return err
 	}
@@ -221,63 +221,4 @@ func (p *Presence) push(ctx context.Context, batch []announcement) error {
 		return nil
 	}
 	return p.Push.PublishMany(ctx, ds)
-}
-
-// contactCache keeps users' contacts for contactsFor (10 s): under churn a
-// user's offline often follows its online on the same node, and one query
-// serves both. A member who joined a conversation meanwhile may miss that
-// user's pushes for as long; presence.query always reads the read model.
-type contactCache struct {
-	mu sync.Mutex
-	m  map[string]cachedContacts
-}
-
-type cachedContacts struct {
-	users []string
-	until time.Time
-}
-
-const (
-	contactsFor   = 10 * time.Second
-	contactsCache = 100000 // users; past it, entries are evicted at random
-)
-
-func (c *contactCache) get(ctx context.Context, src Contacts, users []string) (map[string][]string, error) {
-	now := time.Now()
-	out := make(map[string][]string, len(users))
-	var miss []string
-	c.mu.Lock()
-	for _, u := range users {
-		if e, ok := c.m[u]; ok && now.Before(e.until) {
-			out[u] = e.users
-		} else {
-			miss = append(miss, u)
-		}
-	}
-	c.mu.Unlock()
-	if len(miss) == 0 {
-		return out, nil
-	}
-	got, err := src.ContactsOf(ctx, miss, MaxContacts)
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = map[string]cachedContacts{}
-	}
-	for _, u := range miss {
-		for k := range c.m { // bounded: evict one at random when full
-			if len(c.m) < contactsCache {
-				break
-			}
-			delete(c.m, k)
-		}
-		out[u] = got[u]
-		if len(got[u]) > 0 { // a new user's first conversation is not missed
-			c.m[u] = cachedContacts{users: got[u], until: now.Add(contactsFor)}
-		}
-	}
-	return out, nil
 }
