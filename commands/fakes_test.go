@@ -422,6 +422,19 @@ func (r *fakeRedis) Complete(_ context.Context, conv, sender, clientMsgID, recor
 	return nil
 }
 
+// CompleteSoon mirrors Store.CompleteSoon: a plain SET in the background;
+// a failure (before returning an error) loses the record silently. Here
+// it runs at once unless before blocks it.
+func (r *fakeRedis) CompleteSoon(conv, sender, clientMsgID, record string, ttl time.Duration) {
+	if err := r.enter("CompleteSoon"); err != nil {
+		return
+	}
+	defer r.exit("CompleteSoon")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.set(idemKeyOf(conv, sender, clientMsgID), record, ttl)
+}
+
 // TakeOver mirrors the takeOver script: replace old, only if it is there.
 func (r *fakeRedis) TakeOver(_ context.Context, conv, sender, clientMsgID, old, pending string, ttl time.Duration) (bool, error) {
 	if err := r.enter("TakeOver"); err != nil {

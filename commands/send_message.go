@@ -48,6 +48,8 @@ type Idempotency interface {
 	// member false: nothing was claimed, check access the long way.
 	ReserveMember(ctx context.Context, conv, sender, clientMsgID, pending string, ttl time.Duration) (member, won bool, current string, intact bool, err error)
 	Complete(ctx context.Context, conv, sender, clientMsgID, record string, ttl time.Duration) error
+	// CompleteSoon stores the final record in the background (a plain SET).
+	CompleteSoon(conv, sender, clientMsgID, record string, ttl time.Duration)
 	TakeOver(ctx context.Context, conv, sender, clientMsgID, old, pending string, ttl time.Duration) (bool, error)
 }
 
@@ -129,6 +131,7 @@ func (h SendMessageHandler) Handle(ctx context.Context, actor string, c SendMess
 		return domain.Message{}, err
 	}
 	pending := pendingPrefix + domain.NewID("m_")
+	claimed := h.cfg.Clock.Now()
 	won, cur, intact, err := h.claim(ctx, actor, c, pending)
 	if err != nil {
 		return domain.Message{}, err
@@ -151,7 +154,7 @@ func (h SendMessageHandler) Handle(ctx context.Context, actor string, c SendMess
 			slog.Default().Warn("idempotency check skipped: read model unavailable", "conversation_id", c.ConversationID, "err", err)
 		}
 	}
-	return h.send(ctx, actor, c, pending)
+	return h.send(ctx, actor, c, pending, claimed)
 }
 
 // checkReplyTo refuses a reply to a message that is not in the
@@ -211,7 +214,7 @@ func (h SendMessageHandler) lookup(ctx context.Context, actor string, c SendMess
 }
 
 // send appends the message whose id the pending record holds.
-func (h SendMessageHandler) send(ctx context.Context, actor string, c SendMessage, pending string) (domain.Message, error) {
+func (h SendMessageHandler) send(ctx context.Context, actor string, c SendMessage, pending string, claimed time.Time) (domain.Message, error) {
 	id := recordMessageID(pending)
 	e, seq, err := appendEvent(ctx, h.log, h.cfg.Clock, domain.EvMessageSent, c.ConversationID, actor,
 		domain.MessageSent{MessageID: id, ClientMsgID: c.ClientMsgID, Body: c.Body, ReplyTo: c.ReplyTo})
@@ -224,10 +227,19 @@ func (h SendMessageHandler) send(ctx context.Context, actor string, c SendMessag
 	}
 	m := domain.Message{ConversationID: c.ConversationID, MessageID: id, Seq: seq, SenderID: actor,
 		ClientMsgID: c.ClientMsgID, Body: c.Body, ReplyTo: c.ReplyTo, SentAt: e.At}
-	// The record is completed only from this send's own pending record
-	// (compare and set, one round trip like a SET): a send presumed dead
-	// that completes late must not overwrite what a takeover recorded.
 	won := !strings.Contains(pending, "/")
+	if won && h.cfg.Clock.Now().Sub(claimed) < h.cfg.PendingStale/2 {
+		// Acked well before anyone may presume this send dead: a takeover,
+		// if one ever comes (this record lost, Redis stalled), waits for the
+		// read model to reach the log, finds this message and records the
+		// same. So the record is written in the background, off the
+		// reply's path (one Redis round trip less per send).
+		h.idem.CompleteSoon(c.ConversationID, actor, c.ClientMsgID, encodeRecord(m), h.cfg.IdemTTL)
+		return m, nil
+	}
+	// Late: the record is completed only from this send's own pending
+	// record (compare and set): a send presumed dead that completes late
+	// must not overwrite what a takeover recorded.
 	if won {
 		won, _ = h.idem.TakeOver(context.WithoutCancel(ctx), c.ConversationID, actor, c.ClientMsgID,
 			pending, encodeRecord(m), h.cfg.IdemTTL)
@@ -331,5 +343,5 @@ func (h SendMessageHandler) recover(ctx context.Context, actor string, c SendMes
 	if !won {
 		return h.Handle(ctx, actor, c) // another node recovers it: wait for its outcome
 	}
-	return h.send(ctx, actor, c, pending)
+	return h.send(ctx, actor, c, pending, h.cfg.Clock.Now()) // a takeover always completes by compare and set
 }

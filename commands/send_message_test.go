@@ -103,8 +103,34 @@ func TestSendNoRecord(t *testing.T) {
 	if n := w.redis.count("Reserve"); n != 0 {
 		t.Fatalf("%d Reserve calls: a member's send claims with ReserveMember alone", n)
 	}
+	if soon, cas := w.redis.count("CompleteSoon"), w.redis.count("TakeOver"); soon != 1 || cas != 0 {
+		t.Fatalf("a send acked at once: %d background records, %d compare-and-sets; want the record in the background", soon, cas)
+	}
 	if waits, lookups := w.read.counts(); waits+lookups != 0 {
 		t.Fatalf("the read model was asked (%d waits, %d lookups) for a first send", waits, lookups)
+	}
+}
+
+// A send whose produce took half of PendingStale or more completes its
+// record by compare and set before it answers: a waiter may be about to
+// take it over.
+func TestSendSlowProduceCompletesBeforeTheAck(t *testing.T) {
+	w := newWorld(t)
+	conv := w.group("bob")
+	plan := w.log.next(appendPlan{gate: make(chan struct{})})
+	r := goSend(w.node(), context.Background(), "alice", conv, "k1", "hello")
+	waitClosed(t, plan.entered, "the send never produced")
+	w.clock.Advance(5 * time.Second) // half the default PendingStale
+	close(plan.gate)
+	m := recv(t, r)
+	if m.err != nil {
+		t.Fatal(m.err)
+	}
+	if soon, cas := w.redis.count("CompleteSoon"), w.redis.count("TakeOver"); soon != 0 || cas != 1 {
+		t.Fatalf("a slow send: %d background records, %d compare-and-sets; want one compare-and-set", soon, cas)
+	}
+	if rec := w.redis.record(conv, "alice", "k1"); rec != encodeRecord(m.m) {
+		t.Fatalf("record %q, want %q", rec, encodeRecord(m.m))
 	}
 }
 

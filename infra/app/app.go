@@ -18,6 +18,7 @@ import (
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/config"
 	"github.com/parley-chat/parley/infra/fanoutbus"
+	"github.com/parley-chat/parley/infra/handoff"
 	"github.com/parley-chat/parley/infra/kafkalog"
 	"github.com/parley-chat/parley/infra/metrics"
 	"github.com/parley-chat/parley/infra/pgstore"
@@ -105,9 +106,26 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		return nil, err
 	}
 	a.closers = append(a.closers, a.Bus.Close)
+	if err := a.startHandoff(); err != nil {
+		a.Close()
+		return nil, err
+	}
 	a.buildGateway()
 	return a, nil
 }
+
+// startHandoff passes every record this process appends to the fan-out
+// through Redis as soon as Kafka acked it (infra/handoff).
+func (a *App) startHandoff() error {
+	w, err := handoff.NewWriter(a.Redis.WriteBehind(), a.handoffConfig())
+	if err != nil {
+		return err
+	}
+	a.KafkaLog.SetHandoff(w.Offer)
+	return nil
+}
+
+func (a *App) handoffConfig() handoff.Config { return handoff.Config{Prefix: a.Cfg.RedisPrefix} }
 
 func (a *App) buildGateway() {
 	fresh := projections.Freshness{Store: a.Store, Log: a.KafkaLog}

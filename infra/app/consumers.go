@@ -8,6 +8,7 @@ import (
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/fanout"
+	"github.com/parley-chat/parley/infra/handoff"
 	"github.com/parley-chat/parley/infra/kafkalog"
 	"github.com/parley-chat/parley/infra/metrics"
 	"github.com/parley-chat/parley/projections"
@@ -28,9 +29,13 @@ func (a *App) runFanout(ctx context.Context) error {
 		return err
 	}
 	go a.watchLag(ctx, a.Cfg.GroupPrefix+FanoutGroup) // parley_consumer_lag (ops.go)
+	handed, err := handoff.NewReader(a.Redis.Client(), a.handoffConfig())
+	if err != nil {
+		return err
+	}
 	return kafkalog.RunLive(ctx, kafkalog.LiveConfig{
 		Kafka: KafkaConfig(a.Cfg).WithClientID("parley-fanout-" + a.Cfg.NodeID),
-		Group: a.Cfg.GroupPrefix + FanoutGroup, Forget: h.Forget,
+		Group: a.Cfg.GroupPrefix + FanoutGroup, Forget: h.Forget, Handoff: handed.Read,
 	}, func(ctx context.Context, batch []kafkalog.Consumed) error {
 		recs := make([]fanout.Record, len(batch))
 		for i, c := range batch {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -158,7 +159,12 @@ type Log struct {
 	queue    chan *pendingSend
 	stop     chan struct{}
 	stopped  chan struct{}
+	handoff  atomic.Pointer[func([]Consumed)]
 }
+
+// SetHandoff has every batch of records the log acked passed to f, with
+// their offsets, right after the ack (infra/handoff). f must not block.
+func (l *Log) SetHandoff(f func([]Consumed)) { l.handoff.Store(&f) }
 
 type pendingSend struct {
 	rec  *kgo.Record
@@ -235,7 +241,23 @@ func (l *Log) sendLoop() {
 			s.done <- res[i].Err
 		}
 		metrics.ProduceBatch.Observe(float64(len(batch)))
+		l.handOff(res)
 	}
+}
+
+// handOff passes the acked records of a produce to the hand-off, if set.
+func (l *Log) handOff(res kgo.ProduceResults) {
+	f := l.handoff.Load()
+	if f == nil {
+		return
+	}
+	acked := make([]Consumed, 0, len(res))
+	for _, r := range res {
+		if r.Err == nil {
+			acked = append(acked, Consumed{Partition: r.Record.Partition, Offset: r.Record.Offset, Value: r.Record.Value})
+		}
+	}
+	(*f)(acked)
 }
 
 // Append writes e keyed by its conversation and returns its seq

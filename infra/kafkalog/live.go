@@ -32,7 +32,24 @@ type LiveConfig struct {
 	// Forget, if set, is told of partitions assigned or taken away, so
 	// that state derived from them is reloaded.
 	Forget func(partitions []int32)
+	// Handoff, if set, reads the records producers handed off for the
+	// given partitions (Log.SetHandoff), waiting up to about a second for
+	// one. The handler then gets records as soon as they are handed off,
+	// in log order, and the log is read in large, infrequent fetches only
+	// to fill what the hand-off missed (runMerged).
+	Handoff func(ctx context.Context, partitions []int32) ([]Consumed, error)
 }
+
+// Fetch settings of a consumer that has the hand-off: the log fills gaps,
+// so it is read at most every HandoffLogWait or per 1 MiB, whichever
+// comes first. HandoffLogWait is also what a record nobody handed off
+// (its producer died after the ack) waits at most beyond the records
+// before it, and how late live delivery resumes after a rebalance.
+const (
+	HandoffLogWait     = 250 * time.Millisecond
+	handoffLogMinBytes = 1 << 20
+	maxPendingHandoff  = 20000 // per partition: records ahead of a gap
+)
 
 // RunLive consumes the topic in a group with franz-go and hands the
 // handler whatever has arrived, across partitions, in log order per
@@ -49,43 +66,20 @@ func RunLive(ctx context.Context, cfg LiveConfig, handle BatchHandler, log *slog
 	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = 5000
 	}
-	topic := cfg.Kafka.Topic
-	forget := func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+	if cfg.Handoff != nil {
+		return runMerged(ctx, cfg, handle, log)
+	}
+	forget := func(ps []int32) {
 		if cfg.Forget != nil {
-			cfg.Forget(m[topic])
+			cfg.Forget(ps)
 		}
 	}
-	opts, err := cfg.Kafka.franzOpts()
+	cl, err := newGroupClient(cfg, groupCallbacks{
+		assigned: func(ps []int32) { forget(ps) },
+		revoked:  func(ps []int32) { forget(ps) },
+	}, log, kgo.FetchMaxWait(5*time.Second))
 	if err != nil {
 		return err
-	}
-	cl, err := kgo.NewClient(append(opts,
-		kgo.ConsumerGroup(cfg.Group),
-		kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(5*time.Second),
-		// Range, as the Sarama members it replaces: a rolling upgrade joins one group.
-		kgo.Balancers(kgo.RangeBalancer()),
-		// A dead member's partitions move after the session timeout, so
-		// it is short (the brokers allow 2 s, infra/kafka/server.properties):
-		// live delivery pauses about 3-4 s after a fan-out dies.
-		kgo.SessionTimeout(GroupSession),
-		kgo.HeartbeatInterval(GroupHeartbeat),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.AutoCommitMarks(),
-		kgo.AutoCommitInterval(time.Second),
-		kgo.OnPartitionsAssigned(forget),
-		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
-			// Commit what was handled before the partitions move on.
-			if err := cl.CommitMarkedOffsets(ctx); err != nil {
-				log.Warn("commit on revoke failed", "err", err)
-			}
-			forget(ctx, cl, m)
-		}),
-		kgo.OnPartitionsLost(forget),
-	)...)
-	if err != nil {
-		return fmt.Errorf("kafka consumer %s: %w", cfg.Group, err)
 	}
 	defer cl.Close()
 	var batch []Consumed
@@ -130,4 +124,48 @@ func handleUntilDone(ctx context.Context, batch []Consumed, handle BatchHandler,
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// groupCallbacks are told of the topic's partitions as the group moves
+// them; revoked runs before the marked offsets are committed.
+type groupCallbacks struct {
+	assigned, revoked func(partitions []int32)
+}
+
+// newGroupClient is the franz-go client of a live consumer group.
+func newGroupClient(cfg LiveConfig, cb groupCallbacks, log *slog.Logger, fetch ...kgo.Opt) (*kgo.Client, error) {
+	topic := cfg.Kafka.Topic
+	opts, err := cfg.Kafka.franzOpts()
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts,
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Range, as the Sarama members it replaces: a rolling upgrade joins one group.
+		kgo.Balancers(kgo.RangeBalancer()),
+		// A dead member's partitions move after the session timeout, so
+		// it is short (the brokers allow 2 s, infra/kafka/server.properties):
+		// live delivery pauses about 3-4 s after a fan-out dies.
+		kgo.SessionTimeout(GroupSession),
+		kgo.HeartbeatInterval(GroupHeartbeat),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(time.Second),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { cb.assigned(m[topic]) }),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
+			cb.revoked(m[topic])
+			// Commit what was handled before the partitions move on.
+			if err := cl.CommitMarkedOffsets(ctx); err != nil {
+				log.Warn("commit on revoke failed", "err", err)
+			}
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { cb.revoked(m[topic]) }),
+	)
+	cl, err := kgo.NewClient(append(opts, fetch...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka consumer %s: %w", cfg.Group, err)
+	}
+	return cl, nil
 }

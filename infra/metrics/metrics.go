@@ -39,6 +39,15 @@ var (
 	FanoutEvents = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parley_fanout_events_total", Help: "Events fanned out to the gateway nodes.",
 	})
+	FanoutRecords = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "parley_fanout_records_total", Help: "Records the fan-out released in log order, by the source that brought them first: handoff (from the producer, through Redis) or log (read from Kafka).",
+	}, []string{"source"})
+	Handoff = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "parley_handoff_records_total", Help: "Acked records handed off to the fan-out by result: written, dropped (queue full), failed (Redis), unreadable (at the reader). The fan-out reads any not written from the log.",
+	}, []string{"result"})
+	WriteBehindDropped = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parley_redis_write_behind_dropped_total", Help: "Background Redis writes dropped because their queue was full (hand-off records, final idempotency records: each has a slower way to the same end).",
+	})
 	RedisErrors = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "parley_redis_errors_total", Help: "Redis errors by operation.",
 	}, []string{"op"})

@@ -7,6 +7,7 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,7 @@ import (
 type Store struct {
 	rdb    redis.UniversalClient
 	prefix string
+	wb     *WriteBehind
 }
 
 // Open connects to the Redis or Redis Cluster a redis:// URL names (see
@@ -32,8 +34,14 @@ func Open(ctx context.Context, url, prefix string) (*Store, error) {
 		return nil, err
 	}
 	rdb.AddHook(metricsHook{})
-	return &Store{rdb: rdb, prefix: prefix}, nil
+	return &Store{rdb: rdb, prefix: prefix, wb: NewWriteBehind(rdb, writeBehindQueue, slog.Default().With("component", "redis-write-behind"))}, nil
 }
+
+// writeBehindQueue bounds the background writes of a process.
+const writeBehindQueue = 16384
+
+// WriteBehind is the process's background writer (the hand-off uses it).
+func (s *Store) WriteBehind() *WriteBehind { return s.wb }
 
 // Client exposes the client for the fan-out bus.
 func (s *Store) Client() redis.UniversalClient { return s.rdb }
@@ -41,8 +49,11 @@ func (s *Store) Client() redis.UniversalClient { return s.rdb }
 // Prefix is the key prefix of this deployment.
 func (s *Store) Prefix() string { return s.prefix }
 
-// Close closes the client.
-func (s *Store) Close() error { return s.rdb.Close() }
+// Close sends the background writes and closes the client.
+func (s *Store) Close() error {
+	s.wb.Close()
+	return s.rdb.Close()
+}
 
 // Ping checks that Redis answers.
 func (s *Store) Ping(ctx context.Context) error {
@@ -257,6 +268,15 @@ func (s *Store) Complete(ctx context.Context, conv, sender, clientMsgID, record 
 		return fmt.Errorf("%w: redis complete: %v", domain.ErrUnavailable, err)
 	}
 	return nil
+}
+
+// CompleteSoon stores the final record of a send in the background, with
+// the next write-behind pipeline: the caller has acked already, and a
+// record that never lands only makes a retry find the message through the
+// read model (commands/send_message.go says when that is safe).
+func (s *Store) CompleteSoon(conv, sender, clientMsgID, record string, ttl time.Duration) {
+	key := s.idemKey(conv, sender, clientMsgID)
+	s.wb.Add(func(p redis.Pipeliner) { p.Set(context.Background(), key, record, ttl) }, nil)
 }
 
 var takeOver = redis.NewScript(`

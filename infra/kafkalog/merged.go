@@ -1,0 +1,285 @@
+package kafkalog
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/parley-chat/parley/infra/metrics"
+)
+
+// merged is the state of a live consumer fed by the hand-off and the log.
+// One goroutine (apply) owns the sequencer and calls the handler; the log
+// reader, the hand-off reader and the group's callbacks talk to it over
+// channels.
+type merged struct {
+	cfg     LiveConfig
+	handle  BatchHandler
+	log     *slog.Logger
+	seq     *sequencer
+	owned   atomic.Pointer[[]int32] // for the hand-off reader
+	fromLog chan logFetch
+	handed  chan []Consumed
+	control chan groupChange
+	done    chan struct{} // apply has returned
+	adm     *kadm.Client
+	// reread ends the hand-off reader's read, so that it reads the
+	// partitions owned now; set by the reader around each read.
+	reread atomic.Pointer[context.CancelFunc]
+	owns   chan struct{} // the owned set changed (capacity 1)
+}
+
+type logFetch struct {
+	recs []*kgo.Record
+	took chan struct{}
+}
+
+type groupChange struct {
+	assigned   bool
+	partitions []int32
+	applied    chan struct{}
+}
+
+// runMerged consumes the records handed off and the log together: the
+// handler gets each partition's records once, in offset order, from
+// whichever source brought them first (sequencer). Offsets are committed
+// up to what the handler took.
+func runMerged(ctx context.Context, cfg LiveConfig, handle BatchHandler, log *slog.Logger) error {
+	m := &merged{cfg: cfg, handle: handle, log: log, seq: newSequencer(maxPendingHandoff),
+		fromLog: make(chan logFetch), handed: make(chan []Consumed, 1), control: make(chan groupChange),
+		done: make(chan struct{}), owns: make(chan struct{}, 1)}
+	m.owned.Store(&[]int32{})
+	cl, err := newGroupClient(cfg, groupCallbacks{
+		assigned: func(ps []int32) { m.change(true, ps) },
+		revoked:  func(ps []int32) { m.change(false, ps) },
+	}, log, kgo.FetchMaxWait(HandoffLogWait), kgo.FetchMinBytes(handoffLogMinBytes))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	m.adm = kadm.NewClient(cl)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go m.readLog(ctx, cl)
+	go m.readHandoff(ctx)
+	m.apply(ctx, cl)
+	return ctx.Err()
+}
+
+// change tells apply of partitions the group assigned or took away and
+// waits until it has applied the change (it finishes its batch first).
+func (m *merged) change(assigned bool, ps []int32) {
+	c := groupChange{assigned: assigned, partitions: ps, applied: make(chan struct{})}
+	select {
+	case m.control <- c:
+		<-c.applied
+	case <-m.done: // stopping: nothing more is handled
+	}
+}
+
+// readLog polls the log and hands each fetch to apply; the group may
+// rebalance only once apply has taken it.
+func (m *merged) readLog(ctx context.Context, cl *kgo.Client) {
+	for ctx.Err() == nil {
+		fs := cl.PollRecords(ctx, m.cfg.MaxBatch)
+		if fs.IsClientClosed() {
+			return
+		}
+		fs.EachError(func(topic string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				m.log.Warn("fetch failed", "topic", topic, "partition", p, "err", err)
+			}
+		})
+		if recs := fs.Records(); len(recs) > 0 {
+			f := logFetch{recs: recs, took: make(chan struct{})}
+			select {
+			case m.fromLog <- f:
+				<-f.took
+			case <-ctx.Done():
+			}
+		}
+		cl.AllowRebalance()
+	}
+}
+
+// readHandoff reads the hand-off of the partitions apply owns; a change
+// of them ends the read in progress.
+func (m *merged) readHandoff(ctx context.Context) {
+	for ctx.Err() == nil {
+		ps := *m.owned.Load()
+		if len(ps) == 0 {
+			select {
+			case <-m.owns:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		m.reread.Store(&cancel)
+		recs, err := m.cfg.Handoff(rctx, ps)
+		reread := rctx.Err() != nil
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil && !reread {
+				m.log.Warn("hand-off read failed; the log fills in", "err", err)
+				sleep(ctx, 500*time.Millisecond)
+			}
+			continue
+		}
+		if len(recs) > 0 {
+			select {
+			case m.handed <- recs:
+			case <-ctx.Done():
+			}
+		}
+	}
+}
+
+// apply releases records in order and hands them to the handler, one
+// batch at a time, gathering whatever arrived meanwhile.
+func (m *merged) apply(ctx context.Context, cl *kgo.Client) {
+	defer close(m.done)
+	var ready []Consumed
+	for {
+		ready = ready[:0]
+		select {
+		case <-ctx.Done():
+			return
+		case c := <-m.control:
+			m.applyChange(c)
+			continue
+		case f := <-m.fromLog:
+			ready = m.takeLog(f, ready)
+		case hs := <-m.handed:
+			ready = m.takeHandoff(hs, ready)
+		}
+	gather:
+		for {
+			select {
+			case f := <-m.fromLog:
+				ready = m.takeLog(f, ready)
+			case hs := <-m.handed:
+				ready = m.takeHandoff(hs, ready)
+			default:
+				break gather
+			}
+		}
+		if len(ready) == 0 {
+			continue
+		}
+		if !handleUntilDone(ctx, ready, m.handle, m.log) {
+			return
+		}
+		m.mark(cl, ready)
+	}
+}
+
+func (m *merged) applyChange(c groupChange) {
+	if c.assigned {
+		m.seq.assign(c.partitions)
+		for p, off := range m.startOffsets(c.partitions) {
+			m.seq.start(p, off)
+		}
+	} else {
+		m.seq.revoke(c.partitions)
+	}
+	owned := m.seq.owned()
+	m.owned.Store(&owned)
+	select {
+	case m.owns <- struct{}{}:
+	default:
+	}
+	if cancel := m.reread.Load(); cancel != nil {
+		(*cancel)()
+	}
+	if m.cfg.Forget != nil {
+		m.cfg.Forget(c.partitions)
+	}
+	close(c.applied)
+}
+
+func (m *merged) takeLog(f logFetch, out []Consumed) []Consumed {
+	n := len(out)
+	for _, r := range f.recs {
+		out = m.seq.fromLog(Consumed{Partition: r.Partition, Offset: r.Offset, Value: r.Value}, r.LeaderEpoch, out)
+	}
+	close(f.took)
+	// fromLog releases the log's record first, then pending hand-offs.
+	metrics.FanoutRecords.WithLabelValues("log").Add(float64(len(out) - n))
+	return out
+}
+
+func (m *merged) takeHandoff(hs []Consumed, out []Consumed) []Consumed {
+	n := len(out)
+	for _, r := range hs {
+		out = m.seq.fromHandoff(r, out)
+	}
+	metrics.FanoutRecords.WithLabelValues("handoff").Add(float64(len(out) - n))
+	return out
+}
+
+// startOffsets are where the group's consumer will start the partitions:
+// the committed offset if the log still holds it, else the log's start
+// (kgo.ConsumeResetOffset). Knowing it, the sequencer releases hand-off
+// records at once instead of after the first fetch (up to HandoffLogWait,
+// a burst of pushes). A partition missing here waits for the log's word.
+func (m *merged) startOffsets(ps []int32) map[int32]int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	topic := m.cfg.Kafka.Topic
+	committed, err := m.adm.FetchOffsetsForTopics(ctx, m.cfg.Group, topic)
+	if err != nil {
+		m.log.Warn("committed offsets unknown; live delivery waits for the log", "err", err)
+		return nil
+	}
+	starts, err := m.adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		m.log.Warn("log start offsets unknown; live delivery waits for the log", "err", err)
+		return nil
+	}
+	ends, err := m.adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		m.log.Warn("log end offsets unknown; live delivery waits for the log", "err", err)
+		return nil
+	}
+	out := make(map[int32]int64, len(ps))
+	for _, p := range ps {
+		start, ok1 := starts.Lookup(topic, p)
+		end, ok2 := ends.Lookup(topic, p)
+		if !ok1 || !ok2 || start.Err != nil || end.Err != nil {
+			continue
+		}
+		at := start.Offset
+		if c, ok := committed.Lookup(topic, p); ok && c.Err == nil && c.At >= start.Offset && c.At <= end.Offset {
+			at = c.At
+		}
+		out[p] = at
+	}
+	return out
+}
+
+// mark marks the partitions' positions for the next commit.
+func (m *merged) mark(cl *kgo.Client, handled []Consumed) {
+	offs := map[int32]kgo.EpochOffset{}
+	for _, r := range handled {
+		if _, ok := offs[r.Partition]; ok {
+			continue
+		}
+		if next, epoch, ok := m.seq.position(r.Partition); ok {
+			offs[r.Partition] = kgo.EpochOffset{Epoch: epoch, Offset: next}
+		}
+	}
+	cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{m.cfg.Kafka.Topic: offs})
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}

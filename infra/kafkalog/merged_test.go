@@ -1,0 +1,146 @@
+package kafkalog_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/parley-chat/parley/infra/app"
+	"github.com/parley-chat/parley/infra/kafkalog"
+	"github.com/parley-chat/parley/infra/metrics"
+	"github.com/parley-chat/parley/internal/testenv"
+)
+
+// fakeHandoff stands in for Redis: it hands over what a Log acked, but
+// loses every third record and reverses each batch, as producers racing
+// and dying would.
+type fakeHandoff struct {
+	mu   sync.Mutex
+	recs []kafkalog.Consumed
+}
+
+func (f *fakeHandoff) offer(recs []kafkalog.Consumed) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range recs {
+		if r.Offset%3 != 1 {
+			f.recs = append(f.recs, r)
+		}
+	}
+}
+
+func (f *fakeHandoff) read(ctx context.Context, parts []int32) ([]kafkalog.Consumed, error) {
+	f.mu.Lock()
+	var out, keep []kafkalog.Consumed
+	for _, r := range f.recs {
+		if slices.Contains(parts, r.Partition) {
+			out = append(out, r)
+		} else {
+			keep = append(keep, r)
+		}
+	}
+	f.recs = keep
+	f.mu.Unlock()
+	if len(out) == 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	slices.Reverse(out)
+	return out, nil
+}
+
+// A live consumer fed by a lossy, reordering hand-off and by the log (and
+// by a second producer that hands nothing off) gives its handler every
+// record once, in offset order per partition, even when the handler fails
+// a batch; and the hand-off did bring records first.
+func TestLiveMergesHandoffAndLog(t *testing.T) {
+	env := testenv.New(t)
+	fake := &fakeHandoff{}
+	handing, silent := openLog(t, env), openLog(t, env)
+	handing.SetHandoff(fake.offer)
+
+	var mu sync.Mutex
+	got := map[int32][]int64{}
+	failOnce := true
+	handle := func(_ context.Context, batch []kafkalog.Consumed) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if failOnce && len(got) > 0 {
+			failOnce = false
+			return fmt.Errorf("refused once for the test")
+		}
+		for _, c := range batch {
+			got[c.Partition] = append(got[c.Partition], c.Offset)
+		}
+		return nil
+	}
+	handedBefore := testutil.ToFloat64(metrics.FanoutRecords.WithLabelValues("handoff"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- kafkalog.RunLive(ctx, kafkalog.LiveConfig{
+			Kafka: app.KafkaConfig(env.Cfg).WithClientID("live-test"), Group: env.Cfg.GroupPrefix + "livetest",
+			Handoff: fake.read,
+		}, handle, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && ctx.Err() == nil {
+			t.Errorf("consumer: %v", err)
+		}
+	})
+
+	const convs, perConv = 6, 40
+	total := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, offs := range got {
+			n += len(offs)
+		}
+		return n
+	}
+	// First the group must own the partitions, or the log brings all.
+	for c := range convs {
+		appendN(t, silent, fmt.Sprintf("conv-%d", c), 1)
+	}
+	testenv.WaitFor(t, 60*time.Second, "the first records handled", func() bool { return total() >= convs })
+	var wg sync.WaitGroup
+	for c := range convs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := handing
+			if c%3 == 0 {
+				l = silent
+			}
+			appendN(t, l, fmt.Sprintf("conv-%d", c), perConv)
+		}()
+	}
+	wg.Wait()
+	testenv.WaitFor(t, 60*time.Second, "every record handled", func() bool { return total() >= convs*(perConv+1) })
+	if n := total(); n != convs*(perConv+1) {
+		t.Fatalf("handled %d records, appended %d", n, convs*(perConv+1))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for p, offs := range got {
+		for i := range offs {
+			if offs[i] != int64(i) {
+				t.Fatalf("partition %d: handled offsets %v, want 0..%d once each in order", p, offs, len(offs)-1)
+			}
+		}
+	}
+	if testutil.ToFloat64(metrics.FanoutRecords.WithLabelValues("handoff")) == handedBefore {
+		t.Fatal("no record came through the hand-off")
+	}
+}

@@ -1,0 +1,124 @@
+package kafkalog
+
+import "slices"
+
+// sequencer merges two sources of one partition's records into log order:
+// the log itself (complete, in order, possibly late) and the hand-off
+// (records the producers pass on as soon as they are acked: early, but
+// possibly out of order across producers, and missing what a producer
+// did not hand over). A record is released only when it is the next
+// offset of its partition, so the consumer sees each partition's records
+// once, in order, whichever source brought them first.
+//
+// A partition's next offset is where the group starts it (start), or, if
+// that could not be learnt, unknown until the log delivers its first
+// record; hand-off records wait until then. A log record
+// beyond next proves the offsets between hold no record (transaction
+// markers, retention) and moves next past them.
+type sequencer struct {
+	parts      map[int32]*seqPartition
+	maxPending int // per partition; past it hand-off records wait for the log
+}
+
+type seqPartition struct {
+	next    int64 // -1: unknown
+	epoch   int32 // leader epoch of the last log record (for commits)
+	pending map[int64][]byte
+}
+
+func newSequencer(maxPending int) *sequencer {
+	return &sequencer{parts: map[int32]*seqPartition{}, maxPending: maxPending}
+}
+
+// assign starts partitions afresh: their next offset is unknown.
+func (s *sequencer) assign(ps []int32) {
+	for _, p := range ps {
+		s.parts[p] = &seqPartition{next: -1, epoch: -1, pending: map[int64][]byte{}}
+	}
+}
+
+// start sets where an assigned partition's records begin (the group's
+// start offset), so hand-off records are released before the log speaks.
+func (s *sequencer) start(p int32, offset int64) {
+	if sp := s.parts[p]; sp != nil && sp.next < 0 {
+		sp.next = offset
+		sp.pending = map[int64][]byte{}
+	}
+}
+
+// revoke forgets partitions: their records are dropped from now on.
+func (s *sequencer) revoke(ps []int32) {
+	for _, p := range ps {
+		delete(s.parts, p)
+	}
+}
+
+// owned lists the assigned partitions, sorted.
+func (s *sequencer) owned() []int32 {
+	out := make([]int32, 0, len(s.parts))
+	for p := range s.parts {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// fromLog takes a record read from the log (in order per partition) and
+// appends what it releases to out.
+func (s *sequencer) fromLog(r Consumed, epoch int32, out []Consumed) []Consumed {
+	sp := s.parts[r.Partition]
+	if sp == nil {
+		return out
+	}
+	sp.epoch = epoch
+	if sp.next >= 0 && r.Offset < sp.next {
+		return out // handed off before
+	}
+	for o := range sp.pending {
+		if o <= r.Offset {
+			delete(sp.pending, o)
+		}
+	}
+	sp.next = r.Offset + 1
+	return sp.drain(r.Partition, append(out, r))
+}
+
+// fromHandoff takes a handed-off record and appends what it releases.
+func (s *sequencer) fromHandoff(r Consumed, out []Consumed) []Consumed {
+	sp := s.parts[r.Partition]
+	if sp == nil || (sp.next >= 0 && r.Offset < sp.next) {
+		return out
+	}
+	if r.Offset != sp.next {
+		if len(sp.pending) < s.maxPending {
+			sp.pending[r.Offset] = r.Value
+		}
+		return out
+	}
+	sp.next++
+	return sp.drain(r.Partition, append(out, r))
+}
+
+// drain releases the pending records that continue next.
+func (sp *seqPartition) drain(p int32, out []Consumed) []Consumed {
+	for len(sp.pending) > 0 {
+		v, ok := sp.pending[sp.next]
+		if !ok {
+			break
+		}
+		delete(sp.pending, sp.next)
+		out = append(out, Consumed{Partition: p, Offset: sp.next, Value: v})
+		sp.next++
+	}
+	return out
+}
+
+// position is the offset to commit for p after every released record was
+// handled, and the leader epoch that goes with it (ok false: none yet).
+func (s *sequencer) position(p int32) (next int64, epoch int32, ok bool) {
+	sp := s.parts[p]
+	if sp == nil || sp.next < 0 {
+		return 0, 0, false
+	}
+	return sp.next, sp.epoch, true
+}

@@ -1,0 +1,175 @@
+package kafkalog
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+func rec(p int32, off int64) Consumed {
+	return Consumed{Partition: p, Offset: off, Value: fmt.Appendf(nil, "%d/%d", p, off)}
+}
+
+func offsets(rs []Consumed) []int64 {
+	out := make([]int64, len(rs))
+	for i, r := range rs {
+		out[i] = r.Offset
+	}
+	return out
+}
+
+func TestSequencerWaitsForTheLogBeforeTheFirstHandoff(t *testing.T) {
+	s := newSequencer(100)
+	s.assign([]int32{0})
+	if out := s.fromHandoff(rec(0, 5), nil); len(out) != 0 {
+		t.Fatalf("released %v before the log said where the partition starts", offsets(out))
+	}
+	if _, _, ok := s.position(0); ok {
+		t.Fatal("a position before the log delivered anything")
+	}
+	out := s.fromLog(rec(0, 4), 3, nil)
+	if got := fmt.Sprint(offsets(out)); got != "[4 5]" {
+		t.Fatalf("released %s, want [4 5]", got)
+	}
+	if next, epoch, ok := s.position(0); !ok || next != 6 || epoch != 3 {
+		t.Fatalf("position = %d epoch %d ok %v, want 6 epoch 3", next, epoch, ok)
+	}
+	if string(out[1].Value) != "0/5" {
+		t.Fatalf("hand-off record's value %q", out[1].Value)
+	}
+}
+
+func TestSequencerHoldsAHandoffUntilTheGapFills(t *testing.T) {
+	s := newSequencer(100)
+	s.assign([]int32{1})
+	out := s.fromLog(rec(1, 10), 0, nil)
+	out = s.fromHandoff(rec(1, 12), out) // 11 is another producer's, not here yet
+	out = s.fromHandoff(rec(1, 13), out)
+	if got := fmt.Sprint(offsets(out)); got != "[10]" {
+		t.Fatalf("released %s past a gap", got)
+	}
+	out = s.fromHandoff(rec(1, 11), out[:0])
+	if got := fmt.Sprint(offsets(out)); got != "[11 12 13]" {
+		t.Fatalf("released %s, want [11 12 13]", got)
+	}
+	// The log brings them again, late: nothing released twice.
+	for o := int64(11); o <= 13; o++ {
+		if out := s.fromLog(rec(1, o), 0, nil); len(out) != 0 {
+			t.Fatalf("offset %d released twice", o)
+		}
+	}
+}
+
+func TestSequencerFillsAGapFromTheLog(t *testing.T) {
+	s := newSequencer(100)
+	s.assign([]int32{0})
+	s.fromLog(rec(0, 0), 0, nil)
+	out := s.fromHandoff(rec(0, 2), nil) // 1 was never handed off (its producer died)
+	if len(out) != 0 {
+		t.Fatalf("released %v past a gap", offsets(out))
+	}
+	out = s.fromLog(rec(0, 1), 0, nil)
+	if got := fmt.Sprint(offsets(out)); got != "[1 2]" {
+		t.Fatalf("released %s, want [1 2]", got)
+	}
+}
+
+func TestSequencerALogRecordBeyondNextProvesAHole(t *testing.T) {
+	s := newSequencer(100)
+	s.assign([]int32{0})
+	s.fromLog(rec(0, 0), 0, nil)
+	s.fromHandoff(rec(0, 7), nil)
+	// Offsets 1-4 hold no record (a transaction's markers, say).
+	out := s.fromLog(rec(0, 5), 0, nil)
+	if got := fmt.Sprint(offsets(out)); got != "[5]" {
+		t.Fatalf("released %s, want [5]", got)
+	}
+	out = s.fromHandoff(rec(0, 6), nil)
+	if got := fmt.Sprint(offsets(out)); got != "[6 7]" {
+		t.Fatalf("released %s, want [6 7]", got)
+	}
+}
+
+func TestSequencerDropsWhatItDoesNotOwn(t *testing.T) {
+	s := newSequencer(100)
+	s.assign([]int32{0, 1})
+	s.fromLog(rec(1, 0), 0, nil)
+	s.revoke([]int32{1})
+	if out := s.fromHandoff(rec(1, 1), nil); len(out) != 0 {
+		t.Fatal("released a record of a revoked partition")
+	}
+	if out := s.fromLog(rec(2, 0), 0, nil); len(out) != 0 {
+		t.Fatal("released a record of a partition never assigned")
+	}
+	if got := fmt.Sprint(s.owned()); got != "[0]" {
+		t.Fatalf("owned %s", got)
+	}
+	// Assigned again: it starts over from the log's word.
+	s.assign([]int32{1})
+	if out := s.fromHandoff(rec(1, 1), nil); len(out) != 0 {
+		t.Fatal("released before the log spoke after a new assignment")
+	}
+}
+
+func TestSequencerBoundsPending(t *testing.T) {
+	s := newSequencer(3)
+	s.assign([]int32{0})
+	s.fromLog(rec(0, 0), 0, nil)
+	for o := int64(2); o < 100; o++ {
+		s.fromHandoff(rec(0, o), nil)
+	}
+	if n := len(s.parts[0].pending); n != 3 {
+		t.Fatalf("%d records pending, bound 3", n)
+	}
+	// What was not held comes from the log, in order.
+	var out []Consumed
+	for o := int64(1); o < 100; o++ {
+		out = s.fromLog(rec(0, o), 0, out)
+	}
+	for i, r := range out {
+		if r.Offset != int64(i+1) {
+			t.Fatalf("released out of order: %v", offsets(out))
+		}
+	}
+}
+
+// Any interleaving of a complete log and a partial, reordered hand-off
+// releases every offset exactly once, in order.
+func TestSequencerAnyInterleaving(t *testing.T) {
+	for seed := range uint64(200) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		const n = 60
+		var handoff []Consumed
+		for o := int64(3); o < n; o++ {
+			if rng.IntN(4) > 0 { // a quarter never handed off
+				handoff = append(handoff, rec(0, o))
+			}
+		}
+		for i := range handoff { // producers race: local reorders
+			if j := i + rng.IntN(3); j < len(handoff) {
+				handoff[i], handoff[j] = handoff[j], handoff[i]
+			}
+		}
+		s := newSequencer(1000)
+		s.assign([]int32{0})
+		var out []Consumed
+		logAt, hoAt := int64(3), 0
+		for logAt < n || hoAt < len(handoff) {
+			if hoAt < len(handoff) && (logAt >= n || rng.IntN(3) > 0) {
+				out = s.fromHandoff(handoff[hoAt], out)
+				hoAt++
+				continue
+			}
+			out = s.fromLog(rec(0, logAt), 0, out)
+			logAt++
+		}
+		if len(out) != n-3 {
+			t.Fatalf("seed %d: released %d records, want %d: %v", seed, len(out), n-3, offsets(out))
+		}
+		for i, r := range out {
+			if r.Offset != int64(i+3) || string(r.Value) != fmt.Sprintf("0/%d", r.Offset) {
+				t.Fatalf("seed %d: released %v", seed, offsets(out))
+			}
+		}
+	}
+}
