@@ -84,7 +84,24 @@ func NewSendMessageHandler(log EventLog, idem Idempotency, access MemberCheck, f
 		cfg.PendingStale = 10 * time.Second
 	}
 	cfg.Clock = clockOr(cfg.Clock)
+	if err := cfg.Validate(); err != nil {
+		panic(err) // as mustHave: a handler built wrong fails at start
+	}
 	return SendMessageHandler{log: log, idem: idem, access: access, fresh: fresh, read: read, cfg: cfg}
+}
+
+// Validate reports a config the idempotent send cannot keep its promise
+// with (after defaults).
+func (c SendConfig) Validate() error {
+	switch {
+	case c.PendingStale < 10*pendingPoll:
+		return fmt.Errorf("commands: PendingStale %s below %s", c.PendingStale, 10*pendingPoll)
+	case c.IdemTTL < 2*c.PendingStale:
+		// A record must outlive the wait for it, or a retry during the
+		// wait finds none and sends again.
+		return fmt.Errorf("commands: IdemTTL %s below twice PendingStale %s", c.IdemTTL, c.PendingStale)
+	}
+	return nil
 }
 
 // Validate checks every field.

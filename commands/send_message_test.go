@@ -677,3 +677,16 @@ func TestSendRaceTakeoverAndLateCompletion(t *testing.T) {
 		}
 	})
 }
+
+// A record that would expire before a waiter gives up on it is refused at
+// construction, as is a stale wait shorter than ten polls.
+func TestSendConfigValidate(t *testing.T) {
+	for _, c := range []SendConfig{{PendingStale: time.Millisecond}, {PendingStale: time.Minute, IdemTTL: time.Minute}} {
+		if err := c.Validate(); err == nil {
+			t.Errorf("%+v: accepted", c)
+		}
+	}
+	if err := (SendConfig{PendingStale: 10 * time.Second, IdemTTL: 48 * time.Hour}).Validate(); err != nil {
+		t.Errorf("defaults refused: %v", err)
+	}
+}

@@ -44,6 +44,7 @@ func compareScenario(ctx context.Context, cfg *config) error {
 		"delivery_p99":  ratio(parley.Delivery.P99, peer.Delivery.P99),
 		"ack_p99":       ratio(parley.Ack.P99, peer.Ack.P99),
 		"server_cpu":    ratio(sumCPU(parley.Servers), sumCPU(peer.Servers)),
+		"cpu_per_msg":   ratio(cpuPerMsg(parley, allServices), cpuPerMsg(peer, redisOnly)),
 		"server_rss":    ratio(sumRSS(parley.Servers), sumRSS(peer.Servers)),
 	}}
 	fmt.Printf("\n== compare: same Socket.IO workload (%d groups x %d, %.0f msg/s, %s) ==\n", cfg.groups, cfg.members, cfg.rate, cfg.duration)
@@ -57,6 +58,9 @@ func compareScenario(ctx context.Context, cfg *config) error {
 	row("undelivered at end", float64(parley.Check.Lost), float64(peer.Check.Lost))
 	row("server cpu % (sum)", sumCPU(parley.Servers), sumCPU(peer.Servers))
 	row("server rss MiB (sum)", sumRSS(parley.Servers), sumRSS(peer.Servers))
+	row("cpu µs/acked msg, app", cpuPerMsg(parley, nil), cpuPerMsg(peer, nil))
+	row("cpu µs/acked msg, all", cpuPerMsg(parley, allServices), cpuPerMsg(peer, redisOnly))
+	fmt.Println("(all: parley's chatd roles + Kafka + Redis + Postgres; the peer's two Node.js processes + Redis)")
 	fmt.Println("(parley acks after the message is in Kafka with acks=all; the peer acks from memory)")
 	return writeJSON(cfg, &Report{Scenario: "compare", Label: cfg.label, System: "both", Proto: "sio",
 		StartedAt: parley.StartedAt, Host: parley.Host, Compare: cr})
@@ -68,6 +72,26 @@ func sumCPU(ps []ProcStat) (s float64) {
 	}
 	return s
 }
+
+// cpuPerMsg is the CPU time per acked message of r's app processes plus
+// the services keep selects (nil: none).
+func cpuPerMsg(r *Report, keep func(name string) bool) float64 {
+	if r.AckRate == 0 {
+		return 0
+	}
+	pct := sumCPU(r.Servers)
+	for _, s := range r.Services {
+		if keep != nil && keep(s.Name) {
+			pct += s.CPUPct
+		}
+	}
+	return pct / 100 * 1e6 / r.AckRate
+}
+
+// allServices are Parley's: every service but the machine line. The peer
+// uses Redis alone (the idle Kafka and Postgres are not its cost).
+func allServices(name string) bool { return !strings.HasPrefix(name, "machine") }
+func redisOnly(name string) bool   { return strings.HasPrefix(name, "redis") }
 
 func sumRSS(ps []ProcStat) (s float64) {
 	for _, p := range ps {

@@ -110,7 +110,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		a.Close()
 		return nil, err
 	}
-	a.buildGateway()
+	if err := a.buildGateway(); err != nil {
+		a.Close()
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -127,7 +130,7 @@ func (a *App) startHandoff() error {
 
 func (a *App) handoffConfig() handoff.Config { return handoff.Config{Prefix: a.Cfg.RedisPrefix} }
 
-func (a *App) buildGateway() {
+func (a *App) buildGateway() error {
 	fresh := projections.Freshness{Store: a.Store, Log: a.KafkaLog}
 	h := commands.New(commands.Deps{Log: a.KafkaLog, Members: a.Redis, Read: a.Store, Fresh: fresh,
 		Idem: a.Redis, Ephemeral: a.Bus, PendingStale: a.Cfg.IdemPendingStale})
@@ -139,9 +142,13 @@ func (a *App) buildGateway() {
 	a.Presence.Days = a.Store
 	a.Hub.Routes = a.Presence
 	a.Service.Presence = presenceSources{a.Store, a.Bus}
-	a.WS = gateway.NewWSServer(gateway.WSConfig{SendQueue: a.Cfg.SendQueue, RateLimit: a.Cfg.RateLimit,
+	var err error
+	a.WS, err = gateway.NewWSServer(gateway.WSConfig{SendQueue: a.Cfg.SendQueue, RateLimit: a.Cfg.RateLimit,
 		RateBurst: a.Cfg.RateBurst, AllowedOrigins: a.Cfg.AllowedOrigins, PingInterval: a.Cfg.PingInterval}, a.Hub, a.Service, a.Log)
-	a.buildSocketIO()
+	if err != nil {
+		return err
+	}
+	return a.buildSocketIO()
 }
 
 func (a *App) checks() []httpapi.Check {

@@ -24,10 +24,13 @@ type SocketIO struct {
 // sioMaxPayload matches the native protocol's 64 KiB frame limit.
 const sioMaxPayload = 64 << 10
 
-func (a *App) buildSocketIO() {
+func (a *App) buildSocketIO() error {
 	nodes := sioredis.New(a.Redis.Client(), a.Cfg.RedisPrefix, a.Log)
-	chat := siochat.New(siochat.Config{JWTSecret: a.Cfg.JWTSecret, JWTPrevious: a.Cfg.JWTPrevious, JWTPolicy: JWTPolicy(a.Cfg), RateLimit: a.Cfg.RateLimit, RateBurst: a.Cfg.RateBurst,
+	chat, err := siochat.New(siochat.Config{JWTSecret: a.Cfg.JWTSecret, JWTPrevious: a.Cfg.JWTPrevious, JWTPolicy: JWTPolicy(a.Cfg), RateLimit: a.Cfg.RateLimit, RateBurst: a.Cfg.RateBurst,
 		SendQueue: a.Cfg.SendQueue}, a.Hub, a.Service, a.Log)
+	if err != nil {
+		return err
+	}
 	srv := socketio.NewServer(socketio.Config{
 		MaxPayload: sioMaxPayload,
 		// Long-polling drains the queue once per poll: leave room for the
@@ -44,6 +47,7 @@ func (a *App) buildSocketIO() {
 		Log:            a.Log,
 	})
 	a.SIO = &SocketIO{Server: srv, Chat: chat, Nodes: nodes}
+	return nil
 }
 
 // socketIOHandler is mounted at /socket.io/ on gateway nodes only.

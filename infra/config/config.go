@@ -240,6 +240,9 @@ func (c Config) Validate() error {
 	if c.SendQueue < 1 {
 		bad("CHAT_SEND_QUEUE must be >= 1")
 	}
+	if c.IdemPendingStale < 100*time.Millisecond || c.IdemPendingStale > 12*time.Hour {
+		bad("CHAT_IDEM_PENDING_STALE must be between 100ms and 12h (got %s)", c.IdemPendingStale)
+	}
 	if c.AdvertiseAddr != "" {
 		if host, port, err := net.SplitHostPort(c.AdvertiseAddr); err != nil || host == "" || port == "" {
 			bad("CHAT_ADVERTISE_ADDR must be host:port, how other nodes reach this one (got %q)", c.AdvertiseAddr)

@@ -38,13 +38,24 @@ type Bus struct {
 	lossKey string // set by WatchLoss (the fan-out)
 }
 
+// Validate reports a config the bus cannot work with.
+func (c Config) Validate() error {
+	switch {
+	case c.Prefix == "":
+		return errors.New("fanoutbus: a key prefix is required")
+	case c.MaxLen < 16:
+		return fmt.Errorf("fanoutbus: MaxLen %d below 16 (a node stream is a gateway's buffer)", c.MaxLen)
+	}
+	return nil
+}
+
 // New builds a bus on a Redis client.
 func New(rdb redis.UniversalClient, cfg Config, log *slog.Logger) (*Bus, error) {
 	if cfg.MaxLen == 0 {
 		cfg.MaxLen = 10000
 	}
-	if cfg.Prefix == "" {
-		return nil, errors.New("fanoutbus: a key prefix is required")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	return &Bus{cfg: cfg, rdb: rdb, log: log}, nil
 }

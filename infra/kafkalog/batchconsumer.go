@@ -55,6 +55,35 @@ type BatchConfig struct {
 	Resume func(ctx context.Context, partitions []int32) (map[int32]int64, error)
 }
 
+func (c *BatchConfig) setDefaults() {
+	if c.Size == 0 {
+		c.Size = 1000
+	}
+	if c.Wait == 0 {
+		c.Wait = 5 * time.Millisecond
+	}
+}
+
+// Validate reports a config the consumer cannot work with.
+func (c BatchConfig) Validate() error {
+	if err := c.Kafka.validateConsumer(); err != nil {
+		return err
+	}
+	switch {
+	case c.Group == "":
+		return errors.New("kafkalog: a batch consumer needs a group")
+	case c.Size < 1 || c.Size > 1_000_000:
+		return fmt.Errorf("kafkalog: batch size %d outside 1-1000000", c.Size)
+	case c.Wait < 0:
+		return fmt.Errorf("kafkalog: batch wait %s is negative", c.Wait)
+	case c.FetchMin < 0:
+		return fmt.Errorf("kafkalog: fetch min %d is negative", c.FetchMin)
+	case c.FetchWait < 0 || c.FetchWait > time.Minute:
+		return fmt.Errorf("kafkalog: fetch wait %s outside 0-1m", c.FetchWait)
+	}
+	return nil
+}
+
 // BatchConsumer reads a topic in a consumer group and hands records to a
 // handler in batches across all its partitions. Offsets are marked only
 // after the handler succeeded, so nothing is committed before it is applied.
@@ -87,6 +116,10 @@ type item struct {
 
 // NewBatchConsumer joins the group (lazily, on Run).
 func NewBatchConsumer(cfg BatchConfig, handle BatchHandler, log *slog.Logger) (*BatchConsumer, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	sc, err := cfg.Kafka.Sarama()
 	if err != nil {
 		return nil, err
@@ -108,12 +141,6 @@ func NewBatchConsumer(cfg BatchConfig, handle BatchHandler, log *slog.Logger) (*
 	group, err := sarama.NewConsumerGroup(cfg.Kafka.Brokers, cfg.Group, sc)
 	if err != nil {
 		return nil, fmt.Errorf("consumer group %s: %w", cfg.Group, err)
-	}
-	if cfg.Size < 1 {
-		cfg.Size = 1000
-	}
-	if cfg.Wait <= 0 {
-		cfg.Wait = 5 * time.Millisecond
 	}
 	return &BatchConsumer{cfg: cfg, group: group, handle: handle, log: log, in: make(chan item, cfg.Size)}, nil
 }

@@ -33,6 +33,29 @@ type Config struct {
 	Security          Security // SASL and TLS of every client
 }
 
+// validateConsumer reports what a consumer cannot do without.
+func (c Config) validateConsumer() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("kafkalog: no brokers")
+	case c.Topic == "":
+		return errors.New("kafkalog: no topic")
+	}
+	return nil
+}
+
+// Validate reports a config the producer cannot work with.
+func (c Config) Validate() error {
+	if err := c.validateConsumer(); err != nil {
+		return err
+	}
+	if c.Linger < 0 || c.Linger > time.Second {
+		return fmt.Errorf("kafkalog: linger %s outside 0-1s", c.Linger)
+	}
+	_, err := franzCodec(c.Compression)
+	return err
+}
+
 // WithClientID returns c with another client id (one per role, in logs and
 // broker metrics).
 func (c Config) WithClientID(id string) Config {
@@ -173,6 +196,9 @@ type pendingSend struct {
 
 // Open connects the producer and a metadata client.
 func Open(cfg Config) (*Log, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	client, err := NewClient(cfg)
 	if err != nil {
 		return nil, err

@@ -40,6 +40,20 @@ type LiveConfig struct {
 	Handoff func(ctx context.Context, partitions []int32) ([]Consumed, error)
 }
 
+// Validate reports a config the consumer cannot work with.
+func (c LiveConfig) Validate() error {
+	if err := c.Kafka.validateConsumer(); err != nil {
+		return err
+	}
+	switch {
+	case c.Group == "":
+		return errors.New("kafkalog: a live consumer needs a group")
+	case c.MaxBatch < 1:
+		return fmt.Errorf("kafkalog: max batch %d below 1", c.MaxBatch)
+	}
+	return nil
+}
+
 // Fetch settings of a consumer that has the hand-off: the log fills gaps,
 // so it is read at most every HandoffLogWait or per 1 MiB, whichever
 // comes first. HandoffLogWait is also what a record nobody handed off
@@ -65,6 +79,9 @@ const (
 func RunLive(ctx context.Context, cfg LiveConfig, handle BatchHandler, log *slog.Logger) error {
 	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = 5000
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
 	}
 	if cfg.Handoff != nil {
 		return runMerged(ctx, cfg, handle, log)

@@ -69,6 +69,25 @@ func (c *WSConfig) defaults() {
 	}
 }
 
+// Validate reports a config the endpoint cannot work with (after defaults).
+func (c WSConfig) Validate() error {
+	switch {
+	case c.MaxFrame < 512:
+		return fmt.Errorf("ws: max frame %d below 512 bytes", c.MaxFrame)
+	case c.SendQueue < 1:
+		return fmt.Errorf("ws: send queue %d below 1", c.SendQueue)
+	case c.RateLimit < 0 || c.RateBurst < 1:
+		return fmt.Errorf("ws: rate %v/s burst %d: the rate must not be negative and the burst at least 1", c.RateLimit, c.RateBurst)
+	case c.PingInterval < 10*time.Millisecond:
+		return fmt.Errorf("ws: ping interval %s below 10ms", c.PingInterval)
+	case c.PongWait <= c.PingInterval:
+		return fmt.Errorf("ws: pong wait %s must exceed the ping interval %s", c.PongWait, c.PingInterval)
+	case c.WriteWait <= 0 || c.CommandTimeout <= 0:
+		return fmt.Errorf("ws: write wait %s and command timeout %s must be positive", c.WriteWait, c.CommandTimeout)
+	}
+	return nil
+}
+
 // WSServer upgrades /ws requests and runs native connections.
 type WSServer struct {
 	cfg      WSConfig
@@ -82,8 +101,11 @@ type WSServer struct {
 }
 
 // NewWSServer builds the native endpoint.
-func NewWSServer(cfg WSConfig, hub *Hub, svc *Service, log *slog.Logger) *WSServer {
+func NewWSServer(cfg WSConfig, hub *Hub, svc *Service, log *slog.Logger) (*WSServer, error) {
 	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	s := &WSServer{cfg: cfg, hub: hub, svc: svc, log: log, pipe: &Pipeline{Service: svc, Log: log, Timeout: cfg.CommandTimeout}}
 	// Idle connections are the many: a write buffer comes from the pool only
 	// while a frame is written, and the read buffer is small (frames are
@@ -94,7 +116,7 @@ func NewWSServer(cfg WSConfig, hub *Hub, svc *Service, log *slog.Logger) *WSServ
 	// echoed. Clients that offer none get none.
 	s.upgrader = websocket.Upgrader{ReadBufferSize: 1024, WriteBufferSize: 4096, WriteBufferPool: writeBufPool,
 		CheckOrigin: s.checkOrigin, Subprotocols: []string{auth.Subprotocol}}
-	return s
+	return s, nil
 }
 
 var writeBufPool = &sync.Pool{}

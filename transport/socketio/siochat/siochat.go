@@ -57,6 +57,19 @@ func (c *Config) defaults() {
 	}
 }
 
+// Validate reports a config the namespace cannot work with (after defaults).
+func (c Config) Validate() error {
+	switch {
+	case c.RateLimit < 0 || c.RateBurst < 1:
+		return fmt.Errorf("siochat: rate %v/s burst %d: the rate must not be negative and the burst at least 1", c.RateLimit, c.RateBurst)
+	case c.SendQueue < 1 || c.CommandQueue < 1:
+		return fmt.Errorf("siochat: send queue %d and command queue %d must be at least 1", c.SendQueue, c.CommandQueue)
+	case c.CommandTimeout <= 0:
+		return fmt.Errorf("siochat: command timeout %s must be positive", c.CommandTimeout)
+	}
+	return nil
+}
+
 // Chat admits sockets to "/" and runs their commands.
 type Chat struct {
 	cfg      Config
@@ -71,10 +84,13 @@ type Chat struct {
 }
 
 // New builds the namespace handler.
-func New(cfg Config, hub *gateway.Hub, svc *gateway.Service, log *slog.Logger) *Chat {
+func New(cfg Config, hub *gateway.Hub, svc *gateway.Service, log *slog.Logger) (*Chat, error) {
 	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	return &Chat{cfg: cfg, hub: hub, svc: svc, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTPrevious...).With(cfg.JWTPolicy), log: log,
-		pipe: &gateway.Pipeline{Service: svc, Log: log, Timeout: cfg.CommandTimeout}}
+		pipe: &gateway.Pipeline{Service: svc, Log: log, Timeout: cfg.CommandTimeout}}, nil
 }
 
 // Drain refuses new commands (unavailable: retry on another node) and

@@ -79,7 +79,10 @@ func setupLog(t *testing.T, w io.Writer) (*gateway.Hub, *rawClient) {
 	hub := gateway.NewHub(0, 0)
 	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	// No service: the tests send only commands that fail before reaching one.
-	chat := siochat.New(siochat.Config{JWTSecret: "secret"}, hub, nil, log)
+	chat, err := siochat.New(siochat.Config{JWTSecret: "secret"}, hub, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := socketio.NewServer(socketio.Config{Namespaces: map[string]socketio.ConnectFunc{"/": chat.Connect}, Log: log})
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() {
