@@ -62,7 +62,7 @@ func (c LiveConfig) Validate() error {
 const (
 	HandoffLogWait     = 250 * time.Millisecond
 	handoffLogMinBytes = 1 << 20
-	maxPendingHandoff  = 20000 // per partition: records ahead of a gap
+	maxPendingHandoff  = 50000 // across partitions: records held ahead of a gap (about 25 MB of events)
 )
 
 // RunLive consumes the topic in a group with franz-go and hands the

@@ -169,13 +169,16 @@ func (m *merged) apply(ctx context.Context, cl *kgo.Client) {
 				break gather
 			}
 		}
-		if len(ready) == 0 {
-			continue
+		// At most MaxBatch at a time: a gap filled after a long wait
+		// releases everything held behind it at once.
+		for len(ready) > 0 {
+			n := min(len(ready), m.cfg.MaxBatch)
+			if !handleUntilDone(ctx, ready[:n], m.handle, m.log) {
+				return
+			}
+			m.mark(cl, ready[:n])
+			ready = ready[n:]
 		}
-		if !handleUntilDone(ctx, ready, m.handle, m.log) {
-			return
-		}
-		m.mark(cl, ready)
 	}
 }
 
@@ -263,16 +266,12 @@ func (m *merged) startOffsets(ps []int32) map[int32]int64 {
 	return out
 }
 
-// mark marks the partitions' positions for the next commit.
+// mark marks, for the next commit, each partition's offset after the last
+// of its records the handler took.
 func (m *merged) mark(cl *kgo.Client, handled []Consumed) {
 	offs := map[int32]kgo.EpochOffset{}
 	for _, r := range handled {
-		if _, ok := offs[r.Partition]; ok {
-			continue
-		}
-		if next, epoch, ok := m.seq.position(r.Partition); ok {
-			offs[r.Partition] = kgo.EpochOffset{Epoch: epoch, Offset: next}
-		}
+		offs[r.Partition] = kgo.EpochOffset{Epoch: m.seq.epochOf(r.Partition), Offset: r.Offset + 1}
 	}
 	cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{m.cfg.Kafka.Topic: offs})
 }

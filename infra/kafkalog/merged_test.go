@@ -60,8 +60,9 @@ func (f *fakeHandoff) read(ctx context.Context, parts []int32) ([]kafkalog.Consu
 
 // A live consumer fed by a lossy, reordering hand-off and by the log (and
 // by a second producer that hands nothing off) gives its handler every
-// record once, in offset order per partition, even when the handler fails
-// a batch; and the hand-off did bring records first.
+// record once, in offset order per partition, in batches of at most
+// MaxBatch, even when the handler fails a batch; and the hand-off did
+// bring records first.
 func TestLiveMergesHandoffAndLog(t *testing.T) {
 	env := testenv.New(t)
 	fake := &fakeHandoff{}
@@ -74,6 +75,9 @@ func TestLiveMergesHandoffAndLog(t *testing.T) {
 	handle := func(_ context.Context, batch []kafkalog.Consumed) error {
 		mu.Lock()
 		defer mu.Unlock()
+		if len(batch) > 7 {
+			return fmt.Errorf("a batch of %d records, MaxBatch 7", len(batch))
+		}
 		if failOnce && len(got) > 0 {
 			failOnce = false
 			return fmt.Errorf("refused once for the test")
@@ -89,7 +93,7 @@ func TestLiveMergesHandoffAndLog(t *testing.T) {
 	go func() {
 		done <- kafkalog.RunLive(ctx, kafkalog.LiveConfig{
 			Kafka: app.KafkaConfig(env.Cfg).WithClientID("live-test"), Group: env.Cfg.GroupPrefix + "livetest",
-			Handoff: fake.read,
+			Handoff: fake.read, MaxBatch: 7,
 		}, handle, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}()
 	t.Cleanup(func() {

@@ -17,7 +17,8 @@ import "slices"
 // markers, retention) and moves next past them.
 type sequencer struct {
 	parts      map[int32]*seqPartition
-	maxPending int // per partition; past it hand-off records wait for the log
+	maxPending int // across partitions; past it hand-off records wait for the log
+	pending    int
 }
 
 type seqPartition struct {
@@ -33,7 +34,16 @@ func newSequencer(maxPending int) *sequencer {
 // assign starts partitions afresh: their next offset is unknown.
 func (s *sequencer) assign(ps []int32) {
 	for _, p := range ps {
+		s.drop(p)
 		s.parts[p] = &seqPartition{next: -1, epoch: -1, pending: map[int64][]byte{}}
+	}
+}
+
+// drop forgets p's pending records.
+func (s *sequencer) drop(p int32) {
+	if sp := s.parts[p]; sp != nil {
+		s.pending -= len(sp.pending)
+		sp.pending = map[int64][]byte{}
 	}
 }
 
@@ -41,14 +51,15 @@ func (s *sequencer) assign(ps []int32) {
 // start offset), so hand-off records are released before the log speaks.
 func (s *sequencer) start(p int32, offset int64) {
 	if sp := s.parts[p]; sp != nil && sp.next < 0 {
+		s.drop(p)
 		sp.next = offset
-		sp.pending = map[int64][]byte{}
 	}
 }
 
 // revoke forgets partitions: their records are dropped from now on.
 func (s *sequencer) revoke(ps []int32) {
 	for _, p := range ps {
+		s.drop(p)
 		delete(s.parts, p)
 	}
 }
@@ -77,10 +88,11 @@ func (s *sequencer) fromLog(r Consumed, epoch int32, out []Consumed) []Consumed 
 	for o := range sp.pending {
 		if o <= r.Offset {
 			delete(sp.pending, o)
+			s.pending--
 		}
 	}
 	sp.next = r.Offset + 1
-	return sp.drain(r.Partition, append(out, r))
+	return s.drain(sp, r.Partition, append(out, r))
 }
 
 // fromHandoff takes a handed-off record and appends what it releases.
@@ -90,35 +102,46 @@ func (s *sequencer) fromHandoff(r Consumed, out []Consumed) []Consumed {
 		return out
 	}
 	if r.Offset != sp.next {
-		if len(sp.pending) < s.maxPending {
+		if _, held := sp.pending[r.Offset]; !held && s.pending < s.maxPending {
 			sp.pending[r.Offset] = r.Value
+			s.pending++
 		}
 		return out
 	}
 	sp.next++
-	return sp.drain(r.Partition, append(out, r))
+	return s.drain(sp, r.Partition, append(out, r))
 }
 
-// drain releases the pending records that continue next.
-func (sp *seqPartition) drain(p int32, out []Consumed) []Consumed {
+// drain releases the pending records of p that continue next.
+func (s *sequencer) drain(sp *seqPartition, p int32, out []Consumed) []Consumed {
 	for len(sp.pending) > 0 {
 		v, ok := sp.pending[sp.next]
 		if !ok {
 			break
 		}
 		delete(sp.pending, sp.next)
+		s.pending--
 		out = append(out, Consumed{Partition: p, Offset: sp.next, Value: v})
 		sp.next++
 	}
 	return out
 }
 
-// position is the offset to commit for p after every released record was
-// handled, and the leader epoch that goes with it (ok false: none yet).
+// position is p's next offset and the leader epoch of the last log record
+// read (ok false: not known yet).
 func (s *sequencer) position(p int32) (next int64, epoch int32, ok bool) {
 	sp := s.parts[p]
 	if sp == nil || sp.next < 0 {
 		return 0, 0, false
 	}
 	return sp.next, sp.epoch, true
+}
+
+// epochOf is the leader epoch of p's last log record (-1: none), which a
+// commit of p's offsets carries.
+func (s *sequencer) epochOf(p int32) int32 {
+	if sp := s.parts[p]; sp != nil {
+		return sp.epoch
+	}
+	return -1
 }

@@ -118,8 +118,8 @@ func TestSequencerBoundsPending(t *testing.T) {
 	for o := int64(2); o < 100; o++ {
 		s.fromHandoff(rec(0, o), nil)
 	}
-	if n := len(s.parts[0].pending); n != 3 {
-		t.Fatalf("%d records pending, bound 3", n)
+	if n := len(s.parts[0].pending); n != 3 || s.pending != 3 {
+		t.Fatalf("%d records pending (counted %d), bound 3", n, s.pending)
 	}
 	// What was not held comes from the log, in order.
 	var out []Consumed
@@ -130,6 +130,23 @@ func TestSequencerBoundsPending(t *testing.T) {
 		if r.Offset != int64(i+1) {
 			t.Fatalf("released out of order: %v", offsets(out))
 		}
+	}
+	if s.pending != 0 {
+		t.Fatalf("%d pending counted after everything was released", s.pending)
+	}
+	// The bound is shared: another partition's records count against it.
+	s.assign([]int32{1})
+	s.fromLog(rec(1, 0), 0, nil)
+	for o := int64(2); o < 10; o++ {
+		s.fromHandoff(rec(0, 100+o), nil)
+		s.fromHandoff(rec(1, o), nil)
+	}
+	if s.pending != 3 {
+		t.Fatalf("%d pending across partitions, bound 3", s.pending)
+	}
+	s.revoke([]int32{0, 1})
+	if s.pending != 0 {
+		t.Fatalf("%d pending counted after the partitions were revoked", s.pending)
 	}
 }
 
