@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/internal/testenv"
 	"github.com/parley-chat/parley/transport/auth"
 )
 
@@ -178,7 +179,7 @@ func (c *cluster) chatctl(ctx context.Context, args ...string) error {
 }
 
 func (c *cluster) newNode(name, roles string) (*node, error) {
-	port, err := freePort()
+	port, err := testenv.PickPort()
 	if err != nil {
 		return nil, err
 	}

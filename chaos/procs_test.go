@@ -8,8 +8,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,6 +24,8 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/parley-chat/parley/internal/testenv"
 )
 
 // proc is one child process that can be killed and started again with the
@@ -144,23 +144,6 @@ func repoRoot() string {
 	return filepath.Dir(filepath.Dir(file))
 }
 
-// freePort picks a free port below Linux's ephemeral range (32768-60999):
-// a port the kernel handed out for :0 could be taken by one of the
-// cluster's own outgoing connections before the process binds it (a CI run
-// lost projector-2 to "address already in use" that way).
-func freePort() (int, error) {
-	for range 200 {
-		port := 20000 + mrand.IntN(12000)
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return port, nil
-	}
-	return 0, errors.New("no free port in 20000-31999")
-}
-
 // poll calls cond until it returns nil or limit passes; it returns the last
 // error. Every wait of the harness goes through here, so each is bounded.
 func poll(ctx context.Context, limit time.Duration, cond func() error) error {
@@ -211,7 +194,7 @@ func newPG(dir string) (*privatePG, error) {
 	if err := os.Chown(pgdir, uid, gid); err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	port, err := testenv.PickPort()
 	if err != nil {
 		return nil, err
 	}
@@ -275,7 +258,7 @@ type privateRedis struct {
 }
 
 func newRedis(dir string) (*privateRedis, error) {
-	port, err := freePort()
+	port, err := testenv.PickPort()
 	if err != nil {
 		return nil, err
 	}
@@ -324,11 +307,11 @@ func newKafka(dir string) (*privateKafka, error) {
 	if err != nil {
 		return nil, fmt.Errorf("java: %w", err)
 	}
-	port, err := freePort()
+	port, err := testenv.PickPort()
 	if err != nil {
 		return nil, err
 	}
-	ctrl, err := freePort()
+	ctrl, err := testenv.PickPort()
 	if err != nil {
 		return nil, err
 	}

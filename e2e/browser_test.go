@@ -39,7 +39,7 @@ func TestBrowserClient(t *testing.T) {
 	// As deployed: each node lists the other for its page to fail over to,
 	// and admits the other's page (a cross-origin WebSocket). Node 2's
 	// address is chosen before node 1 starts, which must name it.
-	n2Addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	n2Addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	env.Cfg.AllowedOrigins = []string{"http://" + n2Addr}
 	env.Cfg.WebNodes = []string{"http://" + n2Addr}
 	n1 := env.StartNode("gateway", "fanout", "projector")

@@ -3,8 +3,6 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -32,7 +30,7 @@ func TestOpsMetricsAndLogs(t *testing.T) {
 	env := testenv.New(t)
 	n1 := env.StartNode("gateway", "fanout", "projector")
 	n2 := env.StartNode("gateway")
-	marker := "opsmarker" + randHex(t, 8)
+	marker := "opsmarker" + testenv.RandHex(8)
 	ta, tb := env.Token("alice"), env.Token("bob")
 	secrets := []string{ta, tb}
 
@@ -147,7 +145,7 @@ func TestOpsMetricsAndLogs(t *testing.T) {
 // private redis-server that this test stops.
 func TestReadyzFollowsRedis(t *testing.T) {
 	env := testenv.New(t)
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	stop := startRedis(t, port)
 	env.Cfg.RedisURL = fmt.Sprintf("redis://127.0.0.1:%d/0", port)
 	n := env.StartNode("gateway")
@@ -320,24 +318,6 @@ func grepLines(s, needle string) string {
 		}
 	}
 	return strings.Join(out, "\n")
-}
-
-func randHex(t *testing.T, n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // startRedis runs a private, non-persistent redis-server on port and returns

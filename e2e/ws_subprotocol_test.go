@@ -66,7 +66,7 @@ func TestWebSocketSubprotocolAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	garbage := "eyJhbGciOiJIUzI1NiJ9.spgarbage" + randHex(t, 8) + "." + randHex(t, 16)
+	garbage := "eyJhbGciOiJIUzI1NiJ9.spgarbage" + testenv.RandHex(8) + "." + testenv.RandHex(16)
 	for name, offer := range map[string]string{
 		"expired":            "parley, bearer." + expired,
 		"forged":             "parley, bearer." + forged,

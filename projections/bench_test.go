@@ -18,6 +18,7 @@ import (
 	"github.com/parley-chat/parley/infra/app"
 	"github.com/parley-chat/parley/infra/kafkalog"
 	"github.com/parley-chat/parley/infra/pgstore"
+	"github.com/parley-chat/parley/internal/testenv"
 	"github.com/parley-chat/parley/projections"
 )
 
@@ -189,7 +190,7 @@ func BenchmarkReplay(b *testing.B) {
 	if err := pgstore.MigrateControl(ctx, dsn()); err != nil {
 		b.Fatal(err)
 	}
-	kcfg := kafkalog.Config{Brokers: brokers(), Topic: "bench.replay." + randHex(4), Partitions: 8, ReplicationFactor: 1, MinInsyncReplicas: 1}
+	kcfg := kafkalog.Config{Brokers: brokers(), Topic: "bench.replay." + testenv.RandHex(4), Partitions: 8, ReplicationFactor: 1, MinInsyncReplicas: 1}
 	if kept := os.Getenv("PARLEY_REPLAY_TOPIC"); kept != "" {
 		// A topic an earlier run kept (PARLEY_BENCH_KEEP_TOPIC): replay it
 		// as it is, without producing it again.
@@ -206,7 +207,7 @@ func BenchmarkReplay(b *testing.B) {
 	}
 	b.Logf("topic %s holds %d events", kcfg.Topic, n)
 	for b.Loop() {
-		name := "t_" + randHex(5)
+		name := "t_" + testenv.RandHex(5)
 		b.Cleanup(func() { dropReplay(pool, name) })
 		src, err := kafkalog.NewPartitionReader(kcfg.Brokers, kcfg.Topic, "parley-bench")
 		if err != nil {

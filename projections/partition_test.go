@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/parley-chat/parley/infra/pgstore"
+	"github.com/parley-chat/parley/internal/testenv"
 	"github.com/parley-chat/parley/migrations"
 	"github.com/parley-chat/parley/projections"
 )
@@ -106,7 +107,7 @@ func TestPartitionMigrationKeepsRowsAndViews(t *testing.T) {
 	first, second, third := w.generate(1500), w.generate(1500), w.generate(1000)
 
 	// conv: built unpartitioned, then converted; fresh: partitioned from the start.
-	conv := "t_" + randHex(5)
+	conv := "t_" + testenv.RandHex(5)
 	t.Cleanup(func() {
 		dropSchemas(pool, conv, projections.AnalyticsSchemaFor(conv))
 		_, _ = pool.Exec(ctx, `DELETE FROM parley.read_model WHERE name=$1`, conv)
@@ -184,7 +185,7 @@ func BenchmarkPartitionedApply(b *testing.B) {
 			b.Run(name+"-round-"+strconv.Itoa(round+1), func(b *testing.B) {
 				for b.Loop() {
 					b.StopTimer()
-					schema := "t_" + randHex(5)
+					schema := "t_" + testenv.RandHex(5)
 					if _, err := pool.Exec(context.Background(), "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
 						b.Fatal(err)
 					}

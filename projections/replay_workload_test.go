@@ -2,8 +2,6 @@ package projections_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/pgstore"
+	"github.com/parley-chat/parley/internal/testenv"
 	"github.com/parley-chat/parley/projections"
 )
 
@@ -42,16 +41,10 @@ func openPool(t testing.TB) *pgxpool.Pool {
 	return pool
 }
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // freshSchema builds an empty read-model schema, dropped after the test.
 func freshSchema(t testing.TB, pool *pgxpool.Pool) string {
 	t.Helper()
-	name := "t_" + randHex(5)
+	name := "t_" + testenv.RandHex(5)
 	if err := pgstore.Migrate(context.Background(), dsn(), name); err != nil {
 		t.Fatalf("migrate %s: %v", name, err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -51,7 +50,7 @@ func startPrivatePG(t *testing.T) *privatePG {
 	if err := os.Chown(dir, uid, gid); err != nil {
 		t.Fatal(err)
 	}
-	p := &privatePG{t: t, bin: filepath.Dir(bins[len(bins)-1]), dir: dir, port: freePort(t)}
+	p := &privatePG{t: t, bin: filepath.Dir(bins[len(bins)-1]), dir: dir, port: testenv.FreePort(t)}
 	t.Cleanup(func() {
 		p.stop("immediate")
 		_ = os.RemoveAll(dir)
@@ -101,16 +100,6 @@ func (p *privatePG) stop(mode string) {
 	cmd := exec.Command("runuser", "-u", "postgres", "--", filepath.Join(p.bin, "pg_ctl"), "-D", p.data(), "-m", mode, "-w", "stop")
 	cmd.Dir = "/"
 	_ = cmd.Run() // already stopped is fine
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // sendUntilAcked sends one message, retrying the same client_msg_id (an

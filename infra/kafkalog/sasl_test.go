@@ -12,12 +12,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -157,7 +155,7 @@ func withTLS(s kafkalog.Security, ca string) kafkalog.Security {
 // HighWaterMarks, GroupLag), live consumer (RunLive), batch consumer and
 // partition reader.
 func everyClient(t *testing.T, broker string, sec kafkalog.Security) {
-	cfg := kafkalog.Config{Brokers: []string{broker}, Topic: "sasl." + randHex(4), Partitions: 2, ReplicationFactor: 1,
+	cfg := kafkalog.Config{Brokers: []string{broker}, Topic: "sasl." + testenv.RandHex(4), Partitions: 2, ReplicationFactor: 1,
 		MinInsyncReplicas: 1, ClientID: "sasl-test", Security: sec}
 	if created, err := kafkalog.EnsureTopic(cfg); err != nil || !created {
 		t.Fatalf("EnsureTopic: created %v, %v", created, err)
@@ -246,10 +244,10 @@ func startSASLBroker(t *testing.T) *saslBroker {
 	caFile, keystore := brokerKeystore(t, dir)
 	ports := make([]int, 4)
 	for i := range ports {
-		ports[i] = freePort(t)
+		ports[i] = testenv.FreePort(t)
 	}
 	b := &saslBroker{plain: fmt.Sprintf("127.0.0.1:%d", ports[0]), tls: fmt.Sprintf("127.0.0.1:%d", ports[1]),
-		caFile: caFile, password: randHex(16)}
+		caFile: caFile, password: testenv.RandHex(16)}
 	jaas := "org.apache.kafka.common.security.scram.ScramLoginModule required;"
 	props := fmt.Sprintf(`process.roles=broker,controller
 node.id=1
@@ -369,16 +367,6 @@ func repoRoot() string {
 	return filepath.Dir(filepath.Dir(filepath.Dir(file)))
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // clusterID is a Kafka Uuid: 16 random bytes, base64url, no padding, not
 // starting with '-'.
 func clusterID() string {
@@ -389,12 +377,6 @@ func clusterID() string {
 			return id
 		}
 	}
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // brokerKeystore writes a CA and the broker's PEM keystore: its PKCS#8 key

@@ -2,10 +2,7 @@ package redisstore_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -29,12 +26,6 @@ func withUser(t *testing.T, rawURL, user, password string) string {
 	}
 	u.User = url.UserPassword(user, password)
 	return u.String()
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // exercise runs the store's commands (scripts, hashes, idempotency keys)
@@ -78,7 +69,7 @@ func TestACLUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	user, password := "parley_test_"+randHex(4), randHex(16)
+	user, password := "parley_test_"+testenv.RandHex(4), testenv.RandHex(16)
 	args := []any{"ACL", "SETUSER", user, "on", ">" + password}
 	for _, r := range redisstore.ACLRules(env.Cfg.RedisPrefix) {
 		args = append(args, r)
@@ -133,13 +124,13 @@ func TestTLSAndACLFile(t *testing.T) {
 	}
 	dir := t.TempDir()
 	ca, cert, key := testcerts.Server(t, dir)
-	password, prefix := randHex(16), "p"+randHex(4)
+	password, prefix := testenv.RandHex(16), "p"+testenv.RandHex(4)
 	acl := filepath.Join(dir, "users.acl")
 	lines := "user default off\n" + redisstore.ACLLine("parley", password, prefix) + "\n"
 	if err := os.WriteFile(acl, []byte(lines), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	cmd := exec.Command("redis-server", "--port", "0", "--tls-port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--tls-cert-file", cert, "--tls-key-file", key, "--tls-auth-clients", "no",
 		"--aclfile", acl, "--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no")
@@ -182,14 +173,4 @@ func TestTLSAndACLFile(t *testing.T) {
 			t.Errorf("%s: %v, want an error about %q", what, err, c.want)
 		}
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -30,12 +30,12 @@ type Roles struct {
 func (e *Env) WithRoles() *Roles {
 	e.T.Helper()
 	ctx := context.Background()
-	prefix := "t" + e.Suffix + "_" + randHex(2)
+	prefix := "t" + e.Suffix + "_" + RandHex(2)
 	deployment := "t_" + e.Suffix + "_r"
 	r := &Roles{Roles: pgstore.Roles{Prefix: prefix, Deployment: deployment, Passwords: map[string]string{}},
 		Owner: prefix + "_owner", DSN: map[string]string{}}
 	for l := range pgstore.LoginRoles {
-		r.Passwords[l] = randHex(16)
+		r.Passwords[l] = RandHex(16)
 	}
 	dsn := func(user, password string) string {
 		u, err := url.Parse(e.Cfg.DatabaseURL)
@@ -45,7 +45,7 @@ func (e *Env) WithRoles() *Roles {
 		u.User = url.UserPassword(user, password)
 		return u.String()
 	}
-	ownerPassword := randHex(16)
+	ownerPassword := RandHex(16)
 	r.DSN["owner"] = dsn(r.Owner, ownerPassword)
 	for l, pw := range r.Passwords {
 		r.DSN[l] = dsn(r.Name(l), pw)

@@ -5,8 +5,6 @@ package testenv
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -47,7 +45,7 @@ func New(t testing.TB) *Env {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	suffix := randHex(5)
+	suffix := RandHex(5)
 	cfg.Topic = "test." + suffix
 	cfg.Partitions = 4
 	cfg.DBSchema = "t_" + suffix
@@ -127,7 +125,7 @@ func (e *Env) StartNode(roles ...string) *Node {
 	if len(roles) > 0 {
 		cfg.Roles = roles
 	}
-	cfg.NodeID = fmt.Sprintf("test-%s-%s", e.Suffix, randHex(2))
+	cfg.NodeID = fmt.Sprintf("test-%s-%s", e.Suffix, RandHex(2))
 	log := slog.New(slog.NewJSONHandler(io.MultiWriter(e.Logs, logOut()), &slog.HandlerOptions{Level: slog.LevelInfo})).With("node_id", cfg.NodeID)
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, cfg, log)
@@ -191,12 +189,6 @@ func (e *Env) Count(sql string, args ...any) int {
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	poll.Until(t, timeout, what, cond)
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 func logOut() io.Writer {
