@@ -147,6 +147,9 @@ func handleUntilDone(ctx context.Context, batch []Consumed, handle BatchHandler,
 // them; revoked runs before the marked offsets are committed.
 type groupCallbacks struct {
 	assigned, revoked func(partitions []int32)
+	// ownCommits: the consumer commits by itself (no franz-go autocommit
+	// of marks, and no commit of marks on revoke).
+	ownCommits bool
 }
 
 // newGroupClient is the franz-go client of a live consumer group.
@@ -168,11 +171,12 @@ func newGroupClient(cfg LiveConfig, cb groupCallbacks, log *slog.Logger, fetch .
 		kgo.SessionTimeout(GroupSession),
 		kgo.HeartbeatInterval(GroupHeartbeat),
 		kgo.BlockRebalanceOnPoll(),
-		kgo.AutoCommitMarks(),
-		kgo.AutoCommitInterval(time.Second),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { cb.assigned(m[topic]) }),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
 			cb.revoked(m[topic])
+			if cb.ownCommits {
+				return
+			}
 			// Commit what was handled before the partitions move on.
 			if err := cl.CommitMarkedOffsets(ctx); err != nil {
 				log.Warn("commit on revoke failed", "err", err)
@@ -180,6 +184,11 @@ func newGroupClient(cfg LiveConfig, cb groupCallbacks, log *slog.Logger, fetch .
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { cb.revoked(m[topic]) }),
 	)
+	if cb.ownCommits {
+		opts = append(opts, kgo.DisableAutoCommit())
+	} else {
+		opts = append(opts, kgo.AutoCommitMarks(), kgo.AutoCommitInterval(time.Second))
+	}
 	cl, err := kgo.NewClient(append(opts, fetch...)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka consumer %s: %w", cfg.Group, err)

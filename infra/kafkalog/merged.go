@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/parley-chat/parley/infra/metrics"
 )
@@ -32,6 +36,10 @@ type merged struct {
 	// partitions owned now; set by the reader around each read.
 	reread atomic.Pointer[context.CancelFunc]
 	owns   chan struct{} // the owned set changed (capacity 1)
+	// handled is, per partition, the offset after the last record the
+	// handler took: what a commit stores (apply's alone).
+	handled map[int32]kgo.EpochOffset
+	dirty   bool
 }
 
 type logFetch struct {
@@ -52,11 +60,15 @@ type groupChange struct {
 func runMerged(ctx context.Context, cfg LiveConfig, handle BatchHandler, log *slog.Logger) error {
 	m := &merged{cfg: cfg, handle: handle, log: log, seq: newSequencer(maxPendingHandoff),
 		fromLog: make(chan logFetch), handed: make(chan []Consumed, 1), control: make(chan groupChange),
-		done: make(chan struct{}), owns: make(chan struct{}, 1)}
+		done: make(chan struct{}), owns: make(chan struct{}, 1), handled: map[int32]kgo.EpochOffset{}}
 	m.owned.Store(&[]int32{})
 	cl, err := newGroupClient(cfg, groupCallbacks{
 		assigned: func(ps []int32) { m.change(true, ps) },
 		revoked:  func(ps []int32) { m.change(false, ps) },
+		// franz-go's marks apply only to partitions its reader has polled,
+		// and the hand-off runs ahead of that reader: this consumer commits
+		// what it handled itself (commitHandled).
+		ownCommits: true,
 	}, log, kgo.FetchMaxWait(HandoffLogWait), kgo.FetchMinBytes(handoffLogMinBytes))
 	if err != nil {
 		return err
@@ -144,14 +156,23 @@ func (m *merged) readHandoff(ctx context.Context) {
 // batch at a time, gathering whatever arrived meanwhile.
 func (m *merged) apply(ctx context.Context, cl *kgo.Client) {
 	defer close(m.done)
+	defer m.commitHandled(cl, nil) // what was handled before the stop
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	var ready []Consumed
 	for {
 		ready = ready[:0]
 		select {
 		case <-ctx.Done():
 			return
+		case <-tick.C:
+			if m.dirty {
+				cl.CommitOffsets(ctx, map[string]map[int32]kgo.EpochOffset{m.cfg.Kafka.Topic: maps.Clone(m.handled)}, m.logCommit)
+				m.dirty = false
+			}
+			continue
 		case c := <-m.control:
-			m.applyChange(c)
+			m.applyChange(cl, c)
 			continue
 		case f := <-m.fromLog:
 			ready = m.takeLog(f, ready)
@@ -176,13 +197,16 @@ func (m *merged) apply(ctx context.Context, cl *kgo.Client) {
 			if !handleUntilDone(ctx, ready[:n], m.handle, m.log) {
 				return
 			}
-			m.mark(cl, ready[:n])
+			m.mark(ready[:n])
 			ready = ready[n:]
 		}
 	}
 }
 
-func (m *merged) applyChange(c groupChange) {
+func (m *merged) applyChange(cl *kgo.Client, c groupChange) {
+	if !c.assigned {
+		m.commitHandled(cl, c.partitions) // before the partitions move on
+	}
 	if c.assigned {
 		m.seq.assign(c.partitions)
 		for p, off := range m.startOffsets(c.partitions) {
@@ -266,14 +290,46 @@ func (m *merged) startOffsets(ps []int32) map[int32]int64 {
 	return out
 }
 
-// mark marks, for the next commit, each partition's offset after the last
-// of its records the handler took.
-func (m *merged) mark(cl *kgo.Client, handled []Consumed) {
-	offs := map[int32]kgo.EpochOffset{}
+// mark records, for the next commit, each partition's offset after the
+// last of its records the handler took.
+func (m *merged) mark(handled []Consumed) {
 	for _, r := range handled {
-		offs[r.Partition] = kgo.EpochOffset{Epoch: m.seq.epochOf(r.Partition), Offset: r.Offset + 1}
+		m.handled[r.Partition] = kgo.EpochOffset{Epoch: m.seq.epochOf(r.Partition), Offset: r.Offset + 1}
 	}
-	cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{m.cfg.Kafka.Topic: offs})
+	m.dirty = true
+}
+
+// commitHandled commits the handled offsets of partitions (all if nil) and
+// waits for the answer (at most 5 s), then forgets them.
+func (m *merged) commitHandled(cl *kgo.Client, partitions []int32) {
+	offs := map[int32]kgo.EpochOffset{}
+	for p, o := range m.handled {
+		if partitions == nil || slices.Contains(partitions, p) {
+			offs[p] = o
+			delete(m.handled, p)
+		}
+	}
+	if len(offs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{m.cfg.Kafka.Topic: offs}, m.logCommit)
+}
+
+func (m *merged) logCommit(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+	if err == nil && resp != nil {
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if p.ErrorCode != 0 {
+					err = kerr.ErrorForCode(p.ErrorCode)
+				}
+			}
+		}
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		m.log.Warn("offset commit failed; a restart redelivers from the last commit (gateways drop what they had)", "err", err)
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {

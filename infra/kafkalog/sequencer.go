@@ -127,16 +127,6 @@ func (s *sequencer) drain(sp *seqPartition, p int32, out []Consumed) []Consumed 
 	return out
 }
 
-// position is p's next offset and the leader epoch of the last log record
-// read (ok false: not known yet).
-func (s *sequencer) position(p int32) (next int64, epoch int32, ok bool) {
-	sp := s.parts[p]
-	if sp == nil || sp.next < 0 {
-		return 0, 0, false
-	}
-	return sp.next, sp.epoch, true
-}
-
 // epochOf is the leader epoch of p's last log record (-1: none), which a
 // commit of p's offsets carries.
 func (s *sequencer) epochOf(p int32) int32 {

@@ -24,15 +24,15 @@ func TestSequencerWaitsForTheLogBeforeTheFirstHandoff(t *testing.T) {
 	if out := s.fromHandoff(rec(0, 5), nil); len(out) != 0 {
 		t.Fatalf("released %v before the log said where the partition starts", offsets(out))
 	}
-	if _, _, ok := s.position(0); ok {
-		t.Fatal("a position before the log delivered anything")
+	if s.parts[0].next != -1 {
+		t.Fatal("a next offset before the log delivered anything")
 	}
 	out := s.fromLog(rec(0, 4), 3, nil)
 	if got := fmt.Sprint(offsets(out)); got != "[4 5]" {
 		t.Fatalf("released %s, want [4 5]", got)
 	}
-	if next, epoch, ok := s.position(0); !ok || next != 6 || epoch != 3 {
-		t.Fatalf("position = %d epoch %d ok %v, want 6 epoch 3", next, epoch, ok)
+	if next, epoch := s.parts[0].next, s.epochOf(0); next != 6 || epoch != 3 {
+		t.Fatalf("next %d epoch %d, want 6 epoch 3", next, epoch)
 	}
 	if string(out[1].Value) != "0/5" {
 		t.Fatalf("hand-off record's value %q", out[1].Value)
