@@ -145,19 +145,21 @@ const readBatch = 2048
 // group's committed offset are likely there (the sequencer drops older
 // ones), so live delivery resumes without waiting for the log.
 func (r *Reader) Read(ctx context.Context, partitions []int32) ([]kafkalog.Consumed, error) {
-	args := make([]string, 0, 2*len(partitions))
-	for _, p := range partitions {
-		args = append(args, Stream(r.cfg.Prefix, p))
+	keys := make([]string, len(partitions), 2*len(partitions))
+	byKey := make(map[string]int32, len(partitions))
+	for i, p := range partitions {
+		keys[i] = Stream(r.cfg.Prefix, p)
+		byKey[keys[i]] = p
 	}
 	for _, p := range partitions {
 		id, ok := r.last[p]
 		if !ok {
 			id = "0-0"
 		}
-		args = append(args, id)
+		keys = append(keys, id)
 	}
-	r.forgetOthers(partitions)
-	res, err := r.rdb.XRead(ctx, &redis.XReadArgs{Streams: args, Count: readBatch, Block: r.cfg.Block}).Result()
+	r.forgetOthers(byKey)
+	res, err := r.rdb.XRead(ctx, &redis.XReadArgs{Streams: keys, Count: readBatch, Block: r.cfg.Block}).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -166,9 +168,9 @@ func (r *Reader) Read(ctx context.Context, partitions []int32) ([]kafkalog.Consu
 	}
 	var out []kafkalog.Consumed
 	for _, xs := range res {
-		p, err := r.partitionOf(xs.Stream)
-		if err != nil {
-			return nil, err
+		p, ok := byKey[xs.Stream]
+		if !ok {
+			return nil, fmt.Errorf("handoff: unexpected stream %q", xs.Stream)
 		}
 		for _, m := range xs.Messages {
 			r.last[p] = m.ID
@@ -186,30 +188,10 @@ func (r *Reader) Read(ctx context.Context, partitions []int32) ([]kafkalog.Consu
 
 // forgetOthers drops the positions of partitions no longer read, so that
 // a partition assigned again is read whole.
-func (r *Reader) forgetOthers(partitions []int32) {
-	if len(r.last) == len(partitions) {
-		return
-	}
-	keep := make(map[int32]bool, len(partitions))
-	for _, p := range partitions {
-		keep[p] = true
-	}
+func (r *Reader) forgetOthers(read map[string]int32) {
 	for p := range r.last {
-		if !keep[p] {
+		if _, ok := read[Stream(r.cfg.Prefix, p)]; !ok {
 			delete(r.last, p)
 		}
 	}
-}
-
-func (r *Reader) partitionOf(stream string) (int32, error) {
-	prefix := Stream(r.cfg.Prefix, 0)
-	prefix = prefix[:len(prefix)-1]
-	if len(stream) <= len(prefix) || stream[:len(prefix)] != prefix {
-		return 0, fmt.Errorf("handoff: unexpected stream %q", stream)
-	}
-	p, err := strconv.ParseInt(stream[len(prefix):], 10, 32)
-	if err != nil {
-		return 0, fmt.Errorf("handoff: unexpected stream %q", stream)
-	}
-	return int32(p), nil
 }

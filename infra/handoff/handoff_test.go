@@ -85,6 +85,13 @@ func TestWriterToReader(t *testing.T) {
 	if rs, err := r.Read(ctx, []int32{0, 1}); err != nil || len(rs) != 50 || rs[0].Offset != 0 {
 		t.Fatalf("read after reassignment: %d records, %v; want partition 1's 50", len(rs), err)
 	}
+	// Another set of the same size in between: both are read whole again.
+	if _, err := r.Read(ctx, []int32{2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	if rs, err := r.Read(ctx, []int32{0, 1}); err != nil || len(rs) != 155 {
+		t.Fatalf("read after a swap of partitions: %d records, %v; want all 155", len(rs), err)
+	}
 }
 
 func TestConfigValidate(t *testing.T) {

@@ -204,15 +204,13 @@ func (m *merged) apply(ctx context.Context, cl *kgo.Client) {
 }
 
 func (m *merged) applyChange(cl *kgo.Client, c groupChange) {
-	if !c.assigned {
-		m.commitHandled(cl, c.partitions) // before the partitions move on
-	}
 	if c.assigned {
 		m.seq.assign(c.partitions)
 		for p, off := range m.startOffsets(c.partitions) {
 			m.seq.start(p, off)
 		}
 	} else {
+		m.commitHandled(cl, c.partitions) // before the partitions move on
 		m.seq.revoke(c.partitions)
 	}
 	owned := m.seq.owned()

@@ -85,14 +85,31 @@ func (s *sequencer) fromLog(r Consumed, epoch int32, out []Consumed) []Consumed 
 	if sp.next >= 0 && r.Offset < sp.next {
 		return out // handed off before
 	}
+	s.dropThrough(sp, r.Offset)
+	sp.next = r.Offset + 1
+	return s.drain(sp, r.Partition, append(out, r))
+}
+
+// dropThrough drops the pending records at or below offset: those in
+// [next, offset] when next is known, looked up one by one or by a scan of
+// what is pending, whichever is shorter (a log record per call must not
+// cost a scan of everything held behind a gap).
+func (s *sequencer) dropThrough(sp *seqPartition, offset int64) {
+	if sp.next >= 0 && offset-sp.next < int64(len(sp.pending)) {
+		for o := sp.next; o <= offset; o++ {
+			if _, ok := sp.pending[o]; ok {
+				delete(sp.pending, o)
+				s.pending--
+			}
+		}
+		return
+	}
 	for o := range sp.pending {
-		if o <= r.Offset {
+		if o <= offset {
 			delete(sp.pending, o)
 			s.pending--
 		}
 	}
-	sp.next = r.Offset + 1
-	return s.drain(sp, r.Partition, append(out, r))
 }
 
 // fromHandoff takes a handed-off record and appends what it releases.
