@@ -2,7 +2,8 @@ package commands
 
 import (
 	"context"
-	"encoding/json"
+
+	json "github.com/segmentio/encoding/json"
 
 	"github.com/parley-chat/parley/domain"
 )

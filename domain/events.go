@@ -1,9 +1,10 @@
 package domain
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
+
+	json "github.com/segmentio/encoding/json"
 )
 
 // Event names are stable and versioned: renaming one breaks replay.

@@ -1,9 +1,10 @@
 package domain
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
+
+	json "github.com/segmentio/encoding/json"
 )
 
 // Push types sent to clients (PROTOCOL.md "Events").

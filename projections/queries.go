@@ -115,12 +115,15 @@ func (s *Store) Message(ctx context.Context, conv, messageID string) (domain.Mes
 	return m, nil
 }
 
+// messageByClientIDSQL is served by messages_by_client_msg_id.
+var messageByClientIDSQL = `SELECT ` + messageCols + ` FROM {s}.messages
+		WHERE conversation_id=$1 AND sender_id=$2 AND client_msg_id=$3 ORDER BY seq LIMIT 1`
+
 // MessageByClientID finds a sender's message by its client_msg_id: the
 // first one, should the log hold several (a resend after the idempotency
 // window; see migration 0005).
 func (s *Store) MessageByClientID(ctx context.Context, conv, sender, clientMsgID string) (domain.Message, bool, error) {
-	m, err := scanMessage(s.pool.QueryRow(ctx, s.q(`SELECT `+messageCols+` FROM {s}.messages
-		WHERE conversation_id=$1 AND sender_id=$2 AND client_msg_id=$3 ORDER BY seq LIMIT 1`), conv, sender, clientMsgID))
+	m, err := scanMessage(s.pool.QueryRow(ctx, s.q(messageByClientIDSQL), conv, sender, clientMsgID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return m, false, nil
 	}

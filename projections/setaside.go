@@ -2,10 +2,11 @@ package projections
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 	"time"
+
+	json "github.com/segmentio/encoding/json"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"

@@ -1,8 +1,9 @@
 package kafkalog
 
 import (
-	"encoding/json"
 	"fmt"
+
+	json "github.com/segmentio/encoding/json"
 
 	"github.com/parley-chat/parley/domain"
 )

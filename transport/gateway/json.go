@@ -2,7 +2,8 @@ package gateway
 
 import (
 	"bytes"
-	"encoding/json"
+
+	json "github.com/segmentio/encoding/json"
 )
 
 // marshal encodes a reply without HTML escaping: clients parse JSON, so

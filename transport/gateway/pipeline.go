@@ -2,11 +2,12 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
+
+	json "github.com/segmentio/encoding/json"
 
 	"golang.org/x/time/rate"
 

@@ -2,10 +2,11 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
+
+	json "github.com/segmentio/encoding/json"
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/metrics"

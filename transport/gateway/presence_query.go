@@ -2,9 +2,10 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
+
+	json "github.com/segmentio/encoding/json"
 
 	"github.com/parley-chat/parley/domain"
 )

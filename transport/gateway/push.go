@@ -2,9 +2,10 @@ package gateway
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"strconv"
+
+	json "github.com/segmentio/encoding/json"
 )
 
 // Push is a push frame {"type","seq","data"} split into its parts, data

@@ -2,10 +2,11 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+
+	json "github.com/segmentio/encoding/json"
 
 	"github.com/parley-chat/parley/commands"
 	"github.com/parley-chat/parley/domain"

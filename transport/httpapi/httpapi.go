@@ -4,7 +4,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +13,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	json "github.com/segmentio/encoding/json"
 
 	"github.com/parley-chat/parley/commands"
 	"github.com/parley-chat/parley/domain"

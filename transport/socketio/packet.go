@@ -2,9 +2,10 @@ package socketio
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"strconv"
+
+	json "github.com/segmentio/encoding/json"
 )
 
 // PacketType is a Socket.IO packet type.

@@ -2,13 +2,14 @@ package socketio
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/url"
 	"sync"
 	"time"
+
+	json "github.com/segmentio/encoding/json"
 )
 
 // Errors of sending on a session.

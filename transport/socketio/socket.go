@@ -3,10 +3,11 @@ package socketio
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"sync"
+
+	json "github.com/segmentio/encoding/json"
 )
 
 // Socket is one client's connection to one namespace.

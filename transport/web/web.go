@@ -3,7 +3,6 @@ package web
 
 import (
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +10,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	json "github.com/segmentio/encoding/json"
 )
 
 //go:embed static

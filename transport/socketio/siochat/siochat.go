@@ -7,7 +7,6 @@ package siochat
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	json "github.com/segmentio/encoding/json"
 
 	"golang.org/x/time/rate"
 

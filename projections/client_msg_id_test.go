@@ -1,0 +1,64 @@
+package projections_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/parley-chat/parley/projections"
+)
+
+// The idempotent-send fallback finds the first message of a client_msg_id
+// through its index: with sequential scans off, the plan reads one of the
+// partitions of messages_by_client_msg_id.
+func TestMessageByClientIDUsesItsIndex(t *testing.T) {
+	pool := openPool(t)
+	ctx := context.Background()
+	schema := freshSchema(t, pool)
+	store := projections.NewStore(pool, schema, testTopic)
+	applyAll(t, store, knownLog(), 4)
+
+	m, found, err := store.MessageByClientID(ctx, "c1", "bob", "km3")
+	if err != nil || !found || m.MessageID != "m3" || m.Body != "fixed" {
+		t.Fatalf("bob's km3 in c1: %+v, found %v, %v; want m3 with its edited body", m, found, err)
+	}
+	for _, miss := range [][3]string{{"c1", "alice", "km3"}, {"c2", "bob", "km3"}, {"c1", "bob", "km"}} {
+		if m, found, err := store.MessageByClientID(ctx, miss[0], miss[1], miss[2]); err != nil || found {
+			t.Fatalf("%v: %+v, found %v, %v; want none", miss, m, found, err)
+		}
+	}
+
+	rows, err := pool.Query(ctx, `SELECT c.relname FROM pg_inherits i
+		JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+		JOIN pg_namespace n ON n.oid = p.relnamespace
+		WHERE n.nspname = $1 AND p.relname = 'messages_by_client_msg_id'`, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(parts) == 0 {
+		t.Fatalf("partitions of messages_by_client_msg_id: %v, %v", parts, err)
+	}
+	var plan []string
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `EXPLAIN (COSTS OFF) `+store.MessageByClientIDSQL(), "c1", "bob", "km3")
+		if err != nil {
+			return err
+		}
+		plan, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(plan, "\n")
+	if !slices.ContainsFunc(strings.Fields(text), func(w string) bool { return slices.Contains(parts, w) }) {
+		t.Fatalf("the plan reads none of %v:\n%s", parts, text)
+	}
+}
