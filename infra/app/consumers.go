@@ -67,6 +67,10 @@ func (a *App) runProjector(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	go a.Store.ListenHurry(ctx, func() {
+		metrics.ProjectorHurries.Inc()
+		bc.Hurry()
+	})
 	return bc.Run(ctx)
 }
 

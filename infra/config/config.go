@@ -60,12 +60,19 @@ type Config struct {
 	DBSchema          string        `env:"CHAT_DB_SCHEMA" envDefault:"chat"`
 	RedisPrefix       string        `env:"CHAT_REDIS_PREFIX" envDefault:"parley"`
 	BatchSize         int           `env:"CHAT_PROJECTOR_BATCH" envDefault:"1000"`
-	BatchWait         time.Duration `env:"CHAT_PROJECTOR_WAIT" envDefault:"5ms"`
+	// BatchWait is how long the projector gathers a batch after its first
+	// record: the read models' CPU is mostly per batch, and at 1 000 msg/s
+	// batches of 500 ms cost the projector and Postgres about a third less
+	// per message than the fetch-sized batches of about 100 before
+	// (docs/benchmarks.md, session 8). A reader that waits for the read
+	// model (sync, the membership and reply checks) hurries the projector
+	// (projections.HurryChannel), so it waits for one fetch and one apply,
+	// not for the batch; history and conversation lists, which do not
+	// wait, can be up to this much behind the log.
+	BatchWait time.Duration `env:"CHAT_PROJECTOR_WAIT" envDefault:"500ms"`
 	// ProjectorFetchWait is how long the projector's fetch waits for 64 KiB
-	// to gather: the read models' CPU is per batch, so at 500 msg/s 100 ms
-	// (batches of ~50) cost the projector and Postgres about half of what
-	// 25 ms did (docs/benchmarks.md); a resume under load waits for the
-	// batch it needs about that much longer.
+	// to gather; batches are gathered by BatchWait, so this only bounds how
+	// long a hurried read waits for records the broker holds.
 	ProjectorFetchWait time.Duration `env:"CHAT_PROJECTOR_FETCH_WAIT" envDefault:"100ms"`
 	// PresenceDebounce is how long a user whose last connection closed
 	// still shows online (a reload or a network switch does not flap).
@@ -225,8 +232,8 @@ func (c Config) Validate() error {
 	if c.BatchSize < 1 {
 		bad("CHAT_PROJECTOR_BATCH must be >= 1")
 	}
-	if c.BatchWait <= 0 || c.ProjectorFetchWait < 10*time.Millisecond || c.ProjectorFetchWait > 10*time.Second {
-		bad("CHAT_PROJECTOR_WAIT must be > 0 and CHAT_PROJECTOR_FETCH_WAIT 10ms-10s")
+	if c.BatchWait <= 0 || c.BatchWait > 10*time.Second || c.ProjectorFetchWait < 10*time.Millisecond || c.ProjectorFetchWait > 10*time.Second {
+		bad("CHAT_PROJECTOR_WAIT must be 1ns-10s and CHAT_PROJECTOR_FETCH_WAIT 10ms-10s")
 	}
 	if c.PresenceDebounce < 0 || c.PresenceDebounce > time.Minute {
 		bad("CHAT_PRESENCE_DEBOUNCE must be 0s-1m")

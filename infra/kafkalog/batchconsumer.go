@@ -40,6 +40,10 @@ type BatchConfig struct {
 	Group string
 	Size  int           // flush when this many records are waiting
 	Wait  time.Duration // or when the oldest has waited this long
+	// HurryWait replaces Wait for HurryFor after a Hurry: a reader waits
+	// for the batch, so it is flushed as soon as it is read.
+	HurryWait time.Duration
+	HurryFor  time.Duration
 	// FetchMin and FetchWait: a fetch returns once FetchMin bytes are there
 	// or after FetchWait (defaults 1 byte, 20 ms). A consumer that is not
 	// on the live path (the projector) trades a few milliseconds of lag for
@@ -62,6 +66,12 @@ func (c *BatchConfig) setDefaults() {
 	if c.Wait == 0 {
 		c.Wait = 5 * time.Millisecond
 	}
+	if c.HurryWait == 0 {
+		c.HurryWait = time.Millisecond
+	}
+	if c.HurryFor == 0 {
+		c.HurryFor = 250 * time.Millisecond
+	}
 }
 
 // Validate reports a config the consumer cannot work with.
@@ -74,8 +84,12 @@ func (c BatchConfig) Validate() error {
 		return errors.New("kafkalog: a batch consumer needs a group")
 	case c.Size < 1 || c.Size > 1_000_000:
 		return fmt.Errorf("kafkalog: batch size %d outside 1-1000000", c.Size)
-	case c.Wait < 0:
-		return fmt.Errorf("kafkalog: batch wait %s is negative", c.Wait)
+	case c.Wait < 0 || c.Wait > time.Minute:
+		return fmt.Errorf("kafkalog: batch wait %s outside 0-1m", c.Wait)
+	case c.HurryWait < 0 || c.HurryWait > c.Wait && c.Wait > 0:
+		return fmt.Errorf("kafkalog: hurried batch wait %s outside 0-%s (the batch wait)", c.HurryWait, c.Wait)
+	case c.HurryFor < 0 || c.HurryFor > time.Minute:
+		return fmt.Errorf("kafkalog: hurry window %s outside 0-1m", c.HurryFor)
 	case c.FetchMin < 0:
 		return fmt.Errorf("kafkalog: fetch min %d is negative", c.FetchMin)
 	case c.FetchWait < 0 || c.FetchWait > time.Minute:
@@ -93,6 +107,7 @@ type BatchConsumer struct {
 	handle BatchHandler
 	log    *slog.Logger
 	in     chan item
+	hurry  chan struct{}
 
 	// cur is the session whose records are applied; records of an earlier
 	// one are dropped (its partitions are sought again by the next).
@@ -142,7 +157,18 @@ func NewBatchConsumer(cfg BatchConfig, handle BatchHandler, log *slog.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("consumer group %s: %w", cfg.Group, err)
 	}
-	return &BatchConsumer{cfg: cfg, group: group, handle: handle, log: log, in: make(chan item, cfg.Size)}, nil
+	return &BatchConsumer{cfg: cfg, group: group, handle: handle, log: log, in: make(chan item, cfg.Size),
+		hurry: make(chan struct{}, 1)}, nil
+}
+
+// Hurry flushes the batch in hand now and, for HurryFor, each next batch
+// HurryWait after its first record: a reader waits for the store to catch
+// up with the log. Requests that come while one is pending are one.
+func (c *BatchConsumer) Hurry() {
+	select {
+	case c.hurry <- struct{}{}:
+	default:
+	}
 }
 
 // Waiting is how many records are read and not yet in a batch.
@@ -256,6 +282,7 @@ func (c *BatchConsumer) batchLoop(ctx context.Context) {
 	batch := make([]item, 0, c.cfg.Size)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	var hurryUntil time.Time
 	// flush reports whether to go on. A shutdown that began during a flush
 	// ends the loop at once: had that flush failed, applying a later batch
 	// in the shutdown flush below would skip its records.
@@ -277,9 +304,20 @@ func (c *BatchConsumer) batchLoop(ctx context.Context) {
 				cancel()
 			}
 			return
+		case <-c.hurry:
+			hurryUntil = time.Now().Add(c.cfg.HurryFor)
+			timer.Stop()
+			batch = c.drain(batch)
+			if !flush() {
+				return
+			}
 		case it := <-c.in:
 			if len(batch) == 0 {
-				timer.Reset(c.cfg.Wait)
+				wait := c.cfg.Wait
+				if time.Now().Before(hurryUntil) {
+					wait = c.cfg.HurryWait
+				}
+				timer.Reset(wait)
 			}
 			batch = append(batch, it)
 			if len(batch) >= c.cfg.Size {
@@ -294,6 +332,19 @@ func (c *BatchConsumer) batchLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// drain adds to batch the records already read, up to Size.
+func (c *BatchConsumer) drain(batch []item) []item {
+	for len(batch) < c.cfg.Size {
+		select {
+		case it := <-c.in:
+			batch = append(batch, it)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // flush retries the batch until it is applied, its session is replaced, or

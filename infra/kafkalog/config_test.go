@@ -36,6 +36,9 @@ func TestConfigsValidate(t *testing.T) {
 		"batch size":    BatchConfig{Kafka: ok, Group: "g", Size: -1}.Validate(),
 		"fetch wait":    BatchConfig{Kafka: ok, Group: "g", Size: 1, FetchWait: time.Hour}.Validate(),
 		"fetch min":     BatchConfig{Kafka: ok, Group: "g", Size: 1, FetchMin: -1}.Validate(),
+		"batch wait":    BatchConfig{Kafka: ok, Group: "g", Size: 1, Wait: time.Hour}.Validate(),
+		"hurried wait":  BatchConfig{Kafka: ok, Group: "g", Size: 1, Wait: time.Millisecond, HurryWait: time.Second}.Validate(),
+		"hurry window":  BatchConfig{Kafka: ok, Group: "g", Size: 1, HurryFor: -time.Second}.Validate(),
 		"live group":    LiveConfig{Kafka: ok, MaxBatch: 1}.Validate(),
 		"live batch":    LiveConfig{Kafka: ok, Group: "g"}.Validate(),
 		"live no topic": LiveConfig{Kafka: Config{Brokers: ok.Brokers}, Group: "g", MaxBatch: 1}.Validate(),
@@ -46,7 +49,7 @@ func TestConfigsValidate(t *testing.T) {
 	}
 	b := BatchConfig{Kafka: ok, Group: "g"}
 	b.setDefaults()
-	if err := b.Validate(); err != nil || b.Size != 1000 {
-		t.Errorf("batch defaults: size %d, %v", b.Size, err)
+	if err := b.Validate(); err != nil || b.Size != 1000 || b.HurryWait <= 0 || b.HurryWait > b.Wait || b.HurryFor <= 0 {
+		t.Errorf("batch defaults: size %d, hurried wait %s for %s, %v", b.Size, b.HurryWait, b.HurryFor, err)
 	}
 }

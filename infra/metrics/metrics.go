@@ -64,6 +64,9 @@ var (
 	ProjectorRewinds = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parley_projector_rewinds_total", Help: "Batches refused for skipping unapplied offsets, re-read from the stored offsets.",
 	})
+	ProjectorHurries = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parley_projector_hurries_total", Help: "Requests of readers waiting for the read model to flush the projector's batch at once.",
+	})
 	ProjectorEvents = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parley_projector_events_total", Help: "Events applied by the projector (events/s is its rate).",
 	})
