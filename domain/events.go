@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"bytes"
 	"fmt"
 	"time"
 
@@ -92,8 +93,16 @@ func NewEvent(typ, conversationID, actor string, at time.Time, payload any) (Eve
 	return Event{ID: NewID("e_"), Type: typ, ConversationID: conversationID, Actor: actor, At: at.UTC().Truncate(time.Microsecond), Data: data}, nil
 }
 
+// MaxJSONDepth is encoding/json's nesting limit, which DecodeEvent keeps:
+// segmentio/encoding/json has none, and a record must decode the same
+// with either (FuzzJSONAgreesWithStdlib).
+const MaxJSONDepth = 10000
+
 // DecodeEvent parses an envelope read from the log and checks it.
 func DecodeEvent(b []byte) (Event, error) {
+	if TooDeep(b) {
+		return Event{}, fmt.Errorf("%w: event envelope nested deeper than %d", ErrBadRequest, MaxJSONDepth)
+	}
 	var e Event
 	if err := json.Unmarshal(b, &e); err != nil {
 		return Event{}, fmt.Errorf("%w: event envelope: %v", ErrBadRequest, err)
@@ -118,6 +127,32 @@ func IsKnownEvent(typ string) bool {
 	case EvConversationCreated, EvMemberJoined, EvMemberLeft, EvMessageSent,
 		EvMessageEdited, EvMessageDeleted, EvReadMarked:
 		return true
+	}
+	return false
+}
+
+// TooDeep reports JSON nested deeper than MaxJSONDepth. Counting brackets
+// first keeps it to a fast scan for every ordinary record.
+func TooDeep(b []byte) bool {
+	if bytes.Count(b, []byte{'['})+bytes.Count(b, []byte{'{'}) <= MaxJSONDepth {
+		return false
+	}
+	depth, inString, escaped := 0, false, false
+	for _, c := range b {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			escaped, inString = c == '\\', c != '"'
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			if depth++; depth > MaxJSONDepth {
+				return true
+			}
+		case c == ']' || c == '}':
+			depth--
+		}
 	}
 	return false
 }

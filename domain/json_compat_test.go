@@ -22,7 +22,20 @@ func FuzzJSONAgreesWithStdlib(f *testing.F) {
 	f.Add([]byte(`{"body":"\xff\xfe bad utf8","message_id":"\u0000","up_to_seq":1e3}`))
 	f.Add([]byte(`{"up_to_seq":"12","members":{},"data":[1,2,]}`))
 	f.Add([]byte(`{"type":"message","seq":5,"data":{"a":"b"}}`))
+	f.Add([]byte(`{"id":"e","data":` + strings.Repeat("[", MaxJSONDepth-1) + strings.Repeat("]", MaxJSONDepth-1) + `}`))
+	f.Add([]byte(`{"id":"e","data":` + strings.Repeat(`[{"a":"[\"",`, MaxJSONDepth/2) + strings.Repeat("}]", MaxJSONDepth/2) + `}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if TooDeep(b) {
+			// DecodeEvent refuses these before segmentio (which has no
+			// nesting limit) sees them, as encoding/json does.
+			if _, err := DecodeEvent(b); err == nil {
+				t.Fatalf("DecodeEvent accepted JSON nested deeper than %d", MaxJSONDepth)
+			}
+			if stdjson.Valid(b) {
+				t.Fatalf("TooDeep, but encoding/json accepts it: %q", b)
+			}
+			return
+		}
 		for _, target := range []any{&Event{}, &MessageSent{}, &MessageEdited{}, &MessageDeleted{},
 			&ConversationCreated{}, &MemberChanged{}, &ReadMarked{}, &Reaction{}, &PushFrame{}} {
 			agree(t, b, target)
@@ -62,4 +75,20 @@ func agree(t *testing.T, b []byte, target any) {
 // undecodable record is: the one difference, on purpose.
 func lenientTime(err error) bool {
 	return strings.Contains(err.Error(), "of type time.Time")
+}
+
+// TooDeep draws the line where encoding/json does.
+func TestTooDeepMatchesTheStdlibLimit(t *testing.T) {
+	for _, depth := range []int{1, MaxJSONDepth - 1, MaxJSONDepth, MaxJSONDepth + 1, 3 * MaxJSONDepth} {
+		for _, b := range [][]byte{
+			[]byte(strings.Repeat("[", depth) + strings.Repeat("]", depth)),
+			[]byte(strings.Repeat(`{"k\"[{":`, depth-1) + `{}` + strings.Repeat("}", depth-1)),
+			[]byte(`{"s":"` + strings.Repeat("[", 2*MaxJSONDepth) + `","d":` + strings.Repeat("[", depth) + strings.Repeat("]", depth) + `}`),
+		} {
+			want := !stdjson.Valid(b)
+			if got := TooDeep(b); got != want {
+				t.Errorf("depth %d, %.30q...: TooDeep %v, encoding/json refuses: %v", depth, b, got, want)
+			}
+		}
+	}
 }

@@ -35,7 +35,7 @@ func (a *App) runFanout(ctx context.Context) error {
 	}
 	return kafkalog.RunLive(ctx, kafkalog.LiveConfig{
 		Kafka: KafkaConfig(a.Cfg).WithClientID("parley-fanout-" + a.Cfg.NodeID),
-		Group: a.Cfg.GroupPrefix + FanoutGroup, Forget: h.Forget, Handoff: handed.Read,
+		Group: a.Cfg.GroupPrefix + FanoutGroup, Forget: h.Forget, Handoff: handed.Read, Gather: a.Cfg.HopGather,
 	}, func(ctx context.Context, batch []kafkalog.Consumed) error {
 		recs := make([]fanout.Record, len(batch))
 		for i, c := range batch {

@@ -74,6 +74,11 @@ type Config struct {
 	// to gather; batches are gathered by BatchWait, so this only bounds how
 	// long a hurried read waits for records the broker holds.
 	ProjectorFetchWait time.Duration `env:"CHAT_PROJECTOR_FETCH_WAIT" envDefault:"100ms"`
+	// HopGather is how long the fan-out's hand-off reader and each
+	// gateway's bus reader let records gather after a read that returned
+	// some: fewer Redis reads and larger batches on every hop under load,
+	// for at most this much latency per hop.
+	HopGather time.Duration `env:"CHAT_HOP_GATHER" envDefault:"0s"`
 	// PresenceDebounce is how long a user whose last connection closed
 	// still shows online (a reload or a network switch does not flap).
 	PresenceDebounce time.Duration `env:"CHAT_PRESENCE_DEBOUNCE" envDefault:"5s"`
@@ -234,6 +239,9 @@ func (c Config) Validate() error {
 	}
 	if c.BatchWait <= 0 || c.BatchWait > 10*time.Second || c.ProjectorFetchWait < 10*time.Millisecond || c.ProjectorFetchWait > 10*time.Second {
 		bad("CHAT_PROJECTOR_WAIT must be 1ns-10s and CHAT_PROJECTOR_FETCH_WAIT 10ms-10s")
+	}
+	if c.HopGather < 0 || c.HopGather > 100*time.Millisecond {
+		bad("CHAT_HOP_GATHER must be 0s-100ms")
 	}
 	if c.PresenceDebounce < 0 || c.PresenceDebounce > time.Minute {
 		bad("CHAT_PRESENCE_DEBOUNCE must be 0s-1m")

@@ -94,7 +94,7 @@ func TestProjectorWaits(t *testing.T) {
 	if err != nil || cfg.ProjectorFetchWait != 100*time.Millisecond {
 		t.Fatalf("default fetch wait %v (err %v), want 100ms", cfg.ProjectorFetchWait, err)
 	}
-	for _, bad := range [][2]string{{"CHAT_PROJECTOR_FETCH_WAIT", "5ms"}, {"CHAT_PROJECTOR_FETCH_WAIT", "1m"}, {"CHAT_PROJECTOR_WAIT", "0s"}, {"CHAT_PROJECTOR_WAIT", "11s"},
+	for _, bad := range [][2]string{{"CHAT_PROJECTOR_FETCH_WAIT", "5ms"}, {"CHAT_PROJECTOR_FETCH_WAIT", "1m"}, {"CHAT_PROJECTOR_WAIT", "0s"}, {"CHAT_PROJECTOR_WAIT", "11s"}, {"CHAT_HOP_GATHER", "-1ms"}, {"CHAT_HOP_GATHER", "1s"},
 		{"CHAT_IDEM_PENDING_STALE", "0s"}, {"CHAT_IDEM_PENDING_STALE", "24h"}} {
 		t.Run(bad[0]+"="+bad[1], func(t *testing.T) {
 			t.Setenv(bad[0], bad[1])

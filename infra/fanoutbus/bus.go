@@ -27,6 +27,11 @@ import (
 type Config struct {
 	Prefix string
 	MaxLen int64 // per node stream; 0 means 10000
+	// Gather is how long a subscriber lets deliveries gather after a read
+	// that returned some, before it reads again: one read per Gather under
+	// load instead of one per fan-out batch, for at most that much
+	// latency. 0 reads again at once.
+	Gather time.Duration
 }
 
 // Bus publishes and subscribes deliveries.
@@ -45,6 +50,8 @@ func (c Config) Validate() error {
 		return errors.New("fanoutbus: a key prefix is required")
 	case c.MaxLen < 16:
 		return fmt.Errorf("fanoutbus: MaxLen %d below 16 (a node stream is a gateway's buffer)", c.MaxLen)
+	case c.Gather < 0 || c.Gather > time.Second:
+		return fmt.Errorf("fanoutbus: gather %s outside 0-1s", c.Gather)
 	}
 	return nil
 }
@@ -158,6 +165,12 @@ func (b *Bus) readStream(ctx context.Context, stream, last string, handle func(d
 					continue
 				}
 				handle(d)
+			}
+		}
+		if b.cfg.Gather > 0 {
+			select {
+			case <-time.After(b.cfg.Gather):
+			case <-ctx.Done():
 			}
 		}
 	}

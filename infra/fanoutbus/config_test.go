@@ -1,12 +1,15 @@
 package fanoutbus
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestConfigValidate(t *testing.T) {
 	if _, err := New(nil, Config{Prefix: "p"}, nil); err != nil {
 		t.Fatalf("defaults: %v", err)
 	}
-	for _, c := range []Config{{}, {Prefix: "p", MaxLen: 3}, {Prefix: "p", MaxLen: -1}} {
+	for _, c := range []Config{{}, {Prefix: "p", MaxLen: 3}, {Prefix: "p", MaxLen: -1}, {Prefix: "p", Gather: -time.Millisecond}, {Prefix: "p", Gather: time.Hour}} {
 		if _, err := New(nil, c, nil); err == nil {
 			t.Errorf("%+v: accepted", c)
 		}

@@ -41,6 +41,7 @@ func TestConfigsValidate(t *testing.T) {
 		"hurry window":  BatchConfig{Kafka: ok, Group: "g", Size: 1, HurryFor: -time.Second}.Validate(),
 		"live group":    LiveConfig{Kafka: ok, MaxBatch: 1}.Validate(),
 		"live batch":    LiveConfig{Kafka: ok, Group: "g"}.Validate(),
+		"live gather":   LiveConfig{Kafka: ok, Group: "g", MaxBatch: 1, Gather: time.Minute}.Validate(),
 		"live no topic": LiveConfig{Kafka: Config{Brokers: ok.Brokers}, Group: "g", MaxBatch: 1}.Validate(),
 	} {
 		if err == nil {

@@ -38,6 +38,11 @@ type LiveConfig struct {
 	// in log order, and the log is read in large, infrequent fetches only
 	// to fill what the hand-off missed (runMerged).
 	Handoff func(ctx context.Context, partitions []int32) ([]Consumed, error)
+	// Gather is how long the hand-off reader lets records gather after a
+	// read that returned some, before it reads again: one read and one
+	// handler call per Gather under load instead of one per record, for
+	// at most that much latency. 0 reads again at once.
+	Gather time.Duration
 }
 
 // Validate reports a config the consumer cannot work with.
@@ -50,6 +55,8 @@ func (c LiveConfig) Validate() error {
 		return errors.New("kafkalog: a live consumer needs a group")
 	case c.MaxBatch < 1:
 		return fmt.Errorf("kafkalog: max batch %d below 1", c.MaxBatch)
+	case c.Gather < 0 || c.Gather > time.Second:
+		return fmt.Errorf("kafkalog: gather %s outside 0-1s", c.Gather)
 	}
 	return nil
 }

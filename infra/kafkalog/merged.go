@@ -148,6 +148,7 @@ func (m *merged) readHandoff(ctx context.Context) {
 			case m.handed <- recs:
 			case <-ctx.Done():
 			}
+			sleep(ctx, m.cfg.Gather)
 		}
 	}
 }
@@ -331,6 +332,9 @@ func (m *merged) logCommit(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kms
 }
 
 func sleep(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
 	select {
 	case <-ctx.Done():
 	case <-time.After(d):

@@ -94,7 +94,7 @@ func TestLiveMergesHandoffAndLog(t *testing.T) {
 	go func() {
 		done <- kafkalog.RunLive(ctx, kafkalog.LiveConfig{
 			Kafka: app.KafkaConfig(env.Cfg).WithClientID("live-test"), Group: env.Cfg.GroupPrefix + "livetest",
-			Handoff: fake.read, MaxBatch: 7,
+			Handoff: fake.read, MaxBatch: 7, Gather: time.Millisecond,
 		}, handle, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}()
 	t.Cleanup(func() {

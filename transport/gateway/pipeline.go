@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"time"
 
-	json "github.com/segmentio/encoding/json"
+	"encoding/json"
 
 	"golang.org/x/time/rate"
 

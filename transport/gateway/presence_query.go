@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	json "github.com/segmentio/encoding/json"
+	"encoding/json"
 
 	"github.com/parley-chat/parley/domain"
 )

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"sort"
 
-	json "github.com/segmentio/encoding/json"
+	"encoding/json"
 
 	"github.com/parley-chat/parley/commands"
 	"github.com/parley-chat/parley/domain"

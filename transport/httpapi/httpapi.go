@@ -14,7 +14,7 @@ import (
 	"strconv"
 	"time"
 
-	json "github.com/segmentio/encoding/json"
+	"encoding/json"
 
 	"github.com/parley-chat/parley/commands"
 	"github.com/parley-chat/parley/domain"

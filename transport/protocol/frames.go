@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
-	json "github.com/segmentio/encoding/json"
+	"encoding/json"
 
 	"github.com/parley-chat/parley/domain"
 )

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strconv"
 
-	json "github.com/segmentio/encoding/json"
+	"encoding/json"
 )
 
 // PacketType is a Socket.IO packet type.

@@ -16,7 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	json "github.com/segmentio/encoding/json"
+	"encoding/json"
 
 	"github.com/gorilla/websocket"
 )

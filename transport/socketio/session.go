@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	json "github.com/segmentio/encoding/json"
+	"encoding/json"
 )
 
 // Errors of sending on a session.

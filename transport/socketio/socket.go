@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"sync"
 
-	json "github.com/segmentio/encoding/json"
+	"encoding/json"
 )
 
 // Socket is one client's connection to one namespace.

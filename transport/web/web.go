@@ -11,7 +11,7 @@ import (
 	"slices"
 	"strings"
 
-	json "github.com/segmentio/encoding/json"
+	"encoding/json"
 )
 
 //go:embed static

@@ -16,7 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	json "github.com/segmentio/encoding/json"
+	"encoding/json"
 
 	"golang.org/x/time/rate"
 
