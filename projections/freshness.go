@@ -92,14 +92,14 @@ func (s *Store) hurry(ctx context.Context) {
 // ListenHurry calls hurry for every request of a waiting reader
 // (HurryChannel) until ctx ends, on a connection of its own, listening
 // again after a lost connection.
-func (s *Store) ListenHurry(ctx context.Context, hurry func()) {
+func (s *Store) ListenHurry(ctx context.Context, log *slog.Logger, hurry func()) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		err := s.listen(ctx, hurry)
 		if ctx.Err() != nil {
 			return
 		}
-		slog.Default().Warn("listening for hurried reads failed; the projector keeps its batch wait meanwhile", "err", err, "retry_in", backoff)
+		log.Warn("listening for hurried reads failed; the projector keeps its batch wait meanwhile", "err", err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):

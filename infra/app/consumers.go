@@ -67,7 +67,7 @@ func (a *App) runProjector(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	go a.Store.ListenHurry(ctx, func() {
+	go a.Store.ListenHurry(ctx, a.Log.With("role", "projector"), func() {
 		metrics.ProjectorHurries.Inc()
 		bc.Hurry()
 	})
