@@ -2,12 +2,11 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
-
-	"encoding/json"
 
 	"golang.org/x/time/rate"
 

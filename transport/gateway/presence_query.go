@@ -2,10 +2,9 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
-
-	"encoding/json"
 
 	"github.com/parley-chat/parley/domain"
 )

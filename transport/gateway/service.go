@@ -2,11 +2,10 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
-
-	"encoding/json"
 
 	"github.com/parley-chat/parley/commands"
 	"github.com/parley-chat/parley/domain"

@@ -2,12 +2,11 @@ package protocol
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"unicode/utf8"
-
-	"encoding/json"
 
 	"github.com/parley-chat/parley/domain"
 )

@@ -2,10 +2,9 @@ package socketio
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"strconv"
-
-	"encoding/json"
 )
 
 // PacketType is a Socket.IO packet type.

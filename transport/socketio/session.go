@@ -2,14 +2,13 @@ package socketio
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/url"
 	"sync"
 	"time"
-
-	"encoding/json"
 )
 
 // Errors of sending on a session.

@@ -3,11 +3,10 @@ package socketio
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"sync"
-
-	"encoding/json"
 )
 
 // Socket is one client's connection to one namespace.

@@ -3,6 +3,7 @@ package web
 
 import (
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,8 +11,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-
-	"encoding/json"
 )
 
 //go:embed static

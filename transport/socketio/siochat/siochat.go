@@ -7,6 +7,7 @@ package siochat
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,8 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
-
-	"encoding/json"
 
 	"golang.org/x/time/rate"
 
