@@ -20,8 +20,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/parley-chat/parley/internal/wsclient"
+	"github.com/parley-chat/parley/service"
 	"github.com/parley-chat/parley/transport/auth"
-	"github.com/parley-chat/parley/transport/gateway"
 )
 
 // runFlood writes n commands back to back without waiting, on a connection
@@ -633,10 +633,10 @@ func (r *run) runConnCap(node *chatd, user string) {
 }
 
 // runBigSync: one sync of as many unknown conversations as allowed
-// (gateway.MaxSyncPositions) is answered, costs the rate limiter (the next
+// (service.MaxSyncPositions) is answered, costs the rate limiter (the next
 // command may be rate_limited for a while), and one more is refused.
 func (r *run) runBigSync(node *chatd, user string, rnd *rand.Rand) {
-	name := fmt.Sprintf("sync of %d unknown conversations on %s", gateway.MaxSyncPositions, node.name)
+	name := fmt.Sprintf("sync of %d unknown conversations on %s", service.MaxSyncPositions, node.name)
 	c, err := dialNative(r.ctx, node, name, r.token(user), nil, true)
 	if err != nil {
 		r.fail(name, "dial: %v", err)
@@ -644,7 +644,7 @@ func (r *run) runBigSync(node *chatd, user string, rnd *rand.Rand) {
 	}
 	defer c.close()
 	pos := map[string]int64{}
-	for len(pos) < gateway.MaxSyncPositions {
+	for len(pos) < service.MaxSyncPositions {
 		pos[fmt.Sprintf("c_%016x", rnd.Uint64())] = rnd.Int64N(1 << 20)
 	}
 	rep, err := c.request("sync", []byte(`{"positions":`+js(pos)+`}`))

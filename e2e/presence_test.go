@@ -8,11 +8,11 @@ import (
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/internal/testenv"
 	"github.com/parley-chat/parley/internal/wsclient"
-	"github.com/parley-chat/parley/transport/gateway"
+	"github.com/parley-chat/parley/service"
 )
 
 type presenceReply struct {
-	Presence []gateway.PresenceEntry `json:"presence"`
+	Presence []service.PresenceEntry `json:"presence"`
 }
 
 // Presence across two nodes (PROTOCOL.md "Extensions"): contacts are told
@@ -30,9 +30,9 @@ func TestPresence(t *testing.T) {
 	group := createGroup(t, cb, a).ConversationID
 	createGroup(t, cc) // c shares nothing with a or b
 
-	query := func(cl *wsclient.Client, ids ...string) map[string]gateway.PresenceEntry {
+	query := func(cl *wsclient.Client, ids ...string) map[string]service.PresenceEntry {
 		t.Helper()
-		out := map[string]gateway.PresenceEntry{}
+		out := map[string]service.PresenceEntry{}
 		for _, e := range request[presenceReply](t, cl, "presence.query", map[string]any{"user_ids": ids}).Presence {
 			out[e.UserID] = e
 		}
@@ -105,7 +105,7 @@ func TestPresence(t *testing.T) {
 	drainPresence(t, cb, func(p domain.PresencePush) { t.Errorf("b left the shared conversation, yet got %+v", p) })
 
 	wantCode(t, try(cb, "presence.query", map[string]any{"user_ids": []string{}}), "bad_request")
-	many := make([]string, gateway.MaxPresenceQuery+1)
+	many := make([]string, service.MaxPresenceQuery+1)
 	for i := range many {
 		many[i] = user("x")
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/parley-chat/parley/infra/pgstore"
 	"github.com/parley-chat/parley/infra/redisstore"
 	"github.com/parley-chat/parley/projections"
+	"github.com/parley-chat/parley/service"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/gateway"
 	"github.com/parley-chat/parley/transport/httpapi"
@@ -41,7 +42,7 @@ type App struct {
 	Hub      *gateway.Hub
 	Presence *gateway.Presence
 	WS       *gateway.WSServer
-	Service  *gateway.Service
+	Service  *service.Service
 	SIO      *SocketIO // Socket.IO endpoint (socketio.go)
 	Handler  http.Handler
 	// Web, if set before Run, serves the browser client at /.
@@ -134,7 +135,7 @@ func (a *App) buildGateway() error {
 	fresh := projections.Freshness{Store: a.Store, Log: a.KafkaLog}
 	h := commands.New(commands.Deps{Log: a.KafkaLog, Members: a.Redis, Read: a.Store, Fresh: fresh,
 		Idem: a.Redis, Ephemeral: a.Bus, PendingStale: a.Cfg.IdemPendingStale})
-	a.Service = &gateway.Service{Cmd: h, Read: projections.Reader{Store: a.Store, Access: h.Access, Fresh: fresh}}
+	a.Service = &service.Service{Cmd: h, Read: projections.Reader{Store: a.Store, Access: h.Access, Fresh: fresh}}
 	a.Hub = gateway.NewHub(a.Cfg.MaxConnsPerUser, a.Cfg.MaxConns)
 	a.Hub.StreamOf = func(string) string { return "" } // one stream per node
 	node := a.Bus.Node(a.Cfg.NodeID)
@@ -197,7 +198,7 @@ func (a *App) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	var svc *gateway.Service
+	var svc *service.Service
 	var ws *gateway.WSServer
 	if a.Cfg.Has(config.RoleGateway) {
 		svc, ws = a.Service, a.WS

@@ -12,6 +12,7 @@ import (
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/metrics"
+	"github.com/parley-chat/parley/service"
 	"github.com/parley-chat/parley/transport/protocol"
 )
 
@@ -21,7 +22,7 @@ import (
 // internal ones, logged under the request id the client gets. Transports
 // only translate frames into Calls and Results into frames.
 type Pipeline struct {
-	Service *Service
+	Service *service.Service
 	Log     *slog.Logger
 	Timeout time.Duration // a command's deadline (sync: SyncTimeout); 0: 15 s
 }
@@ -63,7 +64,7 @@ func (p *Pipeline) Run(ctx context.Context, c Call) Result {
 		timeout = 15 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CommandTimeout(c.Type, timeout))
-	data, err := p.Service.Handle(ctx, c.User, c.Stream, c.Type, c.Data)
+	data, err := Handle(ctx, p.Service, c.User, c.Stream, c.Type, c.Data)
 	cancel()
 	if err != nil {
 		return p.Fail(c, err)

@@ -3,28 +3,11 @@ package gateway
 import (
 	"encoding/json"
 	"errors"
-	"slices"
-	"strings"
 	"testing"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/service"
 )
-
-func TestPresenceQueryValidate(t *testing.T) {
-	ids, err := PresenceQuery{UserIDs: []string{"b", "a", "b"}}.Validate()
-	if err != nil || !slices.Equal(ids, []string{"b", "a"}) {
-		t.Errorf("repeats: %v %v, want [b a]", ids, err)
-	}
-	many := make([]string, MaxPresenceQuery+1)
-	for i := range many {
-		many[i] = "u"
-	}
-	for _, q := range []PresenceQuery{{}, {UserIDs: many}, {UserIDs: []string{"a", "bad id"}}, {UserIDs: []string{strings.Repeat("x", 500)}}} {
-		if _, err := q.Validate(); !errors.Is(err, domain.ErrBadRequest) {
-			t.Errorf("%d ids: %v, want bad_request", len(q.UserIDs), err)
-		}
-	}
-}
 
 // FuzzPresenceQuery: whatever a client sends as presence.query data is
 // decoded and validated into a bad_request or into 1-200 distinct, valid
@@ -35,7 +18,7 @@ func FuzzPresenceQuery(f *testing.F) {
 	f.Add([]byte(`{"user_ids":"alice"}`))
 	f.Add([]byte(`{"user_ids":["a","a",null]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		q, err := decode[PresenceQuery](json.RawMessage(data))
+		q, err := decode[service.PresenceQuery](json.RawMessage(data))
 		if err != nil {
 			if !errors.Is(err, domain.ErrBadRequest) {
 				t.Fatalf("decode %q: %v, want bad_request", data, err)
@@ -49,7 +32,7 @@ func FuzzPresenceQuery(f *testing.F) {
 			}
 			return
 		}
-		if len(ids) < 1 || len(ids) > MaxPresenceQuery {
+		if len(ids) < 1 || len(ids) > service.MaxPresenceQuery {
 			t.Fatalf("%q: %d ids", data, len(ids))
 		}
 		seen := map[string]bool{}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/metrics"
+	"github.com/parley-chat/parley/service"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/protocol"
 )
@@ -92,7 +93,7 @@ func (c WSConfig) Validate() error {
 type WSServer struct {
 	cfg      WSConfig
 	hub      *Hub
-	svc      *Service
+	svc      *service.Service
 	log      *slog.Logger
 	pipe     *Pipeline
 	upgrader websocket.Upgrader
@@ -101,7 +102,7 @@ type WSServer struct {
 }
 
 // NewWSServer builds the native endpoint.
-func NewWSServer(cfg WSConfig, hub *Hub, svc *Service, log *slog.Logger) (*WSServer, error) {
+func NewWSServer(cfg WSConfig, hub *Hub, svc *service.Service, log *slog.Logger) (*WSServer, error) {
 	cfg.defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/parley-chat/parley/commands"
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/service"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/gateway"
 	"github.com/parley-chat/parley/transport/protocol"
@@ -50,7 +51,7 @@ type Config struct {
 type API struct {
 	cfg      Config
 	verifier auth.Verifier
-	svc      *gateway.Service
+	svc      *service.Service
 	ws       *gateway.WSServer
 	log      *slog.Logger
 	limiter  *userLimiter
@@ -59,7 +60,7 @@ type API struct {
 
 // New builds the handler. svc and ws are nil on nodes without the gateway
 // role; they then serve only health and metrics.
-func New(cfg Config, svc *gateway.Service, ws *gateway.WSServer, log *slog.Logger) http.Handler {
+func New(cfg Config, svc *service.Service, ws *gateway.WSServer, log *slog.Logger) http.Handler {
 	a := &API{cfg: cfg, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTPrevious...).With(cfg.JWTPolicy), svc: svc, ws: ws, log: log,
 		limiter: newUserLimiter(cfg.RateLimit, cfg.RateBurst), pipe: &gateway.Pipeline{Service: svc, Log: log}}
 	mux := http.NewServeMux()

@@ -2,7 +2,7 @@
 // the JWT comes in the CONNECT auth payload {"token": "<jwt>"}, a command is
 // an emit whose ack gets {"ok": true, "data": ...} or {"ok": false, "error":
 // {"code", "message"}}, and pushes arrive as emits of their type. The
-// commands themselves run in gateway.Service, as on the native WebSocket.
+// commands themselves run in service.Service, as on the native WebSocket.
 package siochat
 
 import (
@@ -21,6 +21,7 @@ import (
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/metrics"
+	"github.com/parley-chat/parley/service"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/gateway"
 	"github.com/parley-chat/parley/transport/protocol"
@@ -74,7 +75,7 @@ func (c Config) Validate() error {
 type Chat struct {
 	cfg      Config
 	hub      *gateway.Hub
-	svc      *gateway.Service
+	svc      *service.Service
 	verifier auth.Verifier
 	pipe     *gateway.Pipeline
 	log      *slog.Logger
@@ -84,7 +85,7 @@ type Chat struct {
 }
 
 // New builds the namespace handler.
-func New(cfg Config, hub *gateway.Hub, svc *gateway.Service, log *slog.Logger) (*Chat, error) {
+func New(cfg Config, hub *gateway.Hub, svc *service.Service, log *slog.Logger) (*Chat, error) {
 	cfg.defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -1,8 +1,7 @@
-package gateway
+package service
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -50,14 +49,10 @@ func (q PresenceQuery) Validate() ([]string, error) {
 	return out, nil
 }
 
-// presenceQuery answers the presence of the users the caller shares a
-// conversation with; the others are offline with no last_seen, so the
-// command reveals nothing about strangers.
-func presenceQuery(ctx context.Context, s *Service, user string, _ *Stream, data json.RawMessage) (any, error) {
-	q, err := decode[PresenceQuery](data)
-	if err != nil {
-		return nil, err
-	}
+// PresenceOf answers the presence of the users the caller shares a
+// conversation with, in the order asked; the others are offline with no
+// last_seen, so the query reveals nothing about strangers.
+func (s *Service) PresenceOf(ctx context.Context, user string, q PresenceQuery) ([]PresenceEntry, error) {
 	ids, err := q.Validate()
 	if err != nil {
 		return nil, err
@@ -90,5 +85,5 @@ func presenceQuery(ctx context.Context, s *Service, user string, _ *Stream, data
 		}
 		out[i] = e
 	}
-	return map[string]any{"presence": out}, nil
+	return out, nil
 }

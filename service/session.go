@@ -1,0 +1,30 @@
+package service
+
+import "context"
+
+// Session is one connection's stream of pushes, as a resume drives it
+// (gateway.Stream): live pushes of a conversation are held while the read
+// model replays what the client missed, then let through once, in order.
+type Session interface {
+	// Release ends the hold every stream starts with (the client's first
+	// request, or its sync, decides what it wants first).
+	Release()
+	// Replay holds conv's live pushes for a replay from seq from and
+	// returns the seq to replay after.
+	Replay(conv string, from int64) int64
+	// CaughtUp ends conv's replay and lets its held pushes through, unless
+	// some were dropped meanwhile: then it returns false and the replay goes
+	// on from Last(conv).
+	CaughtUp(conv string) bool
+	// Abandon ends conv's replay without catching up: conv stays held until
+	// a sync succeeds.
+	Abandon(conv string)
+	// Resume lets conv's held pushes through.
+	Resume(conv string) int64
+	// Emit passes one replayed event through, once.
+	Emit(conv string, seq int64, frame []byte)
+	// WaitRoom blocks until the connection can take more frames.
+	WaitRoom(ctx context.Context) error
+	// Last is the last seq of conv the client was given.
+	Last(conv string) int64
+}
