@@ -21,6 +21,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/internal/harness"
+	"github.com/parley-chat/parley/internal/poll"
 )
 
 // profile is the size and pace of a run.
@@ -301,33 +303,33 @@ func (r *run) faultByName(name string, round int) (func(), bool) {
 	case "gateway":
 		gw := c.gateways[round%len(c.gateways)]
 		return func() {
-			r.fault(fmt.Sprintf("SIGKILL %s", gw.name), func() error {
-				gw.stop(syscall.SIGKILL, time.Second)
+			r.fault(fmt.Sprintf("SIGKILL %s", gw.Name), func() error {
+				gw.Stop(syscall.SIGKILL, time.Second)
 				return nil
 			}, nil, func() error {
-				if err := gw.start(); err != nil {
+				if err := gw.Start(); err != nil {
 					return err
 				}
-				return gw.waitReady(r.ctx, 60*time.Second)
+				return gw.WaitReady(r.ctx, 60*time.Second)
 			})
 		}, true
 	case "consumers":
 		fo, pj := c.fanouts[round%2], c.projectors[round%2]
 		return func() {
-			r.fault(fmt.Sprintf("SIGKILL %s + %s", fo.name, pj.name), func() error {
-				fo.stop(syscall.SIGKILL, time.Second)
-				pj.stop(syscall.SIGKILL, time.Second)
+			r.fault(fmt.Sprintf("SIGKILL %s + %s", fo.Name, pj.Name), func() error {
+				fo.Stop(syscall.SIGKILL, time.Second)
+				pj.Stop(syscall.SIGKILL, time.Second)
 				return nil
 			}, nil, func() error {
 				// The survivors took over (the probe passed); bring the dead
 				// back, which hands partitions over once more.
-				for _, n := range []*node{fo, pj} {
-					if err := n.start(); err != nil {
+				for _, n := range []*harness.Chatd{fo, pj} {
+					if err := n.Start(); err != nil {
 						return err
 					}
 				}
-				for _, n := range []*node{fo, pj} {
-					if err := n.waitReady(r.ctx, 60*time.Second); err != nil {
+				for _, n := range []*harness.Chatd{fo, pj} {
+					if err := n.WaitReady(r.ctx, 60*time.Second); err != nil {
 						return err
 					}
 				}
@@ -338,14 +340,14 @@ func (r *run) faultByName(name string, round int) (func(), bool) {
 		return func() {
 			at := time.Now()
 			r.fault("restart Redis (SIGKILL, empty)", func() error {
-				c.rd.stop(syscall.SIGKILL, time.Second)
+				c.rd.Stop(syscall.SIGKILL, time.Second)
 				r.redisLost = time.Now()
 				return nil
 			}, func() error {
-				if err := c.rd.start(); err != nil {
+				if err := c.rd.Start(); err != nil {
 					return err
 				}
-				return c.rd.waitReady(r.ctx, 30*time.Second)
+				return c.rd.WaitReady(r.ctx, 30*time.Second)
 			}, func() error {
 				r.resendAcked(at, 20)
 				return nil
@@ -357,23 +359,23 @@ func (r *run) faultByName(name string, round int) (func(), bool) {
 		// its clients resync.
 		lag := c.gateways[(round+1)%len(c.gateways)]
 		return func() {
-			r.fault(fmt.Sprintf("restart Redis while %s is frozen", lag.name), func() error {
-				if err := lag.signal(syscall.SIGSTOP); err != nil {
+			r.fault(fmt.Sprintf("restart Redis while %s is frozen", lag.Name), func() error {
+				if err := lag.Signal(syscall.SIGSTOP); err != nil {
 					return err
 				}
 				select { // deliveries pile up unread
 				case <-r.ctx.Done():
 				case <-time.After(2 * time.Second):
 				}
-				c.rd.stop(syscall.SIGKILL, time.Second)
+				c.rd.Stop(syscall.SIGKILL, time.Second)
 				r.redisLost = time.Now()
 				return nil
 			}, func() error {
-				err := c.rd.start()
+				err := c.rd.Start()
 				if err == nil {
-					err = c.rd.waitReady(r.ctx, 30*time.Second)
+					err = c.rd.WaitReady(r.ctx, 30*time.Second)
 				}
-				return errors.Join(err, lag.signal(syscall.SIGCONT))
+				return errors.Join(err, lag.Signal(syscall.SIGCONT))
 			}, nil)
 		}, true
 	case "kafka":
@@ -383,13 +385,13 @@ func (r *run) faultByName(name string, round int) (func(), bool) {
 		}
 		return func() {
 			r.fault(fmt.Sprintf("restart Kafka (%v)", sig), func() error {
-				c.kf.stop(sig, 60*time.Second)
+				c.kf.Stop(sig, 60*time.Second)
 				return nil
 			}, func() error {
-				if err := c.kf.start(); err != nil {
+				if err := c.kf.Start(); err != nil {
 					return err
 				}
-				return c.kf.waitReady(r.ctx, 120*time.Second, chaosTopic)
+				return c.kf.WaitReady(r.ctx, 120*time.Second, chaosTopic)
 			}, nil)
 		}, true
 	case "postgres-resend":
@@ -399,7 +401,7 @@ func (r *run) faultByName(name string, round int) (func(), bool) {
 		// (commit 0779b5b), so such a resend may create a second message.
 		return func() {
 			r.fault(fmt.Sprintf("stop Postgres %v, resend acked messages", r.prof.PGStop), func() error {
-				c.pg.stopFast()
+				c.pg.StopMode("fast")
 				return nil
 			}, func() error {
 				before := r.redisLost // messages whose idempotency records died with Redis
@@ -412,16 +414,13 @@ func (r *run) faultByName(name string, round int) (func(), bool) {
 					return r.ctx.Err()
 				case <-time.After(r.prof.PGStop):
 				}
-				if err := c.pg.start(); err != nil {
-					return err
-				}
-				return c.pg.waitReady(r.ctx, 60*time.Second)
+				return c.pg.Restart(r.ctx)
 			}, nil)
 		}, true
 	case "postgres":
 		return func() {
 			r.fault(fmt.Sprintf("stop Postgres %v (fast)", r.prof.PGStop), func() error {
-				c.pg.stopFast()
+				c.pg.StopMode("fast")
 				return nil
 			}, func() error {
 				select {
@@ -429,10 +428,7 @@ func (r *run) faultByName(name string, round int) (func(), bool) {
 					return r.ctx.Err()
 				case <-time.After(r.prof.PGStop): // the outage itself
 				}
-				if err := c.pg.start(); err != nil {
-					return err
-				}
-				return c.pg.waitReady(r.ctx, 60*time.Second)
+				return c.pg.Restart(r.ctx)
 			}, nil)
 		}, true
 	}
@@ -543,7 +539,7 @@ func (r *run) resumed(from, to time.Time) (time.Duration, int) {
 		}
 		n++
 		var at time.Time
-		_ = poll(r.ctx, r.prof.RecoveryLimit, func() error {
+		_ = poll.Err(r.ctx, r.prof.RecoveryLimit, func() error {
 			var ok bool
 			if at, ok = c.syncAfter(drop); !ok {
 				return fmt.Errorf("%s has not synced", c.user)
@@ -583,7 +579,7 @@ func (r *run) resendAcked(since time.Time, n int) {
 	for _, a := range picks {
 		r.report.IdemChecked++
 		var m domain.Message
-		err := poll(r.ctx, 30*time.Second, func() error {
+		err := poll.Err(r.ctx, 30*time.Second, func() error {
 			alive := r.c.aliveGateways()
 			conn, err := r.probe.dial(r.ctx, alive[r.rng.IntN(len(alive))], a.Sender)
 			if err != nil {
@@ -625,7 +621,7 @@ func (r *run) resendAcked(since time.Time, n int) {
 func (r *run) stopLoad() {
 	close(r.ld.sendStop)
 	r.t.Logf("load stopped at %d acked; draining pending sends", r.ackedCount())
-	_ = poll(r.ctx, r.prof.Drain, func() error {
+	_ = poll.Err(r.ctx, r.prof.Drain, func() error {
 		for _, c := range r.clients {
 			if _, p, _ := c.snapshot(); p != nil {
 				return fmt.Errorf("%s still has %s pending", c.user, p.CMID)
@@ -634,7 +630,7 @@ func (r *run) stopLoad() {
 		return nil
 	})
 	t0 := time.Now()
-	err := poll(r.ctx, r.prof.Settle, func() error { return r.settled() })
+	err := poll.Err(r.ctx, r.prof.Settle, func() error { return r.settled() })
 	if err != nil {
 		r.t.Logf("not settled after %v: %v", r.prof.Settle, err)
 	} else {
@@ -662,7 +658,7 @@ func (r *run) settled() error {
 		acks, _, _ := c.snapshot()
 		for _, a := range acks {
 			for _, m := range r.members[a.Conv] {
-				if !m.has(a.Conv, a.Seq, a.MsgID) {
+				if !m.inbox.Has(a.Conv, a.Seq, a.MsgID) {
 					return fmt.Errorf("%s lacks %s (seq %d)", m.user, a.MsgID, a.Seq)
 				}
 			}
@@ -674,20 +670,20 @@ func (r *run) settled() error {
 // check verifies the run's guarantees and prints the tables.
 func (r *run) check() {
 	t := r.t
-	acked := checkClients(&r.report, r.clients, r.members)
+	lg := ledger(&r.report, r.clients)
 	ctx, cancel := context.WithTimeout(r.ctx, 3*time.Minute)
 	defer cancel()
-	log, hwms, err := readLog(ctx, r.c.kf.broker())
+	log, hwms, err := readLog(ctx, r.c.kf.Broker())
 	if err != nil {
 		t.Errorf("read the log: %v", err)
 	}
-	pool, err := pgxpool.New(ctx, r.c.pg.url("chat"))
+	pool, err := pgxpool.New(ctx, r.c.pg.URL("chat"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pool.Close()
 	// Bounded wait for the projector to reach the end of the log.
-	if err := poll(ctx, r.prof.Settle, func() error {
+	if err := poll.Err(ctx, r.prof.Settle, func() error {
 		for p, hwm := range hwms {
 			var off int64
 			err := pool.QueryRow(ctx, `SELECT coalesce(max(next_offset),0) FROM `+chaosSchema+`.projector_offsets WHERE topic=$1 AND partition=$2`,
@@ -703,8 +699,15 @@ func (r *run) check() {
 	}); err != nil {
 		t.Errorf("the projector did not reach the end of the log: %v", err)
 	}
-	if err := checkStore(ctx, &r.report, pool, acked, log); err != nil {
+	proj, err := harness.ReadProjection(ctx, pool, chaosSchema)
+	if err != nil {
 		t.Errorf("check the read model: %v", err)
+	}
+	extra := r.report.extra // the resends' samples, taken during the run
+	r.report.Tally, r.report.extra = lg.Tally(proj), nil
+	r.report.extra = append(r.report.extra, extra...)
+	if err := checkLog(ctx, &r.report, pool, log); err != nil {
+		t.Errorf("check the log: %v", err)
 	}
 	tdir := filepath.Join(r.c.dir, "timelines")
 	if err := os.MkdirAll(tdir, 0o755); err == nil {
@@ -741,8 +744,8 @@ func (r *run) check() {
 		}
 	}
 	t.Log(b.String())
-	if len(r.report.Samples) > 0 {
-		t.Logf("samples:\n  %s", strings.Join(r.report.Samples, "\n  "))
+	if s := r.report.samples(); len(s) > 0 {
+		t.Logf("samples:\n  %s", strings.Join(s, "\n  "))
 	}
 	errs := r.c.logLines(30, func(l string) bool { return strings.Contains(l, `"level":"ERROR"`) })
 	if len(errs) > 0 {

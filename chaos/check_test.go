@@ -5,7 +5,6 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/internal/harness"
 )
 
 // logMsg is a message_sent event as the Kafka log holds it.
@@ -78,119 +78,60 @@ func readLog(ctx context.Context, broker string) ([]logMsg, map[int32]int64, err
 	return out, hwms, nil
 }
 
-// report is the outcome of a run.
+// report is the outcome of a run: the shared tally (deliveries and the
+// read model) and what only the chaos test checks: the Kafka log itself,
+// the events read model against it, and idempotent resends after a Redis
+// data loss.
 type report struct {
-	Acked, Expected, Delivered, Lost, Duplicated, OutOfOrder, Foreign int
-	BadAcks, Unacked                                                  int
-	PGMissing, PGMismatch                                             int
-	LogDupMsgID, LogDupCMID, EventsMissing                            int
-	IdemChecked, IdemMismatch                                         int
-	Samples                                                           []string
+	harness.Tally
+	Unacked                                int
+	LogDupMsgID, LogDupCMID, EventsMissing int
+	IdemChecked, IdemMismatch              int
+	extra                                  []string // samples of the chaos-only checks
 }
 
 func (r *report) sample(format string, a ...any) {
-	if len(r.Samples) < 40 {
-		r.Samples = append(r.Samples, fmt.Sprintf(format, a...))
+	if len(r.extra) < 40 {
+		r.extra = append(r.extra, fmt.Sprintf(format, a...))
 	}
 }
 
+// samples are the tally's samples, then the chaos-only checks'.
+func (r *report) samples() []string { return append(append([]string{}, r.Samples...), r.extra...) }
+
 // failed reports whether a guarantee broke.
 func (r *report) failed() bool {
-	return r.Lost+r.Duplicated+r.OutOfOrder+r.Foreign+r.BadAcks+r.PGMissing+r.PGMismatch+
-		r.LogDupMsgID+r.LogDupCMID+r.EventsMissing+r.IdemMismatch > 0
+	return r.Tally.Failed() || r.LogDupMsgID+r.LogDupCMID+r.EventsMissing+r.IdemMismatch > 0
 }
 
-// checkClients compares what every client received with what was acked.
-func checkClients(r *report, clients []*simClient, members map[string][]*simClient) map[string]ack {
-	acked := map[string]ack{}
-	convSeq := map[string]string{} // conv/seq -> message id
+// ledger feeds the shared checker with every client's acks and inbox.
+func ledger(r *report, clients []*simClient) *harness.Ledger {
+	l := harness.NewLedger()
+	byUser := map[string]*simClient{}
 	for _, c := range clients {
+		byUser[c.user] = c
+		l.Enroll(c.inbox)
 		acks, pending, anomalies := c.snapshot()
 		if pending != nil {
 			r.Unacked++
 		}
 		for _, a := range acks {
-			if prev, ok := acked[a.MsgID]; ok && (prev.CMID != a.CMID || prev.Sender != a.Sender) {
-				r.BadAcks++
-				r.sample("bad ack: message %s acked for %s/%s and for %s/%s", a.MsgID, prev.Sender, prev.CMID, a.Sender, a.CMID)
-			}
-			k := fmt.Sprintf("%s/%d", a.Conv, a.Seq)
-			if id, ok := convSeq[k]; ok && id != a.MsgID {
-				r.BadAcks++
-				r.sample("bad ack: seq %s acked for messages %s and %s", k, id, a.MsgID)
-			}
-			convSeq[k] = a.MsgID
-			acked[a.MsgID] = a
+			l.Ack(harness.Ack{MsgID: a.MsgID, Conv: a.Conv, Sender: a.Sender, CMID: a.CMID, Seq: a.Seq, At: a.At})
 		}
 		for _, an := range anomalies {
-			switch an.Kind {
-			case "duplicate":
-				r.Duplicated++
-			case "out_of_order":
-				r.OutOfOrder++
-			case "foreign":
-				r.Foreign++
-			default:
-				r.BadAcks++
-			}
-			r.sample("%s: user %s conv %s seq %d: %s (at %s)\n      timeline: %s", an.Kind, an.User, an.Conv, an.Seq, an.Detail,
-				an.At.UTC().Format("15:04:05.000"), strings.Join(c.timelineAround(an.At, 3*time.Second), " | "))
+			l.BadAck("user %s conv %s: %s (at %s)", an.User, an.Conv, an.Detail, an.At.UTC().Format("15:04:05.000"))
 		}
 	}
-	r.Acked = len(acked)
-	ids := make([]string, 0, len(acked))
-	for id := range acked {
-		ids = append(ids, id)
+	l.Context = func(user string, at time.Time) string {
+		return strings.Join(byUser[user].timelineAround(at, 5*time.Second), " | ")
 	}
-	sort.Slice(ids, func(i, j int) bool { return acked[ids[i]].At.Before(acked[ids[j]].At) })
-	for _, id := range ids {
-		a := acked[id]
-		for _, m := range members[a.Conv] {
-			r.Expected++
-			if m.has(a.Conv, a.Seq, id) {
-				r.Delivered++
-				continue
-			}
-			r.Lost++
-			r.sample("lost: message %s (conv %s seq %d, %s/%s, acked %s after %d attempts) never reached %s\n      timeline: %s",
-				id, a.Conv, a.Seq, a.Sender, a.CMID, a.At.UTC().Format("15:04:05.000"), a.Attempts, m.user,
-				strings.Join(m.timelineAround(a.At, 5*time.Second), " | "))
-		}
-	}
-	return acked
+	return l
 }
 
-// checkStore compares the acked messages with the read model and the log.
-func checkStore(ctx context.Context, r *report, pool pgxQuerier, acked map[string]ack, log []logMsg) error {
-	rows, err := pool.Query(ctx, `SELECT conversation_id, seq, message_id, sender_id, client_msg_id FROM `+
-		pgx.Identifier{chaosSchema, "messages"}.Sanitize())
-	if err != nil {
-		return err
-	}
-	type row struct {
-		conv, id, sender, cmid string
-		seq                    int64
-	}
-	pg := map[string]row{}
-	var x row
-	if _, err := pgx.ForEachRow(rows, []any{&x.conv, &x.seq, &x.id, &x.sender, &x.cmid}, func() error {
-		pg[x.id] = x
-		return nil
-	}); err != nil {
-		return err
-	}
-	for id, a := range acked {
-		got, ok := pg[id]
-		switch {
-		case !ok:
-			r.PGMissing++
-			r.sample("postgres: acked message %s (conv %s seq %d, %s/%s) not in %s.messages", id, a.Conv, a.Seq, a.Sender, a.CMID, chaosSchema)
-		case got.seq != a.Seq || got.conv != a.Conv || got.cmid != a.CMID || got.sender != a.Sender:
-			r.PGMismatch++
-			r.sample("postgres: message %s is %+v, acked as %+v", id, got, a)
-		}
-	}
-	// The log itself: one message_sent per message id and per client_msg_id.
+// checkLog checks the log itself (one message_sent per message id and per
+// client_msg_id) and that the events read model holds every logged
+// message (sync replays it).
+func checkLog(ctx context.Context, r *report, pool harness.Querier, log []logMsg) error {
 	byID, byCMID := map[string][]logMsg{}, map[string][]logMsg{}
 	for _, m := range log {
 		byID[m.MsgID] = append(byID[m.MsgID], m)
@@ -209,11 +150,10 @@ func checkStore(ctx context.Context, r *report, pool pgxQuerier, acked map[strin
 			r.sample("log: client_msg_id %s appended %d times as different messages: %+v", k, len(ms), ms)
 		}
 	}
-	// The events read model holds every logged event (sync replays it).
-	rows, err = pool.Query(ctx, `SELECT conversation_id, seq FROM `+pgx.Identifier{chaosSchema, "events"}.Sanitize()+
+	rows, err := pool.Query(ctx, `SELECT conversation_id, seq FROM `+pgx.Identifier{chaosSchema, "events"}.Sanitize()+
 		` WHERE type=$1`, domain.EvMessageSent)
 	if err != nil {
-		return err
+		return fmt.Errorf("read the events read model: %w", err)
 	}
 	ev := map[string]bool{}
 	var conv string
@@ -222,7 +162,7 @@ func checkStore(ctx context.Context, r *report, pool pgxQuerier, acked map[strin
 		ev[fmt.Sprintf("%s/%d", conv, seq)] = true
 		return nil
 	}); err != nil {
-		return err
+		return fmt.Errorf("read the events read model: %w", err)
 	}
 	for _, m := range log {
 		if !ev[fmt.Sprintf("%s/%d", m.Conv, m.Seq)] {
@@ -233,28 +173,13 @@ func checkStore(ctx context.Context, r *report, pool pgxQuerier, acked map[strin
 	return nil
 }
 
-type pgxQuerier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}
-
-// table renders the report.
+// table renders the report: the shared tally, then the chaos-only rows.
 func (r *report) table() string {
-	var b strings.Builder
-	row := func(k string, v any) { fmt.Fprintf(&b, "  %-44s %v\n", k, v) }
-	row("messages acked", r.Acked)
-	row("deliveries expected (acked x members)", r.Expected)
-	row("delivered", r.Delivered)
-	row("lost", r.Lost)
-	row("duplicated", r.Duplicated)
-	row("out of order", r.OutOfOrder)
-	row("received by a non-member", r.Foreign)
-	row("bad acks", r.BadAcks)
-	row("sends never acked (run ended)", r.Unacked)
-	row("acked but missing in Postgres", r.PGMissing)
-	row("acked but different in Postgres", r.PGMismatch)
-	row("log: message id appended twice", r.LogDupMsgID)
-	row("log: client_msg_id appended as two messages", r.LogDupCMID)
-	row("events read model missing logged messages", r.EventsMissing)
-	row(fmt.Sprintf("idempotent resends after Redis loss (%d)", r.IdemChecked), fmt.Sprintf("%d returned another message", r.IdemMismatch))
-	return b.String()
+	return r.Tally.Table(
+		harness.Line{Name: "sends never acked (run ended)", Value: r.Unacked},
+		harness.Line{Name: "log: message id appended twice", Value: r.LogDupMsgID},
+		harness.Line{Name: "log: client_msg_id appended as two messages", Value: r.LogDupCMID},
+		harness.Line{Name: "events read model missing logged messages", Value: r.EventsMissing},
+		harness.Line{Name: fmt.Sprintf("idempotent resends after Redis loss (%d)", r.IdemChecked),
+			Value: fmt.Sprintf("%d returned another message", r.IdemMismatch)})
 }

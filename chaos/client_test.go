@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/internal/harness"
 	"github.com/parley-chat/parley/internal/wsclient"
 )
 
@@ -34,17 +35,8 @@ type load struct {
 	since    time.Time
 }
 
-func (l *load) sending() bool { return !closed(l.sendStop) }
-func (l *load) stopped() bool { return closed(l.stop) }
-
-func closed(c chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
-}
+func (l *load) sending() bool { return !harness.Closed(l.sendStop) }
+func (l *load) stopped() bool { return harness.Closed(l.stop) }
 
 // clientConfig is the behaviour of a simulated client.
 type clientConfig struct {
@@ -69,19 +61,10 @@ type latency struct {
 	D  time.Duration
 }
 
-// got is one message.new a client processed.
-type got struct {
-	MsgID, Sender, CMID string
-	Seq                 int64
-	Conn                int
-	Gateway             int
-	At                  time.Time
-}
-
-// anomaly is a violation seen by one client, with enough context to
-// reproduce it.
+// anomaly is an ack the client could not accept, with enough context to
+// reproduce it (what it received is checked by its inbox).
 type anomaly struct {
-	Kind   string // duplicate, out_of_order, foreign
+	Kind   string // bad_ack
 	User   string
 	Conv   string
 	Seq    int64
@@ -108,13 +91,12 @@ type simClient struct {
 	ld     *load
 	rng    *rand.Rand
 
+	// inbox checks every push (member, seq order, exactly once) and holds
+	// the positions the next sync resumes from.
+	inbox *harness.Inbox
+
 	mu        sync.Mutex
-	pos       map[string]int64            // conv -> highest frame seq seen (lifetime)
-	seqs      map[string]map[int64]string // conv -> seq -> push type (every durable push seen)
-	msgs      map[string]map[int64]got    // conv -> seq -> message.new
-	byMsgID   map[string]int64            // message_id -> seq first seen
-	byCMID    map[string]string           // sender/cmid -> message_id first seen
-	anomalies []anomaly
+	anomalies []anomaly // bad acks
 	acks      []ack
 	pending   *ack
 	refusals  map[string]int
@@ -138,12 +120,10 @@ type simClient struct {
 
 func newSimClient(user string, convs []string, cfg clientConfig, gw gateways, ld *load, seed uint64) *simClient {
 	c := &simClient{user: user, convs: convs, member: map[string]bool{}, cfg: cfg, gw: gw, ld: ld,
-		rng: rand.New(rand.NewPCG(seed, seed*7919+1)), pos: map[string]int64{}, seqs: map[string]map[int64]string{},
-		msgs: map[string]map[int64]got{}, byMsgID: map[string]int64{}, byCMID: map[string]string{}, refusals: map[string]int{}}
+		rng: rand.New(rand.NewPCG(seed, seed*7919+1)), inbox: harness.NewInbox(user), refusals: map[string]int{}}
 	for _, cv := range convs {
 		c.member[cv] = true
-		c.seqs[cv] = map[int64]string{}
-		c.msgs[cv] = map[int64]got{}
+		c.inbox.Join(cv, 0)
 	}
 	return c
 }
@@ -226,9 +206,7 @@ func (c *simClient) session(conn *wsclient.Client, gi int) {
 		_ = conn.Close()
 		<-conn.Done()
 		<-consumed
-		c.mu.Lock()
-		pos := fmt.Sprint(c.pos)
-		c.mu.Unlock()
+		pos := fmt.Sprint(c.inbox.Positions())
 		c.note("conn %d closed (voluntary %v) at positions %s: %v", cn, voluntary, pos, conn.CloseErr)
 	}()
 	if !c.resume(conn, cn) {
@@ -243,12 +221,7 @@ func (c *simClient) session(conn *wsclient.Client, gi int) {
 func (c *simClient) resume(conn *wsclient.Client, cn int) bool {
 	backoff := 200 * time.Millisecond
 	for !c.ld.stopped() {
-		c.mu.Lock()
-		pos := make(map[string]int64, len(c.convs))
-		for _, cv := range c.convs {
-			pos[cv] = c.pos[cv]
-		}
-		c.mu.Unlock()
+		pos := c.inbox.Positions()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		_, err := conn.Request(ctx, "sync", map[string]any{"positions": pos})
 		cancel()
@@ -427,82 +400,21 @@ func (c *simClient) acked(p *ack, raw json.RawMessage) {
 	c.sent++
 }
 
-type pushData struct {
-	ConversationID string `json:"conversation_id"`
-	Conversation   *struct {
-		ConversationID string `json:"conversation_id"`
-	} `json:"conversation"`
-	MessageID   string `json:"message_id"`
-	SenderID    string `json:"sender_id"`
-	ClientMsgID string `json:"client_msg_id"`
-	Seq         int64  `json:"seq"`
-}
-
-// onPush applies what a real client does with a push and checks it: a
-// durable push of a conversation must be of one the user is a member of,
-// and its seq must be above everything already seen of the conversation
-// (across reconnects: the sync position makes the server send only what is
-// after it).
+// onPush applies what a real client does with a push; its inbox checks it.
+// A violation goes to the timeline too, next to the connection events.
 func (c *simClient) onPush(p wsclient.Push, cn, gi int) {
-	var d pushData
-	_ = json.Unmarshal(p.Data, &d)
-	conv := d.ConversationID
-	if conv == "" && d.Conversation != nil {
-		conv = d.Conversation.ConversationID
-	}
+	push := harness.ParsePush(p)
 	now := time.Now()
+	pos := c.inbox.Positions()[push.Conv]
+	v := c.inbox.Add(push, fmt.Sprintf("on conn %d (gw%d)", cn, gi), now)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if conv != "" && !c.member[conv] {
-		c.anomalies = append(c.anomalies, anomaly{Kind: "foreign", User: c.user, Conv: conv, Seq: p.Seq,
-			Detail: fmt.Sprintf("%s on conn %d (gw%d)", p.Type, cn, gi), At: now})
-		return
+	if p.Seq > 0 && push.Conv != "" && c.member[push.Conv] {
+		c.pushLog = append(c.pushLog, tl{At: now, What: fmt.Sprintf("conn %d push %s %s seq %d (position %d)", cn, push.Conv, p.Type, p.Seq, pos)})
 	}
-	if p.Seq == 0 {
-		return // ephemeral (typing)
+	if v != nil {
+		c.timeline = append(c.timeline, tl{At: now, What: fmt.Sprintf("%s: conv %s seq %d: %s", v.Kind, v.Conv, v.Seq, v.Detail)})
 	}
-	last := c.pos[conv]
-	c.pushLog = append(c.pushLog, tl{At: now, What: fmt.Sprintf("conn %d push %s %s seq %d (position %d)", cn, conv, p.Type, p.Seq, last)})
-	switch {
-	case c.seqs[conv][p.Seq] != "":
-		c.anomalies = append(c.anomalies, anomaly{Kind: "duplicate", User: c.user, Conv: conv, Seq: p.Seq,
-			Detail: fmt.Sprintf("%s seq %d again on conn %d (gw%d); first as %s", p.Type, p.Seq, cn, gi, c.seqs[conv][p.Seq]), At: now})
-		return
-	case p.Seq < last:
-		c.anomalies = append(c.anomalies, anomaly{Kind: "out_of_order", User: c.user, Conv: conv, Seq: p.Seq,
-			Detail: fmt.Sprintf("%s seq %d after seq %d on conn %d (gw%d)", p.Type, p.Seq, last, cn, gi), At: now})
-	default:
-		c.pos[conv] = p.Seq
-	}
-	c.seqs[conv][p.Seq] = fmt.Sprintf("%s@conn%d", p.Type, cn)
-	if p.Type != domain.PushMessageNew {
-		return
-	}
-	if s, ok := c.byMsgID[d.MessageID]; ok && s != p.Seq {
-		c.anomalies = append(c.anomalies, anomaly{Kind: "duplicate", User: c.user, Conv: conv, Seq: p.Seq,
-			Detail: fmt.Sprintf("message %s at seq %d, already received at seq %d", d.MessageID, p.Seq, s), At: now})
-	}
-	k := d.SenderID + "/" + d.ClientMsgID
-	if id, ok := c.byCMID[k]; ok && id != d.MessageID {
-		c.anomalies = append(c.anomalies, anomaly{Kind: "duplicate", User: c.user, Conv: conv, Seq: p.Seq,
-			Detail: fmt.Sprintf("client_msg_id %s as message %s (seq %d), already received as message %s (seq %d)",
-				k, d.MessageID, p.Seq, id, c.byMsgID[id]), At: now})
-	}
-	if _, ok := c.byMsgID[d.MessageID]; !ok {
-		c.byMsgID[d.MessageID] = p.Seq
-	}
-	if _, ok := c.byCMID[k]; !ok {
-		c.byCMID[k] = d.MessageID
-	}
-	c.msgs[conv][p.Seq] = got{MsgID: d.MessageID, Sender: d.SenderID, CMID: d.ClientMsgID, Seq: p.Seq, Conn: cn, Gateway: gi, At: now}
-}
-
-// has reports whether the client processed message id at seq of conv.
-func (c *simClient) has(conv string, seq int64, id string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	g, ok := c.msgs[conv][seq]
-	return ok && g.MsgID == id
 }
 
 // snapshot copies what the checks read.

@@ -10,13 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/internal/testenv"
+	"github.com/parley-chat/parley/internal/harness"
 	"github.com/parley-chat/parley/transport/auth"
 )
 
@@ -27,13 +26,13 @@ type cluster struct {
 	bin    string
 	secret string
 
-	pg *privatePG
-	rd *privateRedis
-	kf *privateKafka
+	pg *harness.PG
+	rd *harness.Redis
+	kf *harness.Kafka
 
-	gateways   []*node
-	fanouts    []*node
-	projectors []*node
+	gateways   []*harness.Chatd
+	fanouts    []*harness.Chatd
+	projectors []*harness.Chatd
 
 	tokMu  sync.Mutex
 	tokens map[string]string
@@ -62,52 +61,50 @@ func startCluster(ctx context.Context, t testing.TB, dir string) (*cluster, erro
 	}
 	// Kafka takes longest to come up: start it first, build meanwhile.
 	var err error
-	if c.kf, err = newKafka(dir); err != nil {
+	if c.kf, err = harness.NewKafka(ctx, dir); err != nil {
 		return c, err
 	}
-	if err := c.kf.start(); err != nil {
+	if err := c.kf.Start(); err != nil {
 		return c, err
 	}
-	if c.pg, err = newPG(dir); err != nil {
+	if c.pg, err = harness.NewPG(ctx, dir); err != nil {
 		return c, err
 	}
-	if err := c.pg.start(); err != nil {
+	if err := c.pg.Start(); err != nil {
 		return c, err
 	}
-	if c.rd, err = newRedis(dir); err != nil {
+	if c.rd, err = harness.NewRedis(dir); err != nil {
 		return c, err
 	}
-	if err := c.rd.start(); err != nil {
+	if err := c.rd.Start(); err != nil {
 		return c, err
 	}
 	t0 := time.Now()
-	build := exec.Command("go", "build", "-o", c.bin+string(filepath.Separator), "./cmd/chatd", "./cmd/chatctl")
-	build.Dir = repoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		return c, fmt.Errorf("go build: %v\n%s", err, out)
+	if err := harness.Build(ctx, c.bin, "chatd", "chatctl"); err != nil {
+		return c, err
 	}
 	t.Logf("built chatd and chatctl in %v", time.Since(t0).Round(time.Millisecond))
-	if err := c.pg.waitReady(ctx, 60*time.Second); err != nil {
-		return c, fmt.Errorf("postgres: %w (log %s)", err, c.pg.log)
+	if err := c.pg.WaitReady(ctx, 60*time.Second); err != nil {
+		return c, fmt.Errorf("postgres: %w (log %s)", err, c.pg.Log)
 	}
-	if err := c.pg.createDB(ctx); err != nil {
-		return c, fmt.Errorf("create database: %w", err)
+	if err := c.pg.CreateDB(ctx, "chat"); err != nil {
+		return c, err
 	}
-	if err := c.rd.waitReady(ctx, 30*time.Second); err != nil {
-		return c, fmt.Errorf("redis: %w (log %s)", err, c.rd.log)
+	if err := c.rd.WaitReady(ctx, 30*time.Second); err != nil {
+		return c, fmt.Errorf("redis: %w (log %s)", err, c.rd.Log)
 	}
-	if err := c.kf.waitReady(ctx, 120*time.Second, ""); err != nil {
-		return c, fmt.Errorf("kafka: %w (log %s)", err, c.kf.log)
+	if err := c.kf.WaitReady(ctx, 120*time.Second, ""); err != nil {
+		return c, fmt.Errorf("kafka: %w (log %s)", err, c.kf.Log)
 	}
 	t.Logf("services up: postgres :%d, redis :%d, kafka :%d (controller :%d) after %v",
-		c.pg.port, c.rd.port, c.kf.port, c.kf.ctrlPort, time.Since(t0).Round(time.Millisecond))
+		c.pg.Port, c.rd.Port, c.kf.Port, c.kf.CtrlPort, time.Since(t0).Round(time.Millisecond))
 	if err := c.chatctl(ctx, "migrate"); err != nil {
 		return c, err
 	}
 	if err := c.chatctl(ctx, "topics"); err != nil {
 		return c, err
 	}
-	if err := c.kf.waitReady(ctx, 60*time.Second, chaosTopic); err != nil {
+	if err := c.kf.WaitReady(ctx, 60*time.Second, chaosTopic); err != nil {
 		return c, fmt.Errorf("topic: %w", err)
 	}
 	for i := range 3 {
@@ -129,21 +126,21 @@ func startCluster(ctx context.Context, t testing.TB, dir string) (*cluster, erro
 		c.fanouts, c.projectors = append(c.fanouts, f), append(c.projectors, p)
 	}
 	for _, n := range c.nodes() {
-		if err := n.start(); err != nil {
+		if err := n.Start(); err != nil {
 			return c, err
 		}
 	}
 	for _, n := range c.nodes() {
-		if err := n.waitReady(ctx, 60*time.Second); err != nil {
-			return c, fmt.Errorf("%s: %w (log %s)", n.name, err, n.log)
+		if err := n.WaitReady(ctx, 60*time.Second); err != nil {
+			return c, fmt.Errorf("%s: %w (log %s)", n.Name, err, n.Log)
 		}
 	}
 	t.Logf("cluster up after %v: gateways %v", time.Since(t0).Round(time.Millisecond), c.gatewayURLs())
 	return c, nil
 }
 
-func (c *cluster) nodes() []*node {
-	out := append([]*node{}, c.gateways...)
+func (c *cluster) nodes() []*harness.Chatd {
+	out := append([]*harness.Chatd{}, c.gateways...)
 	out = append(out, c.fanouts...)
 	return append(out, c.projectors...)
 }
@@ -151,9 +148,9 @@ func (c *cluster) nodes() []*node {
 // env is the Parley configuration of every process of the run.
 func (c *cluster) env(extra map[string]string) []string {
 	m := map[string]string{
-		"CHAT_DATABASE_URL":  c.pg.url("chat"),
-		"CHAT_REDIS_URL":     c.rd.url(),
-		"CHAT_KAFKA_BROKERS": c.kf.broker(),
+		"CHAT_DATABASE_URL":  c.pg.URL("chat"),
+		"CHAT_REDIS_URL":     c.rd.URL(),
+		"CHAT_KAFKA_BROKERS": c.kf.Broker(),
 		"CHAT_JWT_SECRET":    c.secret,
 		"CHAT_KAFKA_TOPIC":   chaosTopic,
 		"CHAT_DB_SCHEMA":     chaosSchema,
@@ -162,7 +159,7 @@ func (c *cluster) env(extra map[string]string) []string {
 	for k, v := range extra {
 		m[k] = v
 	}
-	return chatEnv(m)
+	return harness.ChatEnv(m)
 }
 
 func (c *cluster) chatctl(ctx context.Context, args ...string) error {
@@ -178,25 +175,8 @@ func (c *cluster) chatctl(ctx context.Context, args ...string) error {
 	return nil
 }
 
-func (c *cluster) newNode(name, roles string) (*node, error) {
-	port, err := testenv.PickPort()
-	if err != nil {
-		return nil, err
-	}
-	n := &node{roles: roles, port: port}
-	n.name, n.log = name, filepath.Join(c.dir, "logs", name+".log")
-	env := c.env(map[string]string{
-		"CHAT_ROLES":     roles,
-		"CHAT_NODE_ID":   name,
-		"CHAT_HTTP_ADDR": "127.0.0.1:" + strconv.Itoa(port),
-		"CHAT_OPS_ADDR":  "127.0.0.1:0",
-	})
-	n.mk = func() *exec.Cmd {
-		cmd := exec.Command(filepath.Join(c.bin, "chatd"))
-		cmd.Env = env
-		return cmd
-	}
-	return n, nil
+func (c *cluster) newNode(name, roles string) (*harness.Chatd, error) {
+	return harness.NewChatd(filepath.Join(c.bin, "chatd"), filepath.Join(c.dir, "logs"), name, roles, c.env(nil))
 }
 
 // gatewayURLs lists every gateway, running or not: a client does not know
@@ -204,7 +184,7 @@ func (c *cluster) newNode(name, roles string) (*node, error) {
 func (c *cluster) gatewayURLs() []string {
 	out := make([]string, len(c.gateways))
 	for i, g := range c.gateways {
-		out[i] = g.ws()
+		out[i] = g.WS()
 	}
 	return out
 }
@@ -213,7 +193,7 @@ func (c *cluster) gatewayURLs() []string {
 func (c *cluster) aliveGateways() []int {
 	var out []int
 	for i, g := range c.gateways {
-		if g.running() {
+		if g.Running() {
 			out = append(out, i)
 		}
 	}
@@ -239,17 +219,17 @@ func (c *cluster) shutdown() {
 	var wg sync.WaitGroup
 	for _, n := range c.nodes() {
 		wg.Add(1)
-		go func() { defer wg.Done(); n.stop(15, 10*time.Second) }() // SIGTERM
+		go func() { defer wg.Done(); n.Stop(15, 10*time.Second) }() // SIGTERM
 	}
 	wg.Wait()
 	if c.kf != nil {
-		c.kf.stop(15, 20*time.Second)
+		c.kf.Stop(15, 20*time.Second)
 	}
 	if c.rd != nil {
-		c.rd.stop(9, time.Second)
+		c.rd.Stop(9, time.Second)
 	}
 	if c.pg != nil {
-		c.pg.stop(3, 20*time.Second) // SIGQUIT: immediate shutdown
+		c.pg.Stop(3, 20*time.Second) // SIGQUIT: immediate shutdown
 	}
 }
 
@@ -258,13 +238,13 @@ func (c *cluster) shutdown() {
 func (c *cluster) logLines(n int, match func(string) bool) []string {
 	var out []string
 	for _, nd := range c.nodes() {
-		b, err := os.ReadFile(nd.log)
+		b, err := os.ReadFile(nd.Log)
 		if err != nil {
 			continue
 		}
 		for _, l := range strings.Split(string(b), "\n") {
 			if match(l) {
-				out = append(out, nd.name+": "+l)
+				out = append(out, nd.Name+": "+l)
 				if len(out) >= n {
 					return out
 				}

@@ -15,6 +15,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/internal/wsclient"
 )
 
@@ -98,7 +99,7 @@ func newProber(ctx context.Context, c *cluster) (*prober, error) {
 func (p *prober) dial(ctx context.Context, gw int, user string) (*wsclient.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	conn, _, err := wsclient.Dial(dctx, p.c.gateways[gw].ws(), p.c.token(user), wsclient.Options{PushBuf: 10000})
+	conn, _, err := wsclient.Dial(dctx, p.c.gateways[gw].WS(), p.c.token(user), wsclient.Options{PushBuf: 10000})
 	if err != nil {
 		return nil, fmt.Errorf("dial gateway-%d as %s: %w", gw+1, user, err)
 	}
@@ -188,7 +189,7 @@ func (p *prober) once(ctx context.Context) error {
 		}
 		ids[i], pos[conv] = r.Message.MessageID, r.Message.Seq-1
 	}
-	if err := poll(ctx, 5*time.Second, func() error {
+	if err := poll.Err(ctx, 5*time.Second, func() error {
 		if n := live.missing(ids); n > 0 {
 			return fmt.Errorf("%d of %d probe messages not delivered live to gateway-%d", n, len(ids), gb+1)
 		}
@@ -205,7 +206,7 @@ func (p *prober) once(ctx context.Context) error {
 	if _, err := request(ctx, r, 15*time.Second, "sync", map[string]any{"positions": pos}); err != nil {
 		return fmt.Errorf("sync via gateway-%d: %w", gc+1, err)
 	}
-	return poll(ctx, 5*time.Second, func() error {
+	return poll.Err(ctx, 5*time.Second, func() error {
 		if n := replay.missing(ids); n > 0 {
 			return fmt.Errorf("%d of %d probe messages not replayed by sync on gateway-%d", n, len(ids), gc+1)
 		}

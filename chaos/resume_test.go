@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/internal/wsclient"
 )
 
@@ -122,7 +123,7 @@ func TestChaosResumeAfterFailedSync(t *testing.T) {
 	go alice.consume(alice.conn)
 	must(alice.conn, "sync", map[string]any{"positions": map[string]int64{conv: 0}})
 	m0 := send("m0")
-	if err := poll(ctx, 10*time.Second, func() error {
+	if err := poll.Err(ctx, 10*time.Second, func() error {
 		if !alice.has(m0.MessageID) {
 			return errors.New("alice has not received m0")
 		}
@@ -136,7 +137,7 @@ func TestChaosResumeAfterFailedSync(t *testing.T) {
 	// The projector stalls (both processes frozen: they keep their
 	// partitions), and bob writes m1 while alice is away.
 	for _, pj := range c.projectors {
-		if err := pj.signal(syscall.SIGSTOP); err != nil {
+		if err := pj.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -144,7 +145,7 @@ func TestChaosResumeAfterFailedSync(t *testing.T) {
 	thaw := func() {
 		if !thawed {
 			for _, pj := range c.projectors {
-				_ = pj.signal(syscall.SIGCONT)
+				_ = pj.Signal(syscall.SIGCONT)
 			}
 			thawed = true
 		}
@@ -153,7 +154,7 @@ func TestChaosResumeAfterFailedSync(t *testing.T) {
 	m1 := send("m1")
 	// carol, on the node alice will come back to, received m1 live: that
 	// node has routed m1 before alice's new connection exists.
-	if err := poll(ctx, 10*time.Second, func() error {
+	if err := poll.Err(ctx, 10*time.Second, func() error {
 		if !carol.has(m1.MessageID) {
 			return errors.New("carol has not received m1")
 		}
@@ -182,7 +183,7 @@ func TestChaosResumeAfterFailedSync(t *testing.T) {
 	thaw()
 	// What alice has seen decides where she resumes from. (With the bug,
 	// m2 is released right after the failed sync.)
-	_ = poll(ctx, 5*time.Second, func() error {
+	_ = poll.Err(ctx, 5*time.Second, func() error {
 		if !alice.has(m2.MessageID) {
 			return errors.New("m2 not received")
 		}
@@ -194,7 +195,7 @@ func TestChaosResumeAfterFailedSync(t *testing.T) {
 	if _, err := request(ctx, alice.conn, 30*time.Second, "sync", map[string]any{"positions": map[string]int64{conv: from2}}); err != nil {
 		t.Fatalf("second sync (from %d): %v", from2, err)
 	}
-	if err := poll(ctx, 10*time.Second, func() error {
+	if err := poll.Err(ctx, 10*time.Second, func() error {
 		if !alice.has(m1.MessageID) || !alice.has(m2.MessageID) {
 			return errors.New("missing")
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/app"
 	"github.com/parley-chat/parley/infra/redisstore"
+	"github.com/parley-chat/parley/internal/harness"
 	"github.com/parley-chat/parley/internal/testenv"
 	"github.com/parley-chat/parley/internal/wsclient"
 )
@@ -113,7 +114,7 @@ func TestClusterFailures(t *testing.T) {
 	proc := startChatd(t, env, bin, "cluster-extra-"+env.Suffix, "fanout", "projector")
 	waitOwners(t, l, proc, true)
 	step("extra fanout+projector owns partitions")
-	proc.kill()
+	proc.Kill()
 	waitOwners(t, l, proc, false)
 	step("extra process killed, groups rebalanced")
 
@@ -122,23 +123,27 @@ func TestClusterFailures(t *testing.T) {
 	senders.Wait() // a send in flight is retried until acked or maxSendTime
 	t.Logf("%6.1fs  load stopped: acked %d, gave up %d, reconnects %d", time.Since(start).Seconds(),
 		l.ackCount.Load(), l.gaveUp.Load(), l.reconnects.Load())
-	live, proj := l.drain(t)
-	printTable(t, l, live, proj)
-	for _, id := range proj.lostIDs {
+	tally := l.drain(t)
+	t.Logf("loss table:\n%s", tally.Table(harness.Line{Name: "sends never acked (gave up)", Value: l.gaveUp.Load()},
+		harness.Line{Name: "reconnects (resumed with sync)", Value: l.reconnects.Load()}))
+	if len(tally.Samples) > 0 {
+		t.Logf("samples:\n  %s", strings.Join(tally.Samples, "\n  "))
+	}
+	for _, id := range tally.MissingIDs {
 		explainMissing(t, l, id)
 	}
 	t.Logf("send/sync errors seen (all retried): %s", l.errSummary())
-	if live.lost+live.duplicated+live.outOfOrder+proj.lost+proj.duplicated+proj.outOfOrder+int64(l.badAcks()) != 0 {
+	if tally.Failed() {
 		t.Fatalf("a guarantee broke: acked messages lost, duplicated or out of order (see the table)")
 	}
-	if live.acked < 5*stepAcks {
-		t.Fatalf("only %d messages acked", live.acked)
+	if tally.Acked < 5*stepAcks {
+		t.Fatalf("only %d messages acked", tally.Acked)
 	}
 }
 
 // setupLoad creates the conversations (through node A) and the members.
 func setupLoad(t *testing.T, env *testenv.Env, gateways []string) *load {
-	l := &load{env: env, gateways: gateways, convs: map[string][]*member{}, acked: map[string]ack{},
+	l := &load{env: env, gateways: gateways, convs: map[string][]*member{}, ledger: harness.NewLedger(),
 		errCodes: map[string]int{}, limiter: rate.NewLimiter(sendRate, 1)}
 	for i := range numUsers {
 		id := fmt.Sprintf("cl%s_u%02d", env.Suffix, i)
@@ -169,6 +174,9 @@ func setupLoad(t *testing.T, env *testenv.Env, gateways []string) *load {
 		}
 		l.convs[r.Conversation.ConversationID] = ms
 	}
+	for _, m := range l.users {
+		l.ledger.Enroll(m.inbox)
+	}
 	return l
 }
 
@@ -197,12 +205,12 @@ func deletePrefix(t *testing.T, rdb *redis.ClusterClient, prefix string) {
 
 // waitOwners waits until the extra process owns partitions in both consumer
 // groups (joined), or owns none and the groups are stable again (left).
-func waitOwners(t *testing.T, l *load, p *chatdProc, joined bool) {
+func waitOwners(t *testing.T, l *load, p *harness.Chatd, joined bool) {
 	t.Helper()
 	cfg := l.env.Cfg
 	groups := map[string]string{
-		cfg.GroupPrefix + app.ProjectorGroup: "parley-projector-" + p.nodeID,
-		cfg.GroupPrefix + app.FanoutGroup:    "parley-fanout-" + p.nodeID,
+		cfg.GroupPrefix + app.ProjectorGroup: "parley-projector-" + p.NodeID,
+		cfg.GroupPrefix + app.FanoutGroup:    "parley-fanout-" + p.NodeID,
 	}
 	what := "the extra process to own partitions in both groups"
 	if !joined {
@@ -225,26 +233,28 @@ func waitOwners(t *testing.T, l *load, p *chatdProc, joined bool) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s; its log:\n%s", rebalanceTo, what, p.tail(30))
+			t.Fatalf("timed out after %v waiting for %s; its log:\n%s", rebalanceTo, what, p.Tail(30))
 		}
 		pause(context.Background(), 200*time.Millisecond)
 	}
 }
 
 // drain waits (bounded) until every acked message reached every member and
-// the read model, then returns the final tallies. It polls by hand rather
+// the read model, then returns the final tally. It polls by hand rather
 // than with testenv.WaitFor so that the table is printed even on a timeout.
-func (l *load) drain(t *testing.T) (live, proj tally) {
+func (l *load) drain(t *testing.T) harness.Tally {
 	deadline := time.Now().Add(drainWait)
 	for {
-		var err error
-		live = l.liveTally()
-		proj, err = l.projectedTally(context.Background())
+		proj, err := harness.ReadProjection(context.Background(), l.env.Pool, l.env.Cfg.DBSchema)
 		if err != nil {
 			t.Logf("read model: %v", err)
 		}
-		if (err == nil && live.lost == 0 && proj.lost == 0) || time.Now().After(deadline) {
-			return live, proj
+		tally := l.ledger.Tally(proj)
+		if err == nil && (tally.Lost == 0 && tally.PGMissing == 0 || time.Now().After(deadline)) {
+			return tally
+		}
+		if time.Now().After(deadline) { // never judged without the read model
+			t.Fatalf("the read model could not be read at the drain's end: %v", err)
 		}
 		pause(context.Background(), 250*time.Millisecond)
 	}

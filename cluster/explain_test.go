@@ -17,19 +17,15 @@ import (
 // the read model's row at that seq, its partition's stored offset and any
 // event set aside there. A failure then says which part lost it.
 func explainMissing(t *testing.T, l *load, id string) {
-	l.mu.Lock()
-	a := l.acked[id]
-	l.mu.Unlock()
+	a, _ := l.ledger.Get(id)
 	cfg := l.env.Cfg
-	p := kafkalog.PartitionOf(a.conv, int32(cfg.Partitions))
+	p := kafkalog.PartitionOf(a.Conv, int32(cfg.Partitions))
 	var got []string
-	for _, m := range l.convs[a.conv] {
-		m.mu.Lock()
-		got = append(got, fmt.Sprintf("%s:%d", m.id, m.got[id]))
-		m.mu.Unlock()
+	for _, m := range l.convs[a.Conv] {
+		got = append(got, fmt.Sprintf("%s:%d", m.id, m.inbox.Count(id)))
 	}
-	off := domain.OffsetOf(a.seq)
-	t.Logf("missing %s: conv %s acked seq %d (partition %d offset %d); live deliveries %v", id, a.conv, a.seq, p, off, got)
+	off := domain.OffsetOf(a.Seq)
+	t.Logf("missing %s: conv %s acked seq %d (partition %d offset %d); live deliveries %v", id, a.Conv, a.Seq, p, off, got)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	q := func(what, sql string, args ...any) {
@@ -44,8 +40,8 @@ func explainMissing(t *testing.T, l *load, id string) {
 			t.Logf("  %s: %v", what, v)
 		}
 	}
-	q("row at its seq", `SELECT message_id, client_msg_id, seq FROM %q.messages WHERE conversation_id=$1 AND seq=$2`, a.conv, a.seq)
-	q("event at its seq", `SELECT id, type, data->>'message_id' FROM %q.events WHERE conversation_id=$1 AND seq=$2`, a.conv, a.seq)
+	q("row at its seq", `SELECT message_id, client_msg_id, seq FROM %q.messages WHERE conversation_id=$1 AND seq=$2`, a.Conv, a.Seq)
+	q("event at its seq", `SELECT id, type, data->>'message_id' FROM %q.events WHERE conversation_id=$1 AND seq=$2`, a.Conv, a.Seq)
 	q("stored offset", `SELECT partition, next_offset FROM %q.projector_offsets WHERE partition=$1`, p)
 	q("set aside", `SELECT log_offset, type, error FROM %q.dead_letters WHERE log_partition=$1`, p)
 	r, err := kafkalog.NewPartitionReader(cfg.KafkaBrokers, cfg.Topic, "parley-cluster-explain")

@@ -6,14 +6,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/parley-chat/parley/infra/kafkalog"
+	"github.com/parley-chat/parley/internal/harness"
 	"github.com/parley-chat/parley/internal/testenv"
 )
 
@@ -116,65 +115,35 @@ func redisPrimaryOf(t *testing.T, rdb *redis.ClusterClient, key string) string {
 	return port
 }
 
-// chatdProc is a chatd process the test started (the projector it adds and
-// removes mid-load).
-type chatdProc struct {
-	cmd    *exec.Cmd
-	logf   string
-	nodeID string
-}
-
+// buildChatd builds the chatd binary the test starts as a process.
 func buildChatd(t *testing.T) (string, error) {
-	bin := filepath.Join(t.TempDir(), "chatd")
+	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/parley-chat/parley/cmd/chatd").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build chatd: %v\n%s", err, out)
+	if err := harness.Build(ctx, dir, "chatd"); err != nil {
+		return "", err
 	}
-	return bin, nil
+	return filepath.Join(dir, "chatd"), nil
 }
 
-// startChatd runs bin with env's isolation (topic, schema, prefixes) and roles.
-func startChatd(t *testing.T, env *testenv.Env, bin, nodeID string, roles ...string) *chatdProc {
+// startChatd runs bin with env's isolation (topic, schema, prefixes) and
+// roles; it is killed at cleanup.
+func startChatd(t *testing.T, env *testenv.Env, bin, nodeID string, roles ...string) *harness.Chatd {
 	t.Helper()
 	c := env.Cfg
-	logf := filepath.Join(t.TempDir(), nodeID+".log")
-	f, err := os.Create(logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	cmd := exec.Command(bin)
-	cmd.Env = append(slices.Clone(os.Environ()),
-		"CHAT_NODE_ID="+nodeID, "CHAT_ROLES="+strings.Join(roles, ","), "CHAT_HTTP_ADDR=127.0.0.1:0", "CHAT_OPS_ADDR=127.0.0.1:0",
+	n, err := harness.NewChatd(bin, t.TempDir(), nodeID, strings.Join(roles, ","), append(slices.Clone(os.Environ()),
 		"CHAT_DEV_AUTH=true", "CHAT_KAFKA_BROKERS="+strings.Join(c.KafkaBrokers, ","),
 		"CHAT_REDIS_URL="+c.RedisURL, "CHAT_DATABASE_URL="+c.DatabaseURL,
 		"CHAT_KAFKA_TOPIC="+c.Topic, "CHAT_KAFKA_PARTITIONS="+strconv.Itoa(int(c.Partitions)),
 		"CHAT_DB_SCHEMA="+c.DBSchema, "CHAT_REDIS_PREFIX="+c.RedisPrefix, "CHAT_GROUP_PREFIX="+c.GroupPrefix,
 		"CHAT_PROJECTOR_WAIT="+c.BatchWait.String(),
-		"CHAT_LOG_LEVEL=info", "CHAT_LOG_FORMAT=json")
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+		"CHAT_LOG_LEVEL=info", "CHAT_LOG_FORMAT=json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
 		t.Fatalf("start chatd: %v", err)
 	}
-	p := &chatdProc{cmd: cmd, logf: logf, nodeID: nodeID}
-	t.Cleanup(func() { p.kill() })
-	return p
-}
-
-// kill ends the process at once (a crash: no graceful hand-over).
-func (p *chatdProc) kill() {
-	if p.cmd.ProcessState != nil {
-		return
-	}
-	_ = p.cmd.Process.Kill()
-	_ = p.cmd.Wait()
-}
-
-func (p *chatdProc) tail(n int) string {
-	b, _ := os.ReadFile(p.logf)
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+	t.Cleanup(n.Kill)
+	return n
 }

@@ -3,12 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,90 +11,10 @@ import (
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/app"
+	"github.com/parley-chat/parley/internal/harness"
 	"github.com/parley-chat/parley/internal/testenv"
 	"github.com/parley-chat/parley/internal/wsclient"
 )
-
-// privatePG is a throw-away Postgres cluster on a random port, so a test can
-// stop and start it without touching the shared one.
-type privatePG struct {
-	t    *testing.T
-	bin  string
-	dir  string
-	port int
-}
-
-func startPrivatePG(t *testing.T) *privatePG {
-	t.Helper()
-	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
-	if len(bins) == 0 {
-		t.Skip("no PostgreSQL server binaries in /usr/lib/postgresql")
-	}
-	sort.Strings(bins)
-	pgUser, err := user.Lookup("postgres")
-	if err != nil {
-		t.Skipf("no postgres OS user: %v", err)
-	}
-	dir, err := os.MkdirTemp("", "parley-pg-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(pgUser.Uid)
-	gid, _ := strconv.Atoi(pgUser.Gid)
-	if err := os.Chown(dir, uid, gid); err != nil {
-		t.Fatal(err)
-	}
-	p := &privatePG{t: t, bin: filepath.Dir(bins[len(bins)-1]), dir: dir, port: testenv.FreePort(t)}
-	t.Cleanup(func() {
-		p.stop("immediate")
-		_ = os.RemoveAll(dir)
-	})
-	p.run("initdb", "-D", p.data(), "-U", "root", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "-N")
-	conf := fmt.Sprintf("\nport = %d\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n"+
-		"max_connections = 100\nshared_buffers = 32MB\nfsync = off\n", p.port, dir)
-	f, err := os.OpenFile(filepath.Join(p.data(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = f.WriteString(conf)
-	f.Close()
-	p.start()
-	conn, err := pgx.Connect(context.Background(), p.url("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(context.Background(), "CREATE DATABASE chat"); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func (p *privatePG) data() string { return filepath.Join(p.dir, "data") }
-
-func (p *privatePG) url(db string) string {
-	return fmt.Sprintf("postgres://root@127.0.0.1:%d/%s?sslmode=disable", p.port, db)
-}
-
-// run runs a server binary as the postgres OS user.
-func (p *privatePG) run(name string, args ...string) {
-	p.t.Helper()
-	cmd := exec.Command("runuser", append([]string{"-u", "postgres", "--", filepath.Join(p.bin, name)}, args...)...)
-	cmd.Dir = "/"
-	if out, err := cmd.CombinedOutput(); err != nil {
-		p.t.Fatalf("%s %v: %v\n%s", name, args, err, out)
-	}
-}
-
-func (p *privatePG) start() {
-	p.run("pg_ctl", "-D", p.data(), "-l", filepath.Join(p.dir, "postgres.log"), "-w", "-t", "60", "start")
-}
-
-func (p *privatePG) stop(mode string) {
-	cmd := exec.Command("runuser", "-u", "postgres", "--", filepath.Join(p.bin, "pg_ctl"), "-D", p.data(), "-m", mode, "-w", "stop")
-	cmd.Dir = "/"
-	_ = cmd.Run() // already stopped is fine
-}
 
 // sendUntilAcked sends one message, retrying the same client_msg_id (an
 // idempotent send) until it is acked.
@@ -129,8 +43,8 @@ func TestPostgresOutage(t *testing.T) {
 }
 
 func postgresOutage(t *testing.T, joining bool) {
-	pg := startPrivatePG(t)
-	t.Setenv("CHAT_DATABASE_URL", pg.url("chat"))
+	pg := harness.StartPG(t, "chat")
+	t.Setenv("CHAT_DATABASE_URL", pg.URL("chat"))
 	env := testenv.New(t)
 	replayEnv(t, env)
 	var node *testenv.Node
@@ -151,7 +65,7 @@ func postgresOutage(t *testing.T, joining bool) {
 	for i := range 150 {
 		switch i {
 		case 40:
-			pg.stop("immediate") // a crash, not a clean shutdown
+			pg.StopMode("immediate") // a crash, not a clean shutdown
 			if joining {
 				env.StartNode("projector")
 			}
@@ -160,7 +74,9 @@ func postgresOutage(t *testing.T, joining bool) {
 			testenv.WaitFor(t, 30*time.Second, "the projector to stall: "+stall, func() bool {
 				return strings.Contains(env.Logs.String(), stall)
 			})
-			pg.start()
+			if err := pg.Restart(context.Background()); err != nil {
+				t.Fatal(err)
+			}
 		}
 		who := alice
 		if i%4 == 3 {

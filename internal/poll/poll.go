@@ -4,6 +4,8 @@
 package poll
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -19,5 +21,28 @@ func Until(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(delay)
 		delay = min(delay*2, 100*time.Millisecond)
+	}
+}
+
+// Err calls cond until it returns nil or limit passes, and returns the last
+// error (or the context's, joined): for waits that report rather than fail
+// a test, such as the out-of-process harness's.
+func Err(ctx context.Context, limit time.Duration, cond func() error) error {
+	deadline := time.Now().Add(limit)
+	delay := 5 * time.Millisecond
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 200*time.Millisecond)
 	}
 }
