@@ -1,13 +1,17 @@
 package projections
 
 import (
+	"bytes"
 	"time"
+
+	"github.com/segmentio/encoding/json"
 
 	"github.com/parley-chat/parley/domain"
 )
 
 // buildBatch reduces records (in log order per partition) to the rows of
-// each statement (batch_rows.go). Every record yields an events row; each
+// each statement (batch_rows.go). Every record yields an event_log row,
+// except a message_sent folded into its messages row (messageSent); each
 // event type adds its own rows below. Conversations' last seqs and
 // memberships are reduced to one row per conversation and per (conversation,
 // user), in the order they first appear.
@@ -17,7 +21,7 @@ func buildBatch(recs []Record) *batchRows {
 		convs:     map[string]int{},
 		deletedAt: map[string]int64{},
 	}
-	b.rows.events.hint = len(recs)
+	b.rows.eventLog.hint = len(recs)
 	for _, r := range recs {
 		b.record(r.Event, r.Seq())
 	}
@@ -53,7 +57,10 @@ type batchBuilder struct {
 func (b *batchBuilder) record(e domain.Event, seq int64) {
 	last := b.lastSeq(e.ConversationID)
 	last.seq, last.at = seq, e.At
-	b.rows.events.add(eventRow{conversationID: e.ConversationID, seq: seq, eventID: e.ID, typ: e.Type,
+	if e.Type == domain.EvMessageSent && b.messageSent(e, seq) {
+		return
+	}
+	b.rows.eventLog.add(eventRow{conversationID: e.ConversationID, seq: seq, eventID: e.ID, typ: e.Type,
 		actor: e.Actor, at: e.At, data: string(e.Data)})
 	switch e.Type {
 	case domain.EvConversationCreated:
@@ -62,8 +69,6 @@ func (b *batchBuilder) record(e domain.Event, seq int64) {
 		b.memberJoined(e, seq)
 	case domain.EvMemberLeft:
 		b.memberLeft(e, seq)
-	case domain.EvMessageSent:
-		b.messageSent(e, seq)
 	case domain.EvMessageDeleted:
 		b.messageDeleted(e, seq)
 	case domain.EvReadMarked:
@@ -75,7 +80,7 @@ func (b *batchBuilder) record(e domain.Event, seq int64) {
 	// (buildBatch).
 }
 
-// An event whose payload does not decode keeps its events row and its
+// An event whose payload does not decode keeps its event_log row and its
 // conversation's last seq, and writes nothing else.
 
 func (b *batchBuilder) conversationCreated(e domain.Event, seq int64) {
@@ -105,14 +110,33 @@ func (b *batchBuilder) memberLeft(e domain.Event, seq int64) {
 	b.leave(e.ConversationID, p.UserID, seq, e.At)
 }
 
-func (b *batchBuilder) messageSent(e domain.Event, seq int64) {
+// messageSent adds the message's row and reports whether the event is
+// folded into it (migration 0010): only when the row rebuilds the payload
+// exactly (foldable), so the events view returns what was logged. A folded
+// event is kept aside for a duplicate produce, whose row the messages
+// insert skips (Store.writeTx).
+func (b *batchBuilder) messageSent(e domain.Event, seq int64) bool {
 	var p domain.MessageSent
 	if e.Payload(&p) != nil {
-		return
+		return false
 	}
-	b.rows.messages.add(messageRow{c: e.ConversationID, seq: seq, id: p.MessageID, sender: e.Actor,
-		cmid: p.ClientMsgID, body: p.Body, at: e.At, reply: p.ReplyTo})
+	row := messageRow{c: e.ConversationID, seq: seq, id: p.MessageID, sender: e.Actor,
+		cmid: p.ClientMsgID, body: p.Body, at: e.At, reply: p.ReplyTo}
+	folded := foldable(e, p)
+	if folded {
+		row.eventID = e.ID
+		b.rows.folded = append(b.rows.folded, foldedEvent{e: e, seq: seq})
+	}
+	b.rows.messages.add(row)
 	b.lastSeq(e.ConversationID).msg = seq
+	return folded
+}
+
+// foldable: the payload is exactly what the server encodes for p, so the
+// events view's jsonb_build_object over the row equals the logged data.
+func foldable(e domain.Event, p domain.MessageSent) bool {
+	data, err := json.Marshal(p)
+	return err == nil && bytes.Equal(data, e.Data)
 }
 
 func (b *batchBuilder) reaction(e domain.Event, seq int64) {

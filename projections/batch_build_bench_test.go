@@ -20,8 +20,8 @@ func BenchmarkBuildBatch(b *testing.B) {
 		b.Run(strconv.Itoa(size), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if bb := buildBatch(recs); bb.events.rows != len(recs) {
-					b.Fatalf("events %d, want %d", bb.events.rows, len(recs))
+				if bb := buildBatch(recs); bb.eventLog.rows+len(bb.folded) != len(recs) {
+					b.Fatalf("events %d + folded %d, want %d", bb.eventLog.rows, len(bb.folded), len(recs))
 				}
 			}
 			b.ReportMetric(float64(size)*float64(b.N)/b.Elapsed().Seconds(), "records/s")

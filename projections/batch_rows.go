@@ -1,6 +1,13 @@
 package projections
 
-import "time"
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/parley-chat/parley/domain"
+)
 
 // The rows a batch writes, one type per statement. Each statement sends its
 // rows as parallel arrays, $1 first, unnested by Postgres into a multi-row
@@ -112,7 +119,7 @@ func (t *table[R]) add(r R) {
 
 // batchRows is a batch reduced to the rows of each statement.
 type batchRows struct {
-	events        table[eventRow]
+	eventLog      table[eventRow]
 	conversations table[conversationRow]
 	lastSeq       table[lastSeqRow]
 	members       table[memberRow]
@@ -121,13 +128,17 @@ type batchRows struct {
 	deletes       table[deleteRow]
 	reads         table[readRow]
 	reactions     table[reactionRow]
+
+	// folded are the message_sent events written only as messages rows, in
+	// case the insert skips some (writeUnfolded).
+	folded []foldedEvent
 }
 
 // statements are the batch's statements, in the order the pipeline runs
 // them: a conversation is inserted before its last seq is updated, members
 // before their read cursors, messages before their edits and deletes.
-// Unguarded, events and messages skip the pre-insert check of their primary
-// keys (see applyTx).
+// Unguarded, event_log and messages skip the pre-insert check of their
+// primary keys (see applyTx).
 func (b *batchRows) statements(s *Store, guarded bool) []stmt {
 	eventsConflict, messagesConflict := "", "ON CONFLICT (conversation_id, message_id) DO NOTHING"
 	if guarded {
@@ -139,16 +150,75 @@ func (b *batchRows) statements(s *Store, guarded bool) []stmt {
 			out = append(out, stmt{name: name, sql: s.q(sql), args: a.args()})
 		}
 	}
-	add("events", eventsSQL+eventsConflict, &b.events.arrays)
+	add("event_log", eventsSQL+eventsConflict, &b.eventLog.arrays)
 	add("conversations", conversationsSQL, &b.conversations.arrays)
 	add("last_seq", lastSeqSQL, &b.lastSeq.arrays)
 	add("members", membersSQL, &b.members.arrays)
-	add("messages", messagesSQL+messagesConflict, &b.messages.arrays)
+	add("messages", messagesSQL+messagesConflict+messagesReturning, &b.messages.arrays)
 	add("edits", editsSQL, &b.edits.arrays)
 	add("deletes", deletesSQL, &b.deletes.arrays)
 	add("reads", readsSQL, &b.reads.arrays)
 	add("reactions", reactionsSQL, &b.reactions.arrays)
 	return out
+}
+
+// foldedEvent is a message_sent event folded into its messages row.
+type foldedEvent struct {
+	e   domain.Event
+	seq int64
+}
+
+// writeUnfolded writes to event_log the folded events without a messages
+// row of their own: the messages insert (which returns the event ids of
+// the rows it wrote) skipped them as a repeated message id, a duplicate
+// produce that must still replay as logged. The candidates are checked by
+// key first (missingFoldedSQL: a redelivered batch finds its rows), and
+// only theirs payloads are sent; a batch without a repeat pays nothing.
+func (b *batchRows) writeUnfolded(ctx context.Context, s *Store, tx pgx.Tx, inserted map[string]bool) error {
+	var cands []foldedEvent
+	var keys table[foldedKey]
+	for _, f := range b.folded {
+		if !inserted[f.e.ID] {
+			cands = append(cands, f)
+			keys.add(foldedKey{c: f.e.ConversationID, seq: f.seq, eventID: f.e.ID})
+		}
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	rows, err := tx.Query(ctx, s.q(missingFoldedSQL), keys.args()...)
+	if err != nil {
+		return err
+	}
+	missing, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil || len(missing) == 0 {
+		return err
+	}
+	var t table[eventRow]
+	for _, i := range missing {
+		f := cands[i-1] // WITH ORDINALITY counts from 1
+		t.add(eventRow{conversationID: f.e.ConversationID, seq: f.seq, eventID: f.e.ID, typ: f.e.Type,
+			actor: f.e.Actor, at: f.e.At, data: string(f.e.Data)})
+	}
+	_, err = tx.Exec(ctx, s.q(eventsSQL+"ON CONFLICT DO NOTHING"), t.args()...)
+	return err
+}
+
+// missingFoldedSQL: the folded events whose row is not in messages (by seq
+// and event id), by their place in the arrays.
+const missingFoldedSQL = `SELECT v.i FROM unnest($1::text[], $2::bigint[], $3::text[]) WITH ORDINALITY v(c, seq, eid, i)
+		WHERE NOT EXISTS (SELECT 1 FROM {s}.messages m WHERE m.conversation_id = v.c AND m.seq = v.seq AND m.event_id = v.eid)`
+
+type foldedKey struct {
+	c       string
+	seq     int64
+	eventID string
+}
+
+func (r foldedKey) appendTo(a *arrays) {
+	a.text(r.c)
+	a.bigint(r.seq)
+	a.text(r.eventID)
 }
 
 // reactionsSQL applies each (message, user, emoji)'s latest change of the
@@ -179,8 +249,9 @@ func (r reactionRow) appendTo(a *arrays) {
 	a.timestamptz(r.at)
 }
 
-// eventsSQL inserts every record's event; the conflict clause follows.
-const eventsSQL = `INSERT INTO {s}.events (conversation_id, seq, event_id, type, actor, at, data)
+// eventsSQL inserts the events not folded into messages; the conflict
+// clause follows.
+const eventsSQL = `INSERT INTO {s}.event_log (conversation_id, seq, event_id, type, actor, at, data)
 		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::jsonb[])
 		`
 
@@ -291,21 +362,27 @@ func (r memberRow) appendTo(a *arrays) {
 }
 
 // messagesSQL inserts sent messages; the conflict clause follows.
-const messagesSQL = `INSERT INTO {s}.messages (conversation_id, seq, message_id, sender_id, client_msg_id, body, sent_at, version_seq, reply_to)
-		SELECT v.c, v.seq, v.id, v.sender, v.cmid, v.body, v.at, v.seq, NULLIF(v.reply, '')
-		FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[])
-		  v(c, seq, id, sender, cmid, body, at, reply)
+// event_id is NULL for a message whose event stays in event_log.
+const messagesSQL = `INSERT INTO {s}.messages (conversation_id, seq, message_id, sender_id, client_msg_id, body, sent_at, version_seq, reply_to, event_id)
+		SELECT v.c, v.seq, v.id, v.sender, v.cmid, v.body, v.at, v.seq, NULLIF(v.reply, ''), NULLIF(v.eid, '')
+		FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[], $9::text[])
+		  v(c, seq, id, sender, cmid, body, at, reply, eid)
 		`
 
+// messagesReturning follows the conflict clause: the event ids of the
+// folded rows written, so a skipped one is known (writeUnfolded).
+const messagesReturning = ` RETURNING event_id`
+
 type messageRow struct {
-	c      string
-	seq    int64
-	id     string
-	sender string
-	cmid   string
-	body   string
-	at     time.Time
-	reply  string // "" for none (NULL in the table)
+	c       string
+	seq     int64
+	id      string
+	sender  string
+	cmid    string
+	body    string
+	at      time.Time
+	reply   string // "" for none (NULL in the table)
+	eventID string // "" when the event is not folded (NULL in the table)
 }
 
 func (r messageRow) appendTo(a *arrays) {
@@ -317,6 +394,7 @@ func (r messageRow) appendTo(a *arrays) {
 	a.text(r.body)
 	a.timestamptz(r.at)
 	a.text(r.reply)
+	a.text(r.eventID)
 }
 
 // Edits and deletes find their row by (conversation_id, message_id): the
@@ -324,7 +402,9 @@ func (r messageRow) appendTo(a *arrays) {
 // each lookup prunes to one partition.
 
 // editsSQL applies the latest edit of each message.
-const editsSQL = `UPDATE {s}.messages m SET body=v.body, edited_at=v.at, version_seq=v.seq
+// sent_body keeps the body as sent, which the events view's message_sent
+// shows (migration 0010).
+const editsSQL = `UPDATE {s}.messages m SET sent_body=coalesce(m.sent_body, m.body), body=v.body, edited_at=v.at, version_seq=v.seq
 		FROM (SELECT DISTINCT ON (c, id) * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::text[]) v(id, body, seq, at, c)
 		      ORDER BY c, id, seq DESC) v
 		WHERE m.conversation_id=v.c AND m.message_id=v.id AND m.version_seq < v.seq AND NOT m.deleted`
@@ -345,7 +425,7 @@ func (r editRow) appendTo(a *arrays) {
 	a.text(r.c)
 }
 
-const deletesSQL = `UPDATE {s}.messages m SET deleted=true, deleted_at=v.at, body='', version_seq=v.seq
+const deletesSQL = `UPDATE {s}.messages m SET deleted=true, deleted_at=v.at, sent_body=coalesce(m.sent_body, m.body), body='', version_seq=v.seq
 		FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[]) v(id, seq, at, c)
 		WHERE m.conversation_id=v.c AND m.message_id=v.id AND NOT m.deleted`
 

@@ -13,14 +13,19 @@ import (
 // length.
 func TestBatchArraysMatchTheirStatements(t *testing.T) {
 	b := buildBatch(benchRecords(t, 200))
+	var keys table[foldedKey]
+	for _, f := range b.folded {
+		keys.add(foldedKey{c: f.e.ConversationID, seq: f.seq, eventID: f.e.ID})
+	}
 	arrays := map[string]*arrays{
-		"events": &b.events.arrays, "conversations": &b.conversations.arrays, "last_seq": &b.lastSeq.arrays,
+		"missing folded": &keys.arrays,
+		"event_log":      &b.eventLog.arrays, "conversations": &b.conversations.arrays, "last_seq": &b.lastSeq.arrays,
 		"members": &b.members.arrays, "messages": &b.messages.arrays, "edits": &b.edits.arrays,
 		"deletes": &b.deletes.arrays, "reads": &b.reads.arrays,
 	}
 	param := regexp.MustCompile(`\$(\d+)::(\w+)\[\]`)
 	for _, guarded := range []bool{false, true} {
-		sts := b.statements(NewStore(nil, "s", "topic"), guarded)
+		sts := append(b.statements(NewStore(nil, "s", "topic"), guarded), stmt{name: "missing folded", sql: missingFoldedSQL, args: keys.args()})
 		if len(sts) != len(arrays) {
 			t.Fatalf("guarded=%v: %d statements, want one per table (%d): the records must cover every table", guarded, len(sts), len(arrays))
 		}

@@ -143,7 +143,7 @@ func machineCPU() time.Duration {
 }
 
 // insertOne is the naive projector: each event in its own transaction, one
-// INSERT per row it produces (the event, and the message for a send).
+// INSERT of the row it produces (the message for a send, else the event).
 func insertOne(ctx context.Context, pool interface {
 	Begin(context.Context) (pgx.Tx, error)
 }, schema string, r projections.Record) error {
@@ -156,21 +156,20 @@ func insertOne(ctx context.Context, pool interface {
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
 	e := r.Event
-	if _, err := tx.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, "events"}.Sanitize()+`
-		(conversation_id, seq, event_id, type, actor, at, data) VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT DO NOTHING`, e.ConversationID, r.Seq(), e.ID, e.Type, e.Actor, e.At, string(e.Data)); err != nil {
-		return err
+	var p domain.MessageSent
+	if e.Type == domain.EvMessageSent && e.Payload(&p) == nil {
+		// The message row holds its event (migration 0010).
+		_, err = tx.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, "messages"}.Sanitize()+`
+			(conversation_id, seq, message_id, sender_id, client_msg_id, body, sent_at, version_seq, event_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $2, $8) ON CONFLICT DO NOTHING`,
+			e.ConversationID, r.Seq(), p.MessageID, e.Actor, p.ClientMsgID, p.Body, e.At, e.ID)
+	} else {
+		_, err = tx.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, "event_log"}.Sanitize()+`
+			(conversation_id, seq, event_id, type, actor, at, data) VALUES ($1, $2, $3, $4, $5, $6, $7)
+			ON CONFLICT DO NOTHING`, e.ConversationID, r.Seq(), e.ID, e.Type, e.Actor, e.At, string(e.Data))
 	}
-	if e.Type == domain.EvMessageSent {
-		var p domain.MessageSent
-		if e.Payload(&p) == nil {
-			if _, err := tx.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, "messages"}.Sanitize()+`
-				(conversation_id, seq, message_id, sender_id, client_msg_id, body, sent_at, version_seq)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $2) ON CONFLICT DO NOTHING`,
-				e.ConversationID, r.Seq(), p.MessageID, e.Actor, p.ClientMsgID, p.Body, e.At); err != nil {
-				return err
-			}
-		}
+	if err != nil {
+		return err
 	}
 	return tx.Commit(ctx)
 }

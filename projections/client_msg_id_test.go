@@ -42,6 +42,16 @@ func TestMessageByClientIDUsesItsIndex(t *testing.T) {
 	if err != nil || len(parts) == 0 {
 		t.Fatalf("partitions of messages_by_client_msg_id: %v, %v", parts, err)
 	}
+	// A conversation of realistic size, so the plan is the one a real
+	// read model gets: on four rows any index, or none, is as good.
+	if _, err := pool.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, "messages"}.Sanitize()+`
+		(conversation_id, seq, message_id, sender_id, client_msg_id, body, sent_at, version_seq)
+		SELECT 'c1', 1000 + i, 'mf' || i, 'u' || (i % 50), 'kf' || i, 'filler', now(), 1000 + i FROM generate_series(1, 5000) i`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `ANALYZE `+pgx.Identifier{schema, "messages"}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
 	var plan []string
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {

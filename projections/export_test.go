@@ -4,3 +4,6 @@ package projections
 
 // MessageByClientIDSQL is the query of Store.MessageByClientID, for a plan check.
 func (s *Store) MessageByClientIDSQL() string { return s.q(messageByClientIDSQL) }
+
+// EventsAfterSQL is the query of Store.EventsAfter (sync), for a plan check.
+func (s *Store) EventsAfterSQL() string { return s.q(eventsAfterSQL) }

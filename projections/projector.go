@@ -40,7 +40,7 @@ func (r Record) Seq() int64 { return domain.SeqOf(r.Offset) }
 //
 // The statements of a batch go to Postgres as one pipeline (one round trip),
 // and the two inserts that cannot conflict once the offsets guard has passed
-// (events by seq, messages by seq) check no index before inserting: see
+// (event_log by seq, messages by seq) check no index before inserting: see
 // applyTx. Should one conflict anyway, the batch is rolled back and applied
 // again with every insert guarded, so the rows are those of a guarded apply.
 //
@@ -94,7 +94,7 @@ func (s *Store) apply(ctx context.Context, batch []Record, guarded bool) error {
 var errConflict = errors.New("unguarded insert conflicts")
 
 // applyTx writes a batch inside tx, into s's schema. Unguarded (the fast
-// path), the events and messages inserts rely on the offsets guard for
+// path), the event_log and messages inserts rely on the offsets guard for
 // their primary keys: a record passes it once per schema, and (partition,
 // offset) fixes (conversation_id, seq), since a conversation lives in one
 // partition. Messages still collapse a repeated message id (a duplicate
@@ -121,8 +121,10 @@ func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map
 		return err
 	}
 	var sts []stmt
+	rows := &batchRows{}
 	if len(fresh) > 0 {
-		sts = buildBatch(fresh).statements(s, guarded)
+		rows = buildBatch(fresh)
+		sts = rows.statements(s, guarded)
 	}
 	sts = append(sts, s.storeOffsets(batch))
 	b := &pgx.Batch{}
@@ -130,8 +132,15 @@ func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map
 		b.Queue(st.sql, st.args...)
 	}
 	res := tx.SendBatch(ctx, b)
+	var inserted map[string]bool
 	for _, st := range sts {
-		if _, err := res.Exec(); err != nil {
+		var err error
+		if st.name == "messages" {
+			inserted, err = insertedEvents(res)
+		} else {
+			_, err = res.Exec()
+		}
+		if err != nil {
 			res.Close()
 			if !guarded && isUniqueViolation(err) {
 				return fmt.Errorf("%w: %s: %v", errConflict, st.name, err)
@@ -146,7 +155,30 @@ func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map
 	if err := res.Close(); err != nil {
 		return unavailable("apply", err)
 	}
+	if len(inserted) < len(rows.folded) {
+		if err := rows.writeUnfolded(ctx, s, tx, inserted); err != nil {
+			return fmt.Errorf("%w: apply unfolded message_sent: %w", domain.ErrUnavailable, err)
+		}
+	}
 	return nil
+}
+
+// insertedEvents reads the messages insert's result: the event ids of the
+// folded rows it wrote (NULL for a row whose event stays in event_log).
+func insertedEvents(res pgx.BatchResults) (map[string]bool, error) {
+	rows, err := res.Query()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	var id *string
+	_, err = pgx.ForEachRow(rows, []any{&id}, func() error {
+		if id != nil {
+			out[*id] = true
+		}
+		return nil
+	})
+	return out, err
 }
 
 // batchPartitions lists the partitions of batch.

@@ -139,10 +139,14 @@ type StoredEvent struct {
 	Seq   int64
 }
 
+// eventsAfterSQL reads the events view: event_log's and messages' primary
+// keys, one partition each, merged by seq.
+const eventsAfterSQL = `SELECT seq, event_id, type, actor, at, data FROM {s}.events
+		WHERE conversation_id=$1 AND seq>$2 ORDER BY seq LIMIT $3`
+
 // EventsAfter returns up to limit events of conv with seq > after.
 func (s *Store) EventsAfter(ctx context.Context, conv string, after int64, limit int) ([]StoredEvent, error) {
-	rows, err := s.pool.Query(ctx, s.q(`SELECT seq, event_id, type, actor, at, data FROM {s}.events
-		WHERE conversation_id=$1 AND seq>$2 ORDER BY seq LIMIT $3`), conv, after, limit)
+	rows, err := s.pool.Query(ctx, s.q(eventsAfterSQL), conv, after, limit)
 	if err != nil {
 		return nil, unavailable("events", err)
 	}

@@ -61,7 +61,7 @@ func TestPoisonEventIsSetAside(t *testing.T) {
 	}
 	dl, err := st.DeadLetters(ctx, 10)
 	if err != nil || len(dl) != 1 || dl[0].Offset != 2 || dl[0].Type != domain.EvMessageSent || dl[0].EventID != recs[2].Event.ID ||
-		!strings.Contains(string(dl[0].Payload), `a\u0000b`) || !strings.Contains(dl[0].Error, "22P05") {
+		!strings.Contains(string(dl[0].Payload), `a\u0000b`) || !strings.Contains(dl[0].Error, "22021") {
 		t.Fatalf("dead letters: %+v (err %v)", dl, err)
 	}
 	if d, found, err := st.DeadLetterAt(ctx, 0, 2); err != nil || !found || d.EventID != recs[2].Event.ID {

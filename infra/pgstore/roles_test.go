@@ -100,12 +100,12 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 			`INSERT INTO {s}.messages (conversation_id, seq, message_id, sender_id, client_msg_id, body, sent_at, version_seq)
 			 VALUES ('c1', 99, 'mx', 'mallory', 'kx', 'forged', now(), 99)`,
 			`UPDATE {s}.members SET is_member = true WHERE user_id = 'bob'`,
-			`DELETE FROM {s}.events`,
+			`DELETE FROM {s}.event_log`,
 			`UPDATE {s}.projector_offsets SET next_offset = 0`,
 			`UPDATE parley.read_model SET active_schema = 'elsewhere'`,
 			`TRUNCATE {s}.messages`,
 			`CREATE TABLE {s}.x (i int)`,
-			`DROP TABLE {s}.events`,
+			`DROP TABLE {s}.event_log`,
 			`CREATE OR REPLACE VIEW {a}.messages AS SELECT 1`,
 		} {
 			if _, err := pool.Exec(ctx, q(w)); !denied(err) {
@@ -116,7 +116,7 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 
 	// The projector writes rows, nothing else.
 	pp := connect(t, roles.DSN["projector"])
-	for _, w := range []string{`DELETE FROM {s}.messages`, `TRUNCATE {s}.events`, `DROP TABLE {s}.messages`,
+	for _, w := range []string{`DELETE FROM {s}.messages`, `TRUNCATE {s}.event_log`, `DROP TABLE {s}.messages`,
 		`CREATE TABLE {s}.x (i int)`, `UPDATE parley.read_model SET active_schema = 'elsewhere'`} {
 		if _, err := pp.Exec(ctx, q(w)); !denied(err) {
 			t.Errorf("projector: %s: %v, want permission denied", w, err)
@@ -210,7 +210,7 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 	if !strings.HasPrefix(stored, "SCRAM-SHA-256$4096:") || strings.Contains(stored, roles.Passwords["gateway"]) {
 		t.Errorf("stored password %q: want a SCRAM-SHA-256 verifier", stored)
 	}
-	if _, err := gp.Exec(ctx, q(`DELETE FROM {s}.events`)); !denied(err) {
+	if _, err := gp.Exec(ctx, q(`DELETE FROM {s}.event_log`)); !denied(err) {
 		t.Errorf("gateway after the second run: %v, want permission denied", err)
 	}
 	// A weak password is refused.
