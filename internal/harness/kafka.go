@@ -10,8 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/IBM/sarama"
-
+	"github.com/parley-chat/parley/infra/kafkalog"
 	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/internal/testenv"
 )
@@ -119,11 +118,8 @@ func (k *Kafka) WaitReady(ctx context.Context, limit time.Duration, topic string
 }
 
 func (k *Kafka) ready(topic string) error {
-	cfg := sarama.NewConfig()
-	cfg.Version = sarama.V4_0_0_0
-	cfg.Net.DialTimeout = 2 * time.Second
-	cfg.Metadata.Retry.Max = 0
-	c, err := sarama.NewClient([]string{k.Broker()}, cfg)
+	// Built the way every client is (kafkalog's guard test requires it).
+	c, err := kafkalog.NewClient(kafkalog.Config{Brokers: []string{k.Broker()}, ClientID: "harness"})
 	if err != nil {
 		return err
 	}
