@@ -51,13 +51,23 @@ func TestLimits(t *testing.T) {
 
 	t.Run("ConnectionCaps", func(t *testing.T) {
 		u := user("cap")
-		dial(t, env, n, u)
-		dial(t, env, n, u)
+		// The server registers a connection after its handshake: one that
+		// answered a command holds its slot, so the third is the one refused.
+		for range 2 {
+			if err := try(dial(t, env, n, u), "conversation.list", map[string]any{}); err != nil {
+				t.Fatal(err)
+			}
+		}
 		c, _, err := wsclient.Dial(context.Background(), n.WS, env.Token(u), wsclient.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		<-c.Done()
+		select {
+		case <-c.Done():
+		case <-time.After(10 * time.Second):
+			c.Close()
+			t.Fatal("the third connection of a user was not closed")
+		}
 		var ce *websocket.CloseError
 		if !errors.As(c.CloseErr, &ce) || ce.Code != 1013 || !strings.Contains(ce.Text, "too many connections") {
 			t.Fatalf("third connection of a user: %v, want close 1013", c.CloseErr)
