@@ -202,10 +202,11 @@ func syncPositions(ctx context.Context, s *service.Service, user string, st *Str
 	if err != nil {
 		return nil, err
 	}
-	if st == nil { // not a nil *Stream in a Session
-		return nil, fmt.Errorf("%w: sync needs a connection that receives pushes", domain.ErrBadRequest)
+	var sess service.Session // nil, not a nil *Stream, over HTTP
+	if st != nil {
+		sess = st
 	}
-	positions, err := s.Sync(ctx, user, st, req)
+	positions, err := s.Sync(ctx, user, sess, req)
 	if err != nil {
 		return nil, err
 	}
