@@ -147,3 +147,49 @@ func TestSyncReadsTheEventsViewByIndex(t *testing.T) {
 		t.Fatalf("sync's plan should read one partition of each table through an index:\n%s", text)
 	}
 }
+
+// TestCompareSeesEventsNotStorage: a live schema whose messages were
+// projected before the fold (event_id NULL, message_sent in event_log)
+// compares equal to its rebuild, which folds them; a changed body or a
+// missing event is still a difference.
+func TestCompareSeesEventsNotStorage(t *testing.T) {
+	pool := openPool(t)
+	ctx := context.Background()
+	recs := foldLog()
+	live, rebuilt := freshSchema(t, pool), freshSchema(t, pool)
+	applyAll(t, projections.NewStore(pool, live, testTopic), recs, 100)
+	applyAll(t, projections.NewStore(pool, rebuilt, testTopic), recs, 1000)
+	l := pgx.Identifier{live}.Sanitize()
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Unfold c1's messages in the live schema, as a projector before 0010 stored them.
+	exec(`INSERT INTO ` + l + `.event_log SELECT * FROM ` + l + `.events WHERE conversation_id = 'c1' AND type = 'chat.message_sent.v1'
+		AND (conversation_id, seq) IN (SELECT conversation_id, seq FROM ` + l + `.messages WHERE event_id IS NOT NULL)`)
+	exec(`UPDATE ` + l + `.messages SET event_id = NULL, sent_body = NULL WHERE conversation_id = 'c1'`)
+	diffs, err := projections.CompareSchemas(ctx, pool, live, rebuilt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range diffs {
+		if !d.Equal() {
+			t.Errorf("%s differs: %+v", d.Table, d)
+		}
+	}
+	exec(`UPDATE ` + l + `.messages SET body = 'changed' WHERE conversation_id = 'c2' AND message_id = 'n1'`)
+	exec(`DELETE FROM ` + l + `.event_log WHERE conversation_id = 'c1' AND seq = 2`)
+	diffs, err = projections.CompareSchemas(ctx, pool, live, rebuilt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, d := range diffs {
+		got[d.Table] = !d.Equal()
+	}
+	if !got["messages"] || !got["events"] || got["conversations"] {
+		t.Errorf("after changing a body and losing an event, differing tables %v, want messages and events", got)
+	}
+}

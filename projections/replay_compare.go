@@ -57,6 +57,27 @@ func (d TableDiff) Equal() bool {
 // (projector_offsets, schema_migrations) is left out.
 var ComparedTables = []string{"conversations", "members", "messages", "events", "reactions"}
 
+// storageOnly are the columns of a table that record how a row is stored,
+// not what it says: a messages row folds its message_sent event (event_id,
+// sent_body; migration 0010) when the projector that wrote it was new
+// enough, so a live schema older than the fold differs from its rebuild
+// there, while the events view, compared too, shows the same events.
+var storageOnly = map[string][]string{"messages": {"event_id", "sent_body"}}
+
+// rowsOf is what the comparison reads of table t (a sanitized name):
+// whole rows, or rows as jsonb without their storage-only columns.
+func rowsOf(table, t string) string {
+	cols := storageOnly[table]
+	if len(cols) == 0 {
+		return "SELECT * FROM " + t
+	}
+	expr := "to_jsonb(r)"
+	for _, c := range cols {
+		expr += " - '" + c + "'"
+	}
+	return "SELECT " + expr + " FROM " + t + " r"
+}
+
 // CompareSchemas compares every read-model table of live and rebuilt with
 // EXCEPT in both directions.
 func CompareSchemas(ctx context.Context, pool *pgxpool.Pool, live, rebuilt string) ([]TableDiff, error) {
@@ -67,17 +88,18 @@ func compareSchemas(ctx context.Context, q querier, live, rebuilt string) ([]Tab
 	var out []TableDiff
 	for _, t := range ComparedTables {
 		a, b := pgx.Identifier{live, t}.Sanitize(), pgx.Identifier{rebuilt, t}.Sanitize()
+		ra, rb := rowsOf(t, a), rowsOf(t, b)
 		d := TableDiff{Table: t}
 		err := q.QueryRow(ctx, fmt.Sprintf(`SELECT (SELECT count(*) FROM %[1]s), (SELECT count(*) FROM %[2]s),
-			(SELECT count(*) FROM (SELECT * FROM %[1]s EXCEPT SELECT * FROM %[2]s) x),
-			(SELECT count(*) FROM (SELECT * FROM %[2]s EXCEPT SELECT * FROM %[1]s) y)`, a, b)).
+			(SELECT count(*) FROM (%[3]s EXCEPT %[4]s) x),
+			(SELECT count(*) FROM (%[4]s EXCEPT %[3]s) y)`, a, b, ra, rb)).
 			Scan(&d.Live, &d.Rebuilt, &d.OnlyLive, &d.OnlyRebuilt)
 		if err != nil {
 			return nil, fmt.Errorf("compare %s: %w", t, err)
 		}
 		if !d.Equal() {
-			rows, err := q.Query(ctx, fmt.Sprintf(`(SELECT 'live only: ' || x::text FROM (SELECT * FROM %[1]s EXCEPT SELECT * FROM %[2]s) x LIMIT 3)
-				UNION ALL (SELECT 'rebuilt only: ' || y::text FROM (SELECT * FROM %[2]s EXCEPT SELECT * FROM %[1]s) y LIMIT 3)`, a, b))
+			rows, err := q.Query(ctx, fmt.Sprintf(`(SELECT 'live only: ' || x::text FROM (%[1]s EXCEPT %[2]s) x LIMIT 3)
+				UNION ALL (SELECT 'rebuilt only: ' || y::text FROM (%[2]s EXCEPT %[1]s) y LIMIT 3)`, ra, rb))
 			if err != nil {
 				return nil, fmt.Errorf("compare %s: %w", t, err)
 			}
