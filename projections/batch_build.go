@@ -60,8 +60,7 @@ func (b *batchBuilder) record(e domain.Event, seq int64) {
 	if e.Type == domain.EvMessageSent && b.messageSent(e, seq) {
 		return
 	}
-	b.rows.eventLog.add(eventRow{conversationID: e.ConversationID, seq: seq, eventID: e.ID, typ: e.Type,
-		actor: e.Actor, at: e.At, data: string(e.Data)})
+	b.rows.eventLog.add(eventRowOf(e, seq))
 	switch e.Type {
 	case domain.EvConversationCreated:
 		b.conversationCreated(e, seq)

@@ -197,8 +197,7 @@ func (b *batchRows) writeUnfolded(ctx context.Context, s *Store, tx pgx.Tx, inse
 	var t table[eventRow]
 	for _, i := range missing {
 		f := cands[i-1] // WITH ORDINALITY counts from 1
-		t.add(eventRow{conversationID: f.e.ConversationID, seq: f.seq, eventID: f.e.ID, typ: f.e.Type,
-			actor: f.e.Actor, at: f.e.At, data: string(f.e.Data)})
+		t.add(eventRowOf(f.e, f.seq))
 	}
 	_, err = tx.Exec(ctx, s.q(eventsSQL+"ON CONFLICT DO NOTHING"), t.args()...)
 	return err
@@ -263,6 +262,12 @@ type eventRow struct {
 	actor          string
 	at             time.Time
 	data           string
+}
+
+// eventRowOf is e's row at seq, as logged.
+func eventRowOf(e domain.Event, seq int64) eventRow {
+	return eventRow{conversationID: e.ConversationID, seq: seq, eventID: e.ID, typ: e.Type,
+		actor: e.Actor, at: e.At, data: string(e.Data)}
 }
 
 func (r eventRow) appendTo(a *arrays) {

@@ -13,23 +13,26 @@ import (
 // Until polls cond until it holds, or fails t once timeout has passed.
 func Until(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	delay := 2 * time.Millisecond
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+	err := Err(context.Background(), timeout, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(delay)
-		delay = min(delay*2, 100*time.Millisecond)
+		return errNotYet
+	})
+	if err != nil {
+		t.Fatalf("timed out after %v waiting for %s", timeout, what)
 	}
 }
 
+var errNotYet = errors.New("not yet")
+
 // Err calls cond until it returns nil or limit passes, and returns the last
 // error (or the context's, joined): for waits that report rather than fail
-// a test, such as the out-of-process harness's.
+// a test, such as the out-of-process harness's. The delay between calls
+// grows from 2 ms to 100 ms.
 func Err(ctx context.Context, limit time.Duration, cond func() error) error {
 	deadline := time.Now().Add(limit)
-	delay := 5 * time.Millisecond
+	delay := 2 * time.Millisecond
 	for {
 		err := cond()
 		if err == nil {
@@ -43,6 +46,6 @@ func Err(ctx context.Context, limit time.Duration, cond func() error) error {
 			return errors.Join(err, ctx.Err())
 		case <-time.After(delay):
 		}
-		delay = min(delay*2, 200*time.Millisecond)
+		delay = min(delay*2, 100*time.Millisecond)
 	}
 }
