@@ -56,7 +56,8 @@ type session struct {
 	// bufBytes is the data held in buf (set to 0 wherever buf is taken).
 	bufBytes int
 	qstats   queueStats    // peaks, for QueueStats
-	changed  chan struct{} // closed and replaced whenever buf or the state changes
+	changed  chan struct{} // closed and replaced when buf or the state changes and someone waits
+	waiting  bool          // someone took changed to wait on (wait)
 	ws       *wsConn       // the WebSocket the session runs on, once it does
 	probe    *wsConn       // a WebSocket probing for the upgrade
 	probed   bool          // the probe was answered: pending polls are released
@@ -115,10 +116,22 @@ func (srv *Server) newSession(r *http.Request, ws bool) *session {
 	return s
 }
 
-// signal wakes whoever waits on the session; callers hold mu.
+// signal wakes whoever waits on the session; callers hold mu. With no
+// waiter it does nothing: a queued push or a drained queue nobody waits
+// for would otherwise cost a channel made and closed (5 % of a gateway's
+// CPU at 1 000 msg/s, docs/benchmarks.md "Session 10").
 func (s *session) signal() {
-	close(s.changed)
-	s.changed = make(chan struct{})
+	if s.waiting {
+		close(s.changed)
+		s.changed = make(chan struct{})
+		s.waiting = false
+	}
+}
+
+// wait returns the channel the next signal closes; callers hold mu.
+func (s *session) wait() <-chan struct{} {
+	s.waiting = true
+	return s.changed
 }
 
 // waitRoom blocks until the send queue is at most half full: a sender
@@ -136,7 +149,7 @@ func (s *session) waitRoom(ctx context.Context) error {
 			s.mu.Unlock()
 			return nil
 		}
-		ch := s.changed
+		ch := s.wait()
 		s.mu.Unlock()
 		select {
 		case <-ch:
@@ -376,7 +389,7 @@ func (s *session) poll(w http.ResponseWriter, r *http.Request) {
 	}
 	s.polling = true
 	for !s.closed && len(s.buf) == 0 && !s.probed && s.ws == nil {
-		ch := s.changed
+		ch := s.wait()
 		s.mu.Unlock()
 		select {
 		case <-ch:

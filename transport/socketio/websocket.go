@@ -87,7 +87,7 @@ func (s *session) writeLoop(c *wsConn) {
 	for {
 		s.mu.Lock()
 		for len(s.buf) == 0 && !s.closed {
-			ch := s.changed
+			ch := s.wait()
 			s.mu.Unlock()
 			<-ch
 			s.mu.Lock()
