@@ -30,6 +30,7 @@ func run() error {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := app.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel, cfg.NodeID)
+	app.TuneGC(cfg.Roles, log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	a, err := app.New(ctx, cfg, log)
