@@ -45,6 +45,7 @@ type config struct {
 	serverPids      string
 	peerMatch       string
 	services        bool
+	redisStats      string
 	// connect
 	conns  int
 	hold   time.Duration
@@ -129,6 +130,7 @@ func parseFlags(scenario string, args []string) (*config, error) {
 	fs.StringVar(&c.serverPids, "server-pids", "", "or name=pid,... of the server processes")
 	fs.StringVar(&c.peerMatch, "peer-comm", "node", "compare: process name of the peer servers (pids from bench/.run/peer-*.pid when present)")
 	fs.BoolVar(&c.services, "services", true, "also report CPU/RSS of redis-server, java (Kafka) and postgres")
+	fs.StringVar(&c.redisStats, "redis-stats", "127.0.0.1:6379", "Redis whose INFO commandstats to report per acked message (fanout, dm; empty: none)")
 	fs.IntVar(&c.conns, "conns", 10000, "connect: connections to open")
 	fs.DurationVar(&c.hold, "hold", 10*time.Second, "connect: how long to hold them open")
 	fs.DurationVar(&c.settle, "settle", 3*time.Second, "connect: wait after the last dial before measuring")

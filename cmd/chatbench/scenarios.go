@@ -55,6 +55,9 @@ type Report struct {
 	// a figure a noisy shared machine disturbs less than latency.
 	WorkMsgs int64          `json:"work_msgs"`
 	Compare  *CompareReport `json:"compare,omitempty"`
+	// RedisCommands: what the measured window cost the Redis at
+	// --redis-stats, per acked message (fanout and dm scenarios).
+	RedisCommands []RedisCommand `json:"redis_commands,omitempty"`
 }
 
 // HostInfo names the machine a figure came from.
@@ -222,6 +225,7 @@ func steady(ctx context.Context, r *run, rep *Report, procs []*proc) {
 	stop := r.progress(rep.System)
 	// Processes are measured over the measured window only.
 	var w *procWatch
+	var rw *redisWatch
 	var ackedAtWatch int64
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -232,6 +236,7 @@ func steady(ctx context.Context, r *run, rep *Report, procs []*proc) {
 		case <-wctx.Done():
 		}
 		w = watchProcs(procs)
+		rw = watchRedis(ctx, r.cfg.redisStats)
 		ackedAtWatch = r.acked.Load()
 		close(started)
 	}()
@@ -242,6 +247,7 @@ func steady(ctx context.Context, r *run, rep *Report, procs []*proc) {
 	r.drain(ctx, r.cfg.drainWait)
 	rep.Servers = w.finish()
 	rep.WorkMsgs = r.acked.Load() - ackedAtWatch
+	rep.RedisCommands = rw.finish(ctx, rep.WorkMsgs)
 	stop()
 }
 
@@ -440,6 +446,7 @@ func printReport(r *Report) {
 	}
 	if r.Churn == nil {
 		printProcs(r)
+		printRedisCommands(r.RedisCommands)
 	}
 }
 
