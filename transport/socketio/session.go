@@ -58,10 +58,13 @@ type session struct {
 	qstats   queueStats    // peaks, for QueueStats
 	changed  chan struct{} // closed and replaced when buf or the state changes and someone waits
 	waiting  bool          // someone took changed to wait on (wait)
-	ws       *wsConn       // the WebSocket the session runs on, once it does
-	probe    *wsConn       // a WebSocket probing for the upgrade
-	probed   bool          // the probe was answered: pending polls are released
-	polling  bool          // a GET is waiting
+	// kick wakes the WebSocket writer (its one reader) on every signal,
+	// without the channel made and closed that waking through changed costs.
+	kick     chan struct{}
+	ws       *wsConn // the WebSocket the session runs on, once it does
+	probe    *wsConn // a WebSocket probing for the upgrade
+	probed   bool    // the probe was answered: pending polls are released
+	polling  bool    // a GET is waiting
 	posting  bool
 	sockets  map[string]*Socket
 	joined   bool // some namespace was joined (connect timeout)
@@ -94,7 +97,7 @@ func (srv *Server) newSession(r *http.Request, ws bool) *session {
 		srv: srv, id: srv.sessionID(),
 		handshake: Handshake{Header: r.Header.Clone(), Query: r.URL.Query(), RemoteAddr: r.RemoteAddr, Time: time.Now()},
 		changed:   make(chan struct{}), sockets: map[string]*Socket{},
-		pong: make(chan struct{}, 1), done: make(chan struct{}), flushed: make(chan struct{}),
+		pong: make(chan struct{}, 1), kick: make(chan struct{}, 1), done: make(chan struct{}), flushed: make(chan struct{}),
 	}
 	upgrades := []string{"websocket"}
 	if ws {
@@ -116,11 +119,22 @@ func (srv *Server) newSession(r *http.Request, ws bool) *session {
 	return s
 }
 
-// signal wakes whoever waits on the session; callers hold mu. With no
-// waiter it does nothing: a queued push or a drained queue nobody waits
-// for would otherwise cost a channel made and closed (5 % of a gateway's
-// CPU at 1 000 msg/s, docs/benchmarks.md "Session 10").
+// signal wakes whoever waits on the session; callers hold mu. The
+// WebSocket writer is kicked through a buffered channel; the others (a
+// sender waiting for room, a pending poll) share changed, which is made
+// and closed only when one of them waits: doing it for every queued push
+// cost 5 % of a gateway's CPU at 1 000 msg/s (docs/benchmarks.md,
+// "Session 10").
 func (s *session) signal() {
+	select {
+	case s.kick <- struct{}{}:
+	default: // a kick is pending already
+	}
+	s.broadcast()
+}
+
+// broadcast wakes the waiters on changed, if any; callers hold mu.
+func (s *session) broadcast() {
 	if s.waiting {
 		close(s.changed)
 		s.changed = make(chan struct{})

@@ -87,15 +87,14 @@ func (s *session) writeLoop(c *wsConn) {
 	for {
 		s.mu.Lock()
 		for len(s.buf) == 0 && !s.closed {
-			ch := s.wait()
 			s.mu.Unlock()
-			<-ch
+			<-s.kick // a kick left from before only costs one more check
 			s.mu.Lock()
 		}
 		out, closed, mode := s.buf, s.closed, s.mode
 		s.qstats.took(len(s.buf), s.bufBytes)
 		s.buf, s.bufBytes = nil, 0
-		s.signal() // room for a sender waiting in waitRoom
+		s.broadcast() // room for a sender waiting in waitRoom
 		s.mu.Unlock()
 		if closed && mode == closeAbort {
 			_ = c.conn.Close()
