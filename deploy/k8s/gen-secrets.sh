@@ -34,7 +34,7 @@ KAFKA_CA="${KAFKA_CA:-${CA:-}}" REDIS_CA="${REDIS_CA:-${CA:-}}" POSTGRES_CA="${P
 
 # The Redis ACL rules of Parley's user: redisstore.ACLRules (deploy_test
 # checks that they agree).
-ACL_RULES="resetkeys ~${REDIS_PREFIX}:* resetchannels -@all +@read +@write +@connection +@transaction +eval +evalsha +script|load +script|exists -@dangerous +select +cluster|slots +cluster|shards +cluster|nodes +cluster|info +cluster|myid"
+ACL_RULES="resetkeys ~${REDIS_PREFIX}:* resetchannels &${REDIS_PREFIX}:* -@all +@read +@write +@connection +@transaction +eval +evalsha +script|load +script|exists +spublish +ssubscribe +sunsubscribe -@dangerous +select +cluster|slots +cluster|shards +cluster|nodes +cluster|info +cluster|myid"
 
 # rand_hex N: N random bytes as 2N hex digits (URL-safe, quote-safe).
 rand_hex() {

@@ -101,7 +101,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	// (projector batches follow it in their own transaction).
 	stopFollow := a.Store.FollowActive(time.Second, log)
 	a.closers = append(a.closers, func() error { stopFollow(); return nil })
-	a.Bus, err = fanoutbus.New(a.Redis.Client(), fanoutbus.Config{Prefix: cfg.RedisPrefix, Gather: cfg.HopGather}, log)
+	a.Bus, err = fanoutbus.New(a.Redis.Client(), fanoutbus.Config{Prefix: cfg.RedisPrefix}, log)
 	if err != nil {
 		a.Close()
 		return nil, err

@@ -74,10 +74,10 @@ type Config struct {
 	// to gather; batches are gathered by BatchWait, so this only bounds how
 	// long a hurried read waits for records the broker holds.
 	ProjectorFetchWait time.Duration `env:"CHAT_PROJECTOR_FETCH_WAIT" envDefault:"100ms"`
-	// HopGather is how long the fan-out's hand-off reader and each
-	// gateway's bus reader let records gather after a read that returned
-	// some: fewer Redis reads and larger batches on every hop under load,
-	// for at most this much latency per hop.
+	// HopGather is how long the fan-out's hand-off reader lets records
+	// gather after a read that returned some: fewer Redis reads and larger
+	// batches under load, for at most this much latency. (Gateways take
+	// their deliveries from a channel Redis pushes to: nothing to gather.)
 	HopGather time.Duration `env:"CHAT_HOP_GATHER" envDefault:"0s"`
 	// PresenceDebounce is how long a user whose last connection closed
 	// still shows online (a reload or a network switch does not flap).

@@ -14,9 +14,10 @@ import "strings"
 //	ACL SETUSER parley on >PASSWORD <ACLRules("parley")...>
 func ACLRules(prefix string) []string {
 	return []string{
-		"resetkeys", "~" + prefix + ":*", "resetchannels",
+		"resetkeys", "~" + prefix + ":*", "resetchannels", "&" + prefix + ":*",
 		"-@all", "+@read", "+@write", "+@connection", "+@transaction",
 		"+eval", "+evalsha", "+script|load", "+script|exists",
+		"+spublish", "+ssubscribe", "+sunsubscribe", // the fan-out bus's live deliveries
 		"-@dangerous",
 		"+select", "+cluster|slots", "+cluster|shards", "+cluster|nodes", "+cluster|info", "+cluster|myid",
 	}
