@@ -142,9 +142,14 @@ func (r *subscriber) received(ctx context.Context, msg any) {
 	if seen && d.Seq <= last {
 		return // delivered already
 	}
-	if seen && d.Prev > last && r.catchUp(ctx) {
-		return // the catch-up delivered the lost ones, then d
+	if seen && d.Prev > last {
+		r.catchUp(ctx) // the lost ones, then d, if the stream has them
+		if r.last[d.Partition] >= d.Seq {
+			return
+		}
 	}
+	// Not in the stream (Redis lost it, or the read failed): d goes on,
+	// and its Prev shows the Hub the gap.
 	r.deliver(d)
 }
 

@@ -151,6 +151,29 @@ func TestSubscribeFillsAGapFromTheStream(t *testing.T) {
 	waitFor(t, in, "a/0:1", "b/1:1", "a/0:2", "b/1:5", "a/0:3", "b/1:6")
 }
 
+// A delivery whose lost predecessors the stream does not hold (Redis lost
+// the stream, or it never had them) still reaches the Hub, whose gap check
+// then closes the node's connections: it is never swallowed.
+func TestSubscribePassesAGapTheStreamCannotFill(t *testing.T) {
+	pub, rdb, in, _ := subscribed(t)
+	publish(t, pub, delivery("a", 0, 1, 0))
+	waitFor(t, in, "a/0:1")
+	if err := rdb.Del(context.Background(), pub.NodeStream("n1")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// On the channel only: the stream lost it too.
+	d := delivery("a", 0, 3, 2)
+	if err := rdb.SPublish(context.Background(), pub.NodeChannel("n1"), fanoutbus.Encode(nil, d)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, in, "a/0:1", "a/0:3")
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if got := in.got[1].Prev; got != 2 {
+		t.Fatalf("Prev %d reached the Hub, want 2 (its gap check needs it)", got)
+	}
+}
+
 // A broken subscription is taken again, and what the channel lost comes
 // from the stream at once (not only when a later delivery reveals it), in
 // order, before what the channel brings after; nothing twice.
