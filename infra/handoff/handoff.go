@@ -167,6 +167,10 @@ func (r *Reader) Read(ctx context.Context, partitions []int32) ([]kafkalog.Consu
 	case <-t.C:
 		return nil, nil
 	case <-ctx.Done():
+		// The fan-out stops, or its partitions changed (the next read
+		// subscribes anew either way): the subscription ends here, on the
+		// reader's own goroutine.
+		r.Close()
 		return nil, ctx.Err()
 	}
 	for len(out) < readBatch {
