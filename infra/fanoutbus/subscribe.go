@@ -39,14 +39,16 @@ import (
 // reads at most the stream's length (MaxLen) in all.
 const catchUpPage = 1000
 
-// idleCheck is how long the subscriber waits on a quiet channel before it pings:
-// a connection that died without a word is found within about this long.
-const idleCheck = 15 * time.Second
+// idleCheck is how long the subscriber waits on a quiet channel before it
+// pings: a connection that died without a word is found within about twice
+// this long.
+var idleCheck = 15 * time.Second
 
 // Subscribe delivers node's deliveries from now on to handle, in the order
 // the fan-outs published them, until ctx ends.
 func (b *Bus) Subscribe(ctx context.Context, node string, handle func(domain.Delivery)) error {
-	r := &subscriber{bus: b, stream: b.NodeStream(node), channel: b.NodeChannel(node), handle: handle, last: map[int32]int64{}}
+	r := &subscriber{bus: b, stream: b.NodeStream(node), channel: b.NodeChannel(node), handle: handle,
+		last: map[int32]int64{}, idle: idleCheck}
 	ps, err := r.subscribe(ctx)
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", r.channel, err)
@@ -84,6 +86,7 @@ type subscriber struct {
 	handle          func(domain.Delivery)
 	from            string          // stream entries up to this id were handled
 	last            map[int32]int64 // last seq delivered, by partition
+	idle            time.Duration   // idleCheck when it subscribed
 }
 
 func (r *subscriber) subscribe(ctx context.Context) (*redis.PubSub, error) {
@@ -101,17 +104,23 @@ func (r *subscriber) run(ctx context.Context, ps *redis.PubSub) {
 			_ = ps.Close()
 		}
 	}()
+	pinged := false // a ping is out and nothing came since
 	for ctx.Err() == nil {
-		msg, err := ps.ReceiveTimeout(ctx, idleCheck)
+		msg, err := ps.ReceiveTimeout(ctx, r.idle)
 		if err == nil {
+			pinged = false
 			r.received(ctx, msg)
 			continue
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		if isTimeout(err) && ps.Ping(ctx) == nil {
-			continue // quiet, and the connection answers
+		if isTimeout(err) && !pinged {
+			// Quiet: ask. The pong (or anything) within the next idleCheck
+			// proves the connection; silence then means it died unheard.
+			if pinged = ps.Ping(ctx) == nil; pinged {
+				continue
+			}
 		}
 		r.bus.log.Warn("fanout bus: subscription broke; catching up from the stream", "channel", r.channel, "err", err)
 		_ = ps.Close()

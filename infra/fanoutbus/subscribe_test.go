@@ -174,6 +174,38 @@ func TestSubscribePassesAGapTheStreamCannotFill(t *testing.T) {
 	}
 }
 
+// A quiet channel is pinged, and its pongs keep the subscription: after
+// many quiet periods the same subscriber still delivers, without having
+// reconnected (the killed counter of a reconnect would show in CLIENT LIST
+// as a new connection id).
+func TestSubscribeSurvivesQuiet(t *testing.T) {
+	defer fanoutbus.SetIdleCheck(20 * time.Millisecond)()
+	pub, rdb, in, _ := subscribed(t)
+	ids := func() string {
+		list, err := rdb.ClientList(context.Background()).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, line := range strings.Split(list, "\n") {
+			if strings.Contains(line, "_sub ") && strings.Contains(line, " ssub=1 ") {
+				out = append(out, strings.Fields(line)[0])
+			}
+		}
+		return strings.Join(out, ",")
+	}
+	before := ids()
+	if before == "" {
+		t.Fatal("no subscribed connection")
+	}
+	time.Sleep(300 * time.Millisecond) // about seven ping rounds
+	publish(t, pub, delivery("a", 0, 1, 0))
+	waitFor(t, in, "a/0:1")
+	if after := ids(); after != before {
+		t.Fatalf("subscribed connection %q became %q: quiet periods broke it", before, after)
+	}
+}
+
 // A broken subscription is taken again, and what the channel lost comes
 // from the stream at once (not only when a later delivery reveals it), in
 // order, before what the channel brings after; nothing twice.
