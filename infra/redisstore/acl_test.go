@@ -87,16 +87,23 @@ func TestACLUser(t *testing.T) {
 	exercise(t, s)
 
 	rdb := s.Client()
+	// The fan-out bus and the hand-off publish on the prefix's sharded
+	// channels (subscribing is exercised by their own tests under this ACL
+	// in e2e's least-privilege run).
+	if err := rdb.Do(ctx, "SPUBLISH", env.Cfg.RedisPrefix+":{handoff}:0", "x").Err(); err != nil {
+		t.Errorf("SPUBLISH on the prefix's channel: %v", err)
+	}
 	for what, cmd := range map[string][]any{
-		"a key of another prefix": {"SET", env.Cfg.RedisPrefix + "x:k", "v"},
-		"an unprefixed key":       {"GET", "k"},
-		"FLUSHALL":                {"FLUSHALL"},
-		"KEYS":                    {"KEYS", "*"},
-		"CONFIG":                  {"CONFIG", "GET", "requirepass"},
-		"ACL LIST":                {"ACL", "LIST"},
-		"PUBLISH":                 {"PUBLISH", env.Cfg.RedisPrefix + ":c", "x"},
-		"SCRIPT FLUSH":            {"SCRIPT", "FLUSH"},
-		"CLIENT LIST":             {"CLIENT", "LIST"},
+		"a key of another prefix":     {"SET", env.Cfg.RedisPrefix + "x:k", "v"},
+		"an unprefixed key":           {"GET", "k"},
+		"FLUSHALL":                    {"FLUSHALL"},
+		"KEYS":                        {"KEYS", "*"},
+		"CONFIG":                      {"CONFIG", "GET", "requirepass"},
+		"ACL LIST":                    {"ACL", "LIST"},
+		"PUBLISH":                     {"PUBLISH", env.Cfg.RedisPrefix + ":c", "x"},
+		"a channel of another prefix": {"SPUBLISH", env.Cfg.RedisPrefix + "x:c", "x"},
+		"SCRIPT FLUSH":                {"SCRIPT", "FLUSH"},
+		"CLIENT LIST":                 {"CLIENT", "LIST"},
 	} {
 		err := rdb.Do(ctx, cmd...).Err()
 		if err == nil || !strings.Contains(err.Error(), "NOPERM") {
