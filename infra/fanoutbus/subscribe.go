@@ -127,6 +127,7 @@ func (r *subscriber) run(ctx context.Context, ps *redis.PubSub) {
 		if ps = r.resubscribe(ctx); ps == nil {
 			return
 		}
+		pinged = false
 		r.catchUp(ctx)
 	}
 }
