@@ -30,7 +30,7 @@ func request[T any](t *testing.T, c *wsclient.Client, typ string, data any) T {
 	defer cancel()
 	raw, err := c.Request(ctx, typ, data)
 	if err != nil {
-		t.Fatalf("%s: %v", typ, err)
+		t.Fatalf("%s: %v (connection: %v)", typ, err, c.CloseErr)
 	}
 	var v T
 	if err := json.Unmarshal(raw, &v); err != nil {

@@ -1,22 +1,17 @@
 // Package handoff passes the records a process appended to the log straight
-// to the fan-out, over Redis sharded pub/sub (one channel per log
-// partition), so that live delivery does not wait for, nor pay for, one
-// Kafka fetch per message.
+// to the fan-out, over Redis streams (one per log partition), so that live
+// delivery does not wait for, nor pay for, one Kafka fetch per message.
 //
 // The log stays the truth: a record is handed off only after Kafka acked it
 // at its offset, and the fan-out releases a partition's records strictly in
 // offset order (kafkalog's sequencer), filling whatever the hand-off lacks
-// (a producer that died between the ack and the hand-off, a message the
-// channel dropped, a record published before the fan-out subscribed to its
-// partition, a record another tool appended) from its own, infrequent reads
-// of the log. A lost hand-off costs latency, never an event; so a channel,
-// which keeps nothing, is enough. Until session 10 each partition had a
-// stream, which the fan-out read with a blocking XREAD per batch: 50 µs of
-// Redis a read, against a publish's 2-4 (docs/benchmarks.md, "Session 10").
+// (a producer that died between the ack and the hand-off, a trimmed
+// stream, a record another tool appended) from its own, infrequent reads of
+// the log. A lost hand-off costs latency, never an event.
 //
-// Every channel shares the hash tag {handoff}, so a fan-out subscribes to
-// all its partitions on one connection, on a Redis Cluster too; the
-// hand-off's load lands on one primary (docs/scaling.md).
+// Every stream shares the hash tag {handoff}, so a fan-out reads all its
+// partitions with one XREAD, on a Redis Cluster too; the hand-off's load
+// lands on one primary (docs/scaling.md).
 package handoff
 
 import (
@@ -24,9 +19,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -39,11 +32,17 @@ import (
 // Config of the hand-off.
 type Config struct {
 	Prefix string // the Redis key prefix (CHAT_REDIS_PREFIX)
+	// MaxLen bounds each partition's stream (approximately); a fan-out that
+	// falls further behind reads the rest from the log. Default 4096.
+	MaxLen int64
 	// Block is how long a read waits for a record. Default 1 s.
 	Block time.Duration
 }
 
 func (c *Config) setDefaults() {
+	if c.MaxLen == 0 {
+		c.MaxLen = 4096
+	}
 	if c.Block == 0 {
 		c.Block = time.Second
 	}
@@ -54,14 +53,16 @@ func (c Config) Validate() error {
 	switch {
 	case c.Prefix == "":
 		return errors.New("handoff: a key prefix is required")
+	case c.MaxLen < 16:
+		return fmt.Errorf("handoff: MaxLen %d below 16", c.MaxLen)
 	case c.Block < time.Millisecond:
 		return fmt.Errorf("handoff: Block %s below 1ms", c.Block)
 	}
 	return nil
 }
 
-// Channel is partition p's channel.
-func Channel(prefix string, p int32) string {
+// Stream is the key of partition p's stream.
+func Stream(prefix string, p int32) string {
 	return prefix + ":{handoff}:" + strconv.Itoa(int(p))
 }
 
@@ -102,8 +103,9 @@ func NewWriter(wb *redisstore.WriteBehind, cfg Config) (*Writer, error) {
 // log.
 func (w *Writer) Offer(recs []kafkalog.Consumed) {
 	for _, r := range recs {
-		ch, msg := Channel(w.cfg.Prefix, r.Partition), Encode(r.Offset, r.Value)
-		ok := w.wb.Add(func(p redis.Pipeliner) { p.SPublish(context.Background(), ch, msg) }, written)
+		args := &redis.XAddArgs{Stream: Stream(w.cfg.Prefix, r.Partition), MaxLen: w.cfg.MaxLen, Approx: true,
+			Values: []any{"r", Encode(r.Offset, r.Value)}}
+		ok := w.wb.Add(func(p redis.Pipeliner) { p.XAdd(context.Background(), args) }, written)
 		if !ok {
 			metrics.Handoff.WithLabelValues("dropped").Inc()
 		}
@@ -118,14 +120,12 @@ func written(err error) {
 	metrics.Handoff.WithLabelValues("written").Inc()
 }
 
-// Reader receives the records handed off for the partitions a fan-out
-// owns. Not safe for concurrent use.
+// Reader reads the streams of the partitions a fan-out owns. Not safe for
+// concurrent use.
 type Reader struct {
-	cfg        Config
-	rdb        redis.UniversalClient
-	ps         *redis.PubSub
-	msgs       <-chan *redis.Message
-	subscribed []int32
+	cfg  Config
+	rdb  redis.UniversalClient
+	last map[int32]string // stream id read up to, per partition
 }
 
 // NewReader builds a reader.
@@ -134,105 +134,64 @@ func NewReader(rdb redis.UniversalClient, cfg Config) (*Reader, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Reader{cfg: cfg, rdb: rdb}, nil
+	return &Reader{cfg: cfg, rdb: rdb, last: map[int32]string{}}, nil
 }
 
-// readBatch bounds the records one Read returns.
 const readBatch = 2048
 
-// channelSize is how many messages go-redis holds for the reader. A full
-// buffer for longer than the send timeout drops messages: the log has them.
-const channelSize = 4096
-
 // Read returns the records handed off for partitions since the last read,
-// waiting up to Block for one. A partition set that differs from the last
-// read's is subscribed anew: records published before that are the log's
-// to bring.
+// waiting up to Block for one. A partition read for the first time (just
+// assigned) is read from its stream's oldest entry: the records since the
+// group's committed offset are likely there (the sequencer drops older
+// ones), so live delivery resumes without waiting for the log.
 func (r *Reader) Read(ctx context.Context, partitions []int32) ([]kafkalog.Consumed, error) {
-	if r.ps == nil || !slices.Equal(partitions, r.subscribed) {
-		if err := r.subscribe(ctx, partitions); err != nil {
-			return nil, err
-		}
+	keys := make([]string, len(partitions), 2*len(partitions))
+	byKey := make(map[string]int32, len(partitions))
+	for i, p := range partitions {
+		keys[i] = Stream(r.cfg.Prefix, p)
+		byKey[keys[i]] = p
 	}
-	t := time.NewTimer(r.cfg.Block)
-	defer t.Stop()
-	var out []kafkalog.Consumed
-	select {
-	case m, ok := <-r.msgs:
+	for _, p := range partitions {
+		id, ok := r.last[p]
 		if !ok {
-			r.Close()
-			return nil, errors.New("handoff: subscription closed")
+			id = "0-0"
 		}
-		out = r.add(out, m)
-	case <-t.C:
-		return nil, nil
-	case <-ctx.Done():
-		// The fan-out stops, or its partitions changed (the next read
-		// subscribes anew either way): the subscription ends here, on the
-		// reader's own goroutine.
-		r.Close()
-		return nil, ctx.Err()
+		keys = append(keys, id)
 	}
-	for len(out) < readBatch {
-		select {
-		case m, ok := <-r.msgs:
-			if !ok {
-				return out, nil // the next read subscribes again
+	r.forgetOthers(byKey)
+	res, err := r.rdb.XRead(ctx, &redis.XReadArgs{Streams: keys, Count: readBatch, Block: r.cfg.Block}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("handoff read: %w", err)
+	}
+	var out []kafkalog.Consumed
+	for _, xs := range res {
+		p, ok := byKey[xs.Stream]
+		if !ok {
+			return nil, fmt.Errorf("handoff: unexpected stream %q", xs.Stream)
+		}
+		for _, m := range xs.Messages {
+			r.last[p] = m.ID
+			raw, _ := m.Values["r"].(string)
+			off, v, err := Decode([]byte(raw))
+			if err != nil {
+				metrics.Handoff.WithLabelValues("unreadable").Inc()
+				continue // the log has it
 			}
-			out = r.add(out, m)
-		default:
-			return out, nil
+			out = append(out, kafkalog.Consumed{Partition: p, Offset: off, Value: v})
 		}
 	}
 	return out, nil
 }
 
-func (r *Reader) subscribe(ctx context.Context, partitions []int32) error {
-	r.Close()
-	chs := make([]string, len(partitions))
-	for i, p := range partitions {
-		chs[i] = Channel(r.cfg.Prefix, p)
-	}
-	ps := r.rdb.SSubscribe(ctx, chs...)
-	for range chs { // one confirmation per channel
-		if _, err := ps.Receive(ctx); err != nil {
-			_ = ps.Close()
-			return fmt.Errorf("handoff subscribe: %w", err)
+// forgetOthers drops the positions of partitions no longer read, so that
+// a partition assigned again is read whole.
+func (r *Reader) forgetOthers(read map[string]int32) {
+	for p := range r.last {
+		if _, ok := read[Stream(r.cfg.Prefix, p)]; !ok {
+			delete(r.last, p)
 		}
-	}
-	r.ps, r.subscribed = ps, slices.Clone(partitions)
-	r.msgs = ps.Channel(redis.WithChannelSize(channelSize))
-	return nil
-}
-
-// add decodes a message onto out.
-func (r *Reader) add(out []kafkalog.Consumed, m *redis.Message) []kafkalog.Consumed {
-	p, err := partitionOf(m.Channel)
-	if err != nil {
-		metrics.Handoff.WithLabelValues("unreadable").Inc()
-		return out
-	}
-	off, v, err := Decode([]byte(m.Payload))
-	if err != nil {
-		metrics.Handoff.WithLabelValues("unreadable").Inc()
-		return out // the log has it
-	}
-	return append(out, kafkalog.Consumed{Partition: p, Offset: off, Value: v})
-}
-
-func partitionOf(channel string) (int32, error) {
-	i := strings.LastIndexByte(channel, ':')
-	p, err := strconv.ParseInt(channel[i+1:], 10, 32)
-	if err != nil || p < 0 {
-		return 0, fmt.Errorf("handoff: channel %q names no partition", channel)
-	}
-	return int32(p), nil
-}
-
-// Close ends the subscription; the next Read subscribes again.
-func (r *Reader) Close() {
-	if r.ps != nil {
-		_ = r.ps.Close()
-		r.ps, r.msgs, r.subscribed = nil, nil, nil
 	}
 }

@@ -16,18 +16,20 @@ import (
 	"github.com/parley-chat/parley/internal/testenv"
 )
 
-// On the real Redis: records offered reach a reader subscribed to their
-// partitions, with their offsets and values, per partition in offer order;
-// records of partitions the reader does not own, and records offered before
-// it subscribed, do not (the log brings those); a reader whose partitions
-// change gets the new set's records from then on.
+// On the real Redis: records offered reach a reader, with their offsets
+// and values, per partition in offer order; a partition read for the first
+// time, or again after it was not read, is read from its stream's oldest
+// entry (the sequencer drops what was handled before).
 func TestWriterToReader(t *testing.T) {
 	env := testenv.New(t)
 	rdb, err := redisstore.NewClient(env.Cfg.RedisURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { rdb.Close() })
+	t.Cleanup(func() {
+		_, _ = redisstore.DeletePrefix(context.Background(), rdb, env.Cfg.RedisPrefix)
+		rdb.Close()
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cfg := handoff.Config{Prefix: env.Cfg.RedisPrefix, Block: 50 * time.Millisecond}
@@ -41,7 +43,6 @@ func TestWriterToReader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
 	mk := func(p int32, from, to int64) []kafkalog.Consumed {
 		var out []kafkalog.Consumed
 		for o := from; o < to; o++ {
@@ -49,60 +50,52 @@ func TestWriterToReader(t *testing.T) {
 		}
 		return out
 	}
-	readUntil := func(what string, ps []int32, want map[int32][]kafkalog.Consumed) {
-		t.Helper()
-		got := map[int32][]kafkalog.Consumed{}
-		n := 0
-		for _, v := range want {
-			n += len(v)
-		}
-		poll.Until(t, 5*time.Second, what, func() bool {
-			rs, err := r.Read(ctx, ps)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, x := range rs {
-				got[x.Partition] = append(got[x.Partition], x)
-			}
-			return len(got[0])+len(got[1])+len(got[2]) >= n
-		})
-		for p, want := range want {
-			if len(got[p]) != len(want) {
-				t.Fatalf("%s: partition %d: %d records, want %d", what, p, len(got[p]), len(want))
-			}
-			for i, x := range got[p] {
-				if x.Offset != want[i].Offset || !bytes.Equal(x.Value, want[i].Value) {
-					t.Fatalf("%s: partition %d record %d: %d %q, want %d %q", what, p, i, x.Offset, x.Value, want[i].Offset, want[i].Value)
-				}
-			}
-		}
-		if rs, err := r.Read(ctx, ps); err != nil || len(rs) != 0 {
-			t.Fatalf("%s: then a read with nothing new: %d records, %v", what, len(rs), err)
-		}
-	}
-	for _, x := range mk(0, 0, 5) { // before the reader subscribed: the log's
-		if err := rdb.SPublish(ctx, handoff.Channel(env.Cfg.RedisPrefix, 0), handoff.Encode(x.Offset, x.Value)).Err(); err != nil {
+	w.Offer(mk(0, 0, 5)) // before the reader's first read
+	poll.Until(t, 5*time.Second, "the first records written", func() bool {
+		n, _ := rdb.XLen(ctx, handoff.Stream(env.Cfg.RedisPrefix, 0)).Result()
+		return n == 5
+	})
+	w.Offer(mk(0, 5, 105))
+	w.Offer(mk(1, 0, 50))
+	got := map[int32][]kafkalog.Consumed{}
+	poll.Until(t, 5*time.Second, "150 records handed off", func() bool {
+		rs, err := r.Read(ctx, []int32{0, 1})
+		if err != nil {
 			t.Fatal(err)
+		}
+		for _, x := range rs {
+			got[x.Partition] = append(got[x.Partition], x)
+		}
+		return len(got[0]) == 105 && len(got[1]) == 50
+	})
+	for p, want := range map[int32][]kafkalog.Consumed{0: mk(0, 0, 105), 1: mk(1, 0, 50)} {
+		for i, x := range got[p] {
+			if x.Offset != want[i].Offset || !bytes.Equal(x.Value, want[i].Value) {
+				t.Fatalf("partition %d record %d: %d %q, want %d %q", p, i, x.Offset, x.Value, want[i].Offset, want[i].Value)
+			}
 		}
 	}
 	if rs, err := r.Read(ctx, []int32{0, 1}); err != nil || len(rs) != 0 {
-		t.Fatalf("first read: %d records, %v; want none (published before it subscribed)", len(rs), err)
+		t.Fatalf("a read with nothing new: %d records, %v", len(rs), err)
 	}
-	w.Offer(mk(0, 5, 105))
-	w.Offer(mk(1, 0, 50))
-	w.Offer(mk(2, 0, 7)) // not the reader's
-	readUntil("150 records handed off", []int32{0, 1}, map[int32][]kafkalog.Consumed{0: mk(0, 5, 105), 1: mk(1, 0, 50)})
-	// Partition 1 is taken away and 2 assigned: 2's records from now on.
-	if rs, err := r.Read(ctx, []int32{0, 2}); err != nil || len(rs) != 0 {
-		t.Fatalf("read after reassignment: %d records, %v; want none yet", len(rs), err)
+	// Partition 1 is taken away, then assigned again: it is read whole.
+	if _, err := r.Read(ctx, []int32{0}); err != nil {
+		t.Fatal(err)
 	}
-	w.Offer(mk(1, 50, 60))
-	w.Offer(mk(2, 7, 17))
-	readUntil("partition 2's records", []int32{0, 2}, map[int32][]kafkalog.Consumed{2: mk(2, 7, 17)})
+	if rs, err := r.Read(ctx, []int32{0, 1}); err != nil || len(rs) != 50 || rs[0].Offset != 0 {
+		t.Fatalf("read after reassignment: %d records, %v; want partition 1's 50", len(rs), err)
+	}
+	// Another set of the same size in between: both are read whole again.
+	if _, err := r.Read(ctx, []int32{2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	if rs, err := r.Read(ctx, []int32{0, 1}); err != nil || len(rs) != 155 {
+		t.Fatalf("read after a swap of partitions: %d records, %v; want all 155", len(rs), err)
+	}
 }
 
 func TestConfigValidate(t *testing.T) {
-	for _, c := range []handoff.Config{{}, {Prefix: "p", Block: time.Microsecond}} {
+	for _, c := range []handoff.Config{{}, {Prefix: "p", MaxLen: 3, Block: time.Second}, {Prefix: "p", MaxLen: 100, Block: time.Microsecond}} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%+v: valid", c)
 		}
