@@ -148,19 +148,25 @@ func (r *subscriber) received(ctx context.Context, msg any) {
 		r.handle(d)
 		return
 	}
-	last, seen := r.last[d.Partition]
-	if seen && d.Seq <= last {
+	if !r.isNew(d) {
 		return // delivered already
 	}
-	if seen && d.Prev > last {
+	if last, seen := r.last[d.Partition]; seen && d.Prev > last {
 		r.catchUp(ctx) // the lost ones, then d, if the stream has them
-		if r.last[d.Partition] >= d.Seq {
+		if !r.isNew(d) {
 			return
 		}
 	}
 	// Not in the stream (Redis lost it, or the read failed): d goes on,
 	// and its Prev shows the Hub the gap.
 	r.deliver(d)
+}
+
+// isNew reports whether durable d is above the last seq delivered for its
+// partition.
+func (r *subscriber) isNew(d domain.Delivery) bool {
+	last, seen := r.last[d.Partition]
+	return !seen || d.Seq > last
 }
 
 func (r *subscriber) deliver(d domain.Delivery) {
@@ -171,14 +177,15 @@ func (r *subscriber) deliver(d domain.Delivery) {
 }
 
 // catchUp delivers the stream's durable entries after r.from that were not
-// delivered, in stream order, and moves r.from to the last entry read. It
-// reports false when the stream could not be read to its end.
-func (r *subscriber) catchUp(ctx context.Context) bool {
+// delivered, in stream order, and moves r.from to the last entry read. A
+// read that fails is logged and ends it: what it could not deliver stays a
+// gap for the next delivery's Prev to show.
+func (r *subscriber) catchUp(ctx context.Context) {
 	for {
 		msgs, err := r.bus.rdb.XRangeN(ctx, r.stream, "("+r.from, "+", catchUpPage).Result()
 		if err != nil {
 			r.bus.log.Warn("fanout bus: catch-up read failed", "stream", r.stream, "err", err)
-			return false
+			return
 		}
 		for _, m := range msgs {
 			r.from = m.ID
@@ -187,12 +194,12 @@ func (r *subscriber) catchUp(ctx context.Context) bool {
 			if err != nil || d.Seq == 0 {
 				continue // undecodable (logged when it came live), or ephemeral
 			}
-			if last, seen := r.last[d.Partition]; !seen || d.Seq > last {
+			if r.isNew(d) {
 				r.deliver(d)
 			}
 		}
 		if len(msgs) < catchUpPage {
-			return true
+			return
 		}
 	}
 }
