@@ -64,6 +64,9 @@ func TestPresence(t *testing.T) {
 
 	// A second tab on the other node; the first one closes: still online.
 	ca2 := dial(t, env, n2, a)
+	// The upgrade returns before n2 registers the connection; a reply on it
+	// means n2 has recorded it (its read loop starts after Register).
+	query(ca2, b)
 	ca1.Close()
 	testenv.WaitFor(t, 5*time.Second, "a's first tab to be gone from n1", func() bool { return n1.App.Hub.Count() == 0 })
 	if got := query(cb, a); got[a].Status != domain.PresenceOnline {
