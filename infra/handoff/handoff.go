@@ -1,6 +1,7 @@
 // Package handoff passes the records a process appended to the log straight
-// to the fan-out, over Redis streams (one per log partition), so that live
-// delivery does not wait for, nor pay for, one Kafka fetch per message.
+// to the fan-out, over Redis (a sharded pub/sub channel and a stream per log
+// partition), so that live delivery does not wait for, nor pay for, one
+// Kafka fetch per message.
 //
 // The log stays the truth: a record is handed off only after Kafka acked it
 // at its offset, and the fan-out releases a partition's records strictly in
@@ -9,9 +10,19 @@
 // stream, a record another tool appended) from its own, infrequent reads of
 // the log. A lost hand-off costs latency, never an event.
 //
-// Every stream shares the hash tag {handoff}, so a fan-out reads all its
-// partitions with one XREAD, on a Redis Cluster too; the hand-off's load
-// lands on one primary (docs/scaling.md).
+// Each record is appended to its partition's stream and published on its
+// partition's channel, in one pipeline. The fan-out takes live records from
+// the channel, and reads the stream only for what a channel cannot give: the
+// records handed off before it subscribed (a partition just assigned to it,
+// a subscription that broke and came back). A blocking XREAD per batch cost
+// Redis about 30 µs a message (the read, and the wake-up that made the XADD
+// cost 12 instead of 5); a publish to one subscriber costs 4. A channel
+// alone was tried and reverted: what it cannot give then came from the log
+// in one burst at each fan-out start (docs/benchmarks.md, "Session 10").
+//
+// Every key shares the hash tag {handoff}, so a fan-out subscribes to, and
+// reads, all its partitions on one connection, on a Redis Cluster too; the
+// hand-off's load lands on one primary (docs/scaling.md).
 package handoff
 
 import (
@@ -19,7 +30,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -66,6 +79,9 @@ func Stream(prefix string, p int32) string {
 	return prefix + ":{handoff}:" + strconv.Itoa(int(p))
 }
 
+// Channel is partition p's channel.
+func Channel(prefix string, p int32) string { return Stream(prefix, p) + ":live" }
+
 // Encode is the entry of a record: its offset as a uvarint, then its value.
 func Encode(offset int64, value []byte) []byte {
 	b := binary.AppendUvarint(make([]byte, 0, len(value)+binary.MaxVarintLen64), uint64(offset))
@@ -103,9 +119,16 @@ func NewWriter(wb *redisstore.WriteBehind, cfg Config) (*Writer, error) {
 // log.
 func (w *Writer) Offer(recs []kafkalog.Consumed) {
 	for _, r := range recs {
+		entry := Encode(r.Offset, r.Value)
 		args := &redis.XAddArgs{Stream: Stream(w.cfg.Prefix, r.Partition), MaxLen: w.cfg.MaxLen, Approx: true,
-			Values: []any{"r", Encode(r.Offset, r.Value)}}
-		ok := w.wb.Add(func(p redis.Pipeliner) { p.XAdd(context.Background(), args) }, written)
+			Values: []any{"r", entry}}
+		ch := Channel(w.cfg.Prefix, r.Partition)
+		// The stream first: a reader that subscribed after this publish
+		// finds the record in the stream.
+		ok := w.wb.Add(func(p redis.Pipeliner) {
+			p.XAdd(context.Background(), args)
+			p.SPublish(context.Background(), ch, entry)
+		}, written)
 		if !ok {
 			metrics.Handoff.WithLabelValues("dropped").Inc()
 		}
@@ -120,12 +143,17 @@ func written(err error) {
 	metrics.Handoff.WithLabelValues("written").Inc()
 }
 
-// Reader reads the streams of the partitions a fan-out owns. Not safe for
-// concurrent use.
+// Reader receives the records handed off for the partitions a fan-out
+// owns. Not safe for concurrent use.
 type Reader struct {
-	cfg  Config
-	rdb  redis.UniversalClient
-	last map[int32]string // stream id read up to, per partition
+	cfg        Config
+	rdb        redis.UniversalClient
+	ps         *redis.PubSub
+	msgs       <-chan any
+	subscribed []int32
+	// backlog holds the partitions whose stream is still to be read, with
+	// the id read up to.
+	backlog map[int32]string
 }
 
 // NewReader builds a reader.
@@ -134,46 +162,160 @@ func NewReader(rdb redis.UniversalClient, cfg Config) (*Reader, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Reader{cfg: cfg, rdb: rdb, last: map[int32]string{}}, nil
+	return &Reader{cfg: cfg, rdb: rdb, backlog: map[int32]string{}}, nil
 }
 
-const readBatch = 2048
+// readBatch bounds the records one Read returns from the streams; the
+// channel's buffer holds channelSize. A buffer full for a minute drops
+// messages: the log has them.
+const (
+	readBatch   = 2048
+	channelSize = 4096
+)
 
 // Read returns the records handed off for partitions since the last read,
-// waiting up to Block for one. A partition read for the first time (just
-// assigned) is read from its stream's oldest entry: the records since the
-// group's committed offset are likely there (the sequencer drops older
-// ones), so live delivery resumes without waiting for the log.
+// waiting up to Block for one. A partition set that differs from the last
+// read's is subscribed anew, and its streams are read whole first (the
+// sequencer drops what was released before): they hold what was handed off
+// before the subscription, so live delivery resumes without waiting for
+// the log. A subscription that broke and came back is caught up the same
+// way.
 func (r *Reader) Read(ctx context.Context, partitions []int32) ([]kafkalog.Consumed, error) {
-	keys := make([]string, len(partitions), 2*len(partitions))
-	byKey := make(map[string]int32, len(partitions))
-	for i, p := range partitions {
-		keys[i] = Stream(r.cfg.Prefix, p)
-		byKey[keys[i]] = p
-	}
-	for _, p := range partitions {
-		id, ok := r.last[p]
-		if !ok {
-			id = "0-0"
+	if r.ps == nil || !slices.Equal(partitions, r.subscribed) {
+		if err := r.subscribe(ctx, partitions); err != nil {
+			return nil, err
 		}
-		keys = append(keys, id)
 	}
-	r.forgetOthers(byKey)
-	res, err := r.rdb.XRead(ctx, &redis.XReadArgs{Streams: keys, Count: readBatch, Block: r.cfg.Block}).Result()
-	if errors.Is(err, redis.Nil) {
+	out, err := r.take(nil)
+	if err != nil || len(r.backlog) > 0 {
+		if err == nil {
+			out, err = r.readBacklog(ctx, out)
+		}
+		return out, err
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	t := time.NewTimer(r.cfg.Block)
+	defer t.Stop()
+	select {
+	case m, ok := <-r.msgs:
+		if out, err = r.add(nil, m, ok); err != nil {
+			return nil, err
+		}
+		return r.take(out)
+	case <-t.C:
 		return nil, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
+}
+
+// take appends what the channel holds, without waiting.
+func (r *Reader) take(out []kafkalog.Consumed) ([]kafkalog.Consumed, error) {
+	for len(out) < channelSize {
+		select {
+		case m, ok := <-r.msgs:
+			var err error
+			if out, err = r.add(out, m, ok); err != nil {
+				return out, err
+			}
+		default:
+			return out, nil
+		}
+	}
+	return out, nil
+}
+
+func (r *Reader) subscribe(ctx context.Context, partitions []int32) error {
+	r.Close()
+	chs := make([]string, len(partitions))
+	for i, p := range partitions {
+		chs[i] = Channel(r.cfg.Prefix, p)
+	}
+	ps := r.rdb.SSubscribe(ctx, chs...)
+	for range chs { // one confirmation per channel
+		if _, err := ps.Receive(ctx); err != nil {
+			_ = ps.Close()
+			return fmt.Errorf("handoff subscribe: %w", err)
+		}
+	}
+	r.ps, r.subscribed = ps, slices.Clone(partitions)
+	r.msgs = ps.ChannelWithSubscriptions(redis.WithChannelSize(channelSize))
+	r.catchUpAll()
+	return nil
+}
+
+// catchUpAll reads every subscribed partition's stream from its start.
+func (r *Reader) catchUpAll() {
+	clear(r.backlog)
+	for _, p := range r.subscribed {
+		r.backlog[p] = "0-0"
+	}
+}
+
+// add decodes a message onto out. A subscription notice after the first
+// ones means go-redis reconnected: what was published meanwhile is in the
+// streams.
+func (r *Reader) add(out []kafkalog.Consumed, msg any, ok bool) ([]kafkalog.Consumed, error) {
+	if !ok {
+		r.Close()
+		return out, errors.New("handoff: subscription closed")
+	}
+	m, isMsg := msg.(*redis.Message)
+	if !isMsg {
+		metrics.Handoff.WithLabelValues("resubscribed").Inc()
+		r.catchUpAll()
+		return out, nil
+	}
+	p, err := partitionOf(m.Channel)
 	if err != nil {
-		return nil, fmt.Errorf("handoff read: %w", err)
+		metrics.Handoff.WithLabelValues("unreadable").Inc()
+		return out, nil
 	}
-	var out []kafkalog.Consumed
+	off, v, err := Decode([]byte(m.Payload))
+	if err != nil {
+		metrics.Handoff.WithLabelValues("unreadable").Inc()
+		return out, nil // the log has it
+	}
+	return append(out, kafkalog.Consumed{Partition: p, Offset: off, Value: v}), nil
+}
+
+func partitionOf(channel string) (int32, error) {
+	rest, ok := strings.CutSuffix(channel, ":live")
+	i := strings.LastIndexByte(rest, ':')
+	p, err := strconv.ParseInt(rest[i+1:], 10, 32)
+	if !ok || err != nil || p < 0 {
+		return 0, fmt.Errorf("handoff: channel %q names no partition", channel)
+	}
+	return int32(p), nil
+}
+
+// readBacklog reads the next page of the streams still to be read, without
+// waiting; a stream that returns less than a page is read to its end.
+func (r *Reader) readBacklog(ctx context.Context, out []kafkalog.Consumed) ([]kafkalog.Consumed, error) {
+	keys := make([]string, 0, 2*len(r.backlog))
+	byKey := make(map[string]int32, len(r.backlog))
+	for p := range r.backlog {
+		k := Stream(r.cfg.Prefix, p)
+		keys = append(keys, k)
+		byKey[k] = p
+	}
+	for _, k := range keys[:len(byKey)] {
+		keys = append(keys, r.backlog[byKey[k]])
+	}
+	res, err := r.rdb.XRead(ctx, &redis.XReadArgs{Streams: keys, Count: readBatch, Block: -1}).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return out, fmt.Errorf("handoff read: %w", err)
+	}
+	full := map[int32]bool{}
 	for _, xs := range res {
 		p, ok := byKey[xs.Stream]
 		if !ok {
-			return nil, fmt.Errorf("handoff: unexpected stream %q", xs.Stream)
+			return out, fmt.Errorf("handoff: unexpected stream %q", xs.Stream)
 		}
 		for _, m := range xs.Messages {
-			r.last[p] = m.ID
+			r.backlog[p] = m.ID
 			raw, _ := m.Values["r"].(string)
 			off, v, err := Decode([]byte(raw))
 			if err != nil {
@@ -182,16 +324,21 @@ func (r *Reader) Read(ctx context.Context, partitions []int32) ([]kafkalog.Consu
 			}
 			out = append(out, kafkalog.Consumed{Partition: p, Offset: off, Value: v})
 		}
+		full[p] = len(xs.Messages) == readBatch
+	}
+	for p := range r.backlog {
+		if !full[p] {
+			delete(r.backlog, p)
+		}
 	}
 	return out, nil
 }
 
-// forgetOthers drops the positions of partitions no longer read, so that
-// a partition assigned again is read whole.
-func (r *Reader) forgetOthers(read map[string]int32) {
-	for p := range r.last {
-		if _, ok := read[Stream(r.cfg.Prefix, p)]; !ok {
-			delete(r.last, p)
-		}
+// Close ends the subscription; the next Read subscribes again.
+func (r *Reader) Close() {
+	if r.ps != nil {
+		_ = r.ps.Close()
+		r.ps, r.msgs, r.subscribed = nil, nil, nil
 	}
+	clear(r.backlog)
 }

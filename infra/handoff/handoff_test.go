@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/parley-chat/parley/infra/handoff"
 	"github.com/parley-chat/parley/infra/kafkalog"
@@ -17,18 +21,25 @@ import (
 )
 
 // On the real Redis: records offered reach a reader, with their offsets
-// and values, per partition in offer order; a partition read for the first
-// time, or again after it was not read, is read from its stream's oldest
-// entry (the sequencer drops what was handled before).
+// and values, per partition in offer order. What was offered before the
+// reader subscribed comes from the streams; what came after, from the
+// channels, once. A partition set that changes, or a subscription that
+// broke and came back, has its streams read whole again (the sequencer
+// drops what was released before), so nothing offered in between is lost.
 func TestWriterToReader(t *testing.T) {
 	env := testenv.New(t)
-	rdb, err := redisstore.NewClient(env.Cfg.RedisURL)
+	opt, err := redis.ParseURL(env.Cfg.RedisURL)
 	if err != nil {
 		t.Fatal(err)
 	}
+	name := strings.ReplaceAll(env.Cfg.RedisPrefix, ":", "_") + "_reader"
+	readOpt := *opt
+	readOpt.ClientName = name
+	rdb, readRdb := redis.NewClient(opt), redis.NewClient(&readOpt)
 	t.Cleanup(func() {
 		_, _ = redisstore.DeletePrefix(context.Background(), rdb, env.Cfg.RedisPrefix)
 		rdb.Close()
+		readRdb.Close()
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -39,10 +50,11 @@ func TestWriterToReader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := handoff.NewReader(rdb, cfg)
+	r, err := handoff.NewReader(readRdb, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer r.Close()
 	mk := func(p int32, from, to int64) []kafkalog.Consumed {
 		var out []kafkalog.Consumed
 		for o := from; o < to; o++ {
@@ -50,47 +62,113 @@ func TestWriterToReader(t *testing.T) {
 		}
 		return out
 	}
-	w.Offer(mk(0, 0, 5)) // before the reader's first read
+	read := func(ps ...int32) []kafkalog.Consumed {
+		t.Helper()
+		rs, err := r.Read(ctx, ps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rs
+	}
+	w.Offer(mk(0, 0, 5)) // before the reader subscribed: in the stream only
 	poll.Until(t, 5*time.Second, "the first records written", func() bool {
 		n, _ := rdb.XLen(ctx, handoff.Stream(env.Cfg.RedisPrefix, 0)).Result()
 		return n == 5
 	})
+	if rs := read(0, 1); !sameRecords(rs, mk(0, 0, 5)) {
+		t.Fatalf("first read: %v, want partition 0's first 5 from its stream", offsets(rs))
+	}
+	// Subscribed now: the channels bring the rest, each record once.
 	w.Offer(mk(0, 5, 105))
 	w.Offer(mk(1, 0, 50))
 	got := map[int32][]kafkalog.Consumed{}
 	poll.Until(t, 5*time.Second, "150 records handed off", func() bool {
-		rs, err := r.Read(ctx, []int32{0, 1})
+		for _, x := range read(0, 1) {
+			got[x.Partition] = append(got[x.Partition], x)
+		}
+		return len(got[0]) >= 100 && len(got[1]) >= 50
+	})
+	if !sameRecords(got[0], mk(0, 5, 105)) || !sameRecords(got[1], mk(1, 0, 50)) {
+		t.Fatalf("live: partition 0 %v, partition 1 %v; want 5-104 and 0-49, once, in order", offsets(got[0]), offsets(got[1]))
+	}
+	if rs := read(0, 1); len(rs) != 0 {
+		t.Fatalf("a read with nothing new: %v", offsets(rs))
+	}
+	// Partition 1 is taken away, then assigned again: both streams are
+	// read whole, and what was offered while 1 was not read is there.
+	read(0)
+	w.Offer(mk(1, 50, 60))
+	if rs := readUntil(t, r, ctx, []int32{0, 1}, 165); len(rs) != 165 {
+		t.Fatalf("read after reassignment: %d records, want all 165", len(rs))
+	}
+	// The subscription's connection is killed: go-redis subscribes again,
+	// and the reader reads the streams whole (what was published while it
+	// was away is in them).
+	kill(t, rdb, name)
+	w.Offer(mk(1, 60, 70))
+	rs := readUntil(t, r, ctx, []int32{0, 1}, 175)
+	if !sameRecords(byPartition(rs, 1), mk(1, 0, 70)) || !sameRecords(byPartition(rs, 0), mk(0, 0, 105)) {
+		t.Fatalf("after a broken subscription: partition 0 %v, partition 1 %v; want both streams whole", offsets(byPartition(rs, 0)), offsets(byPartition(rs, 1)))
+	}
+}
+
+// readUntil reads until at least n records came (or 5 s passed).
+func readUntil(t *testing.T, r *handoff.Reader, ctx context.Context, ps []int32, n int) []kafkalog.Consumed {
+	t.Helper()
+	var out []kafkalog.Consumed
+	poll.Until(t, 5*time.Second, fmt.Sprintf("%d records", n), func() bool {
+		rs, err := r.Read(ctx, ps)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, x := range rs {
-			got[x.Partition] = append(got[x.Partition], x)
-		}
-		return len(got[0]) == 105 && len(got[1]) == 50
+		out = append(out, rs...)
+		return len(out) >= n
 	})
-	for p, want := range map[int32][]kafkalog.Consumed{0: mk(0, 0, 105), 1: mk(1, 0, 50)} {
-		for i, x := range got[p] {
-			if x.Offset != want[i].Offset || !bytes.Equal(x.Value, want[i].Value) {
-				t.Fatalf("partition %d record %d: %d %q, want %d %q", p, i, x.Offset, x.Value, want[i].Offset, want[i].Value)
+	return out
+}
+
+func byPartition(rs []kafkalog.Consumed, p int32) []kafkalog.Consumed {
+	var out []kafkalog.Consumed
+	for _, x := range rs {
+		if x.Partition == p {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func sameRecords(got, want []kafkalog.Consumed) bool {
+	return slices.EqualFunc(got, want, func(a, b kafkalog.Consumed) bool {
+		return a.Partition == b.Partition && a.Offset == b.Offset && bytes.Equal(a.Value, b.Value)
+	})
+}
+
+func offsets(rs []kafkalog.Consumed) []string {
+	out := make([]string, len(rs))
+	for i, x := range rs {
+		out[i] = fmt.Sprintf("%d/%d", x.Partition, x.Offset)
+	}
+	return out
+}
+
+// kill closes the connections of the client named name.
+func kill(t *testing.T, rdb *redis.Client, name string) {
+	t.Helper()
+	list, err := rdb.ClientList(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := 0
+	for _, line := range strings.Split(list, "\n") {
+		if strings.Contains(line, " name="+name+" ") {
+			id := strings.TrimPrefix(strings.Fields(line)[0], "id=")
+			if rdb.Do(context.Background(), "CLIENT", "KILL", "ID", id).Err() == nil {
+				killed++
 			}
 		}
 	}
-	if rs, err := r.Read(ctx, []int32{0, 1}); err != nil || len(rs) != 0 {
-		t.Fatalf("a read with nothing new: %d records, %v", len(rs), err)
-	}
-	// Partition 1 is taken away, then assigned again: it is read whole.
-	if _, err := r.Read(ctx, []int32{0}); err != nil {
-		t.Fatal(err)
-	}
-	if rs, err := r.Read(ctx, []int32{0, 1}); err != nil || len(rs) != 50 || rs[0].Offset != 0 {
-		t.Fatalf("read after reassignment: %d records, %v; want partition 1's 50", len(rs), err)
-	}
-	// Another set of the same size in between: both are read whole again.
-	if _, err := r.Read(ctx, []int32{2, 3}); err != nil {
-		t.Fatal(err)
-	}
-	if rs, err := r.Read(ctx, []int32{0, 1}); err != nil || len(rs) != 155 {
-		t.Fatalf("read after a swap of partitions: %d records, %v; want all 155", len(rs), err)
+	if killed == 0 {
+		t.Fatal("no connection of the reader to kill")
 	}
 }
 
