@@ -46,6 +46,9 @@ type Packet struct {
 	// NumAttachments is the count announced by a binary packet's header;
 	// the decoder fills it, the encoder uses len(Attachments).
 	NumAttachments int
+	// args is an event's array as the decoder parsed it (validating it), so
+	// that the socket does not parse it again.
+	args []json.RawMessage
 }
 
 // EncodeString renders the packet's text part:
@@ -131,8 +134,13 @@ func cutAttachments(s []byte) (int, []byte, error) {
 
 // validate applies socket.io-parser's isPayloadValid, a little stricter:
 // events and acks must carry their array.
-func (p Packet) validate() error {
+func (p *Packet) validate() error {
 	bad := func(what string) error { return fmt.Errorf("%w: %s", ErrInvalidPacket, what) }
+	if p.Type == PacketEvent || p.Type == PacketBinaryEvent {
+		var err error
+		p.args, err = eventArgs(p.Data) // parsing validates the JSON
+		return err
+	}
 	if p.Data != nil && !json.Valid(p.Data) {
 		return bad("payload is not JSON")
 	}
@@ -149,8 +157,6 @@ func (p Packet) validate() error {
 		if k := jsonKind(p.Data); k != '{' && k != '"' {
 			return bad("CONNECT_ERROR payload must be an object or a string")
 		}
-	case PacketEvent, PacketBinaryEvent:
-		return validateEvent(p.Data)
 	case PacketAck, PacketBinaryAck:
 		if jsonKind(p.Data) != '[' {
 			return bad("ACK payload must be an array")
@@ -162,23 +168,36 @@ func (p Packet) validate() error {
 	return nil
 }
 
-func validateEvent(data json.RawMessage) error {
+// arguments is a decoded event's array: parsed by the decoder, or again
+// here for a packet built otherwise.
+func (p Packet) arguments() []json.RawMessage {
+	if p.args != nil {
+		return p.args
+	}
+	var all []json.RawMessage
+	_ = json.Unmarshal(p.Data, &all) // validated by the decoder
+	return all
+}
+
+// eventArgs parses and checks an event's array: a name (a string that is
+// not reserved, or a number), then the arguments.
+func eventArgs(data json.RawMessage) ([]json.RawMessage, error) {
 	var args []json.RawMessage
 	if jsonKind(data) != '[' || json.Unmarshal(data, &args) != nil || len(args) == 0 {
-		return fmt.Errorf("%w: EVENT payload must be a non-empty array", ErrInvalidPacket)
+		return nil, fmt.Errorf("%w: EVENT payload must be a non-empty array", ErrInvalidPacket)
 	}
 	switch jsonKind(args[0]) {
 	case '"':
 		var name string
 		_ = json.Unmarshal(args[0], &name)
 		if reservedEvents[name] {
-			return fmt.Errorf("%w: %q is a reserved event name", ErrInvalidPacket, name)
+			return nil, fmt.Errorf("%w: %q is a reserved event name", ErrInvalidPacket, name)
 		}
 	case '0':
 	default:
-		return fmt.Errorf("%w: event name must be a string or a number", ErrInvalidPacket)
+		return nil, fmt.Errorf("%w: event name must be a string or a number", ErrInvalidPacket)
 	}
-	return nil
+	return args, nil
 }
 
 // jsonKind is the first significant byte of a JSON value ('0' for numbers),

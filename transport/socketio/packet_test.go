@@ -85,6 +85,15 @@ func TestSocketIODecode(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.in, err)
 		}
+		// An event carries its parsed array, for the socket.
+		var args []json.RawMessage
+		if got.Type == PacketEvent || got.Type == PacketBinaryEvent {
+			_ = json.Unmarshal(got.Data, &args)
+		}
+		if !reflect.DeepEqual(got.args, args) {
+			t.Fatalf("%s: args %q, want %q", c.in, got.args, args)
+		}
+		got.args = nil
 		if !reflect.DeepEqual(got, c.want) {
 			t.Fatalf("%s:\n got %+v\nwant %+v", c.in, got, c.want)
 		}

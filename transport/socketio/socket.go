@@ -223,8 +223,7 @@ func (s *Socket) ended(reason string) {
 }
 
 func (s *Socket) event(p Packet) {
-	var all []json.RawMessage
-	_ = json.Unmarshal(p.Data, &all) // validated by the decoder
+	all := p.arguments()
 	ev := &Event{Name: eventName(all[0]), Args: all[1:], Attachments: p.Attachments}
 	if p.HasID {
 		id := p.ID
