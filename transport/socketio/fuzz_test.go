@@ -2,7 +2,9 @@ package socketio
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http/httptest"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -20,6 +22,13 @@ func FuzzDecodeString(f *testing.F) {
 		p, err := DecodeString(b)
 		if err != nil {
 			return
+		}
+		if p.Type == PacketEvent || p.Type == PacketBinaryEvent {
+			// The array the decoder parsed is the payload's, whole.
+			var all []json.RawMessage
+			if err := json.Unmarshal(p.Data, &all); err != nil || len(all) == 0 || !reflect.DeepEqual(p.arguments(), all) {
+				t.Fatalf("%q: arguments %q, payload's %q (%v)", b, p.arguments(), all, err)
+			}
 		}
 		if p.Type == PacketBinaryEvent || p.Type == PacketBinaryAck {
 			p.Attachments = make([][]byte, p.NumAttachments)
