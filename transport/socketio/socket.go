@@ -111,6 +111,21 @@ func (s *Socket) EmitBinary(event string, args []json.RawMessage, attachments []
 	return s.sendPacket(Packet{Type: PacketEvent, Namespace: s.ns, Data: jsonArray(name, args), Attachments: attachments})
 }
 
+// EncodeEvent is the text of an event on namespace ns with JSON args, for
+// EmitEncoded: a push to many sockets is encoded once.
+func EncodeEvent(ns, event string, args []json.RawMessage) []byte {
+	name, _ := json.Marshal(event)
+	return Packet{Type: PacketEvent, Namespace: ns, Data: jsonArray(name, args)}.EncodeString()
+}
+
+// EmitEncoded sends an event EncodeEvent encoded for this socket's
+// namespace; text is not changed, and may be sent to other sockets too. It
+// never blocks: ErrOverflow means the session's queue was full and the
+// session is being closed.
+func (s *Socket) EmitEncoded(text []byte) error {
+	return s.sendEngine([]EnginePacket{{Type: EngineMessage, Data: text}})
+}
+
 // EmitWithAck sends an event and calls onAck with the client's answer.
 func (s *Socket) EmitWithAck(event string, args []json.RawMessage, onAck func(*Event)) error {
 	name, _ := json.Marshal(event)
@@ -174,6 +189,12 @@ func (s *Socket) sendPacket(p Packet) error {
 	for _, a := range p.Attachments {
 		ps = append(ps, EnginePacket{Type: EngineMessage, Data: a, Binary: true})
 	}
+	return s.sendEngine(ps)
+}
+
+// sendEngine queues a packet's Engine.IO messages, or holds them until the
+// namespace is open.
+func (s *Socket) sendEngine(ps []EnginePacket) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.gone {

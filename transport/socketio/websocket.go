@@ -21,6 +21,10 @@ func newWSConn(conn *websocket.Conn, writeWait time.Duration) *wsConn {
 }
 
 // write sends one packet: binary messages as binary frames, the rest as text.
+// inlineWrite is below the upgrader's write buffer (4096) less a frame
+// header: a packet this short fits the buffer whole.
+const inlineWrite = 4000
+
 func (c *wsConn) write(p EnginePacket) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -28,7 +32,18 @@ func (c *wsConn) write(p EnginePacket) error {
 	if p.Binary {
 		return c.conn.WriteMessage(websocket.BinaryMessage, p.Data)
 	}
-	return c.conn.WriteMessage(websocket.TextMessage, p.EncodeText())
+	if len(p.Data) >= inlineWrite {
+		return c.conn.WriteMessage(websocket.TextMessage, p.EncodeText()) // one frame
+	}
+	// The type byte and the data go through the connection's write buffer
+	// (no copy of the packet per write), in one frame.
+	w, err := c.conn.NextWriter(websocket.TextMessage)
+	if err != nil {
+		return err
+	}
+	_, _ = w.Write([]byte{'0' + byte(p.Type)})
+	_, _ = w.Write(p.Data)
+	return w.Close()
 }
 
 func (c *wsConn) closeNormally() {

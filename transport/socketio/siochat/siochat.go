@@ -82,6 +82,7 @@ type Chat struct {
 	wg       sync.WaitGroup
 	draining atomic.Bool
 	inflight atomic.Int64 // commands queued or running, on every connection
+	lastPush atomic.Pointer[encodedPush]
 }
 
 // New builds the namespace handler.
@@ -216,25 +217,20 @@ func (c *conn) SendQueueStats() gateway.QueueStats {
 	return gateway.QueueStats(c.sock.QueueStats())
 }
 
-// push turns a native push frame {"type","seq","data"} into the emit
-// (type, data[, {"seq"}]); data is passed through unchanged. It never
-// blocks: a full queue closes the session.
+// push emits a native push frame (encodePush). It never blocks: a full
+// queue closes the session.
 func (c *conn) push(frame []byte) bool {
 	if frame == nil { // the stream's hold overflowed
 		metrics.SendQueueOverflows.Inc()
 		c.sock.CloseTransport()
 		return false
 	}
-	f, err := gateway.SplitPush(frame)
+	text, err := c.chat.encodePush(frame, c.sock.Namespace())
 	if err != nil {
 		c.chat.log.Error("bad push frame", "err", err)
 		return true
 	}
-	args := []json.RawMessage{f.Data}
-	if f.Seq > 0 {
-		args = append(args, json.RawMessage(`{"seq":`+strconv.FormatInt(f.Seq, 10)+`}`))
-	}
-	switch err := c.sock.EmitBinary(f.Type, args, nil); {
+	switch err := c.sock.EmitEncoded(text); {
 	case err == nil:
 		metrics.Pushes.Inc()
 		return true
@@ -346,4 +342,34 @@ func (c *conn) ended(reason string) {
 	metrics.Connections.WithLabelValues("socketio").Dec()
 	c.chat.log.Info("connection closed", "protocol", "socketio", "user_id", c.user, "reason", reason,
 		"duration_ms", time.Since(c.start).Milliseconds())
+}
+
+// encodedPush is a push frame's Socket.IO text on a namespace.
+type encodedPush struct {
+	frame []byte // held, so that its memory is not reused while it keys this
+	ns    string
+	text  []byte
+}
+
+// encodePush turns a native push frame {"type","seq","data"} into the
+// event (type, data[, {"seq"}]); data is passed through unchanged. A
+// delivery reaches every local recipient with the same frame, one after
+// the other, so the last one encoded is kept and reused: one encoding per
+// delivery instead of one per connection.
+func (c *Chat) encodePush(frame []byte, ns string) ([]byte, error) {
+	if last := c.lastPush.Load(); last != nil && last.ns == ns && len(last.frame) == len(frame) &&
+		len(frame) > 0 && &last.frame[0] == &frame[0] {
+		return last.text, nil
+	}
+	f, err := gateway.SplitPush(frame)
+	if err != nil {
+		return nil, err
+	}
+	args := []json.RawMessage{f.Data}
+	if f.Seq > 0 {
+		args = append(args, json.RawMessage(`{"seq":`+strconv.FormatInt(f.Seq, 10)+`}`))
+	}
+	text := socketio.EncodeEvent(ns, f.Type, args)
+	c.lastPush.Store(&encodedPush{frame: frame, ns: ns, text: text})
+	return text, nil
 }
