@@ -20,11 +20,11 @@ func newWSConn(conn *websocket.Conn, writeWait time.Duration) *wsConn {
 	return &wsConn{conn: conn, writeWait: writeWait}
 }
 
-// write sends one packet: binary messages as binary frames, the rest as text.
 // inlineWrite is below the upgrader's write buffer (4096) less a frame
 // header: a packet this short fits the buffer whole.
 const inlineWrite = 4000
 
+// write sends one packet: binary messages as binary frames, the rest as text.
 func (c *wsConn) write(p EnginePacket) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
