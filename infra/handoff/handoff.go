@@ -264,7 +264,7 @@ func (r *Reader) add(out []kafkalog.Consumed, msg any, ok bool) ([]kafkalog.Cons
 	}
 	m, isMsg := msg.(*redis.Message)
 	if !isMsg {
-		metrics.Handoff.WithLabelValues("resubscribed").Inc()
+		metrics.HandoffResubscribes.Inc()
 		r.catchUpAll()
 		return out, nil
 	}

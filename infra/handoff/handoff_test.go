@@ -11,10 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/parley-chat/parley/infra/handoff"
 	"github.com/parley-chat/parley/infra/kafkalog"
+	"github.com/parley-chat/parley/infra/metrics"
 	"github.com/parley-chat/parley/infra/redisstore"
 	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/internal/testenv"
@@ -102,9 +104,13 @@ func TestWriterToReader(t *testing.T) {
 	// The subscription's connection is killed: go-redis subscribes again,
 	// and the reader reads the streams whole (what was published while it
 	// was away is in them).
+	resubscribed := testutil.ToFloat64(metrics.HandoffResubscribes)
 	kill(t, rdb, name)
 	w.Offer(mk(1, 60, 70))
 	readWhole(t, read, map[int32]int64{0: 105, 1: 70}, "after the broken subscription")
+	if got := testutil.ToFloat64(metrics.HandoffResubscribes) - resubscribed; got < 1 {
+		t.Errorf("parley_handoff_resubscribes_total rose by %v, want at least 1", got)
+	}
 }
 
 // readWhole reads until every offset below want[p] of each partition p came

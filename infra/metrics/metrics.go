@@ -45,6 +45,9 @@ var (
 	Handoff = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "parley_handoff_records_total", Help: "Acked records handed off to the fan-out by result: written, dropped (queue full), failed (Redis), unreadable (at the reader). The fan-out reads any not written from the log.",
 	}, []string{"result"})
+	HandoffResubscribes = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parley_handoff_resubscribes_total", Help: "Times the fan-out's hand-off subscription broke and came back; each time it reads its partitions' hand-off streams whole.",
+	})
 	WriteBehindDropped = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parley_redis_write_behind_dropped_total", Help: "Background Redis writes dropped because their queue was full (hand-off records, final idempotency records: each has a slower way to the same end).",
 	})
