@@ -125,8 +125,12 @@ func (h *Handler) HandleBatch(ctx context.Context, recs []Record) error {
 // routed before an event was logged is always reached) and chains each
 // node's deliveries per partition with Prev, for the gateways' gap check.
 func (h *Handler) route(ctx context.Context, ds []domain.Delivery) ([]domain.Delivery, map[streamPartition]int64, error) {
-	var users []string
-	seen := map[string]bool{}
+	n := 0
+	for _, d := range ds {
+		n += len(d.Recipients)
+	}
+	users := make([]string, 0, n)
+	seen := make(map[string]bool, n)
 	for _, d := range ds {
 		for _, u := range d.Recipients {
 			if !seen[u] {

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 
 	"github.com/redis/go-redis/v9"
 
@@ -37,6 +38,8 @@ type Bus struct {
 	log     *slog.Logger
 	alive   liveness
 	lossKey string // set by WatchLoss (the fan-out)
+	// routeKeys are the route shards' keys, by shard.
+	routeKeys [routeShards]string
 }
 
 // Validate reports a config the bus cannot work with.
@@ -58,7 +61,11 @@ func New(rdb redis.UniversalClient, cfg Config, log *slog.Logger) (*Bus, error) 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Bus{cfg: cfg, rdb: rdb, log: log}, nil
+	b := &Bus{cfg: cfg, rdb: rdb, log: log}
+	for i := range b.routeKeys {
+		b.routeKeys[i] = cfg.Prefix + ":routes:{r" + strconv.Itoa(i) + "}"
+	}
+	return b, nil
 }
 
 // Publish sends an ephemeral push (no seq) to the nodes of its recipients.
@@ -92,7 +99,7 @@ func (b *Bus) PublishBatch(ctx context.Context, ds []domain.Delivery) error {
 	}
 	pipe := b.rdb.Pipeline()
 	for _, d := range ds {
-		payload := Encode(nil, d)
+		payload := Encode(make([]byte, 0, encodedCap(d)), d)
 		pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.NodeStream(d.Node), MaxLen: b.cfg.MaxLen, Approx: true,
 			Values: []any{"d", payload}})
 		pipe.SPublish(ctx, b.NodeChannel(d.Node), payload)

@@ -40,6 +40,16 @@ func Encode(b []byte, d domain.Delivery) []byte {
 	return append(b, d.Frame...)
 }
 
+// encodedCap bounds the length of d's wire form, so that Encode allocates
+// once.
+func encodedCap(d domain.Delivery) int {
+	n := 1 + 4*binary.MaxVarintLen64 + binary.MaxVarintLen64 + len(d.ConversationID) + binary.MaxVarintLen64 + len(d.Frame)
+	for _, r := range d.Recipients {
+		n += binary.MaxVarintLen64 + len(r)
+	}
+	return n
+}
+
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)

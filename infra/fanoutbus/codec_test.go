@@ -12,9 +12,13 @@ func TestCodecRoundTrip(t *testing.T) {
 		{ConversationID: "c_1", Seq: 42, Partition: 7, Recipients: []string{"u1", "u2"}, Frame: []byte(`{"type":"x"}`), EventAtUnixMs: 1700000000000, Prev: 41},
 		{ConversationID: "c_2", Recipients: []string{}, Frame: []byte(`{}`)}, // ephemeral: no seq
 	} {
-		got, err := Decode(Encode(nil, d))
+		b := Encode(nil, d)
+		got, err := Decode(b)
 		if err != nil || !reflect.DeepEqual(got, d) {
 			t.Fatalf("round trip of %+v: %+v, %v", d, got, err)
+		}
+		if len(b) > encodedCap(d) {
+			t.Fatalf("%+v: encoded %d bytes, above encodedCap %d", d, len(b), encodedCap(d))
 		}
 	}
 }
@@ -42,6 +46,9 @@ func FuzzDecode(f *testing.F) {
 		d, err := Decode(p)
 		if err != nil {
 			return
+		}
+		if len(p) > encodedCap(d) {
+			t.Fatalf("%q: %d bytes, above encodedCap %d", p, len(p), encodedCap(d))
 		}
 		if again := Encode(nil, d); string(again) != string(p) {
 			// Varints have one shortest form; a longer one decodes too.

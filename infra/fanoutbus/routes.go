@@ -3,9 +3,7 @@ package fanoutbus
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -57,10 +55,15 @@ for n in string.gmatch(v, '[^,]+') do if n ~= ARGV[2] then keep[#keep+1] = n end
 if #keep == 0 then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], table.concat(keep, ',')) end
 return 1`)
 
-func (b *Bus) routesKey(user string) string {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(user))
-	return b.cfg.Prefix + ":routes:{r" + strconv.Itoa(int(h.Sum32()%routeShards)) + "}"
+func (b *Bus) routesKey(user string) string { return b.routeKeys[routeShard(user)] }
+
+// routeShard is the route shard of user: FNV-1a of the id, mod routeShards.
+func routeShard(user string) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(user); i++ {
+		h = (h ^ uint32(user[i])) * 16777619
+	}
+	return int(h % routeShards)
 }
 
 // NodeStream is the stream a gateway node reads.
@@ -144,15 +147,17 @@ func (b *Bus) NodesOf(ctx context.Context, users []string) (map[string][]string,
 	if len(users) == 0 {
 		return nil, nil
 	}
-	byKey := map[string][]string{}
+	var byShard [routeShards][]string
 	for _, u := range users {
-		k := b.routesKey(u)
-		byKey[k] = append(byKey[k], u)
+		i := routeShard(u)
+		byShard[i] = append(byShard[i], u)
 	}
 	pipe := b.rdb.Pipeline()
-	cmds := make(map[string]*redis.SliceCmd, len(byKey))
-	for k, us := range byKey {
-		cmds[k] = pipe.HMGet(ctx, k, us...)
+	var cmds [routeShards]*redis.SliceCmd
+	for i, us := range byShard {
+		if len(us) > 0 {
+			cmds[i] = pipe.HMGet(ctx, b.routeKeys[i], us...)
+		}
 	}
 	var marker *redis.IntCmd
 	if b.lossKey != "" {
@@ -166,10 +171,13 @@ func (b *Bus) NodesOf(ctx context.Context, users []string) (map[string][]string,
 			return nil, err
 		}
 	}
-	out := map[string][]string{}
+	out := make(map[string][]string, len(users))
 	seen := map[string]bool{}
-	for k, us := range byKey {
-		for i, v := range cmds[k].Val() {
+	for shard, us := range byShard {
+		if len(us) == 0 {
+			continue
+		}
+		for i, v := range cmds[shard].Val() {
 			s, _ := v.(string)
 			if s == "" {
 				continue
