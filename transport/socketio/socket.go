@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 )
@@ -205,7 +206,7 @@ func (s *Socket) sendEngine(ps []EnginePacket) error {
 			go s.sess.close("send queue overflow", closeAbort)
 			return ErrOverflow
 		}
-		s.pending = append(s.pending, ps)
+		s.pending = append(s.pending, slices.Clone(ps)) // ps stays the caller's
 		return nil
 	}
 	return s.sess.send(ps...)

@@ -99,6 +99,7 @@ func (s *session) readLoop(c *wsConn) {
 // (unless aborted) and closes the connection.
 func (s *session) writeLoop(c *wsConn) {
 	defer s.markFlushed()
+	var spare []EnginePacket // the last written queue, emptied, for the next
 	for {
 		s.mu.Lock()
 		for len(s.buf) == 0 && !s.closed {
@@ -108,7 +109,7 @@ func (s *session) writeLoop(c *wsConn) {
 		}
 		out, closed, mode := s.buf, s.closed, s.mode
 		s.qstats.took(len(s.buf), s.bufBytes)
-		s.buf, s.bufBytes = nil, 0
+		s.buf, s.bufBytes, spare = spare, 0, nil
 		s.broadcast() // room for a sender waiting in waitRoom
 		s.mu.Unlock()
 		if closed && mode == closeAbort {
@@ -126,8 +127,16 @@ func (s *session) writeLoop(c *wsConn) {
 			c.closeNormally()
 			return
 		}
+		if cap(out) <= spareQueue {
+			clear(out) // the packets' memory goes
+			spare = out[:0]
+		}
 	}
 }
+
+// spareQueue bounds the queue a writer keeps for reuse: a queue as long as a
+// burst made it is let go, so an idle session holds little.
+const spareQueue = 16
 
 // probe runs a WebSocket that upgrades a long-polling session: "2probe" is
 // answered with "3probe" (and the pending poll released with a noop), then
