@@ -21,6 +21,7 @@ import (
 	"github.com/parley-chat/parley/service"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/protocol"
+	"github.com/parley-chat/parley/transport/wswrite"
 )
 
 // Close codes of the native protocol (docs/protocol.md).
@@ -198,9 +199,10 @@ type wsConn struct {
 	once    sync.Once
 	reason  atomic.Value
 	ctrl    chan []byte
-	// wmu serialises writers: the on-demand drain and the final flush
-	// (pings use WriteControl, which gorilla allows alongside them).
+	// wmu serialises writers: a frame written at once by its sender
+	// (writeNow), the on-demand drain, pings and the final flush.
 	wmu      sync.Mutex
+	now      *wswrite.Conn
 	ping     *time.Timer
 	finished chan struct{} // closed once the close frame was written
 	// stopping is set on drain: the reader finishes the command in hand,
@@ -220,6 +222,7 @@ func (s *WSServer) newConn(ws *websocket.Conn, user, remote string) *wsConn {
 	c := &wsConn{s: s, id: strconv.FormatUint(connSeq.Add(1), 10), ws: ws, user: user, remote: remote, send: newSendQueue(s.cfg.SendQueue, SendQueueBytes),
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.RateLimit), s.cfg.RateBurst), ctx: ctx, cancel: cancel,
 		ctrl: make(chan []byte, 1), finished: make(chan struct{})}
+	c.now = wswrite.New(ws, s.cfg.WriteWait, c.locked)
 	c.ping = time.AfterFunc(time.Hour, c.sendPing)
 	c.ping.Stop() // armed by run
 	c.stream = NewStream(c.enqueue, s.cfg.SendQueue)
@@ -246,11 +249,41 @@ func (c *wsConn) enqueue(frame []byte) bool {
 		c.overflow()
 		return false
 	}
-	if start {
+	if start && !c.writeNow() {
 		go c.drain()
 	}
 	metrics.Pushes.Inc()
 	return true
+}
+
+// writeNow writes the one queued frame at once, without waiting for the
+// socket, when the connection is free (package wswrite); false: a writer
+// must drain the queue (more frames came, or the socket took only part).
+func (c *wsConn) writeNow() bool {
+	if c.ctx.Err() != nil || !c.wmu.TryLock() {
+		return false
+	}
+	defer c.wmu.Unlock()
+	frame := c.send.takeOne(c.now.CanWriteNow)
+	if frame == nil {
+		return false
+	}
+	unfinished, err := c.now.WriteNow(nil, frame)
+	if err != nil {
+		c.closeWith(websocket.CloseAbnormalClosure, "write failed")
+		return true
+	}
+	if unfinished {
+		c.send.unfinishedOne()
+		return false
+	}
+	return c.send.idleIfEmpty()
+}
+
+func (c *wsConn) locked(f func()) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	f()
 }
 
 func (c *wsConn) overflow() {
@@ -405,6 +438,10 @@ func (c *wsConn) reply(r protocol.Reply) {
 func (c *wsConn) drain() {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.now.Flush() != nil {
+		c.closeWith(websocket.CloseAbnormalClosure, "write failed")
+		return
+	}
 	var batch [][]byte
 	for c.ctx.Err() == nil {
 		batch = c.send.takeOrIdle(batch)
@@ -429,7 +466,13 @@ func (c *wsConn) sendPing() {
 	if c.ctx.Err() != nil {
 		return
 	}
-	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.s.cfg.WriteWait)); err != nil {
+	var err error
+	c.locked(func() {
+		if err = c.now.Flush(); err == nil {
+			err = c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.s.cfg.WriteWait))
+		}
+	})
+	if err != nil {
 		c.closeWith(websocket.CloseAbnormalClosure, "write failed")
 		return
 	}
@@ -452,6 +495,9 @@ func (c *wsConn) flushClose() {
 	// writes failed must not keep its reader and hub slot until the pings
 	// time out.
 	defer func() { _ = c.ws.SetReadDeadline(time.Now()) }()
+	if c.now.Flush() != nil {
+		return
+	}
 	deadline := time.Now().Add(c.s.cfg.WriteWait)
 	for range 1000 { // replies may still be queued while we flush
 		frames := c.send.take(nil)
@@ -493,13 +539,17 @@ type sendQueue struct {
 	outFrames, outBytes   int
 	peakFrames, peakBytes int
 	peakHeld, peakHeldB   int
+	direct, unfinished    int
 }
 
 // QueueStats describe a connection's send queue, for tests of its bounds:
 // what it holds now, the most it held at once (queued, and queued plus
 // the batch being written: the frames memory the connection holds), and
 // its bounds.
+// Direct counts frames their sender wrote at once, Unfinished those of
+// them the socket did not take whole (a writer finished them).
 type QueueStats struct {
+	Direct, Unfinished            int
 	Frames, Bytes                 int
 	PeakFrames, PeakBytes         int
 	PeakHeldFrames, PeakHeldBytes int
@@ -510,7 +560,7 @@ type QueueStats struct {
 func (q *sendQueue) stats() QueueStats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return QueueStats{Frames: len(q.frames), Bytes: q.bytes, PeakFrames: q.peakFrames, PeakBytes: q.peakBytes,
+	return QueueStats{Direct: q.direct, Unfinished: q.unfinished, Frames: len(q.frames), Bytes: q.bytes, PeakFrames: q.peakFrames, PeakBytes: q.peakBytes,
 		PeakHeldFrames: q.peakHeld, PeakHeldBytes: q.peakHeldB, MaxFrames: q.limit, MaxBytes: q.maxBytes}
 }
 
@@ -587,6 +637,45 @@ func (q *sendQueue) push(frame []byte) (ok, start bool) {
 	start = !q.writing
 	q.writing = true
 	return true, start
+}
+
+// takeOne takes the queue's only frame when fits says it may be written at
+// once; nil otherwise. The writer stays marked (push starts no other): the
+// caller ends with idleIfEmpty or a drain.
+func (q *sendQueue) takeOne(fits func(n int) bool) []byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.frames) != 1 || !fits(len(q.frames[0])) {
+		return nil
+	}
+	f := q.frames[0]
+	q.frames[0] = nil
+	q.frames, q.bytes = q.frames[:0], 0
+	q.outFrames, q.outBytes = 1, len(f)
+	q.direct++
+	q.tookLocked()
+	return f
+}
+
+// unfinishedOne counts a frame written at once that the socket did not
+// take whole.
+func (q *sendQueue) unfinishedOne() {
+	q.mu.Lock()
+	q.unfinished++
+	q.mu.Unlock()
+}
+
+// idleIfEmpty records that the writer stops, if nothing is queued; false:
+// frames came meanwhile and a writer must drain them.
+func (q *sendQueue) idleIfEmpty() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.frames) > 0 {
+		return false
+	}
+	q.writing = false
+	q.outFrames, q.outBytes = 0, 0
+	return true
 }
 
 // takeOrIdle is take for the writer: when nothing is queued it records that

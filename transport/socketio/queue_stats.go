@@ -4,8 +4,11 @@ package socketio
 // what it holds now, the most it held at once (queued, and queued plus the
 // packets taken by the writer or the last poll: the packet memory the
 // session holds), and its bounds. Bytes count packet data, as the bound
-// does.
+// does. Direct counts packets their sender wrote at once, without the
+// queue, and Unfinished those of them the socket did not take whole (the
+// writer finished them).
 type QueueStats struct {
+	Direct, Unfinished            int
 	Frames, Bytes                 int
 	PeakFrames, PeakBytes         int
 	PeakHeldFrames, PeakHeldBytes int
@@ -17,6 +20,7 @@ type queueStats struct {
 	outFrames, outBytes   int // taken by the writer, maybe still being written
 	peakFrames, peakBytes int
 	peakHeld, peakHeldB   int
+	direct, unfinished    int
 }
 
 // queued records the queue's size after packets were added.
@@ -35,7 +39,7 @@ func (s *Socket) QueueStats() QueueStats {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	q := ss.qstats
-	return QueueStats{Frames: len(ss.buf), Bytes: ss.bufBytes, PeakFrames: q.peakFrames, PeakBytes: q.peakBytes,
+	return QueueStats{Direct: q.direct, Unfinished: q.unfinished, Frames: len(ss.buf), Bytes: ss.bufBytes, PeakFrames: q.peakFrames, PeakBytes: q.peakBytes,
 		PeakHeldFrames: q.peakHeld, PeakHeldBytes: q.peakHeldB,
 		MaxFrames: ss.srv.cfg.SendQueue, MaxBytes: ss.srv.cfg.SendQueueBytes}
 }

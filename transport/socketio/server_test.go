@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -605,4 +606,56 @@ func TestSocketIOConnectFlood(t *testing.T) {
 	}
 	p.do(http.MethodPost, "40")
 	poll.Until(t, 5*time.Second, "the flooding session to close", func() bool { return srv.Sessions() == 0 })
+}
+
+// TestSocketIOWritesInOrderPastAFullSocket: packets written at once by their
+// sender until the socket takes one only in part, then packets queued
+// behind it (short ones and ones too long to write at once) reach a client
+// that stopped reading whole and in order once it reads.
+func TestSocketIOWritesInOrderPastAFullSocket(t *testing.T) {
+	cfg := testConfig()
+	cfg.SendQueue, cfg.SendQueueBytes = 1<<20, 1<<30
+	socks := make(chan *Socket, 1)
+	cfg.Namespaces = map[string]ConnectFunc{"/": func(s *Socket, _ json.RawMessage) error { socks <- s; return nil }}
+	_, hs := serve(t, cfg)
+	c := dialWS(t, hs.URL, "")
+	read(t, c) // open
+	send(t, c, websocket.TextMessage, "40")
+	read(t, c) // connect
+	s := <-socks
+
+	pad, big := strings.Repeat("p", 900), strings.Repeat("b", 5000) // big: past inlineWrite
+	body := func(i int) string {
+		if i%97 == 0 {
+			return big
+		}
+		return pad
+	}
+	// One sender, nothing queued: every packet is written at once until the
+	// socket is full (a few MB on loopback) and one is left unfinished.
+	n, before := 0, s.QueueStats().Direct
+	for ; n < 200000 && s.QueueStats().Unfinished == 0; n++ {
+		if err := s.Emit("x", n, pad); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := s.QueueStats()
+	if q.Unfinished != 1 || q.Direct-before != n {
+		t.Fatalf("after %d packets: direct %d, unfinished %d", n, q.Direct, q.Unfinished)
+	}
+	first := n
+	for ; n < first+2000; n++ { // queued behind the unfinished frame
+		if err := s.Emit("x", n, body(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		b := pad
+		if i >= first {
+			b = body(i)
+		}
+		if _, m := read(t, c); m != fmt.Sprintf(`42["x",%d,%q]`, i, b) {
+			t.Fatalf("packet %d of %d (%d written at once): got %.60q", i, n, first, m)
+		}
+	}
 }

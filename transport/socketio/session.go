@@ -60,11 +60,16 @@ type session struct {
 	waiting  bool          // someone took changed to wait on (wait)
 	// kick wakes the WebSocket writer (its one reader) on every signal,
 	// without the channel made and closed that waking through changed costs.
-	kick     chan struct{}
-	ws       *wsConn // the WebSocket the session runs on, once it does
-	probe    *wsConn // a WebSocket probing for the upgrade
-	probed   bool    // the probe was answered: pending polls are released
-	polling  bool    // a GET is waiting
+	kick   chan struct{}
+	ws     *wsConn // the WebSocket the session runs on, once it does
+	probe  *wsConn // a WebSocket probing for the upgrade
+	probed bool    // the probe was answered: pending polls are released
+	// writing: the writer holds packets taken from buf and not yet written;
+	// a sender must not write past them (writeNow).
+	writing bool
+	// stalled: writeNow left part of a frame for the writer to finish.
+	stalled  bool
+	polling  bool // a GET is waiting
 	posting  bool
 	sockets  map[string]*Socket
 	joined   bool // some namespace was joined (connect timeout)
@@ -190,12 +195,48 @@ func (s *session) send(ps ...EnginePacket) error {
 		go s.close("send queue overflow", closeAbort)
 		return ErrOverflow
 	}
+	if len(ps) == 1 && s.writeNow(ps[0]) { // unlocks mu
+		return nil
+	}
 	s.buf = append(s.buf, ps...)
 	s.bufBytes += n
 	s.qstats.queued(len(s.buf), s.bufBytes)
 	s.signal()
 	s.mu.Unlock()
 	return nil
+}
+
+// writeNow writes p on the WebSocket at once when nothing is ahead of it
+// (no queued packet, the writer idle, no unfinished frame) and the
+// connection is free; it unlocks mu when it does and reports whether it
+// did. The sender's write never waits for the socket: what the kernel does
+// not take is finished by the writer. Callers hold mu.
+func (s *session) writeNow(p EnginePacket) bool {
+	c := s.ws
+	if c == nil || len(s.buf) > 0 || s.writing || s.stalled || !c.wmu.TryLock() {
+		return false
+	}
+	if !c.canWriteNow(p) {
+		c.wmu.Unlock()
+		return false
+	}
+	s.qstats.direct++
+	s.mu.Unlock()
+	stalled, err := c.writeNow(p)
+	c.wmu.Unlock()
+	switch {
+	case err != nil:
+		// Asynchronous, as for an overflow: the caller may hold locks that
+		// closing takes.
+		go s.close("transport error", closeAbort)
+	case stalled:
+		s.mu.Lock()
+		s.stalled = true
+		s.qstats.unfinished++
+		s.signal()
+		s.mu.Unlock()
+	}
+	return true
 }
 
 // close ends the session once; its sockets learn the reason.

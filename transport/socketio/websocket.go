@@ -7,17 +7,51 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/parley-chat/parley/transport/wswrite"
 )
 
-// wsConn is a WebSocket with serialized writes.
+// wsConn is a WebSocket with serialized writes. A short text packet may be
+// written at once by its sender (session.writeNow, package wswrite).
 type wsConn struct {
 	conn      *websocket.Conn
 	writeWait time.Duration
 	wmu       sync.Mutex
+	now       *wswrite.Conn
 }
 
 func newWSConn(conn *websocket.Conn, writeWait time.Duration) *wsConn {
-	return &wsConn{conn: conn, writeWait: writeWait}
+	c := &wsConn{conn: conn, writeWait: writeWait}
+	c.now = wswrite.New(conn, writeWait, c.locked)
+	return c
+}
+
+func (c *wsConn) locked(f func()) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	f()
+}
+
+// canWriteNow says whether p may be written by its sender. Callers hold
+// wmu.
+func (c *wsConn) canWriteNow(p EnginePacket) bool {
+	return !p.Binary && len(p.Data) < inlineWrite && c.now.CanWriteNow(len(p.Data)+1)
+}
+
+// typeBytes holds each Engine.IO packet type's character.
+var typeBytes = []byte("0123456")
+
+// writeNow writes p without waiting; unfinished: the writer must Flush the
+// rest. Callers hold wmu and checked canWriteNow.
+func (c *wsConn) writeNow(p EnginePacket) (unfinished bool, err error) {
+	return c.now.WriteNow(typeBytes[p.Type:p.Type+1], p.Data)
+}
+
+// flush writes what writeNow left.
+func (c *wsConn) flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.now.Flush()
 }
 
 // inlineWrite is below the upgrader's write buffer (4096) less a frame
@@ -28,6 +62,9 @@ const inlineWrite = 4000
 func (c *wsConn) write(p EnginePacket) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if err := c.now.Flush(); err != nil {
+		return err
+	}
 	_ = c.conn.SetWriteDeadline(time.Now().Add(c.writeWait))
 	if p.Binary {
 		return c.conn.WriteMessage(websocket.BinaryMessage, p.Data)
@@ -49,6 +86,7 @@ func (c *wsConn) write(p EnginePacket) error {
 func (c *wsConn) closeNormally() {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	_ = c.now.Flush()
 	_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""),
 		time.Now().Add(time.Second))
 	_ = c.conn.Close()
@@ -102,17 +140,24 @@ func (s *session) writeLoop(c *wsConn) {
 	var spare []EnginePacket // the last written queue, emptied, for the next
 	for {
 		s.mu.Lock()
-		for len(s.buf) == 0 && !s.closed {
+		s.writing = false
+		for len(s.buf) == 0 && !s.closed && !s.stalled {
 			s.mu.Unlock()
 			<-s.kick // a kick left from before only costs one more check
 			s.mu.Lock()
 		}
 		out, closed, mode := s.buf, s.closed, s.mode
+		s.writing, s.stalled = true, false
 		s.qstats.took(len(s.buf), s.bufBytes)
 		s.buf, s.bufBytes, spare = spare, 0, nil
 		s.broadcast() // room for a sender waiting in waitRoom
 		s.mu.Unlock()
 		if closed && mode == closeAbort {
+			_ = c.conn.Close()
+			return
+		}
+		if err := c.flush(); err != nil {
+			s.close("transport error", closeAbort)
 			_ = c.conn.Close()
 			return
 		}
