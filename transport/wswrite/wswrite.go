@@ -13,6 +13,7 @@ package wswrite
 import (
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -95,6 +96,13 @@ func (c *Conn) WriteNow(head, data []byte) (unfinished bool, err error) {
 	c.frame = AppendText((*fb)[:0], head, data)
 	c.wrote, c.werr = 0, nil
 	err = c.raw.Write(c.writeFn)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// A deadline an earlier write set (gorilla sets one per message)
+		// and that passed since: no write runs while the owner's lock is
+		// held, so it bounds nothing now.
+		_ = c.ws.NetConn().SetWriteDeadline(time.Time{})
+		err = c.raw.Write(c.writeFn)
+	}
 	if err == nil {
 		err = c.werr
 	}
