@@ -689,3 +689,64 @@ func TestSocketIOWritesAtOncePastAnOldDeadline(t *testing.T) {
 		t.Fatalf("%d packets written at once, want 10", q.Direct)
 	}
 }
+
+// TestSocketIOHeartbeatWaitsForAHandler: a handler that runs on the reader
+// longer than the ping timeout (a command the server is slow to finish)
+// does not close the session: the client's pong waits behind it.
+func TestSocketIOHeartbeatWaitsForAHandler(t *testing.T) {
+	cfg := testConfig()
+	cfg.PingInterval, cfg.PingTimeout = 20*time.Millisecond, 50*time.Millisecond
+	release := make(chan struct{})
+	cfg.Namespaces = map[string]ConnectFunc{"/": func(s *Socket, _ json.RawMessage) error {
+		s.OnEvent(func(ev *Event) {
+			if ev.Name == "slow" {
+				<-release // past several ping timeouts
+			}
+			_ = ev.Ack(json.RawMessage(`"done"`))
+		})
+		return nil
+	}}
+	_, hs := serve(t, cfg)
+	c := dialWS(t, hs.URL, "")
+	got := make(chan string, 16)
+	go func() { // answers every ping, as a client does
+		defer close(got)
+		for {
+			_, b, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			if string(b) == "2" {
+				_ = c.WriteMessage(websocket.TextMessage, []byte("3"))
+				continue
+			}
+			got <- string(b)
+		}
+	}()
+	next := func() string {
+		select {
+		case m, ok := <-got:
+			if !ok {
+				t.Fatal("the connection closed")
+			}
+			return m
+		case <-time.After(5 * time.Second):
+			t.Fatal("no packet")
+		}
+		return ""
+	}
+	next() // open
+	send(t, c, websocket.TextMessage, "40")
+	next() // connect
+	send(t, c, websocket.TextMessage, `421["slow"]`)
+	send(t, c, websocket.TextMessage, `422["fast"]`) // and pongs queue behind the slow one
+	start := time.Now()
+	poll.Until(t, 5*time.Second, "several ping timeouts to pass", func() bool { return time.Since(start) > 300*time.Millisecond })
+	close(release)
+	if m := next(); m != `431["done"]` {
+		t.Fatalf("slow: %q", m)
+	}
+	if m := next(); m != `432["done"]` {
+		t.Fatalf("fast: %q", m)
+	}
+}

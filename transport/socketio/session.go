@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -93,6 +94,11 @@ type session struct {
 	// in serializes inbound packets: a POST and the upgraded WebSocket can
 	// overlap for a moment during the upgrade.
 	in           sync.Mutex
+	// handling: a packet's handler runs on the reader. A pong may wait
+	// behind it, so the heartbeat does not count that time against the
+	// client (handlers are the server's commands, bounded by their own
+	// timeouts).
+	handling atomic.Bool
 	partial      *Packet
 	partialBytes int
 }
@@ -339,21 +345,35 @@ func (s *session) heartbeat() {
 			return
 		}
 		t.Reset(time.Until(deadline))
-		select {
-		case <-s.done:
-			return
-		case <-s.pong:
-			if !t.Stop() {
-				<-t.C
-			}
-		case <-t.C:
-			s.close("ping timeout", closeByServer)
+		if !s.awaitPong(t) {
 			return
 		}
 		s.mu.Lock()
 		next := time.Until(s.pingDue)
 		s.mu.Unlock()
 		t.Reset(next)
+	}
+}
+
+// awaitPong waits on t for the pong to the ping just sent; false: the
+// session ended, or the peer is gone and the session is closed.
+func (s *session) awaitPong(t *time.Timer) bool {
+	for {
+		select {
+		case <-s.done:
+			return false
+		case <-s.pong:
+			if !t.Stop() {
+				<-t.C
+			}
+			return true
+		case <-t.C:
+			if !s.handling.Load() {
+				s.close("ping timeout", closeByServer)
+				return false
+			}
+			t.Reset(s.srv.cfg.PingTimeout) // the pong may wait behind the handler
+		}
 	}
 }
 
@@ -378,7 +398,7 @@ func (s *session) gotPong() {
 // the heartbeat timer has not fired yet.
 func (s *session) expired() bool {
 	s.mu.Lock()
-	dead := !s.closed && time.Now().After(s.pingDue.Add(s.srv.cfg.PingTimeout))
+	dead := !s.closed && !s.handling.Load() && time.Now().After(s.pingDue.Add(s.srv.cfg.PingTimeout))
 	s.mu.Unlock()
 	if dead {
 		s.close("ping timeout", closeByServer)
@@ -397,7 +417,9 @@ func (s *session) receive(p EnginePacket) bool {
 	case EnginePong:
 		s.gotPong()
 	case EngineMessage:
+		s.handling.Store(true)
 		s.onMessage(p)
+		s.handling.Store(false)
 	case EngineClose:
 		s.close("transport close", closeByClient)
 	case EngineNoop, EngineUpgrade:

@@ -177,6 +177,11 @@ type conn struct {
 	stream  *gateway.Stream
 	limiter *rate.Limiter
 	cmds    chan *socketio.Event
+	// pending counts the commands queued or running. The socket's reader is
+	// their only source, so at 0 none is ahead of a new one, which then runs
+	// on the reader itself: handing each command to the worker cost a
+	// goroutine wake-up per command (docs/benchmarks.md, "Session 12").
+	pending atomic.Int32
 	ctx     context.Context
 	cancel  context.CancelFunc
 	start   time.Time
@@ -256,9 +261,15 @@ func (c *conn) onEvent(ev *socketio.Event) {
 		return
 	}
 	c.chat.inflight.Add(1)
+	if c.pending.CompareAndSwap(0, 1) {
+		c.run(ev)
+		return
+	}
+	c.pending.Add(1)
 	select {
 	case c.cmds <- ev:
 	default:
+		c.pending.Add(-1)
 		c.chat.inflight.Add(-1)
 		c.ack(ev, c.chat.pipe.Fail(c.call(ev), errBusy))
 	}
@@ -275,12 +286,14 @@ func (c *conn) call(ev *socketio.Event) gateway.Call {
 		Limit: gateway.LimitBy(c.limiter)}
 }
 
-// work runs the connection's commands one at a time, in arrival order.
+// work runs the connection's queued commands one at a time, in arrival
+// order (onEvent runs a command itself when none is queued or running).
 func (c *conn) work() {
 	defer func() { // what is still queued will not run
 		for {
 			select {
 			case <-c.cmds:
+				c.pending.Add(-1)
 				c.chat.inflight.Add(-1)
 			default:
 				return
@@ -298,6 +311,7 @@ func (c *conn) work() {
 }
 
 func (c *conn) run(ev *socketio.Event) {
+	defer c.pending.Add(-1)
 	defer c.chat.inflight.Add(-1)
 	call := c.call(ev)
 	switch {
