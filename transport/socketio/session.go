@@ -93,12 +93,12 @@ type session struct {
 
 	// in serializes inbound packets: a POST and the upgraded WebSocket can
 	// overlap for a moment during the upgrade.
-	in           sync.Mutex
+	in sync.Mutex
 	// handling: a packet's handler runs on the reader. A pong may wait
 	// behind it, so the heartbeat does not count that time against the
 	// client (handlers are the server's commands, bounded by their own
 	// timeouts).
-	handling atomic.Bool
+	handling     atomic.Bool
 	partial      *Packet
 	partialBytes int
 }
