@@ -45,9 +45,9 @@ type Conn struct {
 	writeFn func(fd uintptr) bool
 }
 
-// New wraps ws. answer serializes the pong to a client's ping with the
-// owner's other writes (a pong must not land inside an unfinished frame):
-// it is called with a function to run under the owner's lock.
+// New wraps ws. locked runs a function under the owner's lock: the answers
+// gorilla writes from the reader (the pong to a client's ping, the close
+// frame echoing a client's) go through it, after any unfinished frame.
 func New(ws *websocket.Conn, writeWait time.Duration, locked func(func())) *Conn {
 	c := &Conn{ws: ws, writeWait: writeWait}
 	if sc, ok := ws.NetConn().(syscall.Conn); ok {
@@ -60,6 +60,14 @@ func New(ws *websocket.Conn, writeWait time.Duration, locked func(func())) *Conn
 		var err error
 		locked(func() { err = c.pong(data) })
 		return err
+	})
+	ws.SetCloseHandler(func(code int, _ string) error {
+		locked(func() {
+			if c.Flush() == nil {
+				_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(c.writeWait))
+			}
+		})
+		return nil
 	})
 	return c
 }
