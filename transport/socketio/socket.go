@@ -156,7 +156,12 @@ func (s *Socket) CloseTransport() { s.sess.close("transport closed by server", c
 func (s *Socket) Close() { s.sess.close("forced close", closeGraceful) }
 
 func jsonArray(first json.RawMessage, rest []json.RawMessage) json.RawMessage {
+	n := len(first) + 2 + len(rest)
+	for _, a := range rest {
+		n += max(len(a), 4)
+	}
 	var b bytes.Buffer
+	b.Grow(n) // one allocation: a push's array is a few hundred bytes
 	b.WriteByte('[')
 	if first != nil {
 		b.Write(first)
