@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,6 +48,13 @@ func (in *inbox) seqs() []string {
 // publishing bus (another client), the subscriber's inbox and the kill.
 func subscribed(t *testing.T) (pub *fanoutbus.Bus, rdb *redis.Client, in *inbox, kill func()) {
 	t.Helper()
+	return subscribedVia(t, nil)
+}
+
+// subscribedVia is subscribed with the subscriber's connections made by
+// route (given Redis's address) instead of directly.
+func subscribedVia(t *testing.T, route func(addr string) string) (pub *fanoutbus.Bus, rdb *redis.Client, in *inbox, kill func()) {
+	t.Helper()
 	env := testenv.New(t)
 	opt, err := redis.ParseURL(env.Cfg.RedisURL)
 	if err != nil {
@@ -54,6 +63,9 @@ func subscribed(t *testing.T) (pub *fanoutbus.Bus, rdb *redis.Client, in *inbox,
 	name := strings.ReplaceAll(env.Cfg.RedisPrefix, ":", "_") + "_sub"
 	subOpt := *opt
 	subOpt.ClientName = name
+	if route != nil {
+		subOpt.Addr = route(opt.Addr)
+	}
 	subRdb := redis.NewClient(&subOpt)
 	rdb = redis.NewClient(opt)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -228,4 +240,89 @@ func TestSubscribeCatchesUpAfterABreak(t *testing.T) {
 	})
 	publish(t, pub, delivery("a", 0, 3, 2))
 	waitFor(t, in, "a/0:1", "a/0:2", "b/3:1", "a/0:3")
+}
+
+// A subscription whose connection goes silent (a network path that drops
+// everything, the socket still open) is found by the quiet channel's ping,
+// taken again on a new connection, and what was published meanwhile comes
+// from the stream, in order, once.
+func TestSubscribeRecoversFromASilentConnection(t *testing.T) {
+	defer fanoutbus.SetIdleCheck(50 * time.Millisecond)()
+	px := &silentProxy{t: t}
+	pub, _, in, _ := subscribedVia(t, px.start)
+	publish(t, pub, delivery("a", 0, 1, 0))
+	waitFor(t, in, "a/0:1")
+	px.silence() // the subscriber's connections now hear nothing, unknowing
+	publish(t, pub, delivery("a", 0, 2, 1), delivery("b", 3, 1, 0))
+	waitFor(t, in, "a/0:1", "a/0:2", "b/3:1")
+	if n := px.conns.Load(); n < 2 {
+		t.Fatalf("%d connections through the proxy: the subscriber did not connect again", n)
+	}
+	publish(t, pub, delivery("a", 0, 3, 2))
+	waitFor(t, in, "a/0:1", "a/0:2", "b/3:1", "a/0:3")
+}
+
+// silentProxy forwards TCP connections to Redis; silence makes the
+// connections open at that moment drop everything both ways, without
+// closing them. Later connections work.
+type silentProxy struct {
+	t     *testing.T
+	conns atomic.Int32
+	mu    sync.Mutex
+	muted []*atomic.Bool
+}
+
+func (p *silentProxy) start(redisAddr string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			r, err := net.Dial("tcp", redisAddr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.t.Cleanup(func() { c.Close(); r.Close() })
+			p.conns.Add(1)
+			muted := &atomic.Bool{}
+			p.mu.Lock()
+			p.muted = append(p.muted, muted)
+			p.mu.Unlock()
+			go pipe(r, c, muted)
+			go pipe(c, r, muted)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func (p *silentProxy) silence() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range p.muted {
+		m.Store(true)
+	}
+}
+
+// pipe copies src to dst until either fails, dropping what it reads once
+// muted.
+func pipe(dst, src net.Conn, muted *atomic.Bool) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !muted.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
