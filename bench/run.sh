@@ -10,7 +10,7 @@
 #
 # Knobs (environment): BENCH_PARTITIONS, BENCH_SCHEMA,
 # BENCH_LOG_LEVEL, BENCH_LINGER, BENCH_CHATD (another chatd binary, for before/after runs),
-# and any CHAT_* variable, which the nodes inherit.
+# BENCH_GOMAXPROCS (1; empty: Go's default), and any CHAT_* variable, which the nodes inherit.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="$root/bin"
@@ -35,6 +35,12 @@ export CHAT_LOG_LEVEL="${BENCH_LOG_LEVEL:-warn}"
 export CHAT_RATE_LIMIT="${CHAT_RATE_LIMIT:-100000}" CHAT_RATE_BURST="${CHAT_RATE_BURST:-100000}"
 export CHAT_MAX_CONNS="${CHAT_MAX_CONNS:-200000}"
 if [ -n "${BENCH_LINGER:-}" ]; then export CHAT_KAFKA_LINGER="$BENCH_LINGER"; fi
+# Every role shares this machine's cores with the others, Kafka, Redis,
+# Postgres and chatbench, and no cgroup limit tells Go so: each runtime
+# would run a P per core and pay for the cross-core wake-ups and spinning.
+# One P per node is the shape of a container with a one-CPU limit, where
+# Go sets GOMAXPROCS itself (docs/benchmarks.md, "Session 12").
+procs="${BENCH_GOMAXPROCS-1}"
 
 ports=(18080 18081 18090 18091)
 names=(gateway-1 gateway-2 fanout-1 projector-1)
@@ -58,7 +64,8 @@ up() {
     # pprof there for BENCH_CHATD builds from before the ops listener).
     local ops="127.0.0.1:$((18060 + i))"
     CHAT_NODE_ID="${names[$i]}" CHAT_HTTP_ADDR="127.0.0.1:${ports[$i]}" CHAT_ROLES="${roles[$i]}" \
-      CHAT_OPS_ADDR="$ops" CHAT_PPROF=true CHAT_PPROF_ADDR="$ops" nohup "${BENCH_CHATD:-$bin/chatd}" >"$run/${names[$i]}.log" 2>&1 &
+      CHAT_OPS_ADDR="$ops" CHAT_PPROF=true CHAT_PPROF_ADDR="$ops" \
+      nohup env ${procs:+GOMAXPROCS=$procs} "${BENCH_CHATD:-$bin/chatd}" >"$run/${names[$i]}.log" 2>&1 &
     echo $! >"$run/${names[$i]}.pid"
   done
   for p in "${ports[@]}"; do

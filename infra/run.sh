@@ -28,8 +28,13 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+# Four nodes, Kafka, Redis and Postgres share this machine's cores: one Go P
+# per node (unless GOMAXPROCS is set), as a one-CPU container limit would
+# give, spares the cross-core wake-ups of four runtimes that each assume
+# every core (docs/runbook.md, "Sizing").
 start() { # name addr roles ops-addr
-  CHAT_NODE_ID="$1" CHAT_HTTP_ADDR="$2" CHAT_ROLES="$3" CHAT_OPS_ADDR="$4" CHAT_PPROF=true "$bin/chatd" >"$logs/$1.log" 2>&1 &
+  CHAT_NODE_ID="$1" CHAT_HTTP_ADDR="$2" CHAT_ROLES="$3" CHAT_OPS_ADDR="$4" CHAT_PPROF=true GOMAXPROCS="${GOMAXPROCS:-1}" \
+    "$bin/chatd" >"$logs/$1.log" 2>&1 &
   pids+=($!)
 }
 # Everything listens on loopback only: this is a development system (dev
