@@ -269,6 +269,7 @@ type silentProxy struct {
 	t     *testing.T
 	conns atomic.Int32
 	mu    sync.Mutex
+	open  []net.Conn
 	muted []*atomic.Bool
 }
 
@@ -277,7 +278,14 @@ func (p *silentProxy) start(redisAddr string) string {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	p.t.Cleanup(func() { ln.Close() })
+	p.t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, c := range p.open {
+			c.Close()
+		}
+	})
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -289,10 +297,10 @@ func (p *silentProxy) start(redisAddr string) string {
 				c.Close()
 				continue
 			}
-			p.t.Cleanup(func() { c.Close(); r.Close() })
 			p.conns.Add(1)
 			muted := &atomic.Bool{}
 			p.mu.Lock()
+			p.open = append(p.open, c, r)
 			p.muted = append(p.muted, muted)
 			p.mu.Unlock()
 			go pipe(r, c, muted)

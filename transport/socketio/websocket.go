@@ -32,10 +32,10 @@ func (c *wsConn) locked(f func()) {
 	f()
 }
 
-// canWriteNow says whether p may be written by its sender. Callers hold
-// wmu.
+// canWriteNow says whether p may be written by its sender: a text packet
+// wswrite takes (its type byte and data). Callers hold wmu.
 func (c *wsConn) canWriteNow(p EnginePacket) bool {
-	return !p.Binary && len(p.Data) < inlineWrite && c.now.CanWriteNow(len(p.Data)+1)
+	return !p.Binary && c.now.CanWriteNow(len(p.Data)+1)
 }
 
 // typeBytes holds each Engine.IO packet type's character.
