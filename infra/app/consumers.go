@@ -24,7 +24,6 @@ const (
 // runFanout consumes the log with a latency-first group consumer and hands
 // each batch to the gateway nodes through Redis in one pipeline.
 func (a *App) runFanout(ctx context.Context) error {
-	h := fanout.New(a.Redis, a.Bus, a.Store)
 	if err := a.Bus.WatchLoss(ctx, a.Cfg.NodeID); err != nil {
 		return err
 	}
@@ -33,9 +32,14 @@ func (a *App) runFanout(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The hand-off reader keeps the route cache right (fanoutbus.RouteCache).
+	routes := a.Bus.RouteCache()
+	handed.WatchRoutes(routes)
+	h := fanout.New(a.Redis, routes, a.Store)
 	return kafkalog.RunLive(ctx, kafkalog.LiveConfig{
 		Kafka: KafkaConfig(a.Cfg).WithClientID("parley-fanout-" + a.Cfg.NodeID),
-		Group: a.Cfg.GroupPrefix + FanoutGroup, Forget: h.Forget, Handoff: handed.Read, Gather: a.Cfg.HopGather,
+		Group: a.Cfg.GroupPrefix + FanoutGroup, Forget: h.Forget, Handoff: handed.Read, FromLog: routes.ReadNext,
+		Gather: a.Cfg.HopGather,
 	}, func(ctx context.Context, batch []kafkalog.Consumed) error {
 		recs := make([]fanout.Record, len(batch))
 		for i, c := range batch {

@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/handoff"
 )
 
 // Config of the bus.
@@ -40,6 +41,7 @@ type Bus struct {
 	lossKey string // set by WatchLoss (the fan-out)
 	// routeKeys are the route shards' keys, by shard.
 	routeKeys [routeShards]string
+	routesCh  string // where route changes are announced
 }
 
 // Validate reports a config the bus cannot work with.
@@ -61,7 +63,7 @@ func New(rdb redis.UniversalClient, cfg Config, log *slog.Logger) (*Bus, error) 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Bus{cfg: cfg, rdb: rdb, log: log}
+	b := &Bus{cfg: cfg, rdb: rdb, log: log, routesCh: handoff.RoutesChannel(cfg.Prefix)}
 	for i := range b.routeKeys {
 		b.routeKeys[i] = cfg.Prefix + ":routes:{r" + strconv.Itoa(i) + "}"
 	}

@@ -9,3 +9,7 @@ func SetIdleCheck(d time.Duration) func() {
 	idleCheck = d
 	return func() { idleCheck = old }
 }
+
+// RoutesKey is the hash holding user's route, for tests that change a
+// route behind a cache's back.
+func (b *Bus) RoutesKey(user string) string { return b.routesKey(user) }

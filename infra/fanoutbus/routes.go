@@ -83,10 +83,23 @@ type Node struct {
 // Node returns the routing of gateway node id.
 func (b *Bus) Node(id string) *Node { return &Node{b: b, id: id} }
 
-// Join routes user's deliveries to this node.
+// Join routes user's deliveries to this node. It returns once the route
+// is written and announced to the fan-outs' caches (RouteCache), so before
+// the connection can sync or send. It announces even a route that was
+// there: one whose announcement failed before is then announced.
 func (n *Node) Join(ctx context.Context, user string) error {
 	if err := routeJoin.Run(ctx, n.b.rdb, []string{n.b.routesKey(user)}, user, n.id).Err(); err != nil {
 		return fmt.Errorf("%w: route %s: %v", domain.ErrUnavailable, user, err)
+	}
+	return n.b.announce(ctx, user)
+}
+
+// announce publishes that user's route changed, after the change: a
+// fan-out receives it before any record handed off after it
+// (handoff.RoutesChannel) and forgets what it cached of user.
+func (b *Bus) announce(ctx context.Context, user string) error {
+	if err := b.rdb.SPublish(ctx, b.routesCh, user).Err(); err != nil {
+		return fmt.Errorf("%w: announce route %s: %v", domain.ErrUnavailable, user, err)
 	}
 	return nil
 }
@@ -96,11 +109,18 @@ func (n *Node) Leave(ctx context.Context, user string) error {
 	return n.b.leave(ctx, user, n.id)
 }
 
+// leave removes node from user's route. A cache that missed the
+// announcement keeps delivering to node, which drops what it has no
+// connection for: wasted, not wrong.
 func (b *Bus) leave(ctx context.Context, user, node string) error {
-	if err := routeLeave.Run(ctx, b.rdb, []string{b.routesKey(user)}, user, node).Err(); err != nil {
+	changed, err := routeLeave.Run(ctx, b.rdb, []string{b.routesKey(user)}, user, node).Int()
+	if err != nil {
 		return fmt.Errorf("%w: unroute %s: %v", domain.ErrUnavailable, user, err)
 	}
-	return nil
+	if changed == 0 {
+		return nil
+	}
+	return b.announce(ctx, user)
 }
 
 // Dropped reports (once) whether a fan-out removed this node's routes
@@ -147,6 +167,16 @@ func (b *Bus) NodesOf(ctx context.Context, users []string) (map[string][]string,
 	if len(users) == 0 {
 		return nil, nil
 	}
+	out, err := b.readRoutes(ctx, users, b.lossKey != "")
+	if err != nil {
+		return nil, err
+	}
+	return b.liveOnly(ctx, users, out)
+}
+
+// readRoutes reads the routes of users (those without one are left out),
+// and with marker the loss marker, in one pipeline.
+func (b *Bus) readRoutes(ctx context.Context, users []string, marker bool) (map[string][]string, error) {
 	var byShard [routeShards][]string
 	for _, u := range users {
 		i := routeShard(u)
@@ -159,34 +189,39 @@ func (b *Bus) NodesOf(ctx context.Context, users []string) (map[string][]string,
 			cmds[i] = pipe.HMGet(ctx, b.routeKeys[i], us...)
 		}
 	}
-	var marker *redis.IntCmd
-	if b.lossKey != "" {
-		marker = pipe.Exists(ctx, b.lossKey)
+	var exists *redis.IntCmd
+	if marker {
+		exists = pipe.Exists(ctx, b.lossKey)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return nil, fmt.Errorf("%w: routes: %v", domain.ErrUnavailable, err)
 	}
-	if marker != nil && marker.Val() == 0 {
+	if exists != nil && exists.Val() == 0 {
 		if err := b.lostRoutes(ctx); err != nil {
 			return nil, err
 		}
 	}
 	out := make(map[string][]string, len(users))
-	seen := map[string]bool{}
 	for shard, us := range byShard {
 		if len(us) == 0 {
 			continue
 		}
 		for i, v := range cmds[shard].Val() {
-			s, _ := v.(string)
-			if s == "" {
-				continue
+			if s, _ := v.(string); s != "" {
+				out[us[i]] = strings.Split(s, ",")
 			}
-			nodes := strings.Split(s, ",")
-			out[us[i]] = nodes
-			for _, n := range nodes {
-				seen[n] = true
-			}
+		}
+	}
+	return out, nil
+}
+
+// liveOnly drops the dead nodes from out (removing their routes), and
+// answers every known node for every user while a loss is being healed.
+func (b *Bus) liveOnly(ctx context.Context, users []string, out map[string][]string) (map[string][]string, error) {
+	seen := map[string]bool{}
+	for _, nodes := range out {
+		for _, n := range nodes {
+			seen[n] = true
 		}
 	}
 	dead, err := b.alive.dead(ctx, b, seen)
@@ -253,7 +288,7 @@ func (b *Bus) dropDead(ctx context.Context, out map[string][]string, dead map[st
 		_ = b.rdb.Set(ctx, b.droppedKey(n), "1", time.Hour).Err()
 	}
 	for u, nodes := range out {
-		kept := nodes[:0]
+		var kept []string // a new slice: nodes may be a cache's
 		for _, n := range nodes {
 			if dead[n] {
 				_ = b.leave(ctx, u, n)

@@ -2,13 +2,19 @@ package fanoutbus_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/fanoutbus"
+	"github.com/parley-chat/parley/infra/handoff"
+	"github.com/parley-chat/parley/infra/kafkalog"
 	"github.com/parley-chat/parley/infra/redisstore"
 	"github.com/parley-chat/parley/internal/testenv"
 )
@@ -17,32 +23,100 @@ import (
 // under a fresh prefix, and a wipe of that prefix (a data loss), which also
 // runs after the test.
 func busesOnRedis(t *testing.T) (newBus func() *fanoutbus.Bus, wipe func() error) {
+	e := onRedis(t)
+	return e.newBus, e.wipe
+}
+
+// redisEnv is the real Redis under a fresh prefix.
+type redisEnv struct {
+	t      *testing.T
+	rdb    redis.UniversalClient
+	prefix string
+}
+
+func onRedis(t *testing.T) *redisEnv {
 	env := testenv.New(t)
 	rdb, err := redisstore.NewClient(env.Cfg.RedisURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wipe = func() error {
-		_, err := redisstore.DeletePrefix(context.Background(), rdb, env.Cfg.RedisPrefix)
-		return err
+	e := &redisEnv{t: t, rdb: rdb, prefix: env.Cfg.RedisPrefix}
+	t.Cleanup(func() { _ = e.wipe(); rdb.Close() })
+	return e
+}
+
+func (e *redisEnv) wipe() error {
+	_, err := redisstore.DeletePrefix(context.Background(), e.rdb, e.prefix)
+	return err
+}
+
+func (e *redisEnv) newBus() *fanoutbus.Bus {
+	b, err := fanoutbus.New(e.rdb, fanoutbus.Config{Prefix: e.prefix}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		e.t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = wipe(); rdb.Close() })
-	return func() *fanoutbus.Bus {
-		b, err := fanoutbus.New(rdb, fanoutbus.Config{Prefix: env.Cfg.RedisPrefix}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		if err != nil {
-			t.Fatal(err)
+	return b
+}
+
+type lookup func(ctx context.Context, users []string) (map[string][]string, error)
+
+// cachedLookup is a fan-out's lookup on bus through a RouteCache fed by a
+// hand-off reader, as chatd's is. Each lookup first hands off a record and
+// reads until it arrives: the route changes made before are then known to
+// the cache as they are before a record logged after them.
+func (e *redisEnv) cachedLookup(bus *fanoutbus.Bus) (*fanoutbus.RouteCache, lookup) {
+	cache := bus.RouteCache()
+	r, err := handoff.NewReader(e.rdb, handoff.Config{Prefix: e.prefix, Block: 50 * time.Millisecond})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	r.WatchRoutes(cache)
+	e.t.Cleanup(r.Close)
+	var offset int64
+	return cache, func(ctx context.Context, users []string) (map[string][]string, error) {
+		offset++
+		if _, err := r.Read(ctx, []int32{0}); err != nil { // subscribes first
+			return nil, err
 		}
-		return b
-	}, wipe
+		if err := e.rdb.SPublish(ctx, handoff.Channel(e.prefix, 0), handoff.Encode(offset, []byte("x"))).Err(); err != nil {
+			return nil, err
+		}
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+			recs, err := r.Read(ctx, []int32{0})
+			if err != nil {
+				return nil, err
+			}
+			if slices.ContainsFunc(recs, func(c kafkalog.Consumed) bool { return c.Offset == offset }) {
+				return cache.NodesOf(ctx, users)
+			}
+		}
+		return nil, errors.New("the handed-off record never arrived")
+	}
+}
+
+// lookups are the two ways a fan-out finds users' nodes.
+func (e *redisEnv) lookups(bus *fanoutbus.Bus) map[string]lookup {
+	_, cached := e.cachedLookup(bus)
+	return map[string]lookup{"redis": bus.NodesOf, "cached": cached}
 }
 
 // Routes on the real Redis: a user is routed to each node that joined it
 // until that node leaves; a node without liveness is dropped from answers
 // and its routes are removed; Alive tells a node whether Redis kept it.
+// Cached, the answers are the same: every change reaches the cache before
+// a record logged after it.
 func TestRoutes(t *testing.T) {
+	for _, name := range []string{"redis", "cached"} {
+		t.Run(name, func(t *testing.T) {
+			e := onRedis(t)
+			bus := e.newBus()
+			testRoutes(t, bus, e.lookups(bus)[name])
+		})
+	}
+}
+
+func testRoutes(t *testing.T, bus *fanoutbus.Bus, nodesOf lookup) {
 	ctx := context.Background()
-	newBus, _ := busesOnRedis(t)
-	bus := newBus()
 	n1, n2 := bus.Node("n1"), bus.Node("n2")
 	for _, n := range []*fanoutbus.Node{n1, n2} {
 		if kept, err := n.Alive(ctx); err != nil || kept {
@@ -62,13 +136,13 @@ func TestRoutes(t *testing.T) {
 	must(n1.Join(ctx, "alice")) // idempotent
 	must(n2.Join(ctx, "alice"))
 	must(n2.Join(ctx, "bob"))
-	got, err := bus.NodesOf(ctx, []string{"alice", "bob", "carol"})
+	got, err := nodesOf(ctx, []string{"alice", "bob", "carol"})
 	must(err)
 	if a := slices.Sorted(slices.Values(got["alice"])); !slices.Equal(a, []string{"n1", "n2"}) || !slices.Equal(got["bob"], []string{"n2"}) || got["carol"] != nil {
 		t.Fatalf("routes: %v", got)
 	}
 	must(n1.Leave(ctx, "alice"))
-	got, err = bus.NodesOf(ctx, []string{"alice"})
+	got, err = nodesOf(ctx, []string{"alice"})
 	must(err)
 	if !slices.Equal(got["alice"], []string{"n2"}) {
 		t.Fatalf("after n1 left alice: %v", got)
@@ -76,7 +150,7 @@ func TestRoutes(t *testing.T) {
 	// n3 routed a user and died (never proved alive): dropped and removed.
 	n3 := bus.Node("n3")
 	must(n3.Join(ctx, "dave"))
-	got, err = bus.NodesOf(ctx, []string{"dave"})
+	got, err = nodesOf(ctx, []string{"dave"})
 	must(err)
 	if len(got["dave"]) != 0 {
 		t.Fatalf("route to a dead node answered: %v", got)
@@ -87,14 +161,14 @@ func TestRoutes(t *testing.T) {
 	if _, err := n3.Alive(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got, err = bus.NodesOf(ctx, []string{"dave"})
+	got, err = nodesOf(ctx, []string{"dave"})
 	must(err)
 	if len(got["dave"]) != 0 {
 		t.Fatalf("the dead node's route was not removed: %v", got)
 	}
 	// Liveness is asked again (not remembered as dead) once the node lives.
 	must(n3.Join(ctx, "dave"))
-	got, err = bus.NodesOf(ctx, []string{"dave"})
+	got, err = nodesOf(ctx, []string{"dave"})
 	must(err)
 	if !slices.Equal(got["dave"], []string{"n3"}) {
 		t.Fatalf("route to a node that came alive: %v", got)

@@ -82,6 +82,22 @@ func Stream(prefix string, p int32) string {
 // Channel is partition p's channel.
 func Channel(prefix string, p int32) string { return Stream(prefix, p) + ":live" }
 
+// RoutesChannel carries the route changes of gateway nodes (a user id per
+// message; infra/fanoutbus). It shares the partitions' hash tag so that a
+// fan-out receives it on the connection of its partitions' channels: Redis
+// then delivers a change and the records published after it in that order,
+// which is what lets a fan-out cache routes (Reader.WatchRoutes).
+func RoutesChannel(prefix string) string { return prefix + ":{handoff}:routes" }
+
+// RouteWatcher is told, in order with the records read, of the route
+// changes published on RoutesChannel: Changed for one user's, Reset when
+// some may have been missed (the subscription is new or came back, records
+// came from a stream read, reads stalled).
+type RouteWatcher interface {
+	Changed(user string)
+	Reset()
+}
+
 // Encode is the entry of a record: its offset as a uvarint, then its value.
 func Encode(offset int64, value []byte) []byte {
 	b := binary.AppendUvarint(make([]byte, 0, len(value)+binary.MaxVarintLen64), uint64(offset))
@@ -153,8 +169,23 @@ type Reader struct {
 	subscribed []int32
 	// backlog holds the partitions whose stream is still to be read, with
 	// the id read up to.
-	backlog map[int32]string
+	backlog  map[int32]string
+	routes   RouteWatcher // nil: route changes are not read
+	routesCh string
+	lastRead time.Time
 }
+
+// WatchRoutes makes the reader subscribe to RoutesChannel too and tell w
+// of each change before it returns any record published after it.
+func (r *Reader) WatchRoutes(w RouteWatcher) {
+	r.Close()
+	r.routes, r.routesCh = w, RoutesChannel(r.cfg.Prefix)
+}
+
+// routesStale is how long a pause between reads makes the reader distrust
+// what it was told: go-redis drops messages from a channel buffer that
+// stayed full for a minute.
+const routesStale = 30 * time.Second
 
 // NewReader builds a reader.
 func NewReader(rdb redis.UniversalClient, cfg Config) (*Reader, error) {
@@ -181,6 +212,10 @@ const (
 // the log. A subscription that broke and came back is caught up the same
 // way.
 func (r *Reader) Read(ctx context.Context, partitions []int32) ([]kafkalog.Consumed, error) {
+	defer func() { r.lastRead = time.Now() }()
+	if r.routes != nil && !r.lastRead.IsZero() && time.Since(r.lastRead) > routesStale {
+		r.routes.Reset()
+	}
 	if r.ps == nil || !slices.Equal(partitions, r.subscribed) {
 		if err := r.subscribe(ctx, partitions); err != nil {
 			return nil, err
@@ -229,9 +264,12 @@ func (r *Reader) take(out []kafkalog.Consumed) ([]kafkalog.Consumed, error) {
 
 func (r *Reader) subscribe(ctx context.Context, partitions []int32) error {
 	r.Close()
-	chs := make([]string, len(partitions))
+	chs := make([]string, len(partitions), len(partitions)+1)
 	for i, p := range partitions {
 		chs[i] = Channel(r.cfg.Prefix, p)
+	}
+	if r.routes != nil {
+		chs = append(chs, r.routesCh)
 	}
 	ps := r.rdb.SSubscribe(ctx, chs...)
 	for range chs { // one confirmation per channel
@@ -247,7 +285,12 @@ func (r *Reader) subscribe(ctx context.Context, partitions []int32) error {
 }
 
 // catchUpAll reads every subscribed partition's stream from its start.
+// Route changes published meanwhile are not in any stream: the watcher
+// forgets what it knew.
 func (r *Reader) catchUpAll() {
+	if r.routes != nil {
+		r.routes.Reset()
+	}
 	clear(r.backlog)
 	for _, p := range r.subscribed {
 		r.backlog[p] = "0-0"
@@ -266,6 +309,10 @@ func (r *Reader) add(out []kafkalog.Consumed, msg any, ok bool) ([]kafkalog.Cons
 	if !isMsg {
 		metrics.HandoffResubscribes.Inc()
 		r.catchUpAll()
+		return out, nil
+	}
+	if r.routes != nil && m.Channel == r.routesCh {
+		r.routes.Changed(m.Payload)
 		return out, nil
 	}
 	p, err := partitionOf(m.Channel)
@@ -330,6 +377,11 @@ func (r *Reader) readBacklog(ctx context.Context, out []kafkalog.Consumed) ([]ka
 		if !full[p] {
 			delete(r.backlog, p)
 		}
+	}
+	if len(res) > 0 && r.routes != nil {
+		// A stream's record may follow a route change still on its way
+		// down the subscription.
+		r.routes.Reset()
 	}
 	return out, nil
 }

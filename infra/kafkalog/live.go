@@ -38,6 +38,10 @@ type LiveConfig struct {
 	// in log order, and the log is read in large, infrequent fetches only
 	// to fill what the hand-off missed (runMerged).
 	Handoff func(ctx context.Context, partitions []int32) ([]Consumed, error)
+	// FromLog, if set, is called before each handler call whose batch may
+	// hold records the log brought first (nobody had handed them off yet):
+	// they are not ordered with anything the hand-off's channels carried.
+	FromLog func()
 	// Gather is how long the hand-off reader lets records gather after a
 	// read that returned some, before it reads again: one read and one
 	// handler call per Gather under load instead of one per record, for

@@ -40,6 +40,9 @@ type merged struct {
 	// handler took: what a commit stores (apply's alone).
 	handled map[int32]kgo.EpochOffset
 	dirty   bool
+	// logReleased: the records being handled include some the log
+	// brought first (LiveConfig.FromLog).
+	logReleased bool
 }
 
 type logFetch struct {
@@ -195,12 +198,16 @@ func (m *merged) apply(ctx context.Context, cl *kgo.Client) {
 		// releases everything held behind it at once.
 		for len(ready) > 0 {
 			n := min(len(ready), m.cfg.MaxBatch)
+			if m.logReleased && m.cfg.FromLog != nil {
+				m.cfg.FromLog()
+			}
 			if !handleUntilDone(ctx, ready[:n], m.handle, m.log) {
 				return
 			}
 			m.mark(ready[:n])
 			ready = ready[n:]
 		}
+		m.logReleased = false
 	}
 }
 
@@ -237,6 +244,7 @@ func (m *merged) takeLog(f logFetch, out []Consumed) []Consumed {
 	close(f.took)
 	// fromLog releases the log's record first, then pending hand-offs.
 	metrics.FanoutRecords.WithLabelValues("log").Add(float64(len(out) - n))
+	m.logReleased = m.logReleased || len(out) > n
 	return out
 }
 

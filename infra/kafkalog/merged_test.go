@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,16 +24,27 @@ import (
 // loses every third record and reverses each batch, as producers racing
 // and dying would.
 type fakeHandoff struct {
-	mu   sync.Mutex
-	recs []kafkalog.Consumed
+	mu      sync.Mutex
+	recs    []kafkalog.Consumed
+	offered map[[2]int64]bool // partition, offset
+}
+
+func (f *fakeHandoff) wasOffered(c kafkalog.Consumed) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.offered[[2]int64{int64(c.Partition), c.Offset}]
 }
 
 func (f *fakeHandoff) offer(recs []kafkalog.Consumed) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.offered == nil {
+		f.offered = map[[2]int64]bool{}
+	}
 	for _, r := range recs {
 		if r.Offset%3 != 1 {
 			f.recs = append(f.recs, r)
+			f.offered[[2]int64{int64(r.Partition), r.Offset}] = true
 		}
 	}
 }
@@ -63,7 +75,8 @@ func (f *fakeHandoff) read(ctx context.Context, parts []int32) ([]kafkalog.Consu
 // by a second producer that hands nothing off) gives its handler every
 // record once, in offset order per partition, in batches of at most
 // MaxBatch, even when the handler fails a batch; and the hand-off did
-// bring records first.
+// bring records first. Before each batch holding a record the hand-off
+// never had, FromLog was called (the fan-out's route cache reads afresh).
 func TestLiveMergesHandoffAndLog(t *testing.T) {
 	env := testenv.New(t)
 	fake := &fakeHandoff{}
@@ -73,6 +86,8 @@ func TestLiveMergesHandoffAndLog(t *testing.T) {
 	var mu sync.Mutex
 	got := map[int32][]int64{}
 	failOnce := true
+	var fromLog atomic.Bool
+	var unannounced [][2]int64 // partition, offset
 	handle := func(_ context.Context, batch []kafkalog.Consumed) error {
 		mu.Lock()
 		defer mu.Unlock()
@@ -82,6 +97,12 @@ func TestLiveMergesHandoffAndLog(t *testing.T) {
 		if failOnce && len(got) > 0 {
 			failOnce = false
 			return fmt.Errorf("refused once for the test")
+		}
+		announced := fromLog.Swap(false)
+		for _, c := range batch {
+			if !announced && !fake.wasOffered(c) {
+				unannounced = append(unannounced, [2]int64{int64(c.Partition), c.Offset})
+			}
 		}
 		for _, c := range batch {
 			got[c.Partition] = append(got[c.Partition], c.Offset)
@@ -94,7 +115,7 @@ func TestLiveMergesHandoffAndLog(t *testing.T) {
 	go func() {
 		done <- kafkalog.RunLive(ctx, kafkalog.LiveConfig{
 			Kafka: app.KafkaConfig(env.Cfg).WithClientID("live-test"), Group: env.Cfg.GroupPrefix + "livetest",
-			Handoff: fake.read, MaxBatch: 7, Gather: time.Millisecond,
+			Handoff: fake.read, MaxBatch: 7, Gather: time.Millisecond, FromLog: func() { fromLog.Store(true) },
 		}, handle, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}()
 	t.Cleanup(func() {
@@ -147,6 +168,9 @@ func TestLiveMergesHandoffAndLog(t *testing.T) {
 	}
 	if testutil.ToFloat64(metrics.FanoutRecords.WithLabelValues("handoff")) == handedBefore {
 		t.Fatal("no record came through the hand-off")
+	}
+	if len(unannounced) > 0 {
+		t.Fatalf("records only the log had, handled without FromLog first (partition, offset): %v", unannounced)
 	}
 }
 

@@ -42,6 +42,12 @@ var (
 	FanoutRecords = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "parley_fanout_records_total", Help: "Records the fan-out released in log order, by the source that brought them first: handoff (from the producer, through Redis) or log (read from Kafka).",
 	}, []string{"source"})
+	FanoutRoutes = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "parley_fanout_route_lookups_total", Help: "Recipients whose gateway nodes the fan-out looked up, by where it found them: cached (its memory) or read (Redis).",
+	}, []string{"source"})
+	FanoutRouteResets = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parley_fanout_route_cache_resets_total", Help: "Times the fan-out emptied its route cache (a new or restored hand-off subscription, records the log or a stream brought, a stalled reader).",
+	})
 	Handoff = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "parley_handoff_records_total", Help: "Acked records handed off to the fan-out by result: written, dropped (queue full), failed (Redis), unreadable (at the reader). The fan-out reads any not written from the log.",
 	}, []string{"result"})

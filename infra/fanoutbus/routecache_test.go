@@ -1,0 +1,70 @@
+package fanoutbus_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/parley-chat/parley/infra/handoff"
+	"github.com/parley-chat/parley/infra/metrics"
+)
+
+// A RouteCache answers a user it knows without Redis, and reads afresh
+// what it cannot know: a change whose announcement it has not received
+// (simulated by writing the route behind its back) is read when the
+// consumer says the next batch came from the log (ReadNext), and when the
+// hand-off reader subscribes anew (Reset).
+func TestRouteCacheReadsWhatItCannotKnow(t *testing.T) {
+	ctx := context.Background()
+	e := onRedis(t)
+	bus := e.newBus()
+	for _, n := range []string{"n1", "n2"} {
+		if _, err := bus.Node(n).Alive(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bus.Node("n1").Join(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	cache, nodesOf := e.cachedLookup(bus)
+	want := func(step string, got map[string][]string, err error, nodes ...string) {
+		t.Helper()
+		if err != nil || !slices.Equal(slices.Sorted(slices.Values(got["alice"])), nodes) {
+			t.Fatalf("%s: alice on %v (%v), want %v", step, got["alice"], err, nodes)
+		}
+	}
+	got, err := nodesOf(ctx, []string{"alice"})
+	want("first lookup", got, err, "n1")
+	cached := testutil.ToFloat64(metrics.FanoutRoutes.WithLabelValues("cached"))
+	behindItsBack := func(v string) {
+		t.Helper()
+		if err := e.rdb.HSet(ctx, bus.RoutesKey("alice"), "alice", v).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	behindItsBack("n1,n2")
+	got, err = cache.NodesOf(ctx, []string{"alice"})
+	want("a known user", got, err, "n1")
+	if d := testutil.ToFloat64(metrics.FanoutRoutes.WithLabelValues("cached")) - cached; d != 1 {
+		t.Fatalf("a known user was not answered from the cache (%v cached lookups)", d)
+	}
+	cache.ReadNext()
+	got, err = cache.NodesOf(ctx, []string{"alice"})
+	want("after ReadNext", got, err, "n1", "n2")
+
+	behindItsBack("n2")
+	r, err := handoff.NewReader(e.rdb, handoff.Config{Prefix: e.prefix, Block: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.WatchRoutes(cache)
+	if _, err := r.Read(ctx, []int32{1}); err != nil { // a new subscription
+		t.Fatal(err)
+	}
+	got, err = cache.NodesOf(ctx, []string{"alice"})
+	want("after a new subscription", got, err, "n2")
+}
