@@ -8,7 +8,8 @@
 #   bash bench/run.sh down     # stop the nodes this script started
 #   bash bench/run.sh status
 #
-# Knobs (environment): BENCH_PARTITIONS, BENCH_SCHEMA,
+# Knobs (environment): BENCH_PARTITIONS, BENCH_SCHEMA (a read model to use and keep;
+# default a fresh bench_<id> that `down` drops), BENCH_KEEP (keep topic, keys and schema),
 # BENCH_LOG_LEVEL, BENCH_LINGER, BENCH_CHATD (another chatd binary, for before/after runs),
 # BENCH_GOMAXPROCS (1; empty: Go's default), and any CHAT_* variable, which the nodes inherit.
 set -euo pipefail
@@ -17,14 +18,16 @@ bin="$root/bin"
 run="$root/bench/.run"
 mkdir -p "$run"
 
-# Every `up` gets a fresh topic, Redis prefix and consumer groups, so no
-# backlog or state of an earlier run can skew this one; `down` deletes them.
+# Every `up` gets a fresh topic, Redis prefix, consumer groups and read
+# model, so no backlog or state of an earlier run can skew this one (a read
+# model that grew past shared_buffers costs Postgres twice as much a
+# message: docs/benchmarks.md); `down` deletes them.
 id="$(date +%s)"
 export BENCH_RUN="$id"                          # chatbench finds the nodes by it
 export CHAT_DEV_AUTH=true                       # tokens: chatbench --jwt-secret with the dev secret
 export CHAT_KAFKA_TOPIC="${BENCH_TOPIC:-bench.$id.events}"
 export CHAT_KAFKA_PARTITIONS="${BENCH_PARTITIONS:-8}"
-export CHAT_DB_SCHEMA="${BENCH_SCHEMA:-bench}"
+export CHAT_DB_SCHEMA="${BENCH_SCHEMA:-bench_$id}"
 export CHAT_REDIS_PREFIX="${BENCH_PREFIX:-bench$id}"
 export CHAT_GROUP_PREFIX="bench.$id."
 export CHAT_LOG_FORMAT=json
@@ -76,7 +79,9 @@ up() {
     curl -fsS "http://127.0.0.1:$p/readyz" >/dev/null 2>&1 || { echo "node on :$p is not ready; see $run/*.log"; down; exit 1; }
   done
   echo "bench system up: ws://127.0.0.1:18080/ws ws://127.0.0.1:18081/ws (pprof http://127.0.0.1:18060-18063/debug/pprof/)"
-  printf 'topic=%s\nprefix=%s\n' "$CHAT_KAFKA_TOPIC" "$CHAT_REDIS_PREFIX" >"$run/env"
+  local drop="" # a schema named by BENCH_SCHEMA is the caller's to keep
+  [ -n "${BENCH_SCHEMA:-}" ] || drop="$CHAT_DB_SCHEMA"
+  printf 'topic=%s\nprefix=%s\nschema=%s\n' "$CHAT_KAFKA_TOPIC" "$CHAT_REDIS_PREFIX" "$drop" >"$run/env"
   echo "topic $CHAT_KAFKA_TOPIC ($CHAT_KAFKA_PARTITIONS partitions), schema $CHAT_DB_SCHEMA, redis prefix $CHAT_REDIS_PREFIX, logs $run/"
 }
 
@@ -94,9 +99,11 @@ down() {
     rm -f "$f"
   done
   if [ -f "$run/env" ] && [ -z "${BENCH_KEEP:-}" ]; then
+    schema=""
     # shellcheck disable=SC1091
     . "$run/env"
-    "$bin/chatbench" cleanup --topic "$topic" --redis-prefix "$prefix" >/dev/null || true
+    "$bin/chatbench" cleanup --topic "$topic" --redis-prefix "$prefix" ${schema:+--schema "$schema"} \
+      --db "${CHAT_DB_URL:-postgres://localhost:5432/chat?sslmode=disable}" >/dev/null || true
     rm -f "$run/env"
   fi
   [ "${1:-}" = quiet ] || echo "bench system down"

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/parley-chat/parley/infra/app"
 	chatconfig "github.com/parley-chat/parley/infra/config"
@@ -17,7 +19,8 @@ import (
 )
 
 // cleanup removes what one bench run left in the shared services: its Kafka
-// topic and its Redis keys. Only names that start with "bench" are touched,
+// topic, its Redis keys and its read model (the schemas of a deployment
+// named by CHAT_DB_SCHEMA). Only names that start with "bench" are touched,
 // so it cannot remove anyone else's data.
 func cleanup(args []string) error {
 	fs := flag.NewFlagSet("cleanup", flag.ContinueOnError)
@@ -25,6 +28,8 @@ func cleanup(args []string) error {
 	prefix := fs.String("redis-prefix", "", "Redis key prefix whose keys to delete (bench*)")
 	brokers := fs.String("brokers", "localhost:9092", "Kafka bootstrap servers")
 	redisURL := fs.String("redis", "redis://localhost:6379/0", "Redis URL")
+	schema := fs.String("schema", "", "read model (CHAT_DB_SCHEMA) whose schemas to drop (bench_*)")
+	dbURL := fs.String("db", "postgres://localhost:5432/chat?sslmode=disable", "Postgres URL")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -35,7 +40,52 @@ func cleanup(args []string) error {
 	if *prefix != "" {
 		errs = append(errs, deleteKeys(*redisURL, *prefix))
 	}
+	if *schema != "" {
+		errs = append(errs, dropReadModel(*dbURL, *schema))
+	}
 	return errors.Join(errs...)
+}
+
+// dropReadModel drops the schemas of the read model named name (its
+// bootstrap schema, the active, previous and analytics schemas its pointer
+// names) and the pointer. Each must be a bench schema.
+func dropReadModel(dbURL, name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	schemas := []string{name}
+	var active, analytics string
+	var previous *string
+	err = pool.QueryRow(ctx, `SELECT active_schema, analytics_schema, previous_schema FROM parley.read_model WHERE name = $1`,
+		name).Scan(&active, &analytics, &previous)
+	switch {
+	case err == nil:
+		schemas = append(schemas, active, analytics)
+		if previous != nil {
+			schemas = append(schemas, *previous)
+		}
+	case !errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("read model %s: %w", name, err)
+	}
+	for _, s := range schemas {
+		if !strings.HasPrefix(s, "bench_") {
+			return fmt.Errorf("refusing to drop schema %q: not a bench schema", s)
+		}
+	}
+	for _, s := range schemas {
+		if _, err := pool.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{s}.Sanitize()+` CASCADE`); err != nil {
+			return fmt.Errorf("drop schema %s: %w", s, err)
+		}
+	}
+	if _, err := pool.Exec(ctx, `DELETE FROM parley.read_model WHERE name = $1`, name); err != nil {
+		return fmt.Errorf("read-model pointer %s: %w", name, err)
+	}
+	fmt.Println("dropped read model", name)
+	return nil
 }
 
 func deleteTopic(brokers, topic string) error {
