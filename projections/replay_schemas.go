@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -80,6 +81,41 @@ func DropSchema(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 	}
 	if _, err := pool.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
 		return fmt.Errorf("drop schema %s: %w", schema, err)
+	}
+	return nil
+}
+
+// DropReadModel removes the read model name entirely: its pointer and
+// every schema the pointer names (active, previous, analytics) with its
+// bootstrap schema. Each schema is first passed to allowed, which refuses
+// the drop by returning an error (a bench or test tool's naming rule).
+func DropReadModel(ctx context.Context, pool *pgxpool.Pool, name string, allowed func(schema string) error) error {
+	schemas := []string{name}
+	var active, analytics string
+	var previous *string
+	err := pool.QueryRow(ctx, `SELECT active_schema, analytics_schema, previous_schema FROM parley.read_model WHERE name = $1`,
+		name).Scan(&active, &analytics, &previous)
+	switch {
+	case err == nil:
+		schemas = append(schemas, active, analytics)
+		if previous != nil {
+			schemas = append(schemas, *previous)
+		}
+	case !errors.Is(err, pgx.ErrNoRows) && !isUndefined(err):
+		return unavailable("read-model pointer", err)
+	}
+	for _, s := range schemas {
+		if err := allowed(s); err != nil {
+			return err
+		}
+	}
+	for _, s := range schemas {
+		if _, err := pool.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{s}.Sanitize()+` CASCADE`); err != nil {
+			return fmt.Errorf("drop schema %s: %w", s, err)
+		}
+	}
+	if _, err := pool.Exec(ctx, `DELETE FROM parley.read_model WHERE name = $1`, name); err != nil && !isUndefined(err) {
+		return fmt.Errorf("read-model pointer %s: %w", name, err)
 	}
 	return nil
 }

@@ -9,13 +9,13 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/parley-chat/parley/infra/app"
 	chatconfig "github.com/parley-chat/parley/infra/config"
 	"github.com/parley-chat/parley/infra/kafkalog"
 	"github.com/parley-chat/parley/infra/redisstore"
+	"github.com/parley-chat/parley/projections"
 )
 
 // cleanup removes what one bench run left in the shared services: its Kafka
@@ -46,9 +46,8 @@ func cleanup(args []string) error {
 	return errors.Join(errs...)
 }
 
-// dropReadModel drops the schemas of the read model named name (its
-// bootstrap schema, the active, previous and analytics schemas its pointer
-// names) and the pointer. Each must be a bench schema.
+// dropReadModel drops the read model named name: its pointer and schemas,
+// each of which must be a bench schema.
 func dropReadModel(dbURL, name string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -57,32 +56,14 @@ func dropReadModel(dbURL, name string) error {
 		return err
 	}
 	defer pool.Close()
-	schemas := []string{name}
-	var active, analytics string
-	var previous *string
-	err = pool.QueryRow(ctx, `SELECT active_schema, analytics_schema, previous_schema FROM parley.read_model WHERE name = $1`,
-		name).Scan(&active, &analytics, &previous)
-	switch {
-	case err == nil:
-		schemas = append(schemas, active, analytics)
-		if previous != nil {
-			schemas = append(schemas, *previous)
+	err = projections.DropReadModel(ctx, pool, name, func(schema string) error {
+		if !strings.HasPrefix(schema, "bench_") {
+			return fmt.Errorf("refusing to drop schema %q: not a bench schema", schema)
 		}
-	case !errors.Is(err, pgx.ErrNoRows):
-		return fmt.Errorf("read model %s: %w", name, err)
-	}
-	for _, s := range schemas {
-		if !strings.HasPrefix(s, "bench_") {
-			return fmt.Errorf("refusing to drop schema %q: not a bench schema", s)
-		}
-	}
-	for _, s := range schemas {
-		if _, err := pool.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{s}.Sanitize()+` CASCADE`); err != nil {
-			return fmt.Errorf("drop schema %s: %w", s, err)
-		}
-	}
-	if _, err := pool.Exec(ctx, `DELETE FROM parley.read_model WHERE name = $1`, name); err != nil {
-		return fmt.Errorf("read-model pointer %s: %w", name, err)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	fmt.Println("dropped read model", name)
 	return nil

@@ -24,6 +24,7 @@ import (
 	"github.com/parley-chat/parley/infra/pgstore"
 	"github.com/parley-chat/parley/infra/redisstore"
 	"github.com/parley-chat/parley/internal/poll"
+	"github.com/parley-chat/parley/projections"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/web"
 )
@@ -76,7 +77,13 @@ func New(t testing.TB) *Env {
 				t.Errorf("a token minted by env.Token reached the logs")
 			}
 		}
-		_, _ = e.Pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{cfg.DBSchema}.Sanitize()+" CASCADE")
+		// The read model whole: its pointer and analytics schema too.
+		_ = projections.DropReadModel(context.Background(), e.Pool, cfg.DBSchema, func(s string) error {
+			if !strings.HasPrefix(s, "t_") {
+				return fmt.Errorf("not a test schema: %s", s)
+			}
+			return nil
+		})
 		e.Pool.Close()
 		deleteTopic(cfg)
 		deleteKeys(cfg)
