@@ -13,3 +13,11 @@ func SetIdleCheck(d time.Duration) func() {
 // RoutesKey is the hash holding user's route, for tests that change a
 // route behind a cache's back.
 func (b *Bus) RoutesKey(user string) string { return b.routesKey(user) }
+
+// SetAfterRead runs f between a RouteCache lookup's read and its keep;
+// the returned func restores the hook.
+func SetAfterRead(f func()) func() {
+	old := afterRead
+	afterRead = f
+	return func() { afterRead = old }
+}

@@ -32,9 +32,17 @@ import (
 // is read with every lookup that misses, and at least every markerEvery.
 type RouteCache struct {
 	*Bus
-	mu      sync.Mutex
-	gen     uint64 // bumped by every change: a read begun before it is not kept
-	routes  map[string][]string
+	mu     sync.Mutex
+	routes map[string][]string
+	// A read is kept only for the users that did not change since it
+	// began: gen counts changes, resetAt is the gen of the last Reset and
+	// changed the gen of each user's change while reads were in flight
+	// (reading), so a connection storm does not stop every other user's
+	// read from being kept.
+	gen     uint64
+	resetAt uint64
+	changed map[string]uint64
+	reading int
 	checked time.Time // the loss marker's last read
 	fresh   bool      // the next lookup reads every user (ReadNext)
 }
@@ -43,6 +51,7 @@ type RouteCache struct {
 // how often the loss marker is read when every lookup hits.
 const (
 	maxCachedRoutes = 500_000
+	maxChanged      = 100_000 // changes tracked during reads; past it, reads in flight are not kept
 	markerEvery     = time.Second
 )
 
@@ -55,7 +64,7 @@ var (
 // fed by a hand-off reader (handoff.Reader.WatchRoutes) before NodesOf
 // can be trusted; only a fan-out has one.
 func (b *Bus) RouteCache() *RouteCache {
-	return &RouteCache{Bus: b, routes: map[string][]string{}}
+	return &RouteCache{Bus: b, routes: map[string][]string{}, changed: map[string]uint64{}}
 }
 
 // NodesOf is Bus.NodesOf, reading from Redis only the users not cached.
@@ -80,15 +89,20 @@ func (c *RouteCache) NodesOf(ctx context.Context, users []string) (map[string][]
 			out[u] = nodes
 		}
 	}
+	reads := len(miss) > 0 || checkMarker
+	if reads {
+		c.reading++
+	}
 	c.mu.Unlock()
 	routesCached.Add(float64(len(users) - len(miss)))
 	routesRead.Add(float64(len(miss)))
-	if len(miss) > 0 || checkMarker {
+	if reads {
 		read, err := c.readRoutes(ctx, miss, c.lossKey != "")
+		afterRead()
+		c.keep(gen, miss, read, err == nil)
 		if err != nil {
 			return nil, err
 		}
-		c.keep(gen, miss, read)
 		for u, nodes := range read {
 			out[u] = nodes
 		}
@@ -96,20 +110,35 @@ func (c *RouteCache) NodesOf(ctx context.Context, users []string) (map[string][]
 	return c.liveOnly(ctx, users, out)
 }
 
-// keep caches what was read for users, unless a change came since the
-// read began (gen): the read may predate it.
-func (c *RouteCache) keep(gen uint64, users []string, read map[string][]string) {
+// afterRead is a test's hook between a lookup's read and keep.
+var afterRead = func() {}
+
+// keep ends a read begun at gen and, if it succeeded, caches what it
+// found for users, except the users that changed since it began: for
+// them the read may predate the change.
+func (c *RouteCache) keep(gen uint64, users []string, read map[string][]string, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.reading--
+	defer func() {
+		if c.reading == 0 {
+			clear(c.changed)
+		}
+	}()
+	if !ok {
+		return
+	}
 	c.checked = time.Now()
-	if c.gen != gen {
+	if c.resetAt > gen {
 		return
 	}
 	if len(c.routes)+len(users) > maxCachedRoutes {
 		clear(c.routes)
 	}
 	for _, u := range users {
-		c.routes[u] = read[u]
+		if c.changed[u] <= gen {
+			c.routes[u] = read[u]
+		}
 	}
 }
 
@@ -129,6 +158,13 @@ func (c *RouteCache) Changed(user string) {
 	defer c.mu.Unlock()
 	c.gen++
 	delete(c.routes, user)
+	if c.reading > 0 {
+		if len(c.changed) >= maxChanged {
+			c.resetAt, c.changed = c.gen, map[string]uint64{}
+			return
+		}
+		c.changed[user] = c.gen
+	}
 }
 
 // Reset forgets every route (handoff.RouteWatcher).
@@ -136,6 +172,7 @@ func (c *RouteCache) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
+	c.resetAt = c.gen
 	clear(c.routes)
 	metrics.FanoutRouteResets.Inc()
 }

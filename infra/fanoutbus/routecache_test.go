@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/parley-chat/parley/infra/fanoutbus"
 	"github.com/parley-chat/parley/infra/handoff"
 	"github.com/parley-chat/parley/infra/metrics"
 )
@@ -67,4 +68,55 @@ func TestRouteCacheReadsWhatItCannotKnow(t *testing.T) {
 	}
 	got, err = cache.NodesOf(ctx, []string{"alice"})
 	want("after a new subscription", got, err, "n2")
+}
+
+// A lookup keeps what it read for every user but those that changed (or
+// everyone, after a Reset) while it was reading: a burst of connections
+// elsewhere does not keep the cache from filling.
+func TestRouteCacheKeepsWhatDidNotChangeDuringARead(t *testing.T) {
+	ctx := context.Background()
+	e := onRedis(t)
+	bus := e.newBus()
+	if _, err := bus.Node("n1").Alive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"alice", "bob", "carol"} {
+		if err := bus.Node("n1").Join(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cache := bus.RouteCache()
+	cached := func() float64 { return testutil.ToFloat64(metrics.FanoutRoutes.WithLabelValues("cached")) }
+	lookup := func(users ...string) (hits float64) {
+		t.Helper()
+		before := cached()
+		got, err := cache.NodesOf(ctx, users)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range users {
+			if !slices.Equal(got[u], []string{"n1"}) {
+				t.Fatalf("%s on %v, want n1", u, got[u])
+			}
+		}
+		return cached() - before
+	}
+	restore := fanoutbus.SetAfterRead(func() { cache.Changed("bob") })
+	lookup("alice", "bob")
+	restore()
+	if hits := lookup("alice"); hits != 1 {
+		t.Fatalf("alice, who did not change during the read, was not kept (%v hits)", hits)
+	}
+	if hits := lookup("bob"); hits != 0 {
+		t.Fatalf("bob, who changed during the read, was kept (%v hits)", hits)
+	}
+	restore = fanoutbus.SetAfterRead(cache.Reset)
+	lookup("carol")
+	restore()
+	if hits := lookup("carol"); hits != 0 {
+		t.Fatalf("a read that a Reset overtook was kept (%v hits)", hits)
+	}
+	if hits := lookup("carol"); hits != 1 {
+		t.Fatalf("carol was not kept after a quiet read (%v hits)", hits)
+	}
 }
