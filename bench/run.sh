@@ -102,8 +102,7 @@ down() {
     schema=""
     # shellcheck disable=SC1091
     . "$run/env"
-    "$bin/chatbench" cleanup --topic "$topic" --redis-prefix "$prefix" ${schema:+--schema "$schema"} \
-      --db "${CHAT_DB_URL:-postgres://localhost:5432/chat?sslmode=disable}" >/dev/null || true
+    "$bin/chatbench" cleanup --topic "$topic" --redis-prefix "$prefix" ${schema:+--schema "$schema"} >/dev/null || true
     rm -f "$run/env"
   fi
   [ "${1:-}" = quiet ] || echo "bench system down"

@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -90,19 +89,16 @@ func DropSchema(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 // bootstrap schema. Each schema is first passed to allowed, which refuses
 // the drop by returning an error (a bench or test tool's naming rule).
 func DropReadModel(ctx context.Context, pool *pgxpool.Pool, name string, allowed func(schema string) error) error {
+	p, ok, err := ReadPointer(ctx, pool, name)
+	if err != nil {
+		return err
+	}
 	schemas := []string{name}
-	var active, analytics string
-	var previous *string
-	err := pool.QueryRow(ctx, `SELECT active_schema, analytics_schema, previous_schema FROM parley.read_model WHERE name = $1`,
-		name).Scan(&active, &analytics, &previous)
-	switch {
-	case err == nil:
-		schemas = append(schemas, active, analytics)
-		if previous != nil {
-			schemas = append(schemas, *previous)
+	if ok {
+		schemas = append(schemas, p.Active, p.Analytics)
+		if p.Previous != nil {
+			schemas = append(schemas, *p.Previous)
 		}
-	case !errors.Is(err, pgx.ErrNoRows) && !isUndefined(err):
-		return unavailable("read-model pointer", err)
 	}
 	for _, s := range schemas {
 		if err := allowed(s); err != nil {
@@ -114,7 +110,10 @@ func DropReadModel(ctx context.Context, pool *pgxpool.Pool, name string, allowed
 			return fmt.Errorf("drop schema %s: %w", s, err)
 		}
 	}
-	if _, err := pool.Exec(ctx, `DELETE FROM parley.read_model WHERE name = $1`, name); err != nil && !isUndefined(err) {
+	if !ok {
+		return nil
+	}
+	if _, err := pool.Exec(ctx, `DELETE FROM parley.read_model WHERE name = $1`, name); err != nil {
 		return fmt.Errorf("read-model pointer %s: %w", name, err)
 	}
 	return nil

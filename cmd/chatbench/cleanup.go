@@ -29,7 +29,6 @@ func cleanup(args []string) error {
 	brokers := fs.String("brokers", "localhost:9092", "Kafka bootstrap servers")
 	redisURL := fs.String("redis", "redis://localhost:6379/0", "Redis URL")
 	schema := fs.String("schema", "", "read model (CHAT_DB_SCHEMA) whose schemas to drop (bench_*)")
-	dbURL := fs.String("db", "postgres://localhost:5432/chat?sslmode=disable", "Postgres URL")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -41,17 +40,22 @@ func cleanup(args []string) error {
 		errs = append(errs, deleteKeys(*redisURL, *prefix))
 	}
 	if *schema != "" {
-		errs = append(errs, dropReadModel(*dbURL, *schema))
+		errs = append(errs, dropReadModel(*schema))
 	}
 	return errors.Join(errs...)
 }
 
 // dropReadModel drops the read model named name: its pointer and schemas,
-// each of which must be a bench schema.
-func dropReadModel(dbURL, name string) error {
+// each of which must be a bench schema. The database is chatd's
+// (CHAT_DATABASE_URL).
+func dropReadModel(name string) error {
+	cfg, err := chatconfig.Parse()
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	pool, err := pgxpool.New(ctx, dbURL)
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}

@@ -79,11 +79,8 @@ func (c *RouteCache) NodesOf(ctx context.Context, users []string) (map[string][]
 	c.fresh = false
 	for _, u := range users {
 		nodes, ok := c.routes[u]
-		if fresh {
-			ok = false
-		}
 		switch {
-		case !ok:
+		case !ok || fresh:
 			miss = append(miss, u)
 		case len(nodes) > 0:
 			out[u] = nodes
