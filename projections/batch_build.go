@@ -15,11 +15,15 @@ import (
 // event type adds its own rows below. Conversations' last seqs and
 // memberships are reduced to one row per conversation and per (conversation,
 // user), in the order they first appear.
-func buildBatch(recs []Record) *batchRows {
+//
+// A replay's applier passes its rebuildState (rb): its repeated message ids
+// and the batch's last seqs go there instead of to the statements.
+func buildBatch(recs []Record, rb *rebuildState) *batchRows {
 	b := &batchBuilder{
 		members:   map[memberKey]int{},
 		convs:     map[string]int{},
 		deletedAt: map[string]int64{},
+		rb:        rb,
 	}
 	b.rows.eventLog.hint = len(recs)
 	for _, r := range recs {
@@ -34,6 +38,10 @@ func buildBatch(recs []Record) *batchRows {
 	}
 	for _, m := range b.memberRows {
 		b.rows.members.add(m)
+	}
+	if rb != nil {
+		rb.newLast = append(rb.newLast, b.lastSeqRows...)
+		return &b.rows
 	}
 	for _, c := range b.lastSeqRows {
 		b.rows.lastSeq.add(c)
@@ -51,6 +59,7 @@ type batchBuilder struct {
 	convs       map[string]int // index in lastSeqRows
 	lastSeqRows []lastSeqRow
 	deletedAt   map[string]int64 // message id -> seq of its delete in this batch
+	rb          *rebuildState
 }
 
 // record adds the rows of one event.
@@ -117,6 +126,12 @@ func (b *batchBuilder) memberLeft(e domain.Event, seq int64) {
 func (b *batchBuilder) messageSent(e domain.Event, seq int64) bool {
 	var p domain.MessageSent
 	if e.Payload(&p) != nil {
+		return false
+	}
+	if b.rb != nil && b.rb.repeated(e.ConversationID, p.MessageID) {
+		// What the messages insert's ON CONFLICT would skip: the event
+		// stays in event_log (Store.writeTx's writeUnfolded).
+		b.lastSeq(e.ConversationID).msg = seq
 		return false
 	}
 	row := messageRow{c: e.ConversationID, seq: seq, id: p.MessageID, sender: e.Actor,

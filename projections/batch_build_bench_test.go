@@ -20,7 +20,7 @@ func BenchmarkBuildBatch(b *testing.B) {
 		b.Run(strconv.Itoa(size), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if bb := buildBatch(recs); bb.eventLog.rows+len(bb.folded) != len(recs) {
+				if bb := buildBatch(recs, nil); bb.eventLog.rows+len(bb.folded) != len(recs) {
 					b.Fatalf("events %d + folded %d, want %d", bb.eventLog.rows, len(bb.folded), len(recs))
 				}
 			}

@@ -141,6 +141,9 @@ type batchRows struct {
 // primary keys (see applyTx).
 func (b *batchRows) statements(s *Store, guarded bool) []stmt {
 	eventsConflict, messagesConflict := "", "ON CONFLICT (conversation_id, message_id) DO NOTHING"
+	if s.rebuild != nil { // repeats are routed by the builder (replay_applier.go)
+		messagesConflict = ""
+	}
 	if guarded {
 		eventsConflict, messagesConflict = "ON CONFLICT DO NOTHING", "ON CONFLICT DO NOTHING"
 	}

@@ -12,7 +12,7 @@ import (
 // type the SQL casts it to and sent as the Go slice of that type, all of one
 // length.
 func TestBatchArraysMatchTheirStatements(t *testing.T) {
-	b := buildBatch(benchRecords(t, 200))
+	b := buildBatch(benchRecords(t, 200), nil)
 	var keys table[foldedKey]
 	for _, f := range b.folded {
 		keys.add(foldedKey{c: f.e.ConversationID, seq: f.seq, eventID: f.e.ID})

@@ -7,3 +7,11 @@ func (s *Store) MessageByClientIDSQL() string { return s.q(messageByClientIDSQL)
 
 // EventsAfterSQL is the query of Store.EventsAfter (sync), for a plan check.
 func (s *Store) EventsAfterSQL() string { return s.q(eventsAfterSQL) }
+
+// SetRebuildBounds lowers what a replay's applier keeps in memory
+// (replay_applier.go) until the test ends.
+func SetRebuildBounds(t interface{ Cleanup(func()) }, seen, last int) {
+	oldSeen, oldLast := maxSeen, maxDeferredLast
+	maxSeen, maxDeferredLast = seen, last
+	t.Cleanup(func() { maxSeen, maxDeferredLast = oldSeen, oldLast })
+}

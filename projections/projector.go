@@ -123,7 +123,10 @@ func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map
 	var sts []stmt
 	rows := &batchRows{}
 	if len(fresh) > 0 {
-		rows = buildBatch(fresh)
+		if s.rebuild != nil {
+			s.rebuild.begin()
+		}
+		rows = buildBatch(fresh, s.rebuild)
 		sts = rows.statements(s, guarded)
 	}
 	sts = append(sts, s.storeOffsets(batch))

@@ -76,6 +76,9 @@ type ReplayResult struct {
 	Took     time.Duration
 	Switched bool
 	Diffs    []TableDiff // dry run only
+	// Retried counts the batches applied a second time with every insert
+	// guarded: one met a row it did not expect (replay_applier.go).
+	Retried int64
 }
 
 // ErrReplayRunning is returned when another replay of the same deployment
@@ -106,6 +109,7 @@ type replayRun struct {
 	st      *Store // pinned to the new schema
 	pos     map[int32]int64
 	applied atomic.Int64
+	retried atomic.Int64
 	target  atomic.Int64
 	phase   atomic.Pointer[string]
 }
@@ -170,7 +174,7 @@ func (r *Replayer) Run(ctx context.Context, o ReplayOptions) (ReplayResult, erro
 		}
 	}
 	run.phase.Store(ptr2("done"))
-	res.Events, res.Took = run.applied.Load(), time.Since(start)
+	res.Events, res.Took, res.Retried = run.applied.Load(), time.Since(start), run.retried.Load()
 	return res, err
 }
 

@@ -91,13 +91,13 @@ func deferIndexes(ctx context.Context, pool *pgxpool.Pool, schema string) ([]def
 }
 
 // buildDeferred creates the deferred indexes again, up to parallel at once
-// (each on its own connection), longest first.
+// (each on its own connection), in buildOrder.
 func (run *replayRun) buildDeferred(ctx context.Context, idx []deferredIndex) error {
 	if len(idx) == 0 {
 		return nil
 	}
 	run.phase.Store(ptr2("index"))
-	idx = longestFirst(idx)
+	idx = buildOrder(idx)
 	slots := make(chan struct{}, max(run.r.Parallel, 1))
 	errs := make([]error, len(idx))
 	var wg sync.WaitGroup
@@ -117,12 +117,14 @@ func (run *replayRun) buildDeferred(ctx context.Context, idx []deferredIndex) er
 	return errors.Join(errs...)
 }
 
-// longestFirst orders the builds so the longest starts first: the phase
-// lasts as long as its longest build plus whatever queued behind it, and
-// the full-text GIN index (to_tsvector of every body) takes most of it
-// (docs/benchmarks.md), more than the B-trees together. The others keep
-// their order.
-func longestFirst(idx []deferredIndex) []deferredIndex {
+// buildOrder orders the builds so that none waits for another's lock and the
+// longest starts early. A constraint (ALTER TABLE ... ADD CONSTRAINT) locks
+// its table against every other build of it, so constraints go first: built
+// beside the full-text GIN index instead, the messages primary key waited
+// for it to end (docs/benchmarks.md, "Session 14"). Then the GIN index
+// (to_tsvector of every body), which alone takes most of the phase; the
+// others keep their order.
+func buildOrder(idx []deferredIndex) []deferredIndex {
 	out := slices.Clone(idx)
 	slices.SortStableFunc(out, func(a, b deferredIndex) int {
 		return cmp.Compare(buildWeight(b), buildWeight(a))
@@ -131,7 +133,10 @@ func longestFirst(idx []deferredIndex) []deferredIndex {
 }
 
 func buildWeight(d deferredIndex) int {
-	if strings.Contains(d.create, " USING gin ") {
+	switch {
+	case strings.HasPrefix(d.create, "ALTER TABLE "):
+		return 2
+	case strings.Contains(d.create, " USING gin "):
 		return 1
 	}
 	return 0

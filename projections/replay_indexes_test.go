@@ -47,7 +47,12 @@ func (m memSource) Read(ctx context.Context, from, to map[int32]int64, size int,
 // differs from live's.
 func dryRunReplay(t *testing.T, pool *pgxpool.Pool, live string, recs []projections.Record) projections.ReplayResult {
 	t.Helper()
-	r := &projections.Replayer{Pool: pool, Topic: testTopic, Name: live, Source: memSource{recs}, Batch: 400,
+	return dryRunReplayBatch(t, pool, live, recs, 400)
+}
+
+func dryRunReplayBatch(t *testing.T, pool *pgxpool.Pool, live string, recs []projections.Record, batch int) projections.ReplayResult {
+	t.Helper()
+	r := &projections.Replayer{Pool: pool, Topic: testTopic, Name: live, Source: memSource{recs}, Batch: batch,
 		Migrate: func(ctx context.Context, s string) error { return pgstore.Migrate(ctx, dsn(), s) }}
 	res, err := r.Run(context.Background(), projections.ReplayOptions{DryRun: true})
 	if err != nil {

@@ -5,8 +5,9 @@ import (
 	"testing"
 )
 
-// The GIN index goes first, the B-trees after it in the order given.
-func TestLongestFirst(t *testing.T) {
+// Constraints go first (each locks its table against the other builds),
+// then the GIN index, then the B-trees in the order given.
+func TestBuildOrder(t *testing.T) {
 	idx := []deferredIndex{
 		{name: "a", create: "CREATE INDEX a ON s.events USING btree (type)"},
 		{name: "b", create: "CREATE UNIQUE INDEX b ON s.messages USING btree (conversation_id, seq)"},
@@ -14,13 +15,13 @@ func TestLongestFirst(t *testing.T) {
 		{name: "c", create: "ALTER TABLE s.messages ADD CONSTRAINT c PRIMARY KEY (conversation_id, seq)"},
 	}
 	var got []string
-	for _, d := range longestFirst(idx) {
+	for _, d := range buildOrder(idx) {
 		got = append(got, d.name)
 	}
-	if want := []string{"search", "a", "b", "c"}; !slices.Equal(got, want) {
+	if want := []string{"c", "search", "a", "b"}; !slices.Equal(got, want) {
 		t.Errorf("order %v, want %v", got, want)
 	}
 	if idx[0].name != "a" {
-		t.Error("longestFirst reordered its argument")
+		t.Error("buildOrder reordered its argument")
 	}
 }

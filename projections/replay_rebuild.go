@@ -59,10 +59,13 @@ func (run *replayRun) rebuild(ctx context.Context, phase string, to map[int32]in
 }
 
 // applier reads its partitions and applies batches; the read of the next
-// batches overlaps the apply of this one.
+// batches overlaps the apply of this one. Its store carries a rebuildState
+// (replay_applier.go), whose deferred last seqs it writes before it ends.
 func (run *replayRun) applier(ctx context.Context, from, to map[int32]int64) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	st := run.st.In(run.st.Schema())
+	st.rebuild = newRebuildState()
 	batches := make(chan []Record, 2)
 	readErr := make(chan error, 1)
 	go func() {
@@ -77,38 +80,49 @@ func (run *replayRun) applier(ctx context.Context, from, to map[int32]int64) err
 		})
 	}()
 	for b := range batches {
-		if err := run.applyBatch(ctx, b); err != nil {
+		if err := run.applyBatch(ctx, st, b); err != nil {
 			cancel()
 			for range batches { // drain, so the reader ends
 			}
 			return err
 		}
 	}
-	return <-readErr
+	if err := <-readErr; err != nil {
+		return err
+	}
+	return st.rebuild.flushLast(ctx, st)
 }
 
 // applyBatch applies b in its own transaction. synchronous_commit is off:
 // a crash loses at most the last batches, together with their offsets, and
 // the replay starts over; the switch itself commits synchronously.
-func (run *replayRun) applyBatch(ctx context.Context, b []Record) error {
+func (run *replayRun) applyBatch(ctx context.Context, st *Store, b []Record) error {
 	apply := func(ctx context.Context, b []Record, guarded bool) error {
-		return pgx.BeginFunc(ctx, run.r.Pool, func(tx pgx.Tx) error {
+		err := pgx.BeginFunc(ctx, run.r.Pool, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SELECT set_config('synchronous_commit', 'off', true), `+planSettings); err != nil {
 				return err
 			}
-			return run.st.applyTx(ctx, tx, b, guarded)
+			return st.applyTx(ctx, tx, b, guarded)
 		})
+		if err == nil {
+			st.rebuild.commit()
+			if len(st.rebuild.last) > maxDeferredLast {
+				err = st.rebuild.flushLast(ctx, st)
+			}
+		}
+		return err
 	}
 	applyAll := func(ctx context.Context, b []Record) error {
 		err := apply(ctx, b, false)
 		if errors.Is(err, errConflict) {
+			run.retried.Add(1)
 			err = apply(ctx, b, true)
 		}
 		return err
 	}
 	err := applyAll(ctx, b)
 	if isPoison(err) { // set aside as the live projector does
-		err = run.st.isolate(ctx, b, applyAll)
+		err = st.isolate(ctx, b, applyAll)
 	}
 	if err != nil {
 		return unavailable("replay batch", err)

@@ -29,6 +29,8 @@ type Store struct {
 	control atomic.Bool
 	// OnSetAside, if set, is told of each event set aside (setaside.go).
 	OnSetAside func(r Record, cause error)
+	// rebuild is set on a replay applier's store (replay_applier.go).
+	rebuild *rebuildState
 }
 
 // NewStore serves the read models in schema.

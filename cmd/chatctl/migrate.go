@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/parley-chat/parley/infra/config"
 	"github.com/parley-chat/parley/infra/pgstore"
@@ -38,6 +39,9 @@ func migrateAll(ctx context.Context, cfg config.Config) (projections.Pointer, er
 	}
 	if err := projections.PointAnalytics(ctx, pool, cfg.DBSchema); err != nil {
 		return ptr, fmt.Errorf("analytics views: %w", err)
+	}
+	if coll, isC, err := pgstore.Collation(ctx, pool); err == nil && !isC {
+		fmt.Fprintf(os.Stderr, "chatctl: warning: the database collates with %s, not C: its indexes work harder for the same ids (docs/deploy.md, \"Postgres: the database\")\n", coll)
 	}
 	return ptr, nil
 }

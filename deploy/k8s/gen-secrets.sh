@@ -112,7 +112,7 @@ In its ACL file (aclfile), or with ACL SETUSER then ACL SAVE:
 == Postgres: ssl = on, certificate for $PG_HOST signed by the CA given ==
 As a superuser:
   CREATE ROLE $PG_OWNER LOGIN CREATEROLE PASSWORD '$owner_pw';
-  CREATE DATABASE $PG_DB OWNER $PG_OWNER;
+  CREATE DATABASE $PG_DB OWNER $PG_OWNER TEMPLATE template0 LC_COLLATE 'C';
 pg_hba.conf: TLS and SCRAM only, for Parley's roles (and your analysts'):
   hostssl $PG_DB $PG_OWNER,${ROLE_PREFIX}_gateway,${ROLE_PREFIX}_fanout,${ROLE_PREFIX}_projector,${ROLE_PREFIX}_analyst POD_CIDR scram-sha-256
 The Job parley-migrate then creates ${ROLE_PREFIX}_read, _write, _analytics and the login roles

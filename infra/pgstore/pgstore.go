@@ -68,3 +68,16 @@ func Migrate(ctx context.Context, dsn, schema string) error {
 	}
 	return nil
 }
+
+// Collation is the current database's collation and whether it compares
+// text byte by byte (C or POSIX), as the read models' id keys want: every
+// B-tree descent, unique check and index build compares ids, and under a
+// libc locale each comparison goes through strcoll (docs/deploy.md).
+func Collation(ctx context.Context, pool *pgxpool.Pool) (string, bool, error) {
+	var coll string
+	err := pool.QueryRow(ctx, `SELECT datcollate FROM pg_database WHERE datname = current_database()`).Scan(&coll)
+	if err != nil {
+		return "", false, fmt.Errorf("database collation: %w", err)
+	}
+	return coll, coll == "C" || coll == "POSIX", nil
+}

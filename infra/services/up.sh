@@ -63,8 +63,16 @@ pg_ensure_app_role() {
         ALTER ROLE root SUPERUSER LOGIN;
       END IF;
     END \$\$;" >/dev/null || return 1
+  # Collation C: the read models' keys are ids, compared byte by byte
+  # (docs/deploy.md, "Postgres: the database"); the character classes stay
+  # the cluster's (template0's LC_CTYPE).
   if [[ $("${PG_SUPER[@]}" -c "SELECT 1 FROM pg_database WHERE datname = 'chat'") != 1 ]]; then
-    "${PG_SUPER[@]}" -c 'CREATE DATABASE chat OWNER root' >/dev/null || return 1
+    "${PG_SUPER[@]}" -c "CREATE DATABASE chat OWNER root TEMPLATE template0 LC_COLLATE 'C'" >/dev/null || return 1
+  fi
+  local coll
+  coll=$("${PG_SUPER[@]}" -c "SELECT datcollate FROM pg_database WHERE datname = 'chat'")
+  if [[ $coll != C && $coll != POSIX ]]; then
+    note "postgres: database chat collates with $coll, not C: its indexes are slower (docs/deploy.md, \"Postgres: the database\")"
   fi
 }
 

@@ -108,7 +108,7 @@ func (p *PG) CreateDB(ctx context.Context, db string) error {
 		return fmt.Errorf("connect to %s: %w", p.Name, err)
 	}
 	defer c.Close(ctx)
-	if _, err = c.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
+	if _, err = c.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()+" TEMPLATE template0 LC_COLLATE 'C'"); err != nil {
 		return fmt.Errorf("create database %s: %w", db, err)
 	}
 	return nil
