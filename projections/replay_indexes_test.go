@@ -103,4 +103,36 @@ func TestReplayBuildsEveryIndex(t *testing.T) {
 	if n := strings.Count(indexDefs(t, pool, live), "\n"); n < 40 {
 		t.Fatalf("only %d indexes listed", n+1)
 	}
+	// Built partition by partition and attached: every index valid, every
+	// partition's index and constraint inherited from its parent's.
+	if got, want := indexState(t, pool, res.Schema), indexState(t, pool, live); got != want {
+		t.Fatalf("replayed schema's index states:\n%s\nmigrated schema's:\n%s", got, want)
+	}
+}
+
+// indexState lists each index of schema with its validity, its parent
+// index and its constraint's inheritance.
+func indexState(t *testing.T, pool *pgxpool.Pool, schema string) string {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `SELECT format('%s valid=%s parent=%s constraint=%s local=%s inherited=%s',
+			i.relname, x.indisvalid, coalesce(pi.relname, '-'), coalesce(con.contype::text, '-'), coalesce(con.conislocal::text, '-'),
+			coalesce(con.coninhcount::text, '-'))
+		FROM pg_index x
+		JOIN pg_class i ON i.oid = x.indexrelid
+		JOIN pg_namespace n ON n.oid = i.relnamespace
+		LEFT JOIN pg_inherits inh ON inh.inhrelid = i.oid
+		LEFT JOIN pg_class pi ON pi.oid = inh.inhparent
+		LEFT JOIN pg_constraint con ON con.conindid = i.oid AND con.conrelid = x.indrelid
+		WHERE n.nspname = $1 ORDER BY 1`, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	states, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(states) == 0 {
+		t.Fatalf("no index in %s", schema)
+	}
+	return strings.Join(states, "\n")
 }
