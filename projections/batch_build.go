@@ -26,14 +26,14 @@ func buildBatch(recs []Record, rb *rebuildState) *batchRows {
 		rb:        rb,
 	}
 	b.rows.eventLog.hint = len(recs)
-	for _, r := range recs {
-		b.record(r.Event, r.Seq())
+	for i := range recs {
+		b.record(&recs[i].Event, recs[i].Seq())
 	}
 	// Edits after a delete of the same batch are dropped, as a sequential
 	// apply would drop them; so the result does not depend on batch bounds.
-	for _, r := range recs {
-		if r.Event.Type == domain.EvMessageEdited {
-			b.messageEdited(r.Event, r.Seq())
+	for i := range recs {
+		if recs[i].Event.Type == domain.EvMessageEdited {
+			b.messageEdited(&recs[i].Event, recs[i].Seq())
 		}
 	}
 	for _, m := range b.memberRows {
@@ -60,10 +60,11 @@ type batchBuilder struct {
 	lastSeqRows []lastSeqRow
 	deletedAt   map[string]int64 // message id -> seq of its delete in this batch
 	rb          *rebuildState
+	scratch     []byte // foldable's encoding
 }
 
 // record adds the rows of one event.
-func (b *batchBuilder) record(e domain.Event, seq int64) {
+func (b *batchBuilder) record(e *domain.Event, seq int64) {
 	last := b.lastSeq(e.ConversationID)
 	last.seq, last.at = seq, e.At
 	if e.Type == domain.EvMessageSent && b.messageSent(e, seq) {
@@ -91,7 +92,7 @@ func (b *batchBuilder) record(e domain.Event, seq int64) {
 // An event whose payload does not decode keeps its event_log row and its
 // conversation's last seq, and writes nothing else.
 
-func (b *batchBuilder) conversationCreated(e domain.Event, seq int64) {
+func (b *batchBuilder) conversationCreated(e *domain.Event, seq int64) {
 	var p domain.ConversationCreated
 	if e.Payload(&p) != nil {
 		return
@@ -102,7 +103,7 @@ func (b *batchBuilder) conversationCreated(e domain.Event, seq int64) {
 	}
 }
 
-func (b *batchBuilder) memberJoined(e domain.Event, seq int64) {
+func (b *batchBuilder) memberJoined(e *domain.Event, seq int64) {
 	var p domain.MemberChanged
 	if e.Payload(&p) != nil {
 		return
@@ -110,7 +111,7 @@ func (b *batchBuilder) memberJoined(e domain.Event, seq int64) {
 	b.join(e.ConversationID, p.UserID, seq, e.At)
 }
 
-func (b *batchBuilder) memberLeft(e domain.Event, seq int64) {
+func (b *batchBuilder) memberLeft(e *domain.Event, seq int64) {
 	var p domain.MemberChanged
 	if e.Payload(&p) != nil {
 		return
@@ -123,7 +124,7 @@ func (b *batchBuilder) memberLeft(e domain.Event, seq int64) {
 // exactly (foldable), so the events view returns what was logged. A folded
 // event is kept aside for a duplicate produce, whose row the messages
 // insert skips (Store.writeTx).
-func (b *batchBuilder) messageSent(e domain.Event, seq int64) bool {
+func (b *batchBuilder) messageSent(e *domain.Event, seq int64) bool {
 	var p domain.MessageSent
 	if e.Payload(&p) != nil {
 		return false
@@ -136,7 +137,7 @@ func (b *batchBuilder) messageSent(e domain.Event, seq int64) bool {
 	}
 	row := messageRow{c: e.ConversationID, seq: seq, id: p.MessageID, sender: e.Actor,
 		cmid: p.ClientMsgID, body: p.Body, at: e.At, reply: p.ReplyTo}
-	folded := foldable(e, p)
+	folded := b.foldable(e, &p)
 	if folded {
 		row.eventID = e.ID
 		b.rows.folded = append(b.rows.folded, foldedEvent{e: e, seq: seq})
@@ -148,12 +149,14 @@ func (b *batchBuilder) messageSent(e domain.Event, seq int64) bool {
 
 // foldable: the payload is exactly what the server encodes for p, so the
 // events view's jsonb_build_object over the row equals the logged data.
-func foldable(e domain.Event, p domain.MessageSent) bool {
-	data, err := json.Marshal(p)
-	return err == nil && bytes.Equal(data, e.Data)
+// The encoding is json.Marshal's (same flags), into the builder's buffer.
+func (b *batchBuilder) foldable(e *domain.Event, p *domain.MessageSent) bool {
+	var err error
+	b.scratch, err = json.Append(b.scratch[:0], p, json.EscapeHTML|json.SortMapKeys)
+	return err == nil && bytes.Equal(b.scratch, e.Data)
 }
 
-func (b *batchBuilder) reaction(e domain.Event, seq int64) {
+func (b *batchBuilder) reaction(e *domain.Event, seq int64) {
 	var p domain.Reaction
 	if e.Payload(&p) != nil {
 		return
@@ -163,7 +166,7 @@ func (b *batchBuilder) reaction(e domain.Event, seq int64) {
 }
 
 // messageDeleted keeps the first delete of a message in the batch.
-func (b *batchBuilder) messageDeleted(e domain.Event, seq int64) {
+func (b *batchBuilder) messageDeleted(e *domain.Event, seq int64) {
 	var p domain.MessageDeleted
 	if e.Payload(&p) != nil {
 		return
@@ -177,7 +180,7 @@ func (b *batchBuilder) messageDeleted(e domain.Event, seq int64) {
 
 // messageEdited drops an edit that follows a delete of its message in the
 // batch.
-func (b *batchBuilder) messageEdited(e domain.Event, seq int64) {
+func (b *batchBuilder) messageEdited(e *domain.Event, seq int64) {
 	var p domain.MessageEdited
 	if e.Payload(&p) != nil {
 		return
@@ -188,7 +191,7 @@ func (b *batchBuilder) messageEdited(e domain.Event, seq int64) {
 	b.rows.edits.add(editRow{id: p.MessageID, body: p.Body, seq: seq, at: e.At, c: e.ConversationID})
 }
 
-func (b *batchBuilder) readMarked(e domain.Event, seq int64) {
+func (b *batchBuilder) readMarked(e *domain.Event, seq int64) {
 	var p domain.ReadMarked
 	if e.Payload(&p) != nil {
 		return

@@ -167,7 +167,7 @@ func (b *batchRows) statements(s *Store, guarded bool) []stmt {
 
 // foldedEvent is a message_sent event folded into its messages row.
 type foldedEvent struct {
-	e   domain.Event
+	e   *domain.Event
 	seq int64
 }
 
@@ -268,7 +268,7 @@ type eventRow struct {
 }
 
 // eventRowOf is e's row at seq, as logged.
-func eventRowOf(e domain.Event, seq int64) eventRow {
+func eventRowOf(e *domain.Event, seq int64) eventRow {
 	return eventRow{conversationID: e.ConversationID, seq: seq, eventID: e.ID, typ: e.Type,
 		actor: e.Actor, at: e.At, data: string(e.Data)}
 }
