@@ -183,6 +183,14 @@ func TestSplitByNode(t *testing.T) {
 		out[1].Node != "n2" || !slices.Equal(out[1].Recipients, []string{"b", "c"}) || out[1].Seq != 3 {
 		t.Fatalf("split: %+v", out)
 	}
+	// Appended after another delivery's: its entries stay its own.
+	d2 := domain.Delivery{ConversationID: "c", Seq: 4, Recipients: []string{"c", "a"}}
+	out = domain.SplitByNode(d2, map[string][]string{"a": {"n1"}, "c": {"n2"}}, out)
+	if len(out) != 4 || !slices.Equal(out[0].Recipients, []string{"a", "b"}) || !slices.Equal(out[1].Recipients, []string{"b", "c"}) ||
+		out[2].Node != "n2" || out[2].Seq != 4 || !slices.Equal(out[2].Recipients, []string{"c"}) ||
+		out[3].Node != "n1" || !slices.Equal(out[3].Recipients, []string{"a"}) {
+		t.Fatalf("split after another: %+v", out)
+	}
 }
 
 // After Redis lost everything, a fan-out that watches for the loss sends
