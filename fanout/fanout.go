@@ -43,6 +43,12 @@ type Publisher interface {
 	PublishBatch(ctx context.Context, ds []domain.Delivery) error
 }
 
+// nodesInto is NodesOf into a map of the caller's (emptied first), which
+// the handler reuses from batch to batch (fanoutbus.RouteCache has it).
+type nodesInto interface {
+	NodesInto(ctx context.Context, users []string, out map[string][]string) error
+}
+
 // Record is one logged event as the consumer hands it over.
 type Record struct {
 	Partition int32
@@ -68,6 +74,12 @@ type Handler struct {
 	cache  map[int32]map[string]map[string]domain.Membership // partition, conversation, user
 	cached int
 	prev   map[streamPartition]int64
+	// route's scratch, reused by every batch (under mu): a batch or two a
+	// message at low rates made these maps most of the fan-out's garbage.
+	users     []string
+	seen      map[string]bool
+	nodes     map[string][]string
+	batchPrev map[streamPartition]int64
 }
 
 // streamPartition keys Prev: a node's stream and a log partition.
@@ -79,7 +91,8 @@ type streamPartition struct {
 // New builds a fan-out handler.
 func New(members Memberships, bus Publisher, read ReadModel) *Handler {
 	return &Handler{members: members, bus: bus, read: read, MaxAge: 5 * time.Minute, MaxConversations: 200_000, now: time.Now,
-		cache: map[int32]map[string]map[string]domain.Membership{}, prev: map[streamPartition]int64{}}
+		cache: map[int32]map[string]map[string]domain.Membership{}, prev: map[streamPartition]int64{},
+		seen: map[string]bool{}, nodes: map[string][]string{}, batchPrev: map[streamPartition]int64{}}
 }
 
 // Handle processes the event at partition/offset.
@@ -125,26 +138,24 @@ func (h *Handler) HandleBatch(ctx context.Context, recs []Record) error {
 // routed before an event was logged is always reached) and chains each
 // node's deliveries per partition with Prev, for the gateways' gap check.
 func (h *Handler) route(ctx context.Context, ds []domain.Delivery) ([]domain.Delivery, map[streamPartition]int64, error) {
-	n := 0
-	for _, d := range ds {
-		n += len(d.Recipients)
-	}
-	users := make([]string, 0, n)
-	seen := make(map[string]bool, n)
+	users := h.users[:0]
+	clear(h.seen)
 	for _, d := range ds {
 		for _, u := range d.Recipients {
-			if !seen[u] {
-				seen[u] = true
+			if !h.seen[u] {
+				h.seen[u] = true
 				users = append(users, u)
 			}
 		}
 	}
-	nodes, err := h.bus.NodesOf(ctx, users)
+	h.users = users
+	nodes, err := h.nodesOf(ctx, users)
 	if err != nil {
 		return nil, nil, err
 	}
-	out := make([]domain.Delivery, 0, len(ds))
-	prev := map[streamPartition]int64{}
+	out := make([]domain.Delivery, 0, 2*len(ds))
+	prev := h.batchPrev
+	clear(prev)
 	for _, d := range ds {
 		start := len(out)
 		out = domain.SplitByNode(d, nodes, out)
@@ -158,6 +169,14 @@ func (h *Handler) route(ctx context.Context, ds []domain.Delivery) ([]domain.Del
 		}
 	}
 	return out, prev, nil
+}
+
+// nodesOf is the bus's NodesOf, into the handler's map when it can.
+func (h *Handler) nodesOf(ctx context.Context, users []string) (map[string][]string, error) {
+	if b, ok := h.bus.(nodesInto); ok {
+		return h.nodes, b.NodesInto(ctx, users, h.nodes)
+	}
+	return h.bus.NodesOf(ctx, users)
 }
 
 // Forget drops what the handler holds of partitions (all if nil): another

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 
@@ -41,7 +42,20 @@ type Bus struct {
 	lossKey string // set by WatchLoss (the fan-out)
 	// routeKeys are the route shards' keys, by shard.
 	routeKeys [routeShards]string
-	routesCh  string // where route changes are announced
+	routesCh  string   // where route changes are announced
+	names     sync.Map // node -> nodeNames: spelled once, not per delivery
+}
+
+// nodeNames are a node's stream and channel.
+type nodeNames struct{ stream, channel string }
+
+func (b *Bus) namesOf(node string) nodeNames {
+	if v, ok := b.names.Load(node); ok {
+		return v.(nodeNames)
+	}
+	n := nodeNames{stream: b.NodeStream(node), channel: b.NodeChannel(node)}
+	b.names.Store(node, n)
+	return n
 }
 
 // Validate reports a config the bus cannot work with.
@@ -99,12 +113,20 @@ func (b *Bus) PublishBatch(ctx context.Context, ds []domain.Delivery) error {
 	if len(ds) == 0 {
 		return nil
 	}
+	size := 0
+	for _, d := range ds {
+		size += encodedCap(d)
+	}
+	buf := make([]byte, 0, size) // every payload in one allocation
 	pipe := b.rdb.Pipeline()
 	for _, d := range ds {
-		payload := Encode(make([]byte, 0, encodedCap(d)), d)
-		pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.NodeStream(d.Node), MaxLen: b.cfg.MaxLen, Approx: true,
+		start := len(buf)
+		buf = Encode(buf, d)
+		payload := buf[start:len(buf):len(buf)]
+		names := b.namesOf(d.Node)
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: names.stream, MaxLen: b.cfg.MaxLen, Approx: true,
 			Values: []any{"d", payload}})
-		pipe.SPublish(ctx, b.NodeChannel(d.Node), payload)
+		pipe.SPublish(ctx, names.channel, payload)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("%w: publish deliveries: %v", domain.ErrUnavailable, err)

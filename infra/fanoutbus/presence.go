@@ -3,6 +3,7 @@ package fanoutbus
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -117,11 +118,11 @@ func (b *Bus) Presence(ctx context.Context, users []string) (map[string]domain.S
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return nil, fmt.Errorf("%w: presence: %v", domain.ErrUnavailable, err)
 	}
-	nodes := map[string]bool{}
+	var nodes []string
 	for _, c := range cmds {
 		for f := range c.Val() {
-			if node, ok := strings.CutPrefix(f, "n:"); ok {
-				nodes[node] = true
+			if node, ok := strings.CutPrefix(f, "n:"); ok && !slices.Contains(nodes, node) {
+				nodes = append(nodes, node)
 			}
 		}
 	}

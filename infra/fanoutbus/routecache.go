@@ -73,6 +73,19 @@ func (c *RouteCache) NodesOf(ctx context.Context, users []string) (map[string][]
 		return nil, nil
 	}
 	out := make(map[string][]string, len(users))
+	if err := c.NodesInto(ctx, users, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// NodesInto is NodesOf into a map of the caller's, emptied first: the
+// fan-out reuses one for every batch. Its slices are the cache's: read only.
+func (c *RouteCache) NodesInto(ctx context.Context, users []string, out map[string][]string) error {
+	clear(out)
+	if len(users) == 0 {
+		return nil
+	}
 	var miss []string
 	c.mu.Lock()
 	gen, checkMarker, fresh := c.gen, c.lossKey != "" && time.Since(c.checked) >= markerEvery, c.fresh
@@ -98,13 +111,14 @@ func (c *RouteCache) NodesOf(ctx context.Context, users []string) (map[string][]
 		afterRead()
 		c.keep(gen, miss, read, err == nil)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for u, nodes := range read {
 			out[u] = nodes
 		}
 	}
-	return c.liveOnly(ctx, users, out)
+	_, err := c.liveOnly(ctx, users, out)
+	return err
 }
 
 // afterRead is a test's hook between a lookup's read and keep.

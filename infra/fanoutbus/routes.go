@@ -218,10 +218,12 @@ func (b *Bus) readRoutes(ctx context.Context, users []string, marker bool) (map[
 // liveOnly drops the dead nodes from out (removing their routes), and
 // answers every known node for every user while a loss is being healed.
 func (b *Bus) liveOnly(ctx context.Context, users []string, out map[string][]string) (map[string][]string, error) {
-	seen := map[string]bool{}
+	var seen []string // few nodes: a slice, not a map per lookup
 	for _, nodes := range out {
 		for _, n := range nodes {
-			seen[n] = true
+			if !slices.Contains(seen, n) {
+				seen = append(seen, n)
+			}
 		}
 	}
 	dead, err := b.alive.dead(ctx, b, seen)
@@ -341,14 +343,14 @@ func (l *liveness) known() []string {
 	return out
 }
 
-func (l *liveness) dead(ctx context.Context, b *Bus, nodes map[string]bool) (map[string]bool, error) {
+func (l *liveness) dead(ctx context.Context, b *Bus, nodes []string) (map[string]bool, error) {
 	now := time.Now()
 	var ask []string
 	l.mu.Lock()
 	if l.seen == nil {
 		l.seen = map[string]time.Time{}
 	}
-	for n := range nodes {
+	for _, n := range nodes {
 		if now.Sub(l.seen[n]) > aliveCacheFor {
 			ask = append(ask, n)
 		}
