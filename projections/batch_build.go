@@ -16,15 +16,20 @@ import (
 // memberships are reduced to one row per conversation and per (conversation,
 // user), in the order they first appear.
 //
-// A replay's applier passes its rebuildState (rb): its repeated message ids
-// and the batch's last seqs go there instead of to the statements.
-func buildBatch(recs []Record, rb *rebuildState) *batchRows {
+// The writing store s (nil in benchmarks) lends its sentIDs (a message id
+// it wrote before is routed to event_log here, see sentIDs) and, in a
+// replay's applier, its rebuildState (the last seqs go there instead of to
+// the statements).
+func buildBatch(recs []Record, s *Store) *batchRows {
 	b := &batchBuilder{
 		members:   map[memberKey]int{},
 		convs:     map[string]int{},
 		deletedAt: map[string]int64{},
-		rb:        rb,
 	}
+	if s != nil {
+		b.ids, b.schema, b.rb = s.ids, s.Schema(), s.rebuild
+	}
+	rb := b.rb
 	b.rows.eventLog.hint = len(recs)
 	for i := range recs {
 		b.record(&recs[i].Event, recs[i].Seq())
@@ -60,7 +65,29 @@ type batchBuilder struct {
 	lastSeqRows []lastSeqRow
 	deletedAt   map[string]int64 // message id -> seq of its delete in this batch
 	rb          *rebuildState
-	scratch     []byte // foldable's encoding
+	ids         *sentIDs
+	schema      string
+	batchIDs    map[msgKey]int64 // the message ids of this batch so far
+	scratch     []byte           // foldable's encoding
+}
+
+// writtenAt is the seq at which message id of conversation c was written
+// (by a committed batch, or earlier in this one); if none, it notes the id
+// as written at seq.
+func (b *batchBuilder) writtenAt(c, id string, seq int64) (int64, bool) {
+	k := b.ids.key(c, id)
+	if at, ok := b.ids.seqOf(b.schema, k); ok {
+		return at, true
+	}
+	if b.batchIDs == nil {
+		b.batchIDs = map[msgKey]int64{}
+	}
+	if at, ok := b.batchIDs[k]; ok {
+		return at, true
+	}
+	b.batchIDs[k] = seq
+	b.rows.newIDs = append(b.rows.newIDs, sentID{k, seq})
+	return 0, false
 }
 
 // record adds the rows of one event.
@@ -129,11 +156,15 @@ func (b *batchBuilder) messageSent(e *domain.Event, seq int64) bool {
 	if e.Payload(&p) != nil {
 		return false
 	}
-	if b.rb != nil && b.rb.repeated(e.ConversationID, p.MessageID) {
-		// What the messages insert's ON CONFLICT would skip: the event
-		// stays in event_log (Store.writeTx's writeUnfolded).
-		b.lastSeq(e.ConversationID).msg = seq
-		return false
+	if b.ids != nil {
+		if at, ok := b.writtenAt(e.ConversationID, p.MessageID, seq); ok {
+			// What the messages insert's ON CONFLICT would skip: a
+			// duplicate produce's event stays in event_log, as
+			// writeUnfolded would write it; the record itself applied
+			// again has its row, and nothing more is written.
+			b.lastSeq(e.ConversationID).msg = seq
+			return at == seq && b.foldable(e, &p)
+		}
 	}
 	row := messageRow{c: e.ConversationID, seq: seq, id: p.MessageID, sender: e.Actor,
 		cmid: p.ClientMsgID, body: p.Body, at: e.At, reply: p.ReplyTo}

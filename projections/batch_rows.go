@@ -132,6 +132,9 @@ type batchRows struct {
 	// folded are the message_sent events written only as messages rows, in
 	// case the insert skips some (writeUnfolded).
 	folded []foldedEvent
+	// newIDs are the message ids the batch writes, for the store's sentIDs
+	// once it commits.
+	newIDs []sentID
 }
 
 // statements are the batch's statements, in the order the pipeline runs
@@ -141,7 +144,7 @@ type batchRows struct {
 // primary keys (see applyTx).
 func (b *batchRows) statements(s *Store, guarded bool) []stmt {
 	eventsConflict, messagesConflict := "", "ON CONFLICT (conversation_id, message_id) DO NOTHING"
-	if s.rebuild != nil { // repeats are routed by the builder (replay_applier.go)
+	if s.ids != nil { // repeats are routed by the builder (sent_ids.go)
 		messagesConflict = ""
 	}
 	if guarded {

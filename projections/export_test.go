@@ -8,8 +8,12 @@ func (s *Store) MessageByClientIDSQL() string { return s.q(messageByClientIDSQL)
 // EventsAfterSQL is the query of Store.EventsAfter (sync), for a plan check.
 func (s *Store) EventsAfterSQL() string { return s.q(eventsAfterSQL) }
 
+// WithoutSentIDs makes s insert messages with ON CONFLICT, as it did before
+// it remembered the ids it wrote (sent_ids.go).
+func (s *Store) WithoutSentIDs() *Store { s.ids = nil; return s }
+
 // SetRebuildBounds lowers what a replay's applier keeps in memory
-// (replay_applier.go) until the test ends.
+// (sent_ids.go, replay_applier.go) until the test ends.
 func SetRebuildBounds(t interface{ Cleanup(func()) }, seen, last int) {
 	oldSeen, oldLast := maxSeen, maxDeferredLast
 	maxSeen, maxDeferredLast = seen, last

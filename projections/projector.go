@@ -57,10 +57,17 @@ func (s *Store) Apply(ctx context.Context, batch []Record) error {
 func (s *Store) applyBatch(ctx context.Context, batch []Record) error {
 	err := s.apply(ctx, batch, false)
 	if errors.Is(err, errConflict) {
+		s.retried.Add(1)
 		err = s.apply(ctx, batch, true)
 	}
 	return err
 }
+
+// GuardedRetries is how many batches met a row they did not expect and were
+// applied again with every insert guarded: after a restart or a rebalance
+// (a duplicate produce the store's sentIDs did not know), or when offsets
+// were lost.
+func (s *Store) GuardedRetries() int64 { return s.retried.Load() }
 
 // guardedOnly remembers the schemas whose messages table predates UNIQUE
 // (conversation_id, message_id) (read-model migrations before 0004): the
@@ -80,12 +87,14 @@ func (s *Store) apply(ctx context.Context, batch []Record, guarded bool) error {
 	if err != nil {
 		return err
 	}
-	if err := w.writeTx(ctx, tx, batch, next, guarded); err != nil {
+	written, err := w.writeTx(ctx, tx, batch, next, guarded)
+	if err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return unavailable("commit", err)
 	}
+	w.ids.remember(w.Schema(), written)
 	return nil
 }
 
@@ -101,10 +110,12 @@ var errConflict = errors.New("unguarded insert conflicts")
 // produce) through ON CONFLICT on (conversation_id, message_id) only. A
 // unique violation returns errConflict; guarded, every insert is ON
 // CONFLICT DO NOTHING.
-func (s *Store) applyTx(ctx context.Context, tx pgx.Tx, batch []Record, guarded bool) error {
+//
+// It returns the message ids written, for s's sentIDs once tx commits.
+func (s *Store) applyTx(ctx context.Context, tx pgx.Tx, batch []Record, guarded bool) ([]sentID, error) {
 	next, err := s.lockOffsets(ctx, tx, batch, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	return s.writeTx(ctx, tx, batch, next, guarded)
 }
@@ -112,13 +123,13 @@ func (s *Store) applyTx(ctx context.Context, tx pgx.Tx, batch []Record, guarded 
 // writeTx writes the records of batch that continue the offsets next
 // (read and locked in tx by lockOffsets) and advances the offsets, in one
 // pipeline.
-func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map[int32]int64, guarded bool) error {
+func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map[int32]int64, guarded bool) ([]sentID, error) {
 	if _, old := guardedOnly.Load(s.Schema()); old {
 		guarded = true
 	}
 	fresh, err := continuing(batch, next)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var sts []stmt
 	rows := &batchRows{}
@@ -126,7 +137,7 @@ func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map
 		if s.rebuild != nil {
 			s.rebuild.begin()
 		}
-		rows = buildBatch(fresh, s.rebuild)
+		rows = buildBatch(fresh, s)
 		sts = rows.statements(s, guarded)
 	}
 	sts = append(sts, s.storeOffsets(batch))
@@ -146,24 +157,24 @@ func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map
 		if err != nil {
 			res.Close()
 			if !guarded && isUniqueViolation(err) {
-				return fmt.Errorf("%w: %s: %v", errConflict, st.name, err)
+				return nil, fmt.Errorf("%w: %s: %v", errConflict, st.name, err)
 			}
 			if !guarded && isNoConflictKey(err) {
 				guardedOnly.Store(s.Schema(), true)
-				return fmt.Errorf("%w: %s: %v", errConflict, st.name, err)
+				return nil, fmt.Errorf("%w: %s: %v", errConflict, st.name, err)
 			}
-			return fmt.Errorf("%w: apply %s: %w", domain.ErrUnavailable, st.name, err)
+			return nil, fmt.Errorf("%w: apply %s: %w", domain.ErrUnavailable, st.name, err)
 		}
 	}
 	if err := res.Close(); err != nil {
-		return unavailable("apply", err)
+		return nil, unavailable("apply", err)
 	}
 	if len(inserted) < len(rows.folded) {
 		if err := rows.writeUnfolded(ctx, s, tx, inserted); err != nil {
-			return fmt.Errorf("%w: apply unfolded message_sent: %w", domain.ErrUnavailable, err)
+			return nil, fmt.Errorf("%w: apply unfolded message_sent: %w", domain.ErrUnavailable, err)
 		}
 	}
-	return nil
+	return rows.newIDs, nil
 }
 
 // insertedEvents reads the messages insert's result: the event ids of the

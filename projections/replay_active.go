@@ -51,7 +51,7 @@ const planSettings = `concat(set_config('plan_cache_mode', 'force_generic_plan',
 // In returns a store that reads and writes schema only, ignoring the pointer.
 // Replays build their fresh schema through it.
 func (s *Store) In(schema string) *Store {
-	p := &Store{pool: s.pool, topic: s.topic, name: s.name, pinned: true}
+	p := &Store{pool: s.pool, topic: s.topic, name: s.name, pinned: true, ids: s.ids}
 	p.SetSchema(schema)
 	return p
 }

@@ -66,3 +66,21 @@ func TestReplayForgetsRepeatsSafely(t *testing.T) {
 		t.Fatal("no batch met a forgotten repeat: the guarded path went untested")
 	}
 }
+
+// The live store remembers the message ids it wrote too (sent_ids.go): its
+// messages insert has no ON CONFLICT, a repeat is routed by the builder,
+// and the rows equal those of the ON CONFLICT path, with no batch applied
+// twice.
+func TestApplyRoutesRepeatedSends(t *testing.T) {
+	pool := openPool(t)
+	recs := newWorkload(11, 4).generate(4000)
+	ref := freshSchema(t, pool)
+	applyAll(t, projections.NewStore(pool, ref, testTopic).WithoutSentIDs(), recs, 20)
+	s := freshSchema(t, pool)
+	st := projections.NewStore(pool, s, testTopic)
+	applyAll(t, st, recs, 20)
+	requireSame(t, pool, ref, s)
+	if n := st.GuardedRetries(); n != 0 {
+		t.Fatalf("%d batches were applied again guarded: a repeat was not routed", n)
+	}
+}

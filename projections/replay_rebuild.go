@@ -65,7 +65,7 @@ func (run *replayRun) applier(ctx context.Context, from, to map[int32]int64) err
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	st := run.st.In(run.st.Schema())
-	st.rebuild = newRebuildState()
+	st.ids, st.rebuild = newSentIDs(), newRebuildState()
 	batches := make(chan []Record, 2)
 	readErr := make(chan error, 1)
 	go func() {
@@ -98,13 +98,17 @@ func (run *replayRun) applier(ctx context.Context, from, to map[int32]int64) err
 // the replay starts over; the switch itself commits synchronously.
 func (run *replayRun) applyBatch(ctx context.Context, st *Store, b []Record) error {
 	apply := func(ctx context.Context, b []Record, guarded bool) error {
+		var written []sentID
 		err := pgx.BeginFunc(ctx, run.r.Pool, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SELECT set_config('synchronous_commit', 'off', true), `+planSettings); err != nil {
 				return err
 			}
-			return st.applyTx(ctx, tx, b, guarded)
+			var err error
+			written, err = st.applyTx(ctx, tx, b, guarded)
+			return err
 		})
 		if err == nil {
+			st.ids.remember(st.Schema(), written)
 			st.rebuild.commit()
 			if len(st.rebuild.last) > maxDeferredLast {
 				err = st.rebuild.flushLast(ctx, st)
@@ -169,7 +173,7 @@ func (run *replayRun) applyInTx(ctx context.Context, tx pgx.Tx, to map[int32]int
 	}
 	err := run.r.Source.Read(ctx, from, upTo, run.r.Batch, func(b []Record) error {
 		// Guarded: a conflict cannot be retried inside this transaction.
-		if err := run.st.applyTx(ctx, tx, b, true); err != nil {
+		if _, err := run.st.applyTx(ctx, tx, b, true); err != nil {
 			return err
 		}
 		run.applied.Add(int64(len(b)))

@@ -27,15 +27,20 @@ type Store struct {
 	pinned bool
 	// control: a batch found the control schema (replay_active.go).
 	control atomic.Bool
+	// retried counts batches applied again guarded (GuardedRetries).
+	retried atomic.Int64
 	// OnSetAside, if set, is told of each event set aside (setaside.go).
 	OnSetAside func(r Record, cause error)
+	// ids are the message ids written (sent_ids.go); nil: every messages
+	// insert is ON CONFLICT.
+	ids *sentIDs
 	// rebuild is set on a replay applier's store (replay_applier.go).
 	rebuild *rebuildState
 }
 
 // NewStore serves the read models in schema.
 func NewStore(pool *pgxpool.Pool, schema, topic string) *Store {
-	s := &Store{pool: pool, topic: topic, name: schema}
+	s := &Store{pool: pool, topic: topic, name: schema, ids: newSentIDs()}
 	s.SetSchema(schema)
 	return s
 }
