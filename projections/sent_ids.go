@@ -17,7 +17,7 @@ import (
 // (errConflict): the rows are the same either way, only slower.
 type sentIDs struct {
 	mu     sync.Mutex
-	schema string // the schema the ids were written to
+	schema string           // the schema the ids were written to
 	seen   map[msgKey]int64 // -> seq
 	seeds  [2]maphash.Seed
 }
