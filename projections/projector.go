@@ -58,6 +58,9 @@ func (s *Store) applyBatch(ctx context.Context, batch []Record) error {
 	err := s.apply(ctx, batch, false)
 	if errors.Is(err, errConflict) {
 		s.retried.Add(1)
+		if s.OnGuardedRetry != nil {
+			s.OnGuardedRetry()
+		}
 		err = s.apply(ctx, batch, true)
 	}
 	return err

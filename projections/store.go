@@ -31,6 +31,8 @@ type Store struct {
 	retried atomic.Int64
 	// OnSetAside, if set, is told of each event set aside (setaside.go).
 	OnSetAside func(r Record, cause error)
+	// OnGuardedRetry, if set, is told of each batch applied again guarded.
+	OnGuardedRetry func()
 	// ids are the message ids written (sent_ids.go); nil: every messages
 	// insert is ON CONFLICT.
 	ids *sentIDs

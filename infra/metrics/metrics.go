@@ -70,6 +70,10 @@ var (
 	ProjectorSetAside = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parley_projector_set_aside_total", Help: "Events the projector could not apply and set aside in dead_letters (docs/reliability.md).",
 	})
+	ProjectorGuardedRetries = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parley_projector_guarded_retries_total",
+		Help: "Batches applied a second time with every insert guarded: a row they did not expect was there (a duplicate produce the projector did not remember, after a restart or rebalance; offsets lost).",
+	})
 	ProjectorRewinds = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parley_projector_rewinds_total", Help: "Batches refused for skipping unapplied offsets, re-read from the stored offsets.",
 	})
