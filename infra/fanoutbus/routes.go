@@ -87,8 +87,28 @@ func (b *Bus) Node(id string) *Node { return &Node{b: b, id: id} }
 // is written and announced to the fan-outs' caches (RouteCache), so before
 // the connection can sync or send. It announces even a route that was
 // there: one whose announcement failed before is then announced.
+//
+// On one Redis server the route and its announcement go in one pipeline:
+// the server runs them in order, so the announcement still follows the
+// change. A Cluster may hold them on two nodes, where a pipeline gives no
+// order: there the announcement waits for the write's reply.
 func (n *Node) Join(ctx context.Context, user string) error {
-	if err := routeJoin.Run(ctx, n.b.rdb, []string{n.b.routesKey(user)}, user, n.id).Err(); err != nil {
+	keys := []string{n.b.routesKey(user)}
+	if _, cluster := n.b.rdb.(*redis.ClusterClient); !cluster {
+		pipe := n.b.rdb.Pipeline()
+		join := routeJoin.EvalSha(ctx, pipe, keys, user, n.id)
+		pipe.SPublish(ctx, n.b.routesCh, user)
+		_, err := pipe.Exec(ctx)
+		if err == nil {
+			return nil
+		}
+		if !redis.HasErrorPrefix(join.Err(), "NOSCRIPT") {
+			return fmt.Errorf("%w: route %s: %v", domain.ErrUnavailable, user, err)
+		}
+		// The script is not loaded yet (a new or restarted server): the
+		// long way below loads it.
+	}
+	if err := routeJoin.Run(ctx, n.b.rdb, keys, user, n.id).Err(); err != nil {
 		return fmt.Errorf("%w: route %s: %v", domain.ErrUnavailable, user, err)
 	}
 	return n.b.announce(ctx, user)

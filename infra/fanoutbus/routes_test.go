@@ -234,3 +234,32 @@ func TestRoutesLostSendToEveryNode(t *testing.T) {
 		t.Fatalf("a loss is not a dropped node: %v %v", dropped, err)
 	}
 }
+
+// A join sends its route script by hash in the pipeline with its
+// announcement; on a server that does not hold the script (new, restarted,
+// flushed) it falls back to loading it, and the route is written all the
+// same.
+func TestJoinLoadsItsScript(t *testing.T) {
+	ctx := context.Background()
+	e := onRedis(t)
+	b := e.newBus()
+	n := b.Node("n1")
+	if _, err := n.Alive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, user := range []string{"alice", "bob"} {
+		if err := e.rdb.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Join(ctx, user); err != nil {
+			t.Fatalf("join %d after SCRIPT FLUSH: %v", i, err)
+		}
+	}
+	if err := n.Join(ctx, "carol"); err != nil { // the script is loaded now
+		t.Fatal(err)
+	}
+	got, err := b.NodesOf(ctx, []string{"alice", "bob", "carol"})
+	if err != nil || len(got) != 3 || !slices.Equal(got["alice"], []string{"n1"}) || !slices.Equal(got["carol"], []string{"n1"}) {
+		t.Fatalf("routes after the joins: %v %v", got, err)
+	}
+}
