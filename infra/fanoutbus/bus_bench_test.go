@@ -138,3 +138,43 @@ func deleteKeys(rdb *redis.Client, prefix string) {
 	defer cancel()
 	_, _ = redisstore.DeletePrefix(ctx, rdb, prefix)
 }
+
+// BenchmarkJoin is a connection's routing on the real Redis: Join (route
+// and announcement) then Leave, one user after another. ns/op is per
+// join and leave.
+//
+//	go test -run '^$' -bench 'BenchmarkJoin$' -benchtime 20000x ./infra/fanoutbus/
+func BenchmarkJoin(b *testing.B) {
+	url := os.Getenv("CHAT_REDIS_URL")
+	if url == "" {
+		url = "redis://localhost:6379/0"
+	}
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	ctx := context.Background()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		b.Skipf("redis: %v", err)
+	}
+	prefix := fmt.Sprintf("benchjoin%d", time.Now().UnixNano())
+	defer deleteKeys(rdb, prefix)
+	bus, err := New(rdb, Config{Prefix: prefix, MaxLen: 1000}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := bus.Node("n1")
+	i := 0
+	for b.Loop() {
+		user := fmt.Sprintf("u%d", i%1000)
+		i++
+		if err := n.Join(ctx, user); err != nil {
+			b.Fatal(err)
+		}
+		if err := n.Leave(ctx, user); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
