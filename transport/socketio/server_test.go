@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -709,6 +710,12 @@ func TestSocketIOHeartbeatWaitsForAHandler(t *testing.T) {
 	_, hs := serve(t, cfg)
 	c := dialWS(t, hs.URL, "")
 	got := make(chan string, 16)
+	var wmu sync.Mutex // one writer at a time on a gorilla connection
+	write := func(msg string) {
+		wmu.Lock()
+		defer wmu.Unlock()
+		send(t, c, websocket.TextMessage, msg)
+	}
 	go func() { // answers every ping, as a client does
 		defer close(got)
 		for {
@@ -717,7 +724,9 @@ func TestSocketIOHeartbeatWaitsForAHandler(t *testing.T) {
 				return
 			}
 			if string(b) == "2" {
+				wmu.Lock()
 				_ = c.WriteMessage(websocket.TextMessage, []byte("3"))
+				wmu.Unlock()
 				continue
 			}
 			got <- string(b)
@@ -736,10 +745,10 @@ func TestSocketIOHeartbeatWaitsForAHandler(t *testing.T) {
 		return ""
 	}
 	next() // open
-	send(t, c, websocket.TextMessage, "40")
+	write("40")
 	next() // connect
-	send(t, c, websocket.TextMessage, `421["slow"]`)
-	send(t, c, websocket.TextMessage, `422["fast"]`) // and pongs queue behind the slow one
+	write(`421["slow"]`)
+	write(`422["fast"]`) // and pongs queue behind the slow one
 	start := time.Now()
 	poll.Until(t, 5*time.Second, "several ping timeouts to pass", func() bool { return time.Since(start) > 300*time.Millisecond })
 	close(release)
