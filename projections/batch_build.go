@@ -71,23 +71,27 @@ type batchBuilder struct {
 	scratch     []byte           // foldable's encoding
 }
 
-// writtenAt is the seq at which message id of conversation c was written
-// (by a committed batch, or earlier in this one); if none, it notes the id
-// as written at seq.
-func (b *batchBuilder) writtenAt(c, id string, seq int64) (int64, bool) {
+// repeated reports whether message id of conversation c was written at
+// another seq than seq (by a committed batch, or earlier in this one): a
+// duplicate produce. Otherwise it notes the id as written at seq. An id
+// remembered at this very seq (the record applied again, after its offsets
+// were lost) is not trusted: only the database knows whether its row is
+// still there (a restore may have taken it), so it goes to the insert, whose
+// unique index decides.
+func (b *batchBuilder) repeated(c, id string, seq int64) bool {
 	k := b.ids.key(c, id)
-	if at, ok := b.ids.seqOf(b.schema, k); ok {
-		return at, true
+	if at, ok := b.ids.seqOf(b.schema, k); ok && at != seq {
+		return true
 	}
 	if b.batchIDs == nil {
 		b.batchIDs = map[msgKey]int64{}
 	}
-	if at, ok := b.batchIDs[k]; ok {
-		return at, true
+	if at, ok := b.batchIDs[k]; ok && at != seq {
+		return true
 	}
 	b.batchIDs[k] = seq
 	b.rows.newIDs = append(b.rows.newIDs, sentID{k, seq})
-	return 0, false
+	return false
 }
 
 // record adds the rows of one event.
@@ -156,15 +160,12 @@ func (b *batchBuilder) messageSent(e *domain.Event, seq int64) bool {
 	if e.Payload(&p) != nil {
 		return false
 	}
-	if b.ids != nil {
-		if at, ok := b.writtenAt(e.ConversationID, p.MessageID, seq); ok {
-			// What the messages insert's ON CONFLICT would skip: a
-			// duplicate produce's event stays in event_log, as
-			// writeUnfolded would write it; the record itself applied
-			// again has its row, and nothing more is written.
-			b.lastSeq(e.ConversationID).msg = seq
-			return at == seq && b.foldable(e, &p)
-		}
+	if b.ids != nil && b.repeated(e.ConversationID, p.MessageID, seq) {
+		// What the messages insert's ON CONFLICT would skip: the
+		// duplicate's event stays in event_log, as writeUnfolded would
+		// write it.
+		b.lastSeq(e.ConversationID).msg = seq
+		return false
 	}
 	row := messageRow{c: e.ConversationID, seq: seq, id: p.MessageID, sender: e.Actor,
 		cmid: p.ClientMsgID, body: p.Body, at: e.At, reply: p.ReplyTo}

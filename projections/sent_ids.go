@@ -9,12 +9,14 @@ import (
 // their seqs, so that its messages insert needs no ON CONFLICT, a
 // speculative insertion that costs twice a plain one (docs/benchmarks.md,
 // "Session 14"). The batch builder does what ON CONFLICT and writeUnfolded
-// did: a known id at another seq (a duplicate produce) goes to event_log, a
-// known id at its own seq (the record applied again) is skipped, its row
-// is there. A repeat it does not know (after a
-// restart, a rebalance, or once maxSeen ids made it forget them all) meets
-// the unique index instead, and the batch is applied again guarded
-// (errConflict): the rows are the same either way, only slower.
+// did for a known id at another seq (a duplicate produce): its event goes
+// to event_log. A known id at its own seq (the record applied again) and a
+// repeat it does not know (after a restart, a rebalance, or once maxSeen
+// ids made it forget them all) meet the unique index instead, and the
+// batch is applied again guarded (errConflict): the rows are the same
+// either way, only slower. The memory only ever says "another seq had this
+// id", never "this row is there": a database restored under a running
+// projector loses rows the memory saw written.
 type sentIDs struct {
 	mu     sync.Mutex
 	schema string           // the schema the ids were written to
