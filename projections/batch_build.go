@@ -17,19 +17,19 @@ import (
 // user), in the order they first appear.
 //
 // The writing store s (nil in benchmarks) lends its sentIDs (a message id
-// it wrote before is routed to event_log here, see sentIDs) and, in a
-// replay's applier, its rebuildState (the last seqs go there instead of to
-// the statements).
+// it wrote at another seq is routed to event_log here, see sentIDs); in a
+// replay's applier (s.rebuild), the last seqs are left to it
+// (batchRows.deferredLast) instead of going to the statements.
 func buildBatch(recs []Record, s *Store) *batchRows {
 	b := &batchBuilder{
 		members:   map[memberKey]int{},
 		convs:     map[string]int{},
 		deletedAt: map[string]int64{},
 	}
+	deferLast := false
 	if s != nil {
-		b.ids, b.schema, b.rb = s.ids, s.Schema(), s.rebuild
+		b.ids, b.schema, deferLast = s.ids, s.Schema(), s.rebuild != nil
 	}
-	rb := b.rb
 	b.rows.eventLog.hint = len(recs)
 	for i := range recs {
 		b.record(&recs[i].Event, recs[i].Seq())
@@ -44,8 +44,8 @@ func buildBatch(recs []Record, s *Store) *batchRows {
 	for _, m := range b.memberRows {
 		b.rows.members.add(m)
 	}
-	if rb != nil {
-		rb.newLast = append(rb.newLast, b.lastSeqRows...)
+	if deferLast {
+		b.rows.deferredLast = b.lastSeqRows
 		return &b.rows
 	}
 	for _, c := range b.lastSeqRows {
@@ -64,7 +64,6 @@ type batchBuilder struct {
 	convs       map[string]int // index in lastSeqRows
 	lastSeqRows []lastSeqRow
 	deletedAt   map[string]int64 // message id -> seq of its delete in this batch
-	rb          *rebuildState
 	ids         *sentIDs
 	schema      string
 	batchIDs    map[msgKey]int64 // the message ids of this batch so far

@@ -135,6 +135,16 @@ type batchRows struct {
 	// newIDs are the message ids the batch writes, for the store's sentIDs
 	// once it commits.
 	newIDs []sentID
+	// deferredLast are the last seqs a replay's applier writes later
+	// (replay_applier.go), in place of the last_seq statement.
+	deferredLast []lastSeqRow
+}
+
+// written is what a batch's transaction wrote that its store keeps once it
+// has committed (Store.committed).
+type written struct {
+	ids  []sentID
+	last []lastSeqRow
 }
 
 // statements are the batch's statements, in the order the pipeline runs

@@ -90,14 +90,14 @@ func (s *Store) apply(ctx context.Context, batch []Record, guarded bool) error {
 	if err != nil {
 		return err
 	}
-	written, err := w.writeTx(ctx, tx, batch, next, guarded)
+	wrote, err := w.writeTx(ctx, tx, batch, next, guarded)
 	if err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return unavailable("commit", err)
 	}
-	w.ids.remember(w.Schema(), written)
+	w.committed(wrote)
 	return nil
 }
 
@@ -114,11 +114,11 @@ var errConflict = errors.New("unguarded insert conflicts")
 // unique violation returns errConflict; guarded, every insert is ON
 // CONFLICT DO NOTHING.
 //
-// It returns the message ids written, for s's sentIDs once tx commits.
-func (s *Store) applyTx(ctx context.Context, tx pgx.Tx, batch []Record, guarded bool) ([]sentID, error) {
+// It returns what s keeps once tx commits (Store.committed).
+func (s *Store) applyTx(ctx context.Context, tx pgx.Tx, batch []Record, guarded bool) (written, error) {
 	next, err := s.lockOffsets(ctx, tx, batch, nil)
 	if err != nil {
-		return nil, err
+		return written{}, err
 	}
 	return s.writeTx(ctx, tx, batch, next, guarded)
 }
@@ -126,20 +126,17 @@ func (s *Store) applyTx(ctx context.Context, tx pgx.Tx, batch []Record, guarded 
 // writeTx writes the records of batch that continue the offsets next
 // (read and locked in tx by lockOffsets) and advances the offsets, in one
 // pipeline.
-func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map[int32]int64, guarded bool) ([]sentID, error) {
+func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map[int32]int64, guarded bool) (written, error) {
 	if _, old := guardedOnly.Load(s.Schema()); old {
 		guarded = true
 	}
 	fresh, err := continuing(batch, next)
 	if err != nil {
-		return nil, err
+		return written{}, err
 	}
 	var sts []stmt
 	rows := &batchRows{}
 	if len(fresh) > 0 {
-		if s.rebuild != nil {
-			s.rebuild.begin()
-		}
 		rows = buildBatch(fresh, s)
 		sts = rows.statements(s, guarded)
 	}
@@ -160,24 +157,24 @@ func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map
 		if err != nil {
 			res.Close()
 			if !guarded && isUniqueViolation(err) {
-				return nil, fmt.Errorf("%w: %s: %v", errConflict, st.name, err)
+				return written{}, fmt.Errorf("%w: %s: %v", errConflict, st.name, err)
 			}
 			if !guarded && isNoConflictKey(err) {
 				guardedOnly.Store(s.Schema(), true)
-				return nil, fmt.Errorf("%w: %s: %v", errConflict, st.name, err)
+				return written{}, fmt.Errorf("%w: %s: %v", errConflict, st.name, err)
 			}
-			return nil, fmt.Errorf("%w: apply %s: %w", domain.ErrUnavailable, st.name, err)
+			return written{}, fmt.Errorf("%w: apply %s: %w", domain.ErrUnavailable, st.name, err)
 		}
 	}
 	if err := res.Close(); err != nil {
-		return nil, unavailable("apply", err)
+		return written{}, unavailable("apply", err)
 	}
 	if len(inserted) < len(rows.folded) {
 		if err := rows.writeUnfolded(ctx, s, tx, inserted); err != nil {
-			return nil, fmt.Errorf("%w: apply unfolded message_sent: %w", domain.ErrUnavailable, err)
+			return written{}, fmt.Errorf("%w: apply unfolded message_sent: %w", domain.ErrUnavailable, err)
 		}
 	}
-	return rows.newIDs, nil
+	return written{ids: rows.newIDs, last: rows.deferredLast}, nil
 }
 
 // insertedEvents reads the messages insert's result: the event ids of the

@@ -17,9 +17,6 @@ import (
 // partition, so its state covers every conversation it writes.
 type rebuildState struct {
 	last map[string]lastSeqRow
-	// The last seqs of the batch being written, kept by commit once its
-	// transaction has committed, dropped by the next begin otherwise.
-	newLast []lastSeqRow
 }
 
 // maxDeferredLast bounds a rebuildState's last seqs (a variable for the
@@ -30,17 +27,11 @@ func newRebuildState() *rebuildState {
 	return &rebuildState{last: map[string]lastSeqRow{}}
 }
 
-// begin starts a batch's attempt.
-func (rb *rebuildState) begin() {
-	rb.newLast = rb.newLast[:0]
-}
-
-// commit keeps what the batch's committed transaction wrote.
-func (rb *rebuildState) commit() {
-	for _, r := range rb.newLast {
+// keep adds the last seqs of a committed batch.
+func (rb *rebuildState) keep(rows []lastSeqRow) {
+	for _, r := range rows {
 		rb.last[r.id] = mergeLastSeq(rb.last[r.id], r)
 	}
-	rb.newLast = rb.newLast[:0]
 }
 
 // mergeLastSeq is what lastSeqSQL makes of a conversation's rows of two
@@ -66,7 +57,7 @@ func (rb *rebuildState) flushLast(ctx context.Context, st *Store) error {
 		t.add(r)
 	}
 	err := pgx.BeginFunc(ctx, st.pool, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `SELECT set_config('synchronous_commit', 'off', true), `+planSettings)
+		_, err := tx.Exec(ctx, rebuildTxSettings)
 		if err == nil {
 			_, err = tx.Exec(ctx, st.q(lastSeqSQL), t.args()...)
 		}

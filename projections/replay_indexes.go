@@ -144,6 +144,7 @@ func (run *replayRun) buildDeferred(ctx context.Context, idx []deferredIndex) er
 	run.phase.Store(ptr2("index"))
 	var jobs []buildJob
 	var attach []string
+	schema := run.st.Schema()
 	for _, d := range idx {
 		gin := strings.Contains(d.create, " USING gin ")
 		if len(d.parts) == 0 {
@@ -153,7 +154,6 @@ func (run *replayRun) buildDeferred(ctx context.Context, idx []deferredIndex) er
 		if _, err := run.r.Pool.Exec(ctx, d.create); err != nil {
 			return fmt.Errorf("build index %s: %w", d.name, err)
 		}
-		schema := run.st.Schema()
 		for _, p := range d.parts {
 			jobs = append(jobs, buildJob{name: p.name, table: d.table, lock: p.table, sql: p.create, constraint: d.constraint, gin: gin})
 			attach = append(attach, fmt.Sprintf("ALTER INDEX %s ATTACH PARTITION %s",

@@ -93,23 +93,25 @@ func (run *replayRun) applier(ctx context.Context, from, to map[int32]int64) err
 	return st.rebuild.flushLast(ctx, st)
 }
 
+// rebuildTxSettings open every transaction of the rebuild.
+const rebuildTxSettings = `SELECT set_config('synchronous_commit', 'off', true), ` + planSettings
+
 // applyBatch applies b in its own transaction. synchronous_commit is off:
 // a crash loses at most the last batches, together with their offsets, and
 // the replay starts over; the switch itself commits synchronously.
 func (run *replayRun) applyBatch(ctx context.Context, st *Store, b []Record) error {
 	apply := func(ctx context.Context, b []Record, guarded bool) error {
-		var written []sentID
+		var wrote written
 		err := pgx.BeginFunc(ctx, run.r.Pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT set_config('synchronous_commit', 'off', true), `+planSettings); err != nil {
+			if _, err := tx.Exec(ctx, rebuildTxSettings); err != nil {
 				return err
 			}
 			var err error
-			written, err = st.applyTx(ctx, tx, b, guarded)
+			wrote, err = st.applyTx(ctx, tx, b, guarded)
 			return err
 		})
 		if err == nil {
-			st.ids.remember(st.Schema(), written)
-			st.rebuild.commit()
+			st.committed(wrote)
 			if len(st.rebuild.last) > maxDeferredLast {
 				err = st.rebuild.flushLast(ctx, st)
 			}

@@ -47,6 +47,16 @@ func NewStore(pool *pgxpool.Pool, schema, topic string) *Store {
 	return s
 }
 
+// committed keeps what a batch wrote, once its transaction has committed:
+// the message ids (sent_ids.go) and, in a replay's applier, the last seqs
+// it defers (replay_applier.go).
+func (s *Store) committed(w written) {
+	s.ids.remember(s.Schema(), w.ids)
+	if s.rebuild != nil {
+		s.rebuild.keep(w.last)
+	}
+}
+
 // SetSchema switches every later query to schema.
 func (s *Store) SetSchema(schema string) { s.schema.Store(&schema) }
 

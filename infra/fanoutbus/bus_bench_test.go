@@ -32,7 +32,9 @@ func BenchmarkBusDeliveries(b *testing.B) { benchBus(b, false) }
 //	go test -run '^$' -bench BusSubscribe -benchtime 50000x ./infra/fanoutbus/
 func BenchmarkBusSubscribe(b *testing.B) { benchBus(b, true) }
 
-func benchBus(b *testing.B, pipelined bool) {
+// benchRedis is a client of the real Redis (CHAT_REDIS_URL, else
+// localhost), closed when the benchmark ends.
+func benchRedis(b *testing.B) *redis.Client {
 	url := os.Getenv("CHAT_REDIS_URL")
 	if url == "" {
 		url = "redis://localhost:6379/0"
@@ -42,12 +44,17 @@ func benchBus(b *testing.B, pipelined bool) {
 		b.Fatal(err)
 	}
 	rdb := redis.NewClient(opt)
-	defer rdb.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
+	b.Cleanup(func() { rdb.Close() })
+	if err := rdb.Ping(context.Background()).Err(); err != nil {
 		b.Skipf("redis: %v", err)
 	}
+	return rdb
+}
+
+func benchBus(b *testing.B, pipelined bool) {
+	rdb := benchRedis(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
 	prefix := fmt.Sprintf("benchbus%d", time.Now().UnixNano())
 	defer deleteKeys(rdb, prefix)
 	bus, err := New(rdb, Config{Prefix: prefix, MaxLen: 100000}, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -145,20 +152,8 @@ func deleteKeys(rdb *redis.Client, prefix string) {
 //
 //	go test -run '^$' -bench 'BenchmarkJoin$' -benchtime 20000x ./infra/fanoutbus/
 func BenchmarkJoin(b *testing.B) {
-	url := os.Getenv("CHAT_REDIS_URL")
-	if url == "" {
-		url = "redis://localhost:6379/0"
-	}
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
+	rdb := benchRedis(b)
 	ctx := context.Background()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		b.Skipf("redis: %v", err)
-	}
 	prefix := fmt.Sprintf("benchjoin%d", time.Now().UnixNano())
 	defer deleteKeys(rdb, prefix)
 	bus, err := New(rdb, Config{Prefix: prefix, MaxLen: 1000}, slog.New(slog.NewTextHandler(io.Discard, nil)))
