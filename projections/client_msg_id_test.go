@@ -2,6 +2,7 @@ package projections_test
 
 import (
 	"context"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -70,5 +71,57 @@ func TestMessageByClientIDUsesItsIndex(t *testing.T) {
 	text := strings.Join(plan, "\n")
 	if !slices.ContainsFunc(strings.Fields(text), func(w string) bool { return slices.Contains(parts, w) }) {
 		t.Fatalf("the plan reads none of %v:\n%s", parts, text)
+	}
+}
+
+// Edits and deletes find their message by (conversation_id, message_id),
+// on a fresh schema too: a batch's statements are planned once per
+// connection as generic plans, often while the tables are still empty, and
+// the plan then lasts as long as the connection. With every index that
+// starts with conversation_id priced alike there, the planner used to pick
+// messages_by_client_msg_id (migration 0011 reorders it), matched only the
+// conversation and filtered all of its messages for every edit.
+func TestMessageWritesUseTheMessageKey(t *testing.T) {
+	pool := openPool(t)
+	ctx := context.Background()
+	store := projections.NewStore(pool, freshSchema(t, pool), testTopic)
+	settings, stmts := store.MessageWriteSQL()
+	for name, sql := range stmts {
+		var plan []string
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, settings); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `PREPARE w AS `+sql); err != nil {
+				return err
+			}
+			n := len(regexp.MustCompile(`\$\d+\b`).FindAllString(sql, -1))
+			args := strings.TrimSuffix(strings.Repeat("NULL, ", n), ", ")
+			rows, err := tx.Query(ctx, `EXPLAIN (COSTS OFF) EXECUTE w(`+args+`)`)
+			if err != nil {
+				return err
+			}
+			plan, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			if err == nil {
+				_, err = tx.Exec(ctx, `DEALLOCATE w`)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		scans := 0
+		for _, line := range plan {
+			if !strings.Contains(line, "Scan using") {
+				continue
+			}
+			scans++
+			if !strings.Contains(line, "_conversation_id_message_id_key") {
+				t.Errorf("%s finds its rows through another index than (conversation_id, message_id):\n%s", name, line)
+			}
+		}
+		if scans == 0 {
+			t.Errorf("%s: no index scan of messages in the plan:\n%s", name, strings.Join(plan, "\n"))
+		}
 	}
 }

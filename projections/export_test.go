@@ -19,3 +19,10 @@ func SetRebuildBounds(t interface{ Cleanup(func()) }, seen, last int) {
 	maxSeen, maxDeferredLast = seen, last
 	t.Cleanup(func() { maxSeen, maxDeferredLast = oldSeen, oldLast })
 }
+
+// MessageWriteSQL are the batch statements that find message rows by id
+// (edits, deletes), and the settings a batch plans them under, for a plan
+// check.
+func (s *Store) MessageWriteSQL() (settings string, stmts map[string]string) {
+	return `SELECT ` + planSettings, map[string]string{"edits": s.q(editsSQL), "deletes": s.q(deletesSQL)}
+}
