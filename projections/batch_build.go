@@ -171,7 +171,7 @@ func (b *batchBuilder) messageSent(e *domain.Event, seq int64) bool {
 	folded := b.foldable(e, &p)
 	if folded {
 		row.eventID = e.ID
-		b.rows.folded = append(b.rows.folded, foldedEvent{e: e, seq: seq})
+		b.rows.folded = append(b.rows.folded, foldedEvent{e: e, seq: seq, messageID: p.MessageID})
 	}
 	b.rows.messages.add(row)
 	b.lastSeq(e.ConversationID).msg = seq

@@ -180,8 +180,9 @@ func (b *batchRows) statements(s *Store, guarded bool) []stmt {
 
 // foldedEvent is a message_sent event folded into its messages row.
 type foldedEvent struct {
-	e   *domain.Event
-	seq int64
+	e         *domain.Event
+	seq       int64
+	messageID string
 }
 
 // writeUnfolded writes to event_log the folded events without a messages
@@ -196,7 +197,7 @@ func (b *batchRows) writeUnfolded(ctx context.Context, s *Store, tx pgx.Tx, inse
 	for _, f := range b.folded {
 		if !inserted[f.e.ID] {
 			cands = append(cands, f)
-			keys.add(foldedKey{c: f.e.ConversationID, seq: f.seq, eventID: f.e.ID})
+			keys.add(foldedKey{c: f.e.ConversationID, seq: f.seq, eventID: f.e.ID, messageID: f.messageID})
 		}
 	}
 	if len(cands) == 0 {
@@ -220,20 +221,26 @@ func (b *batchRows) writeUnfolded(ctx context.Context, s *Store, tx pgx.Tx, inse
 }
 
 // missingFoldedSQL: the folded events whose row is not in messages (by seq
-// and event id), by their place in the arrays.
-const missingFoldedSQL = `SELECT v.i FROM unnest($1::text[], $2::bigint[], $3::text[]) WITH ORDINALITY v(c, seq, eid, i)
-		WHERE NOT EXISTS (SELECT 1 FROM {s}.messages m WHERE m.conversation_id = v.c AND m.seq = v.seq AND m.event_id = v.eid)`
+// and event id), by their place in the arrays. The message id adds nothing
+// to the match but makes both unique keys of messages match in full: the
+// generic plan, often made on empty tables, cannot then pick one that
+// matches the conversation only and filter all of its messages.
+const missingFoldedSQL = `SELECT v.i FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY v(c, seq, eid, mid, i)
+		WHERE NOT EXISTS (SELECT 1 FROM {s}.messages m
+		  WHERE m.conversation_id = v.c AND m.seq = v.seq AND m.message_id = v.mid AND m.event_id = v.eid)`
 
 type foldedKey struct {
-	c       string
-	seq     int64
-	eventID string
+	c         string
+	seq       int64
+	eventID   string
+	messageID string
 }
 
 func (r foldedKey) appendTo(a *arrays) {
 	a.text(r.c)
 	a.bigint(r.seq)
 	a.text(r.eventID)
+	a.text(r.messageID)
 }
 
 // reactionsSQL applies each (message, user, emoji)'s latest change of the

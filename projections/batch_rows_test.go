@@ -15,7 +15,7 @@ func TestBatchArraysMatchTheirStatements(t *testing.T) {
 	b := buildBatch(benchRecords(t, 200), nil)
 	var keys table[foldedKey]
 	for _, f := range b.folded {
-		keys.add(foldedKey{c: f.e.ConversationID, seq: f.seq, eventID: f.e.ID})
+		keys.add(foldedKey{c: f.e.ConversationID, seq: f.seq, eventID: f.e.ID, messageID: f.messageID})
 	}
 	arrays := map[string]*arrays{
 		"missing folded": &keys.arrays,

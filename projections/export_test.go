@@ -20,9 +20,13 @@ func SetRebuildBounds(t interface{ Cleanup(func()) }, seen, last int) {
 	t.Cleanup(func() { maxSeen, maxDeferredLast = oldSeen, oldLast })
 }
 
-// MessageWriteSQL are the batch statements that find message rows by id
-// (edits, deletes), and the settings a batch plans them under, for a plan
-// check.
-func (s *Store) MessageWriteSQL() (settings string, stmts map[string]string) {
-	return `SELECT ` + planSettings, map[string]string{"edits": s.q(editsSQL), "deletes": s.q(deletesSQL)}
+// MessageWriteSQL are the batch statements that find message rows, by the
+// index each must use, and the settings a batch plans them under, for a
+// plan check.
+func (s *Store) MessageWriteSQL() (settings string, stmts map[string][2]string) {
+	return `SELECT ` + planSettings, map[string][2]string{
+		"edits":          {s.q(editsSQL), "_conversation_id_message_id_key"},
+		"deletes":        {s.q(deletesSQL), "_conversation_id_message_id_key"},
+		"missing folded": {s.q(missingFoldedSQL), "_key"}, // either unique key
+	}
 }
