@@ -170,7 +170,12 @@ func (b *batchRows) statements(s *Store, guarded bool) []stmt {
 	add("conversations", conversationsSQL, &b.conversations.arrays)
 	add("last_seq", lastSeqSQL, &b.lastSeq.arrays)
 	add("members", membersSQL, &b.members.arrays)
-	add("messages", messagesSQL+messagesConflict+messagesReturning, &b.messages.arrays)
+	if messagesConflict == "" { // every row is written, or the statement fails
+		add("messages", messagesSQL, &b.messages.arrays)
+	} else if b.messages.rows > 0 {
+		out = append(out, stmt{name: "messages", sql: s.q(messagesSQL + messagesConflict + messagesReturning),
+			args: b.messages.args(), skips: true})
+	}
 	add("edits", editsSQL, &b.edits.arrays)
 	add("deletes", deletesSQL, &b.deletes.arrays)
 	add("reads", readsSQL, &b.reads.arrays)

@@ -147,9 +147,11 @@ func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map
 	}
 	res := tx.SendBatch(ctx, b)
 	var inserted map[string]bool
+	skips := false
 	for _, st := range sts {
 		var err error
-		if st.name == "messages" {
+		if st.skips {
+			skips = true
 			inserted, err = insertedEvents(res)
 		} else {
 			_, err = res.Exec()
@@ -169,7 +171,7 @@ func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map
 	if err := res.Close(); err != nil {
 		return written{}, unavailable("apply", err)
 	}
-	if len(inserted) < len(rows.folded) {
+	if skips && len(inserted) < len(rows.folded) {
 		if err := rows.writeUnfolded(ctx, s, tx, inserted); err != nil {
 			return written{}, fmt.Errorf("%w: apply unfolded message_sent: %w", domain.ErrUnavailable, err)
 		}
@@ -305,4 +307,7 @@ type stmt struct {
 	name string
 	sql  string
 	args []any
+	// skips: the messages insert may skip rows (ON CONFLICT) and returns
+	// the event ids of the folded rows it wrote (insertedEvents).
+	skips bool
 }
