@@ -718,17 +718,27 @@ func (m *fakeReadModel) Message(_ context.Context, conv, messageID string) (doma
 	return domain.Message{}, fmt.Errorf("%w: message %s", domain.ErrNotFound, messageID)
 }
 
-// MessageByClientID mirrors Store.MessageByClientID: the first by seq.
-func (m *fakeReadModel) MessageByClientID(_ context.Context, conv, sender, clientMsgID string) (domain.Message, bool, error) {
+// SentMessage mirrors Store.SentMessage: the first by seq.
+func (m *fakeReadModel) SentMessage(_ context.Context, conv, sender, clientMsgID string, ids []string) (domain.Message, bool, error) {
 	m.mu.Lock()
 	m.lookups++
 	m.mu.Unlock()
 	for _, msg := range m.messages(conv) { // in seq order
-		if msg.SenderID == sender && msg.ClientMsgID == clientMsgID {
+		if msg.SenderID == sender && msg.ClientMsgID == clientMsgID && slices.Contains(ids, msg.MessageID) {
 			return msg, true, nil
 		}
 	}
 	return domain.Message{}, false, nil
+}
+
+// byClientID is the first message of sender's clientMsgID, whatever its id.
+func (m *fakeReadModel) byClientID(conv, sender, clientMsgID string) (domain.Message, bool) {
+	for _, msg := range m.messages(conv) {
+		if msg.SenderID == sender && msg.ClientMsgID == clientMsgID {
+			return msg, true
+		}
+	}
+	return domain.Message{}, false
 }
 
 // fakeBus records ephemeral deliveries.

@@ -24,7 +24,7 @@ func TestLateCompletionKeepsTheTakeoversRecord(t *testing.T) {
 		t.Fatal(a.err, b.err)
 	}
 	_ = w.read.WaitProjected(context.Background(), conv)
-	row, _, _ := w.read.MessageByClientID(context.Background(), conv, "alice", "k1")
+	row, _ := w.read.byClientID(conv, "alice", "k1")
 	resend := send(t, w.node(), "alice", conv, "k1", "hello")
 	if resend.Seq != row.Seq {
 		t.Fatalf("resend answers seq %d; the read model has the message at seq %d (takeover acked %d, original %d)",

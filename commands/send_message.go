@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,10 +55,10 @@ type Idempotency interface {
 	TakeOver(ctx context.Context, conv, sender, clientMsgID, old, pending string, ttl time.Duration) (bool, error)
 }
 
-// ClientMsgReadModel finds a sender's message by its client_msg_id in the
-// read model: the first one in the log, should it hold several.
+// ClientMsgReadModel finds a send in the read model by its message id: the
+// first in the log of sender's messages with clientMsgID among ids.
 type ClientMsgReadModel interface {
-	MessageByClientID(ctx context.Context, conv, sender, clientMsgID string) (domain.Message, bool, error)
+	SentMessage(ctx context.Context, conv, sender, clientMsgID string, ids []string) (domain.Message, bool, error)
 }
 
 // SendConfig tunes the idempotent send; the zero value is the default.
@@ -148,8 +149,8 @@ func (h SendMessageHandler) Handle(ctx context.Context, actor string, c SendMess
 	if err := h.checkReplyTo(ctx, actor, c); err != nil {
 		return domain.Message{}, err
 	}
-	pending := pendingPrefix + domain.NewID("m_")
 	claimed := h.cfg.Clock.Now()
+	pending := pendingPrefix + domain.SendMessageID(c.ConversationID, actor, c.ClientMsgID, h.period(claimed))
 	won, cur, intact, err := h.claim(ctx, actor, c, pending)
 	if err != nil {
 		return domain.Message{}, err
@@ -216,10 +217,18 @@ func (h SendMessageHandler) claim(ctx context.Context, actor string, c SendMessa
 // so that a database outage then does not stall every send.
 const lostRecordCheck = 2 * time.Second
 
+// period is the idempotency window t falls in: a send's message id is
+// derived from it (domain.SendMessageID).
+func (h SendMessageHandler) period(t time.Time) int64 {
+	return t.UnixNano() / int64(h.cfg.IdemTTL)
+}
+
 // lookup finds the sender's message with c's client_msg_id in the read model
 // once it has everything acked so far (waiting at most limit, 0 for the
-// freshness default).
-func (h SendMessageHandler) lookup(ctx context.Context, actor string, c SendMessage, limit time.Duration) (domain.Message, bool, error) {
+// freshness default), by its message id: the one a record names (known), or
+// the one a send of c claimed within the window gets (the current period's
+// or the previous one's: a record claimed less than IdemTTL ago).
+func (h SendMessageHandler) lookup(ctx context.Context, actor string, c SendMessage, limit time.Duration, known ...string) (domain.Message, bool, error) {
 	if limit > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, limit)
@@ -228,7 +237,10 @@ func (h SendMessageHandler) lookup(ctx context.Context, actor string, c SendMess
 	if err := h.fresh.WaitProjected(ctx, c.ConversationID); err != nil {
 		return domain.Message{}, false, err
 	}
-	return h.read.MessageByClientID(ctx, c.ConversationID, actor, c.ClientMsgID)
+	p := h.period(h.cfg.Clock.Now())
+	ids := append(slices.Clip(known), domain.SendMessageID(c.ConversationID, actor, c.ClientMsgID, p),
+		domain.SendMessageID(c.ConversationID, actor, c.ClientMsgID, p-1))
+	return h.read.SentMessage(ctx, c.ConversationID, actor, c.ClientMsgID, ids)
 }
 
 // send appends the message whose id the pending record holds.
@@ -266,7 +278,7 @@ func (h SendMessageHandler) send(ctx context.Context, actor string, c SendMessag
 		// A takeover, or taken over while producing: the log may hold this
 		// message id twice, and the read model keeps the first. That row is
 		// the answer, for this send and every resend.
-		if first, found, err := h.lookup(ctx, actor, c, 0); err == nil && found {
+		if first, found, err := h.lookup(ctx, actor, c, 0, id); err == nil && found {
 			m = first
 		}
 		h.complete(ctx, m)
@@ -290,7 +302,7 @@ func (h SendMessageHandler) acked(ctx context.Context, actor string, c SendMessa
 	if m, ok := r.message(actor, c); ok {
 		return m, nil
 	}
-	m, found, err := h.lookup(ctx, actor, c, 0)
+	m, found, err := h.lookup(ctx, actor, c, 0, r.messageID)
 	if err == nil && !found {
 		err = fmt.Errorf("%w: message %s was acked but is not in the read model", domain.ErrUnavailable, r.messageID)
 	}
@@ -344,7 +356,7 @@ func (h SendMessageHandler) existing(ctx context.Context, actor string, c SendMe
 // not, this send takes the record over and appends with the same message id
 // (so that the read model collapses a copy the first attempt still wrote).
 func (h SendMessageHandler) recover(ctx context.Context, actor string, c SendMessage, stale string) (domain.Message, error) {
-	m, found, err := h.lookup(ctx, actor, c, 0)
+	m, found, err := h.lookup(ctx, actor, c, 0, recordMessageID(stale))
 	if err != nil {
 		return m, err
 	}

@@ -448,13 +448,19 @@ func TestSendAfterRedisLoss(t *testing.T) {
 	}
 
 	// With the read model down too, live chat goes on: the retry of k2
-	// (acked before the loss) is appended again (docs/reliability.md).
+	// (acked before the loss) is appended again (docs/reliability.md), with
+	// the same message id (derived from the send), so the read model keeps
+	// one row, the first.
 	w.read.waitErr = domain.ErrUnavailable
-	if m := send(t, n, "alice", conv, "k2", "acked before the loss"); m.MessageID == doubled.MessageID {
-		t.Fatal("k2 found with the read model down")
+	if m := send(t, n, "alice", conv, "k2", "acked before the loss"); m.MessageID != doubled.MessageID || m.Seq == doubled.Seq {
+		t.Fatalf("k2 with the read model down: %+v, want appended again as %s", m, doubled.MessageID)
 	}
 	wantAppends(t, w, conv, "k2", 2)
 	w.read.waitErr = nil
+	_ = w.read.WaitProjected(context.Background(), conv)
+	if row, found := w.read.byClientID(conv, "alice", "k2"); !found || !reflect.DeepEqual(row, doubled) {
+		t.Fatalf("read model holds %+v (%v) for k2, want the first append %+v", row, found, doubled)
+	}
 
 	// IdemTTL after the loss the conversation is intact again.
 	w.clock.Advance(48*time.Hour + time.Second)
@@ -463,6 +469,33 @@ func TestSendAfterRedisLoss(t *testing.T) {
 	if _, l := w.read.counts(); l != lookups {
 		t.Fatal("a send IdemTTL after the loss still checked the read model")
 	}
+}
+
+// A send's message id is derived from the idempotency window it was
+// claimed in: after a Redis loss, a retry in the next window still finds a
+// send claimed at the end of the previous one, and a send after the window
+// is a new message.
+func TestSendAfterRedisLossAcrossWindows(t *testing.T) {
+	w := newWorld(t)
+	conv := w.group("bob")
+	n := w.node()
+	ttl := int64(48 * time.Hour) // SendConfig's default IdemTTL
+	boundary := time.Unix(0, (w.clock.Now().UnixNano()/ttl+1)*ttl)
+	w.clock.Advance(boundary.Sub(w.clock.Now()) - time.Millisecond)
+	first := send(t, n, "alice", conv, "k1", "hello")
+	w.redis.flushAll()
+	w.clock.Advance(2 * time.Millisecond) // the next window
+	if m := send(t, n, "alice", conv, "k1", "hello"); !reflect.DeepEqual(m, first) {
+		t.Fatalf("resend after the loss, in the next window: %+v, want %+v", m, first)
+	}
+	wantAppends(t, w, conv, "k1", 1)
+
+	w.redis.flushAll()
+	w.clock.Advance(48 * time.Hour) // two windows after the first send
+	if m := send(t, n, "alice", conv, "k1", "hello"); m.MessageID == first.MessageID {
+		t.Fatalf("a send %v after the first: %+v, want a new message", 48*time.Hour, m)
+	}
+	wantAppends(t, w, conv, "k1", 2)
 }
 
 // Only members send: a former member gets forbidden, anyone else not
@@ -642,7 +675,7 @@ func TestSendRaceTakeoverAndLateCompletion(t *testing.T) {
 		if err := w.read.WaitProjected(context.Background(), conv); err != nil {
 			t.Fatal(err)
 		}
-		row, found, _ := w.read.MessageByClientID(context.Background(), conv, "alice", "k1")
+		row, found := w.read.byClientID(conv, "alice", "k1")
 		if !found || !reflect.DeepEqual(row, first) || len(w.read.messages(conv)) != 1 {
 			t.Fatalf("read model holds %+v (%v), want the one row of the first append %+v", row, found, first)
 		}

@@ -51,6 +51,28 @@ func TestValidateClientMsgID(t *testing.T) {
 	}
 }
 
+// A send's message id is the same for the same send and period, differs
+// when any of them differs, and is a valid id.
+func TestSendMessageID(t *testing.T) {
+	id := SendMessageID("c1", "alice", "k1", 7)
+	if id != SendMessageID("c1", "alice", "k1", 7) {
+		t.Fatal("the same send got two ids")
+	}
+	if err := ValidateID("message_id", id); err != nil || !strings.HasPrefix(id, "m_") {
+		t.Fatalf("id %q: %v", id, err)
+	}
+	seen := map[string]bool{id: true}
+	for _, other := range []string{SendMessageID("c2", "alice", "k1", 7), SendMessageID("c1", "bob", "k1", 7),
+		SendMessageID("c1", "alice", "k2", 7), SendMessageID("c1", "alice", "k1", 8),
+		// the separator keeps the fields apart
+		SendMessageID("c1a", "lice", "k1", 7), SendMessageID("c1", "alice", "k17", 7)} {
+		if seen[other] {
+			t.Fatalf("two sends share id %s", other)
+		}
+		seen[other] = true
+	}
+}
+
 func TestDirectConversationIDIsSymmetricAndDistinct(t *testing.T) {
 	ab, ba := DirectConversationID("alice", "bob"), DirectConversationID("bob", "alice")
 	if ab != ba {

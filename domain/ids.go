@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -116,6 +117,18 @@ func NewID(prefix string) string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return prefix + hex.EncodeToString(b[:])
+}
+
+// SendMessageID is the message id of sender's send of clientMsgID in conv,
+// claimed in period (the claim's time divided by the idempotency window):
+// the same send gets the same id on every node and every retry, so the read
+// model finds a send by its message id alone, and a send produced again
+// (after Redis lost its record) repeats its id, which the read model
+// collapses. A resend after the window falls in a later period: a new
+// message, as the window says.
+func SendMessageID(conv, sender, clientMsgID string, period int64) string {
+	h := sha256.Sum256([]byte(conv + "\x00" + sender + "\x00" + clientMsgID + "\x00" + strconv.FormatInt(period, 10)))
+	return "m_" + hex.EncodeToString(h[:16])
 }
 
 // DirectConversationID is the id of the direct conversation of two users:

@@ -2,8 +2,8 @@ package projections
 
 // Exported for the external tests of this package.
 
-// MessageByClientIDSQL is the query of Store.MessageByClientID, for a plan check.
-func (s *Store) MessageByClientIDSQL() string { return s.q(messageByClientIDSQL) }
+// SentMessageSQL is the query of Store.SentMessage, for a plan check.
+func (s *Store) SentMessageSQL() string { return s.q(sentMessageSQL) }
 
 // EventsAfterSQL is the query of Store.EventsAfter (sync), for a plan check.
 func (s *Store) EventsAfterSQL() string { return s.q(eventsAfterSQL) }

@@ -115,20 +115,21 @@ func (s *Store) Message(ctx context.Context, conv, messageID string) (domain.Mes
 	return m, nil
 }
 
-// messageByClientIDSQL is served by messages_by_client_msg_id.
-var messageByClientIDSQL = `SELECT ` + messageCols + ` FROM {s}.messages
-		WHERE conversation_id=$1 AND sender_id=$2 AND client_msg_id=$3 ORDER BY seq LIMIT 1`
+// sentMessageSQL reads the (conversation_id, message_id) key, one probe an
+// id.
+var sentMessageSQL = `SELECT ` + messageCols + ` FROM {s}.messages
+		WHERE conversation_id=$1 AND message_id = ANY($2::text[]) AND sender_id=$3 AND client_msg_id=$4 ORDER BY seq LIMIT 1`
 
-// MessageByClientID finds a sender's message by its client_msg_id: the
-// first one, should the log hold several (a resend after the idempotency
-// window; see migration 0005).
-func (s *Store) MessageByClientID(ctx context.Context, conv, sender, clientMsgID string) (domain.Message, bool, error) {
-	m, err := scanMessage(s.pool.QueryRow(ctx, s.q(messageByClientIDSQL), conv, sender, clientMsgID))
+// SentMessage finds a send by its message id: the first in the log of
+// sender's messages with clientMsgID among ids (the idempotent send's
+// fallback: commands derive a send's id from it, domain.SendMessageID).
+func (s *Store) SentMessage(ctx context.Context, conv, sender, clientMsgID string, ids []string) (domain.Message, bool, error) {
+	m, err := scanMessage(s.pool.QueryRow(ctx, s.q(sentMessageSQL), conv, ids, sender, clientMsgID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return m, false, nil
 	}
 	if err != nil {
-		return m, false, unavailable("message by client id", err)
+		return m, false, unavailable("sent message", err)
 	}
 	return m, true, nil
 }

@@ -31,9 +31,9 @@ EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) SELECT user_id, is_member, cha
 \echo '### sync positions: LastSeqs'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) SELECT c.conversation_id, c.last_seq FROM members me
 		JOIN conversations c ON c.conversation_id=me.conversation_id WHERE me.user_id='u294' AND me.is_member;
-\echo '### idempotent send fallback: MessageByClientID'
+\echo '### idempotent send fallback: SentMessage'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) SELECT conversation_id, message_id, seq, sender_id, client_msg_id, body, sent_at, edited_at, deleted FROM messages
-		WHERE conversation_id='c42' AND sender_id='u1' AND client_msg_id='k42';
+		WHERE conversation_id='c42' AND message_id = ANY('{m6719,m6720}'::text[]) AND sender_id='u1' AND client_msg_id='k42' ORDER BY seq LIMIT 1;
 \echo '### edit/delete target: Message'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) SELECT conversation_id, message_id, seq, sender_id, client_msg_id, body, sent_at, edited_at, deleted FROM messages
 		WHERE conversation_id='c42' AND message_id='m6719';
