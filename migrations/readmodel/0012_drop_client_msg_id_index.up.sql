@@ -13,3 +13,4 @@
 -- the read model is down (docs/reliability.md). The runbook says when to
 -- upgrade.
 DROP INDEX messages_by_client_msg_id;
+COMMENT ON COLUMN messages.client_msg_id IS 'Sender-chosen idempotency key: a resend within the idempotency window (at least 24 h) returns the first message. Not indexed: the send path finds a send by its message_id, derived from (conversation, sender, client_msg_id, window).';
