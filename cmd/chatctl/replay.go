@@ -63,7 +63,7 @@ func replay(ctx context.Context, cfg config.Config, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := replayLogger(cfg)
 	if f.MetricsAddr != "" {
 		stop, err := serveMetrics(f.MetricsAddr)
 		if err != nil {
@@ -84,6 +84,16 @@ func replay(ctx context.Context, cfg config.Config, args []string) error {
 		}
 	}
 	return nil
+}
+
+// replayLogger logs warnings and errors only, as text, so the progress bar
+// that shares stderr stays readable; a CHAT_LOG_LEVEL set in the
+// environment (debug: each phase and its time) overrides the level.
+func replayLogger(cfg config.Config) *slog.Logger {
+	if _, set := os.LookupEnv("CHAT_LOG_LEVEL"); set {
+		return app.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel, "chatctl")
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // runReplay is `chatctl replay` without the printing: it ensures the control
