@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"time"
 
@@ -225,9 +224,9 @@ func (h SendMessageHandler) period(t time.Time) int64 {
 
 // lookup finds the sender's message with c's client_msg_id in the read model
 // once it has everything acked so far (waiting at most limit, 0 for the
-// freshness default), by its message id: the one a record names (known), or
-// the one a send of c claimed within the window gets (the current period's
-// or the previous one's: a record claimed less than IdemTTL ago).
+// freshness default), by its message id: the one a record names (known), or,
+// with no record (Redis lost it), the ids a send of c claimed within the
+// window gets (sendIDs).
 func (h SendMessageHandler) lookup(ctx context.Context, actor string, c SendMessage, limit time.Duration, known ...string) (domain.Message, bool, error) {
 	if limit > 0 {
 		var cancel context.CancelFunc
@@ -237,10 +236,23 @@ func (h SendMessageHandler) lookup(ctx context.Context, actor string, c SendMess
 	if err := h.fresh.WaitProjected(ctx, c.ConversationID); err != nil {
 		return domain.Message{}, false, err
 	}
-	p := h.period(h.cfg.Clock.Now())
-	ids := append(slices.Clip(known), domain.SendMessageID(c.ConversationID, actor, c.ClientMsgID, p),
-		domain.SendMessageID(c.ConversationID, actor, c.ClientMsgID, p-1))
+	ids := known
+	if len(ids) == 0 {
+		ids = h.sendIDs(actor, c)
+	}
 	return h.read.SentMessage(ctx, c.ConversationID, actor, c.ClientMsgID, ids)
+}
+
+// sendIDs are the message ids of c's send claimed less than IdemTTL ago:
+// the current period's and the previous one's, and the next one's, for a
+// claim made on a node whose clock runs ahead of this one's.
+func (h SendMessageHandler) sendIDs(actor string, c SendMessage) []string {
+	p := h.period(h.cfg.Clock.Now())
+	ids := make([]string, 0, 3)
+	for _, q := range []int64{p - 1, p, p + 1} {
+		ids = append(ids, domain.SendMessageID(c.ConversationID, actor, c.ClientMsgID, q))
+	}
+	return ids
 }
 
 // send appends the message whose id the pending record holds.

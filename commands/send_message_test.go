@@ -498,6 +498,51 @@ func TestSendAfterRedisLossAcrossWindows(t *testing.T) {
 	wantAppends(t, w, conv, "k1", 2)
 }
 
+// A node whose clock runs ahead claims a send in the next window; after a
+// Redis loss, a retry on a node whose clock is right still finds it.
+func TestSendAfterRedisLossWithClockSkew(t *testing.T) {
+	w := newWorld(t)
+	conv := w.group("bob")
+	ttl := int64(48 * time.Hour)
+	boundary := time.Unix(0, (w.clock.Now().UnixNano()/ttl+1)*ttl)
+	w.clock.Advance(boundary.Sub(w.clock.Now()) - 2*time.Millisecond)
+	ahead := NewSendMessageHandler(w.log, w.redis, w.access(), w.read, w.read,
+		SendConfig{Clock: skewedClock{w.clock, 5 * time.Millisecond}})
+	first := send(t, ahead, "alice", conv, "k1", "hello")
+	w.redis.flushAll()
+	if m := send(t, w.node(), "alice", conv, "k1", "hello"); !reflect.DeepEqual(m, first) {
+		t.Fatalf("resend after the loss on a node 5 ms behind the claim's: %+v, want %+v", m, first)
+	}
+	wantAppends(t, w, conv, "k1", 1)
+}
+
+// skewedClock is the world's clock, off by a fixed amount.
+type skewedClock struct {
+	*fakeClock
+	by time.Duration
+}
+
+func (c skewedClock) Now() time.Time { return c.fakeClock.Now().Add(c.by) }
+
+// A record names its message: a resend with another body is answered with
+// that message, not with an older one of the same client_msg_id (the
+// client reused it after the window).
+func TestSendRecordNamesItsMessage(t *testing.T) {
+	w := newWorld(t)
+	conv := w.group("bob")
+	n := w.node()
+	old := send(t, n, "alice", conv, "k1", "first")
+	w.clock.Advance(48*time.Hour + time.Second) // the record expired
+	second := send(t, n, "alice", conv, "k1", "second")
+	if second.MessageID == old.MessageID {
+		t.Fatalf("a send after the window reused %s", old.MessageID)
+	}
+	if m := send(t, n, "alice", conv, "k1", "another body"); !reflect.DeepEqual(m, second) {
+		t.Fatalf("resend with another body: %+v, want the record's message %+v (not the older %s)", m, second, old.MessageID)
+	}
+	wantAppends(t, w, conv, "k1", 2)
+}
+
 // Only members send: a former member gets forbidden, anyone else not
 // found; neither claims a record or appends. A Redis error is an error.
 func TestSendAccess(t *testing.T) {
