@@ -17,6 +17,8 @@ type Reader struct {
 	Store  *Store
 	Access MemberCheck
 	Fresh  Freshness
+	// Searches bounds the searches running at once (nil: no bound).
+	Searches SearchLimit
 }
 
 // HistoryQuery selects a page of messages.
@@ -83,6 +85,11 @@ func (r Reader) Search(ctx context.Context, user string, q SearchQuery) (SearchP
 			return SearchPage{}, err
 		}
 	}
+	release, err := r.Searches.acquire(ctx)
+	if err != nil {
+		return SearchPage{}, err
+	}
+	defer release()
 	return r.Store.Search(ctx, user, q)
 }
 

@@ -85,7 +85,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		return nil, err
 	}
 	a.closers = append(a.closers, a.Redis.Close)
-	a.Pool, err = pgstore.Open(ctx, cfg.DatabaseURL, 20)
+	a.Pool, err = pgstore.Open(ctx, cfg.DatabaseURL, config.DBPoolSize)
 	if err != nil {
 		a.Close()
 		return nil, err
@@ -136,7 +136,8 @@ func (a *App) buildGateway() error {
 	fresh := projections.Freshness{Store: a.Store, Log: a.KafkaLog}
 	h := commands.New(commands.Deps{Log: a.KafkaLog, Members: a.Redis, Read: a.Store, Fresh: fresh,
 		Idem: a.Redis, Ephemeral: a.Bus, PendingStale: a.Cfg.IdemPendingStale})
-	a.Service = &service.Service{Cmd: h, Read: projections.Reader{Store: a.Store, Access: h.Access, Fresh: fresh}}
+	a.Service = &service.Service{Cmd: h, Read: projections.Reader{Store: a.Store, Access: h.Access, Fresh: fresh,
+		Searches: projections.NewSearchLimit(a.Cfg.SearchConcurrency)}}
 	a.Hub = gateway.NewHub(a.Cfg.MaxConnsPerUser, a.Cfg.MaxConns)
 	a.Hub.StreamOf = func(string) string { return "" } // one stream per node
 	node := a.Bus.Node(a.Cfg.NodeID)

@@ -1,0 +1,57 @@
+package projections_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/projections"
+)
+
+// allMembers lets every user read every conversation.
+type allMembers struct{}
+
+func (allMembers) RequireMember(context.Context, string, string) error { return nil }
+
+// A node runs at most its limit of searches: one over it waits without a
+// connection until a slot frees, and fails unavailable if its deadline
+// comes first.
+func TestSearchWaitsForASlot(t *testing.T) {
+	pool := openPool(t)
+	store := projections.NewStore(pool, freshSchema(t, pool), testTopic)
+	applyAll(t, store, knownLog(), 4)
+	limit := projections.NewSearchLimit(1)
+	r := projections.Reader{Store: store, Access: allMembers{}, Searches: limit}
+	q := func() projections.SearchQuery { return projections.SearchQuery{Query: "fixed"} }
+
+	limit <- struct{}{} // a search is running
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := r.Search(ctx, "alice", q()); !errors.Is(err, domain.ErrUnavailable) {
+		t.Fatalf("a search over the limit, past its deadline: err %v, want unavailable", err)
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Search(context.Background(), "alice", q())
+		done <- err
+	}()
+	<-limit // the running search ends
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the waiting search: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting search did not run once the slot was free")
+	}
+	if len(limit) != 0 {
+		t.Fatalf("%d slots still taken after every search ended", len(limit))
+	}
+	page, err := r.Search(context.Background(), "alice", q())
+	if err != nil || len(page.Messages) == 0 {
+		t.Fatalf("a search with a free slot: %+v, %v; want the edited message", page, err)
+	}
+}
