@@ -102,6 +102,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	// (projector batches follow it in their own transaction).
 	stopFollow := a.Store.FollowActive(time.Second, log)
 	a.closers = append(a.closers, func() error { stopFollow(); return nil })
+	go checkReadModels(a.Pool, a.Store.Schema(), log)
 	a.Bus, err = fanoutbus.New(a.Redis.Client(), fanoutbus.Config{Prefix: cfg.RedisPrefix}, log)
 	if err != nil {
 		a.Close()
@@ -377,5 +378,20 @@ func retry[T any](ctx context.Context, limit time.Duration, f func() (T, error))
 			return v, ctx.Err()
 		case <-time.After(500 * time.Millisecond):
 		}
+	}
+}
+
+// checkReadModels warns, once at start and in the background (Postgres may
+// be down), when the active read models lack migrations this binary
+// expects: its statements may fail until `chatctl migrate` runs.
+func checkReadModels(pool *pgxpool.Pool, schema string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := pgstore.CheckVersion(ctx, pool, schema)
+	switch {
+	case errors.Is(err, pgstore.ErrSchemaBehind):
+		log.Warn("read-model migrations missing", "schema", schema, "err", err)
+	case err != nil:
+		log.Info("read-model version not checked", "schema", schema, "err", err)
 	}
 }
