@@ -146,12 +146,10 @@ func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map
 		b.Queue(st.sql, st.args...)
 	}
 	res := tx.SendBatch(ctx, b)
-	var inserted map[string]bool
-	skips := false
+	var inserted map[string]bool // nil: the messages insert skipped nothing
 	for _, st := range sts {
 		var err error
 		if st.skips {
-			skips = true
 			inserted, err = insertedEvents(res)
 		} else {
 			_, err = res.Exec()
@@ -171,7 +169,7 @@ func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map
 	if err := res.Close(); err != nil {
 		return written{}, unavailable("apply", err)
 	}
-	if skips && len(inserted) < len(rows.folded) {
+	if inserted != nil && len(inserted) < len(rows.folded) {
 		if err := rows.writeUnfolded(ctx, s, tx, inserted); err != nil {
 			return written{}, fmt.Errorf("%w: apply unfolded message_sent: %w", domain.ErrUnavailable, err)
 		}

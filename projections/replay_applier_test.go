@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/pgstore"
 	"github.com/parley-chat/parley/projections"
@@ -73,12 +75,7 @@ func TestReplayForgetsRepeatsSafely(t *testing.T) {
 // twice.
 func TestApplyRoutesRepeatedSends(t *testing.T) {
 	pool := openPool(t)
-	recs := newWorkload(11, 4).generate(4000)
-	ref := freshSchema(t, pool)
-	applyAll(t, projections.NewStore(pool, ref, testTopic).WithoutSentIDs(), recs, 20)
-	s := freshSchema(t, pool)
-	st := projections.NewStore(pool, s, testTopic)
-	applyAll(t, st, recs, 20)
+	ref, s, st := applyWithAndWithoutIDs(t, pool, newWorkload(11, 4).generate(4000))
 	requireSame(t, pool, ref, s)
 	if n := st.GuardedRetries(); n != 0 {
 		t.Fatalf("%d batches were applied again guarded: a repeat was not routed", n)
@@ -92,11 +89,7 @@ func TestApplyRewritesWhatARestoreTook(t *testing.T) {
 	pool := openPool(t)
 	ctx := context.Background()
 	recs := newWorkload(11, 4).generate(2000)
-	ref := freshSchema(t, pool)
-	applyAll(t, projections.NewStore(pool, ref, testTopic).WithoutSentIDs(), recs, 20)
-	s := freshSchema(t, pool)
-	st := projections.NewStore(pool, s, testTopic)
-	applyAll(t, st, recs, 20)
+	ref, s, st := applyWithAndWithoutIDs(t, pool, recs)
 	// The restore of a backup taken before anything was projected.
 	if _, err := pool.Exec(ctx, `DO $$ DECLARE t text; BEGIN
 		FOR t IN SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = '`+s+`' AND tablename <> 'schema_migrations' LOOP
@@ -106,4 +99,17 @@ func TestApplyRewritesWhatARestoreTook(t *testing.T) {
 	}
 	applyAll(t, st, recs, 20)
 	requireSame(t, pool, ref, s)
+}
+
+// applyWithAndWithoutIDs applies recs in batches of 20 to a fresh schema
+// ref through a store without its id memory (every messages insert ON
+// CONFLICT) and to a fresh schema s through a store with it (st).
+func applyWithAndWithoutIDs(t *testing.T, pool *pgxpool.Pool, recs []projections.Record) (ref, s string, st *projections.Store) {
+	t.Helper()
+	ref = freshSchema(t, pool)
+	applyAll(t, projections.NewStore(pool, ref, testTopic).WithoutSentIDs(), recs, 20)
+	s = freshSchema(t, pool)
+	st = projections.NewStore(pool, s, testTopic)
+	applyAll(t, st, recs, 20)
+	return ref, s, st
 }
