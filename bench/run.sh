@@ -11,7 +11,8 @@
 # Knobs (environment): BENCH_PARTITIONS, BENCH_SCHEMA (a read model to use and keep;
 # default a fresh bench_<id> that `down` drops), BENCH_KEEP (keep topic, keys and schema),
 # BENCH_LOG_LEVEL, BENCH_LINGER, BENCH_CHATD (another chatd binary, for before/after runs),
-# BENCH_GOMAXPROCS (1; empty: Go's default), and any CHAT_* variable, which the nodes inherit.
+# BENCH_GOMAXPROCS (1; empty: Go's default), BENCH_LAYOUT (split: the four processes above;
+# nodes: two nodes with every role), and any CHAT_* variable, which the nodes inherit.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="$root/bin"
@@ -48,6 +49,13 @@ procs="${BENCH_GOMAXPROCS-1}"
 ports=(18080 18081 18090 18091)
 names=(gateway-1 gateway-2 fanout-1 projector-1)
 roles=(gateway gateway fanout projector)
+# BENCH_LAYOUT=nodes: two nodes with every role each (chatd's default
+# CHAT_ROLES), the shape of an auto-scaling group of identical nodes.
+if [ "${BENCH_LAYOUT:-split}" = nodes ]; then
+  ports=(18080 18081)
+  names=(node-1 node-2)
+  roles=(gateway,fanout,projector gateway,fanout,projector)
+fi
 
 up() {
   # down and chatbench's /proc figures find the nodes by process name.
@@ -86,8 +94,8 @@ up() {
 }
 
 down() {
-  for n in "${names[@]}"; do
-    f="$run/$n.pid"
+  # Every pid file, whichever layout started it.
+  for f in "$run"/*.pid; do
     [ -f "$f" ] || continue
     pid="$(cat "$f")"
     # Only a chatd that this script started (the pid file may be stale).

@@ -136,15 +136,11 @@ func NewWriter(wb *redisstore.WriteBehind, cfg Config) (*Writer, error) {
 func (w *Writer) Offer(recs []kafkalog.Consumed) {
 	for _, r := range recs {
 		entry := Encode(r.Offset, r.Value)
-		args := &redis.XAddArgs{Stream: Stream(w.cfg.Prefix, r.Partition), MaxLen: w.cfg.MaxLen, Approx: true,
-			Values: []any{"r", entry}}
-		ch := Channel(w.cfg.Prefix, r.Partition)
 		// The stream first: a reader that subscribed after this publish
 		// finds the record in the stream.
-		ok := w.wb.Add(func(p redis.Pipeliner) {
-			p.XAdd(context.Background(), args)
-			p.SPublish(context.Background(), ch, entry)
-		}, written)
+		ok := w.wb.Add(written,
+			redisstore.Cmd{"xadd", Stream(w.cfg.Prefix, r.Partition), "maxlen", "~", w.cfg.MaxLen, "*", "r", entry},
+			redisstore.Cmd{"spublish", Channel(w.cfg.Prefix, r.Partition), entry})
 		if !ok {
 			metrics.Handoff.WithLabelValues("dropped").Inc()
 		}

@@ -3,6 +3,8 @@ package redisstore_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"os/exec"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/infra/redisstore"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/internal/testcerts"
 	"github.com/parley-chat/parley/internal/testenv"
 )
@@ -111,11 +114,27 @@ func TestACLUser(t *testing.T) {
 		}
 	}
 
+	// The connection whose replies are read late logs in as the same user.
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	late := redisstore.NewLate(rdb, quiet)
+	defer late.Close()
+	lateKey := env.Cfg.RedisPrefix + ":late"
+	if !late.Write(redisstore.AppendCommand(nil, redisstore.Cmd{"set", lateKey, "v"}), 1) {
+		t.Fatal("late write as the ACL user refused")
+	}
+	poll.Until(t, 5*time.Second, "the late write to land", func() bool { return admin.Get(ctx, lateKey).Val() == "v" })
+	admin.Del(ctx, lateKey)
+
 	bad, err := redisstore.NewClient(withUser(t, env.Cfg.RedisURL, user, "wrong"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer bad.Close()
+	badLate := redisstore.NewLate(bad, quiet)
+	defer badLate.Close()
+	if badLate.Write(redisstore.AppendCommand(nil, redisstore.Cmd{"ping"}), 1) {
+		t.Error("a late connection with a wrong password wrote")
+	}
 	if err := bad.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
 		t.Errorf("a wrong password: %v, want WRONGPASS", err)
 	}

@@ -330,7 +330,7 @@ func (s *Store) Complete(ctx context.Context, conv, sender, clientMsgID, record 
 // read model (commands/send_message.go says when that is safe).
 func (s *Store) CompleteSoon(conv, sender, clientMsgID, record string, ttl time.Duration) {
 	key := s.idemKey(conv, sender, clientMsgID)
-	s.wb.Add(func(p redis.Pipeliner) { p.Set(context.Background(), key, record, ttl) }, nil)
+	s.wb.Add(nil, Cmd{"set", key, record, "px", ttl.Milliseconds()})
 }
 
 var takeOver = redis.NewScript(`

@@ -12,20 +12,34 @@ import (
 
 // WriteBehind sends writes nobody waits for (the hand-off, the final
 // idempotency record of a send) in the background, whatever arrived while
-// the previous pipeline was in flight going out together in the next: one
-// round trip for many writes, off every caller's critical path. A write
-// that does not fit in the queue, or whose pipeline fails, is dropped and
-// reported to its done func: each user has a slower way to the same end.
+// the previous batch was being written going out together in the next:
+// one write for many, off every caller's critical path. A write that does
+// not fit in the queue, or whose batch fails, is dropped and reported to
+// its done func: each user has a slower way to the same end.
+//
+// To one Redis over plain TCP the batches go on a connection whose replies
+// are read late (late.go), so that no reply wakes the process; elsewhere
+// (TLS, a Cluster), and for a batch whose connection broke, as a go-redis
+// pipeline. A batch may then reach Redis twice: every write must be one
+// that can be repeated (a SET, a hand-off record the fan-out deduplicates).
+// A done func hears of a batch that could not be written, not of a write
+// Redis refused (an error reply, read later: counted and logged by Late).
 type WriteBehind struct {
 	rdb   redis.UniversalClient
 	log   *slog.Logger
 	queue chan write
 	stop  context.CancelFunc
 	done  chan struct{}
+	late  *Late // nil: the client allows none
+	out   []byte
 }
 
+// Cmd is one command's arguments, its name first; each a string, []byte,
+// int or int64.
+type Cmd []any
+
 type write struct {
-	add  func(redis.Pipeliner)
+	cmds []Cmd
 	done func(error) // may be nil
 }
 
@@ -35,16 +49,17 @@ const maxWriteBatch = 1024
 // NewWriteBehind starts a writer with room for queue writes.
 func NewWriteBehind(rdb redis.UniversalClient, queue int, log *slog.Logger) *WriteBehind {
 	ctx, stop := context.WithCancel(context.Background())
-	w := &WriteBehind{rdb: rdb, log: log, queue: make(chan write, queue), stop: stop, done: make(chan struct{})}
+	w := &WriteBehind{rdb: rdb, log: log, queue: make(chan write, queue), stop: stop, done: make(chan struct{}),
+		late: NewLate(rdb, log)}
 	go w.run(ctx)
 	return w
 }
 
-// Add queues a write without waiting; false if the queue is full (done is
-// not called then).
-func (w *WriteBehind) Add(add func(redis.Pipeliner), done func(error)) bool {
+// Add queues a write of cmds, in order, without waiting; false if the
+// queue is full (done is not called then).
+func (w *WriteBehind) Add(done func(error), cmds ...Cmd) bool {
 	select {
-	case w.queue <- write{add, done}:
+	case w.queue <- write{cmds, done}:
 		return true
 	default:
 		metrics.WriteBehindDropped.Inc()
@@ -61,6 +76,7 @@ func (w *WriteBehind) Close() {
 
 func (w *WriteBehind) run(ctx context.Context) {
 	defer close(w.done)
+	defer w.late.Close()
 	batch := make([]write, 0, 64)
 	for {
 		select {
@@ -98,18 +114,47 @@ func (w *WriteBehind) flushQueued(batch []write) {
 }
 
 func (w *WriteBehind) flush(ctx context.Context, batch []write) {
+	if w.sendLate(batch) {
+		w.finish(batch, nil)
+		return
+	}
 	pipe := w.rdb.Pipeline()
 	for _, wr := range batch {
-		wr.add(pipe)
+		for _, cmd := range wr.cmds {
+			pipe.Do(ctx, cmd...)
+		}
 	}
 	_, err := pipe.Exec(ctx)
 	if err != nil {
 		metrics.RedisErrors.WithLabelValues("write_behind").Inc()
 		w.log.Warn("write-behind pipeline failed", "writes", len(batch), "err", err)
 	}
+	w.finish(batch, err)
+}
+
+func (w *WriteBehind) finish(batch []write, err error) {
 	for _, wr := range batch {
 		if wr.done != nil {
 			wr.done(err)
 		}
 	}
+}
+
+// sendLate writes batch on the late connection; false if there is none or
+// the write failed (the caller sends the batch another way).
+func (w *WriteBehind) sendLate(batch []write) bool {
+	if w.late == nil {
+		return false
+	}
+	out, n := w.out[:0], 0
+	for _, wr := range batch {
+		for _, cmd := range wr.cmds {
+			out, n = AppendCommand(out, cmd), n+1
+		}
+	}
+	w.out = out
+	if cap(w.out) > 1<<20 {
+		w.out = nil // a burst's buffer is not kept
+	}
+	return w.late.Write(out, n)
 }

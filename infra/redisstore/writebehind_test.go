@@ -44,7 +44,7 @@ func TestWriteBehind(t *testing.T) {
 		}
 	}
 	for i := range 500 {
-		if !wb.Add(func(p redis.Pipeliner) { p.Set(ctx, key(i), i, time.Minute) }, done) {
+		if !wb.Add(done, redisstore.Cmd{"set", key(i), i, "px", 60_000}) {
 			t.Fatalf("write %d refused with room in the queue", i)
 		}
 	}
@@ -66,7 +66,7 @@ func TestWriteBehind(t *testing.T) {
 	defer wb.Close()
 	refused := 0
 	for range 50 {
-		if !wb.Add(func(p redis.Pipeliner) { p.Set(ctx, key(1000), 1, time.Minute) }, done) {
+		if !wb.Add(done, redisstore.Cmd{"set", key(1000), 1, "px", 60_000}) {
 			refused++
 		}
 	}
