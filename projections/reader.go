@@ -2,7 +2,9 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/parley-chat/parley/domain"
 )
@@ -19,6 +21,9 @@ type Reader struct {
 	Fresh  Freshness
 	// Searches bounds the searches running at once (nil: no bound).
 	Searches SearchLimit
+	// SearchTimeout bounds one search's query (0: its command's deadline
+	// only); see Search.
+	SearchTimeout time.Duration
 }
 
 // HistoryQuery selects a page of messages.
@@ -90,7 +95,21 @@ func (r Reader) Search(ctx context.Context, user string, q SearchQuery) (SearchP
 		return SearchPage{}, err
 	}
 	defer release()
-	return r.Store.Search(ctx, user, q)
+	if r.SearchTimeout <= 0 {
+		return r.Store.Search(ctx, user, q)
+	}
+	// A search on words in most messages reads them all before the
+	// membership join keeps the caller's: on a large read model that is
+	// seconds of a Postgres backend, which a client could ask for again and
+	// again. Past SearchTimeout the query is cancelled.
+	qctx, cancel := context.WithTimeout(ctx, r.SearchTimeout)
+	defer cancel()
+	page, err := r.Store.Search(qctx, user, q)
+	if err != nil && ctx.Err() == nil && errors.Is(qctx.Err(), context.DeadlineExceeded) {
+		return SearchPage{}, fmt.Errorf("%w: search: stopped after %s; use rarer words, or name a conversation",
+			domain.ErrUnavailable, r.SearchTimeout)
+	}
+	return page, err
 }
 
 // ConversationsQuery is the data of conversation.list: a page of at most

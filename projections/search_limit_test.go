@@ -3,6 +3,7 @@ package projections_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,5 +54,30 @@ func TestSearchWaitsForASlot(t *testing.T) {
 	page, err := r.Search(context.Background(), "alice", q())
 	if err != nil || len(page.Messages) == 0 {
 		t.Fatalf("a search with a free slot: %+v, %v; want the edited message", page, err)
+	}
+}
+
+// A search whose query outlives SearchTimeout is cancelled and answered
+// unavailable, naming the bound and what to do; its slot is free again.
+// Within the bound, or without one, the same search answers.
+func TestSearchStopsAtItsTimeout(t *testing.T) {
+	pool := openPool(t)
+	store := projections.NewStore(pool, freshSchema(t, pool), testTopic)
+	applyAll(t, store, knownLog(), 4)
+	limit := projections.NewSearchLimit(1)
+	r := projections.Reader{Store: store, Access: allMembers{}, Searches: limit, SearchTimeout: time.Nanosecond}
+	_, err := r.Search(context.Background(), "alice", projections.SearchQuery{Query: "fixed"})
+	if !errors.Is(err, domain.ErrUnavailable) || !strings.Contains(err.Error(), "stopped after 1ns") {
+		t.Fatalf("a search past its timeout: %v, want unavailable naming the bound", err)
+	}
+	if len(limit) != 0 {
+		t.Fatal("a search that timed out kept its slot")
+	}
+	for _, timeout := range []time.Duration{0, time.Minute} {
+		r.SearchTimeout = timeout
+		page, err := r.Search(context.Background(), "alice", projections.SearchQuery{Query: "fixed"})
+		if err != nil || len(page.Messages) == 0 {
+			t.Fatalf("timeout %s: %+v, %v; want the edited message", timeout, page, err)
+		}
 	}
 }

@@ -138,7 +138,7 @@ func (a *App) buildGateway() error {
 	h := commands.New(commands.Deps{Log: a.KafkaLog, Members: a.Redis, Read: a.Store, Fresh: fresh,
 		Idem: a.Redis, Ephemeral: a.Bus, PendingStale: a.Cfg.IdemPendingStale})
 	a.Service = &service.Service{Cmd: h, Read: projections.Reader{Store: a.Store, Access: h.Access, Fresh: fresh,
-		Searches: projections.NewSearchLimit(a.Cfg.SearchConcurrency)}}
+		Searches: projections.NewSearchLimit(a.Cfg.SearchConcurrency), SearchTimeout: a.Cfg.SearchTimeout}}
 	a.Hub = gateway.NewHub(a.Cfg.MaxConnsPerUser, a.Cfg.MaxConns)
 	a.Hub.StreamOf = func(string) string { return "" } // one stream per node
 	node := a.Bus.Node(a.Cfg.NodeID)

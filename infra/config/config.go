@@ -93,15 +93,17 @@ type Config struct {
 	SendQueue        int           `env:"CHAT_SEND_QUEUE" envDefault:"256"`
 	// SearchConcurrency bounds the searches a node runs at once
 	// (projections.SearchLimit), within its Postgres pool (DBPoolSize).
-	SearchConcurrency int           `env:"CHAT_SEARCH_CONCURRENCY" envDefault:"4"`
-	MaxConnsPerUser   int           `env:"CHAT_MAX_CONNS_PER_USER" envDefault:"32"`
-	MaxConns          int           `env:"CHAT_MAX_CONNS" envDefault:"100000"`
-	AllowedOrigins    []string      `env:"CHAT_ALLOWED_ORIGINS" envSeparator:","`
-	WebNodes          []string      `env:"CHAT_WEB_NODES" envSeparator:","` // origins the browser client may fail over to (transport/web)
-	ShutdownTimeout   time.Duration `env:"CHAT_SHUTDOWN_TIMEOUT" envDefault:"10s"`
-	IdemPendingStale  time.Duration `env:"CHAT_IDEM_PENDING_STALE" envDefault:"10s"`
-	PingInterval      time.Duration `env:"CHAT_WS_PING_INTERVAL" envDefault:"25s"`
-	HeaderTimeout     time.Duration `env:"CHAT_HTTP_HEADER_TIMEOUT" envDefault:"10s"`
+	SearchConcurrency int `env:"CHAT_SEARCH_CONCURRENCY" envDefault:"4"`
+	// SearchTimeout bounds one search's query (projections.Reader).
+	SearchTimeout    time.Duration `env:"CHAT_SEARCH_TIMEOUT" envDefault:"5s"`
+	MaxConnsPerUser  int           `env:"CHAT_MAX_CONNS_PER_USER" envDefault:"32"`
+	MaxConns         int           `env:"CHAT_MAX_CONNS" envDefault:"100000"`
+	AllowedOrigins   []string      `env:"CHAT_ALLOWED_ORIGINS" envSeparator:","`
+	WebNodes         []string      `env:"CHAT_WEB_NODES" envSeparator:","` // origins the browser client may fail over to (transport/web)
+	ShutdownTimeout  time.Duration `env:"CHAT_SHUTDOWN_TIMEOUT" envDefault:"10s"`
+	IdemPendingStale time.Duration `env:"CHAT_IDEM_PENDING_STALE" envDefault:"10s"`
+	PingInterval     time.Duration `env:"CHAT_WS_PING_INTERVAL" envDefault:"25s"`
+	HeaderTimeout    time.Duration `env:"CHAT_HTTP_HEADER_TIMEOUT" envDefault:"10s"`
 	// BodyTimeout bounds reading a whole request (headers and body), and
 	// WriteTimeout writing its response; a WebSocket upgrade clears both.
 	// WriteTimeout must outlast a Socket.IO long poll (the ping interval).
@@ -246,6 +248,9 @@ func (c Config) Validate() error {
 	}
 	if c.SearchConcurrency < 1 || c.SearchConcurrency > DBPoolSize/2 {
 		bad("CHAT_SEARCH_CONCURRENCY must be 1-%d (half the node's Postgres pool; got %d)", DBPoolSize/2, c.SearchConcurrency)
+	}
+	if c.SearchTimeout < 100*time.Millisecond || c.SearchTimeout > time.Minute {
+		bad("CHAT_SEARCH_TIMEOUT must be 100ms-1m (got %s)", c.SearchTimeout)
 	}
 	if c.BatchWait <= 0 || c.BatchWait > 10*time.Second || c.ProjectorFetchWait < 10*time.Millisecond || c.ProjectorFetchWait > 10*time.Second {
 		bad("CHAT_PROJECTOR_WAIT must be 1ns-10s and CHAT_PROJECTOR_FETCH_WAIT 10ms-10s")

@@ -91,12 +91,13 @@ func TestKafkaCompression(t *testing.T) {
 func TestProjectorWaits(t *testing.T) {
 	t.Setenv("CHAT_DEV_AUTH", "true")
 	cfg, err := Load()
-	if err != nil || cfg.ProjectorFetchWait != 100*time.Millisecond || cfg.SearchConcurrency != 4 {
-		t.Fatalf("default fetch wait %v, search concurrency %d (err %v), want 100ms and 4", cfg.ProjectorFetchWait, cfg.SearchConcurrency, err)
+	if err != nil || cfg.ProjectorFetchWait != 100*time.Millisecond || cfg.SearchConcurrency != 4 || cfg.SearchTimeout != 5*time.Second {
+		t.Fatalf("default fetch wait %v, search concurrency %d, search timeout %s (err %v), want 100ms, 4 and 5s",
+			cfg.ProjectorFetchWait, cfg.SearchConcurrency, cfg.SearchTimeout, err)
 	}
 	for _, bad := range [][2]string{{"CHAT_PROJECTOR_FETCH_WAIT", "5ms"}, {"CHAT_PROJECTOR_FETCH_WAIT", "1m"}, {"CHAT_PROJECTOR_WAIT", "0s"}, {"CHAT_PROJECTOR_WAIT", "11s"}, {"CHAT_HOP_GATHER", "-1ms"}, {"CHAT_HOP_GATHER", "1s"},
 		{"CHAT_IDEM_PENDING_STALE", "0s"}, {"CHAT_IDEM_PENDING_STALE", "24h"},
-		{"CHAT_SEARCH_CONCURRENCY", "0"}, {"CHAT_SEARCH_CONCURRENCY", "11"}} {
+		{"CHAT_SEARCH_CONCURRENCY", "0"}, {"CHAT_SEARCH_CONCURRENCY", "11"}, {"CHAT_SEARCH_TIMEOUT", "10ms"}, {"CHAT_SEARCH_TIMEOUT", "2m"}} {
 		t.Run(bad[0]+"="+bad[1], func(t *testing.T) {
 			t.Setenv(bad[0], bad[1])
 			if _, err := Load(); err == nil || !strings.Contains(err.Error(), bad[0]) {
