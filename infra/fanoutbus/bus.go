@@ -25,7 +25,6 @@ import (
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/handoff"
-	"github.com/parley-chat/parley/infra/redisstore"
 )
 
 // Config of the bus.
@@ -45,7 +44,6 @@ type Bus struct {
 	routeKeys [routeShards]string
 	routesCh  string   // where route changes are announced
 	names     sync.Map // node -> nodeNames: spelled once, not per delivery
-	late      *redisstore.Late
 }
 
 // nodeNames are a node's stream and channel.
@@ -79,7 +77,7 @@ func New(rdb redis.UniversalClient, cfg Config, log *slog.Logger) (*Bus, error) 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Bus{cfg: cfg, rdb: rdb, log: log, routesCh: handoff.RoutesChannel(cfg.Prefix), late: redisstore.NewLate(rdb, log)}
+	b := &Bus{cfg: cfg, rdb: rdb, log: log, routesCh: handoff.RoutesChannel(cfg.Prefix)}
 	for i := range b.routeKeys {
 		b.routeKeys[i] = cfg.Prefix + ":routes:{r" + strconv.Itoa(i) + "}"
 	}
@@ -110,15 +108,7 @@ func (b *Bus) PublishMany(ctx context.Context, ds []domain.Delivery) error {
 }
 
 // PublishBatch appends deliveries to the streams of their nodes (d.Node)
-// and publishes each on its node's channel, in order, without waiting for
-// Redis's replies where it can (redisstore.Late: one Redis over plain
-// TCP), else in one pipeline.
-//
-// Unread replies mean that a delivery Redis refused (out of memory, a
-// read-only replica) is not retried: it is counted and logged, and the
-// gateway's gap check (Prev) closes that node's connections so that their
-// clients sync. A broken connection is seen at once, and the batch goes
-// through the pipeline.
+// and publishes each on its node's channel, in one pipeline, in order.
 func (b *Bus) PublishBatch(ctx context.Context, ds []domain.Delivery) error {
 	if len(ds) == 0 {
 		return nil
@@ -128,29 +118,15 @@ func (b *Bus) PublishBatch(ctx context.Context, ds []domain.Delivery) error {
 		size += encodedCap(d)
 	}
 	buf := make([]byte, 0, size) // every payload in one allocation
-	payloads := make([][]byte, len(ds))
-	for i, d := range ds {
+	pipe := b.rdb.Pipeline()
+	for _, d := range ds {
 		start := len(buf)
 		buf = Encode(buf, d)
-		payloads[i] = buf[start:len(buf):len(buf)]
-	}
-	if b.late != nil {
-		out := make([]byte, 0, 2*size+len(ds)*(96+2*len(b.cfg.Prefix)))
-		for i, d := range ds {
-			names := b.namesOf(d.Node)
-			out = redisstore.AppendCommand(out, redisstore.Cmd{"xadd", names.stream, "maxlen", "~", b.cfg.MaxLen, "*", "d", payloads[i]})
-			out = redisstore.AppendCommand(out, redisstore.Cmd{"spublish", names.channel, payloads[i]})
-		}
-		if b.late.Write(out, 2*len(ds)) {
-			return nil
-		}
-	}
-	pipe := b.rdb.Pipeline()
-	for i, d := range ds {
+		payload := buf[start:len(buf):len(buf)]
 		names := b.namesOf(d.Node)
 		pipe.XAdd(ctx, &redis.XAddArgs{Stream: names.stream, MaxLen: b.cfg.MaxLen, Approx: true,
-			Values: []any{"d", payloads[i]}})
-		pipe.SPublish(ctx, names.channel, payloads[i])
+			Values: []any{"d", payload}})
+		pipe.SPublish(ctx, names.channel, payload)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("%w: publish deliveries: %v", domain.ErrUnavailable, err)
@@ -158,9 +134,5 @@ func (b *Bus) PublishBatch(ctx context.Context, ds []domain.Delivery) error {
 	return nil
 }
 
-// Close closes the bus's own connection (the Redis client belongs to the
-// caller).
-func (b *Bus) Close() error {
-	b.late.Close()
-	return nil
-}
+// Close is a no-op: the Redis client belongs to the caller.
+func (b *Bus) Close() error { return nil }

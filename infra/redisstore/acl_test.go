@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/parley-chat/parley/infra/metrics"
 	"github.com/parley-chat/parley/infra/redisstore"
 	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/internal/testcerts"
@@ -124,6 +127,13 @@ func TestACLUser(t *testing.T) {
 	}
 	poll.Until(t, 5*time.Second, "the late write to land", func() bool { return admin.Get(ctx, lateKey).Val() == "v" })
 	admin.Del(ctx, lateKey)
+	// ... and is held to its keys: a write outside the prefix is refused.
+	refused := metrics.RedisErrors.WithLabelValues("late_refused")
+	before := testutil.ToFloat64(refused)
+	if !late.Write(redisstore.AppendCommand(nil, redisstore.Cmd{"set", "not-" + env.Cfg.RedisPrefix, "v"}), 1) {
+		t.Fatal("late write refused before Redis saw it")
+	}
+	poll.Until(t, 5*time.Second, "Redis's NOPERM to be counted", func() bool { return testutil.ToFloat64(refused) > before })
 
 	bad, err := redisstore.NewClient(withUser(t, env.Cfg.RedisURL, user, "wrong"))
 	if err != nil {

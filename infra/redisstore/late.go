@@ -1,13 +1,13 @@
+//go:build linux
+
 package redisstore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -21,21 +21,31 @@ import (
 // its own (lateConn), safe for concurrent use. A nil *Late writes nothing
 // (Write returns false): the client it was made for allows no such
 // connection.
+//
+// Write returning true means the bytes are in the kernel's buffer, not that
+// Redis applied them: a batch written just before Redis died or closed the
+// connection can be lost unreported. Only writes whose loss costs nothing
+// but time belong on it (the write-behind's: a hand-off the fan-out then
+// reads from the log, a final idempotency record a retry then finds the
+// slow way). A connection whose replies stop coming (a stopped or
+// unreachable Redis) is closed after lateTimeout, and one whose last write
+// failed is not dialled again for lateRetry.
 type Late struct {
 	mu       sync.Mutex
 	opt      *redis.Options
 	log      *slog.Logger
 	conn     *lateConn // nil: not connected
-	failed   time.Time // the last dial's failure
-	refusals int       // since the last log line
-	last     string    // the last refusal's message
+	failed   time.Time // the last failure (dial, write, stall)
+	closed   bool
+	refusals int    // since the last log line
+	last     string // the last refusal's message
 	stop     context.CancelFunc
 	done     chan struct{}
 }
 
-// lateRetry is how long after a failed dial Late refuses writes (its
-// callers write through go-redis meanwhile).
-const lateRetry = 5 * time.Second
+// lateRetry is how long after a failure Late refuses writes (its callers
+// write through go-redis meanwhile).
+var lateRetry = 5 * time.Second
 
 // NewLate makes a Late for rdb's Redis; nil if rdb is not one Redis over
 // plain TCP (lateOptions). Its connection is made at the first write.
@@ -77,32 +87,40 @@ func (l *Late) Write(b []byte, n int) bool {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
 	if l.conn == nil {
 		if time.Since(l.failed) < lateRetry {
 			return false
 		}
 		c, err := dialLate(l.opt)
 		if err != nil {
-			l.failed = time.Now()
-			l.log.Warn("redis: no connection of its own for late replies; writing through the pool", "err", err)
+			l.fail("redis: no connection of its own for late replies; writing through the pool", err)
 			return false
 		}
 		l.conn = c
 	}
 	if err := l.conn.send(b, n, l.refused); err != nil {
-		metrics.RedisErrors.WithLabelValues("late_write").Inc()
-		l.log.Warn("redis: connection for late replies failed; writing through the pool", "err", err)
-		l.closeLocked()
+		l.fail("redis: connection for late replies failed; writing through the pool", err)
 		return false
 	}
 	return true
 }
 
+// fail closes the connection, counts and logs why, and holds off the
+// next dial for lateRetry.
+func (l *Late) fail(msg string, err error) {
+	metrics.RedisErrors.WithLabelValues("late_write").Inc()
+	l.log.Warn(msg, "err", err)
+	l.closeLocked()
+	l.failed = time.Now()
+}
+
 func (l *Late) drainLocked() {
 	if l.conn != nil {
 		if err := l.conn.drain(l.refused); err != nil {
-			l.log.Warn("redis: connection for late replies failed", "err", err)
-			l.closeLocked()
+			l.fail("redis: connection for late replies failed", err)
 		}
 	}
 	if l.refusals > 0 {
@@ -126,7 +144,9 @@ func (l *Late) closeLocked() {
 	}
 }
 
-// Close reads the replies that have arrived and closes the connection.
+// Close waits (at most lateTimeout) for the replies owed, so that what was
+// written last is not cut off by a reset, and closes the connection; later
+// writes return false.
 func (l *Late) Close() {
 	if l == nil {
 		return
@@ -135,6 +155,10 @@ func (l *Late) Close() {
 	<-l.done
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.closed = true
+	if l.conn != nil {
+		l.conn.finish(l.refused)
+	}
 	l.drainLocked()
 	l.closeLocked()
 }
@@ -155,17 +179,21 @@ type lateConn struct {
 	fd      int
 	pending int    // replies not read yet
 	in      []byte // reply bytes read but not parsed (part of a reply)
-	buf     [4096]byte
+	// progress is when a reply last came, or when replies started to be
+	// owed: owed replies none of which came for lateTimeout mean Redis
+	// stopped reading (stopped, unreachable), and the connection is closed.
+	progress time.Time
+	buf      [4096]byte
 }
 
 // lateTimeout bounds each blocking step (connect, write, the handshake's
 // reads), so that a Redis that stopped answering fails the writes instead
 // of holding the writer.
-const lateTimeout = 2 * time.Second
+var lateTimeout = 2 * time.Second
 
 // maxPending is how many unread replies a connection may owe before it is
 // presumed stuck and closed.
-const maxPending = 1 << 20
+const maxPending = 1 << 16
 
 // lateOptions are the options of a client a lateConn can stand in for: one
 // Redis over plain TCP (no TLS, no credentials provider); nil otherwise,
@@ -196,16 +224,18 @@ func dialLate(opt *redis.Options) (*lateConn, error) {
 	}
 	c := &lateConn{fd: fd}
 	var hello []Cmd
-	if opt.Password != "" {
-		auth := Cmd{"auth", opt.Password}
-		if opt.Username != "" {
-			auth = Cmd{"auth", opt.Username, opt.Password}
-		}
-		hello = append(hello, auth)
+	switch {
+	case opt.Username != "":
+		hello = append(hello, Cmd{"auth", opt.Username, opt.Password})
+	case opt.Password != "":
+		hello = append(hello, Cmd{"auth", opt.Password})
 	}
 	if opt.DB != 0 {
 		hello = append(hello, Cmd{"select", opt.DB})
 	}
+	// A PING answered proves Redis reads this connection (a stopped Redis
+	// still accepts connections: the kernel queues them).
+	hello = append(hello, Cmd{"ping"})
 	if err := c.handshake(hello); err != nil {
 		c.close()
 		return nil, err
@@ -236,9 +266,14 @@ func connectTCP(addr *net.TCPAddr) (int, error) {
 			return -1, err
 		}
 	}
-	if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1); err != nil {
-		syscall.Close(fd)
-		return -1, err
+	// No delay; keepalives and a bound on unacknowledged data, so that a
+	// peer that vanished (a dead host, a partition) fails the writes.
+	for _, o := range [][3]int{{syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1}, {syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
+		{syscall.IPPROTO_TCP, tcpUserTimeout, int(lateTimeout.Milliseconds())}} {
+		if err := syscall.SetsockoptInt(fd, o[0], o[1], o[2]); err != nil {
+			syscall.Close(fd)
+			return -1, err
+		}
 	}
 	for {
 		err = syscall.Connect(fd, sa)
@@ -252,6 +287,10 @@ func connectTCP(addr *net.TCPAddr) (int, error) {
 	}
 	return fd, nil
 }
+
+// tcpUserTimeout is TCP_USER_TIMEOUT (linux/tcp.h), which package syscall
+// lacks.
+const tcpUserTimeout = 0x12
 
 // handshake sends cmds and waits for their replies: each must not be an
 // error.
@@ -298,8 +337,30 @@ func (c *lateConn) send(b []byte, n int, refused func(string)) error {
 	if err := c.write(b); err != nil {
 		return err
 	}
+	if c.pending == 0 {
+		c.progress = time.Now()
+	}
 	c.pending += n
 	return c.drain(refused)
+}
+
+// finish stops writing and reads the replies owed, waiting at most
+// lateTimeout for them.
+func (c *lateConn) finish(refused func(string)) {
+	_ = syscall.Shutdown(c.fd, syscall.SHUT_WR)
+	for deadline := time.Now().Add(lateTimeout); c.pending > 0 && time.Now().Before(deadline); {
+		n, err := syscall.Read(c.fd, c.buf[:]) // blocks at most SO_RCVTIMEO
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil || n <= 0 {
+			return
+		}
+		c.in = append(c.in, c.buf[:n]...)
+		if c.parse(refused) != nil {
+			return
+		}
+	}
 }
 
 func (c *lateConn) write(b []byte) error {
@@ -316,7 +377,8 @@ func (c *lateConn) write(b []byte) error {
 	return nil
 }
 
-// drain reads the replies that have arrived, without waiting.
+// drain reads the replies that have arrived, without waiting, to the end:
+// a close by Redis behind them is seen now, not at the next write.
 func (c *lateConn) drain(refused func(string)) error {
 	for {
 		n, _, err := syscall.Recvfrom(c.fd, c.buf[:], syscall.MSG_DONTWAIT)
@@ -333,10 +395,22 @@ func (c *lateConn) drain(refused func(string)) error {
 			return errors.New("read: connection closed by Redis")
 		}
 		c.in = append(c.in, c.buf[:n]...)
-		if n < len(c.buf) {
-			break
-		}
 	}
+	before := c.pending
+	if err := c.parse(refused); err != nil {
+		return err
+	}
+	if c.pending < before {
+		c.progress = time.Now()
+	}
+	if c.pending > 0 && time.Since(c.progress) > lateTimeout {
+		return fmt.Errorf("%d replies owed and none came for %s: Redis stopped reading", c.pending, lateTimeout)
+	}
+	return nil
+}
+
+// parse takes the complete replies off c.in.
+func (c *lateConn) parse(refused func(string)) error {
 	for {
 		size, refusal, err := replyLen(c.in)
 		if err != nil {
@@ -360,96 +434,3 @@ func (c *lateConn) drain(refused func(string)) error {
 }
 
 func (c *lateConn) close() { syscall.Close(c.fd) }
-
-// AppendCommand appends cmd as a RESP array of bulk strings, for Late.
-func AppendCommand(b []byte, cmd Cmd) []byte {
-	b = append(b, '*')
-	b = strconv.AppendInt(b, int64(len(cmd)), 10)
-	b = append(b, '\r', '\n')
-	for _, a := range cmd {
-		switch v := a.(type) {
-		case string:
-			b = appendBulk(b, v)
-		case []byte:
-			b = appendBulk(b, v)
-		case int:
-			b = appendBulk(b, strconv.AppendInt(nil, int64(v), 10))
-		case int64:
-			b = appendBulk(b, strconv.AppendInt(nil, v, 10))
-		default:
-			panic(fmt.Sprintf("redisstore: argument of type %T", a)) // a caller's bug: Cmd says which types
-		}
-	}
-	return b
-}
-
-func appendBulk[T string | []byte](b []byte, s T) []byte {
-	b = append(b, '$')
-	b = strconv.AppendInt(b, int64(len(s)), 10)
-	b = append(b, '\r', '\n')
-	b = append(b, s...)
-	return append(b, '\r', '\n')
-}
-
-// maxReplyDepth bounds the nesting of the arrays replyLen walks.
-const maxReplyDepth = 8
-
-var errNotReply = errors.New("redis: bytes that are not a RESP2 reply")
-
-// replyLen is the length of the first complete RESP2 reply in b (0 if b
-// holds only the start of one) and, for an error reply, its message.
-func replyLen(b []byte) (n int, refusal string, err error) {
-	return replyAt(b, 0, 0)
-}
-
-func replyAt(b []byte, at, depth int) (int, string, error) {
-	if at >= len(b) {
-		return 0, "", nil
-	}
-	end := bytes.Index(b[at:], []byte("\r\n"))
-	if end < 0 {
-		if len(b)-at > 64<<10 {
-			return 0, "", errNotReply // no header line is this long
-		}
-		return 0, "", nil
-	}
-	if end == 0 {
-		return 0, "", errNotReply // a line without its type
-	}
-	line, next := b[at+1:at+end], at+end+2
-	switch b[at] {
-	case '+', ':':
-		return next, "", nil
-	case '-':
-		return next, string(line), nil
-	case '$':
-		size, err := strconv.Atoi(string(line))
-		if err != nil || size < -1 || size > 512<<20 {
-			return 0, "", errNotReply
-		}
-		if size == -1 {
-			return next, "", nil
-		}
-		if len(b) < next+size+2 {
-			return 0, "", nil
-		}
-		if b[next+size] != '\r' || b[next+size+1] != '\n' {
-			return 0, "", errNotReply
-		}
-		return next + size + 2, "", nil
-	case '*':
-		count, err := strconv.Atoi(string(line))
-		if err != nil || count < -1 || depth >= maxReplyDepth {
-			return 0, "", errNotReply
-		}
-		for range count {
-			n, _, err := replyAt(b, next, depth+1)
-			if err != nil || n == 0 {
-				return 0, "", err
-			}
-			next = n
-		}
-		return next, "", nil
-	}
-	return 0, "", errNotReply
-}

@@ -1,3 +1,5 @@
+//go:build linux
+
 package redisstore_test
 
 import (
@@ -5,7 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,16 +86,18 @@ func TestLateWritesAndRefusals(t *testing.T) {
 	}
 }
 
-// A connection Redis closed is found at a later write, which then returns
-// false (its caller writes through the pool), and the next write connects
+// A connection Redis closed is found by the next write (its reply and the
+// close behind it are read to the end), which returns false so that its
+// caller writes through the pool; after lateRetry the next write connects
 // again.
 func TestLateReconnects(t *testing.T) {
+	defer redisstore.SetLateTimes(2*time.Second, 100*time.Millisecond)()
 	rdb, l, key := lateSetup(t)
 	ctx := context.Background()
 	if !l.Write(set(key("a"), "1"), 1) {
 		t.Fatal("write refused")
 	}
-	waitValue(t, rdb, key("a"), "1")
+	waitValue(t, rdb, key("a"), "1") // its +OK now waits unread
 	addr := l.LocalAddr()
 	if addr == "" {
 		t.Fatal("no connection after a write")
@@ -100,17 +105,94 @@ func TestLateReconnects(t *testing.T) {
 	if err := rdb.Do(ctx, "CLIENT", "KILL", "ADDR", addr).Err(); err != nil {
 		t.Fatalf("CLIENT KILL ADDR %s: %v", addr, err)
 	}
-	var failed bool
-	poll.Until(t, 5*time.Second, "a write to find the closed connection", func() bool {
-		failed = !l.Write(set(key("b"), "2"), 1)
-		return failed
-	})
+	if l.Write(set(key("b"), "2"), 1) {
+		t.Fatal("a write into a connection Redis closed reported written")
+	}
+	if l.Write(set(key("b"), "2"), 1) {
+		t.Fatal("a write within lateRetry of a failure connected again")
+	}
+	time.Sleep(150 * time.Millisecond) // lateRetry
 	if !l.Write(set(key("c"), "3"), 1) {
-		t.Fatal("no new connection after the old one closed")
+		t.Fatal("no new connection after lateRetry")
 	}
 	waitValue(t, rdb, key("c"), "3")
 	if now := l.LocalAddr(); now == "" || now == addr {
 		t.Fatalf("connection %q after reconnecting, want a new one (was %q)", now, addr)
+	}
+}
+
+// stalledRedis listens on loopback and answers each connection's first
+// ping-sized read with +PONG when pong is set, then reads nothing more: a
+// Redis that stopped (SIGSTOP) or whose host vanished.
+func stalledRedis(t *testing.T, pong bool) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	var mu sync.Mutex
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			if pong {
+				buf := make([]byte, 64)
+				if _, err := c.Read(buf); err == nil {
+					_, _ = c.Write([]byte("+PONG\r\n"))
+				}
+			}
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// A Redis that accepts connections but does not answer fails the
+// handshake; one that stops answering after it is given up lateTimeout
+// after its replies stopped: the writes then return false (and go through
+// the pool), instead of filling a socket nobody reads.
+func TestLateGivesUpOnAStalledRedis(t *testing.T) {
+	defer redisstore.SetLateTimes(200*time.Millisecond, time.Hour)()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, pong := range []bool{false, true} {
+		rdb := redis.NewClient(&redis.Options{Addr: stalledRedis(t, pong)})
+		l := redisstore.NewLate(rdb, quiet)
+		ok := l.Write(set("k", "v"), 1)
+		if !pong {
+			if ok {
+				t.Fatal("a write through a Redis that never answered the handshake")
+			}
+		} else {
+			if !ok {
+				t.Fatal("the first write after the handshake refused")
+			}
+			start := time.Now()
+			poll.Until(t, 5*time.Second, "the stalled connection to be given up", func() bool { return !l.Write(set("k", "v"), 1) })
+			if waited := time.Since(start); waited < 150*time.Millisecond {
+				t.Fatalf("given up after %s, before lateTimeout", waited)
+			}
+		}
+		if l.LocalAddr() != "" {
+			t.Fatal("a connection kept to a stalled Redis")
+		}
+		l.Close()
+		if l.Write(set("k", "v"), 1) {
+			t.Fatal("a write after Close")
+		}
+		rdb.Close()
 	}
 }
 
@@ -129,64 +211,4 @@ func TestLateOnlyOverPlainTCP(t *testing.T) {
 		l.Close() // nil-safe
 		rdb.Close()
 	}
-}
-
-// The reply scanner: whole replies, parts of one, errors, nesting.
-func TestReplyLen(t *testing.T) {
-	for _, c := range []struct {
-		in      string
-		n       int
-		refusal string
-		bad     bool
-	}{
-		{in: "+OK\r\n", n: 5},
-		{in: "+OK\r\n:1\r\n", n: 5},
-		{in: "+OK\r", n: 0},
-		{in: "-WRONGTYPE no\r\n", n: 15, refusal: "WRONGTYPE no"},
-		{in: ":42\r\n", n: 5},
-		{in: "$3\r\nabc\r\n", n: 9},
-		{in: "$3\r\nab", n: 0},
-		{in: "$-1\r\n", n: 5},
-		{in: "*2\r\n$1\r\na\r\n:1\r\n", n: 15},
-		{in: "*2\r\n$1\r\na\r\n", n: 0},
-		{in: "*-1\r\n", n: 5},
-		{in: "$3\r\nabcd\r\n", bad: true},
-		{in: "?x\r\n", bad: true},
-		{in: "\r\n", bad: true},
-		{in: "$x\r\n", bad: true},
-		{in: strings.Repeat("*1\r\n", 10) + ":1\r\n", bad: true},
-	} {
-		n, refusal, err := redisstore.ReplyLen([]byte(c.in))
-		if c.bad {
-			if err == nil {
-				t.Errorf("%q: %d %q %v, want an error", c.in, n, refusal, err)
-			}
-			continue
-		}
-		if err != nil || n != c.n || refusal != c.refusal {
-			t.Errorf("%q: %d %q %v, want %d %q", c.in, n, refusal, err, c.n, c.refusal)
-		}
-	}
-}
-
-// Whatever Redis sends, the scanner neither panics nor claims more than it
-// was given, and a reply it found is found alone too.
-func FuzzReplyLen(f *testing.F) {
-	for _, s := range []string{"+OK\r\n", "-ERR x\r\n", ":1\r\n", "$3\r\nabc\r\n", "$-1\r\n", "*2\r\n$1\r\na\r\n:1\r\n", "*1\r\n*1\r\n+x\r\n", "$5\r\nab"} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		n, _, err := redisstore.ReplyLen(b)
-		if err != nil {
-			return
-		}
-		if n < 0 || n > len(b) {
-			t.Fatalf("length %d of %d bytes", n, len(b))
-		}
-		if n > 0 {
-			if m, _, err := redisstore.ReplyLen(b[:n]); err != nil || m != n {
-				t.Fatalf("the reply alone: %d %v, want %d", m, err, n)
-			}
-		}
-	})
 }

@@ -2,6 +2,8 @@ package redisstore
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -58,6 +60,9 @@ func NewWriteBehind(rdb redis.UniversalClient, queue int, log *slog.Logger) *Wri
 // Add queues a write of cmds, in order, without waiting; false if the
 // queue is full (done is not called then).
 func (w *WriteBehind) Add(done func(error), cmds ...Cmd) bool {
+	if err := validCmds(cmds); err != nil {
+		panic(err) // a caller's bug, caught by its first test
+	}
 	select {
 	case w.queue <- write{cmds, done}:
 		return true
@@ -157,4 +162,23 @@ func (w *WriteBehind) sendLate(batch []write) bool {
 		w.out = nil // a burst's buffer is not kept
 	}
 	return w.late.Write(out, n)
+}
+
+// validCmds refuses what AppendCommand cannot write: an empty command (no
+// reply would come, and the replies owed would be off by one for good) or
+// an argument of another type.
+func validCmds(cmds []Cmd) error {
+	for _, cmd := range cmds {
+		if len(cmd) == 0 {
+			return errors.New("redisstore: an empty command")
+		}
+		for _, a := range cmd {
+			switch a.(type) {
+			case string, []byte, int, int64:
+			default:
+				return fmt.Errorf("redisstore: argument of type %T in %v", a, cmd[0])
+			}
+		}
+	}
+	return nil
 }
