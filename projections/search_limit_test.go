@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/projections"
 )
 
@@ -57,25 +58,50 @@ func TestSearchWaitsForASlot(t *testing.T) {
 	}
 }
 
-// A search whose query outlives SearchTimeout is cancelled and answered
-// unavailable, naming the bound and what to do; its slot is free again.
-// Within the bound, or without one, the same search answers.
+// A search whose query outlives SearchTimeout is cancelled in Postgres and
+// answered unavailable, naming the bound and what to do; its slot is free
+// again and no backend goes on with it. Within the bound, or without one,
+// the same search answers.
 func TestSearchStopsAtItsTimeout(t *testing.T) {
 	pool := openPool(t)
-	store := projections.NewStore(pool, freshSchema(t, pool), testTopic)
+	schema := freshSchema(t, pool)
+	store := projections.NewStore(pool, schema, testTopic)
 	applyAll(t, store, knownLog(), 4)
 	limit := projections.NewSearchLimit(1)
-	r := projections.Reader{Store: store, Access: allMembers{}, Searches: limit, SearchTimeout: time.Nanosecond}
-	_, err := r.Search(context.Background(), "alice", projections.SearchQuery{Query: "fixed"})
-	if !errors.Is(err, domain.ErrUnavailable) || !strings.Contains(err.Error(), "stopped after 1ns") {
+	r := projections.Reader{Store: store, Access: allMembers{}, Searches: limit, SearchTimeout: 300 * time.Millisecond}
+	ctx := context.Background()
+
+	// The search's query waits behind a lock held until the test says.
+	lock, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx) //nolint:errcheck // released below
+	if _, err := lock.Exec(ctx, "LOCK TABLE "+schema+".messages IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = r.Search(ctx, "alice", projections.SearchQuery{Query: "fixed"})
+	if !errors.Is(err, domain.ErrUnavailable) || !strings.Contains(err.Error(), "stopped after 300ms") {
 		t.Fatalf("a search past its timeout: %v, want unavailable naming the bound", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the search answered after %s", took)
 	}
 	if len(limit) != 0 {
 		t.Fatal("a search that timed out kept its slot")
 	}
+	poll.Until(t, 5*time.Second, "no backend still running the search", func() bool {
+		var n int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%plainto_tsquery%' AND query NOT LIKE '%pg_stat_activity%' AND state = 'active'`).Scan(&n)
+		return err == nil && n == 0
+	})
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
 	for _, timeout := range []time.Duration{0, time.Minute} {
 		r.SearchTimeout = timeout
-		page, err := r.Search(context.Background(), "alice", projections.SearchQuery{Query: "fixed"})
+		page, err := r.Search(ctx, "alice", projections.SearchQuery{Query: "fixed"})
 		if err != nil || len(page.Messages) == 0 {
 			t.Fatalf("timeout %s: %+v, %v; want the edited message", timeout, page, err)
 		}

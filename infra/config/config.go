@@ -249,8 +249,8 @@ func (c Config) Validate() error {
 	if c.SearchConcurrency < 1 || c.SearchConcurrency > DBPoolSize/2 {
 		bad("CHAT_SEARCH_CONCURRENCY must be 1-%d (half the node's Postgres pool; got %d)", DBPoolSize/2, c.SearchConcurrency)
 	}
-	if c.SearchTimeout < 100*time.Millisecond || c.SearchTimeout > time.Minute {
-		bad("CHAT_SEARCH_TIMEOUT must be 100ms-1m (got %s)", c.SearchTimeout)
+	if c.SearchTimeout < 100*time.Millisecond || c.SearchTimeout > 15*time.Second {
+		bad("CHAT_SEARCH_TIMEOUT must be 100ms-15s, within a command's 15 s (got %s)", c.SearchTimeout)
 	}
 	if c.BatchWait <= 0 || c.BatchWait > 10*time.Second || c.ProjectorFetchWait < 10*time.Millisecond || c.ProjectorFetchWait > 10*time.Second {
 		bad("CHAT_PROJECTOR_WAIT must be 1ns-10s and CHAT_PROJECTOR_FETCH_WAIT 10ms-10s")

@@ -97,7 +97,7 @@ func TestProjectorWaits(t *testing.T) {
 	}
 	for _, bad := range [][2]string{{"CHAT_PROJECTOR_FETCH_WAIT", "5ms"}, {"CHAT_PROJECTOR_FETCH_WAIT", "1m"}, {"CHAT_PROJECTOR_WAIT", "0s"}, {"CHAT_PROJECTOR_WAIT", "11s"}, {"CHAT_HOP_GATHER", "-1ms"}, {"CHAT_HOP_GATHER", "1s"},
 		{"CHAT_IDEM_PENDING_STALE", "0s"}, {"CHAT_IDEM_PENDING_STALE", "24h"},
-		{"CHAT_SEARCH_CONCURRENCY", "0"}, {"CHAT_SEARCH_CONCURRENCY", "11"}, {"CHAT_SEARCH_TIMEOUT", "10ms"}, {"CHAT_SEARCH_TIMEOUT", "2m"}} {
+		{"CHAT_SEARCH_CONCURRENCY", "0"}, {"CHAT_SEARCH_CONCURRENCY", "11"}, {"CHAT_SEARCH_TIMEOUT", "10ms"}, {"CHAT_SEARCH_TIMEOUT", "16s"}} {
 		t.Run(bad[0]+"="+bad[1], func(t *testing.T) {
 			t.Setenv(bad[0], bad[1])
 			if _, err := Load(); err == nil || !strings.Contains(err.Error(), bad[0]) {
