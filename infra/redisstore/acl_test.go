@@ -133,7 +133,10 @@ func TestACLUser(t *testing.T) {
 	if !late.Write(redisstore.AppendCommand(nil, redisstore.Cmd{"set", "not-" + env.Cfg.RedisPrefix, "v"}), 1) {
 		t.Fatal("late write refused before Redis saw it")
 	}
-	poll.Until(t, 5*time.Second, "Redis's NOPERM to be counted", func() bool { return testutil.ToFloat64(refused) > before })
+	poll.Until(t, 5*time.Second, "Redis's NOPERM to be counted", func() bool {
+		late.Drain()
+		return testutil.ToFloat64(refused) > before
+	})
 
 	bad, err := redisstore.NewClient(withUser(t, env.Cfg.RedisURL, user, "wrong"))
 	if err != nil {

@@ -11,8 +11,6 @@ import (
 // LocalAddr is the local address of l's connection ("" when it has none),
 // for tests that find it in CLIENT LIST.
 func (l *Late) LocalAddr() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.conn == nil {
 		return ""
 	}

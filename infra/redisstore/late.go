@@ -3,12 +3,10 @@
 package redisstore
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"sync"
 	"syscall"
 	"time"
 
@@ -18,8 +16,9 @@ import (
 )
 
 // Late writes commands whose replies nobody waits for on a connection of
-// its own (lateConn), safe for concurrent use. A nil *Late writes nothing
-// (Write returns false): the client it was made for allows no such
+// its own (lateConn). It belongs to one goroutine (the write-behind's),
+// which also calls Drain while it writes nothing. A nil *Late writes
+// nothing (Write returns false): the client it was made for allows no such
 // connection.
 //
 // Write returning true means the bytes are in the kernel's buffer, not that
@@ -31,7 +30,6 @@ import (
 // unreachable Redis) is closed after lateTimeout, and one whose last write
 // failed is not dialled again for lateRetry.
 type Late struct {
-	mu       sync.Mutex
 	opt      *redis.Options
 	log      *slog.Logger
 	conn     *lateConn // nil: not connected
@@ -39,8 +37,6 @@ type Late struct {
 	closed   bool
 	refusals int    // since the last log line
 	last     string // the last refusal's message
-	stop     context.CancelFunc
-	done     chan struct{}
 }
 
 // lateRetry is how long after a failure Late refuses writes (its callers
@@ -54,40 +50,14 @@ func NewLate(rdb redis.UniversalClient, log *slog.Logger) *Late {
 	if opt == nil {
 		return nil
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	l := &Late{opt: opt, log: log, stop: stop, done: make(chan struct{})}
-	go l.drainEverySecond(ctx)
-	return l
-}
-
-// drainEverySecond reads the replies owed while nothing is written: a
-// refusal is logged within a second, a dead connection found.
-func (l *Late) drainEverySecond(ctx context.Context) {
-	defer close(l.done)
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-tick.C:
-			l.mu.Lock()
-			l.drainLocked()
-			l.mu.Unlock()
-		case <-ctx.Done():
-			return
-		}
-	}
+	return &Late{opt: opt, log: log}
 }
 
 // Write writes b, which holds n RESP commands (AppendCommand); false if
 // it could not (no connection, or the write failed: the connection is
 // closed, and how much of b reached Redis is unknown).
 func (l *Late) Write(b []byte, n int) bool {
-	if l == nil {
-		return false
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
+	if l == nil || l.closed {
 		return false
 	}
 	if l.conn == nil {
@@ -113,11 +83,17 @@ func (l *Late) Write(b []byte, n int) bool {
 func (l *Late) fail(msg string, err error) {
 	metrics.RedisErrors.WithLabelValues("late_write").Inc()
 	l.log.Warn(msg, "err", err)
-	l.closeLocked()
+	l.closeConn()
 	l.failed = time.Now()
 }
 
-func (l *Late) drainLocked() {
+// Drain reads the replies owed, without waiting, and logs the refusals
+// counted since the last time; called about once a second while nothing is
+// written, so that a refusal is logged and a dead connection found.
+func (l *Late) Drain() {
+	if l == nil {
+		return
+	}
 	if l.conn != nil {
 		if err := l.conn.drain(l.refused); err != nil {
 			l.fail("redis: connection for late replies failed", err)
@@ -129,15 +105,14 @@ func (l *Late) drainLocked() {
 	}
 }
 
-// refused counts a write Redis refused; drainLocked logs them, at most
-// once a second.
+// refused counts a write Redis refused; Drain logs them.
 func (l *Late) refused(msg string) {
 	metrics.RedisErrors.WithLabelValues("late_refused").Inc()
 	l.refusals++
 	l.last = msg
 }
 
-func (l *Late) closeLocked() {
+func (l *Late) closeConn() {
 	if l.conn != nil {
 		l.conn.close()
 		l.conn = nil
@@ -151,16 +126,12 @@ func (l *Late) Close() {
 	if l == nil {
 		return
 	}
-	l.stop()
-	<-l.done
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.closed = true
 	if l.conn != nil {
 		l.conn.finish(l.refused)
 	}
-	l.drainLocked()
-	l.closeLocked()
+	l.Drain()
+	l.closeConn()
 }
 
 // lateConn is a connection to one Redis whose replies are read late: after

@@ -18,5 +18,8 @@ func NewLate(redis.UniversalClient, *slog.Logger) *Late { return nil }
 // Write never writes off Linux.
 func (l *Late) Write([]byte, int) bool { return false }
 
+// Drain does nothing off Linux.
+func (l *Late) Drain() {}
+
 // Close does nothing off Linux.
 func (l *Late) Close() {}

@@ -82,11 +82,22 @@ func (w *WriteBehind) Close() {
 func (w *WriteBehind) run(ctx context.Context) {
 	defer close(w.done)
 	defer w.late.Close()
+	// The late connection's replies owed while nothing is written are read
+	// once a second (Late.Drain).
+	var tick <-chan time.Time
+	if w.late != nil {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		tick = t.C
+	}
 	batch := make([]write, 0, 64)
 	for {
 		select {
 		case first := <-w.queue:
 			batch = append(batch[:0], first)
+		case <-tick:
+			w.late.Drain()
+			continue
 		case <-ctx.Done():
 			w.flushQueued(batch[:0])
 			return
