@@ -104,7 +104,9 @@ func (h *Handler) Handle(ctx context.Context, partition int32, offset int64, val
 // publishes their deliveries in one round trip. On an error nothing is
 // marked done: the caller retries the batch, and the memberships it may
 // have advanced are forgotten (reloaded), so a retried event does not see
-// a change logged after it.
+// a change logged after it. The Prev chain is kept: a delivery published
+// before that a gateway never got (Redis lost it) stays a gap the
+// gateway sees at the next one.
 func (h *Handler) HandleBatch(ctx context.Context, recs []Record) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -112,7 +114,7 @@ func (h *Handler) HandleBatch(ctx context.Context, recs []Record) error {
 	for _, r := range recs {
 		d, ok, err := h.handle(ctx, r)
 		if err != nil {
-			h.forgetLocked(nil)
+			h.forgetMembershipsLocked()
 			return err
 		}
 		if ok {
@@ -124,7 +126,7 @@ func (h *Handler) HandleBatch(ctx context.Context, recs []Record) error {
 		err = h.bus.PublishBatch(ctx, out)
 	}
 	if err != nil {
-		h.forgetLocked(nil)
+		h.forgetMembershipsLocked()
 		return err
 	}
 	for k, v := range prev {
@@ -185,6 +187,11 @@ func (h *Handler) Forget(partitions []int32) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.forgetLocked(partitions)
+}
+
+// forgetMembershipsLocked drops every membership held, not the Prev chain.
+func (h *Handler) forgetMembershipsLocked() {
+	h.cache, h.cached = map[int32]map[string]map[string]domain.Membership{}, 0
 }
 
 func (h *Handler) forgetLocked(partitions []int32) {

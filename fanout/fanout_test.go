@@ -190,3 +190,29 @@ func TestRetriedBatchSeesMembershipAsOfItsEvents(t *testing.T) {
 		t.Fatalf("message before the leave: recipients %v, want [a b]", got)
 	}
 }
+
+// TestRetriedBatchKeepsThePrevChain: a batch whose publish failed is
+// retried chained to what was published before it, so a delivery Redis
+// lost before the failure stays a gap the gateway sees.
+func TestRetriedBatchKeepsThePrevChain(t *testing.T) {
+	bus := &failingBus{}
+	h := New(fakeMembers{}, bus, nil)
+	ctx := context.Background()
+	created := event(t, domain.EvConversationCreated, "a", domain.ConversationCreated{Kind: "group", Members: []string{"a", "b"}})
+	sent := event(t, domain.EvMessageSent, "a", domain.MessageSent{MessageID: "m", ClientMsgID: "x", Body: "hi"})
+	if err := h.HandleBatch(ctx, []Record{{0, 0, created}, {0, 1, sent}}); err != nil {
+		t.Fatal(err)
+	}
+	bus.fail = 1
+	next := []Record{{0, 2, event(t, domain.EvMessageSent, "a", domain.MessageSent{MessageID: "m2", ClientMsgID: "y", Body: "again"})}}
+	if err := h.HandleBatch(ctx, next); err == nil {
+		t.Fatal("the failing publish was not reported")
+	}
+	if err := h.HandleBatch(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	last := bus.got[len(bus.got)-1]
+	if want := domain.SeqOf(1); last.Seq != domain.SeqOf(2) || last.Prev != want {
+		t.Fatalf("retried delivery seq %d prev %d, want seq %d prev %d", last.Seq, last.Prev, domain.SeqOf(2), want)
+	}
+}

@@ -8,9 +8,11 @@ import (
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/fanout"
+	"github.com/parley-chat/parley/infra/fanoutbus"
 	"github.com/parley-chat/parley/infra/handoff"
 	"github.com/parley-chat/parley/infra/kafkalog"
 	"github.com/parley-chat/parley/infra/metrics"
+	"github.com/parley-chat/parley/infra/redisstore"
 	"github.com/parley-chat/parley/projections"
 )
 
@@ -35,11 +37,15 @@ func (a *App) runFanout(ctx context.Context) error {
 	// The hand-off reader keeps the route cache right (fanoutbus.RouteCache).
 	routes := a.Bus.RouteCache()
 	handed.WatchRoutes(routes)
-	h := fanout.New(a.Redis, routes, a.Store)
+	// Its batches go on a connection whose replies are read late; the
+	// offsets are committed once they came (Settle).
+	pub := fanoutbus.NewLatePublisher(routes, redisstore.NewLate(a.Redis.Client(), a.Log.With("role", "fanout")))
+	defer pub.Close()
+	h := fanout.New(a.Redis, pub, a.Store)
 	return kafkalog.RunLive(ctx, kafkalog.LiveConfig{
 		Kafka: KafkaConfig(a.Cfg).WithClientID("parley-fanout-" + a.Cfg.NodeID),
 		Group: a.Cfg.GroupPrefix + FanoutGroup, Forget: h.Forget, Handoff: handed.Read, FromLog: routes.ReadNext,
-		Gather: a.Cfg.HopGather,
+		Gather: a.Cfg.HopGather, Settle: pub.Settle,
 	}, func(ctx context.Context, batch []kafkalog.Consumed) error {
 		recs := make([]fanout.Record, len(batch))
 		for i, c := range batch {

@@ -113,20 +113,39 @@ func (b *Bus) PublishBatch(ctx context.Context, ds []domain.Delivery) error {
 	if len(ds) == 0 {
 		return nil
 	}
+	return b.publish(ctx, b.encode(ds, nil))
+}
+
+// published is one delivery as the bus writes it: its node's names and
+// its wire form.
+type published struct {
+	names   nodeNames
+	payload []byte
+}
+
+// encode appends ds's wire forms to out, their payloads in one allocation.
+func (b *Bus) encode(ds []domain.Delivery, out []published) []published {
 	size := 0
 	for _, d := range ds {
 		size += encodedCap(d)
 	}
-	buf := make([]byte, 0, size) // every payload in one allocation
-	pipe := b.rdb.Pipeline()
+	buf := make([]byte, 0, size)
 	for _, d := range ds {
 		start := len(buf)
 		buf = Encode(buf, d)
-		payload := buf[start:len(buf):len(buf)]
-		names := b.namesOf(d.Node)
-		pipe.XAdd(ctx, &redis.XAddArgs{Stream: names.stream, MaxLen: b.cfg.MaxLen, Approx: true,
-			Values: []any{"d", payload}})
-		pipe.SPublish(ctx, names.channel, payload)
+		out = append(out, published{b.namesOf(d.Node), buf[start:len(buf):len(buf)]})
+	}
+	return out
+}
+
+// publish writes ps in one pipeline: each appended to its node's stream
+// (the catch-up's buffer), then published on its node's channel.
+func (b *Bus) publish(ctx context.Context, ps []published) error {
+	pipe := b.rdb.Pipeline()
+	for _, p := range ps {
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: p.names.stream, MaxLen: b.cfg.MaxLen, Approx: true,
+			Values: []any{"d", p.payload}})
+		pipe.SPublish(ctx, p.names.channel, p.payload)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("%w: publish deliveries: %v", domain.ErrUnavailable, err)

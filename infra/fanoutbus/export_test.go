@@ -21,3 +21,10 @@ func SetAfterRead(f func()) func() {
 	afterRead = f
 	return func() { afterRead = old }
 }
+
+// Held is how many batches p holds for their replies.
+func (p *LatePublisher) Held() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.unsettled)
+}

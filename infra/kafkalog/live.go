@@ -47,6 +47,12 @@ type LiveConfig struct {
 	// handler call per Gather under load instead of one per record, for
 	// at most that much latency. 0 reads again at once.
 	Gather time.Duration
+	// Settle, if set, is called before each commit of the offsets handled
+	// (with the hand-off only): an error skips the commit, so that what
+	// the handler took but did not finish (replies it reads late) is
+	// redelivered after a crash. Called once a second, also to let the
+	// handler finish such work.
+	Settle func(ctx context.Context) error
 }
 
 // Validate reports a config the consumer cannot work with.
@@ -61,6 +67,8 @@ func (c LiveConfig) Validate() error {
 		return fmt.Errorf("kafkalog: max batch %d below 1", c.MaxBatch)
 	case c.Gather < 0 || c.Gather > time.Second:
 		return fmt.Errorf("kafkalog: gather %s outside 0-1s", c.Gather)
+	case c.Settle != nil && c.Handoff == nil:
+		return errors.New("kafkalog: Settle needs the hand-off's consumer")
 	}
 	return nil
 }

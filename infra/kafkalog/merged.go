@@ -170,7 +170,7 @@ func (m *merged) apply(ctx context.Context, cl *kgo.Client) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if m.dirty {
+			if m.settle(ctx) && m.dirty {
 				cl.CommitOffsets(ctx, map[string]map[int32]kgo.EpochOffset{m.cfg.Kafka.Topic: maps.Clone(m.handled)}, m.logCommit)
 				m.dirty = false
 			}
@@ -321,7 +321,23 @@ func (m *merged) commitHandled(cl *kgo.Client, partitions []int32) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if !m.settle(ctx) {
+		return // the next owner redelivers from the last commit
+	}
 	cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{m.cfg.Kafka.Topic: offs}, m.logCommit)
+}
+
+// settle lets the handler finish what it took (LiveConfig.Settle); false
+// if it could not, and the offsets must not be committed.
+func (m *merged) settle(ctx context.Context) bool {
+	if m.cfg.Settle == nil {
+		return true
+	}
+	if err := m.cfg.Settle(ctx); err != nil {
+		m.log.Warn("offsets not committed: the handler has not finished what it took", "err", err)
+		return false
+	}
+	return true
 }
 
 func (m *merged) logCommit(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {

@@ -183,52 +183,109 @@ func TestLiveResumesFromCommittedOffsets(t *testing.T) {
 	fake := &replayingHandoff{}
 	l := openLog(t, env)
 	l.SetHandoff(fake.offer)
-	var mu sync.Mutex
-	var got []kafkalog.Consumed
-	handle := func(_ context.Context, batch []kafkalog.Consumed) error {
-		mu.Lock()
-		defer mu.Unlock()
-		got = append(got, batch...)
-		return nil
-	}
-	count := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(got)
-	}
-	run := func() (stop func()) {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() {
-			done <- kafkalog.RunLive(ctx, kafkalog.LiveConfig{
-				Kafka: app.KafkaConfig(env.Cfg).WithClientID("live-test"), Group: env.Cfg.GroupPrefix + "liveresume",
-				Handoff: fake.read,
-			}, handle, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		}()
-		return func() {
-			cancel()
-			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("consumer: %v", err)
-			}
-		}
-	}
-	stop := run()
+	rec := &recorder{}
+	stop := runLive(t, env, "liveresume", fake.read, rec.handle, nil)
 	appendN(t, l, "conv-a", 30)
-	testenv.WaitFor(t, 60*time.Second, "the first 30 records", func() bool { return count() >= 30 })
+	testenv.WaitFor(t, 60*time.Second, "the first 30 records", func() bool { return rec.count() >= 30 })
 	stop()                      // commits on the way out
 	appendN(t, l, "conv-a", 20) // nobody consumes these now
-	stop = run()
+	stop = runLive(t, env, "liveresume", fake.read, rec.handle, nil)
 	defer stop()
 	appendN(t, l, "conv-a", 10)
-	testenv.WaitFor(t, 60*time.Second, "all 60 records", func() bool { return count() >= 60 })
-	mu.Lock()
-	defer mu.Unlock()
-	if len(got) != 60 {
-		t.Fatalf("handled %d records, appended 60", len(got))
+	testenv.WaitFor(t, 60*time.Second, "all 60 records", func() bool { return rec.count() >= 60 })
+	rec.expect(t, 0, 60)
+}
+
+// Offsets whose records the handler has not settled (LiveConfig.Settle
+// fails: the fan-out's replies have not come) are not committed, neither
+// once a second nor at the stop: the next consumer gets those records
+// again.
+func TestLiveRedeliversWhatWasNotSettled(t *testing.T) {
+	env := testenv.New(t)
+	fake := &replayingHandoff{}
+	l := openLog(t, env)
+	l.SetHandoff(fake.offer)
+	rec := &recorder{}
+	var settled atomic.Bool
+	var calls atomic.Int64
+	settle := func(context.Context) error {
+		calls.Add(1)
+		if settled.Load() {
+			return nil
+		}
+		return errors.New("replies owed")
 	}
-	for i, r := range got {
-		if r.Offset != int64(i) {
-			t.Fatalf("record %d has offset %d: a record handled twice or skipped", i, r.Offset)
+	stop := runLive(t, env, "liveunsettled", fake.read, rec.handle, settle)
+	appendN(t, l, "conv-a", 30)
+	testenv.WaitFor(t, 60*time.Second, "the first 30 records", func() bool { return rec.count() >= 30 })
+	// A commit tick after them (a commit there would skip the replay below).
+	ticks := calls.Load()
+	testenv.WaitFor(t, 10*time.Second, "a commit tick", func() bool { return calls.Load() > ticks })
+	stop()
+	settled.Store(true)
+	stop = runLive(t, env, "liveunsettled", fake.read, rec.handle, settle)
+	defer stop()
+	testenv.WaitFor(t, 60*time.Second, "the 30 records again", func() bool { return rec.count() >= 60 })
+	rec.expect(t, 0, 30, 0, 30)
+}
+
+// recorder keeps what a handler got.
+type recorder struct {
+	mu  sync.Mutex
+	got []kafkalog.Consumed
+}
+
+func (r *recorder) handle(_ context.Context, batch []kafkalog.Consumed) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, batch...)
+	return nil
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.got)
+}
+
+// expect checks that the offsets handled are the runs [from, to) given in
+// pairs, in order, and nothing else.
+func (r *recorder) expect(t *testing.T, runs ...int64) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var want []int64
+	for i := 0; i+1 < len(runs); i += 2 {
+		for o := runs[i]; o < runs[i+1]; o++ {
+			want = append(want, o)
+		}
+	}
+	got := make([]int64, len(r.got))
+	for i, c := range r.got {
+		got[i] = c.Offset
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("handled offsets %v, want %v", got, want)
+	}
+}
+
+// runLive runs a live consumer of group (under the test's prefix) until
+// the returned stop.
+func runLive(t *testing.T, env *testenv.Env, group string, handoff func(context.Context, []int32) ([]kafkalog.Consumed, error),
+	handle kafkalog.BatchHandler, settle func(context.Context) error) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- kafkalog.RunLive(ctx, kafkalog.LiveConfig{
+			Kafka: app.KafkaConfig(env.Cfg).WithClientID("live-test"), Group: env.Cfg.GroupPrefix + group,
+			Handoff: handoff, Settle: settle,
+		}, handle, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	return func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("consumer: %v", err)
 		}
 	}
 }

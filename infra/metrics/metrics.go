@@ -45,6 +45,9 @@ var (
 	FanoutRoutes = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "parley_fanout_route_lookups_total", Help: "Recipients whose gateway nodes the fan-out looked up, by where it found them: cached (its memory) or read (Redis).",
 	}, []string{"source"})
+	FanoutRepublished = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parley_fanout_republished_total", Help: "Deliveries the fan-out published again through the pool because the connection they were written on broke before Redis answered, or Redis refused one (the gateways drop the copies they had).",
+	})
 	FanoutRouteResets = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parley_fanout_route_cache_resets_total", Help: "Times the fan-out emptied its route cache (a new or restored hand-off subscription, records the log or a stream brought, a stalled reader).",
 	})

@@ -16,19 +16,21 @@ import (
 )
 
 // Late writes commands whose replies nobody waits for on a connection of
-// its own (lateConn). It belongs to one goroutine (the write-behind's),
-// which also calls Drain while it writes nothing. A nil *Late writes
-// nothing (Write returns false): the client it was made for allows no such
-// connection.
+// its own (lateConn). It belongs to one goroutine (the write-behind's, or
+// the fan-out publisher's, under its lock), which also calls Drain while
+// it writes nothing. A nil *Late writes nothing (Write returns false): the
+// client it was made for allows no such connection.
 //
 // Write returning true means the bytes are in the kernel's buffer, not that
 // Redis applied them: a batch written just before Redis died or closed the
 // connection can be lost unreported. Only writes whose loss costs nothing
 // but time belong on it (the write-behind's: a hand-off the fan-out then
 // reads from the log, a final idempotency record a retry then finds the
-// slow way). A connection whose replies stop coming (a stopped or
-// unreachable Redis) is closed after lateTimeout, and one whose last write
-// failed is not dialled again for lateRetry.
+// slow way), or writes whose caller keeps them until Progress shows their
+// replies came (WriteMarked: the fan-out's, fanoutbus.LatePublisher). A
+// connection whose replies stop coming (a stopped or unreachable Redis) is
+// closed after lateTimeout, and one whose last write failed is not dialled
+// again for lateRetry.
 type Late struct {
 	opt      *redis.Options
 	log      *slog.Logger
@@ -37,7 +39,16 @@ type Late struct {
 	closed   bool
 	refusals int    // since the last log line
 	last     string // the last refusal's message
+	// gen numbers the connections (0: none); refusedAt is the reply number
+	// on the current connection of the first refusal not yet collected by
+	// Progress (0: none).
+	gen       uint64
+	refusedAt uint64
 }
+
+// Mark says where a write's replies end: the connection it went on and
+// the number of its last reply there. Progress tells whether they came.
+type Mark struct{ Gen, End uint64 }
 
 // lateRetry is how long after a failure Late refuses writes (its callers
 // write through go-redis meanwhile).
@@ -57,25 +68,54 @@ func NewLate(rdb redis.UniversalClient, log *slog.Logger) *Late {
 // it could not (no connection, or the write failed: the connection is
 // closed, and how much of b reached Redis is unknown).
 func (l *Late) Write(b []byte, n int) bool {
+	_, ok := l.WriteMarked(b, n)
+	return ok
+}
+
+// WriteMarked is Write, and says where the replies of b end.
+func (l *Late) WriteMarked(b []byte, n int) (Mark, bool) {
 	if l == nil || l.closed {
-		return false
+		return Mark{}, false
 	}
 	if l.conn == nil {
 		if time.Since(l.failed) < lateRetry {
-			return false
+			return Mark{}, false
 		}
 		c, err := dialLate(l.opt)
 		if err != nil {
 			l.fail("redis: no connection of its own for late replies; writing through the pool", err)
-			return false
+			return Mark{}, false
 		}
-		l.conn = c
+		l.conn, l.gen, l.refusedAt = c, l.gen+1, 0
 	}
 	if err := l.conn.send(b, n, l.refused); err != nil {
 		l.fail("redis: connection for late replies failed; writing through the pool", err)
-		return false
+		return Mark{}, false
 	}
-	return true
+	return Mark{Gen: l.gen, End: l.conn.written}, true
+}
+
+// Progress reports the current connection (0: none), how many of its
+// replies were read, and the number of the first refusal among them not
+// reported before (0: none). A write marked with another connection may
+// never have reached Redis.
+func (l *Late) Progress() (gen, read, refusedAt uint64) {
+	if l == nil || l.conn == nil {
+		return 0, 0, 0
+	}
+	refusedAt, l.refusedAt = l.refusedAt, 0
+	return l.gen, l.conn.read, refusedAt
+}
+
+// Await reads the replies owed, waiting at most lateTimeout for them; a
+// connection that fails or stays silent meanwhile is closed.
+func (l *Late) Await() {
+	if l == nil || l.conn == nil {
+		return
+	}
+	if err := l.conn.await(l.refused); err != nil {
+		l.fail("redis: connection for late replies failed", err)
+	}
 }
 
 // fail closes the connection, counts and logs why, and holds off the
@@ -110,6 +150,9 @@ func (l *Late) refused(msg string) {
 	metrics.RedisErrors.WithLabelValues("late_refused").Inc()
 	l.refusals++
 	l.last = msg
+	if l.refusedAt == 0 && l.conn != nil {
+		l.refusedAt = l.conn.read
+	}
 }
 
 func (l *Late) closeConn() {
@@ -148,8 +191,10 @@ func (l *Late) Close() {
 // writes' done funcs hear of a broken connection, not of a refusal.
 type lateConn struct {
 	fd      int
-	pending int    // replies not read yet
-	in      []byte // reply bytes read but not parsed (part of a reply)
+	pending int // replies not read yet
+	// written counts the commands written, read the replies read.
+	written, read uint64
+	in            []byte // reply bytes read but not parsed (part of a reply)
 	// progress is when a reply last came, or when replies started to be
 	// owed: owed replies none of which came for lateTimeout mean Redis
 	// stopped reading (stopped, unreachable), and the connection is closed.
@@ -312,6 +357,7 @@ func (c *lateConn) send(b []byte, n int, refused func(string)) error {
 		c.progress = time.Now()
 	}
 	c.pending += n
+	c.written += uint64(n)
 	return c.drain(refused)
 }
 
@@ -319,19 +365,32 @@ func (c *lateConn) send(b []byte, n int, refused func(string)) error {
 // lateTimeout for them.
 func (c *lateConn) finish(refused func(string)) {
 	_ = syscall.Shutdown(c.fd, syscall.SHUT_WR)
-	for deadline := time.Now().Add(lateTimeout); c.pending > 0 && time.Now().Before(deadline); {
+	_ = c.await(refused)
+}
+
+// await reads until no reply is owed; an error if the connection fails,
+// or if lateTimeout passes first.
+func (c *lateConn) await(refused func(string)) error {
+	for deadline := time.Now().Add(lateTimeout); c.pending > 0; {
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("%d replies owed after %s: Redis stopped reading", c.pending, lateTimeout)
+		}
 		n, err := syscall.Read(c.fd, c.buf[:]) // blocks at most SO_RCVTIMEO
 		if errors.Is(err, syscall.EINTR) {
 			continue
 		}
-		if err != nil || n <= 0 {
-			return
+		if err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+		if n == 0 {
+			return errors.New("read: connection closed by Redis")
 		}
 		c.in = append(c.in, c.buf[:n]...)
-		if c.parse(refused) != nil {
-			return
+		if err := c.parse(refused); err != nil {
+			return err
 		}
 	}
+	return nil
 }
 
 func (c *lateConn) write(b []byte) error {
@@ -390,10 +449,10 @@ func (c *lateConn) parse(refused func(string)) error {
 		if size == 0 {
 			break
 		}
+		c.in, c.pending, c.read = c.in[size:], c.pending-1, c.read+1
 		if refusal != "" {
 			refused(refusal)
 		}
-		c.in, c.pending = c.in[size:], c.pending-1
 	}
 	if len(c.in) == 0 {
 		c.in = c.in[:0:0] // a drained buffer is not kept

@@ -23,3 +23,15 @@ func (l *Late) Drain() {}
 
 // Close does nothing off Linux.
 func (l *Late) Close() {}
+
+// Mark says where a write's replies end (late.go).
+type Mark struct{ Gen, End uint64 }
+
+// WriteMarked never writes off Linux.
+func (l *Late) WriteMarked([]byte, int) (Mark, bool) { return Mark{}, false }
+
+// Progress reports no connection off Linux.
+func (l *Late) Progress() (gen, read, refusedAt uint64) { return 0, 0, 0 }
+
+// Await does nothing off Linux.
+func (l *Late) Await() {}

@@ -1,0 +1,177 @@
+//go:build linux
+
+package fanoutbus_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/fanoutbus"
+	"github.com/parley-chat/parley/infra/metrics"
+	"github.com/parley-chat/parley/infra/redisstore"
+	"github.com/parley-chat/parley/internal/poll"
+)
+
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// latePublisher publishes through pub's routes, on a late connection to
+// the Redis at addr.
+func latePublisher(t *testing.T, pub *fanoutbus.Bus, addr string) *fanoutbus.LatePublisher {
+	t.Helper()
+	fake := redis.NewClient(&redis.Options{Addr: addr})
+	late := redisstore.NewLate(fake, quietLog)
+	if late == nil {
+		t.Fatal("no late connection for a plain TCP Redis")
+	}
+	p := fanoutbus.NewLatePublisher(pub.RouteCache(), late)
+	t.Cleanup(func() {
+		p.Close()
+		fake.Close()
+	})
+	return p
+}
+
+func publishLate(t *testing.T, p *fanoutbus.LatePublisher, ds ...domain.Delivery) {
+	t.Helper()
+	if err := p.PublishBatch(context.Background(), ds); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Batches written late reach the gateway in order, and Settle finds every
+// reply: nothing is held or published twice.
+func TestLatePublisherDelivers(t *testing.T) {
+	pub, rdb, in, _ := subscribed(t)
+	again := testutil.ToFloat64(metrics.FanoutRepublished)
+	p := latePublisher(t, pub, rdb.Options().Addr)
+	publishLate(t, p, delivery("a", 0, 1, 0), delivery("b", 1, 1, 0))
+	publishLate(t, p, delivery("a", 0, 2, 1))
+	if err := p.Settle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if p.Held() != 0 {
+		t.Fatalf("%d batches held after Settle", p.Held())
+	}
+	waitFor(t, in, "a/0:1", "b/1:1", "a/0:2")
+	if got := testutil.ToFloat64(metrics.FanoutRepublished) - again; got != 0 {
+		t.Fatalf("%v deliveries published again", got)
+	}
+	if n, err := rdb.XLen(context.Background(), pub.NodeStream("n1")).Result(); err != nil || n != 3 {
+		t.Fatalf("node stream holds %d entries (%v), want 3", n, err)
+	}
+}
+
+// swallowingRedis answers a late connection's handshake (PING), takes
+// what is written after it without applying it, and closes the connection
+// 100 ms later: a Redis that died with the batch unread.
+func swallowingRedis(t *testing.T) (addr string, closed <-chan struct{}) {
+	t.Helper()
+	done := make(chan struct{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				if _, err := c.Read(buf); err != nil { // the PING
+					return
+				}
+				if _, err := c.Write([]byte("+PONG\r\n")); err != nil {
+					return
+				}
+				_, _ = c.Read(buf) // the batch, lost
+				time.Sleep(100 * time.Millisecond)
+				c.Close()
+				close(done)
+			}()
+		}
+	}()
+	return ln.Addr().String(), done
+}
+
+// A batch written on a connection that broke before its replies came is
+// published again through the pool, before anything published after it:
+// at Settle (before the consumer commits), or at the next publish.
+func TestLatePublisherPublishesAgainWhatABrokenConnectionHeld(t *testing.T) {
+	for _, settle := range []bool{true, false} {
+		pub, _, in, _ := subscribed(t)
+		again := testutil.ToFloat64(metrics.FanoutRepublished)
+		addr, closed := swallowingRedis(t)
+		p := latePublisher(t, pub, addr)
+		publishLate(t, p, delivery("a", 0, 1, 0), delivery("a", 0, 2, 1))
+		if p.Held() != 1 {
+			t.Fatalf("%d batches held, want 1", p.Held())
+		}
+		want := []string{"a/0:1", "a/0:2"}
+		if settle {
+			poll.Until(t, 5*time.Second, "Settle to publish the lost batch again", func() bool {
+				return p.Settle(context.Background()) == nil && p.Held() == 0
+			})
+		} else {
+			<-closed
+			publishLate(t, p, delivery("a", 0, 3, 2))
+			want = append(want, "a/0:3")
+		}
+		waitFor(t, in, want...)
+		if got := testutil.ToFloat64(metrics.FanoutRepublished) - again; got != 2 {
+			t.Fatalf("%v deliveries published again, want 2", got)
+		}
+	}
+}
+
+// A batch Redis refused is not dropped: it is published again through the
+// pool, and while Redis refuses it Settle fails (the consumer commits
+// nothing) and so does the next publish (the consumer retries), as the
+// pipeline would; once Redis takes it, it is in the node's stream.
+func TestLatePublisherDoesNotDropARefusal(t *testing.T) {
+	pub, rdb, _, _ := subscribed(t)
+	ctx := context.Background()
+	stream := pub.NodeStream("n1")
+	if err := rdb.Del(ctx, stream).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Set(ctx, stream, "not a stream", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	p := latePublisher(t, pub, rdb.Options().Addr)
+	publishLate(t, p, delivery("a", 0, 1, 0))
+	if err := p.Settle(ctx); err == nil {
+		t.Fatal("Settle succeeded while Redis refused the batch")
+	}
+	if p.Held() != 1 {
+		t.Fatalf("%d batches held after a refusal, want 1", p.Held())
+	}
+	if err := p.PublishBatch(ctx, []domain.Delivery{delivery("a", 0, 2, 1)}); err == nil {
+		t.Fatal("a publish went on past a batch Redis refused")
+	}
+	if err := rdb.Del(ctx, stream).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Settle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := rdb.XRange(ctx, stream, "-", "+").Result()
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("node stream: %d entries (%v), want the refused one", len(msgs), err)
+	}
+	d, err := fanoutbus.Decode([]byte(msgs[0].Values["d"].(string)))
+	if err != nil || d.Seq != 1 {
+		t.Fatalf("node stream holds seq %d (%v), want 1", d.Seq, err)
+	}
+}
