@@ -28,3 +28,6 @@ func (p *LatePublisher) Held() int {
 	defer p.mu.Unlock()
 	return len(p.unsettled)
 }
+
+// MaxHeldReplies is maxHeldReplies.
+const MaxHeldReplies = maxHeldReplies

@@ -32,6 +32,7 @@ type LatePublisher struct {
 	mu        sync.Mutex
 	unsettled []sentBatch
 	redo      bool // a held batch was lost or refused: publish them all again
+	held      int  // replies owed for the batches held
 	out       []byte
 }
 
@@ -42,9 +43,11 @@ type sentBatch struct {
 	ps   []published
 }
 
-// maxUnsettled bounds the batches held; past it a publish first waits for
-// their replies (at most the late connection's timeout).
-const maxUnsettled = 4096
+// maxHeldReplies bounds the replies owed for the batches held (well below
+// what a late connection may owe): past it a publish first waits for them
+// (at most the late connection's timeout), and a batch that alone would
+// pass it (a catch-up's burst) goes through the pool.
+const maxHeldReplies = 1 << 14
 
 // NewLatePublisher publishes through late (nil: through the pipeline) and
 // looks routes up in c. Close closes late.
@@ -61,17 +64,18 @@ func (p *LatePublisher) PublishBatch(ctx context.Context, ds []domain.Delivery) 
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.unsettled) >= maxUnsettled {
+	ps := p.encode(ds, nil)
+	if p.held+2*len(ps) > maxHeldReplies {
 		p.late.Await()
 	}
 	if err := p.settleLocked(ctx); err != nil {
 		return err
 	}
-	ps := p.encode(ds, nil)
-	if p.late != nil {
+	if p.late != nil && 2*len(ps) <= maxHeldReplies {
 		b, n := p.resp(ps)
 		if m, ok := p.late.WriteMarked(b, n); ok {
 			p.unsettled = append(p.unsettled, sentBatch{m, ps})
+			p.held += 2 * len(ps)
 			return nil
 		}
 		p.redo = len(p.unsettled) > 0 // the connection broke: what it held may be lost
@@ -117,6 +121,7 @@ func (p *LatePublisher) settleLocked(ctx context.Context) error {
 			p.redo = true // this batch, or one after it, was refused
 		case s.mark.End <= read:
 			done++
+			p.held -= 2 * len(s.ps)
 			continue
 		}
 		break // lost, refused, or in flight
@@ -124,7 +129,7 @@ func (p *LatePublisher) settleLocked(ctx context.Context) error {
 	clear(p.unsettled[:done])
 	p.unsettled = p.unsettled[done:]
 	if len(p.unsettled) == 0 {
-		p.unsettled, p.redo = nil, false
+		p.unsettled, p.redo, p.held = nil, false, 0
 		return nil
 	}
 	if !p.redo {
@@ -151,7 +156,7 @@ func (p *LatePublisher) republishLocked(ctx context.Context, ps []published) err
 		return err
 	}
 	clear(p.unsettled)
-	p.unsettled, p.redo = nil, false
+	p.unsettled, p.redo, p.held = nil, false, 0
 	return nil
 }
 

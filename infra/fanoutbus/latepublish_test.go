@@ -69,17 +69,21 @@ func TestLatePublisherDelivers(t *testing.T) {
 	}
 }
 
-// swallowingRedis answers a late connection's handshake (PING), takes
-// what is written after it without applying it, and closes the connection
-// 100 ms later: a Redis that died with the batch unread.
-func swallowingRedis(t *testing.T) (addr string, closed <-chan struct{}) {
+// swallowingRedis answers a late connection's handshake (PING) and takes
+// what is written after it without applying it or answering: a Redis that
+// stopped reading (hang) or, 100 ms after the first batch, died with it
+// unread (closed tells when the connection was closed).
+func swallowingRedis(t *testing.T, hang bool) (addr string, closed <-chan struct{}) {
 	t.Helper()
-	done := make(chan struct{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
+	done, stop := make(chan struct{}), make(chan struct{})
+	t.Cleanup(func() {
+		close(stop)
+		ln.Close()
+	})
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -96,6 +100,10 @@ func swallowingRedis(t *testing.T) (addr string, closed <-chan struct{}) {
 					return
 				}
 				_, _ = c.Read(buf) // the batch, lost
+				if hang {
+					<-stop
+					return
+				}
 				time.Sleep(100 * time.Millisecond)
 				c.Close()
 				close(done)
@@ -112,22 +120,19 @@ func TestLatePublisherPublishesAgainWhatABrokenConnectionHeld(t *testing.T) {
 	for _, settle := range []bool{true, false} {
 		pub, _, in, _ := subscribed(t)
 		again := testutil.ToFloat64(metrics.FanoutRepublished)
-		addr, closed := swallowingRedis(t)
+		addr, closed := swallowingRedis(t, false)
 		p := latePublisher(t, pub, addr)
 		publishLate(t, p, delivery("a", 0, 1, 0), delivery("a", 0, 2, 1))
 		if p.Held() != 1 {
 			t.Fatalf("%d batches held, want 1", p.Held())
 		}
 		want := []string{"a/0:1", "a/0:2"}
-		if settle {
-			poll.Until(t, 5*time.Second, "Settle to publish the lost batch again", func() bool {
-				return p.Settle(context.Background()) == nil && p.Held() == 0
-			})
-		} else {
+		if !settle {
 			<-closed
 			publishLate(t, p, delivery("a", 0, 3, 2))
 			want = append(want, "a/0:3")
 		}
+		settleAll(t, p)
 		waitFor(t, in, want...)
 		if got := testutil.ToFloat64(metrics.FanoutRepublished) - again; got != 2 {
 			t.Fatalf("%v deliveries published again, want 2", got)
@@ -135,21 +140,55 @@ func TestLatePublisherPublishesAgainWhatABrokenConnectionHeld(t *testing.T) {
 	}
 }
 
+// A Redis that takes a batch and stops answering is given up within the
+// late connection's timeout: Settle then publishes the batch through the
+// pool instead of waiting on it.
+func TestLatePublisherGivesUpOnAStalledRedis(t *testing.T) {
+	pub, _, in, _ := subscribed(t)
+	addr, _ := swallowingRedis(t, true)
+	p := latePublisher(t, pub, addr)
+	publishLate(t, p, delivery("a", 0, 1, 0))
+	start := time.Now()
+	if err := p.Settle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited > 10*time.Second {
+		t.Fatalf("Settle waited %s on a stalled Redis", waited)
+	}
+	if p.Held() != 0 {
+		t.Fatalf("%d batches held after Settle", p.Held())
+	}
+	waitFor(t, in, "a/0:1")
+}
+
+// settleAll settles p, which must end holding nothing.
+func settleAll(t *testing.T, p *fanoutbus.LatePublisher) {
+	t.Helper()
+	poll.Until(t, 10*time.Second, "every batch settled", func() bool {
+		return p.Settle(context.Background()) == nil && p.Held() == 0
+	})
+}
+
 // A batch Redis refused is not dropped: it is published again through the
 // pool, and while Redis refuses it Settle fails (the consumer commits
 // nothing) and so does the next publish (the consumer retries), as the
-// pipeline would; once Redis takes it, it is in the node's stream.
+// pipeline would; once Redis takes it, it is in the node's stream. Batches
+// settled before it are not held or published again.
 func TestLatePublisherDoesNotDropARefusal(t *testing.T) {
 	pub, rdb, _, _ := subscribed(t)
 	ctx := context.Background()
 	stream := pub.NodeStream("n1")
+	p := latePublisher(t, pub, rdb.Options().Addr)
+	again := testutil.ToFloat64(metrics.FanoutRepublished)
+	publishLate(t, p, delivery("b", 1, 1, 0), delivery("b", 1, 2, 1))
+	publishLate(t, p, delivery("b", 1, 3, 2))
+	settleAll(t, p)
 	if err := rdb.Del(ctx, stream).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := rdb.Set(ctx, stream, "not a stream", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
-	p := latePublisher(t, pub, rdb.Options().Addr)
 	publishLate(t, p, delivery("a", 0, 1, 0))
 	if err := p.Settle(ctx); err == nil {
 		t.Fatal("Settle succeeded while Redis refused the batch")
@@ -171,7 +210,30 @@ func TestLatePublisherDoesNotDropARefusal(t *testing.T) {
 		t.Fatalf("node stream: %d entries (%v), want the refused one", len(msgs), err)
 	}
 	d, err := fanoutbus.Decode([]byte(msgs[0].Values["d"].(string)))
-	if err != nil || d.Seq != 1 {
-		t.Fatalf("node stream holds seq %d (%v), want 1", d.Seq, err)
+	if err != nil || d.ConversationID != "a" || d.Seq != 1 {
+		t.Fatalf("node stream holds %s/%d (%v), want a/1", d.ConversationID, d.Seq, err)
+	}
+	// The refused batch alone, tried again three times: at the first
+	// Settle and the publish (both refused), and at the last Settle.
+	if got := testutil.ToFloat64(metrics.FanoutRepublished) - again; got != 3 {
+		t.Fatalf("%v deliveries published again, want 3", got)
+	}
+}
+
+// A burst whose replies would pass what a late connection may owe goes
+// through the pool, and is not held.
+func TestLatePublisherSendsABurstThroughThePool(t *testing.T) {
+	pub, rdb, _, _ := subscribed(t)
+	p := latePublisher(t, pub, rdb.Options().Addr)
+	burst := make([]domain.Delivery, fanoutbus.MaxHeldReplies/2+1)
+	for i := range burst {
+		burst[i] = delivery("a", 0, int64(i+1), int64(i))
+	}
+	publishLate(t, p, burst...)
+	if p.Held() != 0 {
+		t.Fatalf("%d batches held after a burst", p.Held())
+	}
+	if n, err := rdb.XLen(context.Background(), pub.NodeStream("n1")).Result(); err != nil || n != int64(len(burst)) {
+		t.Fatalf("node stream holds %d entries (%v), want %d", n, err, len(burst))
 	}
 }

@@ -327,12 +327,17 @@ func (m *merged) commitHandled(cl *kgo.Client, partitions []int32) {
 	cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{m.cfg.Kafka.Topic: offs}, m.logCommit)
 }
 
+// settleTimeout bounds a Settle: the records wait meanwhile.
+const settleTimeout = 5 * time.Second
+
 // settle lets the handler finish what it took (LiveConfig.Settle); false
 // if it could not, and the offsets must not be committed.
 func (m *merged) settle(ctx context.Context) bool {
 	if m.cfg.Settle == nil {
 		return true
 	}
+	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
+	defer cancel()
 	if err := m.cfg.Settle(ctx); err != nil {
 		m.log.Warn("offsets not committed: the handler has not finished what it took", "err", err)
 		return false

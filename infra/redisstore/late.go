@@ -372,10 +372,16 @@ func (c *lateConn) finish(refused func(string)) {
 // or if lateTimeout passes first.
 func (c *lateConn) await(refused func(string)) error {
 	for deadline := time.Now().Add(lateTimeout); c.pending > 0; {
-		if !time.Now().Before(deadline) {
+		left := time.Until(deadline)
+		if left <= 0 {
 			return fmt.Errorf("%d replies owed after %s: Redis stopped reading", c.pending, lateTimeout)
 		}
-		n, err := syscall.Read(c.fd, c.buf[:]) // blocks at most SO_RCVTIMEO
+		// The read blocks at most what is left (SO_RCVTIMEO).
+		tv := syscall.NsecToTimeval(max(left, time.Millisecond).Nanoseconds())
+		if err := syscall.SetsockoptTimeval(c.fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv); err != nil {
+			return fmt.Errorf("read timeout: %w", err)
+		}
+		n, err := syscall.Read(c.fd, c.buf[:])
 		if errors.Is(err, syscall.EINTR) {
 			continue
 		}
