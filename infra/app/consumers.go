@@ -44,7 +44,7 @@ func (a *App) runFanout(ctx context.Context) error {
 	h := fanout.New(a.Redis, pub, a.Store)
 	return kafkalog.RunLive(ctx, kafkalog.LiveConfig{
 		Kafka: KafkaConfig(a.Cfg).WithClientID("parley-fanout-" + a.Cfg.NodeID),
-		Group: a.Cfg.GroupPrefix + FanoutGroup, Forget: h.Forget, Handoff: handed.Read, FromLog: routes.ReadNext,
+		Group: a.Cfg.GroupPrefix + FanoutGroup, Forget: func(ps []int32) { h.Forget(ps); pub.Forget(ps) }, Handoff: handed.Read, FromLog: routes.ReadNext,
 		Gather: a.Cfg.HopGather, Settle: pub.Settle,
 	}, func(ctx context.Context, batch []kafkalog.Consumed) error {
 		recs := make([]fanout.Record, len(batch))

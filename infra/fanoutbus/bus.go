@@ -119,8 +119,9 @@ func (b *Bus) PublishBatch(ctx context.Context, ds []domain.Delivery) error {
 // published is one delivery as the bus writes it: its node's names and
 // its wire form.
 type published struct {
-	names   nodeNames
-	payload []byte
+	names     nodeNames
+	payload   []byte
+	partition int32
 }
 
 // encode appends ds's wire forms to out, their payloads in one allocation.
@@ -133,7 +134,7 @@ func (b *Bus) encode(ds []domain.Delivery, out []published) []published {
 	for _, d := range ds {
 		start := len(buf)
 		buf = Encode(buf, d)
-		out = append(out, published{b.namesOf(d.Node), buf[start:len(buf):len(buf)]})
+		out = append(out, published{b.namesOf(d.Node), buf[start:len(buf):len(buf)], d.Partition})
 	}
 	return out
 }

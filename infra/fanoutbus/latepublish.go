@@ -2,6 +2,7 @@ package fanoutbus
 
 import (
 	"context"
+	"slices"
 	"sync"
 
 	"github.com/parley-chat/parley/domain"
@@ -39,8 +40,9 @@ type LatePublisher struct {
 // sentBatch is a batch written on the late connection, kept until its
 // replies came.
 type sentBatch struct {
-	mark redisstore.Mark
-	ps   []published
+	mark    redisstore.Mark
+	replies int // owed for it
+	ps      []published
 }
 
 // maxHeldReplies bounds the replies owed for the batches held (well below
@@ -74,7 +76,7 @@ func (p *LatePublisher) PublishBatch(ctx context.Context, ds []domain.Delivery) 
 	if p.late != nil && 2*len(ps) <= maxHeldReplies {
 		b, n := p.resp(ps)
 		if m, ok := p.late.WriteMarked(b, n); ok {
-			p.unsettled = append(p.unsettled, sentBatch{m, ps})
+			p.unsettled = append(p.unsettled, sentBatch{m, 2 * len(ps), ps})
 			p.held += 2 * len(ps)
 			return nil
 		}
@@ -95,6 +97,32 @@ func (p *LatePublisher) Settle(ctx context.Context) error {
 	}
 	p.late.Drain() // logs the refusals counted, finds a closed connection
 	return p.settleLocked(ctx)
+}
+
+// Forget drops the deliveries held of partitions (all if nil): the
+// consumer left their offsets uncommitted (Settle failed) and their next
+// owner publishes them again from the log, chained afresh.
+func (p *LatePublisher) Forget(partitions []int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	kept := p.unsettled[:0]
+	for _, s := range p.unsettled {
+		ps := s.ps[:0:0]
+		for _, x := range s.ps {
+			if partitions != nil && !slices.Contains(partitions, x.partition) {
+				ps = append(ps, x)
+			}
+		}
+		if len(ps) == len(s.ps) {
+			kept = append(kept, s)
+			continue
+		}
+		// The batch's replies are still owed: it stays held, with less to
+		// publish again.
+		kept = append(kept, sentBatch{s.mark, s.replies, ps})
+	}
+	clear(p.unsettled[len(kept):])
+	p.unsettled = kept
 }
 
 // Close closes the late connection (after its replies, at most its
@@ -121,7 +149,7 @@ func (p *LatePublisher) settleLocked(ctx context.Context) error {
 			p.redo = true // this batch, or one after it, was refused
 		case s.mark.End <= read:
 			done++
-			p.held -= 2 * len(s.ps)
+			p.held -= s.replies
 			continue
 		}
 		break // lost, refused, or in flight

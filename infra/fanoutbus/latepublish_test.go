@@ -237,3 +237,19 @@ func TestLatePublisherSendsABurstThroughThePool(t *testing.T) {
 		t.Fatalf("node stream holds %d entries (%v), want %d", n, err, len(burst))
 	}
 }
+
+// The deliveries held of partitions the fan-out gave up (Forget: their
+// offsets were not committed, and their next owner publishes them) are not
+// published again by it; the others are.
+func TestLatePublisherForgetsThePartitionsItGaveUp(t *testing.T) {
+	pub, _, in, _ := subscribed(t)
+	addr, _ := swallowingRedis(t, true)
+	p := latePublisher(t, pub, addr)
+	publishLate(t, p, delivery("a", 0, 1, 0), delivery("b", 1, 1, 0))
+	p.Forget([]int32{0})
+	if p.Held() != 1 {
+		t.Fatalf("%d batches held, want 1 (its replies are still owed)", p.Held())
+	}
+	settleAll(t, p)
+	waitFor(t, in, "b/1:1")
+}
