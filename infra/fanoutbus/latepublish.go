@@ -146,7 +146,12 @@ func (p *LatePublisher) settleLocked(ctx context.Context) error {
 		case s.mark.Gen != gen:
 			p.redo = true // written on a connection that broke
 		case refusedAt != 0 && refusedAt <= s.mark.End:
-			p.redo = true // this batch, or one after it, was refused
+			// This batch, or one after it, was refused: every batch held
+			// goes again through the pool, and the connection is dropped,
+			// so that the replies still owed for them (refusals too) are
+			// not read against later batches.
+			p.redo = true
+			p.late.Drop()
 		case s.mark.End <= read:
 			done++
 			p.held -= s.replies

@@ -107,6 +107,17 @@ func (l *Late) Progress() (gen, read, refusedAt uint64) {
 	return l.gen, l.conn.read, refusedAt
 }
 
+// Drop closes the connection without reading the replies owed (a caller
+// that publishes again whatever it held); the next write dials again after
+// lateRetry.
+func (l *Late) Drop() {
+	if l == nil || l.conn == nil {
+		return
+	}
+	l.closeConn()
+	l.failed = time.Now()
+}
+
 // Await reads the replies owed, waiting at most lateTimeout for them; a
 // connection that fails or stays silent meanwhile is closed.
 func (l *Late) Await() {

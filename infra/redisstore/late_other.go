@@ -35,3 +35,6 @@ func (l *Late) Progress() (gen, read, refusedAt uint64) { return 0, 0, 0 }
 
 // Await does nothing off Linux.
 func (l *Late) Await() {}
+
+// Drop does nothing off Linux.
+func (l *Late) Drop() {}
