@@ -185,8 +185,10 @@ func (p *LatePublisher) republishLocked(ctx context.Context, ps []published) err
 		p.log.Warn("fan-out: deliveries published again through the pool (their connection broke, or Redis refused one)",
 			"deliveries", len(all)-len(ps))
 	}
-	if err := p.publish(ctx, all); err != nil {
-		return err
+	if len(all) > 0 {
+		if err := p.publish(ctx, all); err != nil {
+			return err
+		}
 	}
 	clear(p.unsettled)
 	p.unsettled, p.redo, p.held = nil, false, 0
