@@ -14,6 +14,7 @@ import (
 )
 
 func main() {
+	app.QuietSysmon() // first: it may run the process again
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "chatd:", err)
 		os.Exit(1)
