@@ -8,9 +8,13 @@ import (
 	"testing"
 )
 
-// The child of TestQuietSysmonReexecutes: QuietSysmon, then its GODEBUG.
+// childArg makes this test binary the child of TestQuietSysmonReexecutes
+// (an argument, which no environment can pass by accident): QuietSysmon,
+// then its GODEBUG, before any test runs.
+const childArg = "-parley-sysmon-child"
+
 func init() {
-	if os.Getenv("PARLEY_SYSMON_CHILD") == "1" {
+	if len(os.Args) > 1 && os.Args[1] == childArg {
 		QuietSysmon()
 		os.Stdout.WriteString(os.Getenv("GODEBUG"))
 		os.Exit(0)
@@ -27,9 +31,8 @@ func TestQuietSysmonReexecutes(t *testing.T) {
 		{"schedtrace=0", "schedtrace=0"},
 		{"gctrace=0,schedtrace=1000", "gctrace=0,schedtrace=1000"},
 	} {
-		cmd := exec.Command(os.Args[0], "-test.run", "^$")
-		cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GODEBUG=") }),
-			"PARLEY_SYSMON_CHILD=1")
+		cmd := exec.Command(os.Args[0], childArg)
+		cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GODEBUG=") })
 		if c.godebug != "" {
 			cmd.Env = append(cmd.Env, "GODEBUG="+c.godebug)
 		}
@@ -43,10 +46,14 @@ func TestQuietSysmonReexecutes(t *testing.T) {
 	}
 }
 
-// Only the GODEBUG entry changes; the rest of the environment is kept.
+// Only the GODEBUG entry changes, the first of several (the runtime's);
+// the rest of the environment is kept.
 func TestQuietSysmonEnvKeepsTheRest(t *testing.T) {
-	env, ok := quietSysmonEnv([]string{"A=1", "GODEBUG=x=1", "B=2"})
+	env, ok := quietSysmonEnv([]string{"A=1", "GODEBUG=x=1", "B=2", "GODEBUG=y=2"})
 	if !ok || !slices.Equal(env, []string{"A=1", "B=2", "GODEBUG=x=1," + sysmonSetting}) {
 		t.Fatalf("got %v %v", env, ok)
+	}
+	if _, ok := quietSysmonEnv([]string{"GODEBUG=schedtrace=0", "GODEBUG=x=1"}); ok {
+		t.Fatal("an opt-out in the first GODEBUG entry was not kept")
 	}
 }
