@@ -196,7 +196,8 @@ func (h *Handler) forgetMembershipsLocked() {
 
 func (h *Handler) forgetLocked(partitions []int32) {
 	if partitions == nil {
-		h.cache, h.cached, h.prev = map[int32]map[string]map[string]domain.Membership{}, 0, map[streamPartition]int64{}
+		h.forgetMembershipsLocked()
+		h.prev = map[streamPartition]int64{}
 		return
 	}
 	for _, p := range partitions {

@@ -33,16 +33,14 @@ type LatePublisher struct {
 	mu        sync.Mutex
 	unsettled []sentBatch
 	redo      bool // a held batch was lost or refused: publish them all again
-	held      int  // replies owed for the batches held
 	out       []byte
 }
 
 // sentBatch is a batch written on the late connection, kept until its
 // replies came.
 type sentBatch struct {
-	mark    redisstore.Mark
-	replies int // owed for it
-	ps      []published
+	mark redisstore.Mark
+	ps   []published
 }
 
 // maxHeldReplies bounds the replies owed for the batches held (well below
@@ -67,7 +65,7 @@ func (p *LatePublisher) PublishBatch(ctx context.Context, ds []domain.Delivery) 
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ps := p.encode(ds, nil)
-	if p.held+2*len(ps) > maxHeldReplies {
+	if p.late.Owed()+2*len(ps) > maxHeldReplies {
 		p.late.Await()
 	}
 	if err := p.settleLocked(ctx); err != nil {
@@ -76,8 +74,7 @@ func (p *LatePublisher) PublishBatch(ctx context.Context, ds []domain.Delivery) 
 	if p.late != nil && 2*len(ps) <= maxHeldReplies {
 		b, n := p.resp(ps)
 		if m, ok := p.late.WriteMarked(b, n); ok {
-			p.unsettled = append(p.unsettled, sentBatch{m, 2 * len(ps), ps})
-			p.held += 2 * len(ps)
+			p.unsettled = append(p.unsettled, sentBatch{m, ps})
 			return nil
 		}
 		p.redo = len(p.unsettled) > 0 // the connection broke: what it held may be lost
@@ -119,7 +116,7 @@ func (p *LatePublisher) Forget(partitions []int32) {
 		}
 		// The batch's replies are still owed: it stays held, with less to
 		// publish again.
-		kept = append(kept, sentBatch{s.mark, s.replies, ps})
+		kept = append(kept, sentBatch{s.mark, ps})
 	}
 	clear(p.unsettled[len(kept):])
 	p.unsettled = kept
@@ -154,7 +151,6 @@ func (p *LatePublisher) settleLocked(ctx context.Context) error {
 			p.late.Drop()
 		case s.mark.End <= read:
 			done++
-			p.held -= s.replies
 			continue
 		}
 		break // lost, refused, or in flight
@@ -162,7 +158,7 @@ func (p *LatePublisher) settleLocked(ctx context.Context) error {
 	clear(p.unsettled[:done])
 	p.unsettled = p.unsettled[done:]
 	if len(p.unsettled) == 0 {
-		p.unsettled, p.redo, p.held = nil, false, 0
+		p.unsettled, p.redo = nil, false
 		return nil
 	}
 	if !p.redo {
@@ -191,7 +187,7 @@ func (p *LatePublisher) republishLocked(ctx context.Context, ps []published) err
 		}
 	}
 	clear(p.unsettled)
-	p.unsettled, p.redo, p.held = nil, false, 0
+	p.unsettled, p.redo = nil, false
 	return nil
 }
 

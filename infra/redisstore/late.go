@@ -118,6 +118,14 @@ func (l *Late) Drop() {
 	l.failed = time.Now()
 }
 
+// Owed is how many replies the connection owes (0 with none).
+func (l *Late) Owed() int {
+	if l == nil || l.conn == nil {
+		return 0
+	}
+	return l.conn.pending
+}
+
 // Await reads the replies owed, waiting at most lateTimeout for them; a
 // connection that fails or stays silent meanwhile is closed.
 func (l *Late) Await() {
@@ -333,14 +341,13 @@ func (c *lateConn) handshake(cmds []Cmd) error {
 		return err
 	}
 	for n := 0; n < len(cmds); {
-		read, err := syscall.Read(c.fd, c.buf[:])
-		if err != nil && !errors.Is(err, syscall.EINTR) {
+		got, err := c.recv(0)
+		if err == nil && !got {
+			err = fmt.Errorf("no reply in %s", lateTimeout)
+		}
+		if err != nil {
 			return fmt.Errorf("handshake: %w", err)
 		}
-		if read == 0 && err == nil {
-			return errors.New("handshake: connection closed")
-		}
-		c.in = append(c.in, c.buf[:max(read, 0)]...)
 		for {
 			size, refusal, err := replyLen(c.in)
 			if err != nil {
@@ -392,22 +399,34 @@ func (c *lateConn) await(refused func(string)) error {
 		if err := syscall.SetsockoptTimeval(c.fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv); err != nil {
 			return fmt.Errorf("read timeout: %w", err)
 		}
-		n, err := syscall.Read(c.fd, c.buf[:])
-		if errors.Is(err, syscall.EINTR) {
-			continue
+		if _, err := c.recv(0); err != nil {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("read: %w", err)
-		}
-		if n == 0 {
-			return errors.New("read: connection closed by Redis")
-		}
-		c.in = append(c.in, c.buf[:n]...)
 		if err := c.parse(refused); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// recv reads what has arrived into c.in: with flags 0 it waits up to
+// SO_RCVTIMEO, with MSG_DONTWAIT not at all; false if nothing came.
+func (c *lateConn) recv(flags int) (bool, error) {
+	for {
+		n, _, err := syscall.Recvfrom(c.fd, c.buf[:], flags)
+		switch {
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case errors.Is(err, syscall.EAGAIN):
+			return false, nil
+		case err != nil:
+			return false, fmt.Errorf("read: %w", err)
+		case n == 0:
+			return false, errors.New("read: connection closed by Redis")
+		}
+		c.in = append(c.in, c.buf[:n]...)
+		return true, nil
+	}
 }
 
 func (c *lateConn) write(b []byte) error {
@@ -428,20 +447,13 @@ func (c *lateConn) write(b []byte) error {
 // a close by Redis behind them is seen now, not at the next write.
 func (c *lateConn) drain(refused func(string)) error {
 	for {
-		n, _, err := syscall.Recvfrom(c.fd, c.buf[:], syscall.MSG_DONTWAIT)
-		if errors.Is(err, syscall.EINTR) {
-			continue
+		got, err := c.recv(syscall.MSG_DONTWAIT)
+		if err != nil {
+			return err
 		}
-		if errors.Is(err, syscall.EAGAIN) {
+		if !got {
 			break
 		}
-		if err != nil {
-			return fmt.Errorf("read: %w", err)
-		}
-		if n == 0 {
-			return errors.New("read: connection closed by Redis")
-		}
-		c.in = append(c.in, c.buf[:n]...)
 	}
 	before := c.pending
 	if err := c.parse(refused); err != nil {

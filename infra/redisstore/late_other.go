@@ -38,3 +38,6 @@ func (l *Late) Await() {}
 
 // Drop does nothing off Linux.
 func (l *Late) Drop() {}
+
+// Owed is 0 off Linux.
+func (l *Late) Owed() int { return 0 }
