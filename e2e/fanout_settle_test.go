@@ -1,0 +1,95 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/app"
+	"github.com/parley-chat/parley/infra/metrics"
+	"github.com/parley-chat/parley/internal/testenv"
+)
+
+// The fan-out writes its deliveries on a connection whose replies it reads
+// late, so a batch it handled may not have reached Redis yet. Its Kafka
+// offsets must wait for Redis's replies (kafkalog.LiveConfig.Settle): a
+// fan-out that died after committing an offset whose deliveries were still
+// on the wire would lose them for good. Here the fan-out reaches Redis
+// through a proxy that stalls every connection a delivery's XADD goes out
+// on (its other reads, the routes', pass): the fan-out handles the
+// message, and its offset stays uncommitted until the stall ends and the
+// delivery arrives.
+func TestFanoutCommitsOnlyWhatRedisTook(t *testing.T) {
+	env := testenv.New(t)
+	gw := env.StartNode("gateway", "projector")
+	proxy := testenv.NewProxy(t, redisHost(t, env.Cfg.RedisURL))
+	direct := env.Cfg.RedisURL
+	env.Cfg.RedisURL = withHost(t, direct, proxy.Addr())
+	env.StartNode("fanout")
+	env.Cfg.RedisURL = direct
+
+	a, b := user("a"), user("b")
+	ca, cb := dial(t, env, gw, a), dial(t, env, gw, b)
+	conv := createGroup(t, ca, b)
+	send(t, ca, conv.ConversationID, "before the stall")
+	nextPush(t, cb, domain.PushMessageNew)
+	group := env.Cfg.GroupPrefix + app.FanoutGroup
+	lag := func() int64 {
+		ls, err := gw.App.KafkaLog.GroupLag(context.Background(), group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, l := range ls {
+			n += l
+		}
+		return n
+	}
+	testenv.WaitFor(t, 20*time.Second, "the fan-out's offsets committed", func() bool { return lag() == 0 })
+
+	proxy.Hold(func(chunk []byte) bool { return bytes.Contains(bytes.ToLower(chunk), []byte("xadd")) })
+	handled := testutil.ToFloat64(metrics.FanoutEvents)
+	send(t, ca, conv.ConversationID, "during the stall")
+	testenv.WaitFor(t, 20*time.Second, "the fan-out handling the message", func() bool {
+		return testutil.ToFloat64(metrics.FanoutEvents) > handled
+	})
+	// Three of the consumer's one-second commit ticks.
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if lag() == 0 {
+			t.Fatal("the fan-out committed the offset of a delivery Redis had not acknowledged")
+		}
+	}
+
+	proxy.Release()
+	var m domain.Message
+	if err := json.Unmarshal(nextPush(t, cb, domain.PushMessageNew).Data, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Body != "during the stall" {
+		t.Fatalf("push after the stall: %q", m.Body)
+	}
+	testenv.WaitFor(t, 20*time.Second, "the offsets committed after the stall", func() bool { return lag() == 0 })
+}
+
+func redisHost(t *testing.T, raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Host
+}
+
+func withHost(t *testing.T, raw, host string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = host
+	return u.String()
+}
