@@ -39,7 +39,7 @@ func (a *App) runFanout(ctx context.Context) error {
 	handed.WatchRoutes(routes)
 	// Its batches go on a connection whose replies are read late; the
 	// offsets are committed once they came (Settle).
-	pub := fanoutbus.NewLatePublisher(routes, redisstore.NewLate(a.Redis.Client(), a.Log.With("role", "fanout")))
+	pub := fanoutbus.NewLatePublisher(routes, redisstore.NewLate(a.Redis.Client(), a.Log.With("role", "fanout"), "fanout"))
 	defer pub.Close()
 	h := fanout.New(a.Redis, pub, a.Store)
 	return kafkalog.RunLive(ctx, kafkalog.LiveConfig{

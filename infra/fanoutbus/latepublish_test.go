@@ -27,7 +27,7 @@ var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 func latePublisher(t *testing.T, pub *fanoutbus.Bus, addr string) *fanoutbus.LatePublisher {
 	t.Helper()
 	fake := redis.NewClient(&redis.Options{Addr: addr})
-	late := redisstore.NewLate(fake, quietLog)
+	late := redisstore.NewLate(fake, quietLog, "fanout")
 	if late == nil {
 		t.Fatal("no late connection for a plain TCP Redis")
 	}
@@ -180,6 +180,8 @@ func TestLatePublisherDoesNotDropARefusal(t *testing.T) {
 	stream := pub.NodeStream("n1")
 	p := latePublisher(t, pub, rdb.Options().Addr)
 	again := testutil.ToFloat64(metrics.FanoutRepublished)
+	refused := metrics.RedisErrors.WithLabelValues("fanout_refused")
+	refusedBefore, writeBehindBefore := testutil.ToFloat64(refused), testutil.ToFloat64(metrics.RedisErrors.WithLabelValues("late_refused"))
 	publishLate(t, p, delivery("b", 1, 1, 0), delivery("b", 1, 2, 1))
 	publishLate(t, p, delivery("b", 1, 3, 2))
 	settleAll(t, p)
@@ -217,6 +219,13 @@ func TestLatePublisherDoesNotDropARefusal(t *testing.T) {
 	// Settle and the publish (both refused), and at the last Settle.
 	if got := testutil.ToFloat64(metrics.FanoutRepublished) - again; got != 3 {
 		t.Fatalf("%v deliveries published again, want 3", got)
+	}
+	// Counted as the fan-out's, apart from the write-behind's refusals.
+	if testutil.ToFloat64(refused) <= refusedBefore {
+		t.Fatal("the refusal was not counted as op=fanout_refused")
+	}
+	if got := testutil.ToFloat64(metrics.RedisErrors.WithLabelValues("late_refused")); got != writeBehindBefore {
+		t.Fatalf("op=late_refused went from %v to %v: the fan-out's refusal counted as the write-behind's", writeBehindBefore, got)
 	}
 }
 

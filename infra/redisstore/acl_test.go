@@ -119,7 +119,7 @@ func TestACLUser(t *testing.T) {
 
 	// The connection whose replies are read late logs in as the same user.
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	late := redisstore.NewLate(rdb, quiet)
+	late := redisstore.NewLate(rdb, quiet, "late")
 	defer late.Close()
 	lateKey := env.Cfg.RedisPrefix + ":late"
 	if !late.Write(redisstore.AppendCommand(nil, redisstore.Cmd{"set", lateKey, "v"}), 1) {
@@ -143,7 +143,7 @@ func TestACLUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bad.Close()
-	badLate := redisstore.NewLate(bad, quiet)
+	badLate := redisstore.NewLate(bad, quiet, "late")
 	defer badLate.Close()
 	if badLate.Write(redisstore.AppendCommand(nil, redisstore.Cmd{"ping"}), 1) {
 		t.Error("a late connection with a wrong password wrote")

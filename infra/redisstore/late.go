@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/parley-chat/parley/infra/metrics"
@@ -34,10 +35,12 @@ import (
 type Late struct {
 	opt      *redis.Options
 	log      *slog.Logger
-	conn     *lateConn // nil: not connected
-	failed   time.Time // the last failure (dial, write, stall)
+	failures prometheus.Counter // parley_redis_errors_total{op=<op>_write}
+	refusals prometheus.Counter // parley_redis_errors_total{op=<op>_refused}
+	conn     *lateConn          // nil: not connected
+	failed   time.Time          // the last failure (dial, write, stall)
 	closed   bool
-	refusals int    // since the last log line
+	refusedN int    // since the last log line
 	last     string // the last refusal's message
 	// gen numbers the connections (0: none); refusedAt is the reply number
 	// on the current connection of the first refusal not yet collected by
@@ -55,13 +58,17 @@ type Mark struct{ Gen, End uint64 }
 var lateRetry = 5 * time.Second
 
 // NewLate makes a Late for rdb's Redis; nil if rdb is not one Redis over
-// plain TCP (lateOptions). Its connection is made at the first write.
-func NewLate(rdb redis.UniversalClient, log *slog.Logger) *Late {
+// plain TCP (lateOptions). Its connection is made at the first write. op
+// names its failures and refusals in parley_redis_errors_total
+// (op_write, op_refused), so that each user's are told apart.
+func NewLate(rdb redis.UniversalClient, log *slog.Logger, op string) *Late {
 	opt := lateOptions(rdb)
 	if opt == nil {
 		return nil
 	}
-	return &Late{opt: opt, log: log}
+	return &Late{opt: opt, log: log,
+		failures: metrics.RedisErrors.WithLabelValues(op + "_write"),
+		refusals: metrics.RedisErrors.WithLabelValues(op + "_refused")}
 }
 
 // Write writes b, which holds n RESP commands (AppendCommand); false if
@@ -140,7 +147,7 @@ func (l *Late) Await() {
 // fail closes the connection, counts and logs why, and holds off the
 // next dial for lateRetry.
 func (l *Late) fail(msg string, err error) {
-	metrics.RedisErrors.WithLabelValues("late_write").Inc()
+	l.failures.Inc()
 	l.log.Warn(msg, "err", err)
 	l.closeConn()
 	l.failed = time.Now()
@@ -158,16 +165,16 @@ func (l *Late) Drain() {
 			l.fail("redis: connection for late replies failed", err)
 		}
 	}
-	if l.refusals > 0 {
-		l.log.Warn("redis: writes refused", "writes", l.refusals, "last", l.last)
-		l.refusals = 0
+	if l.refusedN > 0 {
+		l.log.Warn("redis: writes refused", "writes", l.refusedN, "last", l.last)
+		l.refusedN = 0
 	}
 }
 
 // refused counts a write Redis refused; Drain logs them.
 func (l *Late) refused(msg string) {
-	metrics.RedisErrors.WithLabelValues("late_refused").Inc()
-	l.refusals++
+	l.refusals.Inc()
+	l.refusedN++
 	l.last = msg
 	if l.refusedAt == 0 && l.conn != nil {
 		l.refusedAt = l.conn.read

@@ -30,7 +30,7 @@ func lateSetup(t *testing.T) (redis.UniversalClient, *redisstore.Late, func(stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := redisstore.NewLate(rdb, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	l := redisstore.NewLate(rdb, slog.New(slog.NewTextHandler(io.Discard, nil)), "late")
 	if l == nil {
 		t.Fatal("no Late for a plain TCP Redis")
 	}
@@ -172,7 +172,7 @@ func TestLateGivesUpOnAStalledRedis(t *testing.T) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for _, pong := range []bool{false, true} {
 		rdb := redis.NewClient(&redis.Options{Addr: stalledRedis(t, pong)})
-		l := redisstore.NewLate(rdb, quiet)
+		l := redisstore.NewLate(rdb, quiet, "late")
 		ok := l.Write(set("k", "v"), 1)
 		if !pong {
 			if ok {
@@ -207,7 +207,7 @@ func TestLateOnlyOverPlainTCP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l := redisstore.NewLate(rdb, slog.Default())
+		l := redisstore.NewLate(rdb, slog.Default(), "late")
 		if l != nil || l.Write(set("k", "v"), 1) {
 			t.Errorf("%s: a Late that writes", u)
 		}

@@ -52,7 +52,7 @@ const maxWriteBatch = 1024
 func NewWriteBehind(rdb redis.UniversalClient, queue int, log *slog.Logger) *WriteBehind {
 	ctx, stop := context.WithCancel(context.Background())
 	w := &WriteBehind{rdb: rdb, log: log, queue: make(chan write, queue), stop: stop, done: make(chan struct{}),
-		late: NewLate(rdb, log)}
+		late: NewLate(rdb, log, "late")}
 	go w.run(ctx)
 	return w
 }
