@@ -194,6 +194,11 @@ func (a *App) OpsAddr() string {
 	return a.opsListener.Addr().String()
 }
 
+// maxHeaderBytes bounds a request's headers: a token is at most 4 KiB
+// (transport/auth), and a browser's cookies for this origin are few.
+// Larger headers get 431.
+const maxHeaderBytes = 64 << 10
+
 // Run serves the roles until ctx ends, then shuts down gracefully.
 func (a *App) Run(ctx context.Context) error {
 	if a.listener == nil {
@@ -212,9 +217,10 @@ func (a *App) Run(ctx context.Context) error {
 		RateLimit: a.Cfg.APIRateLimit, RateBurst: a.Cfg.APIRateBurst}, svc, ws, a.Log)
 	// A client that trickles its request headers (slowloris) is cut off.
 	// So is one that trickles its body, or does not read its response (a
-	// WebSocket upgrade clears both deadlines).
+	// WebSocket upgrade clears both deadlines). Headers are bounded at
+	// maxHeaderBytes, not Go's 1 MiB.
 	srv := &http.Server{Handler: a.Handler, ReadHeaderTimeout: a.Cfg.HeaderTimeout, ReadTimeout: a.Cfg.BodyTimeout,
-		WriteTimeout: a.Cfg.WriteTimeout, IdleTimeout: 2 * time.Minute}
+		WriteTimeout: a.Cfg.WriteTimeout, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: maxHeaderBytes}
 
 	roleCtx, stopRoles := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRoles()

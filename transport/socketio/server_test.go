@@ -473,6 +473,37 @@ func TestSocketIOMaxPendingSessions(t *testing.T) {
 	handshake(t, hs.URL)
 }
 
+// A session whose last namespace socket left (the client's DISCONNECT, or
+// the server's, as at a token's expiry) is pending again: it may CONNECT
+// again within the connect timeout, or it is closed. Kept open instead, one
+// token could hold sessions past its user's cap, unauthenticated, for as
+// long as it answered pings.
+func TestSocketIOLeftSessionIsPendingAgain(t *testing.T) {
+	cfg := testConfig()
+	cfg.ConnectTimeout = 300 * time.Millisecond
+	srv, hs := serve(t, cfg)
+	stays, leaves := handshake(t, hs.URL), handshake(t, hs.URL)
+	for _, p := range []*poller{stays, leaves} {
+		p.post("40")
+		p.packets(2) // CONNECT's answer, the "auth" event
+	}
+	poll.Until(t, 5*time.Second, "both sessions joined", func() bool { return srv.PendingSessions() == 0 })
+	for _, p := range []*poller{stays, leaves} {
+		p.post("41")
+	}
+	poll.Until(t, 5*time.Second, "the sessions that left pending again", func() bool { return srv.PendingSessions() == 2 })
+	stays.post("40")
+	poll.Until(t, 5*time.Second, "the connect timeout to close the one that stayed out", func() bool {
+		return srv.Sessions() == 1 && srv.PendingSessions() == 0
+	})
+	if st, body := leaves.do(http.MethodGet, ""); st == http.StatusOK && !strings.Contains(body, "1") {
+		t.Fatalf("the session that left got %d %q, want it closed", st, body)
+	}
+	if got := stays.packets(1); !strings.HasPrefix(got[0], "40") {
+		t.Fatalf("the session that joined again got %q", got)
+	}
+}
+
 func TestSocketIOOrigins(t *testing.T) {
 	cfg := testConfig()
 	cfg.AllowedOrigins = []string{"https://app.example"}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,10 +34,11 @@ const (
 	closeGraceful
 )
 
-// Handshake is what the request that opened the session carried.
+// Handshake is what the session keeps of the request that opened it: not
+// its headers or query, which a client could make a megabyte each and the
+// session would hold for its whole life (authentication reads the CONNECT
+// packet's auth, not headers).
 type Handshake struct {
-	Header     http.Header
-	Query      url.Values
 	RemoteAddr string
 	Time       time.Time
 }
@@ -73,7 +73,7 @@ type session struct {
 	polling  bool // a GET is waiting
 	posting  bool
 	sockets  map[string]*Socket
-	joined   bool // some namespace was joined (connect timeout)
+	joined   bool // a namespace is joined now (connect timeout)
 	connects int  // CONNECT packets received (MaxConnects)
 	// lingering: closed, but kept for one last poll to collect the end.
 	lingering bool
@@ -88,8 +88,9 @@ type session struct {
 	flushed   chan struct{} // closed once nothing more will be written
 	flushOnce sync.Once
 	connTimer *time.Timer
-	// settled: the session left the pending count (joined or closed).
-	settled sync.Once
+	// counted: the session is in the server's pending count (it has no
+	// namespace joined, and is not closed).
+	counted atomic.Bool
 
 	// in serializes inbound packets: a POST and the upgraded WebSocket can
 	// overlap for a moment during the upgrade.
@@ -106,7 +107,7 @@ type session struct {
 func (srv *Server) newSession(r *http.Request, ws bool) *session {
 	s := &session{
 		srv: srv, id: srv.sessionID(),
-		handshake: Handshake{Header: r.Header.Clone(), Query: r.URL.Query(), RemoteAddr: r.RemoteAddr, Time: time.Now()},
+		handshake: Handshake{RemoteAddr: r.RemoteAddr, Time: time.Now()},
 		changed:   make(chan struct{}), sockets: map[string]*Socket{},
 		pong: make(chan struct{}, 1), kick: make(chan struct{}, 1), done: make(chan struct{}), flushed: make(chan struct{}),
 	}
@@ -125,6 +126,7 @@ func (srv *Server) newSession(r *http.Request, ws bool) *session {
 	srv.sessions[s.id] = s
 	srv.mu.Unlock()
 	srv.pending.Add(1)
+	s.counted.Store(true)
 	s.connTimer = time.AfterFunc(srv.cfg.ConnectTimeout, s.connectTimeout)
 	go s.heartbeat()
 	return s
@@ -314,8 +316,34 @@ func (s *session) finalLocked() []EnginePacket {
 
 func (s *session) markFlushed() { s.flushOnce.Do(func() { close(s.flushed) }) }
 
-// settle takes the session out of the pending count, once.
-func (s *session) settle() { s.settled.Do(func() { s.srv.pending.Add(-1) }) }
+// settle takes the session out of the pending count.
+func (s *session) settle() {
+	if s.counted.CompareAndSwap(true, false) {
+		s.srv.pending.Add(-1)
+	}
+}
+
+// unjoined makes a session whose last namespace socket left pending again:
+// it must CONNECT within the connect timeout (a client refreshing its
+// token does), or it is closed, so that a joined-then-left session is
+// bounded as a new one is, not kept as long as it answers pings. Past
+// MaxPendingSessions it is closed at once.
+func (s *session) unjoined() {
+	s.mu.Lock()
+	if s.closed || s.joined {
+		s.mu.Unlock()
+		return
+	}
+	full := s.srv.cfg.MaxPendingSessions > 0 && s.srv.pending.Load() >= int64(s.srv.cfg.MaxPendingSessions)
+	if !full && s.counted.CompareAndSwap(false, true) {
+		s.srv.pending.Add(1)
+		s.connTimer.Reset(s.srv.cfg.ConnectTimeout)
+	}
+	s.mu.Unlock()
+	if full {
+		s.close("no namespace joined", closeGraceful)
+	}
+}
 
 func (s *session) connectTimeout() {
 	s.mu.Lock()

@@ -371,8 +371,15 @@ func (s *session) detach(sock *Socket, reason string) {
 	if s.sockets[sock.ns] == sock {
 		delete(s.sockets, sock.ns)
 	}
+	last := len(s.sockets) == 0 && s.joined
+	if last {
+		s.joined = false
+	}
 	s.mu.Unlock()
 	sock.ended(reason)
+	if last {
+		s.unjoined()
+	}
 }
 
 // MaxConnects bounds the CONNECT packets of one session: each verifies a
