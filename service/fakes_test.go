@@ -53,6 +53,8 @@ func (f *fakeSession) Resume(conv string) int64 {
 	return f.last[conv]
 }
 
+func (f *fakeSession) Refused(conv string) { f.log("refused %s", conv) }
+
 func (f *fakeSession) Emit(conv string, seq int64, frame []byte) {
 	if !strings.Contains(string(frame), fmt.Sprintf(`"seq":%d`, seq)) {
 		f.log("bad frame %s %d: %s", conv, seq, frame)

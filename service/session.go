@@ -21,6 +21,9 @@ type Session interface {
 	Abandon(conv string)
 	// Resume lets conv's held pushes through.
 	Resume(conv string) int64
+	// Refused ends the replay of a conversation that is not the user's: its
+	// held pushes go through, and a stream given nothing of it forgets it.
+	Refused(conv string)
 	// Emit passes one replayed event through, once.
 	Emit(conv string, seq int64, frame []byte)
 	// WaitRoom blocks until the connection can take more frames.

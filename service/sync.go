@@ -62,7 +62,7 @@ func (s *Service) Sync(ctx context.Context, user string, st Session, req SyncReq
 			return nil, err
 		}
 		if err != nil {
-			st.Resume(conv) // a non-member has nothing to replay, and is absent from positions
+			st.Refused(conv) // a non-member has nothing to replay, and is absent from positions
 		}
 		caughtUp++
 	}

@@ -77,7 +77,7 @@ func TestSyncSkipsConversationsOfOthers(t *testing.T) {
 		if _, err := syncOf(reads).Sync(context.Background(), "alice", st, SyncRequest{Positions: map[string]int64{"a": 0, "b": 0}}); err != nil {
 			t.Fatalf("%v: %v", refusal, err)
 		}
-		want := []string{"replay a 0", "replay b 0", "release", "replay a 0", "resume a", "replay b 0", "emit b 1", "caught up b"}
+		want := []string{"replay a 0", "replay b 0", "release", "replay a 0", "refused a", "replay b 0", "emit b 1", "caught up b"}
 		if !slices.Equal(st.calls, want) {
 			t.Errorf("%v: calls\n got %q\nwant %q", refusal, st.calls, want)
 		}

@@ -29,6 +29,9 @@ type Stream struct {
 	// replay must go on past it (CaughtUp).
 	replaying map[string]bool
 	behind    map[string]bool
+	// fresh: the conversations a sync's Replay gave their first position,
+	// with that position, until the sync is done with them (Refused).
+	fresh map[string]int64
 	// Room, if set, blocks until the connection's send queue has room
 	// (WaitRoom); set by the transport before the stream is used.
 	Room func(ctx context.Context) error
@@ -43,7 +46,7 @@ const HoldFor = 2 * time.Second
 // an overflow).
 func NewStream(out func([]byte) bool, limit int) *Stream {
 	s := &Stream{last: map[string]int64{}, paused: map[string][]domain.Delivery{}, out: out, holding: true, limit: limit,
-		replaying: map[string]bool{}, behind: map[string]bool{}}
+		replaying: map[string]bool{}, behind: map[string]bool{}, fresh: map[string]int64{}}
 	time.AfterFunc(HoldFor, s.Release)
 	return s
 }
@@ -145,7 +148,27 @@ func (s *Stream) Replay(conv string, from int64) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.replaying[conv] = true
-	return s.pauseLocked(conv, from)
+	_, known := s.last[conv]
+	pos := s.pauseLocked(conv, from)
+	if !known {
+		s.fresh[conv] = pos
+	}
+	return pos
+}
+
+// Refused ends conv's replay when the sync found conv is not the user's:
+// its held pushes go through, as with Resume, and if the connection was
+// given nothing of conv, conv is forgotten. Otherwise a client naming
+// conversations it is not in would leave an entry of each in the stream
+// for the connection's life.
+func (s *Stream) Refused(conv string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pos, fresh := s.fresh[conv]
+	s.resumeLocked(conv)
+	if fresh && s.last[conv] == pos {
+		delete(s.last, conv)
+	}
 }
 
 // CaughtUp ends conv's replay if no live push of it was dropped since the
@@ -196,6 +219,7 @@ func (s *Stream) resumeLocked(conv string) {
 	delete(s.paused, conv)
 	delete(s.replaying, conv)
 	delete(s.behind, conv)
+	delete(s.fresh, conv)
 }
 
 // WaitRoom blocks until the connection can take more frames: a replay

@@ -101,3 +101,31 @@ func TestStreamAbandonedReplayOverflows(t *testing.T) {
 		t.Fatalf("abandoned replay: out %v, %d overflows; want nothing out and 1 overflow", r.seqs, r.overflows)
 	}
 }
+
+// A sync of conversations that are not the user's leaves nothing behind:
+// each is forgotten, however many a client names. One the connection was
+// given pushes of keeps its position, so none of them comes twice.
+func TestStreamRefusedReplayIsForgotten(t *testing.T) {
+	r := &recorder{}
+	s := NewStream(r.out, 8)
+	s.Release()
+	for i := range 1000 {
+		conv := "stranger-" + itoa(int64(i))
+		s.Replay(conv, 5)
+		s.Refused(conv)
+	}
+	live(s, "left", 1, 2)
+	s.Replay("left", 0)
+	live(s, "left", 3)
+	s.Refused("left")
+	live(s, "left", 2, 3)
+	s.mu.Lock()
+	n := len(s.last) + len(s.paused) + len(s.replaying) + len(s.behind) + len(s.fresh)
+	s.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d entries left in the stream, want the one conversation it delivered", n)
+	}
+	if want := []string{"1", "2", "3"}; !slices.Equal(r.seqs, want) {
+		t.Fatalf("out %v, want %v", r.seqs, want)
+	}
+}
