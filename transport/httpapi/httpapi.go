@@ -56,13 +56,15 @@ type API struct {
 	log      *slog.Logger
 	limiter  *userLimiter
 	pipe     *gateway.Pipeline
+	checked  *prober
 }
 
 // New builds the handler. svc and ws are nil on nodes without the gateway
 // role; they then serve only health and metrics.
 func New(cfg Config, svc *service.Service, ws *gateway.WSServer, log *slog.Logger) http.Handler {
 	a := &API{cfg: cfg, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTPrevious...).With(cfg.JWTPolicy), svc: svc, ws: ws, log: log,
-		limiter: newUserLimiter(cfg.RateLimit, cfg.RateBurst), pipe: &gateway.Pipeline{Service: svc, Log: log}}
+		limiter: newUserLimiter(cfg.RateLimit, cfg.RateBurst), pipe: &gateway.Pipeline{Service: svc, Log: log},
+		checked: &prober{checks: cfg.Checks}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node_id": cfg.NodeID})
@@ -94,7 +96,7 @@ func New(cfg Config, svc *service.Service, ws *gateway.WSServer, log *slog.Logge
 // ready is the public readiness probe: which dependencies are down, by
 // name only (their errors name hosts; the ops listener's /readyz has them).
 func (a *API) ready(w http.ResponseWriter, r *http.Request) {
-	down := probe(r.Context(), a.cfg.Checks)
+	down := a.checked.probe(r.Context())
 	if len(down) > 0 {
 		names := slices.Sorted(maps.Keys(down))
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "down": names, "node_id": a.cfg.NodeID})

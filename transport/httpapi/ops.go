@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/pprof"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -18,8 +19,9 @@ func Ops(nodeID string, checks []Check, pprofOn bool) http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node_id": nodeID})
 	})
+	checked := &prober{checks: checks}
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		down := probe(r.Context(), checks)
+		down := checked.probe(r.Context())
 		if len(down) > 0 {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "down": down, "node_id": nodeID})
 			return
@@ -43,15 +45,39 @@ func OpsServer(h http.Handler) *http.Server {
 		WriteTimeout: 90 * time.Second, IdleTimeout: time.Minute}
 }
 
-// probe runs the checks, returning each failing one's error text.
-func probe(ctx context.Context, checks []Check) map[string]string {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+// prober runs the checks for /readyz, at most one probe at a time and once
+// per probeFresh: the public /readyz needs no credentials, and a probe
+// costs a Kafka metadata request, a Redis PING and a Postgres connection
+// of the pool the commands use, so a flood of requests must not become a
+// flood of probes. Requests meanwhile wait for the probe in flight and
+// share its answer.
+type prober struct {
+	checks []Check
+	mu     sync.Mutex
+	at     time.Time
+	down   map[string]string // nil: no probe yet
+}
+
+// probeFresh is how long a probe's answer serves later requests: well
+// under any load balancer's check interval.
+const probeFresh = time.Second
+
+// probe returns each failing check's error text. The probe is not the
+// request's: a client hanging up does not cut it short for the others.
+func (p *prober) probe(ctx context.Context) map[string]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.down != nil && time.Since(p.at) < probeFresh {
+		return p.down
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	down := map[string]string{}
-	for _, c := range checks {
+	for _, c := range p.checks {
 		if err := c.Ping(ctx); err != nil {
 			down[c.Name] = err.Error()
 		}
 	}
+	p.down, p.at = down, time.Now()
 	return down
 }
