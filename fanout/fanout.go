@@ -61,9 +61,11 @@ type Handler struct {
 	members Memberships
 	bus     Publisher
 	read    ReadModel
-	// MaxAge: older events update membership but are not pushed live; a
-	// client that missed them catches up with sync. It only matters when a
-	// brand-new fan-out group starts on an old log.
+	// MaxAge: older events update membership but are not pushed live (a
+	// brand-new fan-out group starting on an old log would push its
+	// history). They still take their place in the Prev chain, so a gateway
+	// whose clients were sent none of them sees a gap at the next delivery
+	// and resyncs them: their sync then replays what was not pushed.
 	MaxAge time.Duration
 	// MaxConversations bounds the conversations whose membership is held
 	// in memory; past it a partition's share is dropped and reloaded.
@@ -169,6 +171,9 @@ func (h *Handler) route(ctx context.Context, ds []domain.Delivery) ([]domain.Del
 			}
 			out[i].Prev, prev[key] = p, d.Seq
 		}
+		if d.Frame == nil {
+			out = out[:start] // chained, not pushed: the next one shows the gap
+		}
 	}
 	return out, prev, nil
 }
@@ -226,12 +231,11 @@ func (h *Handler) handle(ctx context.Context, r Record) (domain.Delivery, bool, 
 	if err != nil || skip {
 		return domain.Delivery{}, false, err
 	}
-	if h.MaxAge > 0 && h.now().Sub(e.At) > h.MaxAge {
-		return domain.Delivery{}, false, nil
-	}
-	frame, err := domain.EncodePush(e, seq)
-	if err != nil {
-		return domain.Delivery{}, false, nil
+	var frame []byte // nil: too old to push (MaxAge), routed for the Prev chain only
+	if h.MaxAge <= 0 || h.now().Sub(e.At) <= h.MaxAge {
+		if frame, err = domain.EncodePush(e, seq); err != nil {
+			return domain.Delivery{}, false, nil
+		}
 	}
 	rcpt := RecipientsAt(ms, seq)
 	if left != "" {
@@ -309,8 +313,9 @@ func (h *Handler) membersOf(ctx context.Context, r Record, e domain.Event) (map[
 		ms = map[string]domain.Membership{}
 	}
 	if h.MaxConversations > 0 && h.cached >= h.MaxConversations {
-		for p := range h.cache { // drop one partition's share (any)
-			h.forgetLocked([]int32{p})
+		for p := range h.cache { // drop one partition's share (any), not its Prev chain
+			h.cached -= len(h.cache[p])
+			delete(h.cache, p)
 			break
 		}
 	}

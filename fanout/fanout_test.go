@@ -216,3 +216,77 @@ func TestRetriedBatchKeepsThePrevChain(t *testing.T) {
 		t.Fatalf("retried delivery seq %d prev %d, want seq %d prev %d", last.Seq, last.Prev, domain.SeqOf(2), want)
 	}
 }
+
+// An event older than MaxAge (the fan-out lagged: down, or retrying, for
+// minutes) is not pushed, but it keeps its place in the Prev chain: the
+// next delivery names it, so a gateway that delivered neither sees the gap
+// and resyncs its clients, whose sync replays it. Skipped silently, the
+// clients' positions would move past it for good.
+func TestEventTooOldToPushIsAGap(t *testing.T) {
+	bus := &fakeBus{}
+	h := New(fakeMembers{}, bus, nil)
+	now := time.Now()
+	h.now = func() time.Time { return now }
+	at := func(when time.Time, typ string, payload any) []byte {
+		e, err := domain.NewEvent(typ, "c_1", "a", when, payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(e)
+		return b
+	}
+	recs := []Record{
+		{0, 0, at(now, domain.EvConversationCreated, domain.ConversationCreated{Kind: "group", Members: []string{"a", "b"}})},
+		{0, 1, at(now.Add(-h.MaxAge-time.Minute), domain.EvMessageSent, domain.MessageSent{MessageID: "m1", ClientMsgID: "x", Body: "lagged"})},
+		{0, 2, at(now, domain.EvMessageSent, domain.MessageSent{MessageID: "m2", ClientMsgID: "y", Body: "fresh"})},
+	}
+	if err := h.HandleBatch(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range bus.got {
+		if d.Seq == domain.SeqOf(1) {
+			t.Fatal("an event older than MaxAge was pushed")
+		}
+	}
+	last := bus.got[len(bus.got)-1]
+	if last.Seq != domain.SeqOf(2) || last.Prev != domain.SeqOf(1) {
+		t.Fatalf("the delivery after the old event: seq %d prev %d, want seq %d prev %d (the gap shown)",
+			last.Seq, last.Prev, domain.SeqOf(2), domain.SeqOf(1))
+	}
+}
+
+// Dropping memberships at MaxConversations drops only memberships: the
+// partition's Prev chain goes on, so a delivery Redis lost just before
+// still shows as a gap.
+func TestMembershipEvictionKeepsThePrevChain(t *testing.T) {
+	bus := &fakeBus{}
+	h := New(fakeMembers{}, bus, nil)
+	h.MaxConversations = 1
+	ev := func(conv, typ string, payload any) []byte {
+		e, err := domain.NewEvent(typ, conv, "a", time.Now(), payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(e)
+		return b
+	}
+	created := domain.ConversationCreated{Kind: "group", Members: []string{"a", "b"}}
+	recs := []Record{
+		{0, 0, ev("c_1", domain.EvConversationCreated, created)},
+		{0, 1, ev("c_2", domain.EvConversationCreated, created)}, // evicts partition 0's memberships
+		{0, 2, ev("c_2", domain.EvMessageSent, domain.MessageSent{MessageID: "m1", ClientMsgID: "x", Body: "hi"})},
+	}
+	for _, r := range recs {
+		if err := h.HandleBatch(context.Background(), []Record{r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(bus.got) != 3 {
+		t.Fatalf("%d deliveries, want 3", len(bus.got))
+	}
+	for i := 1; i < len(bus.got); i++ {
+		if bus.got[i].Prev != bus.got[i-1].Seq {
+			t.Fatalf("delivery seq %d has Prev %d, want %d: the chain restarted at an eviction", bus.got[i].Seq, bus.got[i].Prev, bus.got[i-1].Seq)
+		}
+	}
+}

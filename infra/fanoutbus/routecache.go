@@ -81,7 +81,9 @@ func (c *RouteCache) NodesOf(ctx context.Context, users []string) (map[string][]
 
 // NodesInto is NodesOf into a map of the caller's, emptied first: the
 // fan-out reuses one for every batch. Its slices are the cache's: read only.
-func (c *RouteCache) NodesInto(ctx context.Context, users []string, out map[string][]string) error {
+// A lookup that fails leaves a ReadNext in force: the batch is retried
+// without the log being read again.
+func (c *RouteCache) NodesInto(ctx context.Context, users []string, out map[string][]string) (err error) {
 	clear(out)
 	if len(users) == 0 {
 		return nil
@@ -90,6 +92,13 @@ func (c *RouteCache) NodesInto(ctx context.Context, users []string, out map[stri
 	c.mu.Lock()
 	gen, checkMarker, fresh := c.gen, c.lossKey != "" && time.Since(c.checked) >= markerEvery, c.fresh
 	c.fresh = false
+	if fresh {
+		defer func() {
+			if err != nil {
+				c.ReadNext()
+			}
+		}()
+	}
 	for _, u := range users {
 		nodes, ok := c.routes[u]
 		switch {
@@ -117,7 +126,7 @@ func (c *RouteCache) NodesInto(ctx context.Context, users []string, out map[stri
 			out[u] = nodes
 		}
 	}
-	_, err := c.liveOnly(ctx, users, out)
+	_, err = c.liveOnly(ctx, users, out)
 	return err
 }
 

@@ -120,3 +120,38 @@ func TestRouteCacheKeepsWhatDidNotChangeDuringARead(t *testing.T) {
 		t.Fatalf("carol was not kept after a quiet read (%v hits)", hits)
 	}
 }
+
+// ReadNext holds until a lookup succeeds: the consumer retries a batch
+// whose route read failed without reading the log again, and the retry
+// must still read every user afresh, or a route made before the batch's
+// records were logged (its announcement still on its way) is missed.
+func TestRouteCacheReadNextOutlivesAFailedRead(t *testing.T) {
+	ctx := context.Background()
+	e := onRedis(t)
+	bus := e.newBus()
+	for _, n := range []string{"n1", "n2"} {
+		if _, err := bus.Node(n).Alive(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bus.Node("n1").Join(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	cache := bus.RouteCache()
+	if _, err := cache.NodesOf(ctx, []string{"alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rdb.HSet(ctx, bus.RoutesKey("alice"), "alice", "n1,n2").Err(); err != nil { // behind its back
+		t.Fatal(err)
+	}
+	cache.ReadNext()
+	failed, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := cache.NodesOf(failed, []string{"alice"}); err == nil {
+		t.Fatal("a lookup on a cancelled context succeeded")
+	}
+	got, err := cache.NodesOf(ctx, []string{"alice"})
+	if err != nil || !slices.Equal(slices.Sorted(slices.Values(got["alice"])), []string{"n1", "n2"}) {
+		t.Fatalf("the retried lookup: alice on %v (%v), want n1,n2 read afresh", got["alice"], err)
+	}
+}
