@@ -13,12 +13,9 @@ import (
 	"github.com/parley-chat/parley/infra/metrics"
 )
 
-// A RouteCache answers a user it knows without Redis, and reads afresh
-// what it cannot know: a change whose announcement it has not received
-// (simulated by writing the route behind its back) is read when the
-// consumer says the next batch came from the log (ReadNext), and when the
-// hand-off reader subscribes anew (Reset).
-func TestRouteCacheReadsWhatItCannotKnow(t *testing.T) {
+// aliceOnN1 is a bus whose nodes n1 and n2 are alive, with alice on n1.
+func aliceOnN1(t *testing.T) (*redisEnv, *fanoutbus.Bus) {
+	t.Helper()
 	ctx := context.Background()
 	e := onRedis(t)
 	bus := e.newBus()
@@ -30,6 +27,17 @@ func TestRouteCacheReadsWhatItCannotKnow(t *testing.T) {
 	if err := bus.Node("n1").Join(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
+	return e, bus
+}
+
+// A RouteCache answers a user it knows without Redis, and reads afresh
+// what it cannot know: a change whose announcement it has not received
+// (simulated by writing the route behind its back) is read when the
+// consumer says the next batch came from the log (ReadNext), and when the
+// hand-off reader subscribes anew (Reset).
+func TestRouteCacheReadsWhatItCannotKnow(t *testing.T) {
+	ctx := context.Background()
+	e, bus := aliceOnN1(t)
 	cache, nodesOf := e.cachedLookup(bus)
 	want := func(step string, got map[string][]string, err error, nodes ...string) {
 		t.Helper()
@@ -127,16 +135,7 @@ func TestRouteCacheKeepsWhatDidNotChangeDuringARead(t *testing.T) {
 // records were logged (its announcement still on its way) is missed.
 func TestRouteCacheReadNextOutlivesAFailedRead(t *testing.T) {
 	ctx := context.Background()
-	e := onRedis(t)
-	bus := e.newBus()
-	for _, n := range []string{"n1", "n2"} {
-		if _, err := bus.Node(n).Alive(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := bus.Node("n1").Join(ctx, "alice"); err != nil {
-		t.Fatal(err)
-	}
+	e, bus := aliceOnN1(t)
 	cache := bus.RouteCache()
 	if _, err := cache.NodesOf(ctx, []string{"alice"}); err != nil {
 		t.Fatal(err)
