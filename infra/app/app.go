@@ -295,19 +295,19 @@ func (a *App) startDelivery(ctx context.Context) error {
 				return
 			case <-t.C:
 			}
-			kept, err := node.Alive(ctx)
-			if err != nil || kept {
-				continue // Redis away: nothing is delivered until it is back
+			lost, dropped, _ := node.Check(ctx)
+			if !lost && !dropped {
+				continue // all well, or Redis away: nothing is delivered until it is back
 			}
 			// Redis lost its data (the fan-out sends to every node until the
-			// routes are back) or this node stalled and a fan-out dropped its
+			// routes are back), or this node stalled and a fan-out dropped its
 			// routes (then deliveries were dropped: its clients resync).
 			if err := a.Hub.Rejoin(ctx); err != nil {
 				a.Log.Error("routing again failed", "err", err)
 			}
-			dropped, err := node.Dropped(ctx)
-			a.Log.Warn("redis had lost this node's liveness; its users are routed again", "routes_were_dropped", dropped)
-			if dropped || err != nil {
+			a.Log.Warn("this node's routes were lost or dropped; its users are routed again",
+				"liveness_lost", lost, "routes_were_dropped", dropped)
+			if dropped {
 				a.Hub.ResyncAll()
 			}
 		}

@@ -1,6 +1,9 @@
 package fanoutbus
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // SetIdleCheck shortens the quiet-channel ping for a test; the returned
 // func restores it.
@@ -31,3 +34,8 @@ func (p *LatePublisher) Held() int {
 
 // MaxHeldReplies is maxHeldReplies.
 const MaxHeldReplies = maxHeldReplies
+
+// DropDead is what a fan-out does on finding nodes dead.
+func (b *Bus) DropDead(ctx context.Context, out map[string][]string, dead map[string]bool) {
+	b.dropDead(ctx, out, dead)
+}

@@ -157,6 +157,26 @@ func (n *Node) Dropped(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
+// Check refreshes the node's liveness (Alive) and reads Dropped. lost: Redis
+// had lost the liveness (its data, or a stall past aliveTTL), so the node
+// must route its users again; dropped: a fan-out removed its routes, so
+// its clients must resync as well. Dropped is read at every check, not
+// only after a lost liveness: a fan-out that found the node dead just
+// before it refreshed removes the routes after the node made them again,
+// and the node learns of it here. An error with the liveness kept reports
+// nothing: Redis is away, and the next check reads again.
+func (n *Node) Check(ctx context.Context) (lost, dropped bool, err error) {
+	kept, err := n.Alive(ctx)
+	if err != nil {
+		return false, false, err
+	}
+	dropped, err = n.Dropped(ctx)
+	if err != nil {
+		return !kept, !kept, err // lost: whether routes were dropped is unknown, so assume so
+	}
+	return !kept, dropped, nil
+}
+
 func (b *Bus) droppedKey(node string) string { return b.cfg.Prefix + ":{node." + node + "}:dropped" }
 
 // Alive refreshes this node's liveness and reports whether Redis still had
@@ -304,11 +324,19 @@ func (b *Bus) lostRoutes(ctx context.Context) error {
 }
 
 // dropDead removes dead nodes from the answer and their routes from Redis
-// (best effort: the next lookup tries again).
+// (best effort: the next lookup tries again). Each node's tombstone
+// (Dropped) is set before the routes go and again after: a node that
+// came back meanwhile and routed its users again may have read the first
+// before the last route went, and then reads the second at its next
+// check (Check).
 func (b *Bus) dropDead(ctx context.Context, out map[string][]string, dead map[string]bool) {
-	for n := range dead {
-		_ = b.rdb.Set(ctx, b.droppedKey(n), "1", time.Hour).Err()
+	tombstones := func() {
+		for n := range dead {
+			_ = b.rdb.Set(ctx, b.droppedKey(n), "1", time.Hour).Err()
+		}
 	}
+	tombstones()
+	defer tombstones()
 	for u, nodes := range out {
 		var kept []string // a new slice: nodes may be a cache's
 		for _, n := range nodes {

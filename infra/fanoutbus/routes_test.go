@@ -263,3 +263,29 @@ func TestJoinLoadsItsScript(t *testing.T) {
 		t.Fatalf("routes after the joins: %v %v", got, err)
 	}
 }
+
+// A fan-out that read a node's liveness just before the node refreshed it
+// (a stall) removes the node's routes after the node made them again. The
+// node's next Check, its liveness kept, still reports the drop, so the
+// gateway routes its users again and resyncs its clients.
+func TestCheckSeesALateDrop(t *testing.T) {
+	ctx := context.Background()
+	e := onRedis(t)
+	bus := e.newBus()
+	n := bus.Node("n1")
+	if err := n.Join(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if lost, dropped, err := n.Check(ctx); err != nil || !lost || dropped {
+		t.Fatalf("first check: lost %v dropped %v (%v), want a liveness lost (never set) and no drop", lost, dropped, err)
+	}
+	// The fan-out's sweep, from a liveness read before that check.
+	bus.DropDead(ctx, map[string][]string{"alice": {"n1"}}, map[string]bool{"n1": true})
+	lost, dropped, err := n.Check(ctx)
+	if err != nil || lost || !dropped {
+		t.Fatalf("check after a late drop: lost %v dropped %v (%v), want the drop reported with the liveness kept", lost, dropped, err)
+	}
+	if lost, dropped, err := n.Check(ctx); err != nil || lost || dropped {
+		t.Fatalf("a drop reported twice: lost %v dropped %v (%v)", lost, dropped, err)
+	}
+}
