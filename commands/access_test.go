@@ -209,3 +209,30 @@ func TestTypingRecipients(t *testing.T) {
 		t.Fatal("typing was logged")
 	}
 }
+
+// A user's typing in a conversation goes out at most once a second: the
+// repeats in between are answered and not pushed, so a client sending it
+// in a loop cannot make every member's connection carry its rate.
+func TestTypingRepeatsAreCoalesced(t *testing.T) {
+	w := newWorld(t)
+	conv := groupWithFormer(t, w)
+	bus := &fakeBus{}
+	h := NewTypingHandler(w.redis, bus, w.access(), w.clock)
+	typing := func() {
+		t.Helper()
+		if err := h.Handle(context.Background(), "alice", Typing{ConversationID: conv}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 10 {
+		typing()
+	}
+	if len(bus.got) != 1 {
+		t.Fatalf("10 typing at once pushed %d times, want once", len(bus.got))
+	}
+	w.clock.Advance(typingEvery)
+	typing()
+	if len(bus.got) != 2 {
+		t.Fatalf("typing a second later pushed %d times in all, want 2", len(bus.got))
+	}
+}

@@ -2,6 +2,8 @@ package commands
 
 import (
 	"context"
+	"sync"
+	"time"
 
 	json "github.com/segmentio/encoding/json"
 
@@ -20,6 +22,46 @@ type TypingHandler struct {
 	ephemeral Ephemeral
 	access    MemberCheck
 	clock     Clock
+	gate      *typingGate
+}
+
+// typingEvery: a user's typing in one conversation is pushed at most once
+// per typingEvery on a node. Clients repeat typing every few seconds while
+// their user types, so the repeats in between tell the others nothing,
+// and a client sending it in a loop does not make every member's
+// connection carry its rate (one push to each of up to 1000 members per
+// command). A repeat within typingEvery is answered as done.
+const typingEvery = time.Second
+
+// maxTypingKeys bounds the gate's memory: past it, entries older than
+// typingEvery are dropped, and if none is, all of them.
+const maxTypingKeys = 100_000
+
+type typingGate struct {
+	mu   sync.Mutex
+	last map[[2]string]time.Time // (user, conversation) -> last pushed
+}
+
+// pass reports whether user's typing in conv goes out now, and notes it.
+func (g *typingGate) pass(user, conv string, now time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	k := [2]string{user, conv}
+	if at, ok := g.last[k]; ok && now.Sub(at) < typingEvery {
+		return false
+	}
+	if len(g.last) >= maxTypingKeys {
+		for k, at := range g.last {
+			if now.Sub(at) >= typingEvery {
+				delete(g.last, k)
+			}
+		}
+		if len(g.last) >= maxTypingKeys {
+			clear(g.last)
+		}
+	}
+	g.last[k] = now
+	return true
 }
 
 // Ephemeral carries pushes that are never logged (typing).
@@ -30,7 +72,8 @@ type Ephemeral interface {
 // NewTypingHandler builds the handler (clock nil: the real one).
 func NewTypingHandler(members MemberList, ephemeral Ephemeral, access MemberCheck, clock Clock) TypingHandler {
 	mustHave("TypingHandler", map[string]any{"members": members, "ephemeral": ephemeral, "access": access})
-	return TypingHandler{members: members, ephemeral: ephemeral, access: access, clock: clockOr(clock)}
+	return TypingHandler{members: members, ephemeral: ephemeral, access: access, clock: clockOr(clock),
+		gate: &typingGate{last: map[[2]string]time.Time{}}}
 }
 
 // Handle pushes typing to the other members.
@@ -40,6 +83,9 @@ func (h TypingHandler) Handle(ctx context.Context, actor string, c Typing) error
 	}
 	if err := h.access.RequireMember(ctx, c.ConversationID, actor); err != nil {
 		return err
+	}
+	if !h.gate.pass(actor, c.ConversationID, h.clock.Now()) {
+		return nil
 	}
 	ms, _, err := h.members.Memberships(ctx, c.ConversationID)
 	if err != nil {

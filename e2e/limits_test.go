@@ -49,6 +49,24 @@ func TestLimits(t *testing.T) {
 		}
 	})
 
+	t.Run("RateLimitIsPerUserNotPerConnection", func(t *testing.T) {
+		u := user("rr")
+		conns := []*wsclient.Client{dial(t, env, n, u), dial(t, env, n, u)}
+		start, passed := time.Now(), 0
+		for i := range 20 {
+			if err := try(conns[i%2], "conversation.list", map[string]any{}); err == nil {
+				passed++
+			} else {
+				wantCode(t, err, "rate_limited")
+			}
+		}
+		// One bucket of burst 5 refilled at 5/s; two connections with a
+		// bucket each would pass twice that.
+		if most := 5 + int(5*time.Since(start).Seconds()) + 1; passed > most {
+			t.Fatalf("two connections of one user passed %d commands, one bucket allows at most %d", passed, most)
+		}
+	})
+
 	t.Run("ConnectionCaps", func(t *testing.T) {
 		u := user("cap")
 		// The server registers a connection after its handshake: one that

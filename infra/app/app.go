@@ -146,13 +146,15 @@ func (a *App) buildGateway() error {
 	a.Presence.Days = a.Store
 	a.Hub.Routes = a.Presence
 	a.Service.Presence = presenceSources{a.Store, a.Bus}
+	// One rate limit per user on this node, over both WebSocket protocols.
+	limits := gateway.NewUserLimits(a.Cfg.RateLimit, a.Cfg.RateBurst)
 	var err error
 	a.WS, err = gateway.NewWSServer(gateway.WSConfig{SendQueue: a.Cfg.SendQueue, RateLimit: a.Cfg.RateLimit,
-		RateBurst: a.Cfg.RateBurst, AllowedOrigins: a.Cfg.AllowedOrigins, PingInterval: a.Cfg.PingInterval}, a.Hub, a.Service, a.Log)
+		RateBurst: a.Cfg.RateBurst, Limits: limits, AllowedOrigins: a.Cfg.AllowedOrigins, PingInterval: a.Cfg.PingInterval}, a.Hub, a.Service, a.Log)
 	if err != nil {
 		return err
 	}
-	return a.buildSocketIO()
+	return a.buildSocketIO(limits)
 }
 
 func (a *App) checks() []httpapi.Check {

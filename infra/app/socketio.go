@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/infra/config"
+	"github.com/parley-chat/parley/transport/gateway"
 	"github.com/parley-chat/parley/transport/socketio"
 	"github.com/parley-chat/parley/transport/socketio/siochat"
 	"github.com/parley-chat/parley/transport/socketio/sioredis"
@@ -24,9 +25,9 @@ type SocketIO struct {
 // sioMaxPayload matches the native protocol's 64 KiB frame limit.
 const sioMaxPayload = 64 << 10
 
-func (a *App) buildSocketIO() error {
+func (a *App) buildSocketIO(limits *gateway.UserLimits) error {
 	nodes := sioredis.New(a.Redis.Client(), a.Cfg.RedisPrefix, a.Log)
-	chat, err := siochat.New(siochat.Config{JWTSecret: a.Cfg.JWTSecret, JWTPrevious: a.Cfg.JWTPrevious, JWTPolicy: JWTPolicy(a.Cfg), RateLimit: a.Cfg.RateLimit, RateBurst: a.Cfg.RateBurst,
+	chat, err := siochat.New(siochat.Config{JWTSecret: a.Cfg.JWTSecret, JWTPrevious: a.Cfg.JWTPrevious, JWTPolicy: JWTPolicy(a.Cfg), RateLimit: a.Cfg.RateLimit, RateBurst: a.Cfg.RateBurst, Limits: limits,
 		SendQueue: a.Cfg.SendQueue}, a.Hub, a.Service, a.Log)
 	if err != nil {
 		return err

@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/metrics"
 	"github.com/parley-chat/parley/service"
@@ -90,19 +88,8 @@ func (p *Pipeline) Fail(c Call, err error) Result {
 	return Result{Err: &body, Status: status}
 }
 
-// ErrRateLimited answers a command over its connection's rate limit.
+// ErrRateLimited answers a command over its user's rate limit.
 var ErrRateLimited = fmt.Errorf("%w: too many commands, slow down", domain.ErrRateLimited)
-
-// LimitBy is a Call's Limit over a connection's token bucket; a cost over
-// the bucket's burst is charged the burst, so every command can pass.
-func LimitBy(l *rate.Limiter) func(int) error {
-	return func(cost int) error {
-		if !l.AllowN(time.Now(), min(cost, l.Burst())) {
-			return ErrRateLimited
-		}
-		return nil
-	}
-}
 
 // metricType bounds the label to known command types.
 func metricType(t string) string {

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"golang.org/x/time/rate"
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/metrics"
@@ -45,6 +44,9 @@ type WSConfig struct {
 	WriteWait      time.Duration
 	CommandTimeout time.Duration
 	AllowedOrigins []string
+	// Limits is the node's per-user rate limit, shared with its Socket.IO
+	// server; nil: one of RateLimit and RateBurst for this server alone.
+	Limits *UserLimits
 }
 
 func (c *WSConfig) defaults() {
@@ -68,6 +70,9 @@ func (c *WSConfig) defaults() {
 	}
 	if c.CommandTimeout == 0 {
 		c.CommandTimeout = 15 * time.Second
+	}
+	if c.Limits == nil && c.RateLimit > 0 && c.RateBurst > 0 {
+		c.Limits = NewUserLimits(c.RateLimit, c.RateBurst)
 	}
 }
 
@@ -193,7 +198,6 @@ type wsConn struct {
 	remote  string
 	send    *sendQueue
 	stream  *Stream
-	limiter *rate.Limiter
 	ctx     context.Context
 	cancel  context.CancelFunc
 	once    sync.Once
@@ -220,7 +224,7 @@ func (c *wsConn) stopReading() {
 func (s *WSServer) newConn(ws *websocket.Conn, user, remote string) *wsConn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &wsConn{s: s, id: strconv.FormatUint(connSeq.Add(1), 10), ws: ws, user: user, remote: remote, send: newSendQueue(s.cfg.SendQueue, SendQueueBytes),
-		limiter: rate.NewLimiter(rate.Limit(s.cfg.RateLimit), s.cfg.RateBurst), ctx: ctx, cancel: cancel,
+		ctx: ctx, cancel: cancel,
 		ctrl: make(chan []byte, 1), finished: make(chan struct{})}
 	c.now = wswrite.New(ws, s.cfg.WriteWait, c.locked)
 	c.ping = time.AfterFunc(time.Hour, c.sendPing)
@@ -382,7 +386,7 @@ func (c *wsConn) handle(b []byte) {
 		return
 	}
 	res := c.s.pipe.Run(c.ctx, Call{Protocol: "ws", User: c.user, Stream: c.stream, Type: req.Type, Data: req.Data,
-		Limit: LimitBy(c.limiter), Attrs: []any{"conn_id", c.id}})
+		Limit: c.s.cfg.Limits.For(c.user), Attrs: []any{"conn_id", c.id}})
 	if res.Err != nil {
 		c.reply(protocol.FailureReply(req.ID, *res.Err))
 		return

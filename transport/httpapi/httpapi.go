@@ -54,7 +54,7 @@ type API struct {
 	svc      *service.Service
 	ws       *gateway.WSServer
 	log      *slog.Logger
-	limiter  *userLimiter
+	limiter  *gateway.UserLimits
 	pipe     *gateway.Pipeline
 	checked  *prober
 }
@@ -63,7 +63,7 @@ type API struct {
 // role; they then serve only health and metrics.
 func New(cfg Config, svc *service.Service, ws *gateway.WSServer, log *slog.Logger) http.Handler {
 	a := &API{cfg: cfg, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTPrevious...).With(cfg.JWTPolicy), svc: svc, ws: ws, log: log,
-		limiter: newUserLimiter(cfg.RateLimit, cfg.RateBurst), pipe: &gateway.Pipeline{Service: svc, Log: log},
+		limiter: gateway.NewUserLimits(cfg.RateLimit, cfg.RateBurst), pipe: &gateway.Pipeline{Service: svc, Log: log},
 		checked: &prober{checks: cfg.Checks}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -164,7 +164,7 @@ func (a *API) command(typ string, status int, translate func(*http.Request) (any
 			return
 		}
 		call.Limit = func(int) error {
-			ok, wait := a.limiter.allow(user, time.Now())
+			ok, wait := a.limiter.Allow(user, 1, time.Now())
 			if !ok {
 				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 				return errRateLimited

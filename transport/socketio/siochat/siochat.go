@@ -17,8 +17,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"golang.org/x/time/rate"
-
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/metrics"
 	"github.com/parley-chat/parley/service"
@@ -33,11 +31,15 @@ type Config struct {
 	JWTSecret      string
 	JWTPrevious    []string // still accepted during a secret rotation
 	JWTPolicy      auth.Policy
-	RateLimit      float64       // 20 commands/s per connection
+	RateLimit      float64       // 20 commands/s per user on this node
 	RateBurst      int           // 40
 	CommandQueue   int           // 64 commands waiting per connection
 	SendQueue      int           // 256 pushes held for a new connection until its first command
 	CommandTimeout time.Duration // 15s
+	// Limits is the node's per-user rate limit, shared with its native
+	// WebSocket server; nil: one of RateLimit and RateBurst for this
+	// namespace alone.
+	Limits *gateway.UserLimits
 }
 
 func (c *Config) defaults() {
@@ -55,6 +57,9 @@ func (c *Config) defaults() {
 	}
 	if c.CommandTimeout == 0 {
 		c.CommandTimeout = 15 * time.Second
+	}
+	if c.Limits == nil && c.RateLimit > 0 && c.RateBurst > 0 {
+		c.Limits = gateway.NewUserLimits(c.RateLimit, c.RateBurst)
 	}
 }
 
@@ -171,12 +176,11 @@ func refusal(err error) error {
 
 // conn is one socket on "/", registered in the hub like a native connection.
 type conn struct {
-	chat    *Chat
-	sock    *socketio.Socket
-	user    string
-	stream  *gateway.Stream
-	limiter *rate.Limiter
-	cmds    chan *socketio.Event
+	chat   *Chat
+	sock   *socketio.Socket
+	user   string
+	stream *gateway.Stream
+	cmds   chan *socketio.Event
 	// pending counts the commands queued or running. The socket's reader is
 	// their only source, so at 0 none is ahead of a new one, which then runs
 	// on the reader itself: handing each command to the worker cost a
@@ -190,7 +194,7 @@ type conn struct {
 
 func (c *Chat) newConn(s *socketio.Socket, user string) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
-	cn := &conn{chat: c, sock: s, user: user, limiter: rate.NewLimiter(rate.Limit(c.cfg.RateLimit), c.cfg.RateBurst),
+	cn := &conn{chat: c, sock: s, user: user,
 		cmds: make(chan *socketio.Event, c.cfg.CommandQueue), ctx: ctx, cancel: cancel, start: time.Now()}
 	cn.stream = gateway.NewStream(cn.push, c.cfg.SendQueue)
 	cn.stream.Room = s.WaitRoom
@@ -283,7 +287,7 @@ func (c *conn) call(ev *socketio.Event) gateway.Call {
 		data = ev.Args[0]
 	}
 	return gateway.Call{Protocol: "socketio", User: c.user, Stream: c.stream, Type: ev.Name, Data: data,
-		Limit: gateway.LimitBy(c.limiter)}
+		Limit: c.chat.cfg.Limits.For(c.user)}
 }
 
 // work runs the connection's queued commands one at a time, in arrival
