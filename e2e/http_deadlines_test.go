@@ -63,3 +63,38 @@ func TestHTTPHeaderBound(t *testing.T) {
 		t.Fatalf("8 KiB of headers: %d, want 200", st)
 	}
 }
+
+// The public listener's open connections are bounded (CHAT_MAX_HTTP_CONNS),
+// not only the upgraded ones the hub counts: past the bound a new
+// connection waits, unanswered, until one closes, instead of each idle one
+// holding a goroutine and buffers of the node.
+func TestHTTPConnectionBound(t *testing.T) {
+	env := testenv.New(t)
+	env.Cfg.MaxHTTPConns = 4
+	n := env.StartNode("gateway")
+	var held []net.Conn
+	for range 4 {
+		c, err := net.Dial("tcp", n.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	c, err := net.Dial("tcp", n.Addr) // the kernel completes it; the server does not take it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	r := bufio.NewReader(c)
+	_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if line, err := r.ReadString('\n'); err == nil {
+		t.Fatalf("a connection past the bound was served: %q", line)
+	}
+	held[0].Close()
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if line, err := r.ReadString('\n'); err != nil || !strings.Contains(line, "200") {
+		t.Fatalf("once a connection closed, the waiting one got %q (%v), want 200", line, err)
+	}
+}

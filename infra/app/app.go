@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/net/netutil"
 
 	"github.com/parley-chat/parley/commands"
 	"github.com/parley-chat/parley/domain"
@@ -184,7 +185,9 @@ func (a *App) Listen() (string, error) {
 		}
 		a.opsListener = ol
 	}
-	a.listener = l
+	// Every accepted connection holds a goroutine and buffers: their number
+	// is bounded, not only the upgraded ones the hub counts.
+	a.listener = netutil.LimitListener(l, a.Cfg.HTTPConnsLimit())
 	return l.Addr().String(), nil
 }
 

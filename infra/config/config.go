@@ -98,6 +98,10 @@ type Config struct {
 	SearchTimeout    time.Duration `env:"CHAT_SEARCH_TIMEOUT" envDefault:"5s"`
 	MaxConnsPerUser  int           `env:"CHAT_MAX_CONNS_PER_USER" envDefault:"32"`
 	MaxConns         int           `env:"CHAT_MAX_CONNS" envDefault:"100000"`
+	// MaxHTTPConns bounds the node's open TCP connections on its public
+	// listener, WebSockets, polls and idle keep-alives together; past it
+	// new connections wait in the kernel's backlog. 0: MaxConns + 1024.
+	MaxHTTPConns int `env:"CHAT_MAX_HTTP_CONNS" envDefault:"0"`
 	AllowedOrigins   []string      `env:"CHAT_ALLOWED_ORIGINS" envSeparator:","`
 	WebNodes         []string      `env:"CHAT_WEB_NODES" envSeparator:","` // origins the browser client may fail over to (transport/web)
 	ShutdownTimeout  time.Duration `env:"CHAT_SHUTDOWN_TIMEOUT" envDefault:"10s"`
@@ -172,6 +176,15 @@ func Load() (Config, error) {
 	return c, c.Validate()
 }
 
+// HTTPConnsLimit is the bound on the public listener's open connections
+// (MaxHTTPConns, or MaxConns + 1024 for the HTTP API and Socket.IO polls).
+func (c Config) HTTPConnsLimit() int {
+	if c.MaxHTTPConns > 0 {
+		return c.MaxHTTPConns
+	}
+	return c.MaxConns + 1024
+}
+
 // Has reports whether the process runs role.
 func (c Config) Has(role string) bool { return slices.Contains(c.Roles, role) }
 
@@ -226,6 +239,9 @@ func (c Config) Validate() error {
 	}
 	if strings.ContainsAny(c.NodeID, ", \t\n{}") {
 		bad("CHAT_NODE_ID %q: no commas, spaces or braces (it names the node's delivery stream)", c.NodeID)
+	}
+	if c.MaxHTTPConns < 0 {
+		bad("CHAT_MAX_HTTP_CONNS must be >= 0 (0: CHAT_MAX_CONNS + 1024)")
 	}
 	if c.BodyTimeout <= 0 || c.HeaderTimeout <= 0 || c.HeaderTimeout > c.BodyTimeout {
 		bad("CHAT_HTTP_HEADER_TIMEOUT and CHAT_HTTP_BODY_TIMEOUT must be > 0, the header timeout within the body timeout")
