@@ -718,12 +718,14 @@ func (m *fakeReadModel) Message(_ context.Context, conv, messageID string) (doma
 	return domain.Message{}, fmt.Errorf("%w: message %s", domain.ErrNotFound, messageID)
 }
 
-// SentMessage mirrors Store.SentMessage: the first by seq.
+// SentMessage mirrors Store.SentMessage: the latest by seq.
 func (m *fakeReadModel) SentMessage(_ context.Context, conv, sender, clientMsgID string, ids []string) (domain.Message, bool, error) {
 	m.mu.Lock()
 	m.lookups++
 	m.mu.Unlock()
-	for _, msg := range m.messages(conv) { // in seq order
+	msgs := m.messages(conv) // in seq order
+	for i := len(msgs) - 1; i >= 0; i-- {
+		msg := msgs[i]
 		if msg.SenderID == sender && msg.ClientMsgID == clientMsgID && slices.Contains(ids, msg.MessageID) {
 			return msg, true, nil
 		}

@@ -236,11 +236,17 @@ func (h SendMessageHandler) lookup(ctx context.Context, actor string, c SendMess
 	if err := h.fresh.WaitProjected(ctx, c.ConversationID); err != nil {
 		return domain.Message{}, false, err
 	}
-	ids := known
-	if len(ids) == 0 {
-		ids = h.sendIDs(actor, c)
+	if len(known) > 0 {
+		return h.read.SentMessage(ctx, c.ConversationID, actor, c.ClientMsgID, known)
 	}
-	return h.read.SentMessage(ctx, c.ConversationID, actor, c.ClientMsgID, ids)
+	// No record: the latest send of the windows around now, unless it is
+	// older than IdemTTL (its record would have expired: a send now is a
+	// new message, whatever the window).
+	m, found, err := h.read.SentMessage(ctx, c.ConversationID, actor, c.ClientMsgID, h.sendIDs(actor, c))
+	if found && h.cfg.Clock.Now().Sub(m.SentAt) >= h.cfg.IdemTTL {
+		return domain.Message{}, false, nil
+	}
+	return m, found, err
 }
 
 // sendIDs are the message ids of c's send claimed less than IdemTTL ago:

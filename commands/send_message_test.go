@@ -498,6 +498,36 @@ func TestSendAfterRedisLossAcrossWindows(t *testing.T) {
 	wantAppends(t, w, conv, "k1", 2)
 }
 
+// A client_msg_id reused after the window is a new message, and after a
+// Redis loss its retry is answered with that message: not with the older
+// one of the same client_msg_id in the previous window, and not with one
+// older than the window (whose record would have expired).
+func TestSendAfterRedisLossFindsTheLatestSend(t *testing.T) {
+	w := newWorld(t)
+	conv := w.group("bob")
+	n := w.node()
+	first := send(t, n, "alice", conv, "k1", "first")
+	w.clock.Advance(48*time.Hour + time.Second)
+	second := send(t, n, "alice", conv, "k1", "second")
+	if second.MessageID == first.MessageID {
+		t.Fatalf("k1 reused after the window: %+v, want a new message", second)
+	}
+	w.clock.Advance(time.Hour)
+	w.redis.flushAll()
+	if m := send(t, n, "alice", conv, "k1", "second"); !reflect.DeepEqual(m, second) {
+		t.Fatalf("retry after the loss: %+v, want the latest send %+v", m, second)
+	}
+	wantAppends(t, w, conv, "k1", 2)
+
+	w.clock.Advance(48 * time.Hour) // second's record would have expired
+	w.redis.flushAll()
+	third := send(t, n, "alice", conv, "k1", "third")
+	if third.MessageID == second.MessageID || third.Body != "third" {
+		t.Fatalf("k1 reused past the window, after a loss: %+v, want a new message", third)
+	}
+	wantAppends(t, w, conv, "k1", 3)
+}
+
 // A node whose clock runs ahead claims a send in the next window; after a
 // Redis loss, a retry on a node whose clock is right still finds it.
 func TestSendAfterRedisLossWithClockSkew(t *testing.T) {

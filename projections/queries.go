@@ -118,11 +118,13 @@ func (s *Store) Message(ctx context.Context, conv, messageID string) (domain.Mes
 // sentMessageSQL reads the (conversation_id, message_id) key, one probe an
 // id.
 var sentMessageSQL = `SELECT ` + messageCols + ` FROM {s}.messages
-		WHERE conversation_id=$1 AND message_id = ANY($2::text[]) AND sender_id=$3 AND client_msg_id=$4 ORDER BY seq LIMIT 1`
+		WHERE conversation_id=$1 AND message_id = ANY($2::text[]) AND sender_id=$3 AND client_msg_id=$4 ORDER BY seq DESC LIMIT 1`
 
-// SentMessage finds a send by its message id: the first in the log of
+// SentMessage finds a send by its message id: the latest in the log of
 // sender's messages with clientMsgID among ids (the idempotent send's
-// fallback: commands derive a send's id from it, domain.SendMessageID).
+// fallback: commands derive a send's id from it, domain.SendMessageID; of
+// the ids of consecutive windows, the latest send is the one a retry can
+// be of).
 func (s *Store) SentMessage(ctx context.Context, conv, sender, clientMsgID string, ids []string) (domain.Message, bool, error) {
 	m, err := scanMessage(s.pool.QueryRow(ctx, s.q(sentMessageSQL), conv, ids, sender, clientMsgID))
 	if errors.Is(err, pgx.ErrNoRows) {
