@@ -236,3 +236,26 @@ func TestTypingRepeatsAreCoalesced(t *testing.T) {
 		t.Fatalf("typing a second later pushed %d times in all, want 2", len(bus.got))
 	}
 }
+
+// A message ends its sender's typing (clients clear the indicator on it),
+// so typing again right after goes out at once.
+func TestTypingAfterAMessageGoesOutAtOnce(t *testing.T) {
+	w := newWorld(t)
+	conv := groupWithFormer(t, w)
+	bus := &fakeBus{}
+	hs := New(Deps{Log: w.log, Members: w.redis, Read: w.read, Fresh: w.read, Idem: w.redis, Ephemeral: bus, Clock: w.clock})
+	typing := func() {
+		t.Helper()
+		if err := hs.Typing.Handle(context.Background(), "alice", Typing{ConversationID: conv}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	typing()
+	if _, err := hs.SendMessage.Handle(context.Background(), "alice", SendMessage{ConversationID: conv, ClientMsgID: "k1", Body: "hi"}); err != nil {
+		t.Fatal(err)
+	}
+	typing()
+	if len(bus.got) != 2 {
+		t.Fatalf("typing, a message, typing within a second pushed typing %d times, want 2", len(bus.got))
+	}
+}

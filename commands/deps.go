@@ -101,18 +101,21 @@ type Handlers struct {
 // New builds every handler, each on the ports it uses.
 func New(d Deps) *Handlers {
 	a := NewAccess(d.Members, d.Read, d.Fresh)
+	typing := NewTypingHandler(d.Members, d.Ephemeral, a, d.Clock)
+	send := NewSendMessageHandler(d.Log, d.Idem, a, d.Fresh, d.Read,
+		SendConfig{IdemTTL: d.IdemTTL, PendingStale: d.PendingStale, Clock: d.Clock})
+	send.typing = typing.gate
 	return &Handlers{
 		CreateConversation: NewCreateConversationHandler(d.Log, d.Members, a, d.Fresh, d.Read, d.Clock),
 		AddMember:          NewAddMemberHandler(d.Log, d.Members, a, d.Clock),
 		LeaveConversation:  NewLeaveConversationHandler(d.Log, d.Members, a, d.Clock),
-		SendMessage: NewSendMessageHandler(d.Log, d.Idem, a, d.Fresh, d.Read,
-			SendConfig{IdemTTL: d.IdemTTL, PendingStale: d.PendingStale, Clock: d.Clock}),
-		EditMessage:   NewEditMessageHandler(d.Log, a, d.Fresh, d.Read, d.Clock),
-		DeleteMessage: NewDeleteMessageHandler(d.Log, a, d.Fresh, d.Read, d.Clock),
-		Typing:        NewTypingHandler(d.Members, d.Ephemeral, a, d.Clock),
-		MarkRead:      NewMarkReadHandler(d.Log, a, d.Clock),
-		React:         NewReactHandler(d.Log, a, d.Fresh, d.Read, d.Clock),
-		Access:        a,
+		SendMessage:        send,
+		EditMessage:        NewEditMessageHandler(d.Log, a, d.Fresh, d.Read, d.Clock),
+		DeleteMessage:      NewDeleteMessageHandler(d.Log, a, d.Fresh, d.Read, d.Clock),
+		Typing:             typing,
+		MarkRead:           NewMarkReadHandler(d.Log, a, d.Clock),
+		React:              NewReactHandler(d.Log, a, d.Fresh, d.Read, d.Clock),
+		Access:             a,
 	}
 }
 

@@ -31,6 +31,9 @@ type SendMessageHandler struct {
 	fresh  Freshness
 	read   SendReadModel
 	cfg    SendConfig
+	// typing, if set, is the typing handler's gate: a message sent ends
+	// its sender's typing, so the next typing goes out at once.
+	typing *typingGate
 }
 
 // SendReadModel is what a send reads: the first message of a
@@ -142,6 +145,14 @@ func recordMessageID(record string) string {
 // Handle appends the message, or returns the one first sent with this
 // client_msg_id.
 func (h SendMessageHandler) Handle(ctx context.Context, actor string, c SendMessage) (domain.Message, error) {
+	m, err := h.handle(ctx, actor, c)
+	if err == nil {
+		h.typing.forget(actor, c.ConversationID)
+	}
+	return m, err
+}
+
+func (h SendMessageHandler) handle(ctx context.Context, actor string, c SendMessage) (domain.Message, error) {
 	if err := c.Validate(); err != nil {
 		return domain.Message{}, err
 	}

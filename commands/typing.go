@@ -30,7 +30,9 @@ type TypingHandler struct {
 // their user types, so the repeats in between tell the others nothing,
 // and a client sending it in a loop does not make every member's
 // connection carry its rate (one push to each of up to 1000 members per
-// command). A repeat within typingEvery is answered as done.
+// command). A repeat within typingEvery is answered as done. A message the
+// user sends there ends the typing (clients clear the indicator on it), so
+// the next typing goes out at once.
 const typingEvery = time.Second
 
 // maxTypingKeys bounds the gate's memory: past it, entries older than
@@ -40,6 +42,17 @@ const maxTypingKeys = 100_000
 type typingGate struct {
 	mu   sync.Mutex
 	last map[[2]string]time.Time // (user, conversation) -> last pushed
+}
+
+// forget lets user's next typing in conv go out at once (a nil gate
+// holds nothing).
+func (g *typingGate) forget(user, conv string) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.last, [2]string{user, conv})
 }
 
 // pass reports whether user's typing in conv goes out now, and notes it.

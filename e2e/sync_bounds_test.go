@@ -17,7 +17,7 @@ import (
 // conversations for the price of one frame.
 func TestSyncPositionsAreBoundedAndCharged(t *testing.T) {
 	env := testenv.New(t)
-	env.Cfg.RateLimit, env.Cfg.RateBurst = 0.01, 40 // the burst is all a connection has
+	env.Cfg.RateLimit, env.Cfg.RateBurst = 0.01, 40 // the burst is all a user has
 	n := env.StartNode()
 	u := user("s")
 	positions := func(k int) map[string]any {
@@ -46,7 +46,8 @@ func TestSyncPositionsAreBoundedAndCharged(t *testing.T) {
 		t.Fatalf("sync of 1001 conversations: %v, want bad_request naming positions", err)
 	}
 
-	c2 := dial(t, env, n, u)
+	// Another user: the refused sync was charged to u's bucket too.
+	c2 := dial(t, env, n, user("s2"))
 	if err := try(c2, "sync", positions(1000)); err != nil {
 		t.Fatalf("sync of 1000 conversations: %v", err)
 	}
