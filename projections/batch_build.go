@@ -71,21 +71,23 @@ type batchBuilder struct {
 }
 
 // repeated reports whether message id of conversation c was written at
-// another seq than seq (by a committed batch, or earlier in this one): a
-// duplicate produce. Otherwise it notes the id as written at seq. An id
+// an earlier seq than seq (by a committed batch, or earlier in this one):
+// a duplicate produce. Otherwise it notes the id as written at seq. An id
 // remembered at this very seq (the record applied again, after its offsets
 // were lost) is not trusted: only the database knows whether its row is
 // still there (a restore may have taken it), so it goes to the insert, whose
-// unique index decides.
+// unique index decides. Nor is one remembered at a later seq: the store
+// met only the duplicate (another process wrote the original), and this is
+// the original applied again.
 func (b *batchBuilder) repeated(c, id string, seq int64) bool {
 	k := b.ids.key(c, id)
-	if at, ok := b.ids.seqOf(b.schema, k); ok && at != seq {
+	if at, ok := b.ids.seqOf(b.schema, k); ok && at < seq {
 		return true
 	}
 	if b.batchIDs == nil {
 		b.batchIDs = map[msgKey]int64{}
 	}
-	if at, ok := b.batchIDs[k]; ok && at != seq {
+	if at, ok := b.batchIDs[k]; ok && at < seq {
 		return true
 	}
 	b.batchIDs[k] = seq

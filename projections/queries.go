@@ -247,7 +247,8 @@ func (s *Store) ConversationsOf(ctx context.Context, user, cursor string, limit 
 		c.last_activity_at
 		FROM {s}.members me
 		JOIN {s}.conversations c ON c.conversation_id=me.conversation_id
-		LEFT JOIN {s}.messages lm ON lm.conversation_id=c.conversation_id AND lm.seq=c.last_message_seq
+		LEFT JOIN LATERAL (SELECT * FROM {s}.messages x WHERE x.conversation_id=c.conversation_id
+		   AND x.seq<=c.last_message_seq ORDER BY x.seq DESC LIMIT 1) lm ON true
 		WHERE me.user_id=$1 AND me.is_member
 		  AND ($2::timestamptz IS NULL OR (c.last_activity_at, c.conversation_id) < ($2, $3))
 		ORDER BY c.last_activity_at DESC, c.conversation_id DESC

@@ -2,6 +2,7 @@ package projections_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -112,4 +113,53 @@ func applyWithAndWithoutIDs(t *testing.T, pool *pgxpool.Pool, recs []projections
 	st = projections.NewStore(pool, s, testTopic)
 	applyAll(t, st, recs, 20)
 	return ref, s, st
+}
+
+// A store that meets a duplicate produce of a message another process
+// wrote (after a restart or a rebalance) must not take the duplicate's seq
+// for the message's: when it later applies the log again (a restore took
+// the rows), the original is the message and the duplicate the repeat, as
+// for a store that saw both.
+func TestApplyAgainAfterMeetingOnlyTheDuplicate(t *testing.T) {
+	pool := openPool(t)
+	ctx := context.Background()
+	recs := newWorkload(11, 4).generate(2000)
+	ref := freshSchema(t, pool)
+	applyAll(t, projections.NewStore(pool, ref, testTopic).WithoutSentIDs(), recs, 20)
+	s := freshSchema(t, pool)
+	half := afterAnOriginal(t, recs)
+	applyAll(t, projections.NewStore(pool, s, testTopic), recs[:half], 20)
+	st := projections.NewStore(pool, s, testTopic) // the next owner: an empty memory
+	applyAll(t, st, recs[half:], 20)
+	requireSame(t, pool, ref, s)
+	if _, err := pool.Exec(ctx, `DO $$ DECLARE t text; BEGIN
+		FOR t IN SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = '`+s+`' AND tablename <> 'schema_migrations' LOOP
+			EXECUTE 'TRUNCATE `+s+`.' || t || ' CASCADE';
+		END LOOP; END $$`); err != nil {
+		t.Fatal(err)
+	}
+	applyAll(t, st, recs, 20)
+	requireSame(t, pool, ref, s)
+}
+
+// afterAnOriginal is the index just past the first send of recs that is
+// produced twice later: a store that starts there meets the duplicate only.
+func afterAnOriginal(t *testing.T, recs []projections.Record) int {
+	t.Helper()
+	first := map[string]int{}
+	for i, r := range recs {
+		if r.Invalid || r.Event.Type != domain.EvMessageSent {
+			continue
+		}
+		var p domain.MessageSent
+		if err := json.Unmarshal(r.Event.Data, &p); err != nil {
+			t.Fatal(err)
+		}
+		if o, ok := first[p.MessageID]; ok {
+			return o + 1
+		}
+		first[p.MessageID] = i
+	}
+	t.Fatal("the workload produced no send twice")
+	return 0
 }

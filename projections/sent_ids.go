@@ -82,6 +82,8 @@ func (m *sentIDs) remember(schema string, ids []sentID) {
 		m.schema = schema
 	}
 	for _, id := range ids {
-		m.seen[id.key] = id.seq
+		if at, ok := m.seen[id.key]; !ok || id.seq < at {
+			m.seen[id.key] = id.seq // the earliest seq met: the original's, or nearer to it
+		}
 	}
 }

@@ -64,11 +64,18 @@ func (s *Store) setAside(ctx context.Context, r Record, cause error) error {
 	_, err = s.pool.Exec(ctx, s.q(`INSERT INTO {s}.dead_letters
 		(log_partition, log_offset, conversation_id, event_id, type, payload, error)
 		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`),
-		r.Partition, r.Offset, r.Event.ConversationID, r.Event.ID, r.Event.Type, payload, strings.ToValidUTF8(cause.Error(), "?"))
+		r.Partition, r.Offset, asText(r.Event.ConversationID), asText(r.Event.ID), asText(r.Event.Type), payload, asText(cause.Error()))
 	if err != nil {
 		return unavailable("set aside", err)
 	}
 	return nil
+}
+
+// asText is s as Postgres takes text: invalid UTF-8 and NUL bytes (which
+// may be what made the event poison) replaced, so that setting it aside
+// cannot fail for the same reason and stall the projection.
+func asText(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\ufffd"), "\x00", "\ufffd")
 }
 
 // DeadLetter is an event set aside (dead_letters).

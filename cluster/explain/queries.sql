@@ -23,7 +23,8 @@ EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) SELECT c.conversation_id, c.ki
 		   WHERE r.conversation_id=c.conversation_id AND r.is_member AND r.read_seq >= 0)
 		FROM members me
 		JOIN conversations c ON c.conversation_id=me.conversation_id
-		LEFT JOIN messages lm ON lm.conversation_id=c.conversation_id AND lm.seq=c.last_message_seq
+		LEFT JOIN LATERAL (SELECT * FROM messages x WHERE x.conversation_id=c.conversation_id
+		   AND x.seq<=c.last_message_seq ORDER BY x.seq DESC LIMIT 1) lm ON true
 		WHERE me.user_id='u294' AND me.is_member
 		ORDER BY c.last_activity_at DESC, c.conversation_id;
 \echo '### membership: Memberships'
