@@ -88,16 +88,9 @@ func TestApplyRoutesRepeatedSends(t *testing.T) {
 // store must write them again, not trust its memory of them.
 func TestApplyRewritesWhatARestoreTook(t *testing.T) {
 	pool := openPool(t)
-	ctx := context.Background()
 	recs := newWorkload(11, 4).generate(2000)
 	ref, s, st := applyWithAndWithoutIDs(t, pool, recs)
-	// The restore of a backup taken before anything was projected.
-	if _, err := pool.Exec(ctx, `DO $$ DECLARE t text; BEGIN
-		FOR t IN SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = '`+s+`' AND tablename <> 'schema_migrations' LOOP
-			EXECUTE 'TRUNCATE `+s+`.' || t || ' CASCADE';
-		END LOOP; END $$`); err != nil {
-		t.Fatal(err)
-	}
+	restoreEmpty(t, pool, s)
 	applyAll(t, st, recs, 20)
 	requireSame(t, pool, ref, s)
 }
@@ -122,7 +115,6 @@ func applyWithAndWithoutIDs(t *testing.T, pool *pgxpool.Pool, recs []projections
 // for a store that saw both.
 func TestApplyAgainAfterMeetingOnlyTheDuplicate(t *testing.T) {
 	pool := openPool(t)
-	ctx := context.Background()
 	recs := newWorkload(11, 4).generate(2000)
 	ref := freshSchema(t, pool)
 	applyAll(t, projections.NewStore(pool, ref, testTopic).WithoutSentIDs(), recs, 20)
@@ -132,12 +124,7 @@ func TestApplyAgainAfterMeetingOnlyTheDuplicate(t *testing.T) {
 	st := projections.NewStore(pool, s, testTopic) // the next owner: an empty memory
 	applyAll(t, st, recs[half:], 20)
 	requireSame(t, pool, ref, s)
-	if _, err := pool.Exec(ctx, `DO $$ DECLARE t text; BEGIN
-		FOR t IN SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = '`+s+`' AND tablename <> 'schema_migrations' LOOP
-			EXECUTE 'TRUNCATE `+s+`.' || t || ' CASCADE';
-		END LOOP; END $$`); err != nil {
-		t.Fatal(err)
-	}
+	restoreEmpty(t, pool, s)
 	applyAll(t, st, recs, 20)
 	requireSame(t, pool, ref, s)
 }
@@ -162,4 +149,16 @@ func afterAnOriginal(t *testing.T, recs []projections.Record) int {
 	}
 	t.Fatal("the workload produced no send twice")
 	return 0
+}
+
+// restoreEmpty empties every table of schema s, as the restore of a backup
+// taken before anything was projected would.
+func restoreEmpty(t *testing.T, pool *pgxpool.Pool, s string) {
+	t.Helper()
+	if _, err := pool.Exec(context.Background(), `DO $$ DECLARE t text; BEGIN
+		FOR t IN SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = '`+s+`' AND tablename <> 'schema_migrations' LOOP
+			EXECUTE 'TRUNCATE `+s+`.' || t || ' CASCADE';
+		END LOOP; END $$`); err != nil {
+		t.Fatal(err)
+	}
 }
