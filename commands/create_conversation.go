@@ -78,6 +78,9 @@ func (c CreateConversation) Validate(actor string) ([]string, error) {
 	// Sorting then compacting drops repeats in O(n log n).
 	slices.Sort(members)
 	members = slices.Compact(members)
+	if len(members) > domain.MaxGroupMembers {
+		return nil, fmt.Errorf("%w: a group holds at most %d members, its creator included", domain.ErrBadRequest, domain.MaxGroupMembers)
+	}
 	if c.Kind == domain.KindDirect && len(members) != 2 {
 		return nil, fmt.Errorf("%w: members of a direct conversation must name exactly one other user", domain.ErrBadRequest)
 	}

@@ -16,3 +16,13 @@ var (
 	ErrConflict     = errors.New("conflict")
 	ErrUnavailable  = errors.New("unavailable")
 )
+
+// Explained is an unavailable error whose text is for the client: it names
+// nothing internal and says what to do instead of retrying as is (a search
+// too broad to finish). Other unavailable errors show a fixed message
+// (transport/protocol).
+type Explained struct{ Err error }
+
+func (e Explained) Error() string { return e.Err.Error() }
+
+func (e Explained) Unwrap() error { return e.Err }

@@ -60,6 +60,8 @@ Parley is running.
   Chat in a browser:   http://localhost:$g1/
                        (and http://localhost:$g2/; the page fails over to the other node)
   WebSocket:           ws://localhost:$g1/ws   ws://localhost:$g2/ws
+  Socket.IO:           http://localhost:$g1/socket.io/   (official Socket.IO clients connect unchanged)
+  HTTP API:            http://localhost:$g1/api/v1/conversations   (Authorization: Bearer <token>)
   Dev token:           curl -s -XPOST localhost:$g1/api/v1/dev/token -d '{"user_id":"alice"}'
   Health:              http://localhost:$g1/readyz   (fanout :$fo, projector :$pr)
   Ops (loopback):      http://127.0.0.1:$o1/metrics  /readyz with errors  /debug/pprof/  ($o1-$o4, one per node)

@@ -106,8 +106,8 @@ func (r Reader) Search(ctx context.Context, user string, q SearchQuery) (SearchP
 	defer cancel()
 	page, err := r.Store.Search(qctx, user, q)
 	if err != nil && ctx.Err() == nil && errors.Is(qctx.Err(), context.DeadlineExceeded) {
-		return SearchPage{}, fmt.Errorf("%w: search: stopped after %s; use rarer words, or name a conversation",
-			domain.ErrUnavailable, r.SearchTimeout)
+		return SearchPage{}, domain.Explained{Err: fmt.Errorf("%w: search: stopped after %s; use rarer words, or name a conversation",
+			domain.ErrUnavailable, r.SearchTimeout)}
 	}
 	return page, err
 }

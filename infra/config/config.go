@@ -95,13 +95,13 @@ type Config struct {
 	// (projections.SearchLimit), within its Postgres pool (DBPoolSize).
 	SearchConcurrency int `env:"CHAT_SEARCH_CONCURRENCY" envDefault:"4"`
 	// SearchTimeout bounds one search's query (projections.Reader).
-	SearchTimeout    time.Duration `env:"CHAT_SEARCH_TIMEOUT" envDefault:"5s"`
-	MaxConnsPerUser  int           `env:"CHAT_MAX_CONNS_PER_USER" envDefault:"32"`
-	MaxConns         int           `env:"CHAT_MAX_CONNS" envDefault:"100000"`
+	SearchTimeout   time.Duration `env:"CHAT_SEARCH_TIMEOUT" envDefault:"5s"`
+	MaxConnsPerUser int           `env:"CHAT_MAX_CONNS_PER_USER" envDefault:"32"`
+	MaxConns        int           `env:"CHAT_MAX_CONNS" envDefault:"100000"`
 	// MaxHTTPConns bounds the node's open TCP connections on its public
 	// listener, WebSockets, polls and idle keep-alives together; past it
 	// new connections wait in the kernel's backlog. 0: MaxConns + 1024.
-	MaxHTTPConns int `env:"CHAT_MAX_HTTP_CONNS" envDefault:"0"`
+	MaxHTTPConns     int           `env:"CHAT_MAX_HTTP_CONNS" envDefault:"0"`
 	AllowedOrigins   []string      `env:"CHAT_ALLOWED_ORIGINS" envSeparator:","`
 	WebNodes         []string      `env:"CHAT_WEB_NODES" envSeparator:","` // origins the browser client may fail over to (transport/web)
 	ShutdownTimeout  time.Duration `env:"CHAT_SHUTDOWN_TIMEOUT" envDefault:"10s"`

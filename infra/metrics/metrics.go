@@ -111,7 +111,7 @@ var (
 		Name: "parley_delivery_gaps_total", Help: "Times this gateway found it had missed deliveries and asked its clients to resync.",
 	})
 	RateLimited = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "parley_rate_limited_total", Help: "Commands refused by the per-connection rate limit.",
+		Name: "parley_rate_limited_total", Help: "Commands refused by a rate limit: a user's on a node (WebSocket and Socket.IO), or the HTTP API's.",
 	})
 	ConnectionsRefused = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "parley_connections_refused_total", Help: "Connections refused, by reason.",

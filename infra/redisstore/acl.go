@@ -3,8 +3,8 @@ package redisstore
 import "strings"
 
 // ACLRules are the Redis ACL rules of the user Parley connects as (after
-// its name, "on" and its password): the keys under prefix+":" only, no
-// Pub/Sub channel, the commands the gateways and the fan-out use (reads,
+// its name, "on" and its password): the keys and the shard channels under
+// prefix+":" only, the commands the gateways and the fan-out use (reads,
 // writes, streams, hashes, scripts run with EVAL/EVALSHA, MULTI/EXEC, the
 // connection handshake) and a Redis Cluster's topology, none of the
 // dangerous ones (FLUSHALL, KEYS, CONFIG, DEBUG, MIGRATE, ACL, ...).

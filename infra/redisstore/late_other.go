@@ -13,7 +13,7 @@ import (
 type Late struct{}
 
 // NewLate is nil off Linux.
-func NewLate(redis.UniversalClient, *slog.Logger) *Late { return nil }
+func NewLate(redis.UniversalClient, *slog.Logger, string) *Late { return nil }
 
 // Write never writes off Linux.
 func (l *Late) Write([]byte, int) bool { return false }

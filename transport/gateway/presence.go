@@ -76,9 +76,10 @@ const (
 	presenceBatch   = 256
 )
 
-// NewPresence decorates routes (debounce 0: the default).
+// NewPresence decorates routes (debounce 0: offline is announced at once;
+// negative: the default).
 func NewPresence(routes Routes, state PresenceState, contacts Contacts, push Publisher, debounce time.Duration, log *slog.Logger) *Presence {
-	if debounce <= 0 {
+	if debounce < 0 {
 		debounce = DefaultPresenceDebounce
 	}
 	return &Presence{Routes: routes, State: state, Contacts: contacts, Push: push, Debounce: debounce, Log: log,

@@ -57,11 +57,15 @@ const (
 )
 
 // ToError maps any error to its protocol code and a message safe to show:
-// unavailable and internal errors do not leak their text.
+// unavailable and internal errors do not leak their text, except an
+// unavailable error the server explains to the client (domain.Explained).
 func ToError(err error) (ErrorBody, int) {
 	for _, c := range codes {
 		if errors.Is(err, c.err) {
 			if c.code == CodeUnavailable {
+				if ex := (domain.Explained{}); errors.As(err, &ex) {
+					return ErrorBody{Code: c.code, Message: message(ex.Err, c.err)}, c.status
+				}
 				return ErrorBody{Code: c.code, Message: MessageUnavailable}, c.status
 			}
 			return ErrorBody{Code: c.code, Message: message(err, c.err)}, c.status

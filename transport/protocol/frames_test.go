@@ -95,6 +95,13 @@ func TestFailureHidesInternalText(t *testing.T) {
 	if logIt || body.RequestID != "" || body.Message != "body must not contain U+0000" {
 		t.Errorf("a client error is the client's to read: %+v (log %v)", body, logIt)
 	}
+	// An unavailable error the server explains (a search too broad to
+	// finish) shows its text: the client should change the request, not
+	// retry it as is. It still gets a request id.
+	body, _, logIt = Failure(domain.Explained{Err: fmt.Errorf("%w: search: stopped after 5s; use rarer words", domain.ErrUnavailable)})
+	if body.Code != CodeUnavailable || body.Message != "search: stopped after 5s; use rarer words" || body.RequestID == "" || !logIt {
+		t.Errorf("an explained unavailable error: %+v (log %v)", body, logIt)
+	}
 	a, _, _ := Failure(domain.ErrUnavailable)
 	b, _, _ := Failure(domain.ErrUnavailable)
 	if a.RequestID == b.RequestID {
