@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"golang.org/x/net/netutil"
 
 	"github.com/parley-chat/parley/commands"
 	"github.com/parley-chat/parley/domain"
@@ -187,7 +186,7 @@ func (a *App) Listen() (string, error) {
 	}
 	// Every accepted connection holds a goroutine and buffers: their number
 	// is bounded, not only the upgraded ones the hub counts.
-	a.listener = netutil.LimitListener(l, a.Cfg.HTTPConnsLimit())
+	a.listener = newLimitListener(l, a.Cfg.HTTPConnsLimit())
 	return l.Addr().String(), nil
 }
 
