@@ -353,3 +353,22 @@ func startRedis(t *testing.T, port int) (stop func()) {
 	})
 	return stop
 }
+
+// A gateway with dev auth on says so at start, as a warning: its dev token
+// endpoint mints a token for anyone who reaches it. Without dev auth, no
+// such line.
+func TestDevAuthIsAnnounced(t *testing.T) {
+	env := testenv.New(t)
+	env.StartNode("gateway")
+	testenv.WaitFor(t, 10*time.Second, "the dev auth warning", func() bool {
+		return env.Logs.HasLine(`"level":"WARN"`, "dev auth is on")
+	})
+	quiet := testenv.New(t)
+	quiet.Cfg.DevAuth = false
+	quiet.StartNode("gateway")
+	// The warning comes before "node started".
+	testenv.WaitFor(t, 10*time.Second, "the node's start", func() bool { return quiet.Logs.Contains("node started") })
+	if quiet.Logs.Contains("dev auth is on") {
+		t.Fatal("a gateway without dev auth warned of it")
+	}
+}

@@ -263,6 +263,9 @@ func (a *App) Run(ctx context.Context) error {
 			errs <- err
 		}
 	}()
+	if a.Cfg.DevAuth && a.Cfg.Has(config.RoleGateway) {
+		a.Log.Warn("dev auth is on (CHAT_DEV_AUTH=true): POST /api/v1/dev/token mints a token for any user to anyone who reaches this node; never in a deployment")
+	}
 	a.Log.Info("node started", "addr", a.listener.Addr().String(), "ops_addr", a.OpsAddr(), "pprof", a.Cfg.Pprof, "roles", a.Cfg.Roles)
 
 	var runErr error

@@ -52,8 +52,8 @@ func NewVerifier(secret string, previous ...string) Verifier {
 }
 
 // Verify returns the token's user id. alg none, other algorithms, a wrong
-// signature, a missing or past exp and a missing or malformed sub are all
-// refused.
+// signature, a missing or past exp, an iat in the future and a missing or
+// malformed sub are all refused.
 func (v Verifier) Verify(token string) (string, error) {
 	id, err := v.Identify(token)
 	return id.User, err
@@ -64,7 +64,7 @@ func (v Verifier) Identify(token string) (Identity, error) {
 	if len(token) > 4096 {
 		return Identity{}, fmt.Errorf("%w: token too long", domain.ErrUnauthorized)
 	}
-	opts := []jwt.ParserOption{jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(5 * time.Second)}
+	opts := []jwt.ParserOption{jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(5 * time.Second)}
 	if v.policy.Audience != "" {
 		opts = append(opts, jwt.WithAudience(v.policy.Audience))
 	}

@@ -150,6 +150,8 @@ func TestPolicy(t *testing.T) {
 		"other iss":    {"sub": "ann", "aud": "parley", "iss": "https://evil.example", "exp": now.Add(time.Hour).Unix()},
 		"too long":     {"sub": "ann", "aud": "parley", "iss": p.Issuer, "iat": now.Unix(), "exp": now.Add(48 * time.Hour).Unix()},
 		"long, no iat": {"sub": "ann", "aud": "parley", "iss": p.Issuer, "exp": now.Add(30 * 24 * time.Hour).Unix()},
+		// An iat in the future would shorten the lifetime measured from it.
+		"future iat": {"sub": "ann", "aud": "parley", "iss": p.Issuer, "iat": now.Add(30 * 24 * time.Hour).Unix(), "exp": now.Add(31 * 24 * time.Hour).Unix()},
 	} {
 		if _, err := v.Verify(sign(t, jwt.SigningMethodHS256, []byte(secret), claims)); !errors.Is(err, domain.ErrUnauthorized) {
 			t.Errorf("%s: %v, want unauthorized", name, err)
