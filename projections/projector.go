@@ -15,7 +15,8 @@ import (
 
 // Record is one event read from the log at partition and offset; its seq is
 // derived from the offset. Invalid marks an envelope that could not be
-// decoded. Hole > 0 says the log holds no record in [Offset-Hole, Offset)
+// decoded, or an event set aside: then Cause says why Postgres refused it,
+// and the batch's transaction records it in dead_letters (setaside.go). Hole > 0 says the log holds no record in [Offset-Hole, Offset)
 // (the reader proved it: retention removed them before they were read).
 type Record struct {
 	Partition int32
@@ -23,6 +24,7 @@ type Record struct {
 	Hole      int64
 	Event     domain.Event
 	Invalid   bool
+	Cause     string
 }
 
 // ErrOffsetGap: a batch skips offsets of a partition that were never
@@ -130,15 +132,16 @@ func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map
 	if _, old := guardedOnly.Load(s.Schema()); old {
 		guarded = true
 	}
+	aside := s.setAsideStatements(batch, next)
 	fresh, err := continuing(batch, next)
 	if err != nil {
 		return written{}, err
 	}
-	var sts []stmt
+	sts := aside
 	rows := &batchRows{}
 	if len(fresh) > 0 {
 		rows = buildBatch(fresh, s)
-		sts = rows.statements(s, guarded)
+		sts = append(sts, rows.statements(s, guarded)...)
 	}
 	sts = append(sts, s.storeOffsets(batch))
 	b := &pgx.Batch{}

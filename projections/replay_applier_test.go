@@ -8,7 +8,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/parley-chat/parley/domain"
-	"github.com/parley-chat/parley/infra/pgstore"
 	"github.com/parley-chat/parley/projections"
 )
 
@@ -34,12 +33,7 @@ func repeatedSends(recs []projections.Record) int {
 // a fresh schema (dry run, compared table by table with the live one).
 func replayLog(t *testing.T, recs []projections.Record, batch int) projections.ReplayResult {
 	t.Helper()
-	pool := openPool(t)
-	if err := pgstore.MigrateControl(context.Background(), dsn()); err != nil {
-		t.Fatal(err)
-	}
-	live := freshSchema(t, pool)
-	t.Cleanup(func() { dropReplay(pool, live) })
+	pool, live := replayable(t)
 	applyAll(t, projections.NewStore(pool, live, testTopic), recs, 500)
 	return dryRunReplayBatch(t, pool, live, recs, batch)
 }

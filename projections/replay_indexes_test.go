@@ -42,6 +42,19 @@ func (m memSource) Read(ctx context.Context, from, to map[int32]int64, size int,
 	return nil
 }
 
+// replayable is a fresh live schema under the control schema's pointer,
+// which a replay can rebuild and switch; its replays go with it.
+func replayable(t *testing.T) (*pgxpool.Pool, string) {
+	t.Helper()
+	pool := openPool(t)
+	if err := pgstore.MigrateControl(context.Background(), dsn()); err != nil {
+		t.Fatal(err)
+	}
+	live := freshSchema(t, pool)
+	t.Cleanup(func() { dropReplay(pool, live) })
+	return pool, live
+}
+
 // dryRunReplay replays recs (the log live was built from) into a fresh
 // schema without switching, and fails the test if a compared table
 // differs from live's.
@@ -87,13 +100,7 @@ func indexDefs(t *testing.T, pool *pgxpool.Pool, schema string) string {
 // same names, as one built by the migrations, and the same rows as the
 // live one.
 func TestReplayBuildsEveryIndex(t *testing.T) {
-	pool := openPool(t)
-	ctx := context.Background()
-	if err := pgstore.MigrateControl(ctx, dsn()); err != nil {
-		t.Fatal(err)
-	}
-	live := freshSchema(t, pool)
-	t.Cleanup(func() { dropReplay(pool, live) })
+	pool, live := replayable(t)
 	recs := newWorkload(3, 4).generate(3000)
 	applyAll(t, projections.NewStore(pool, live, testTopic), recs, 500)
 	res := dryRunReplay(t, pool, live, recs)

@@ -173,9 +173,22 @@ func (run *replayRun) applyInTx(ctx context.Context, tx pgx.Tx, to map[int32]int
 	if len(upTo) == 0 {
 		return nil
 	}
+	// Each batch in a savepoint, guarded (a conflict cannot be retried in
+	// this transaction): a poison event rolls back only its batch, which is
+	// then applied record by record, setting the event aside as the live
+	// projector did, instead of failing the switch every time.
+	apply := func(ctx context.Context, b []Record) error {
+		return pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+			_, err := run.st.applyTx(ctx, sp, b, true)
+			return err
+		})
+	}
 	err := run.r.Source.Read(ctx, from, upTo, run.r.Batch, func(b []Record) error {
-		// Guarded: a conflict cannot be retried inside this transaction.
-		if _, err := run.st.applyTx(ctx, tx, b, true); err != nil {
+		err := apply(ctx, b)
+		if isPoison(err) {
+			err = run.st.isolate(ctx, b, apply)
+		}
+		if err != nil {
 			return err
 		}
 		run.applied.Add(int64(len(b)))

@@ -25,11 +25,12 @@ func isPoison(err error) bool {
 }
 
 // isolate applies batch one record at a time after the whole batch failed
-// on poison: a record Postgres refuses is set aside (recorded in
-// dead_letters) and applied as Invalid, which advances its partition's
-// offset and writes nothing else, so the projection goes on. The same
-// events are set aside by a replay, so the rebuilt read models equal the
-// live ones.
+// on poison: a record Postgres refuses is applied again as Invalid with its
+// Cause, which records it in dead_letters and advances its partition's
+// offset in one transaction, writing nothing else, so the projection goes
+// on, and the dead letter lands in the schema the record's offset does
+// (across a replay's switch too). The same events are set aside by a
+// replay, so the rebuilt read models equal the live ones.
 func (s *Store) isolate(ctx context.Context, batch []Record, apply func(context.Context, []Record) error) error {
 	for i := range batch {
 		err := apply(ctx, batch[i:i+1])
@@ -39,11 +40,8 @@ func (s *Store) isolate(ctx context.Context, batch []Record, apply func(context.
 			}
 			continue
 		}
-		if err := s.setAside(ctx, batch[i], err); err != nil {
-			return err
-		}
 		r := batch[i]
-		r.Invalid = true
+		r.Invalid, r.Cause = true, err.Error()
 		if err := apply(ctx, []Record{r}); err != nil {
 			return err
 		}
@@ -54,21 +52,26 @@ func (s *Store) isolate(ctx context.Context, batch []Record, apply func(context.
 	return nil
 }
 
-// setAside records r in dead_letters (once: a redelivered record keeps its
-// first row).
-func (s *Store) setAside(ctx context.Context, r Record, cause error) error {
-	payload, err := json.Marshal(r.Event)
-	if err != nil {
-		payload = nil
+// setAsideStatements records in dead_letters the records of batch set
+// aside (Invalid with a Cause) that continue the offsets next; a record
+// applied before keeps its first row.
+func (s *Store) setAsideStatements(batch []Record, next map[int32]int64) []stmt {
+	var sts []stmt
+	for _, r := range batch {
+		if !r.Invalid || r.Cause == "" || r.Offset < next[r.Partition] {
+			continue
+		}
+		payload, err := json.Marshal(r.Event)
+		if err != nil {
+			payload = []byte{}
+		}
+		sts = append(sts, stmt{name: "set aside", sql: s.q(`INSERT INTO {s}.dead_letters
+			(log_partition, log_offset, conversation_id, event_id, type, payload, error)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`),
+			args: []any{r.Partition, r.Offset, asText(r.Event.ConversationID), asText(r.Event.ID),
+				asText(r.Event.Type), payload, asText(r.Cause)}})
 	}
-	_, err = s.pool.Exec(ctx, s.q(`INSERT INTO {s}.dead_letters
-		(log_partition, log_offset, conversation_id, event_id, type, payload, error)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`),
-		r.Partition, r.Offset, asText(r.Event.ConversationID), asText(r.Event.ID), asText(r.Event.Type), payload, asText(cause.Error()))
-	if err != nil {
-		return unavailable("set aside", err)
-	}
-	return nil
+	return sts
 }
 
 // asText is s as Postgres takes text: invalid UTF-8 and NUL bytes (which

@@ -2,6 +2,7 @@ package projections_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -103,13 +104,8 @@ func TestPoisonEnvelopeIsSetAside(t *testing.T) {
 }
 
 func TestReplaySetsAsideTheSamePoison(t *testing.T) {
-	pool := openPool(t)
+	pool, live := replayable(t)
 	ctx := context.Background()
-	if err := pgstore.MigrateControl(ctx, dsn()); err != nil {
-		t.Fatal(err)
-	}
-	live := freshSchema(t, pool)
-	t.Cleanup(func() { dropReplay(pool, live) })
 	recs := newWorkload(5, 4).generate(1500)
 	poisoned := 0
 	for i := range recs {
@@ -132,6 +128,75 @@ func TestReplaySetsAsideTheSamePoison(t *testing.T) {
 		var n int
 		if err := pool.QueryRow(ctx, `SELECT count(*) FROM `+s+`.dead_letters`).Scan(&n); err != nil || n != poisoned {
 			t.Fatalf("%s: %d set aside (err %v), want %d", s, n, err, poisoned)
+		}
+	}
+}
+
+// cappedSource reports the log's end short of the last n records of every
+// partition, so a replay rebuilds up to there and applies the rest inside
+// its switch transaction, catching up with the live schema.
+type cappedSource struct {
+	memSource
+	n int64
+}
+
+func (c cappedSource) HighWaterMarks(ctx context.Context) (map[int32]int64, error) {
+	hwm, err := c.memSource.HighWaterMarks(ctx)
+	for p := range hwm {
+		hwm[p] = max(hwm[p]-c.n, 0)
+	}
+	return hwm, err
+}
+
+// A poison event among those the switch applies to catch up with the live
+// schema is set aside there as the live projector did, in the new schema:
+// it does not fail the switch (which would fail every replay after it).
+func TestReplaySwitchSetsAsidePoisonInItsCatchUp(t *testing.T) {
+	pool, live := replayable(t)
+	ctx := context.Background()
+	recs := newWorkload(1, 4).generate(600)
+	last := len(recs) - 5 // among the last records: in the switch's catch-up
+	for recs[last].Event.Type != domain.EvMessageSent {
+		last--
+	}
+	if int64(len(recs)-last) > 50 {
+		t.Fatalf("no message among the last records")
+	}
+	r := recs[last]
+	e, err := domain.NewEvent(domain.EvMessageSent, r.Event.ConversationID, r.Event.Actor, r.Event.At,
+		domain.MessageSent{MessageID: "m_poison", ClientMsgID: "p", Body: "nul\x00here"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs[last].Event = e
+	if err := projections.NewStore(pool, live, testTopic).Apply(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	rp := &projections.Replayer{Pool: pool, Topic: testTopic, Name: live, Source: cappedSource{memSource{recs}, 50}, Batch: 100,
+		Migrate: func(ctx context.Context, s string) error { return pgstore.Migrate(ctx, dsn(), s) }}
+	res, err := rp.Run(ctx, projections.ReplayOptions{})
+	if err != nil || !res.Switched {
+		t.Fatalf("replay: switched %v, err %v", res.Switched, err)
+	}
+	var off int64
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*), coalesce(max(log_offset), -1) FROM `+res.Schema+`.dead_letters`).Scan(&n, &off); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || off != r.Offset {
+		t.Fatalf("the new schema set aside %d events, the last at %d; want 1 at %d", n, off, r.Offset)
+	}
+	for _, table := range []string{"messages", "event_log", "projector_offsets"} {
+		var a, b int
+		q := `SELECT count(*) FROM %s.` + table
+		if err := pool.QueryRow(ctx, fmt.Sprintf(q, live)).Scan(&a); err != nil {
+			t.Fatal(err)
+		}
+		if err := pool.QueryRow(ctx, fmt.Sprintf(q, res.Schema)).Scan(&b); err != nil {
+			t.Fatal(err)
+		}
+		if a != b {
+			t.Errorf("%s: %d rows in the live schema, %d in the switched one", table, a, b)
 		}
 	}
 }
