@@ -30,3 +30,17 @@ func (s *Store) MessageWriteSQL() (settings string, stmts map[string][2]string) 
 		"missing folded": {s.q(missingFoldedSQL), "_key"}, // either unique key
 	}
 }
+
+// HoldSearchSlot takes a slot of l as another user's running search would.
+func HoldSearchSlot(l *SearchLimit) (release func()) {
+	l.slots <- struct{}{}
+	return func() { <-l.slots }
+}
+
+// SearchBusy reports whether user has a search waiting or running in l.
+func SearchBusy(l *SearchLimit, user string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.users[user]
+	return ok
+}

@@ -20,7 +20,7 @@ type Reader struct {
 	Access MemberCheck
 	Fresh  Freshness
 	// Searches bounds the searches running at once (nil: no bound).
-	Searches SearchLimit
+	Searches *SearchLimit
 	// SearchTimeout bounds one search's query (0: its command's deadline
 	// only); see Search.
 	SearchTimeout time.Duration
@@ -90,7 +90,7 @@ func (r Reader) Search(ctx context.Context, user string, q SearchQuery) (SearchP
 			return SearchPage{}, err
 		}
 	}
-	release, err := r.Searches.acquire(ctx)
+	release, err := r.Searches.acquire(ctx, user)
 	if err != nil {
 		return SearchPage{}, err
 	}

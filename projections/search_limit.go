@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/parley-chat/parley/domain"
 )
@@ -15,20 +16,50 @@ import (
 // sync and the send path's checks would wait behind. The searches over the
 // bound wait their turn (without a connection) until their command's
 // deadline, then fail unavailable.
-type SearchLimit chan struct{}
+//
+// A user runs one search at a time on a node: another while the first runs
+// is refused rate_limited at once. Without that, one user with as many
+// connections as the node has slots, searching a common word as each
+// answer came back, would hold every slot and starve everyone else.
+type SearchLimit struct {
+	slots chan struct{}
+	mu    sync.Mutex
+	users map[string]struct{} // users with a search waiting or running
+}
 
 // NewSearchLimit allows n searches at once.
-func NewSearchLimit(n int) SearchLimit { return make(SearchLimit, n) }
+func NewSearchLimit(n int) *SearchLimit {
+	return &SearchLimit{slots: make(chan struct{}, n), users: map[string]struct{}{}}
+}
 
-// acquire takes a slot, waiting until ctx ends; a nil limit has no bound.
-func (l SearchLimit) acquire(ctx context.Context) (release func(), err error) {
+// Running is how many slots are taken.
+func (l *SearchLimit) Running() int { return len(l.slots) }
+
+// acquire takes user's turn and a slot, waiting for the slot until ctx
+// ends; a nil limit has no bound.
+func (l *SearchLimit) acquire(ctx context.Context, user string) (release func(), err error) {
 	if l == nil {
 		return func() {}, nil
 	}
+	l.mu.Lock()
+	_, busy := l.users[user]
+	if !busy {
+		l.users[user] = struct{}{}
+	}
+	l.mu.Unlock()
+	if busy {
+		return nil, fmt.Errorf("%w: search: one search at a time; wait for the answer to the first", domain.ErrRateLimited)
+	}
+	done := func() {
+		l.mu.Lock()
+		delete(l.users, user)
+		l.mu.Unlock()
+	}
 	select {
-	case l <- struct{}{}:
-		return func() { <-l }, nil
+	case l.slots <- struct{}{}:
+		return func() { <-l.slots; done() }, nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: search: %d searches are running on this node; retry later", domain.ErrUnavailable, cap(l))
+		done()
+		return nil, fmt.Errorf("%w: search: %d searches are running on this node; retry later", domain.ErrUnavailable, cap(l.slots))
 	}
 }

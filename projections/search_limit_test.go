@@ -17,18 +17,24 @@ type allMembers struct{}
 
 func (allMembers) RequireMember(context.Context, string, string) error { return nil }
 
-// A node runs at most its limit of searches: one over it waits without a
-// connection until a slot frees, and fails unavailable if its deadline
-// comes first.
-func TestSearchWaitsForASlot(t *testing.T) {
+// oneSearchAtATime is a reader of the known log whose node runs one
+// search at a time.
+func oneSearchAtATime(t *testing.T) (projections.Reader, *projections.SearchLimit) {
 	pool := openPool(t)
 	store := projections.NewStore(pool, freshSchema(t, pool), testTopic)
 	applyAll(t, store, knownLog(), 4)
 	limit := projections.NewSearchLimit(1)
-	r := projections.Reader{Store: store, Access: allMembers{}, Searches: limit}
+	return projections.Reader{Store: store, Access: allMembers{}, Searches: limit}, limit
+}
+
+// A node runs at most its limit of searches: one over it waits without a
+// connection until a slot frees, and fails unavailable if its deadline
+// comes first.
+func TestSearchWaitsForASlot(t *testing.T) {
+	r, limit := oneSearchAtATime(t)
 	q := func() projections.SearchQuery { return projections.SearchQuery{Query: "fixed"} }
 
-	limit <- struct{}{} // a search is running
+	release := projections.HoldSearchSlot(limit) // bob's search is running
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if _, err := r.Search(ctx, "alice", q()); !errors.Is(err, domain.ErrUnavailable) {
@@ -40,7 +46,7 @@ func TestSearchWaitsForASlot(t *testing.T) {
 		_, err := r.Search(context.Background(), "alice", q())
 		done <- err
 	}()
-	<-limit // the running search ends
+	release() // the running search ends
 	select {
 	case err := <-done:
 		if err != nil {
@@ -49,8 +55,8 @@ func TestSearchWaitsForASlot(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the waiting search did not run once the slot was free")
 	}
-	if len(limit) != 0 {
-		t.Fatalf("%d slots still taken after every search ended", len(limit))
+	if n := limit.Running(); n != 0 {
+		t.Fatalf("%d slots still taken after every search ended", n)
 	}
 	page, err := r.Search(context.Background(), "alice", q())
 	if err != nil || len(page.Messages) == 0 {
@@ -88,7 +94,7 @@ func TestSearchStopsAtItsTimeout(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("the search answered after %s", took)
 	}
-	if len(limit) != 0 {
+	if limit.Running() != 0 {
 		t.Fatal("a search that timed out kept its slot")
 	}
 	poll.Until(t, 5*time.Second, "no backend still running the search", func() bool {
@@ -105,5 +111,49 @@ func TestSearchStopsAtItsTimeout(t *testing.T) {
 		if err != nil || len(page.Messages) == 0 {
 			t.Fatalf("timeout %s: %+v, %v; want the edited message", timeout, page, err)
 		}
+	}
+}
+
+// A user runs one search at a time on a node: a second while the first
+// waits or runs is refused rate_limited at once, so one user with many
+// connections cannot hold every slot. Other users still wait their turn,
+// and the user searches again once the first answered.
+func TestSearchOneAtATimePerUser(t *testing.T) {
+	r, limit := oneSearchAtATime(t)
+	q := projections.SearchQuery{Query: "fixed"}
+	search := func(user string) chan error {
+		done := make(chan error, 1)
+		go func() {
+			_, err := r.Search(context.Background(), user, q)
+			done <- err
+		}()
+		return done
+	}
+
+	release := projections.HoldSearchSlot(limit) // carol's search is running
+	first := search("alice")
+	poll.Until(t, 5*time.Second, "alice's first search waiting for a slot", func() bool { return projections.SearchBusy(limit, "alice") })
+	_, err := r.Search(context.Background(), "alice", q)
+	if !errors.Is(err, domain.ErrRateLimited) || !strings.Contains(err.Error(), "one search at a time") {
+		t.Fatalf("alice's second search while her first waits: %v, want rate limited", err)
+	}
+	bob := search("bob")
+	poll.Until(t, 5*time.Second, "bob's search waiting for a slot", func() bool { return projections.SearchBusy(limit, "bob") })
+	release()
+	for name, done := range map[string]chan error{"alice's first": first, "bob's": bob} {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%s search: %v", name, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s search did not run once the slot was free", name)
+		}
+	}
+	if page, err := r.Search(context.Background(), "alice", q); err != nil || len(page.Messages) == 0 {
+		t.Fatalf("alice's search after her first answered: %+v, %v", page, err)
+	}
+	if n := limit.Running(); n != 0 || projections.SearchBusy(limit, "alice") || projections.SearchBusy(limit, "bob") {
+		t.Fatalf("%d slots taken, alice or bob still busy after every search ended", n)
 	}
 }
