@@ -41,6 +41,7 @@ func buildBatch(recs []Record, s *Store) *batchRows {
 			b.messageEdited(&recs[i].Event, recs[i].Seq())
 		}
 	}
+	b.rows.unindexable = b.unindexable
 	for _, m := range b.memberRows {
 		b.rows.members.add(m)
 	}
@@ -68,6 +69,20 @@ type batchBuilder struct {
 	schema      string
 	batchIDs    map[msgKey]int64 // the message ids of this batch so far
 	scratch     []byte           // foldable's encoding
+	unindexable error            // keyFits's first refusal
+}
+
+// keyFits notes a key too long for the B-tree indexes that hold it:
+// Postgres refuses an index entry over about 2.7 kB, but a replay builds
+// some indexes after the rows (replay_indexes.go), where such a row would
+// fail the index instead of its event. Refused here, in Go, the event is
+// poison the same way live and in a replay, and is set aside by both.
+// Commands bound ids to domain.MaxIDLen: only a foreign or an older
+// producer writes longer ones.
+func (b *batchBuilder) keyFits(field, v string) {
+	if len(v) > maxKeyBytes && b.unindexable == nil {
+		b.unindexable = unindexableError{field: field, n: len(v)}
+	}
 }
 
 // repeated reports whether message id of conversation c was written at
@@ -97,6 +112,7 @@ func (b *batchBuilder) repeated(c, id string, seq int64) bool {
 
 // record adds the rows of one event.
 func (b *batchBuilder) record(e *domain.Event, seq int64) {
+	b.keyFits("conversation_id", e.ConversationID)
 	last := b.lastSeq(e.ConversationID)
 	last.seq, last.at = seq, e.At
 	if e.Type == domain.EvMessageSent && b.messageSent(e, seq) {
@@ -168,6 +184,7 @@ func (b *batchBuilder) messageSent(e *domain.Event, seq int64) bool {
 		b.lastSeq(e.ConversationID).msg = seq
 		return false
 	}
+	b.keyFits("reply_to", p.ReplyTo)
 	row := messageRow{c: e.ConversationID, seq: seq, id: p.MessageID, sender: e.Actor,
 		cmid: p.ClientMsgID, body: p.Body, at: e.At, reply: p.ReplyTo}
 	folded := b.foldable(e, &p)

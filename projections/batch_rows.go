@@ -138,6 +138,9 @@ type batchRows struct {
 	// deferredLast are the last seqs a replay's applier writes later
 	// (replay_applier.go), in place of the last_seq statement.
 	deferredLast []lastSeqRow
+	// unindexable: a record's key is too long to index (keyFits); the
+	// batch is not written.
+	unindexable error
 }
 
 // written is what a batch's transaction wrote that its store keeps once it

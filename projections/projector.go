@@ -141,6 +141,9 @@ func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map
 	rows := &batchRows{}
 	if len(fresh) > 0 {
 		rows = buildBatch(fresh, s)
+		if rows.unindexable != nil {
+			return written{}, rows.unindexable
+		}
 		sts = append(sts, rows.statements(s, guarded)...)
 	}
 	sts = append(sts, s.storeOffsets(batch))

@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -17,11 +18,28 @@ import (
 // sequence", a NOT NULL or CHECK violation, a value too large to index):
 // retrying it can never succeed, unlike an outage.
 func isPoison(err error) bool {
+	if errors.As(err, new(unindexableError)) {
+		return true
+	}
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) {
 		return false
 	}
 	return strings.HasPrefix(pe.Code, "22") || pe.Code == "23502" || pe.Code == "23514" || pe.Code == "54000"
+}
+
+// maxKeyBytes bounds a text key of a read-model index: two of them and a
+// seq stay within a B-tree entry's 2 704 bytes.
+const maxKeyBytes = 1024
+
+// unindexableError: an event's key is longer than maxKeyBytes (keyFits).
+type unindexableError struct {
+	field string
+	n     int
+}
+
+func (e unindexableError) Error() string {
+	return fmt.Sprintf("%s of %d bytes is longer than the read models index (%d)", e.field, e.n, maxKeyBytes)
 }
 
 // isolate applies batch one record at a time after the whole batch failed

@@ -3,10 +3,12 @@ package projections_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/pgstore"
 	"github.com/parley-chat/parley/projections"
@@ -199,4 +201,66 @@ func TestReplaySwitchSetsAsidePoisonInItsCatchUp(t *testing.T) {
 			t.Errorf("%s: %d rows in the live schema, %d in the switched one", table, a, b)
 		}
 	}
+}
+
+// An event whose key is too long for an index (from a foreign producer:
+// commands bound ids) is set aside live and by a replay alike, though a
+// replay builds some of its indexes after the rows, where the row would
+// fail the index build instead of its event.
+func TestKeyTooLongToIndexIsSetAside(t *testing.T) {
+	pool, live := replayable(t)
+	ctx := context.Background()
+	recs := newWorkload(7, 4).generate(800)
+	// Random letters: Postgres compresses a long index entry, and a
+	// repeated one would fit.
+	rng := rand.New(rand.NewPCG(7, 7))
+	var b strings.Builder
+	for range 3000 {
+		b.WriteByte(byte('a' + rng.IntN(26)))
+	}
+	long := b.String()
+	var reply, read bool
+	for i := range recs {
+		e := recs[i].Event
+		switch {
+		case !reply && e.Type == domain.EvMessageSent && i > 100:
+			var p domain.MessageSent
+			if err := e.Payload(&p); err != nil {
+				t.Fatal(err)
+			}
+			p.ReplyTo = long
+			recs[i].Event, reply = mustEvent(t, e.Type, e.ConversationID, e.Actor, e.At, p), true
+		case !read && e.Type == domain.EvReadMarked:
+			recs[i].Event, read = mustEvent(t, e.Type, "c_"+long, e.Actor, e.At, domain.ReadMarked{UpToSeq: 1}), true
+		}
+	}
+	if !reply || !read {
+		t.Fatalf("the workload has no message or no read mark to lengthen (%v, %v)", reply, read)
+	}
+	applyAll(t, projections.NewStore(pool, live, testTopic), recs, 200)
+	res := dryRunReplay(t, pool, live, recs)
+	for _, s := range []string{live, res.Schema} {
+		rows, err := pool.Query(ctx, `SELECT error FROM `+s+`.dead_letters`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil || len(errs) != 2 {
+			t.Fatalf("%s set aside %q (err %v), want the two events with long keys", s, errs, err)
+		}
+		for _, e := range errs {
+			if !strings.Contains(e, "of 3002 bytes") && !strings.Contains(e, "of 3000 bytes") {
+				t.Errorf("%s: dead letter's error %q does not name the long key", s, e)
+			}
+		}
+	}
+}
+
+func mustEvent(t *testing.T, typ, conv, actor string, at time.Time, payload any) domain.Event {
+	t.Helper()
+	e, err := domain.NewEvent(typ, conv, actor, at, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
