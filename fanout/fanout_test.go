@@ -3,9 +3,12 @@ package fanout
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/parley-chat/parley/domain"
 )
@@ -288,5 +291,50 @@ func TestMembershipEvictionKeepsThePrevChain(t *testing.T) {
 		if bus.got[i].Prev != bus.got[i-1].Seq {
 			t.Fatalf("delivery seq %d has Prev %d, want %d: the chain restarted at an eviction", bus.got[i].Seq, bus.got[i].Prev, bus.got[i-1].Seq)
 		}
+	}
+}
+
+// refusingReadModel answers as Postgres does: a conversation id with NUL
+// or invalid UTF-8 is refused, every time; another has no members.
+type refusingReadModel struct{ refused int }
+
+func (r *refusingReadModel) WaitOffset(context.Context, int32, int64, time.Duration) error {
+	return nil
+}
+
+func (r *refusingReadModel) Memberships(_ context.Context, conv string) (map[string]domain.Membership, error) {
+	if utf8.ValidString(conv) && !strings.Contains(conv, "\x00") {
+		return nil, nil
+	}
+	r.refused++
+	return nil, fmt.Errorf(`%w: invalid byte sequence for encoding "UTF8" (SQLSTATE 22021)`, domain.ErrUnavailable)
+}
+
+// An event whose conversation id Postgres cannot take (NUL, invalid UTF-8:
+// from a foreign or an older producer) is skipped, as the projector sets
+// it aside; asking the read model about it would fail on every retry and
+// stop the consumer's partitions. The events after it go out.
+func TestConversationIDNotTextIsSkipped(t *testing.T) {
+	read := &refusingReadModel{}
+	bus := &fakeBus{}
+	h := New(fakeMembers{"c_1": {"a": {Seq: 1, Member: true}}}, bus, read)
+	var recs []Record
+	for i, conv := range []string{`c\u0000x`, "c\xffx", "c_1"} {
+		// Written by hand: encoding/json would replace the invalid byte.
+		b := fmt.Appendf(nil, `{"id":"e_%d","type":"chat.read_marked.v1","conversation_id":"%s","actor":"a","at":%q,"data":{"up_to_seq":1}}`,
+			i, conv, time.Now().UTC().Format(time.RFC3339Nano))
+		if _, err := domain.DecodeEvent(b); err != nil {
+			t.Fatalf("%q does not decode: %v", b, err)
+		}
+		recs = append(recs, Record{Partition: 0, Offset: int64(i + 1), Value: b})
+	}
+	if err := h.HandleBatch(context.Background(), recs); err != nil {
+		t.Fatalf("handle: %v", err)
+	}
+	if read.refused != 0 {
+		t.Fatalf("the read model was asked %d times about conversations it cannot hold", read.refused)
+	}
+	if len(bus.got) != 1 || bus.got[0].ConversationID != "c_1" {
+		t.Fatalf("published %+v, want only c_1's event", bus.got)
 	}
 }
