@@ -192,11 +192,14 @@ func NewReader(rdb redis.UniversalClient, cfg Config) (*Reader, error) {
 	return &Reader{cfg: cfg, rdb: rdb, backlog: map[int32]string{}}, nil
 }
 
-// readBatch bounds the records one Read returns from the streams; the
-// channel's buffer holds channelSize. A buffer full for a minute drops
-// messages: the log has them.
+// readBatch bounds the records one Read returns from the streams, all of
+// them together: a stream holds MaxLen records of up to about 50 kB each
+// (a body of control characters escapes to six times its size), and a
+// catch-up reads every assigned partition's. The channel's buffer holds
+// channelSize; a buffer full for a minute drops messages: the log has
+// them.
 const (
-	readBatch   = 2048
+	readBatch   = 512
 	channelSize = 4096
 )
 
@@ -347,7 +350,8 @@ func (r *Reader) readBacklog(ctx context.Context, out []kafkalog.Consumed) ([]ka
 	for _, k := range keys[:len(byKey)] {
 		keys = append(keys, r.backlog[byKey[k]])
 	}
-	res, err := r.rdb.XRead(ctx, &redis.XReadArgs{Streams: keys, Count: readBatch, Block: -1}).Result()
+	page := max(readBatch/int64(len(byKey)), 16)
+	res, err := r.rdb.XRead(ctx, &redis.XReadArgs{Streams: keys, Count: page, Block: -1}).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return out, fmt.Errorf("handoff read: %w", err)
 	}
@@ -367,7 +371,7 @@ func (r *Reader) readBacklog(ctx context.Context, out []kafkalog.Consumed) ([]ka
 			}
 			out = append(out, kafkalog.Consumed{Partition: p, Offset: off, Value: v})
 		}
-		full[p] = len(xs.Messages) == readBatch
+		full[p] = int64(len(xs.Messages)) == page
 	}
 	for p := range r.backlog {
 		if !full[p] {

@@ -29,41 +29,8 @@ import (
 // broke and came back, has its streams read whole again (the sequencer
 // drops what was released before), so nothing offered in between is lost.
 func TestWriterToReader(t *testing.T) {
-	env := testenv.New(t)
-	opt, err := redis.ParseURL(env.Cfg.RedisURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := strings.ReplaceAll(env.Cfg.RedisPrefix, ":", "_") + "_reader"
-	readOpt := *opt
-	readOpt.ClientName = name
-	rdb, readRdb := redis.NewClient(opt), redis.NewClient(&readOpt)
-	t.Cleanup(func() {
-		_, _ = redisstore.DeletePrefix(context.Background(), rdb, env.Cfg.RedisPrefix)
-		rdb.Close()
-		readRdb.Close()
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cfg := handoff.Config{Prefix: env.Cfg.RedisPrefix, Block: 50 * time.Millisecond}
-	wb := redisstore.NewWriteBehind(rdb, 1024, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	defer wb.Close()
-	w, err := handoff.NewWriter(wb, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := handoff.NewReader(readRdb, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	mk := func(p int32, from, to int64) []kafkalog.Consumed {
-		var out []kafkalog.Consumed
-		for o := from; o < to; o++ {
-			out = append(out, kafkalog.Consumed{Partition: p, Offset: o, Value: fmt.Appendf(nil, `{"p":%d,"o":%d}`, p, o)})
-		}
-		return out
-	}
+	rdb, w, r, prefix, name := pair(t)
+	ctx := context.Background()
 	read := func(ps ...int32) []kafkalog.Consumed {
 		t.Helper()
 		rs, err := r.Read(ctx, ps)
@@ -74,7 +41,7 @@ func TestWriterToReader(t *testing.T) {
 	}
 	w.Offer(mk(0, 0, 5)) // before the reader subscribed: in the stream only
 	poll.Until(t, 5*time.Second, "the first records written", func() bool {
-		n, _ := rdb.XLen(ctx, handoff.Stream(env.Cfg.RedisPrefix, 0)).Result()
+		n, _ := rdb.XLen(ctx, handoff.Stream(prefix, 0)).Result()
 		return n == 5
 	})
 	if rs := read(0, 1); !sameRecords(rs, mk(0, 0, 5)) {
@@ -110,6 +77,84 @@ func TestWriterToReader(t *testing.T) {
 	readWhole(t, read, map[int32]int64{0: 105, 1: 70}, "after the broken subscription")
 	if got := testutil.ToFloat64(metrics.HandoffResubscribes) - resubscribed; got < 1 {
 		t.Errorf("parley_handoff_resubscribes_total rose by %v, want at least 1", got)
+	}
+}
+
+// pair is a hand-off writer and reader on the real Redis, under a fresh
+// prefix; name is the reader's client name (for kill).
+func pair(t *testing.T) (rdb *redis.Client, w *handoff.Writer, r *handoff.Reader, prefix, name string) {
+	t.Helper()
+	env := testenv.New(t)
+	opt, err := redis.ParseURL(env.Cfg.RedisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix = env.Cfg.RedisPrefix
+	name = strings.ReplaceAll(prefix, ":", "_") + "_reader"
+	readOpt := *opt
+	readOpt.ClientName = name
+	rdb, readRdb := redis.NewClient(opt), redis.NewClient(&readOpt)
+	cfg := handoff.Config{Prefix: prefix, Block: 50 * time.Millisecond}
+	wb := redisstore.NewWriteBehind(rdb, 1024, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if w, err = handoff.NewWriter(wb, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if r, err = handoff.NewReader(readRdb, cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		r.Close()
+		wb.Close()
+		_, _ = redisstore.DeletePrefix(context.Background(), rdb, prefix)
+		rdb.Close()
+		readRdb.Close()
+	})
+	return rdb, w, r, prefix, name
+}
+
+// mk is partition p's records [from, to).
+func mk(p int32, from, to int64) []kafkalog.Consumed {
+	var out []kafkalog.Consumed
+	for o := from; o < to; o++ {
+		out = append(out, kafkalog.Consumed{Partition: p, Offset: o, Value: fmt.Appendf(nil, `{"p":%d,"o":%d}`, p, o)})
+	}
+	return out
+}
+
+// A catch-up reads the streams a page at a time, whatever their number:
+// a stream's records may be large, and a fan-out assigned every
+// partition reads them all at once. Every record comes, in order.
+func TestCatchUpIsPaged(t *testing.T) {
+	rdb, w, r, prefix, _ := pair(t)
+	ctx := context.Background()
+	ps := []int32{0, 1, 2, 3, 4, 5, 6, 7}
+	for _, p := range ps { // one partition at a time: the write-behind queue holds 1024
+		w.Offer(mk(p, 0, 300))
+		poll.Until(t, 5*time.Second, "the records written", func() bool {
+			n, _ := rdb.XLen(ctx, handoff.Stream(prefix, p)).Result()
+			return n == 300
+		})
+	}
+	got := map[int32][]kafkalog.Consumed{}
+	for reads := 0; len(got) < len(ps) || slices.ContainsFunc(ps, func(p int32) bool { return len(got[p]) < 300 }); reads++ {
+		if reads > 100 {
+			t.Fatalf("the streams not read whole after %d reads", reads)
+		}
+		rs, err := r.Read(ctx, ps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rs) > handoff.ReadBatch {
+			t.Fatalf("a read returned %d records, the page is %d", len(rs), handoff.ReadBatch)
+		}
+		for _, x := range rs {
+			got[x.Partition] = append(got[x.Partition], x)
+		}
+	}
+	for _, p := range ps {
+		if !sameRecords(got[p], mk(p, 0, 300)) {
+			t.Fatalf("partition %d: %v, want 0-299 once, in order", p, offsets(got[p]))
+		}
 	}
 }
 

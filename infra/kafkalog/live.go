@@ -81,7 +81,7 @@ func (c LiveConfig) Validate() error {
 const (
 	HandoffLogWait     = 250 * time.Millisecond
 	handoffLogMinBytes = 1 << 20
-	maxPendingHandoff  = 50000 // across partitions: records held ahead of a gap (about 25 MB of events)
+	maxPendingHandoff  = 32 << 20 // bytes across partitions: records held ahead of a gap
 )
 
 // RunLive consumes the topic in a group with franz-go and hands the

@@ -17,9 +17,15 @@ import "slices"
 // markers, retention) and moves next past them.
 type sequencer struct {
 	parts      map[int32]*seqPartition
-	maxPending int // across partitions; past it hand-off records wait for the log
-	pending    int
+	maxPending int // bytes across partitions; past it hand-off records wait for the log
+	pending    int // bytes held (pendingCost of each record)
 }
+
+// pendingCost is what a held record counts against the bound: its value
+// and about what the map keeps beside it. Counting bytes, not records,
+// keeps the bound whatever the events' size (a body of control characters
+// escapes to six times its length).
+func pendingCost(v []byte) int { return len(v) + 64 }
 
 type seqPartition struct {
 	next    int64 // -1: unknown
@@ -42,7 +48,9 @@ func (s *sequencer) assign(ps []int32) {
 // drop forgets p's pending records.
 func (s *sequencer) drop(p int32) {
 	if sp := s.parts[p]; sp != nil {
-		s.pending -= len(sp.pending)
+		for _, v := range sp.pending {
+			s.pending -= pendingCost(v)
+		}
 		sp.pending = map[int64][]byte{}
 	}
 }
@@ -97,17 +105,17 @@ func (s *sequencer) fromLog(r Consumed, epoch int32, out []Consumed) []Consumed 
 func (s *sequencer) dropThrough(sp *seqPartition, offset int64) {
 	if sp.next >= 0 && offset-sp.next < int64(len(sp.pending)) {
 		for o := sp.next; o <= offset; o++ {
-			if _, ok := sp.pending[o]; ok {
+			if v, ok := sp.pending[o]; ok {
 				delete(sp.pending, o)
-				s.pending--
+				s.pending -= pendingCost(v)
 			}
 		}
 		return
 	}
-	for o := range sp.pending {
+	for o, v := range sp.pending {
 		if o <= offset {
 			delete(sp.pending, o)
-			s.pending--
+			s.pending -= pendingCost(v)
 		}
 	}
 }
@@ -119,9 +127,9 @@ func (s *sequencer) fromHandoff(r Consumed, out []Consumed) []Consumed {
 		return out
 	}
 	if r.Offset != sp.next {
-		if _, held := sp.pending[r.Offset]; !held && s.pending < s.maxPending {
+		if _, held := sp.pending[r.Offset]; !held && s.pending+pendingCost(r.Value) <= s.maxPending {
 			sp.pending[r.Offset] = r.Value
-			s.pending++
+			s.pending += pendingCost(r.Value)
 		}
 		return out
 	}
@@ -137,7 +145,7 @@ func (s *sequencer) drain(sp *seqPartition, p int32, out []Consumed) []Consumed 
 			break
 		}
 		delete(sp.pending, sp.next)
-		s.pending--
+		s.pending -= pendingCost(v)
 		out = append(out, Consumed{Partition: p, Offset: sp.next, Value: v})
 		sp.next++
 	}

@@ -19,7 +19,7 @@ func offsets(rs []Consumed) []int64 {
 }
 
 func TestSequencerWaitsForTheLogBeforeTheFirstHandoff(t *testing.T) {
-	s := newSequencer(100)
+	s := newSequencer(1 << 20)
 	s.assign([]int32{0})
 	if out := s.fromHandoff(rec(0, 5), nil); len(out) != 0 {
 		t.Fatalf("released %v before the log said where the partition starts", offsets(out))
@@ -40,7 +40,7 @@ func TestSequencerWaitsForTheLogBeforeTheFirstHandoff(t *testing.T) {
 }
 
 func TestSequencerHoldsAHandoffUntilTheGapFills(t *testing.T) {
-	s := newSequencer(100)
+	s := newSequencer(1 << 20)
 	s.assign([]int32{1})
 	out := s.fromLog(rec(1, 10), 0, nil)
 	out = s.fromHandoff(rec(1, 12), out) // 11 is another producer's, not here yet
@@ -61,7 +61,7 @@ func TestSequencerHoldsAHandoffUntilTheGapFills(t *testing.T) {
 }
 
 func TestSequencerFillsAGapFromTheLog(t *testing.T) {
-	s := newSequencer(100)
+	s := newSequencer(1 << 20)
 	s.assign([]int32{0})
 	s.fromLog(rec(0, 0), 0, nil)
 	out := s.fromHandoff(rec(0, 2), nil) // 1 was never handed off (its producer died)
@@ -75,7 +75,7 @@ func TestSequencerFillsAGapFromTheLog(t *testing.T) {
 }
 
 func TestSequencerALogRecordBeyondNextProvesAHole(t *testing.T) {
-	s := newSequencer(100)
+	s := newSequencer(1 << 20)
 	s.assign([]int32{0})
 	s.fromLog(rec(0, 0), 0, nil)
 	s.fromHandoff(rec(0, 7), nil)
@@ -91,7 +91,7 @@ func TestSequencerALogRecordBeyondNextProvesAHole(t *testing.T) {
 }
 
 func TestSequencerDropsWhatItDoesNotOwn(t *testing.T) {
-	s := newSequencer(100)
+	s := newSequencer(1 << 20)
 	s.assign([]int32{0, 1})
 	s.fromLog(rec(1, 0), 0, nil)
 	s.revoke([]int32{1})
@@ -111,15 +111,25 @@ func TestSequencerDropsWhatItDoesNotOwn(t *testing.T) {
 	}
 }
 
+// sized is a record whose value is 100 bytes.
+func sized(p int32, off int64) Consumed {
+	return Consumed{Partition: p, Offset: off, Value: make([]byte, 100)}
+}
+
+// The records held ahead of a gap are bounded in bytes across partitions;
+// what is not held comes from the log.
 func TestSequencerBoundsPending(t *testing.T) {
-	s := newSequencer(3)
+	bound := 3 * pendingCost(make([]byte, 100))
+	s := newSequencer(bound)
 	s.assign([]int32{0})
 	s.fromLog(rec(0, 0), 0, nil)
+	// A record larger than the whole bound is never held.
+	s.fromHandoff(Consumed{Partition: 0, Offset: 2, Value: make([]byte, bound)}, nil)
 	for o := int64(2); o < 100; o++ {
-		s.fromHandoff(rec(0, o), nil)
+		s.fromHandoff(sized(0, o), nil)
 	}
-	if n := len(s.parts[0].pending); n != 3 || s.pending != 3 {
-		t.Fatalf("%d records pending (counted %d), bound 3", n, s.pending)
+	if n := len(s.parts[0].pending); n != 3 || s.pending != bound {
+		t.Fatalf("%d records pending (%d bytes counted), bound 3 (%d bytes)", n, s.pending, bound)
 	}
 	// What was not held comes from the log, in order.
 	var out []Consumed
@@ -138,11 +148,11 @@ func TestSequencerBoundsPending(t *testing.T) {
 	s.assign([]int32{1})
 	s.fromLog(rec(1, 0), 0, nil)
 	for o := int64(2); o < 10; o++ {
-		s.fromHandoff(rec(0, 100+o), nil)
-		s.fromHandoff(rec(1, o), nil)
+		s.fromHandoff(sized(0, 100+o), nil)
+		s.fromHandoff(sized(1, o), nil)
 	}
-	if s.pending != 3 {
-		t.Fatalf("%d pending across partitions, bound 3", s.pending)
+	if s.pending != bound {
+		t.Fatalf("%d bytes pending across partitions, bound %d", s.pending, bound)
 	}
 	s.revoke([]int32{0, 1})
 	if s.pending != 0 {
@@ -167,7 +177,7 @@ func TestSequencerAnyInterleaving(t *testing.T) {
 				handoff[i], handoff[j] = handoff[j], handoff[i]
 			}
 		}
-		s := newSequencer(1000)
+		s := newSequencer(1 << 20)
 		s.assign([]int32{0})
 		var out []Consumed
 		logAt, hoAt := int64(3), 0

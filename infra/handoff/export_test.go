@@ -1,0 +1,4 @@
+package handoff
+
+// ReadBatch is readBatch, for the tests.
+const ReadBatch = readBatch
