@@ -102,10 +102,8 @@ func (r Reader) Search(ctx context.Context, user string, q SearchQuery) (SearchP
 	// membership join keeps the caller's: on a large read model that is
 	// seconds of a Postgres backend, which a client could ask for again and
 	// again. Past SearchTimeout the query is cancelled.
-	qctx, cancel := context.WithTimeout(ctx, r.SearchTimeout)
-	defer cancel()
-	page, err := r.Store.Search(qctx, user, q)
-	if err != nil && ctx.Err() == nil && errors.Is(qctx.Err(), context.DeadlineExceeded) {
+	page, err := r.Store.SearchWithin(ctx, user, q, r.SearchTimeout)
+	if errors.Is(err, ErrSearchTimeout) {
 		return SearchPage{}, domain.Explained{Err: fmt.Errorf("%w: search: stopped after %s; use rarer words, or name a conversation",
 			domain.ErrUnavailable, r.SearchTimeout)}
 	}

@@ -3,12 +3,14 @@ package projections
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/parley-chat/parley/domain"
 )
@@ -75,6 +77,44 @@ func (q *SearchQuery) Validate() error {
 // history would show), deleted messages left out. The membership check is
 // part of the query.
 func (s *Store) Search(ctx context.Context, user string, q SearchQuery) (SearchPage, error) {
+	return s.search(ctx, s.pool, user, q)
+}
+
+// ErrSearchTimeout: a search ran past the bound SearchWithin was given.
+var ErrSearchTimeout = errors.New("search timed out")
+
+// SearchWithin is Search with its query bounded by timeout. Postgres
+// stops the query itself (statement_timeout, in the search's own
+// transaction), so the connection goes back to the pool; a context
+// deadline would leave the connection's state unknown, and pgx closes it.
+// The context still bounds the whole, a little later, in case Postgres
+// does not answer at all.
+func (s *Store) SearchWithin(ctx context.Context, user string, q SearchQuery, timeout time.Duration) (SearchPage, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout+2*time.Second)
+	defer cancel()
+	var page SearchPage
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT set_config('statement_timeout', $1, true)`,
+			strconv.FormatInt(timeout.Milliseconds(), 10)); err != nil {
+			return unavailable("search", err)
+		}
+		var err error
+		page, err = s.search(ctx, tx, user, q)
+		return err
+	})
+	return page, err
+}
+
+// searchFailed is ErrSearchTimeout for a query its statement_timeout
+// cancelled (57014, query_canceled), else unavailable.
+func searchFailed(err error) error {
+	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "57014" {
+		return ErrSearchTimeout
+	}
+	return unavailable("search", err)
+}
+
+func (s *Store) search(ctx context.Context, db querier, user string, q SearchQuery) (SearchPage, error) {
 	if err := q.Validate(); err != nil {
 		return SearchPage{}, err
 	}
@@ -86,7 +126,7 @@ func (s *Store) Search(ctx context.Context, user string, q SearchQuery) (SearchP
 	if after.conv != "" {
 		at = &after.at
 	}
-	rows, err := s.pool.Query(ctx, s.q(`SELECT m.conversation_id, m.message_id, m.seq, m.sender_id, m.client_msg_id,
+	rows, err := db.Query(ctx, s.q(`SELECT m.conversation_id, m.message_id, m.seq, m.sender_id, m.client_msg_id,
 			m.body, m.sent_at, m.edited_at, m.deleted, coalesce(m.reply_to, ''), `+reactionsOf("m")+`
 		FROM {s}.messages m
 		JOIN {s}.members me ON me.conversation_id = m.conversation_id AND me.user_id = $1 AND me.is_member
@@ -98,11 +138,11 @@ func (s *Store) Search(ctx context.Context, user string, q SearchQuery) (SearchP
 		ORDER BY m.sent_at DESC, m.conversation_id DESC, m.seq DESC
 		LIMIT $8`), user, q.Query, q.ConversationID, q.BeforeSeq, at, after.conv, after.seq, *q.Limit+1)
 	if err != nil {
-		return SearchPage{}, unavailable("search", err)
+		return SearchPage{}, searchFailed(err)
 	}
 	msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Message, error) { return scanMessage(r) })
 	if err != nil {
-		return SearchPage{}, unavailable("search", err)
+		return SearchPage{}, searchFailed(err)
 	}
 	page := SearchPage{Messages: msgs}
 	if len(msgs) > *q.Limit {

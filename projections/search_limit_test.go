@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/pgstore"
 	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/projections"
 )
@@ -69,7 +71,12 @@ func TestSearchWaitsForASlot(t *testing.T) {
 // again and no backend goes on with it. Within the bound, or without one,
 // the same search answers.
 func TestSearchStopsAtItsTimeout(t *testing.T) {
-	pool := openPool(t)
+	// Two connections: the lock's and the search's.
+	pool, err := pgstore.Open(context.Background(), dsn(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
 	schema := freshSchema(t, pool)
 	store := projections.NewStore(pool, schema, testTopic)
 	applyAll(t, store, knownLog(), 4)
@@ -77,6 +84,8 @@ func TestSearchStopsAtItsTimeout(t *testing.T) {
 	r := projections.Reader{Store: store, Access: allMembers{}, Searches: limit, SearchTimeout: 300 * time.Millisecond}
 	ctx := context.Background()
 
+	holdBoth(t, pool) // both connections made
+	made := pool.Stat().NewConnsCount()
 	// The search's query waits behind a lock held until the test says.
 	lock, err := pool.Begin(ctx)
 	if err != nil {
@@ -105,12 +114,34 @@ func TestSearchStopsAtItsTimeout(t *testing.T) {
 	if err := lock.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// Postgres stopped the query, not the client: the search's connection
+	// went back to the pool, and both are there without a new one.
+	holdBoth(t, pool)
+	if n := pool.Stat().NewConnsCount() - made; n != 0 {
+		t.Errorf("the pool made %d connections after the search timed out: its connection was closed", n)
+	}
 	for _, timeout := range []time.Duration{0, time.Minute} {
 		r.SearchTimeout = timeout
 		page, err := r.Search(ctx, "alice", projections.SearchQuery{Query: "fixed"})
 		if err != nil || len(page.Messages) == 0 {
 			t.Fatalf("timeout %s: %+v, %v; want the edited message", timeout, page, err)
 		}
+	}
+}
+
+// holdBoth acquires both connections of pool at once, then releases them.
+func holdBoth(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	var held []*pgxpool.Conn
+	for range 2 {
+		c, err := pool.Acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	for _, c := range held {
+		c.Release()
 	}
 }
 
