@@ -161,6 +161,20 @@ func (s *Store) EventsAfter(ctx context.Context, conv string, after int64, limit
 	})
 }
 
+// LeftAt is the seq of user's leave of conv; ok is false unless user's
+// latest membership change there is a leave.
+func (s *Store) LeftAt(ctx context.Context, conv, user string) (seq int64, ok bool, err error) {
+	err = s.pool.QueryRow(ctx, s.q(`SELECT change_seq FROM {s}.members
+		WHERE conversation_id=$1 AND user_id=$2 AND NOT is_member`), conv, user).Scan(&seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, unavailable("members", err)
+	}
+	return seq, true, nil
+}
+
 // Memberships returns every user's latest membership change in conv.
 func (s *Store) Memberships(ctx context.Context, conv string) (map[string]domain.Membership, error) {
 	rows, err := s.pool.Query(ctx, s.q(`SELECT user_id, is_member, change_seq FROM {s}.members WHERE conversation_id=$1`), conv)

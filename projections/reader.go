@@ -1,9 +1,11 @@
 package projections
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
@@ -133,13 +135,24 @@ func (r Reader) Conversations(ctx context.Context, user string, q ConversationsQ
 
 // CatchUp replays conv's events after seq `after` to emit, in order, once
 // the read model holds everything logged before the call. It returns the
-// last seq emitted (or after).
+// last seq emitted (or after). A former member gets the events up to its
+// own leave: it missed them as a member (its other connections got them
+// live), and nothing after.
 func (r Reader) CatchUp(ctx context.Context, user, conv string, after int64, emit func(StoredEvent) error) (int64, error) {
-	if err := r.Access.RequireMember(ctx, conv, user); err != nil {
-		return after, err
+	access := r.Access.RequireMember(ctx, conv, user)
+	if access != nil && !errors.Is(access, domain.ErrForbidden) {
+		return after, access
 	}
 	if err := r.Fresh.WaitProjected(ctx, conv); err != nil {
 		return after, err
+	}
+	upTo := int64(math.MaxInt64)
+	if access != nil {
+		left, ok, err := r.Store.LeftAt(ctx, conv, user)
+		if err != nil || !ok {
+			return after, cmp.Or(err, access)
+		}
+		upTo = left
 	}
 	for {
 		evs, err := r.Store.EventsAfter(ctx, conv, after, 500)
@@ -147,6 +160,9 @@ func (r Reader) CatchUp(ctx context.Context, user, conv string, after int64, emi
 			return after, err
 		}
 		for _, e := range evs {
+			if e.Seq > upTo {
+				return after, nil
+			}
 			if err := emit(e); err != nil {
 				return after, err
 			}

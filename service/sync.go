@@ -62,7 +62,7 @@ func (s *Service) Sync(ctx context.Context, user string, st Session, req SyncReq
 			return nil, err
 		}
 		if err != nil {
-			st.Refused(conv) // a non-member has nothing to replay, and is absent from positions
+			st.Refused(conv) // never a member: nothing to replay, and absent from positions
 		}
 		caughtUp++
 	}
@@ -97,7 +97,25 @@ func (r SyncRequest) conversations() ([]string, error) {
 }
 
 func (s *Service) catchUp(ctx context.Context, user string, st Session, conv string, pos int64) error {
+	// out: user left conv at an event already replayed and was not added
+	// back since. The events in between are not its to see, though its
+	// membership was checked when the replay began: a leave from another
+	// device during a long replay, or a leave and a return both after pos.
+	out := false
 	emit := func(e projections.StoredEvent) error {
+		switch ownChange(e.Event, user) {
+		case domain.EvMemberJoined:
+			out = false
+		case domain.EvMemberLeft:
+			if out {
+				return nil
+			}
+			out = true // its own leave is the last event it gets
+		default:
+			if out {
+				return nil
+			}
+		}
 		frame, err := domain.EncodePush(e.Event, e.Seq)
 		if err != nil {
 			return nil // an event of a newer version: skip, as live fan-out does
@@ -122,4 +140,16 @@ func (s *Service) catchUp(ctx context.Context, user string, st Session, conv str
 		// model has them, replay on.
 		from = st.Last(conv)
 	}
+}
+
+// ownChange is the type of e if e is user's own join or leave, else "".
+func ownChange(e domain.Event, user string) string {
+	if e.Type != domain.EvMemberJoined && e.Type != domain.EvMemberLeft {
+		return ""
+	}
+	var p domain.MemberChanged
+	if e.Payload(&p) != nil || p.UserID != user {
+		return ""
+	}
+	return e.Type
 }
