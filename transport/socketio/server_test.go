@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -374,15 +375,21 @@ func TestSocketIOConnectTimeout(t *testing.T) {
 	}
 }
 
-func TestSocketIOSendQueueOverflow(t *testing.T) {
-	cfg := testConfig()
-	cfg.SendQueue = 8
+// connected is a polling session of a server on cfg, connected to "/".
+func connected(t *testing.T, cfg Config) (*Server, *poller, *Socket) {
+	t.Helper()
 	socks := make(chan *Socket, 1)
 	cfg.Namespaces = map[string]ConnectFunc{"/": func(s *Socket, _ json.RawMessage) error { socks <- s; return nil }}
 	srv, hs := serve(t, cfg)
 	p := handshake(t, hs.URL)
 	p.post("40")
-	s := <-socks
+	return srv, p, <-socks
+}
+
+func TestSocketIOSendQueueOverflow(t *testing.T) {
+	cfg := testConfig()
+	cfg.SendQueue = 8
+	srv, _, s := connected(t, cfg)
 	ended := make(chan string, 1)
 	s.OnDisconnect(func(reason string) { ended <- reason })
 	var err error
@@ -789,4 +796,42 @@ func TestSocketIOHeartbeatWaitsForAHandler(t *testing.T) {
 	if m := next(); m != `432["done"]` {
 		t.Fatalf("fast: %q", m)
 	}
+}
+
+// A GET whose client does not read its response holds what it took until
+// it is written: another GET meanwhile is an overlapping poll (the session
+// closes) instead of taking the next payload, so a client that sends GETs
+// without reading them cannot make a session hold more than its queue.
+func TestSocketIOPollNotReadTakesNoMore(t *testing.T) {
+	cfg := testConfig()
+	cfg.SendQueue, cfg.SendQueueBytes = 10_000, 64<<20
+	srv, p, s := connected(t, cfg)
+	p.packets(1) // the CONNECT answer
+	// 32 MB: more than the kernel buffers on both ends hold.
+	chunk := strings.Repeat("a", 64<<10)
+	for i := range 512 {
+		if err := s.Emit("x", chunk); err != nil {
+			t.Fatalf("emit %d: %v", i, err)
+		}
+	}
+	conn, err := (&net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}).Dial("tcp", strings.TrimPrefix(p.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := fmt.Fprintf(conn, "GET /socket.io/?EIO=4&transport=polling&sid=%s HTTP/1.1\r\nHost: x\r\n\r\n", p.sid); err != nil {
+		t.Fatal(err)
+	}
+	sess := srv.session(p.sid)
+	poll.Until(t, 5*time.Second, "the unread GET to take the queue", func() bool {
+		sess.mu.Lock()
+		defer sess.mu.Unlock()
+		return sess.inflight > 0
+	})
+	if status, body := p.do(http.MethodGet, ""); status != http.StatusBadRequest {
+		t.Fatalf("a GET while the last is not read: %d %.40q, want 400", status, body)
+	}
+	poll.Until(t, 5*time.Second, "the session to end", func() bool { return srv.Sessions() == 0 })
 }

@@ -69,8 +69,12 @@ type session struct {
 	// a sender must not write past them (writeNow).
 	writing bool
 	// stalled: writeNow left part of a frame for the writer to finish.
-	stalled  bool
-	polling  bool // a GET is waiting
+	stalled bool
+	polling bool // a GET is waiting
+	// inflight: the bytes a GET took from buf and is still writing (0:
+	// none). Another GET meanwhile is an overlapping poll, and a sender
+	// waits for room while they are not yet the client's.
+	inflight int
 	posting  bool
 	sockets  map[string]*Socket
 	joined   bool // a namespace is joined now (connect timeout)
@@ -172,7 +176,7 @@ func (s *session) waitRoom(ctx context.Context) error {
 			s.mu.Unlock()
 			return ErrClosed
 		}
-		if len(s.buf) < max(1, s.srv.cfg.SendQueue/2) && s.bufBytes < s.srv.cfg.SendQueueBytes/2 {
+		if len(s.buf) < max(1, s.srv.cfg.SendQueue/2) && s.bufBytes+s.inflight < s.srv.cfg.SendQueueBytes/2 {
 			s.mu.Unlock()
 			return nil
 		}
@@ -486,7 +490,7 @@ func (s *session) poll(w http.ResponseWriter, r *http.Request) {
 		writeEngineError(w, http.StatusBadRequest, errBadRequest)
 		return
 	}
-	if s.polling {
+	if s.polling || s.inflight > 0 {
 		s.mu.Unlock()
 		s.close("overlapping polls", closeByServer)
 		writeEngineError(w, http.StatusBadRequest, errBadRequest)
@@ -515,10 +519,11 @@ func (s *session) poll(w http.ResponseWriter, r *http.Request) {
 		out = s.finalLocked()
 	}
 	s.qstats.took(len(s.buf), s.bufBytes)
+	s.inflight = max(s.bufBytes, 1)
 	s.buf, s.bufBytes = nil, 0
-	s.signal() // room for a sender waiting in waitRoom
 	s.polling = false
 	s.mu.Unlock()
+	defer s.pollWritten()
 	if closed {
 		defer s.markFlushed()
 		if out == nil {
@@ -529,6 +534,17 @@ func (s *session) poll(w http.ResponseWriter, r *http.Request) {
 		out = []EnginePacket{{Type: EngineNoop}}
 	}
 	writePayload(w, out)
+}
+
+// pollWritten: what a GET took is written (or its client is gone), so a
+// sender waiting in waitRoom has room, and the next GET is not
+// overlapping. Until then, a client that does not read holds the payload
+// in its response, and its next GET cannot take another.
+func (s *session) pollWritten() {
+	s.mu.Lock()
+	s.inflight = 0
+	s.signal()
+	s.mu.Unlock()
 }
 
 func writePayload(w http.ResponseWriter, ps []EnginePacket) {
