@@ -3,6 +3,8 @@ package projections_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,9 +44,55 @@ func TestWaitingReaderHurriesTheProjector(t *testing.T) {
 		if err := fresh.WaitProjected(ctx, conv); err != nil {
 			t.Fatalf("event %d: %v", i, err)
 		}
-		evs, err := store.EventsAfter(ctx, conv, 0, 10)
+		evs, _, err := store.EventsAfter(ctx, conv, 0, 10, 1<<20)
 		if err != nil || len(evs) != 1 || evs[0].Event.ID != e.ID {
 			t.Fatalf("event %d: the read model holds %+v (%v), want %s", i, evs, err, e.ID)
 		}
+	}
+}
+
+// A replay's page is bounded in bytes as well as in events: a slow
+// client's replay keeps its page until it read it. Paging on gets every
+// event, in order, once.
+func TestEventsAfterPagesAreBoundedInBytes(t *testing.T) {
+	pool := openPool(t)
+	store := projections.NewStore(pool, freshSchema(t, pool), testTopic)
+	at := time.Now().UTC()
+	recs := []projections.Record{{Partition: 0, Offset: 0,
+		Event: mustEvent(t, domain.EvConversationCreated, "c_big", "u1", at, domain.ConversationCreated{Kind: "group", Members: []string{"u1"}})}}
+	body := strings.Repeat("b", 8<<10)
+	for i := range 40 {
+		id := fmt.Sprint("m_", i)
+		recs = append(recs, projections.Record{Partition: 0, Offset: int64(i + 1),
+			Event: mustEvent(t, domain.EvMessageSent, "c_big", "u1", at, domain.MessageSent{MessageID: id, ClientMsgID: id, Body: body})})
+	}
+	ctx := context.Background()
+	if err := store.Apply(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	var after int64 = -1
+	var seqs []int64
+	for pages := 0; ; pages++ {
+		if pages > 20 {
+			t.Fatalf("still paging after %d pages", pages)
+		}
+		evs, more, err := store.EventsAfter(ctx, "c_big", after, 500, 64<<10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := 0
+		for _, e := range evs {
+			size += len(e.Event.Data)
+			seqs, after = append(seqs, e.Seq), e.Seq
+		}
+		if size > 64<<10+len(body)+1024 {
+			t.Fatalf("a page of %d events held %d bytes, bound 64 KiB and one event", len(evs), size)
+		}
+		if !more {
+			break
+		}
+	}
+	if len(seqs) != len(recs) || !slices.IsSorted(seqs) || len(slices.Compact(slices.Clone(seqs))) != len(seqs) {
+		t.Fatalf("paged %d events %v, want %d in order, once", len(seqs), seqs, len(recs))
 	}
 }

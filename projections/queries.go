@@ -147,18 +147,36 @@ type StoredEvent struct {
 const eventsAfterSQL = `SELECT seq, event_id, type, actor, at, data FROM {s}.events
 		WHERE conversation_id=$1 AND seq>$2 ORDER BY seq LIMIT $3`
 
-// EventsAfter returns up to limit events of conv with seq > after.
-func (s *Store) EventsAfter(ctx context.Context, conv string, after int64, limit int) ([]StoredEvent, error) {
+// EventsAfter returns up to limit events of conv with seq > after, and
+// fewer once they hold maxBytes of data (at least one event); more says
+// the page ended at either bound, not at the conversation's end. A slow
+// client's replay keeps its page until it read it, and an event's data can
+// be about 50 kB (a body of control characters escapes to six times its
+// size): the bytes, not the count, bound what a connection holds.
+func (s *Store) EventsAfter(ctx context.Context, conv string, after int64, limit, maxBytes int) (evs []StoredEvent, more bool, err error) {
 	rows, err := s.pool.Query(ctx, s.q(eventsAfterSQL), conv, after, limit)
 	if err != nil {
-		return nil, unavailable("events", err)
+		return nil, false, unavailable("events", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (StoredEvent, error) {
+	defer rows.Close()
+	size := 0
+	for rows.Next() {
+		if size >= maxBytes {
+			more = true // Close reads past the rest without keeping it
+			break
+		}
 		e := StoredEvent{Event: domain.Event{ConversationID: conv}}
-		err := r.Scan(&e.Seq, &e.Event.ID, &e.Event.Type, &e.Event.Actor, &e.Event.At, &e.Event.Data)
+		if err := rows.Scan(&e.Seq, &e.Event.ID, &e.Event.Type, &e.Event.Actor, &e.Event.At, &e.Event.Data); err != nil {
+			return nil, false, unavailable("events", err)
+		}
 		e.Event.At = e.Event.At.UTC()
-		return e, err
-	})
+		evs = append(evs, e)
+		size += len(e.Event.Data)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, unavailable("events", err)
+	}
+	return evs, more || len(evs) == limit, nil
 }
 
 // LeftAt is the seq of user's leave of conv; ok is false unless user's

@@ -133,6 +133,9 @@ func (r Reader) Conversations(ctx context.Context, user string, q ConversationsQ
 	return r.Store.ConversationsOf(ctx, user, q.Cursor, limit)
 }
 
+// replayPageBytes bounds the data of one page a replay reads.
+const replayPageBytes = 1 << 20
+
 // CatchUp replays conv's events after seq `after` to emit, in order, once
 // the read model holds everything logged before the call. It returns the
 // last seq emitted (or after). A former member gets the events up to its
@@ -155,7 +158,7 @@ func (r Reader) CatchUp(ctx context.Context, user, conv string, after int64, emi
 		upTo = left
 	}
 	for {
-		evs, err := r.Store.EventsAfter(ctx, conv, after, 500)
+		evs, more, err := r.Store.EventsAfter(ctx, conv, after, 500, replayPageBytes)
 		if err != nil {
 			return after, err
 		}
@@ -168,7 +171,7 @@ func (r Reader) CatchUp(ctx context.Context, user, conv string, after int64, emi
 			}
 			after = e.Seq
 		}
-		if len(evs) < 500 {
+		if !more {
 			return after, nil
 		}
 	}
