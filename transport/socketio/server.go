@@ -1,6 +1,7 @@
 package socketio
 
 import (
+	"container/list"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -111,6 +112,9 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
+	// waiting lists the pending sessions, oldest first: a handshake past
+	// MaxPendingSessions closes the oldest.
+	waiting list.List
 }
 
 // NewServer builds a server.
@@ -208,8 +212,7 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, transport str
 		return
 	}
 	if s.cfg.MaxPendingSessions > 0 && s.pending.Load() >= int64(s.cfg.MaxPendingSessions) {
-		writeUnavailable(w, "too many sessions waiting to connect: retry later")
-		return
+		s.evictOldestPending()
 	}
 	if transport == "websocket" {
 		if !websocket.IsWebSocketUpgrade(r) {
@@ -230,6 +233,43 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, transport str
 	}
 	sess := s.newSession(r, false)
 	sess.poll(w, r)
+}
+
+// evictOldestPending closes the session that has waited longest for a
+// CONNECT. Refusing the new handshake instead let anyone, with no token,
+// keep every new Socket.IO client of a node out by opening sessions a
+// little faster than the connect timeout closes them; a real client sends
+// CONNECT one round trip after its handshake, so it is rarely the oldest.
+func (s *Server) evictOldestPending() {
+	s.mu.Lock()
+	e := s.waiting.Front()
+	var oldest *session
+	if e != nil {
+		oldest = s.waiting.Remove(e).(*session)
+		oldest.waitingAt = nil
+	}
+	s.mu.Unlock()
+	if oldest != nil {
+		oldest.close("connect timeout (newer sessions waiting)", closeByServer)
+	}
+}
+
+// wait adds sess to the pending sessions; unwait takes it out.
+func (s *Server) wait(sess *session) {
+	s.mu.Lock()
+	if sess.waitingAt == nil {
+		sess.waitingAt = s.waiting.PushBack(sess)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) unwait(sess *session) {
+	s.mu.Lock()
+	if sess.waitingAt != nil {
+		s.waiting.Remove(sess.waitingAt)
+		sess.waitingAt = nil
+	}
+	s.mu.Unlock()
 }
 
 func writeUnavailable(w http.ResponseWriter, msg string) {

@@ -450,34 +450,35 @@ func TestSocketIOMaxSessions(t *testing.T) {
 }
 
 // Sessions that have not joined a namespace (not authenticated) have their
-// own cap: past it a handshake gets 503; joining one frees a place, and so
-// does the connect timeout.
+// own cap: past it a handshake closes the oldest of them (a real client
+// sends CONNECT one round trip after its handshake; refusing the new one
+// let anyone without a token keep every new client out); joining one frees
+// a place, and so does the connect timeout.
 func TestSocketIOMaxPendingSessions(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxPendingSessions = 2
 	cfg.ConnectTimeout = 300 * time.Millisecond
 	srv, hs := serve(t, cfg)
-	handshakeStatus := func() int {
-		res, err := http.Get(hs.URL + "/socket.io/?EIO=4&transport=polling")
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		return res.StatusCode
-	}
+	oldest := handshake(t, hs.URL)
 	p := handshake(t, hs.URL)
-	handshake(t, hs.URL)
-	if st := handshakeStatus(); st != http.StatusServiceUnavailable {
-		t.Fatalf("handshake past MaxPendingSessions: %d, want 503", st)
+	newest := handshake(t, hs.URL) // past the cap: the oldest goes
+	if n := srv.PendingSessions(); n != 2 {
+		t.Fatalf("%d sessions pending, want the cap of 2", n)
+	}
+	if st, body := oldest.do(http.MethodGet, ""); st == http.StatusOK && !strings.Contains(body, "1") {
+		t.Fatalf("the oldest pending session got %d %q, want it closed", st, body)
+	}
+	newest.post("40")
+	if got := newest.packets(1); !strings.HasPrefix(got[0], "40") {
+		t.Fatalf("the newest session's CONNECT got %q", got)
 	}
 	p.post("40")
-	poll.Until(t, 5*time.Second, "the joined session to leave the pending count", func() bool { return srv.PendingSessions() == 1 })
+	poll.Until(t, 5*time.Second, "the joined sessions to leave the pending count", func() bool { return srv.PendingSessions() == 0 })
 	handshake(t, hs.URL)
-	poll.Until(t, 5*time.Second, "the connect timeout to close the pending sessions", func() bool { return srv.PendingSessions() == 0 })
-	if srv.Sessions() != 1 {
-		t.Fatalf("%d sessions open, want the joined one", srv.Sessions())
+	poll.Until(t, 5*time.Second, "the connect timeout to close the pending session", func() bool { return srv.PendingSessions() == 0 })
+	if srv.Sessions() != 2 {
+		t.Fatalf("%d sessions open, want the two joined", srv.Sessions())
 	}
-	handshake(t, hs.URL)
 }
 
 // A session whose last namespace socket left (the client's DISCONNECT, or

@@ -1,6 +1,7 @@
 package socketio
 
 import (
+	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
@@ -95,6 +96,9 @@ type session struct {
 	// counted: the session is in the server's pending count (it has no
 	// namespace joined, and is not closed).
 	counted atomic.Bool
+	// waitingAt is the session's place among the server's pending
+	// sessions (srv.waiting, under srv.mu).
+	waitingAt *list.Element
 
 	// in serializes inbound packets: a POST and the upgraded WebSocket can
 	// overlap for a moment during the upgrade.
@@ -131,6 +135,7 @@ func (srv *Server) newSession(r *http.Request, ws bool) *session {
 	srv.mu.Unlock()
 	srv.pending.Add(1)
 	s.counted.Store(true)
+	srv.wait(s)
 	s.connTimer = time.AfterFunc(srv.cfg.ConnectTimeout, s.connectTimeout)
 	go s.heartbeat()
 	return s
@@ -324,6 +329,7 @@ func (s *session) markFlushed() { s.flushOnce.Do(func() { close(s.flushed) }) }
 func (s *session) settle() {
 	if s.counted.CompareAndSwap(true, false) {
 		s.srv.pending.Add(-1)
+		s.srv.unwait(s)
 	}
 }
 
@@ -341,6 +347,7 @@ func (s *session) unjoined() {
 	full := s.srv.cfg.MaxPendingSessions > 0 && s.srv.pending.Load() >= int64(s.srv.cfg.MaxPendingSessions)
 	if !full && s.counted.CompareAndSwap(false, true) {
 		s.srv.pending.Add(1)
+		s.srv.wait(s)
 		s.connTimer.Reset(s.srv.cfg.ConnectTimeout)
 	}
 	s.mu.Unlock()
