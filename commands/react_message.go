@@ -66,6 +66,11 @@ func (h ReactHandler) Handle(ctx context.Context, actor string, c ReactMessage, 
 	if has == add {
 		return m, nil
 	}
+	if add {
+		if err := reactionFits(m, actor, c.Emoji); err != nil {
+			return m, err
+		}
+	}
 	typ := domain.EvReactionRemoved
 	if add {
 		typ = domain.EvReactionAdded
@@ -76,6 +81,24 @@ func (h ReactHandler) Handle(ctx context.Context, actor string, c ReactMessage, 
 	}
 	m.Reactions = withReaction(m.Reactions, c.Emoji, actor, add)
 	return m, nil
+}
+
+// reactionFits refuses a new reaction past domain.MaxReactionsPerUser of
+// actor's on m, or a new emoji past domain.MaxEmojiPerMessage on m.
+func reactionFits(m domain.Message, actor, emoji string) error {
+	if _, ok := m.Reactions[emoji]; !ok && len(m.Reactions) >= domain.MaxEmojiPerMessage {
+		return fmt.Errorf("%w: message %s has %d different reactions; add one of those", domain.ErrConflict, m.MessageID, domain.MaxEmojiPerMessage)
+	}
+	mine := 0
+	for _, users := range m.Reactions {
+		if slices.Contains(users, actor) {
+			mine++
+		}
+	}
+	if mine >= domain.MaxReactionsPerUser {
+		return fmt.Errorf("%w: you have %d reactions on message %s; remove one first", domain.ErrConflict, domain.MaxReactionsPerUser, m.MessageID)
+	}
+	return nil
 }
 
 // withReaction returns reactions with user's emoji added or removed.

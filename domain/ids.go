@@ -88,6 +88,16 @@ func ValidateText(field, v string) error {
 // MaxEmojiBytes bounds a reaction's emoji.
 const MaxEmojiBytes = 32
 
+// Reaction bounds: one user's different reactions to one message, and a
+// message's different emoji. Unbounded, one user adding a new character
+// every few seconds grew the message in every page, push and reply that
+// holds it, past the 8 MiB a connection queues: every member reading that
+// page was cut off, for good.
+const (
+	MaxReactionsPerUser = 20
+	MaxEmojiPerMessage  = 50
+)
+
 // ValidateEmoji checks a reaction: one grapheme cluster (a flag, a skin
 // tone or a family sequence is one) of at most MaxEmojiBytes, valid text,
 // not a space or a control character.

@@ -103,3 +103,46 @@ func reactionPush(t *testing.T, c *wsclient.Client, typ string) domain.ReactionP
 	}
 	return p
 }
+
+// A user has at most domain.MaxReactionsPerUser different reactions on one
+// message, and a message at most domain.MaxEmojiPerMessage different emoji:
+// past either a new one is a conflict; an emoji the message has can still
+// be added, and removing one makes room.
+func TestReactionsAreBounded(t *testing.T) {
+	env := testenv.New(t)
+	env.Cfg.RateLimit, env.Cfg.RateBurst = 1000, 1000
+	n := env.StartNode()
+	a, b, c := user("ra"), user("rb"), user("rc")
+	ca, cb, cc := dial(t, env, n, a), dial(t, env, n, b), dial(t, env, n, c)
+	conv := createGroup(t, ca, b, c).ConversationID
+	m := send(t, ca, conv, "react to me")
+	react := func(cl *wsclient.Client, emoji string) error {
+		return try(cl, "message.react", map[string]any{"conversation_id": conv, "message_id": m.MessageID, "emoji": emoji})
+	}
+	chars := []rune("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+	next := 0
+	fill := func(cl *wsclient.Client, n int) {
+		for range n {
+			if err := react(cl, string(chars[next])); err != nil {
+				t.Fatalf("reaction %d: %v", next, err)
+			}
+			next++
+		}
+	}
+	fill(ca, domain.MaxReactionsPerUser)
+	wantCode(t, react(ca, string(chars[next])), "conflict")
+	fill(cb, domain.MaxReactionsPerUser)
+	fill(cc, domain.MaxEmojiPerMessage-2*domain.MaxReactionsPerUser)
+	wantCode(t, react(cc, string(chars[next])), "conflict")
+	if err := react(cc, "a"); err != nil { // an emoji the message has
+		t.Fatalf("c's reaction with an emoji the message has: %v", err)
+	}
+	if err := try(ca, "message.unreact", map[string]any{"conversation_id": conv, "message_id": m.MessageID, "emoji": "b"}); err != nil {
+		t.Fatal(err)
+	}
+	// a has room again, and the message room for one new emoji.
+	if err := react(ca, "0"); err != nil {
+		t.Fatalf("a's reaction after removing one: %v", err)
+	}
+	wantCode(t, react(cb, "1"), "conflict")
+}

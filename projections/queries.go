@@ -83,10 +83,11 @@ func (s *Store) Messages(ctx context.Context, conv string, p Page) ([]domain.Mes
 	return msgs, more, nil
 }
 
-// MaxPageBytes bounds the message bodies of one history page: 200 bodies
-// of 8 KiB would make a 1.6 MB reply (more once JSON-escaped), and a
-// client that asks for many and does not read would hold them all. A page
-// over it is cut (at least one message stays) and reports more.
+// MaxPageBytes bounds the bodies and reactions of one history page
+// (messageBytes): 200 bodies of 8 KiB would make a 1.6 MB reply (more once
+// JSON-escaped), and a client that asks for many and does not read would
+// hold them all. A page over it is cut (at least one message stays) and
+// reports more.
 const MaxPageBytes = 512 << 10
 
 // pageFits is how many of msgs (in the order the page is cut from) fit in
@@ -94,12 +95,25 @@ const MaxPageBytes = 512 << 10
 func pageFits(msgs []domain.Message) int {
 	total := 0
 	for i, m := range msgs {
-		total += len(m.Body)
+		total += messageBytes(m)
 		if total > MaxPageBytes && i > 0 {
 			return i
 		}
 	}
 	return len(msgs)
+}
+
+// messageBytes is what a page counts of m: its body and its reactions
+// (each emoji and each user id of them).
+func messageBytes(m domain.Message) int {
+	n := len(m.Body)
+	for emoji, users := range m.Reactions {
+		n += len(emoji)
+		for _, u := range users {
+			n += len(u) + 3 // quotes and comma
+		}
+	}
+	return n
 }
 
 // Message returns one message by id.
