@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,6 +24,9 @@ type Stream struct {
 	holding bool
 	out     func(frame []byte) bool
 	limit   int
+	// bytes: the frames held and paused, bounded by MaxHeldBytes across
+	// the connection's conversations.
+	bytes int
 	// replaying holds the conversations a sync replays (Replay): a live
 	// push that finds such a conversation's paused buffer full is dropped
 	// instead of closing the connection, and behind records that the
@@ -40,6 +44,11 @@ type Stream struct {
 // HoldFor bounds how long a new connection's pushes wait for its first
 // request.
 const HoldFor = 2 * time.Second
+
+// MaxHeldBytes bounds the frames a connection holds back (for its first
+// request, or while a sync replays), whatever their number: a sync names
+// up to 1000 conversations, each paused with up to limit pushes.
+const MaxHeldBytes = 8 << 20
 
 // NewStream writes frames through out, which reports false on overflow;
 // limit bounds the pushes held for a new connection (past it, out is told of
@@ -59,10 +68,12 @@ func (s *Stream) Release() {
 		return
 	}
 	s.holding = false
-	for _, d := range s.held {
+	held := s.held
+	s.held = nil
+	for _, d := range held {
+		s.bytes -= len(d.Frame)
 		s.deliverLocked(d)
 	}
-	s.held = nil
 }
 
 // Deliver passes a live push through in seq order, once.
@@ -70,11 +81,12 @@ func (s *Stream) Deliver(d domain.Delivery) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.holding {
-		if len(s.held) >= s.limit {
+		if len(s.held) >= s.limit || s.bytes+len(d.Frame) > MaxHeldBytes {
 			s.out(nil) // overflow: the connection closes
 			return
 		}
 		s.held = append(s.held, d)
+		s.bytes += len(d.Frame)
 		return
 	}
 	s.deliverLocked(d)
@@ -86,7 +98,10 @@ func (s *Stream) deliverLocked(d domain.Delivery) {
 		return
 	}
 	if buf, ok := s.paused[d.ConversationID]; ok {
-		if len(buf) >= s.limit {
+		if len(buf) >= s.limit || s.bytes+len(d.Frame) > MaxHeldBytes {
+			buf = s.pruneLocked(d.ConversationID)
+		}
+		if len(buf) >= s.limit || s.bytes+len(d.Frame) > MaxHeldBytes {
 			if s.replaying[d.ConversationID] {
 				// A long replay to a client that reads, while its group
 				// chats on: the read model has this event, and the replay
@@ -99,9 +114,27 @@ func (s *Stream) deliverLocked(d domain.Delivery) {
 			return
 		}
 		s.paused[d.ConversationID] = append(buf, d)
+		s.bytes += len(d.Frame)
 		return
 	}
 	s.emitLocked(d.ConversationID, d.Seq, d.Frame)
+}
+
+// pruneLocked drops the paused pushes of conv that a replay has sent
+// already (at or below its position) and returns what is left. Kept, they
+// filled the buffer for good during a long replay: every later push was
+// dropped, and the replay went round again until the sync timed out.
+func (s *Stream) pruneLocked(conv string) []domain.Delivery {
+	last := s.last[conv]
+	buf := slices.DeleteFunc(s.paused[conv], func(d domain.Delivery) bool {
+		if d.Seq <= last {
+			s.bytes -= len(d.Frame)
+			return true
+		}
+		return false
+	})
+	s.paused[conv] = buf
+	return buf
 }
 
 func (s *Stream) emitLocked(conv string, seq int64, frame []byte) {
@@ -128,7 +161,7 @@ func (s *Stream) pauseLocked(conv string, from int64) int64 {
 	kept := s.held[:0]
 	for _, d := range s.held {
 		if d.ConversationID == conv {
-			s.paused[conv] = append(s.paused[conv], d)
+			s.paused[conv] = append(s.paused[conv], d) // counted in bytes already
 		} else {
 			kept = append(kept, d)
 		}
@@ -214,6 +247,7 @@ func (s *Stream) Resume(conv string) int64 {
 
 func (s *Stream) resumeLocked(conv string) {
 	for _, d := range s.paused[conv] {
+		s.bytes -= len(d.Frame)
 		s.emitLocked(conv, d.Seq, d.Frame)
 	}
 	delete(s.paused, conv)

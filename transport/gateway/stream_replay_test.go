@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"testing"
@@ -127,5 +128,59 @@ func TestStreamRefusedReplayIsForgotten(t *testing.T) {
 	}
 	if want := []string{"1", "2", "3"}; !slices.Equal(r.seqs, want) {
 		t.Fatalf("out %v, want %v", r.seqs, want)
+	}
+}
+
+// The live pushes a replay has sent already leave the paused buffer when it
+// fills: a long replay into a busy group kept them, the buffer stayed full,
+// every later push was dropped and the replay went round again until the
+// sync timed out (and the next push closed the connection).
+func TestStreamReplayPrunesWhatItSent(t *testing.T) {
+	r := &recorder{}
+	s := NewStream(r.out, 3)
+	s.Release()
+	s.Replay("c", 10)
+	live(s, "c", 11, 12, 13)
+	replay(s, "c", 11, 12, 13, 14, 15) // the read model, past the live ones
+	live(s, "c", 16, 17, 18)
+	if !s.CaughtUp("c") {
+		t.Fatal("CaughtUp with room for every push not yet sent: want true")
+	}
+	if want := []string{"11", "12", "13", "14", "15", "16", "17", "18"}; !slices.Equal(r.seqs, want) || r.overflows != 0 {
+		t.Fatalf("out %v with %d overflows, want %v and none", r.seqs, r.overflows, want)
+	}
+}
+
+// What a connection holds back is bounded in bytes across its
+// conversations: past MaxHeldBytes a replaying conversation's push is
+// dropped (its replay goes on), and any other's closes the connection.
+func TestStreamHeldIsBoundedInBytes(t *testing.T) {
+	r := &recorder{}
+	s := NewStream(r.out, 1000)
+	s.Release()
+	frame := make([]byte, 1<<20)
+	for i := range 12 {
+		s.Replay(fmt.Sprint("c", i), 0)
+		s.Deliver(domain.Delivery{ConversationID: fmt.Sprint("c", i), Seq: 5, Frame: frame})
+	}
+	if r.overflows != 0 {
+		t.Fatal("a replaying conversation's push past the bound closed the connection")
+	}
+	if s.bytes > MaxHeldBytes {
+		t.Fatalf("%d bytes held, bound %d", s.bytes, MaxHeldBytes)
+	}
+	if s.CaughtUp("c11") {
+		t.Fatal("CaughtUp after its push was dropped: want the replay to go on")
+	}
+	s.Pause("p", 0) // a paused conversation not replaying: past the bound, the connection closes
+	s.Deliver(domain.Delivery{ConversationID: "p", Seq: 1, Frame: frame})
+	if r.overflows != 1 {
+		t.Fatalf("%d overflows, want the paused push past the bound to close the connection", r.overflows)
+	}
+	for i := range 12 {
+		s.CaughtUp(fmt.Sprint("c", i))
+	}
+	if s.bytes != 0 {
+		t.Fatalf("%d bytes counted after every replay caught up and nothing is held", s.bytes)
 	}
 }
