@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -10,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/parley-chat/parley/internal/testenv"
+	"github.com/parley-chat/parley/transport/httpapi"
 )
 
 // A client that sends its headers and then trickles (or withholds) its
@@ -96,5 +99,69 @@ func TestHTTPConnectionBound(t *testing.T) {
 	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
 	if line, err := r.ReadString('\n'); err != nil || !strings.Contains(line, "200") {
 		t.Fatalf("once a connection closed, the waiting one got %q (%v), want 200", line, err)
+	}
+}
+
+// A user's API calls running at once on a node are bounded, counted until
+// each response is written: past MaxAPIInFlight a call is refused 429 at
+// once, so a client that sends calls and reads no answer cannot make the
+// node hold more than that many replies of its.
+func TestAPICallsAtOnceAreBounded(t *testing.T) {
+	env := testenv.New(t)
+	n := env.StartNode()
+	a := user("api")
+	conv := createGroup(t, dial(t, env, n, a), user("apib")).ConversationID
+	ctx := context.Background()
+	lock, err := env.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx) //nolint:errcheck // released below
+	if _, err := lock.Exec(ctx, `LOCK TABLE `+pgx.Identifier{env.Cfg.DBSchema, "messages"}.Sanitize()+` IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	get := func() (*http.Response, error) {
+		req, _ := http.NewRequest(http.MethodGet, n.HTTP+"/api/v1/conversations/"+conv+"/messages", nil)
+		req.Header.Set("Authorization", "Bearer "+env.Token(a))
+		return http.DefaultClient.Do(req)
+	}
+	statuses := make(chan int, httpapi.MaxAPIInFlight)
+	for range httpapi.MaxAPIInFlight { // each waits behind the lock
+		go func() {
+			res, err := get()
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			res.Body.Close()
+			statuses <- res.StatusCode
+		}()
+	}
+	testenv.WaitFor(t, 10*time.Second, "the calls to wait for the lock", func() bool {
+		return env.Count(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%messages%'`) == httpapi.MaxAPIInFlight
+	})
+	res, err := get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusTooManyRequests || res.Header.Get("Retry-After") == "" {
+		t.Fatalf("a call past %d at once: %d (Retry-After %q), want 429 with Retry-After", httpapi.MaxAPIInFlight, res.StatusCode, res.Header.Get("Retry-After"))
+	}
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range httpapi.MaxAPIInFlight {
+		if st := <-statuses; st != http.StatusOK {
+			t.Fatalf("a call within the bound answered %d", st)
+		}
+	}
+	res, err = get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("a call once the others answered: %d", res.StatusCode)
 	}
 }

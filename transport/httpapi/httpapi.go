@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/parley-chat/parley/commands"
@@ -55,6 +56,7 @@ type API struct {
 	ws       *gateway.WSServer
 	log      *slog.Logger
 	limiter  *gateway.UserLimits
+	running  *inFlight
 	pipe     *gateway.Pipeline
 	checked  *prober
 }
@@ -63,7 +65,8 @@ type API struct {
 // role; they then serve only health and metrics.
 func New(cfg Config, svc *service.Service, ws *gateway.WSServer, log *slog.Logger) http.Handler {
 	a := &API{cfg: cfg, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTPrevious...).With(cfg.JWTPolicy), svc: svc, ws: ws, log: log,
-		limiter: gateway.NewUserLimits(cfg.RateLimit, cfg.RateBurst), pipe: &gateway.Pipeline{Service: svc, Log: log},
+		limiter: gateway.NewUserLimits(cfg.RateLimit, cfg.RateBurst), running: &inFlight{n: map[string]int{}},
+		pipe:    &gateway.Pipeline{Service: svc, Log: log},
 		checked: &prober{checks: cfg.Checks}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -144,6 +147,39 @@ func (a *API) upgrade(w http.ResponseWriter, r *http.Request) {
 
 var errRateLimited = fmt.Errorf("%w: too many API calls, retry after the Retry-After header's seconds", domain.ErrRateLimited)
 
+// MaxAPIInFlight bounds a user's API calls running at once on a node,
+// counting until the response is written: a call's reply (a history page
+// is up to about 3 MB once escaped) stays in memory until the client reads
+// it, and at the rate limit a client that reads nothing had about 1 200
+// replies in flight within the 60 s write timeout.
+const MaxAPIInFlight = 8
+
+var errTooManyAtOnce = fmt.Errorf("%w: at most %d API calls at once per user; wait for an answer", domain.ErrRateLimited, MaxAPIInFlight)
+
+// inFlight counts each user's API calls running on this node.
+type inFlight struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (f *inFlight) acquire(user string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n[user] >= MaxAPIInFlight {
+		return false
+	}
+	f.n[user]++
+	return true
+}
+
+func (f *inFlight) release(user string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n[user]--; f.n[user] <= 0 {
+		delete(f.n, user)
+	}
+}
+
 // command serves a route as the protocol command typ, through the same
 // pipeline as WebSocket and Socket.IO: translate reads the request into
 // the command's data, and status is the code of a success.
@@ -163,6 +199,12 @@ func (a *API) command(typ string, status int, translate func(*http.Request) (any
 			writeResult(w, a.pipe.Fail(call, err), status)
 			return
 		}
+		if !a.running.acquire(user) {
+			w.Header().Set("Retry-After", "1")
+			writeResult(w, a.pipe.Fail(call, errTooManyAtOnce), status)
+			return
+		}
+		defer a.running.release(user) // after the response is written
 		call.Limit = func(int) error {
 			ok, wait := a.limiter.Allow(user, 1, time.Now())
 			if !ok {
