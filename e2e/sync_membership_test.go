@@ -68,3 +68,30 @@ func syncFrom(t *testing.T, c *wsclient.Client, conv string, pos int64) string {
 		}
 	}
 }
+
+// A client with more conversations than one sync names sends its
+// positions in parts, all but the last with "more": a new connection's
+// pushes stay held until the last part, so a push of a conversation named
+// in a later part does not overtake what that part replays (its replay
+// would start after the push, and the events between were lost).
+func TestSyncInPartsLosesNothing(t *testing.T) {
+	env := testenv.New(t)
+	n := env.StartNode("gateway", "fanout", "projector")
+	u, v := user("parts"), user("partv")
+	cv, live := dial(t, env, n, v), dial(t, env, n, u)
+	first, second := createGroup(t, cv, u).ConversationID, createGroup(t, cv, u).ConversationID
+	request[map[string]any](t, live, "sync", map[string]any{"positions": map[string]int64{}}) // live from now
+	var missed []string
+	for i := range 2 {
+		missed = append(missed, fmt.Sprintf("message.new %d", send(t, cv, second, fmt.Sprint("missed ", i)).Seq))
+	}
+	c := dial(t, env, n, u) // the device that was away, at 0 in both
+	request[map[string]any](t, c, "sync", map[string]any{"positions": map[string]int64{first: 0}, "more": true})
+	m := send(t, cv, second, "while the first part ran")
+	for p := nextPush(t, live, domain.PushMessageNew); p.Seq != m.Seq; p = nextPush(t, live, domain.PushMessageNew) {
+	} // delivered to u's connections on the node
+	replayed := syncFrom(t, c, second, 0)
+	if want := strings.Join(append(missed, fmt.Sprintf("message.new %d", m.Seq)), ", "); replayed != want {
+		t.Fatalf("the second part gave [%s], want [%s]", replayed, want)
+	}
+}

@@ -54,6 +54,7 @@ func (f *fakeSession) Resume(conv string) int64 {
 }
 
 func (f *fakeSession) Refused(conv string) { f.log("refused %s", conv) }
+func (f *fakeSession) HoldOn() func()      { f.log("hold on"); return func() {} }
 
 func (f *fakeSession) Emit(conv string, seq int64, frame []byte) {
 	if !strings.Contains(string(frame), fmt.Sprintf(`"seq":%d`, seq)) {

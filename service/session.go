@@ -9,6 +9,9 @@ type Session interface {
 	// Release ends the hold every stream starts with (the client's first
 	// request, or its sync, decides what it wants first).
 	Release()
+	// HoldOn keeps that hold on while a sync with more parts to come runs;
+	// next gives the client a moment from then to send the next part.
+	HoldOn() (next func())
 	// Replay holds conv's live pushes for a replay from seq from and
 	// returns the seq to replay after.
 	Replay(conv string, from int64) int64

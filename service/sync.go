@@ -21,8 +21,13 @@ const (
 )
 
 // SyncRequest is the data of sync: the client's last seq per conversation.
+// More says another sync follows with the rest of the client's positions
+// (one names at most MaxSyncPositions): a new connection's pushes stay
+// held until the last part, so none of a conversation named later
+// overtakes the events its part replays.
 type SyncRequest struct {
 	Positions map[string]int64 `json:"positions"`
+	More      bool             `json:"more"`
 }
 
 // SyncCost is what a sync naming n conversations costs the connection's
@@ -55,7 +60,11 @@ func (s *Service) Sync(ctx context.Context, user string, st Session, req SyncReq
 			st.Abandon(conv)
 		}
 	}()
-	st.Release()
+	if req.More {
+		defer st.HoldOn()()
+	} else {
+		st.Release()
+	}
 	for _, conv := range convs {
 		err := s.catchUp(ctx, user, st, conv, req.Positions[conv])
 		if err != nil && !errors.Is(err, domain.ErrForbidden) && !errors.Is(err, domain.ErrNotFound) {

@@ -36,6 +36,8 @@ type Stream struct {
 	// fresh: the conversations a sync's Replay gave their first position,
 	// with that position, until the sync is done with them (Refused).
 	fresh map[string]int64
+	// release ends the initial hold at HoldFor unless HoldOn stops it.
+	release *time.Timer
 	// Room, if set, blocks until the connection's send queue has room
 	// (WaitRoom); set by the transport before the stream is used.
 	Room func(ctx context.Context) error
@@ -56,8 +58,23 @@ const MaxHeldBytes = 8 << 20
 func NewStream(out func([]byte) bool, limit int) *Stream {
 	s := &Stream{last: map[string]int64{}, paused: map[string][]domain.Delivery{}, out: out, holding: true, limit: limit,
 		replaying: map[string]bool{}, behind: map[string]bool{}, fresh: map[string]int64{}}
-	time.AfterFunc(HoldFor, s.Release)
+	s.release = time.AfterFunc(HoldFor, s.Release)
 	return s
+}
+
+// HoldOn keeps the initial hold on while a sync that has more parts to
+// come runs; the returned func gives the client HoldFor from then to send
+// the next part. A no-op once the hold has ended.
+func (s *Stream) HoldOn() (next func()) {
+	s.release.Stop()
+	return func() {
+		s.mu.Lock()
+		holding := s.holding
+		s.mu.Unlock()
+		if holding {
+			s.release.Reset(HoldFor)
+		}
+	}
 }
 
 // Release ends the initial hold and delivers what was held, in order.
