@@ -285,6 +285,12 @@ func (a *App) Run(ctx context.Context) error {
 // its users were dropped unseen, and every local client resyncs.
 func (a *App) startDelivery(ctx context.Context) error {
 	node := a.Bus.Node(a.Cfg.NodeID)
+	// Before Alive (which registers the node) and before any connection:
+	// whatever this id holds in presence is a previous run's.
+	previous, err := node.ForgetPrevious(ctx, time.Now(), a.Presence.Debounce)
+	if err != nil {
+		return err
+	}
 	if _, err := node.Alive(ctx); err != nil {
 		return err
 	}
@@ -292,6 +298,10 @@ func (a *App) startDelivery(ctx context.Context) error {
 		return err
 	}
 	a.Presence.Start(ctx)
+	if len(previous) > 0 {
+		a.Log.Warn("users of this node's previous run taken offline", "users", len(previous))
+		go a.Presence.AnnounceAll(ctx, domain.PresenceOffline, previous)
+	}
 	go a.sweepPresence(ctx)
 	go func() {
 		t := time.NewTicker(fanoutbus.AliveEvery)
@@ -340,9 +350,7 @@ func (a *App) sweepPresence(ctx context.Context) {
 		if err != nil {
 			a.Log.Warn("presence sweep failed", "err", err)
 		}
-		for u, at := range gone {
-			a.Presence.Announce(u, domain.PresenceOffline, at)
-		}
+		a.Presence.AnnounceAll(ctx, domain.PresenceOffline, gone)
 	}
 }
 

@@ -173,6 +173,22 @@ func (b *Bus) sweepNode(ctx context.Context, node string, now time.Time, debounc
 	if ok, err := b.rdb.SetNX(ctx, b.nodePresenceKey(node)+":sweep", "1", time.Minute).Result(); err != nil || !ok {
 		return err
 	}
+	if err := b.dropNodePresence(ctx, node, now, debounce, out); err != nil {
+		return err
+	}
+	// What the node leaves behind goes with it: its delivery stream (up to
+	// its MAXLEN of deliveries nobody reads) and its place in the nodes set.
+	// Node ids are pod names, new at every replacement: kept, these grew by
+	// megabytes a dead node, and every sweep walked every node ever seen. A
+	// node that was only stalled registers again at its next check, and its
+	// clients resync (its routes were dropped: Dropped).
+	return b.rdb.Del(ctx, b.NodeStream(node)).Err()
+}
+
+// dropNodePresence takes node out of the presence of every user it
+// touched, adding those it took offline to out, and forgets the node
+// (its user set, and its place in the nodes set).
+func (b *Bus) dropNodePresence(ctx context.Context, node string, now time.Time, debounce time.Duration, out map[string]time.Time) error {
 	users, err := b.rdb.SMembers(ctx, b.nodePresenceKey(node)).Result()
 	if err != nil {
 		return err
@@ -186,5 +202,30 @@ func (b *Bus) sweepNode(ctx context.Context, node string, now time.Time, debounc
 			out[u] = now
 		}
 	}
-	return b.rdb.Del(ctx, b.nodePresenceKey(node)).Err()
+	if err := b.rdb.Del(ctx, b.nodePresenceKey(node)).Err(); err != nil {
+		return err
+	}
+	return b.rdb.SRem(ctx, b.nodesKey(), node).Err()
+}
+
+// ForgetPrevious takes offline, before this node takes any connection, the
+// users a previous run under the same id left in presence: a process that
+// restarts within the liveness TTL (a container restarted in its pod,
+// keeping its name) is never found dead, so no sweep would. It returns the
+// users now offline, to announce.
+func (n *Node) ForgetPrevious(ctx context.Context, now time.Time, debounce time.Duration) (map[string]time.Time, error) {
+	users, err := n.b.rdb.SMembers(ctx, n.b.nodePresenceKey(n.id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("%w: presence of a previous run: %v", domain.ErrUnavailable, err)
+	}
+	for _, u := range users { // its routes too: deliveries for them would come here for nothing
+		if err := n.b.leave(ctx, u, n.id); err != nil {
+			return nil, err
+		}
+	}
+	out := map[string]time.Time{}
+	if err := n.b.dropNodePresence(ctx, n.id, now, debounce, out); err != nil {
+		return out, fmt.Errorf("%w: presence of a previous run: %v", domain.ErrUnavailable, err)
+	}
+	return out, nil
 }

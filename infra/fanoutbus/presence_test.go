@@ -117,3 +117,68 @@ func TestPresenceTransitions(t *testing.T) {
 		t.Errorf("second sweep: %v %v, want nothing", again, err)
 	}
 }
+
+// A dead node leaves nothing behind once swept: its delivery stream, its
+// user set and its place in the nodes set go (node ids are pod names, new
+// at every replacement), so later sweeps do not walk it again.
+func TestSweptNodeLeavesNothing(t *testing.T) {
+	e := onRedis(t)
+	b := e.newBus()
+	ctx := context.Background()
+	dead := b.Node("gone")
+	if _, err := dead.Alive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dead.Online(ctx, "u", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PublishBatch(ctx, []domain.Delivery{{Node: "gone", ConversationID: "c", Seq: 1, Recipients: []string{"u"}, Frame: []byte("{}")}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := e.rdb.Exists(ctx, b.NodeStream("gone")).Result(); n != 1 {
+		t.Fatal("no delivery stream to leave behind")
+	}
+	if err := e.rdb.Del(ctx, b.NodeStream("gone")+":alive").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if gone, err := b.SweepDead(ctx, time.Now(), time.Second); err != nil || len(gone) != 1 {
+		t.Fatalf("sweep: %v %v, want u", gone, err)
+	}
+	for _, key := range []string{b.NodeStream("gone"), b.NodeStream("gone") + ":presence"} {
+		if n, _ := e.rdb.Exists(ctx, key).Result(); n != 0 {
+			t.Errorf("%s left behind", key)
+		}
+	}
+	if in, _ := e.rdb.SIsMember(ctx, e.prefix+":nodes", "gone").Result(); in {
+		t.Error("the dead node is still in the nodes set")
+	}
+}
+
+// A node restarted under the same id within the liveness TTL is never
+// found dead: before it takes connections it takes offline what its
+// previous run left in presence, and drops that run's routes.
+func TestRestartUnderTheSameIDForgetsThePrevious(t *testing.T) {
+	e := onRedis(t)
+	ctx := context.Background()
+	first := e.newBus().Node("g")
+	if _, err := first.Alive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Join(ctx, "u"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Online(ctx, "u", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	b := e.newBus() // the new run, its liveness key still there
+	gone, err := b.Node("g").ForgetPrevious(ctx, time.Now(), time.Second)
+	if err != nil || len(gone) != 1 {
+		t.Fatalf("forget the previous run: %v %v, want u", gone, err)
+	}
+	if seen, err := b.Presence(ctx, []string{"u"}); err != nil || seen["u"].Online {
+		t.Fatalf("u after the restart: %+v %v, want offline", seen, err)
+	}
+	if nodes, err := b.NodesOf(ctx, []string{"u"}); err != nil || len(nodes["u"]) != 0 {
+		t.Fatalf("u's routes after the restart: %v %v, want none", nodes, err)
+	}
+}

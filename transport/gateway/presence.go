@@ -142,10 +142,21 @@ func (p *Presence) Leave(ctx context.Context, user string) error {
 	return err
 }
 
-// Announce tells user's contacts that the user is now status (the sweep of
-// dead nodes).
-func (p *Presence) Announce(user, status string, at time.Time) {
-	p.enqueue(announcement{user, status, at})
+// AnnounceAll tells the contacts of each of users that the user is now
+// status (the sweep of a dead node, a previous run's users), a batch at a
+// time, each waited for: through the queue, which drops what does not
+// fit, a node's thousands of users mostly went unannounced.
+func (p *Presence) AnnounceAll(ctx context.Context, status string, users map[string]time.Time) {
+	batch := make([]announcement, 0, presenceBatch)
+	for u, at := range users {
+		if batch = append(batch, announcement{u, status, at}); len(batch) == presenceBatch {
+			p.announce(ctx, batch)
+			batch = batch[:0]
+		}
+	}
+	if len(batch) > 0 {
+		p.announce(ctx, batch)
+	}
 }
 
 func (p *Presence) enqueue(a announcement) {
