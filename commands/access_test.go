@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -257,5 +258,34 @@ func TestTypingAfterAMessageGoesOutAtOnce(t *testing.T) {
 	typing()
 	if len(bus.got) != 2 {
 		t.Fatalf("typing, a message, typing within a second pushed typing %d times, want 2", len(bus.got))
+	}
+}
+
+// Once its event is in the log a membership change is accepted: a cache
+// write that fails after it (Redis refusing writes) is not the client's
+// error. Answered unavailable, the client retried and logged it again.
+func TestMembershipChangeLoggedIsAcceptedWhateverTheCache(t *testing.T) {
+	w := newWorld(t)
+	conv := w.group("bob")
+	ctx := context.Background()
+	w.redis.before = func(op string) error {
+		if op == "ApplyMembership" || op == "MarkCreated" {
+			return fmt.Errorf("%w: READONLY", domain.ErrUnavailable)
+		}
+		return nil
+	}
+	before := w.log.len()
+	create := NewCreateConversationHandler(w.log, w.redis, w.access(), w.read, w.read, w.clock)
+	if _, err := create.Handle(ctx, "alice", CreateConversation{Kind: domain.KindGroup, Members: []string{"bob"}}); err != nil {
+		t.Fatalf("create with the cache refusing writes: %v, want ok", err)
+	}
+	if err := NewAddMemberHandler(w.log, w.redis, w.access(), w.clock).Handle(ctx, "alice", AddMember{ConversationID: conv, UserID: "carol"}); err != nil {
+		t.Fatalf("add_member with the cache refusing writes: %v, want ok", err)
+	}
+	if err := NewLeaveConversationHandler(w.log, w.redis, w.access(), w.clock).Handle(ctx, "bob", LeaveConversation{ConversationID: conv}); err != nil {
+		t.Fatalf("leave with the cache refusing writes: %v, want ok", err)
+	}
+	if got := w.log.len() - before; got != 3 {
+		t.Fatalf("%d events logged, want the three changes once each", got)
 	}
 }

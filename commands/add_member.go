@@ -63,7 +63,10 @@ func (h AddMemberHandler) Handle(ctx context.Context, actor string, c AddMember)
 	if err != nil {
 		return err
 	}
-	return h.members.ApplyMembership(ctx, c.ConversationID, seq, true, c.UserID)
+	cacheAfterAppend(ctx, "member joined", c.ConversationID, func(ctx context.Context) error {
+		return h.members.ApplyMembership(ctx, c.ConversationID, seq, true, c.UserID)
+	})
+	return nil
 }
 
 // requireRoom refuses a member past domain.MaxGroupMembers, the limit

@@ -106,12 +106,12 @@ func (h CreateConversationHandler) Handle(ctx context.Context, actor string, c C
 	if err != nil {
 		return domain.Conversation{}, err
 	}
-	if err := h.members.ApplyMembership(ctx, id, seq, true, members...); err != nil {
-		return domain.Conversation{}, err
-	}
-	if err := h.members.MarkCreated(ctx, id); err != nil {
-		return domain.Conversation{}, err
-	}
+	cacheAfterAppend(ctx, "conversation created", id, func(ctx context.Context) error {
+		if err := h.members.ApplyMembership(ctx, id, seq, true, members...); err != nil {
+			return err
+		}
+		return h.members.MarkCreated(ctx, id)
+	})
 	return domain.Conversation{ConversationID: id, Kind: c.Kind, Title: c.Title, Members: members,
 		CreatedAt: e.At, LastSeq: seq}, nil
 }

@@ -11,6 +11,7 @@ package commands
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
@@ -125,6 +126,32 @@ func mustHave(handler string, ports map[string]any) {
 		if p == nil {
 			panic("commands: " + handler + " built without " + name)
 		}
+	}
+}
+
+// cacheAfterAppend writes what the membership cache learns from an event
+// that is in the log already: a few tries, then a warning, never an error.
+// The command has been accepted once its event is logged; answering
+// unavailable then made the client retry and log it again (a second
+// group, a second join), against the contract ("unavailable: nothing was
+// accepted"). The fan-out applies the same change from the log in order,
+// and until then the access check falls back to the read model for a
+// conversation its cache does not hold complete.
+func cacheAfterAppend(ctx context.Context, what, conv string, write func(context.Context) error) {
+	err := write(ctx)
+	for _, wait := range []time.Duration{50 * time.Millisecond, 150 * time.Millisecond} {
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+			err = write(ctx)
+		}
+	}
+	if err != nil {
+		slog.Default().Warn("membership cache not written after the event was logged; the fan-out will write it",
+			"what", what, "conversation_id", conv, "err", err)
 	}
 }
 

@@ -41,5 +41,8 @@ func (h LeaveConversationHandler) Handle(ctx context.Context, actor string, c Le
 	if err != nil {
 		return err
 	}
-	return h.members.ApplyMembership(ctx, c.ConversationID, seq, false, actor)
+	cacheAfterAppend(ctx, "member left", c.ConversationID, func(ctx context.Context) error {
+		return h.members.ApplyMembership(ctx, c.ConversationID, seq, false, actor)
+	})
+	return nil
 }
