@@ -52,7 +52,7 @@ func (h EditMessageHandler) Handle(ctx context.Context, actor string, c EditMess
 		return m, fmt.Errorf("%w: message %s is deleted", domain.ErrConflict, c.MessageID)
 	}
 	e, _, err := appendEvent(ctx, h.log, h.clock, domain.EvMessageEdited, c.ConversationID, actor, domain.MessageEdited{
-		MessageID: m.MessageID, MessageSeq: m.Seq, ClientMsgID: m.ClientMsgID, SentAt: m.SentAt, Body: c.Body})
+		MessageID: m.MessageID, MessageSeq: m.Seq, ClientMsgID: m.ClientMsgID, SentAt: m.SentAt, Body: c.Body, ReplyTo: m.ReplyTo})
 	if err != nil {
 		return m, err
 	}

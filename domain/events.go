@@ -62,6 +62,9 @@ type MessageEdited struct {
 	ClientMsgID string    `json:"client_msg_id"`
 	SentAt      time.Time `json:"sent_at"`
 	Body        string    `json:"body"`
+	// ReplyTo is the message's own reply_to, so the pushed message is
+	// whole (absent in edits logged before session 19).
+	ReplyTo string `json:"reply_to,omitempty"`
 }
 
 // MessageDeleted is the tombstone of a message; it stays in history.

@@ -113,7 +113,7 @@ func ToPush(e Event, seq int64) (string, any, error) {
 		}
 		at := e.At
 		return PushMessageEdited, Message{ConversationID: e.ConversationID, MessageID: p.MessageID, Seq: p.MessageSeq,
-			SenderID: e.Actor, ClientMsgID: p.ClientMsgID, Body: p.Body, SentAt: p.SentAt, EditedAt: &at}, nil
+			SenderID: e.Actor, ClientMsgID: p.ClientMsgID, Body: p.Body, ReplyTo: p.ReplyTo, SentAt: p.SentAt, EditedAt: &at}, nil
 	case EvMessageDeleted:
 		var p MessageDeleted
 		if err := e.Payload(&p); err != nil {

@@ -112,3 +112,24 @@ func TestReplies(t *testing.T) {
 		}
 	})
 }
+
+// An edited reply is pushed whole: with its reply_to (a client that
+// replaces its copy with the pushed message kept the thread link).
+func TestEditedReplyKeepsReplyTo(t *testing.T) {
+	env := testenv.New(t)
+	n := env.StartNode()
+	a, b := user("ea"), user("eb")
+	ca, cb := dial(t, env, n, a), dial(t, env, n, b)
+	conv := createGroup(t, ca, b).ConversationID
+	root := send(t, ca, conv, "root")
+	r := request[msgReply](t, cb, "message.send", map[string]any{"conversation_id": conv, "client_msg_id": "er",
+		"body": "reply", "reply_to": root.MessageID}).Message
+	request[msgReply](t, cb, "message.edit", map[string]any{"conversation_id": conv, "message_id": r.MessageID, "body": "reply, edited"})
+	var m domain.Message
+	if err := json.Unmarshal(nextPush(t, ca, domain.PushMessageEdited).Data, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.MessageID != r.MessageID || m.ReplyTo != root.MessageID || m.Body != "reply, edited" {
+		t.Fatalf("message.edited pushed %+v, want the reply with reply_to %s", m, root.MessageID)
+	}
+}
