@@ -313,6 +313,7 @@ func (a *App) startDelivery(ctx context.Context) error {
 			case <-t.C:
 			}
 			lost, dropped, _ := node.Check(ctx)
+			a.Hub.ReconcilePresence(ctx)
 			if !lost && !dropped {
 				continue // all well, or Redis away: nothing is delivered until it is back
 			}

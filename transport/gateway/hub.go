@@ -162,6 +162,31 @@ func (h *Hub) Rejoin(ctx context.Context) error {
 	return nil
 }
 
+// reconciler is a Routes that keeps presence and can apply it again
+// (Presence).
+type reconciler interface {
+	Failed() map[string]time.Time
+	Reconcile(ctx context.Context, user string, connected bool, settleAt time.Time)
+}
+
+// ReconcilePresence applies again the presence changes that failed, each
+// under its user's lock as the node's connections of the user now stand.
+func (h *Hub) ReconcilePresence(ctx context.Context) {
+	r, ok := h.Routes.(reconciler)
+	if !ok {
+		return
+	}
+	for u, settleAt := range r.Failed() {
+		lk := h.userLock(u)
+		lk.Lock()
+		h.mu.RLock()
+		connected := len(h.users[u]) > 0
+		h.mu.RUnlock()
+		r.Reconcile(ctx, u, connected, settleAt)
+		lk.Unlock()
+	}
+}
+
 // Count is the number of local connections.
 func (h *Hub) Count() int {
 	h.mu.RLock()

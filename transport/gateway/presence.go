@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	json "github.com/segmentio/encoding/json"
@@ -53,7 +54,18 @@ type Presence struct {
 	Days OnlineLog
 
 	queue chan announcement
+	// failed: users whose presence change did not reach Redis (it was
+	// away a moment), to apply again (Reconcile): left, a user whose last
+	// connection closed then stayed online for others until this node
+	// died, and one whose first opened stayed offline.
+	mu     sync.Mutex
+	failed map[string]time.Time // the time of a failed Settle, else zero
 }
+
+// MaxPresenceRetries bounds the users a node keeps to retry: past it, a
+// failure is only logged (Redis is away for long, and the liveness lapse
+// sweeps this node's users if it lasts).
+const MaxPresenceRetries = 100_000
 
 type announcement struct {
 	user   string
@@ -111,6 +123,7 @@ func (p *Presence) Join(ctx context.Context, user string) error {
 	first, err := p.State.Online(ctx, user, now)
 	if err != nil {
 		p.Log.Warn("presence not recorded", "user_id", user, "err", err)
+		p.fail(user, time.Time{})
 		return nil
 	}
 	if first {
@@ -127,19 +140,78 @@ func (p *Presence) Leave(ctx context.Context, user string) error {
 	last, perr := p.State.Offline(ctx, user, now)
 	if perr != nil {
 		p.Log.Warn("presence not recorded", "user_id", user, "err", perr)
+		p.fail(user, time.Time{})
 	}
 	if last {
-		time.AfterFunc(p.Debounce, func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if off, err := p.State.Settle(ctx, user, now); err != nil {
-				p.Log.Warn("presence not settled", "user_id", user, "err", err)
-			} else if off {
-				p.enqueue(announcement{user, domain.PresenceOffline, now})
-			}
-		})
+		p.settleLater(user, now)
 	}
 	return err
+}
+
+// settleLater announces user offline after the debounce if the user has
+// not come back by then.
+func (p *Presence) settleLater(user string, at time.Time) {
+	time.AfterFunc(p.Debounce, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		p.settle(ctx, user, at)
+	})
+}
+
+func (p *Presence) settle(ctx context.Context, user string, at time.Time) {
+	if off, err := p.State.Settle(ctx, user, at); err != nil {
+		p.Log.Warn("presence not settled", "user_id", user, "err", err)
+		p.fail(user, at)
+	} else if off {
+		p.enqueue(announcement{user, domain.PresenceOffline, at})
+	}
+}
+
+func (p *Presence) fail(user string, settleAt time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failed == nil {
+		p.failed = map[string]time.Time{}
+	}
+	if len(p.failed) < MaxPresenceRetries {
+		p.failed[user] = settleAt
+	}
+}
+
+// Failed takes the users whose presence change failed since the last call.
+func (p *Presence) Failed() map[string]time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := p.failed
+	p.failed = nil
+	return out
+}
+
+// Reconcile applies user's presence again after a failure, as the node's
+// connections of the user now stand (connected: the node holds one); the
+// caller holds the user's lock, so no connection opens or closes
+// meanwhile. settleAt is a failed Settle's time, to settle again.
+func (p *Presence) Reconcile(ctx context.Context, user string, connected bool, settleAt time.Time) {
+	if connected {
+		first, err := p.State.Online(ctx, user, time.Now())
+		switch {
+		case err != nil:
+			p.fail(user, time.Time{})
+		case first:
+			p.enqueue(announcement{user, domain.PresenceOnline, time.Now()})
+		}
+		return
+	}
+	now := time.Now()
+	last, err := p.State.Offline(ctx, user, now)
+	switch {
+	case err != nil:
+		p.fail(user, settleAt)
+	case last:
+		p.settleLater(user, now)
+	case !settleAt.IsZero():
+		p.settle(ctx, user, settleAt)
+	}
 }
 
 // AnnounceAll tells the contacts of each of users that the user is now
