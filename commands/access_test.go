@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -160,14 +161,20 @@ func TestCreateDirectOnce(t *testing.T) {
 	}
 }
 
-// Only the sender edits or deletes a message, only while a member; a
-// deleted message is not edited.
-func TestOwnMessages(t *testing.T) {
+// aliceMessage is a group with a former member (groupWithFormer), a
+// message alice sent there, and the handlers that change it.
+func aliceMessage(t *testing.T) (*world, string, domain.Message, EditMessageHandler, DeleteMessageHandler) {
 	w := newWorld(t)
 	conv := groupWithFormer(t, w)
 	m := send(t, w.node(), "alice", conv, "k1", "hello")
-	edit := NewEditMessageHandler(w.log, w.access(), w.read, w.read, w.clock)
-	del := NewDeleteMessageHandler(w.log, w.access(), w.read, w.read, w.clock)
+	return w, conv, m, NewEditMessageHandler(w.log, w.access(), w.read, w.read, w.redis, w.clock),
+		NewDeleteMessageHandler(w.log, w.access(), w.read, w.read, w.redis, w.clock)
+}
+
+// Only the sender edits or deletes a message, only while a member; a
+// deleted message is not edited.
+func TestOwnMessages(t *testing.T) {
+	w, conv, m, edit, del := aliceMessage(t)
 	ctx := context.Background()
 	for user, want := range map[string]error{"bob": domain.ErrForbidden, "carol": domain.ErrForbidden, "mallory": domain.ErrNotFound} {
 		if _, err := edit.Handle(ctx, user, EditMessage{ConversationID: conv, MessageID: m.MessageID, Body: "x"}); !errors.Is(err, want) {
@@ -244,7 +251,7 @@ func TestTypingAfterAMessageGoesOutAtOnce(t *testing.T) {
 	w := newWorld(t)
 	conv := groupWithFormer(t, w)
 	bus := &fakeBus{}
-	hs := New(Deps{Log: w.log, Members: w.redis, Read: w.read, Fresh: w.read, Idem: w.redis, Ephemeral: bus, Clock: w.clock})
+	hs := New(Deps{Log: w.log, Members: w.redis, Read: w.read, Fresh: w.read, Idem: w.redis, Ephemeral: bus, Locks: w.redis, Clock: w.clock})
 	typing := func() {
 		t.Helper()
 		if err := hs.Typing.Handle(context.Background(), "alice", Typing{ConversationID: conv}); err != nil {
@@ -287,5 +294,45 @@ func TestMembershipChangeLoggedIsAcceptedWhateverTheCache(t *testing.T) {
 	}
 	if got := w.log.len() - before; got != 3 {
 		t.Fatalf("%d events logged, want the three changes once each", got)
+	}
+}
+
+// A sender's edit racing its delete from another device is serialized by
+// the message's lock: the edit that comes second finds the message deleted
+// (conflict) instead of being logged after the delete, where its push and
+// sync carried the deleted message's new body as not deleted.
+func TestEditRacingDeleteIsSerialized(t *testing.T) {
+	w, conv, m, edit, del := aliceMessage(t)
+	ctx := context.Background()
+	gate := make(chan struct{})
+	plan := w.log.next(appendPlan{gate: gate}) // the delete's append waits
+	deleted := make(chan error, 1)
+	go func() {
+		deleted <- del.Handle(ctx, "alice", DeleteMessage{ConversationID: conv, MessageID: m.MessageID})
+	}()
+	<-plan.entered
+	before := w.log.tries()
+	edited := make(chan error, 1)
+	go func() {
+		_, err := edit.Handle(ctx, "alice", EditMessage{ConversationID: conv, MessageID: m.MessageID, Body: "edited"})
+		edited <- err
+	}()
+	// Unserialized, the edit reads the message (not deleted yet) and
+	// appends now; give it the chance.
+	deadline := time.Now().Add(200 * time.Millisecond)
+	for w.log.tries() == before && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
+	close(gate)
+	if err := <-deleted; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-edited; !errors.Is(err, domain.ErrConflict) {
+		t.Fatalf("the edit racing the delete: err %v, want conflict", err)
+	}
+	for _, e := range w.log.upTo(-1) {
+		if e.Type == domain.EvMessageEdited {
+			t.Fatalf("an edit was logged: %+v", e)
+		}
 	}
 }

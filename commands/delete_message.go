@@ -20,9 +20,9 @@ type DeleteMessageHandler struct {
 }
 
 // NewDeleteMessageHandler builds the handler (clock nil: the real one).
-func NewDeleteMessageHandler(log EventLog, access MemberCheck, fresh Freshness, read MessageReadModel, clock Clock) DeleteMessageHandler {
-	mustHave("DeleteMessageHandler", map[string]any{"log": log, "access": access, "fresh": fresh, "read": read})
-	return DeleteMessageHandler{log: log, msgs: ownMessages{access: access, fresh: fresh, read: read}, clock: clockOr(clock)}
+func NewDeleteMessageHandler(log EventLog, access MemberCheck, fresh Freshness, read MessageReadModel, locks MessageLocks, clock Clock) DeleteMessageHandler {
+	mustHave("DeleteMessageHandler", map[string]any{"log": log, "access": access, "fresh": fresh, "read": read, "locks": locks})
+	return DeleteMessageHandler{log: log, msgs: ownMessages{access: access, fresh: fresh, read: read, locks: locks}, clock: clockOr(clock)}
 }
 
 // Handle logs the tombstone; deleting a deleted message is a no-op.
@@ -33,6 +33,11 @@ func (h DeleteMessageHandler) Handle(ctx context.Context, actor string, c Delete
 	if err := domain.ValidateID("message_id", c.MessageID); err != nil {
 		return err
 	}
+	unlock, err := h.msgs.lock(ctx, c.ConversationID, c.MessageID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	m, err := h.msgs.get(ctx, actor, c.ConversationID, c.MessageID)
 	if err != nil || m.Deleted {
 		return err

@@ -76,6 +76,7 @@ type Deps struct {
 	Fresh     Freshness
 	Idem      Idempotency
 	Ephemeral Ephemeral
+	Locks     MessageLocks
 	// Clock is the real clock when nil.
 	Clock Clock
 	// IdemTTL is how long a send's record is kept (0: 48 h).
@@ -111,8 +112,8 @@ func New(d Deps) *Handlers {
 		AddMember:          NewAddMemberHandler(d.Log, d.Members, a, d.Clock),
 		LeaveConversation:  NewLeaveConversationHandler(d.Log, d.Members, a, d.Clock),
 		SendMessage:        send,
-		EditMessage:        NewEditMessageHandler(d.Log, a, d.Fresh, d.Read, d.Clock),
-		DeleteMessage:      NewDeleteMessageHandler(d.Log, a, d.Fresh, d.Read, d.Clock),
+		EditMessage:        NewEditMessageHandler(d.Log, a, d.Fresh, d.Read, d.Locks, d.Clock),
+		DeleteMessage:      NewDeleteMessageHandler(d.Log, a, d.Fresh, d.Read, d.Locks, d.Clock),
 		Typing:             typing,
 		MarkRead:           NewMarkReadHandler(d.Log, a, d.Clock),
 		React:              NewReactHandler(d.Log, a, d.Fresh, d.Read, d.Clock),

@@ -21,6 +21,18 @@ type EditMessageHandler struct {
 	clock Clock
 }
 
+// MessageLocks serializes the changes of one message across nodes: an
+// edit and a delete each read the message, then append. Unserialized, a
+// sender's edit on one device racing its delete on another could both be
+// logged, the edit after the delete: the read models kept the tombstone,
+// but the edit's push and sync carried the deleted message's new body as
+// not deleted.
+type MessageLocks interface {
+	// LockMessage waits for the message's lock (until ctx ends) and
+	// returns its release.
+	LockMessage(ctx context.Context, conv, messageID string) (unlock func(), err error)
+}
+
 // MessageReadModel reads one message from the read model
 // (domain.ErrNotFound when it has none).
 type MessageReadModel interface {
@@ -28,9 +40,9 @@ type MessageReadModel interface {
 }
 
 // NewEditMessageHandler builds the handler (clock nil: the real one).
-func NewEditMessageHandler(log EventLog, access MemberCheck, fresh Freshness, read MessageReadModel, clock Clock) EditMessageHandler {
-	mustHave("EditMessageHandler", map[string]any{"log": log, "access": access, "fresh": fresh, "read": read})
-	return EditMessageHandler{log: log, msgs: ownMessages{access: access, fresh: fresh, read: read}, clock: clockOr(clock)}
+func NewEditMessageHandler(log EventLog, access MemberCheck, fresh Freshness, read MessageReadModel, locks MessageLocks, clock Clock) EditMessageHandler {
+	mustHave("EditMessageHandler", map[string]any{"log": log, "access": access, "fresh": fresh, "read": read, "locks": locks})
+	return EditMessageHandler{log: log, msgs: ownMessages{access: access, fresh: fresh, read: read, locks: locks}, clock: clockOr(clock)}
 }
 
 // Handle logs the edit and returns the edited message.
@@ -44,6 +56,11 @@ func (h EditMessageHandler) Handle(ctx context.Context, actor string, c EditMess
 	if err := domain.ValidateBody(c.Body); err != nil {
 		return domain.Message{}, err
 	}
+	unlock, err := h.msgs.lock(ctx, c.ConversationID, c.MessageID)
+	if err != nil {
+		return domain.Message{}, err
+	}
+	defer unlock()
 	m, err := h.msgs.get(ctx, actor, c.ConversationID, c.MessageID)
 	if err != nil {
 		return m, err
@@ -65,6 +82,13 @@ type ownMessages struct {
 	access MemberCheck
 	fresh  Freshness
 	read   MessageReadModel
+	locks  MessageLocks
+}
+
+// lock takes the message's lock before it is read: what the read sees
+// holds until the append.
+func (o ownMessages) lock(ctx context.Context, conv, id string) (unlock func(), err error) {
+	return o.locks.LockMessage(ctx, conv, id)
 }
 
 // get loads a message the actor sent, in a conversation they are in.

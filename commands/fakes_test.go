@@ -141,6 +141,7 @@ type fakeRedis struct {
 	hashes  map[string]map[string]string // conv → field → value
 	records map[string]fakeRecord        // idem key → record
 	calls   map[string]int
+	locks   map[string]bool // held message locks
 	// before runs at the start of each operation (op is the method name),
 	// outside mu: it may fail the operation (Redis down) or block it to
 	// order a race. after runs once the operation is done, outside mu.
@@ -839,4 +840,33 @@ func (w *world) sendFn(actor, conv, clientMsgID, body string) func() (domain.Mes
 	return func() (domain.Message, error) {
 		return h.Handle(context.Background(), actor, SendMessage{ConversationID: conv, ClientMsgID: clientMsgID, Body: body})
 	}
+}
+
+// LockMessage is the message lock, held in memory.
+func (r *fakeRedis) LockMessage(ctx context.Context, conv, messageID string) (func(), error) {
+	key := conv + ":msglock:" + messageID
+	for {
+		r.mu.Lock()
+		if r.locks == nil {
+			r.locks = map[string]bool{}
+		}
+		if !r.locks[key] {
+			r.locks[key] = true
+			r.mu.Unlock()
+			return func() { r.mu.Lock(); delete(r.locks, key); r.mu.Unlock() }, nil
+		}
+		r.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: message %s is being changed; retry", domain.ErrUnavailable, messageID)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// tries is how many Appends were attempted.
+func (l *fakeLog) tries() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.attempts
 }

@@ -39,7 +39,7 @@ func (s *suite) testIdempotentDeadNode(t *testing.T) {
 	fresh := projections.Freshness{Store: app.Store, Log: app.KafkaLog}
 	dying := dyingLog{inner: app.KafkaLog, appended: make(chan int64, 1)}
 	dead := commands.New(commands.Deps{Log: dying, Members: app.Redis, Read: app.Store, Fresh: fresh,
-		Idem: app.Redis, Ephemeral: app.Bus, PendingStale: time.Second})
+		Idem: app.Redis, Ephemeral: app.Bus, Locks: app.Redis, PendingStale: time.Second})
 	ctx, kill := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -96,7 +96,7 @@ func (s *suite) testIdempotentFailedProduce(t *testing.T) {
 			app := s.n1.App
 			fresh := projections.Freshness{Store: app.Store, Log: app.KafkaLog}
 			failing := commands.New(commands.Deps{Log: failingLog{inner: app.KafkaLog, written: written}, Members: app.Redis,
-				Read: app.Store, Fresh: fresh, Idem: app.Redis, Ephemeral: app.Bus})
+				Read: app.Store, Fresh: fresh, Idem: app.Redis, Ephemeral: app.Bus, Locks: app.Redis})
 			send := commands.SendMessage{ConversationID: conv.ConversationID, ClientMsgID: "retried", Body: "first"}
 			if _, err := failing.SendMessage.Handle(context.Background(), a, send); !errors.Is(err, domain.ErrUnavailable) {
 				t.Fatalf("first send: err %v, want unavailable", err)

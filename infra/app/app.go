@@ -136,7 +136,7 @@ func (a *App) handoffConfig() handoff.Config { return handoff.Config{Prefix: a.C
 func (a *App) buildGateway() error {
 	fresh := projections.Freshness{Store: a.Store, Log: a.KafkaLog}
 	h := commands.New(commands.Deps{Log: a.KafkaLog, Members: a.Redis, Read: a.Store, Fresh: fresh,
-		Idem: a.Redis, Ephemeral: a.Bus, PendingStale: a.Cfg.IdemPendingStale})
+		Idem: a.Redis, Ephemeral: a.Bus, Locks: a.Redis, PendingStale: a.Cfg.IdemPendingStale})
 	a.Service = &service.Service{Cmd: h, Read: projections.Reader{Store: a.Store, Access: h.Access, Fresh: fresh,
 		Searches: projections.NewSearchLimit(a.Cfg.SearchConcurrency), SearchTimeout: a.Cfg.SearchTimeout}}
 	a.Hub = gateway.NewHub(a.Cfg.MaxConnsPerUser, a.Cfg.MaxConns)

@@ -346,3 +346,32 @@ func (s *Store) TakeOver(ctx context.Context, conv, sender, clientMsgID, old, pe
 	}
 	return n == 1, nil
 }
+
+// A message's lock (commands.MessageLocks): a key with a random token,
+// released only by its holder, expiring if the holder dies.
+const messageLockTTL = 20 * time.Second
+
+var releaseLock = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+
+// LockMessage waits (until ctx ends) for the lock of one message, shared
+// by every node, and returns its release.
+func (s *Store) LockMessage(ctx context.Context, conv, messageID string) (unlock func(), err error) {
+	key := s.prefix + ":{" + conv + "}:msglock:" + messageID
+	token := domain.NewID("lk_")
+	for {
+		ok, err := s.rdb.SetNX(ctx, key, token, messageLockTTL).Result()
+		if err != nil {
+			return nil, fmt.Errorf("%w: redis message lock: %v", domain.ErrUnavailable, err)
+		}
+		if ok {
+			return func() { _ = releaseLock.Run(context.WithoutCancel(ctx), s.rdb, []string{key}, token).Err() }, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: message %s is being changed; retry", domain.ErrUnavailable, messageID)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
