@@ -33,14 +33,13 @@ func (h DeleteMessageHandler) Handle(ctx context.Context, actor string, c Delete
 	if err := domain.ValidateID("message_id", c.MessageID); err != nil {
 		return err
 	}
-	unlock, err := h.msgs.lock(ctx, c.ConversationID, c.MessageID)
+	m, unlock, err := h.msgs.get(ctx, actor, c.ConversationID, c.MessageID)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	m, err := h.msgs.get(ctx, actor, c.ConversationID, c.MessageID)
-	if err != nil || m.Deleted {
-		return err
+	if m.Deleted {
+		return nil
 	}
 	_, _, err = appendEvent(ctx, h.log, h.clock, domain.EvMessageDeleted, c.ConversationID, actor,
 		domain.MessageDeleted{MessageID: m.MessageID, MessageSeq: m.Seq})

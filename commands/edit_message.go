@@ -56,15 +56,11 @@ func (h EditMessageHandler) Handle(ctx context.Context, actor string, c EditMess
 	if err := domain.ValidateBody(c.Body); err != nil {
 		return domain.Message{}, err
 	}
-	unlock, err := h.msgs.lock(ctx, c.ConversationID, c.MessageID)
-	if err != nil {
-		return domain.Message{}, err
-	}
-	defer unlock()
-	m, err := h.msgs.get(ctx, actor, c.ConversationID, c.MessageID)
+	m, unlock, err := h.msgs.get(ctx, actor, c.ConversationID, c.MessageID)
 	if err != nil {
 		return m, err
 	}
+	defer unlock()
 	if m.Deleted {
 		return m, fmt.Errorf("%w: message %s is deleted", domain.ErrConflict, c.MessageID)
 	}
@@ -85,28 +81,34 @@ type ownMessages struct {
 	locks  MessageLocks
 }
 
-// lock takes the message's lock before it is read: what the read sees
-// holds until the append.
-func (o ownMessages) lock(ctx context.Context, conv, id string) (unlock func(), err error) {
-	return o.locks.LockMessage(ctx, conv, id)
-}
-
-// get loads a message the actor sent, in a conversation they are in.
-func (o ownMessages) get(ctx context.Context, actor, conv, id string) (domain.Message, error) {
+// get loads a message the actor sent, in a conversation they are in,
+// holding the message's lock (unlock releases it; nil on an error): what
+// the read sees holds until the caller's append. The lock is taken once
+// the actor is known to be a member, so outsiders cannot hold it.
+func (o ownMessages) get(ctx context.Context, actor, conv, id string) (m domain.Message, unlock func(), err error) {
 	if err := o.access.RequireMember(ctx, conv, actor); err != nil {
-		return domain.Message{}, err
+		return domain.Message{}, nil, err
 	}
+	release, err := o.locks.LockMessage(ctx, conv, id)
+	if err != nil {
+		return domain.Message{}, nil, err
+	}
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
 	// Read after the read model has every event acked so far, so an edit
 	// sees the latest state of the message (a delete acked a moment ago).
 	if err := o.fresh.WaitProjected(ctx, conv); err != nil {
-		return domain.Message{}, err
+		return domain.Message{}, nil, err
 	}
-	m, err := o.read.Message(ctx, conv, id)
+	m, err = o.read.Message(ctx, conv, id)
 	if err != nil {
-		return m, err
+		return m, nil, err
 	}
 	if m.SenderID != actor {
-		return m, fmt.Errorf("%w: only the sender may change message %s", domain.ErrForbidden, id)
+		return m, nil, fmt.Errorf("%w: only the sender may change message %s", domain.ErrForbidden, id)
 	}
-	return m, nil
+	return m, release, nil
 }
