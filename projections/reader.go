@@ -133,8 +133,12 @@ func (r Reader) Conversations(ctx context.Context, user string, q ConversationsQ
 	return r.Store.ConversationsOf(ctx, user, q.Cursor, limit)
 }
 
-// replayPageBytes bounds the data of one page a replay reads.
-const replayPageBytes = 1 << 20
+// A replay's page: at most replayPageEvents events, and fewer once they
+// hold replayPageBytes of data.
+const (
+	replayPageEvents = 500
+	replayPageBytes  = 1 << 20
+)
 
 // CatchUp replays conv's events after seq `after` to emit, in order, once
 // the read model holds everything logged before the call. It returns the
@@ -146,21 +150,36 @@ func (r Reader) CatchUp(ctx context.Context, user, conv string, after int64, emi
 	if access != nil && !errors.Is(access, domain.ErrForbidden) {
 		return after, access
 	}
-	if err := r.Fresh.WaitProjected(ctx, conv); err != nil {
-		return after, err
-	}
 	upTo := int64(math.MaxInt64)
 	if access != nil {
+		// The read model holding the leave holds everything before it in
+		// the conversation's partition: the freshness wait only when it
+		// does not yet (a leave a moment ago).
 		left, ok, err := r.Store.LeftAt(ctx, conv, user)
+		if err == nil && !ok {
+			if err = r.Fresh.WaitProjected(ctx, conv); err == nil {
+				left, ok, err = r.Store.LeftAt(ctx, conv, user)
+			}
+		}
 		if err != nil || !ok {
 			return after, cmp.Or(err, access)
 		}
 		upTo = left
+	} else if err := r.Fresh.WaitProjected(ctx, conv); err != nil {
+		return after, err
 	}
+	limit := replayPageEvents
 	for {
-		evs, more, err := r.Store.EventsAfter(ctx, conv, after, 500, replayPageBytes)
+		evs, more, err := r.Store.EventsAfter(ctx, conv, after, limit, replayPageBytes)
 		if err != nil {
 			return after, err
+		}
+		// A page cut at its bytes still read the rest of its rows from
+		// Postgres: the next asks for about as many as fit.
+		if more && len(evs) < limit {
+			limit = max(len(evs)+len(evs)/4, 1)
+		} else if more {
+			limit = min(2*limit, replayPageEvents)
 		}
 		for _, e := range evs {
 			if e.Seq > upTo {

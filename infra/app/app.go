@@ -302,35 +302,32 @@ func (a *App) startDelivery(ctx context.Context) error {
 		a.Log.Warn("users of this node's previous run taken offline", "users", len(previous))
 		go a.Presence.AnnounceAll(ctx, domain.PresenceOffline, previous)
 	}
-	go a.sweepPresence(ctx)
-	go func() {
-		t := time.NewTicker(fanoutbus.AliveEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			lost, dropped, _ := node.Check(ctx)
-			a.Hub.ReconcilePresence(ctx)
-			if !lost && !dropped {
-				continue // all well, or Redis away: nothing is delivered until it is back
-			}
-			// Redis lost its data (the fan-out sends to every node until the
-			// routes are back), or this node stalled and a fan-out dropped its
-			// routes (then deliveries were dropped: its clients resync).
-			if err := a.Hub.Rejoin(ctx); err != nil {
-				a.Log.Error("routing again failed", "err", err)
-			}
-			a.Log.Warn("this node's routes were lost or dropped; its users are routed again",
-				"liveness_lost", lost, "routes_were_dropped", dropped)
-			if dropped {
-				a.Hub.ResyncAll()
-			}
-		}
-	}()
+	go every(ctx, presenceSweep, func() { a.sweepPresence(ctx) })
+	// Its own loop: a Redis shard that does not answer must not hold up
+	// the liveness refresh, or peers would sweep a healthy node.
+	go every(ctx, fanoutbus.AliveEvery, func() { a.Hub.ReconcilePresence(ctx) })
+	go every(ctx, fanoutbus.AliveEvery, func() { a.checkLiveness(ctx, node) })
 	return nil
+}
+
+// checkLiveness refreshes this node's liveness and routes its users again
+// if Redis lost them.
+func (a *App) checkLiveness(ctx context.Context, node *fanoutbus.Node) {
+	lost, dropped, _ := node.Check(ctx)
+	if !lost && !dropped {
+		return // all well, or Redis away: nothing is delivered until it is back
+	}
+	// Redis lost its data (the fan-out sends to every node until the
+	// routes are back), or this node stalled and a fan-out dropped its
+	// routes (then deliveries were dropped: its clients resync).
+	if err := a.Hub.Rejoin(ctx); err != nil {
+		a.Log.Error("routing again failed", "err", err)
+	}
+	a.Log.Warn("this node's routes were lost or dropped; its users are routed again",
+		"liveness_lost", lost, "routes_were_dropped", dropped)
+	if dropped {
+		a.Hub.ResyncAll()
+	}
 }
 
 // presenceSweep is how often a gateway looks for dead nodes whose users
@@ -339,20 +336,11 @@ const presenceSweep = 15 * time.Second
 
 // sweepPresence announces offline the users of gateway nodes that died.
 func (a *App) sweepPresence(ctx context.Context) {
-	t := time.NewTicker(presenceSweep)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		gone, err := a.Bus.SweepDead(ctx, time.Now(), a.Presence.Debounce)
-		if err != nil {
-			a.Log.Warn("presence sweep failed", "err", err)
-		}
-		a.Presence.AnnounceAll(ctx, domain.PresenceOffline, gone)
+	gone, err := a.Bus.SweepDead(ctx, time.Now(), a.Presence.Debounce)
+	if err != nil {
+		a.Log.Warn("presence sweep failed", "err", err)
 	}
+	a.Presence.AnnounceAll(ctx, domain.PresenceOffline, gone)
 }
 
 // presenceSources answers presence.query from the read model and Redis.

@@ -182,7 +182,10 @@ func (h *Hub) ReconcilePresence(ctx context.Context) {
 		h.mu.RLock()
 		connected := len(h.users[u]) > 0
 		h.mu.RUnlock()
-		r.Reconcile(ctx, u, connected, settleAt)
+		// Bounded: the lock stripe holds up other users' connections.
+		uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		r.Reconcile(uctx, u, connected, settleAt)
+		cancel()
 		lk.Unlock()
 	}
 }

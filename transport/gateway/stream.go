@@ -97,7 +97,7 @@ func (s *Stream) Release() {
 func (s *Stream) Deliver(d domain.Delivery) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.holding {
+	if s.holding && !s.namedLocked(d) {
 		if len(s.held) >= s.limit || s.bytes+len(d.Frame) > MaxHeldBytes {
 			s.out(nil) // overflow: the connection closes
 			return
@@ -107,6 +107,22 @@ func (s *Stream) Deliver(d domain.Delivery) {
 		return
 	}
 	s.deliverLocked(d)
+}
+
+// namedLocked reports whether d need not wait for the first request: an
+// ephemeral push (no seq, no order to keep), or one of a conversation a
+// sync has named already (it is paused while replayed, and ordered after
+// its replay): while a sync in parts ("more") holds the rest, those go
+// their way, so the hold fills only with the conversations still to name.
+func (s *Stream) namedLocked(d domain.Delivery) bool {
+	if d.Seq == 0 {
+		return true
+	}
+	if _, ok := s.paused[d.ConversationID]; ok {
+		return true
+	}
+	_, ok := s.last[d.ConversationID]
+	return ok
 }
 
 func (s *Stream) deliverLocked(d domain.Delivery) {
@@ -184,8 +200,8 @@ func (s *Stream) pauseLocked(conv string, from int64) int64 {
 		}
 	}
 	s.held = kept
-	if from > s.last[conv] {
-		s.last[conv] = from
+	if last, ok := s.last[conv]; !ok || from > last {
+		s.last[conv] = max(from, last) // named from now on (namedLocked)
 	}
 	return s.last[conv]
 }

@@ -184,3 +184,32 @@ func TestStreamHeldIsBoundedInBytes(t *testing.T) {
 		t.Fatalf("%d bytes counted after every replay caught up and nothing is held", s.bytes)
 	}
 }
+
+// While a sync in parts holds a new connection's pushes, only those of the
+// conversations no part has named yet wait: a named conversation's pushes
+// and ephemeral ones (typing, presence) go their way, so a long first part
+// does not fill the hold and close the connection.
+func TestStreamHoldKeepsOnlyWhatIsNotNamed(t *testing.T) {
+	r := &recorder{}
+	s := NewStream(r.out, 3)
+	defer s.HoldOn()()
+	s.Replay("a", 0) // part 1 names a, from the start
+	if !s.CaughtUp("a") {
+		t.Fatal("CaughtUp: want true")
+	}
+	live(s, "a", 1, 2, 3, 4, 5)
+	for range 5 {
+		s.Deliver(domain.Delivery{Frame: []byte("0")}) // typing
+	}
+	live(s, "b", 7, 8) // not named yet: held
+	if r.overflows != 0 {
+		t.Fatalf("%d overflows while a part holds", r.overflows)
+	}
+	if want := []string{"1", "2", "3", "4", "5", "0", "0", "0", "0", "0"}; !slices.Equal(r.seqs, want) {
+		t.Fatalf("out %v, want %v", r.seqs, want)
+	}
+	s.Release() // the last part
+	if want := []string{"7", "8"}; !slices.Equal(r.seqs[10:], want) {
+		t.Fatalf("after the last part: %v, want %v", r.seqs[10:], want)
+	}
+}
