@@ -295,8 +295,12 @@ func (h *Handler) applyMembership(ctx context.Context, e domain.Event, seq int64
 // applyTo records a change unless a newer one is there (as the store does).
 func applyTo(ms map[string]domain.Membership, seq int64, member bool, users ...string) {
 	for _, u := range users {
-		if seq > ms[u].Seq {
-			ms[u] = domain.Membership{Seq: seq, Member: member}
+		if cur := ms[u]; seq > cur.Seq {
+			m := domain.Membership{Seq: seq, Member: member}
+			if !member && cur.Member {
+				m.Joined = cur.Seq
+			}
+			ms[u] = m
 		}
 	}
 }
@@ -341,13 +345,15 @@ func (h *Handler) membersOf(ctx context.Context, r Record, e domain.Event) (map[
 	return ms, nil
 }
 
-// RecipientsAt is the members whose latest change is a join at or before seq.
-// Joins logged after seq (already applied by a faster command path) are
-// left out, so nobody receives events from before they joined.
+// RecipientsAt is the members at seq: those whose latest change is a join
+// at or before seq, and those whose leave came after seq of a membership
+// begun at or before it (the leave applied already by the command path, or
+// before a retry or a reload). Joins logged after seq are left out, so
+// nobody receives events from before they joined.
 func RecipientsAt(ms map[string]domain.Membership, seq int64) []string {
 	out := make([]string, 0, len(ms))
 	for u, m := range ms {
-		if m.Member && m.Seq <= seq {
+		if m.MemberAt(seq) {
 			out = append(out, u)
 		}
 	}

@@ -21,8 +21,12 @@ func (f fakeMembers) ApplyMembership(_ context.Context, conv string, seq int64, 
 		f[conv] = map[string]domain.Membership{}
 	}
 	for _, u := range users {
-		if seq > f[conv][u].Seq {
-			f[conv][u] = domain.Membership{Seq: seq, Member: member}
+		if cur := f[conv][u]; seq > cur.Seq {
+			m := domain.Membership{Seq: seq, Member: member}
+			if !member && cur.Member {
+				m.Joined = cur.Seq
+			}
+			f[conv][u] = m
 		}
 	}
 	return nil
@@ -336,5 +340,34 @@ func TestConversationIDNotTextIsSkipped(t *testing.T) {
 	}
 	if len(bus.got) != 1 || bus.got[0].ConversationID != "c_1" {
 		t.Fatalf("published %+v, want only c_1's event", bus.got)
+	}
+}
+
+// A leave applied before the fan-out reached the events before it (by the
+// command path, or by this fan-out before a retry or a reload) does not
+// hide the leaver from them: it was a member from its join until the
+// leave. Events after the leave, and before the join, do not reach it.
+func TestLeaveAppliedAheadStillReachesEarlierEvents(t *testing.T) {
+	ms := map[string]domain.Membership{
+		"a": {Seq: 1, Member: true},
+		"b": {Seq: 5, Member: false, Joined: 2},
+		"c": {Seq: 5, Member: false}, // its join unknown (an older store): left out, as before
+	}
+	for seq, want := range map[int64][]string{1: {"a"}, 2: {"a", "b"}, 4: {"a", "b"}, 5: {"a"}, 6: {"a"}} {
+		got := RecipientsAt(ms, seq)
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("recipients at %d: %v, want %v", seq, got, want)
+		}
+	}
+	// The handler: a message at seq 3 after the cache lost the
+	// conversation, with b's leave at 5 already in the store.
+	bus := &fakeBus{}
+	h := New(fakeMembers{"c_1": ms}, bus, nil)
+	if err := h.Handle(context.Background(), 0, 2, event(t, domain.EvMessageSent, "a", domain.MessageSent{MessageID: "m", ClientMsgID: "m", Body: "x"})); err != nil {
+		t.Fatal(err)
+	}
+	if len(bus.got) != 1 || !slices.Contains(bus.got[0].Recipients, "b") {
+		t.Fatalf("published %+v, want b among the recipients of seq 3", bus.got)
 	}
 }

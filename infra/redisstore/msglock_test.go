@@ -17,16 +17,7 @@ import (
 func TestLockMessage(t *testing.T) {
 	env := testenv.New(t)
 	ctx := context.Background()
-	open := func() *redisstore.Store {
-		s, err := redisstore.Open(ctx, env.Cfg.RedisURL, env.Cfg.RedisPrefix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	a, b := open(), open()
-	defer func() { _, _ = redisstore.DeletePrefix(context.Background(), a.Client(), env.Cfg.RedisPrefix) }()
+	a, b := openStore(t, env), openStore(t, env)
 	unlock, err := a.LockMessage(ctx, "c_1", "m_1")
 	if err != nil {
 		t.Fatal(err)
@@ -58,4 +49,47 @@ func TestLockMessage(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the lock was not taken after its release")
 	}
+}
+
+// A leave of a member keeps the seq of the join it ends, so a reader of
+// the membership after the leave knows when the leaver was a member; a
+// join again drops it. A leave of a user the hash did not hold as a member
+// knows no join.
+func TestLeaveKeepsItsJoin(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, testenv.New(t))
+	step := func(seq int64, member bool, user string, want domain.Membership) {
+		t.Helper()
+		if err := s.ApplyMembership(ctx, "c_1", seq, member, user); err != nil {
+			t.Fatal(err)
+		}
+		ms, _, err := s.Memberships(ctx, "c_1")
+		if err != nil || ms[user] != want {
+			t.Fatalf("after %v at %d: %+v (err %v), want %+v", member, seq, ms[user], err, want)
+		}
+	}
+	step(2, true, "b", domain.Membership{Seq: 2, Member: true})
+	step(5, false, "b", domain.Membership{Seq: 5, Joined: 2})
+	step(3, true, "b", domain.Membership{Seq: 5, Joined: 2}) // older: no change
+	step(7, true, "b", domain.Membership{Seq: 7, Member: true})
+	step(9, false, "b", domain.Membership{Seq: 9, Joined: 7})
+	step(4, false, "c", domain.Membership{Seq: 4})
+	if ms, _, _ := s.Memberships(ctx, "c_1"); len(ms) != 2 {
+		t.Fatalf("memberships %v, want b and c only (no field taken for a user)", ms)
+	}
+}
+
+// openStore is a store on the real Redis under env's prefix, closed and
+// its keys deleted after the test.
+func openStore(t *testing.T, env *testenv.Env) *redisstore.Store {
+	t.Helper()
+	s, err := redisstore.Open(context.Background(), env.Cfg.RedisURL, env.Cfg.RedisPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = redisstore.DeletePrefix(context.Background(), s.Client(), env.Cfg.RedisPrefix)
+		s.Close()
+	})
+	return s
 }

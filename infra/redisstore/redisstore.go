@@ -82,20 +82,33 @@ func (s *Store) MarkComplete(ctx context.Context, conv string) error {
 
 // applyMembership stores seq+1 (negated for a leave) per user, and only if it
 // is newer than what is stored: applying the same change twice, or an older
-// change after a newer one, changes nothing.
+// change after a newer one, changes nothing. A leave of a member also keeps
+// the seq of the join it ends, in joinedField (a join drops it: its own
+// value says when it joined), so a fan-out that reads the membership after
+// the leave still reaches the user with the events before it.
 var applyMembership = redis.NewScript(`
 local seq = tonumber(ARGV[1])
 local v = seq + 1
-if ARGV[2] ~= '1' then v = -v end
+local leave = ARGV[2] ~= '1'
+if leave then v = -v end
 local n = 0
 for i = 3, #ARGV do
   local cur = redis.call('HGET', KEYS[1], ARGV[i])
   if not cur or math.abs(tonumber(cur)) < seq + 1 then
     redis.call('HSET', KEYS[1], ARGV[i], v)
+    if leave and cur and tonumber(cur) > 0 then
+      redis.call('HSET', KEYS[1], '` + joinedField + `' .. ARGV[i], tonumber(cur) - 1)
+    elseif not leave then
+      redis.call('HDEL', KEYS[1], '` + joinedField + `' .. ARGV[i])
+    end
     n = n + 1
   end
 end
 return n`)
+
+// joinedField prefixes a leaver's join seq in the members hash ("!" keeps
+// it apart from user ids, and readers before it skip it).
+const joinedField = "!j:"
 
 // ApplyMembership records that users joined (member=true) or left at seq.
 func (s *Store) ApplyMembership(ctx context.Context, conv string, seq int64, member bool, users ...string) error {
@@ -127,7 +140,7 @@ func (s *Store) Memberships(ctx context.Context, conv string) (map[string]domain
 	out := make(map[string]domain.Membership, len(m))
 	_, complete := m[completeField]
 	for u, v := range m {
-		if strings.HasPrefix(u, "!") { // completeField, idemField: not users
+		if strings.HasPrefix(u, "!") { // completeField, idemField, joinedField: not users
 			continue
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -136,9 +149,11 @@ func (s *Store) Memberships(ctx context.Context, conv string) (map[string]domain
 		}
 		if n > 0 {
 			out[u] = domain.Membership{Seq: n - 1, Member: true}
-		} else {
-			out[u] = domain.Membership{Seq: -n - 1, Member: false}
+			continue
 		}
+		ms := domain.Membership{Seq: -n - 1}
+		ms.Joined, _ = strconv.ParseInt(m[joinedField+u], 10, 64)
+		out[u] = ms
 	}
 	return out, complete, nil
 }

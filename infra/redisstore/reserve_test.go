@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/infra/redisstore"
 	"github.com/parley-chat/parley/internal/testenv"
 )
 
@@ -14,14 +13,8 @@ import (
 // hash confirms; otherwise it claims nothing, so the long access check
 // decides (and Reserve claims after it).
 func TestReserveMember(t *testing.T) {
-	env := testenv.New(t)
 	ctx := context.Background()
-	s, err := redisstore.Open(ctx, env.Cfg.RedisURL, env.Cfg.RedisPrefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	defer func() { _, _ = redisstore.DeletePrefix(context.Background(), s.Client(), env.Cfg.RedisPrefix) }()
+	s := openStore(t, testenv.New(t))
 	ttl := time.Hour
 	if err := s.ApplyMembership(ctx, "c_new", 5, true, "alice"); err != nil {
 		t.Fatal(err)
