@@ -13,10 +13,8 @@ package fanout
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/parley-chat/parley/domain"
 )
@@ -225,10 +223,11 @@ func (h *Handler) handle(ctx context.Context, r Record) (domain.Delivery, bool, 
 	if err != nil {
 		return domain.Delivery{}, false, nil // poison: nothing to push; the projector records it
 	}
-	if !textual(e.ConversationID) {
-		// From a foreign or an older producer (commands validate ids):
-		// the read model cannot be asked about it, and retrying the
-		// question would stop every partition of this consumer.
+	if domain.ValidateText("conversation_id", e.ConversationID) != nil {
+		// Not text Postgres takes (from a foreign or an older producer:
+		// commands validate ids): the projector sets the event aside, the
+		// read model cannot be asked about it, and retrying the question
+		// would stop every partition of this consumer.
 		return domain.Delivery{}, false, nil
 	}
 	ms, err := h.membersOf(ctx, r, e)
@@ -252,11 +251,6 @@ func (h *Handler) handle(ctx context.Context, r Record) (domain.Delivery, bool, 
 	return domain.Delivery{ConversationID: e.ConversationID, Seq: seq, Partition: r.Partition,
 		Recipients: rcpt, Frame: frame, EventAtUnixMs: e.At.UnixMilli()}, true, nil
 }
-
-// textual reports whether Postgres takes s as text: valid UTF-8 without
-// NUL. The projector sets aside an event whose conversation id is not, so
-// nobody is a member of that conversation.
-func textual(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
 
 // applyMembership applies a membership event to memory and to the shared
 // store; left names a leaver (who hears its own leave), skip an event

@@ -16,8 +16,9 @@ import (
 // Record is one event read from the log at partition and offset; its seq is
 // derived from the offset. Invalid marks an envelope that could not be
 // decoded, or an event set aside: then Cause says why Postgres refused it,
-// and the batch's transaction records it in dead_letters (setaside.go). Hole > 0 says the log holds no record in [Offset-Hole, Offset)
-// (the reader proved it: retention removed them before they were read).
+// and the batch's transaction records it in dead_letters (setaside.go).
+// Hole > 0 says the log holds no record in [Offset-Hole, Offset) (the
+// reader proved it: retention removed them before they were read).
 type Record struct {
 	Partition int32
 	Offset    int64

@@ -173,7 +173,11 @@ func (b *Bus) sweepNode(ctx context.Context, node string, now time.Time, debounc
 	if ok, err := b.rdb.SetNX(ctx, b.nodePresenceKey(node)+":sweep", "1", time.Minute).Result(); err != nil || !ok {
 		return err
 	}
-	if err := b.dropNodePresence(ctx, node, now, debounce, out); err != nil {
+	users, err := b.rdb.SMembers(ctx, b.nodePresenceKey(node)).Result()
+	if err != nil {
+		return err
+	}
+	if err := b.dropNodePresence(ctx, node, users, now, debounce, out); err != nil {
 		return err
 	}
 	// What the node leaves behind goes with it: its delivery stream (up to
@@ -185,14 +189,10 @@ func (b *Bus) sweepNode(ctx context.Context, node string, now time.Time, debounc
 	return b.rdb.Del(ctx, b.NodeStream(node)).Err()
 }
 
-// dropNodePresence takes node out of the presence of every user it
-// touched, adding those it took offline to out, and forgets the node
-// (its user set, and its place in the nodes set).
-func (b *Bus) dropNodePresence(ctx context.Context, node string, now time.Time, debounce time.Duration, out map[string]time.Time) error {
-	users, err := b.rdb.SMembers(ctx, b.nodePresenceKey(node)).Result()
-	if err != nil {
-		return err
-	}
+// dropNodePresence takes node out of the presence of users (those it
+// touched: its user set), adding those it took offline to out, and
+// forgets the node (its user set, and its place in the nodes set).
+func (b *Bus) dropNodePresence(ctx context.Context, node string, users []string, now time.Time, debounce time.Duration, out map[string]time.Time) error {
 	for _, u := range users {
 		v, err := presenceDrop.Run(ctx, b.rdb, []string{b.presenceKey(u)}, node, now.UnixMilli(), debounce.Milliseconds()).Int()
 		if err != nil {
@@ -224,7 +224,7 @@ func (n *Node) ForgetPrevious(ctx context.Context, now time.Time, debounce time.
 		}
 	}
 	out := map[string]time.Time{}
-	if err := n.b.dropNodePresence(ctx, n.id, now, debounce, out); err != nil {
+	if err := n.b.dropNodePresence(ctx, n.id, users, now, debounce, out); err != nil {
 		return out, fmt.Errorf("%w: presence of a previous run: %v", domain.ErrUnavailable, err)
 	}
 	return out, nil

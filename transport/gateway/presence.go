@@ -192,17 +192,17 @@ func (p *Presence) Failed() map[string]time.Time {
 // caller holds the user's lock, so no connection opens or closes
 // meanwhile. settleAt is a failed Settle's time, to settle again.
 func (p *Presence) Reconcile(ctx context.Context, user string, connected bool, settleAt time.Time) {
+	now := time.Now()
 	if connected {
-		first, err := p.State.Online(ctx, user, time.Now())
+		first, err := p.State.Online(ctx, user, now)
 		switch {
 		case err != nil:
 			p.fail(user, time.Time{})
 		case first:
-			p.enqueue(announcement{user, domain.PresenceOnline, time.Now()})
+			p.enqueue(announcement{user, domain.PresenceOnline, now})
 		}
 		return
 	}
-	now := time.Now()
 	last, err := p.State.Offline(ctx, user, now)
 	switch {
 	case err != nil:
