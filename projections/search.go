@@ -126,6 +126,15 @@ func (s *Store) search(ctx context.Context, db querier, user string, q SearchQue
 	if after.conv != "" {
 		at = &after.at
 	}
+	// Across conversations, newest by sent_at (the cursor's key); within
+	// the conversation named, by seq, the conversation's one order, which
+	// before_seq pages: sent_at, a gateway's clock read before the append,
+	// can disagree with it, and a page by sent_at cut by seq skips or
+	// repeats messages.
+	order, keyset := `m.sent_at DESC, m.conversation_id DESC, m.seq DESC`, `(m.sent_at, m.conversation_id, m.seq) < ($5, $6, $7)`
+	if q.ConversationID != "" {
+		order, keyset = `m.seq DESC`, `(m.conversation_id, m.seq) < ($6, $7)`
+	}
 	rows, err := db.Query(ctx, s.q(`SELECT m.conversation_id, m.message_id, m.seq, m.sender_id, m.client_msg_id,
 			m.body, m.sent_at, m.edited_at, m.deleted, coalesce(m.reply_to, ''), `+reactionsOf("m")+`
 		FROM {s}.messages m
@@ -134,8 +143,8 @@ func (s *Store) search(ctx context.Context, db querier, user string, q SearchQue
 		  AND NOT m.deleted
 		  AND ($3 = '' OR m.conversation_id = $3)
 		  AND ($4::bigint IS NULL OR m.seq < $4)
-		  AND ($5::timestamptz IS NULL OR (m.sent_at, m.conversation_id, m.seq) < ($5, $6, $7))
-		ORDER BY m.sent_at DESC, m.conversation_id DESC, m.seq DESC
+		  AND ($5::timestamptz IS NULL OR `+keyset+`)
+		ORDER BY `+order+`
 		LIMIT $8`), user, q.Query, q.ConversationID, q.BeforeSeq, at, after.conv, after.seq, *q.Limit+1)
 	if err != nil {
 		return SearchPage{}, searchFailed(err)

@@ -166,6 +166,14 @@ func (a *App) checks() []httpapi.Check {
 	if a.Cfg.Has(config.RoleGateway) || a.Cfg.Has(config.RoleProjector) {
 		cs = append(cs, httpapi.Check{Name: "postgres", Ping: a.Store.Ping})
 	}
+	if a.WS != nil {
+		cs = append(cs, httpapi.Check{Name: "draining", Live: true, Ping: func(context.Context) error {
+			if a.WS.Draining() {
+				return errors.New("the node is shutting down")
+			}
+			return nil
+		}})
+	}
 	return cs
 }
 

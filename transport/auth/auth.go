@@ -133,8 +133,9 @@ const BearerProtocolPrefix = "bearer."
 // present is the token, whatever it holds.
 func FromRequest(r *http.Request, allowWS bool) string {
 	if h := r.Header.Get("Authorization"); h != "" {
-		if t, ok := strings.CutPrefix(h, "Bearer "); ok {
-			return strings.TrimSpace(t)
+		// The scheme is case-insensitive (RFC 9110, 11.1).
+		if len(h) > len("Bearer ") && strings.EqualFold(h[:len("Bearer ")], "Bearer ") {
+			return strings.TrimSpace(h[len("Bearer "):])
 		}
 		return ""
 	}

@@ -110,6 +110,8 @@ func TestFromRequest(t *testing.T) {
 	}{
 		{"authorization", "/ws", hdr{"Authorization": {"Bearer a.b.c"}}, true, "a.b.c"},
 		{"authorization wins", "/ws?access_token=q.q.q", hdr{"Authorization": {"Bearer a.b.c"}, "Sec-Websocket-Protocol": {"parley, bearer.s.s.s"}}, true, "a.b.c"},
+		{"scheme in any case", "/api/v1/conversations", hdr{"Authorization": {"bearer a.b.c"}}, false, "a.b.c"},
+		{"scheme in capitals", "/ws", hdr{"Authorization": {"BEARER a.b.c"}}, true, "a.b.c"},
 		{"not bearer", "/ws?access_token=q.q.q", hdr{"Authorization": {"Basic eDp5"}}, true, ""},
 		{"subprotocol", "/ws", hdr{"Sec-Websocket-Protocol": {"parley, bearer.s.s.s"}}, true, "s.s.s"},
 		{"subprotocol first", "/ws", hdr{"Sec-Websocket-Protocol": {"bearer.s.s.s,parley"}}, true, "s.s.s"},

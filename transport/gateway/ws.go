@@ -172,6 +172,9 @@ func (s *WSServer) Serve(w http.ResponseWriter, r *http.Request, user string, ex
 	}()
 }
 
+// Draining reports whether Drain has begun: the node is shutting down.
+func (s *WSServer) Draining() bool { return s.draining.Load() }
+
 // Drain stops accepting and asks every client to reconnect elsewhere, then
 // waits (bounded by ctx) for connections to finish their in-flight command.
 func (s *WSServer) Drain(ctx context.Context) {

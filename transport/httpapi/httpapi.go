@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/parley-chat/parley/commands"
 	"github.com/parley-chat/parley/domain"
@@ -24,10 +25,14 @@ import (
 	"github.com/parley-chat/parley/transport/protocol"
 )
 
-// Check is one dependency readiness probe.
+// Check is one readiness probe: a dependency, or the node's own state.
 type Check struct {
 	Name string
 	Ping func(ctx context.Context) error
+	// Live checks cost nothing (a flag in memory) and run on every
+	// request, outside the cached probe: a draining node must leave the
+	// load balancer's rotation at once, not a probe later.
+	Live bool
 }
 
 // Config of the HTTP API.
@@ -73,6 +78,12 @@ func New(cfg Config, svc *service.Service, ws *gateway.WSServer, log *slog.Logge
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node_id": cfg.NodeID})
 	})
 	mux.HandleFunc("GET /readyz", a.ready)
+	// What no route serves under /api/ is a JSON error like every other
+	// answer there, not the mux's text/plain 404 or 405 or the web client.
+	// Per method: a method-less pattern would conflict with "GET /".
+	for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
+		mux.HandleFunc(m+" /api/", noEndpoint)
+	}
 	for p, h := range cfg.Extra {
 		mux.Handle(p, h)
 	}
@@ -106,6 +117,10 @@ func (a *API) ready(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "node_id": a.cfg.NodeID})
+}
+
+func noEndpoint(w http.ResponseWriter, r *http.Request) {
+	writeError(w, fmt.Errorf("%w: no endpoint %s %s", domain.ErrNotFound, r.Method, r.URL.Path))
 }
 
 func (a *API) devToken(w http.ResponseWriter, r *http.Request) {
@@ -310,6 +325,11 @@ func readJSON(r *http.Request, into any) error {
 	}
 	if len(b) > maxBody {
 		return fmt.Errorf("%w: body over 64 KiB", domain.ErrTooLarge)
+	}
+	if !utf8.Valid(b) {
+		// encoding/json would silently replace invalid bytes (two
+		// client_msg_ids would become one); refuse, as a frame is refused.
+		return fmt.Errorf("%w: body is not valid UTF-8", domain.ErrBadRequest)
 	}
 	return protocol.DecodeData(b, into)
 }

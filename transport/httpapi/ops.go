@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"net/http/pprof"
 	"sync"
@@ -62,9 +63,26 @@ type prober struct {
 // under any load balancer's check interval.
 const probeFresh = time.Second
 
-// probe returns each failing check's error text. The probe is not the
-// request's: a client hanging up does not cut it short for the others.
+// probe returns each failing check's error text: the cached dependency
+// probe, and the live checks as they stand now.
 func (p *prober) probe(ctx context.Context) map[string]string {
+	down := p.dependencies(ctx)
+	for _, c := range p.checks {
+		if !c.Live {
+			continue
+		}
+		if err := c.Ping(ctx); err != nil {
+			down = maps.Clone(down) // the cached map is shared
+			down[c.Name] = err.Error()
+		}
+	}
+	return down
+}
+
+// dependencies probes the checks that are not live, at most once per
+// probeFresh. The probe is not the request's: a client hanging up does not
+// cut it short for the others.
+func (p *prober) dependencies(ctx context.Context) map[string]string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.down != nil && time.Since(p.at) < probeFresh {
@@ -74,6 +92,9 @@ func (p *prober) probe(ctx context.Context) map[string]string {
 	defer cancel()
 	down := map[string]string{}
 	for _, c := range p.checks {
+		if c.Live {
+			continue
+		}
 		if err := c.Ping(ctx); err != nil {
 			down[c.Name] = err.Error()
 		}
