@@ -192,7 +192,16 @@ func (l *Log) SetHandoff(f func([]Consumed)) { l.handoff.Store(&f) }
 type pendingSend struct {
 	rec  *kgo.Record
 	done chan error
+	// state: queued until the send loop takes it or its caller gives up
+	// waiting, whichever comes first (one compare-and-swap decides).
+	state atomic.Int32
 }
+
+const (
+	sendQueued int32 = iota
+	sendTaken
+	sendAbandoned
+)
 
 // Open connects the producer and a metadata client.
 func Open(cfg Config) (*Log, error) {
@@ -219,11 +228,21 @@ func Open(cfg Config) (*Log, error) {
 	return l, nil
 }
 
-// Close stops the producer and client.
+// closeWait bounds how long Close lets a produce in flight finish.
+const closeWait = 5 * time.Second
+
+// Close stops the producer and client. A produce in flight gets closeWait
+// to finish; past it (a broker that does not answer: an idempotent
+// request once sent is never failed by the delivery timeout) closing the
+// producer fails it, so a node's shutdown does not wait for Kafka.
 func (l *Log) Close() error {
 	close(l.stop)
-	<-l.stopped
+	select {
+	case <-l.stopped:
+	case <-time.After(closeWait):
+	}
 	l.producer.Close()
+	<-l.stopped
 	return l.client.Close()
 }
 
@@ -251,16 +270,24 @@ func (l *Log) sendLoop() {
 				}
 			}
 		case first := <-l.queue:
-			batch, recs = append(batch[:0], first), append(recs[:0], first.rec)
+			batch, recs = batch[:0], recs[:0]
+			if first.state.CompareAndSwap(sendQueued, sendTaken) {
+				batch, recs = append(batch, first), append(recs, first.rec)
+			}
 		}
 	gather:
 		for len(batch) < maxProduceBatch {
 			select {
 			case s := <-l.queue:
-				batch, recs = append(batch, s), append(recs, s.rec)
+				if s.state.CompareAndSwap(sendQueued, sendTaken) { // else its caller gave up: never sent
+					batch, recs = append(batch, s), append(recs, s.rec)
+				}
 			default:
 				break gather
 			}
+		}
+		if len(batch) == 0 {
+			continue
 		}
 		res := l.producer.ProduceSync(context.Background(), recs...)
 		for i, s := range batch {
@@ -303,15 +330,7 @@ func (l *Log) Append(ctx context.Context, e domain.Event) (int64, error) {
 		return 0, err
 	}
 	start := time.Now()
-	// Not ctx: once handed over, a record is sent or fails on the delivery
-	// timeout, so the caller learns whether the log has it.
-	s := &pendingSend{rec: rec, done: make(chan error, 1)}
-	select {
-	case l.queue <- s:
-	case <-l.stop:
-		return 0, fmt.Errorf("%w: kafka producer closed", domain.ErrUnavailable)
-	}
-	if err := l.await(s); err != nil {
+	if err := l.produce(ctx, rec); err != nil {
 		metrics.ProduceErrors.Inc()
 		return 0, fmt.Errorf("%w: kafka produce: %v", domain.ErrUnavailable, err)
 	}
@@ -319,8 +338,25 @@ func (l *Log) Append(ctx context.Context, e domain.Event) (int64, error) {
 	return domain.SeqOf(rec.Offset), nil
 }
 
-// await waits for s's outcome; a send queued as the loop stopped fails.
-func (l *Log) await(s *pendingSend) error {
+// errNoAnswer: ctx ended while rec was in a produce request the broker has
+// not answered. franz-go never fails such a request (idempotence: it
+// cannot know whether the broker wrote it), so during an outage it waits
+// for the broker, which can take minutes; the caller does not. The record
+// may still be written: a send's retry asks the log (commands).
+var errNoAnswer = errors.New("no answer from Kafka in time; the event may still be written")
+
+// produce hands rec to the send loop and waits for its outcome, at most
+// until ctx ends: a record the loop has not taken by then is never sent,
+// one it has is errNoAnswer.
+func (l *Log) produce(ctx context.Context, rec *kgo.Record) error {
+	s := &pendingSend{rec: rec, done: make(chan error, 1)}
+	select {
+	case l.queue <- s:
+	case <-l.stop:
+		return errors.New("kafka producer closed")
+	case <-ctx.Done():
+		return fmt.Errorf("not sent, the producer's queue full: %w", ctx.Err())
+	}
 	select {
 	case err := <-s.done:
 		return err
@@ -331,6 +367,11 @@ func (l *Log) await(s *pendingSend) error {
 		default:
 			return errors.New("kafka producer closed")
 		}
+	case <-ctx.Done():
+		if s.state.CompareAndSwap(sendQueued, sendAbandoned) {
+			return fmt.Errorf("not sent, the producer busy: %w", ctx.Err())
+		}
+		return fmt.Errorf("%w: %w", errNoAnswer, ctx.Err())
 	}
 }
 
@@ -369,12 +410,34 @@ func PartitionOf(key string, n int32) int32 {
 
 // HighWaterMark is the offset the next event of partition p will get: every
 // event acked before this call has a smaller offset.
-func (l *Log) HighWaterMark(_ context.Context, p int32) (int64, error) {
-	off, err := l.client.GetOffset(l.cfg.Topic, p, sarama.OffsetNewest)
+func (l *Log) HighWaterMark(ctx context.Context, p int32) (int64, error) {
+	off, err := aside(ctx, func() (int64, error) { return l.client.GetOffset(l.cfg.Topic, p, sarama.OffsetNewest) })
 	if err != nil {
 		return 0, fmt.Errorf("%w: kafka high-water mark: %v", domain.ErrUnavailable, err)
 	}
 	return off, nil
+}
+
+// aside runs f, a Sarama call (which takes no context), in its own
+// goroutine, so that the caller's deadline holds while brokers do not
+// answer; a call left behind ends on Sarama's own timeouts.
+func aside[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := f()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
 }
 
 // HighWaterMarks returns the high-water mark of every partition.
@@ -398,15 +461,9 @@ func (l *Log) HighWaterMarks(ctx context.Context) (map[int32]int64, error) {
 // refresh runs aside and the caller's deadline (a readiness probe's) holds
 // even while brokers do not answer; a late refresh ends on Sarama's timeouts.
 func (l *Log) Ping(ctx context.Context) error {
-	done := make(chan error, 1)
-	go func() { done <- l.client.RefreshMetadata(l.cfg.Topic) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("kafka metadata: %w", err)
-		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("kafka metadata: %w", ctx.Err())
+	_, err := aside(ctx, func() (struct{}, error) { return struct{}{}, l.client.RefreshMetadata(l.cfg.Topic) })
+	if err != nil {
+		return fmt.Errorf("kafka metadata: %w", err)
 	}
+	return nil
 }
