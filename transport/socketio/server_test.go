@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -837,4 +838,35 @@ func TestSocketIOPollNotReadTakesNoMore(t *testing.T) {
 		t.Fatalf("a GET while the last is not read: %d %.40q, want 400", status, body)
 	}
 	poll.Until(t, 5*time.Second, "the session to end", func() bool { return srv.Sessions() == 0 })
+}
+
+// A socket disconnected while its namespace handler still runs (the chat's
+// token timer firing as the token expires during the connect) is never
+// admitted, and its disconnect handler, set after the disconnect, still
+// runs once: it releases what the handler took (the hub registration).
+// Before, the socket was admitted as ended: its handler never ran, and the
+// client's events ran commands on a socket that no longer existed.
+func TestSocketIODisconnectedWhileConnecting(t *testing.T) {
+	var ended, events atomic.Int32
+	cfg := testConfig()
+	cfg.Namespaces = map[string]ConnectFunc{"/": func(s *Socket, _ json.RawMessage) error {
+		s.Disconnect()
+		s.OnEvent(func(*Event) { events.Add(1) })
+		s.OnDisconnect(func(string) { ended.Add(1) })
+		return nil
+	}}
+	_, hs := serve(t, cfg)
+	p := handshake(t, hs.URL)
+	p.post("40")
+	if got := p.packets(1); !strings.HasPrefix(got[len(got)-1], "44") {
+		t.Fatalf("a socket disconnected as it connected: %q, want CONNECT_ERROR last", got)
+	}
+	poll.Until(t, 5*time.Second, "the disconnect handler to run", func() bool { return ended.Load() == 1 })
+	p.post(`42["message.send",{}]`) // answered once its packets ran
+	if n := events.Load(); n != 0 {
+		t.Fatalf("an event on a socket that was never admitted ran %d times", n)
+	}
+	if n := ended.Load(); n != 1 {
+		t.Fatalf("the disconnect handler ran %d times, want once", n)
+	}
 }

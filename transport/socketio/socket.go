@@ -21,6 +21,7 @@ type Socket struct {
 	ready        bool             // CONNECT was answered: emits go straight out
 	pending      [][]EnginePacket // emits made before that
 	gone         bool
+	goneWhy      string // why it ended, for a handler set after that
 	onEvent      func(*Event)
 	onDisconnect func(reason string)
 	acks         map[int64]func(*Event)
@@ -50,11 +51,23 @@ func (s *Socket) OnEvent(f func(*Event)) {
 	s.onEvent = f
 }
 
-// OnDisconnect sets what runs, once, when the socket ends for any reason.
+// OnDisconnect sets what runs, once, when the socket ends for any reason;
+// set on a socket that has ended already (a Disconnect while the namespace
+// handler still ran: a token that expired as it connected), it runs now.
 func (s *Socket) OnDisconnect(f func(reason string)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.gone && s.onDisconnect == nil {
+		go f(s.goneWhy)
+	}
 	s.onDisconnect = f
+}
+
+// isGone reports whether the socket has ended.
+func (s *Socket) isGone() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gone
 }
 
 // Event is one emit from the client.
@@ -241,7 +254,7 @@ func (s *Socket) ended(reason string) {
 		s.mu.Unlock()
 		return
 	}
-	s.gone = true
+	s.gone, s.goneWhy = true, reason
 	f := s.onDisconnect
 	s.mu.Unlock()
 	if f != nil {
@@ -261,6 +274,9 @@ func (s *Socket) event(p Packet) {
 	}
 	s.mu.Lock()
 	f := s.onEvent
+	if s.gone { // ended: its commands would run for a client that is not there
+		f = nil
+	}
 	s.mu.Unlock()
 	if f != nil {
 		f(ev)
@@ -410,6 +426,12 @@ func (s *session) connect(p Packet) {
 	if err := fn(sock, p.Data); err != nil {
 		sock.ended("refused")
 		s.connectError(p.Namespace, err)
+		return
+	}
+	if sock.isGone() {
+		// Disconnected while the handler ran (its token expired as it
+		// connected): never admitted; the client connects again.
+		s.connectError(p.Namespace, &ConnectError{Message: "disconnected while connecting"})
 		return
 	}
 	s.mu.Lock()

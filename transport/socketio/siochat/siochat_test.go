@@ -102,9 +102,12 @@ func setupLog(t *testing.T, w io.Writer) (*gateway.Hub, *rawClient) {
 }
 
 func TestSocketIOChatRefusals(t *testing.T) {
-	_, c := setup(t)
+	hub, c := setup(t)
 	bad, _ := auth.Mint("other-secret", "u1", time.Hour)
-	for _, payload := range []string{"", `{}`, `{"token":""}`, `{"token":"junk"}`, `{"token":"` + bad + `"}`} {
+	// Expired, within the verifier's clock-skew leeway: the socket would
+	// end as it opened, racing its own registration.
+	expired, _ := auth.Mint("secret", "u1", -2*time.Second)
+	for _, payload := range []string{"", `{}`, `{"token":""}`, `{"token":"junk"}`, `{"token":"` + bad + `"}`, `{"token":"` + expired + `"}`} {
 		c.do(http.MethodPost, "40"+payload)
 		got := c.next()
 		var e struct {
@@ -115,6 +118,9 @@ func TestSocketIOChatRefusals(t *testing.T) {
 			e.Data.Code != "unauthorized" || e.Message == "" {
 			t.Fatalf("auth %q: %q", payload, got)
 		}
+	}
+	if n := hub.Count(); n != 0 {
+		t.Fatalf("refused connects left %d connections in the hub", n)
 	}
 }
 
