@@ -270,7 +270,12 @@ func (c *conn) onEvent(ev *socketio.Event) {
 		return
 	}
 	c.chat.inflight.Add(1)
-	if c.pending.CompareAndSwap(0, 1) {
+	// A command runs on the read path when nothing is ahead of it (no
+	// hand-off), except sync: its replay goes at the client's pace, and a
+	// polling client polls no more while its POST is unanswered (nor, once
+	// it has begun upgrading, at all), and its pongs wait behind it; on the
+	// worker, the POST is answered at once and the heartbeat goes on.
+	if ev.Name != "sync" && c.pending.CompareAndSwap(0, 1) {
 		c.run(ev)
 		return
 	}
