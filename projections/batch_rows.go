@@ -199,11 +199,11 @@ type foldedEvent struct {
 // produce that must still replay as logged. The candidates are checked by
 // key first (missingFoldedSQL: a redelivered batch finds its rows), and
 // only theirs payloads are sent; a batch without a repeat pays nothing.
-func (b *batchRows) writeUnfolded(ctx context.Context, s *Store, tx pgx.Tx, inserted map[string]bool) error {
+func (b *batchRows) writeUnfolded(ctx context.Context, s *Store, tx pgx.Tx, inserted map[foldedAt]bool) error {
 	var cands []foldedEvent
 	var keys table[foldedKey]
 	for _, f := range b.folded {
-		if !inserted[f.e.ID] {
+		if !inserted[foldedAt{f.e.ID, f.seq}] {
 			cands = append(cands, f)
 			keys.add(foldedKey{c: f.e.ConversationID, seq: f.seq, eventID: f.e.ID, messageID: f.messageID})
 		}
@@ -405,9 +405,9 @@ const messagesSQL = `INSERT INTO {s}.messages (conversation_id, seq, message_id,
 		  v(c, seq, id, sender, cmid, body, at, reply, eid)
 		`
 
-// messagesReturning follows the conflict clause: the event ids of the
+// messagesReturning follows the conflict clause: the event ids and seqs of the
 // folded rows written, so a skipped one is known (writeUnfolded).
-const messagesReturning = ` RETURNING event_id`
+const messagesReturning = ` RETURNING event_id, seq`
 
 type messageRow struct {
 	c       string

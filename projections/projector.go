@@ -153,7 +153,7 @@ func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map
 		b.Queue(st.sql, st.args...)
 	}
 	res := tx.SendBatch(ctx, b)
-	var inserted map[string]bool // nil: the messages insert skipped nothing
+	var inserted map[foldedAt]bool // nil: the messages insert skipped nothing
 	for _, st := range sts {
 		var err error
 		if st.skips {
@@ -184,22 +184,30 @@ func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map
 	return written{ids: rows.newIDs, last: rows.deferredLast}, nil
 }
 
-// insertedEvents reads the messages insert's result: the event ids of the
-// folded rows it wrote (NULL for a row whose event stays in event_log).
-func insertedEvents(res pgx.BatchResults) (map[string]bool, error) {
+// insertedEvents reads the messages insert's result: the folded rows it
+// wrote, by event id and seq (a record produced twice byte for byte has
+// one event id at two seqs).
+func insertedEvents(res pgx.BatchResults) (map[foldedAt]bool, error) {
 	rows, err := res.Query()
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]bool{}
+	out := map[foldedAt]bool{}
 	var id *string
-	_, err = pgx.ForEachRow(rows, []any{&id}, func() error {
+	var seq int64
+	_, err = pgx.ForEachRow(rows, []any{&id, &seq}, func() error {
 		if id != nil {
-			out[*id] = true
+			out[foldedAt{*id, seq}] = true
 		}
 		return nil
 	})
 	return out, err
+}
+
+// foldedAt is a folded message_sent event where it was logged.
+type foldedAt struct {
+	eventID string
+	seq     int64
 }
 
 // batchPartitions lists the partitions of batch.
