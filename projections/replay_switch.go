@@ -65,6 +65,9 @@ func (run *replayRun) switchTx(ctx context.Context) error {
 		if err := run.catchUpToOld(ctx, tx, old); err != nil {
 			return err
 		}
+		if err := copyGrants(ctx, tx, old, schema); err != nil {
+			return fmt.Errorf("grants: %w", err)
+		}
 		if _, err := tx.Exec(ctx, `UPDATE parley.read_model SET previous_schema=active_schema, active_schema=$2,
 			switched_at=now() WHERE name=$1`, r.Name, schema); err != nil {
 			return fmt.Errorf("switch pointer: %w", err)
@@ -99,6 +102,48 @@ func (run *replayRun) catchUpToOld(ctx context.Context, tx pgx.Tx, old string) e
 		return err
 	}
 	return run.applyInTx(ctx, tx, live)
+}
+
+// copyGrants gives the roles that use the old schema the same privileges
+// on the new one (schema, and each table or view of the same name) where
+// they lack them. Default privileges (chatctl roles) cover a replay run by
+// the schemas' owner; one run by another role (a superuser) creates a
+// schema nobody else may read: switched to as it is, every gateway read and
+// projector batch would fail with permission denied.
+func copyGrants(ctx context.Context, tx pgx.Tx, old, schema string) error {
+	rows, err := tx.Query(ctx, `
+		SELECT '', pg_get_userbyid(a.grantee)::text, a.privilege_type
+		FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a
+		WHERE n.nspname = $1 AND a.grantee <> 0 AND a.grantee <> n.nspowner
+		  AND NOT has_schema_privilege(a.grantee, $2, a.privilege_type)
+		UNION ALL
+		SELECT c.relname, pg_get_userbyid(a.grantee)::text, a.privilege_type
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN LATERAL aclexplode(c.relacl) a
+		WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm') AND a.grantee <> 0 AND a.grantee <> c.relowner
+		  AND to_regclass(format('%I.%I', $2::text, c.relname)) IS NOT NULL
+		  AND NOT has_table_privilege(a.grantee, format('%I.%I', $2::text, c.relname), a.privilege_type)`, old, schema)
+	if err != nil {
+		return err
+	}
+	type grant struct{ rel, role, priv string }
+	grants, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (grant, error) {
+		var g grant
+		return g, r.Scan(&g.rel, &g.role, &g.priv)
+	})
+	if err != nil {
+		return err
+	}
+	for _, g := range grants {
+		on := "SCHEMA " + pgx.Identifier{schema}.Sanitize()
+		if g.rel != "" {
+			on = "TABLE " + pgx.Identifier{schema, g.rel}.Sanitize()
+		}
+		// privilege_type is a keyword from the catalog (SELECT, USAGE, ...).
+		if _, err := tx.Exec(ctx, "GRANT "+g.priv+" ON "+on+" TO "+pgx.Identifier{g.role}.Sanitize()); err != nil {
+			return fmt.Errorf("grant %s on %s to %s: %w", g.priv, on, g.role, err)
+		}
+	}
+	return nil
 }
 
 func isLockTimeout(err error) bool {

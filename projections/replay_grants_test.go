@@ -1,0 +1,53 @@
+package projections_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/pgstore"
+	"github.com/parley-chat/parley/projections"
+)
+
+// A replay run by a role other than the schemas' owner (a superuser) makes
+// a schema no other role may read, where default privileges do not reach:
+// the switch gives the roles that used the old schema the same privileges
+// on the new one, or every gateway read would fail after it.
+func TestReplaySwitchKeepsTheOldSchemasGrants(t *testing.T) {
+	pool, live := replayable(t)
+	ctx := context.Background()
+	role := "parley_test_reader_" + strings.ToLower(domain.NewID("")[:8])
+	for _, q := range []string{`CREATE ROLE ` + role + ` NOLOGIN`, `GRANT USAGE ON SCHEMA ` + live + ` TO ` + role,
+		`GRANT SELECT ON ` + live + `.messages, ` + live + `.members TO ` + role} {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		_, _ = pool.Exec(context.Background(), `DROP OWNED BY `+role)
+		_, _ = pool.Exec(context.Background(), `DROP ROLE `+role)
+	})
+	recs := newWorkload(3, 4).generate(200)
+	if err := projections.NewStore(pool, live, testTopic).Apply(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	rp := &projections.Replayer{Pool: pool, Topic: testTopic, Name: live, Source: memSource{recs}, Batch: 100,
+		Migrate: func(ctx context.Context, s string) error { return pgstore.Migrate(ctx, dsn(), s) }}
+	res, err := rp.Run(ctx, projections.ReplayOptions{})
+	if err != nil || !res.Switched {
+		t.Fatalf("replay: switched %v, err %v", res.Switched, err)
+	}
+	var usage, messages, members, events bool
+	if err := pool.QueryRow(ctx, `SELECT has_schema_privilege($1, $2, 'USAGE'), has_table_privilege($1, $2 || '.messages', 'SELECT'),
+		has_table_privilege($1, $2 || '.members', 'SELECT'), has_table_privilege($1, $2 || '.event_log', 'SELECT')`,
+		role, res.Schema).Scan(&usage, &messages, &members, &events); err != nil {
+		t.Fatal(err)
+	}
+	if !usage || !messages || !members {
+		t.Fatalf("after the switch to %s, %s has usage %v, messages %v, members %v; want what it had on %s", res.Schema, role, usage, messages, members, live)
+	}
+	if events {
+		t.Fatalf("%s got SELECT on event_log, which it did not have on %s", role, live)
+	}
+}
