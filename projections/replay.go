@@ -112,14 +112,15 @@ type replayRun struct {
 	retried atomic.Int64
 	target  atomic.Int64
 	phase   atomic.Pointer[string]
+	// switchedFrom: the schema the switch transaction found active.
+	switchedFrom string
 }
 
 // Run rebuilds into a fresh schema and, unless o.DryRun, switches to it.
 func (r *Replayer) Run(ctx context.Context, o ReplayOptions) (ReplayResult, error) {
 	r.defaults()
 	start := time.Now()
-	ptr, err := RegisterPointer(ctx, r.Pool, r.Name)
-	if err != nil {
+	if _, err := RegisterPointer(ctx, r.Pool, r.Name); err != nil {
 		return ReplayResult{}, err
 	}
 	unlock, err := r.lock(ctx)
@@ -127,6 +128,11 @@ func (r *Replayer) Run(ctx context.Context, o ReplayOptions) (ReplayResult, erro
 		return ReplayResult{}, err
 	}
 	defer unlock()
+	// Read under the lock: a replay that switched meanwhile moved it.
+	ptr, err := RegisterPointer(ctx, r.Pool, r.Name)
+	if err != nil {
+		return ReplayResult{}, err
+	}
 	schema, err := r.newSchemaName(ctx, o.Schema)
 	if err != nil {
 		return ReplayResult{}, err
@@ -171,6 +177,9 @@ func (r *Replayer) Run(ctx context.Context, o ReplayOptions) (ReplayResult, erro
 		if err = run.catchUp(ctx); err == nil {
 			err = run.switchOver(ctx)
 			res.Switched = err == nil
+			if run.switchedFrom != "" {
+				res.Previous = run.switchedFrom // what --drop-old drops
+			}
 		}
 	}
 	run.phase.Store(ptr2("done"))

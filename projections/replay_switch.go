@@ -62,6 +62,7 @@ func (run *replayRun) switchTx(ctx context.Context) error {
 		if old == schema {
 			return nil
 		}
+		run.switchedFrom = old
 		if err := run.catchUpToOld(ctx, tx, old); err != nil {
 			return err
 		}
