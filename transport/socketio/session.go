@@ -130,13 +130,15 @@ func (srv *Server) newSession(r *http.Request, ws bool) *session {
 	})
 	s.buf = []EnginePacket{{Type: EngineOpen, Data: open}}
 	s.pingDue = s.handshake.Time.Add(srv.cfg.PingInterval)
+	// Before the session is published: a concurrent eviction or drain
+	// closes it, which stops the timer.
+	s.connTimer = time.AfterFunc(srv.cfg.ConnectTimeout, s.connectTimeout)
 	srv.mu.Lock()
 	srv.sessions[s.id] = s
 	srv.mu.Unlock()
 	srv.pending.Add(1)
 	s.counted.Store(true)
 	srv.wait(s)
-	s.connTimer = time.AfterFunc(srv.cfg.ConnectTimeout, s.connectTimeout)
 	go s.heartbeat()
 	return s
 }
