@@ -328,12 +328,16 @@ func (a *App) checkLiveness(ctx context.Context, node *fanoutbus.Node) {
 	// Redis lost its data (the fan-out sends to every node until the
 	// routes are back), or this node stalled and a fan-out dropped its
 	// routes (then deliveries were dropped: its clients resync).
-	if err := a.Hub.Rejoin(ctx); err != nil {
-		a.Log.Error("routing again failed", "err", err)
+	resynced, err := a.Hub.Rejoin(ctx, fanoutbus.RejoinWithin)
+	if err != nil {
+		a.Log.Error("routing again failed: every connection is told to reconnect and sync", "err", err)
+	} else if resynced {
+		a.Log.Warn("routing again took longer than the fan-out sends to every node: every connection is told to reconnect and sync",
+			"within", fanoutbus.RejoinWithin.String())
 	}
 	a.Log.Warn("this node's routes were lost or dropped; its users are routed again",
 		"liveness_lost", lost, "routes_were_dropped", dropped)
-	if dropped {
+	if dropped && !resynced {
 		a.Hub.ResyncAll()
 	}
 }

@@ -40,6 +40,11 @@ const (
 	knownFor      = 24 * time.Hour
 )
 
+// RejoinWithin is how long a gateway has to route its users again once it
+// notices a loss (at most aliveRefresh after it) while the fan-out still
+// sends every delivery to every node; past it, its clients resync.
+const RejoinWithin = lossGrace - aliveRefresh
+
 var routeJoin = redis.NewScript(`
 local v = redis.call('HGET', KEYS[1], ARGV[1]) or ''
 for n in string.gmatch(v, '[^,]+') do if n == ARGV[2] then return 0 end end

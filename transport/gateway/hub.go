@@ -143,23 +143,52 @@ func (h *Hub) userLock(user string) *sync.Mutex {
 	return &h.userLocks[f.Sum32()%uint32(len(h.userLocks))]
 }
 
-// Rejoin routes every local user here again (Redis lost the routes).
-func (h *Hub) Rejoin(ctx context.Context) error {
+// Rejoin routes every local user here again (Redis lost the routes), each
+// under its user's lock and only while still connected. The fan-out sends
+// every delivery to every node only for a while after a loss (within): a
+// user routed later, or not at all (Redis failed meanwhile), may have
+// missed deliveries with no gap to show for it, so then every connection
+// is told to reconnect and sync instead (resynced), which loses nothing;
+// the users not yet routed are routed as their clients reconnect, so the
+// node's liveness loop, which runs this, is held up for at most within.
+func (h *Hub) Rejoin(ctx context.Context, within time.Duration) (resynced bool, err error) {
 	if h.Routes == nil {
-		return nil
+		return false, nil
 	}
+	start := time.Now()
 	h.mu.RLock()
 	users := make([]string, 0, len(h.users))
 	for u := range h.users {
 		users = append(users, u)
 	}
 	h.mu.RUnlock()
+	late := false
 	for _, u := range users {
-		if err := h.Routes.Join(ctx, u); err != nil {
-			return err
+		if late = time.Since(start) > within; late {
+			break // its clients route themselves as they reconnect
+		}
+		if err = h.rejoin(ctx, u); err != nil {
+			break
 		}
 	}
-	return nil
+	if err != nil || late || time.Since(start) > within {
+		h.resyncAll()
+		return true, err
+	}
+	return false, nil
+}
+
+func (h *Hub) rejoin(ctx context.Context, user string) error {
+	lk := h.userLock(user)
+	lk.Lock()
+	defer lk.Unlock()
+	h.mu.RLock()
+	here := len(h.users[user]) > 0
+	h.mu.RUnlock()
+	if !here {
+		return nil // gone meanwhile: its Unregister left the route
+	}
+	return h.Routes.Join(ctx, user)
 }
 
 // reconciler is a Routes that keeps presence and can apply it again

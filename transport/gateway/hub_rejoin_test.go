@@ -1,0 +1,93 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/domain"
+)
+
+// rejoinRoutes fails every Join after the first ok ones, or takes each
+// Join slow.
+type rejoinRoutes struct {
+	mu     sync.Mutex
+	joined []string
+	ok     int
+	slow   time.Duration
+}
+
+func (r *rejoinRoutes) Join(_ context.Context, user string) error {
+	time.Sleep(r.slow)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ok >= 0 && len(r.joined) >= r.ok {
+		return errors.New("redis: connection refused")
+	}
+	r.joined = append(r.joined, user)
+	return nil
+}
+
+func (r *rejoinRoutes) Leave(context.Context, string) error { return nil }
+
+type rejoinClient struct {
+	user     string
+	mu       sync.Mutex
+	resynced int
+}
+
+func (c *rejoinClient) UserID() string          { return c.user }
+func (c *rejoinClient) Deliver(domain.Delivery) {}
+func (c *rejoinClient) Resync(string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.resynced++
+}
+
+// After Redis lost the routes, a node routes its users again while the
+// fan-out sends every delivery to every node. A rejoin that fails part way
+// (Redis refusing again) or ends after that window may have let
+// deliveries for its users go nowhere, with no gap to show for it: every
+// connection is then told to reconnect and sync. Before, the rest of the
+// users stayed unrouted, and the next check, finding the node alive,
+// never tried again.
+func TestRejoinResyncsWhatItCouldNotRoute(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		routes *rejoinRoutes
+		within time.Duration
+		resync bool
+	}{
+		{"all routed in time", &rejoinRoutes{ok: -1}, time.Minute, false},
+		{"redis fails part way", &rejoinRoutes{ok: 2}, time.Minute, true},
+		{"routed too late", &rejoinRoutes{ok: -1, slow: 20 * time.Millisecond}, 30 * time.Millisecond, true},
+	} {
+		h := NewHub(0, 0)
+		var clients []*rejoinClient
+		for i := range 5 {
+			cl := &rejoinClient{user: fmt.Sprint("u", i)}
+			if err := h.Register(cl); err != nil {
+				t.Fatal(err)
+			}
+			clients = append(clients, cl)
+		}
+		h.Routes = c.routes
+		resynced, err := h.Rejoin(context.Background(), c.within)
+		if resynced != c.resync {
+			t.Errorf("%s: resynced %v (err %v), want %v", c.name, resynced, err, c.resync)
+		}
+		for _, cl := range clients {
+			cl.mu.Lock()
+			if got := cl.resynced == 1; got != c.resync {
+				t.Errorf("%s: %s told to resync %d times", c.name, cl.user, cl.resynced)
+			}
+			cl.mu.Unlock()
+		}
+		if !c.resync && len(c.routes.joined) != len(clients) {
+			t.Errorf("%s: routed %v, want all %d users", c.name, c.routes.joined, len(clients))
+		}
+	}
+}
