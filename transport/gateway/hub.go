@@ -6,7 +6,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"sync"
 	"time"
 
@@ -39,7 +38,7 @@ type Hub struct {
 	Routes Routes
 
 	// userLocks order a user's route changes with its connection count.
-	userLocks [64]sync.Mutex
+	userLocks userLocks
 
 	mu         sync.RWMutex
 	gaps       gapDetector
@@ -68,9 +67,7 @@ var (
 // Register adds a connection, enforcing the limits, and routes the user's
 // deliveries here if it is the user's first connection on this node.
 func (h *Hub) Register(c Client) error {
-	lk := h.userLock(c.UserID())
-	lk.Lock()
-	defer lk.Unlock()
+	defer h.lockUser(c.UserID())()
 	first, err := h.add(c)
 	if err != nil || !first || h.Routes == nil {
 		return err
@@ -108,9 +105,7 @@ func (h *Hub) add(c Client) (first bool, err error) {
 
 // Unregister removes a connection, and the user's route here with its last.
 func (h *Hub) Unregister(c Client) {
-	lk := h.userLock(c.UserID())
-	lk.Lock()
-	defer lk.Unlock()
+	defer h.lockUser(c.UserID())()
 	if last := h.remove(c); last && h.Routes != nil {
 		// A route left behind (Redis away) costs the node deliveries it
 		// drops; the fan-out removes routes of nodes that are gone.
@@ -137,10 +132,46 @@ func (h *Hub) remove(c Client) (last bool) {
 	return false
 }
 
-func (h *Hub) userLock(user string) *sync.Mutex {
-	f := fnv.New32a()
-	_, _ = f.Write([]byte(user))
-	return &h.userLocks[f.Sum32()%uint32(len(h.userLocks))]
+// lockUser takes user's lock and returns its release. A lock per user, not
+// a stripe shared by many: it is held across Redis calls (up to seconds
+// while Redis is slow), which must hold up only that user's connections.
+func (h *Hub) lockUser(user string) (unlock func()) {
+	return h.userLocks.lock(user)
+}
+
+// userLocks are per-user mutexes, each kept while someone holds or waits
+// for it.
+type userLocks struct {
+	mu sync.Mutex
+	m  map[string]*userLock
+}
+
+type userLock struct {
+	sync.Mutex
+	refs int // holders and waiters
+}
+
+func (l *userLocks) lock(user string) (unlock func()) {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*userLock{}
+	}
+	ul := l.m[user]
+	if ul == nil {
+		ul = &userLock{}
+		l.m[user] = ul
+	}
+	ul.refs++
+	l.mu.Unlock()
+	ul.Lock()
+	return func() {
+		ul.Unlock()
+		l.mu.Lock()
+		if ul.refs--; ul.refs == 0 {
+			delete(l.m, user)
+		}
+		l.mu.Unlock()
+	}
 }
 
 // Rejoin routes every local user here again (Redis lost the routes), each
@@ -179,9 +210,7 @@ func (h *Hub) Rejoin(ctx context.Context, within time.Duration) (resynced bool, 
 }
 
 func (h *Hub) rejoin(ctx context.Context, user string) error {
-	lk := h.userLock(user)
-	lk.Lock()
-	defer lk.Unlock()
+	defer h.lockUser(user)()
 	h.mu.RLock()
 	here := len(h.users[user]) > 0
 	h.mu.RUnlock()
@@ -206,8 +235,7 @@ func (h *Hub) ReconcilePresence(ctx context.Context) {
 		return
 	}
 	for u, settleAt := range r.Failed() {
-		lk := h.userLock(u)
-		lk.Lock()
+		unlock := h.lockUser(u)
 		h.mu.RLock()
 		connected := len(h.users[u]) > 0
 		h.mu.RUnlock()
@@ -215,7 +243,7 @@ func (h *Hub) ReconcilePresence(ctx context.Context) {
 		uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		r.Reconcile(uctx, u, connected, settleAt)
 		cancel()
-		lk.Unlock()
+		unlock()
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sync"
 	"testing"
 	"time"
@@ -89,5 +90,62 @@ func TestRejoinResyncsWhatItCouldNotRoute(t *testing.T) {
 		if !c.resync && len(c.routes.joined) != len(clients) {
 			t.Errorf("%s: routed %v, want all %d users", c.name, c.routes.joined, len(clients))
 		}
+	}
+}
+
+// blockingRoutes holds every Join of user slow until released.
+type blockingRoutes struct {
+	slow    string
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (r *blockingRoutes) Join(_ context.Context, user string) error {
+	if user == r.slow {
+		close(r.entered)
+		<-r.release
+	}
+	return nil
+}
+
+func (r *blockingRoutes) Leave(context.Context, string) error { return nil }
+
+// A user's connect waits on Redis under that user's lock only: while
+// Redis is slow for one user's route, another user's connection opens.
+// The lock was one of 64 stripes, so a slow Redis held up every user of a
+// stripe, and a reconnect storm crawled.
+func TestSlowRouteHoldsUpOnlyItsUser(t *testing.T) {
+	stripe := func(u string) uint32 {
+		f := fnv.New32a()
+		_, _ = f.Write([]byte(u))
+		return f.Sum32() % 64
+	}
+	other := ""
+	for i := 0; other == ""; i++ { // a user that shared the slow one's stripe
+		if u := fmt.Sprint("b", i); stripe(u) == stripe("a") {
+			other = u
+		}
+	}
+	h := NewHub(0, 0)
+	routes := &blockingRoutes{slow: "a", entered: make(chan struct{}), release: make(chan struct{})}
+	h.Routes = routes
+	done := make(chan error, 2)
+	go func() { done <- h.Register(&rejoinClient{user: "a"}) }()
+	<-routes.entered
+	go func() { done <- h.Register(&rejoinClient{user: other}) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s's connect waited for a's route", other)
+	}
+	close(routes.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := h.Count(); n != 2 {
+		t.Fatalf("%d connections, want 2", n)
 	}
 }
