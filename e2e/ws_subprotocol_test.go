@@ -62,6 +62,12 @@ func TestWebSocketSubprotocolAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Past its exp, within the verifier's clock-skew leeway: it would be
+	// closed as it opened (4001), so it is refused before the upgrade.
+	justExpired, err := auth.Mint(env.Cfg.JWTSecret, "sp_alice", -2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
 	forged, err := auth.Mint("not-the-secret", "sp_alice", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +75,7 @@ func TestWebSocketSubprotocolAuth(t *testing.T) {
 	garbage := "eyJhbGciOiJIUzI1NiJ9.spgarbage" + testenv.RandHex(8) + "." + testenv.RandHex(16)
 	for name, offer := range map[string]string{
 		"expired":            "parley, bearer." + expired,
+		"just expired":       "parley, bearer." + justExpired,
 		"forged":             "parley, bearer." + forged,
 		"garbage":            "parley, bearer." + garbage,
 		"empty bearer":       "parley, bearer.",

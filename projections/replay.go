@@ -133,6 +133,9 @@ func (r *Replayer) Run(ctx context.Context, o ReplayOptions) (ReplayResult, erro
 	if err != nil {
 		return ReplayResult{}, err
 	}
+	if err := ownsSchema(ctx, r.Pool, ptr.Active); err != nil {
+		return ReplayResult{}, err
+	}
 	schema, err := r.newSchemaName(ctx, o.Schema)
 	if err != nil {
 		return ReplayResult{}, err
@@ -185,6 +188,25 @@ func (r *Replayer) Run(ctx context.Context, o ReplayOptions) (ReplayResult, erro
 	run.phase.Store(ptr2("done"))
 	res.Events, res.Took, res.Retried = run.applied.Load(), time.Since(start), run.retried.Load()
 	return res, err
+}
+
+// ownsSchema refuses a replay by a role other than the active schema's
+// owner (a superuser, say): the schema it builds would be that role's, out
+// of reach of the owner's default privileges (chatctl roles), of the
+// analytics views (which run with the owner's rights) and of the owner's
+// later migrations. Said before the rebuild, not after it.
+func ownsSchema(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	var owner, me string
+	err := pool.QueryRow(ctx, `SELECT coalesce((SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = $1), ''), current_user`,
+		schema).Scan(&owner, &me)
+	if err != nil {
+		return unavailable("schema owner", err)
+	}
+	if owner != "" && owner != me {
+		return fmt.Errorf("replay as %s: the active schema %s belongs to %s; run the replay as %s, who owns the read models (docs/deploy.md)",
+			me, schema, owner, owner)
+	}
+	return nil
 }
 
 // newSchemaName checks that an explicit name is free, or picks

@@ -51,3 +51,40 @@ func TestReplaySwitchKeepsTheOldSchemasGrants(t *testing.T) {
 		t.Fatalf("%s got SELECT on event_log, which it did not have on %s", role, live)
 	}
 }
+
+// A replay by a role other than the active schema's owner is refused
+// before it builds anything: the schema it would build, and switch to,
+// would be out of reach of the owner's default privileges, of the
+// analytics views and of the owner's migrations.
+func TestReplayByAnotherRoleThanTheOwnerIsRefused(t *testing.T) {
+	pool, live := replayable(t)
+	ctx := context.Background()
+	owner := "parley_test_owner_" + strings.ToLower(domain.NewID("")[:8])
+	if _, err := pool.Exec(ctx, `CREATE ROLE `+owner+` NOLOGIN`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = pool.Exec(context.Background(), `ALTER SCHEMA `+live+` OWNER TO current_user`)
+		_, _ = pool.Exec(context.Background(), `DROP ROLE `+owner)
+	})
+	if _, err := pool.Exec(ctx, `ALTER SCHEMA `+live+` OWNER TO `+owner); err != nil {
+		t.Fatal(err)
+	}
+	var before int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname LIKE $1 || '_r%'`, live).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	rp := &projections.Replayer{Pool: pool, Topic: testTopic, Name: live, Source: memSource{newWorkload(3, 4).generate(50)}, Batch: 100,
+		Migrate: func(ctx context.Context, s string) error { return pgstore.Migrate(ctx, dsn(), s) }}
+	_, err := rp.Run(ctx, projections.ReplayOptions{})
+	if err == nil || !strings.Contains(err.Error(), "belongs to "+owner) {
+		t.Fatalf("a replay by a role that does not own %s: %v, want a refusal naming its owner", live, err)
+	}
+	var after int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname LIKE $1 || '_r%'`, live).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if after != before {
+		t.Fatalf("the refused replay left %d new schemas", after-before)
+	}
+}

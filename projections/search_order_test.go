@@ -28,8 +28,8 @@ func TestSearchPagesInSeqOrderWithinAConversation(t *testing.T) {
 			ID: fmt.Sprint("e", off), Type: typ, ConversationID: "c1", Actor: "alice", At: sentAt, Data: data}})
 	}
 	add(domain.EvConversationCreated, domain.ConversationCreated{Kind: "group", Title: "t", Members: []string{"alice", "bob"}}, at)
-	// Clocks of two gateways a few seconds apart: seq order m0..m5, sent_at
-	// order m1, m0, m3, m2, m5, m4.
+	// Clocks of two gateways three seconds apart: seq order m0..m5; by
+	// sent_at (ties broken by seq) m1, m0, m3, m2 and m5, m4.
 	for i := range 6 {
 		skew := time.Duration(i) * time.Second
 		if i%2 == 0 {

@@ -328,16 +328,14 @@ func (a *App) checkLiveness(ctx context.Context, node *fanoutbus.Node) {
 	// Redis lost its data (the fan-out sends to every node until the
 	// routes are back), or this node stalled and a fan-out dropped its
 	// routes (then deliveries were dropped: its clients resync).
-	resynced, err := a.Hub.Rejoin(ctx, fanoutbus.RejoinWithin)
-	if err != nil {
-		a.Log.Error("routing again failed: every connection is told to reconnect and sync", "err", err)
-	} else if resynced {
-		a.Log.Warn("routing again took longer than the fan-out sends to every node: every connection is told to reconnect and sync",
-			"within", fanoutbus.RejoinWithin.String())
+	missed, err := a.Hub.Rejoin(ctx, fanoutbus.RejoinWithin)
+	if missed > 0 {
+		a.Log.Warn("users not routed again while the fan-out sent to every node: their connections are told to reconnect and sync",
+			"users", missed, "within", fanoutbus.RejoinWithin.String(), "err", err)
 	}
 	a.Log.Warn("this node's routes were lost or dropped; its users are routed again",
 		"liveness_lost", lost, "routes_were_dropped", dropped)
-	if dropped && !resynced {
+	if dropped {
 		a.Hub.ResyncAll()
 	}
 }

@@ -332,6 +332,12 @@ func (l *Log) Append(ctx context.Context, e domain.Event) (int64, error) {
 	start := time.Now()
 	if err := l.produce(ctx, rec); err != nil {
 		metrics.ProduceErrors.Inc()
+		if errors.Is(err, errNoAnswer) {
+			// The one unavailable whose change may still be made: the
+			// client is told so (docs/protocol.md, "Errors").
+			return 0, domain.Explained{Err: fmt.Errorf("%w: the log did not answer in time; the change may still be made: check before repeating it (a message.send repeated with its client_msg_id is safe)",
+				domain.ErrUnavailable)}
+		}
 		return 0, fmt.Errorf("%w: kafka produce: %v", domain.ErrUnavailable, err)
 	}
 	metrics.ProduceLatency.Observe(time.Since(start).Seconds())

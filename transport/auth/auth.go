@@ -41,6 +41,16 @@ type Identity struct {
 	Expires time.Time
 }
 
+// OpensAt refuses, with unauthorized, an identity whose token has expired
+// by now, though within the verifier's clock-skew leeway: a connection
+// opened with it would be closed as it opened.
+func (id Identity) OpensAt(now time.Time) error {
+	if !now.Before(id.Expires) {
+		return fmt.Errorf("%w: token expired", domain.ErrUnauthorized)
+	}
+	return nil
+}
+
 // NewVerifier accepts tokens signed with the HS256 secret or, during a
 // rotation, with one of the previous secrets (docs/runbook.md).
 func NewVerifier(secret string, previous ...string) Verifier {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
@@ -175,39 +176,57 @@ func (l *userLocks) lock(user string) (unlock func()) {
 }
 
 // Rejoin routes every local user here again (Redis lost the routes), each
-// under its user's lock and only while still connected. The fan-out sends
-// every delivery to every node only for a while after a loss (within): a
-// user routed later, or not at all (Redis failed meanwhile), may have
-// missed deliveries with no gap to show for it, so then every connection
-// is told to reconnect and sync instead (resynced), which loses nothing;
-// the users not yet routed are routed as their clients reconnect, so the
-// node's liveness loop, which runs this, is held up for at most within.
-func (h *Hub) Rejoin(ctx context.Context, within time.Duration) (resynced bool, err error) {
+// under its user's lock and only while still connected, rejoinWorkers at
+// a time. The fan-out sends every delivery to every node only for a while
+// after a loss (within): a user routed later, or not at all (Redis failed
+// meanwhile), may have missed deliveries with no gap to show for it, so
+// its connections are told to reconnect and sync instead, which loses
+// nothing and routes it again as it reconnects. It returns how many users
+// were told so, and the first error. The node's liveness loop, which runs
+// it, is held up for at most within and a Join.
+func (h *Hub) Rejoin(ctx context.Context, within time.Duration) (resynced int, err error) {
 	if h.Routes == nil {
-		return false, nil
+		return 0, nil
 	}
-	start := time.Now()
+	deadline := time.Now().Add(within)
 	h.mu.RLock()
 	users := make([]string, 0, len(h.users))
 	for u := range h.users {
 		users = append(users, u)
 	}
 	h.mu.RUnlock()
-	late := false
-	for _, u := range users {
-		if late = time.Since(start) > within; late {
-			break // its clients route themselves as they reconnect
-		}
-		if err = h.rejoin(ctx, u); err != nil {
-			break
-		}
+	var (
+		next   atomic.Int64
+		mu     sync.Mutex
+		missed []string
+		wg     sync.WaitGroup
+	)
+	for range min(rejoinWorkers, len(users)) {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(len(users)); i = next.Add(1) - 1 {
+				u := users[i]
+				var jerr error
+				if time.Now().Before(deadline) {
+					jerr = h.rejoin(ctx, u)
+				}
+				if jerr != nil || time.Now().After(deadline) {
+					mu.Lock()
+					missed = append(missed, u)
+					if err == nil {
+						err = jerr
+					}
+					mu.Unlock()
+				}
+			}
+		})
 	}
-	if err != nil || late || time.Since(start) > within {
-		h.resyncAll()
-		return true, err
-	}
-	return false, nil
+	wg.Wait()
+	h.resyncUsers(missed)
+	return len(missed), err
 }
+
+// rejoinWorkers bounds the Joins in flight while routing users again.
+const rejoinWorkers = 16
 
 func (h *Hub) rejoin(ctx context.Context, user string) error {
 	defer h.lockUser(user)()
@@ -294,15 +313,35 @@ func (h *Hub) Deliver(d domain.Delivery) {
 // delivering to it.
 func (h *Hub) ResyncAll() { h.resyncAll() }
 
-func (h *Hub) resyncAll() {
+func (h *Hub) resyncAll() { h.resync(nil) }
+
+// resyncUsers tells every connection of users to reconnect and sync.
+func (h *Hub) resyncUsers(users []string) {
+	if len(users) > 0 {
+		h.resync(users)
+	}
+}
+
+// resync tells the connections of users (nil: of everyone) to reconnect
+// and sync.
+func (h *Hub) resync(users []string) {
 	var all []Resyncer
-	h.mu.Lock()
-	for _, set := range h.users {
+	mark := func(set map[Client]struct{}) {
 		for c := range set {
 			if r, ok := c.(Resyncer); ok {
 				h.resyncing[c] = struct{}{}
 				all = append(all, r)
 			}
+		}
+	}
+	h.mu.Lock()
+	if users == nil {
+		for _, set := range h.users {
+			mark(set)
+		}
+	} else {
+		for _, u := range users {
+			mark(h.users[u])
 		}
 	}
 	h.mu.Unlock()

@@ -153,6 +153,9 @@ func (a *API) devToken(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) upgrade(w http.ResponseWriter, r *http.Request) {
 	id, err := a.verifier.Identify(auth.FromRequest(r, true))
+	if err == nil {
+		err = id.OpensAt(time.Now())
+	}
 	if err != nil {
 		writeError(w, err)
 		return

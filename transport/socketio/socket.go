@@ -443,6 +443,11 @@ func (s *session) connect(p Packet) {
 	s.sockets[p.Namespace] = sock
 	s.joined = true
 	s.mu.Unlock()
+	if sock.isGone() { // ended between the check above and its admission
+		s.detach(sock, "ended while connecting")
+		s.connectError(p.Namespace, &ConnectError{Message: "disconnected while connecting"})
+		return
+	}
 	s.settle()
 	if sock.open() != nil {
 		return // the session is closing and will end the socket

@@ -141,10 +141,8 @@ func (c *Chat) Connect(s *socketio.Socket, authData json.RawMessage) error {
 	if err != nil {
 		return refusal(err)
 	}
-	if !time.Now().Before(id.Expires) {
-		// Within the verifier's clock-skew leeway, but the socket would
-		// end as it opened: the client should refresh its token first.
-		return refusal(fmt.Errorf("%w: token expired", domain.ErrUnauthorized))
+	if err := id.OpensAt(time.Now()); err != nil {
+		return refusal(err)
 	}
 	user := id.User
 	conn := c.newConn(s, user)
