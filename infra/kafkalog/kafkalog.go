@@ -332,28 +332,20 @@ func (l *Log) Append(ctx context.Context, e domain.Event) (int64, error) {
 	start := time.Now()
 	if err := l.produce(ctx, rec); err != nil {
 		metrics.ProduceErrors.Inc()
-		if errors.Is(err, errNoAnswer) {
-			// The one unavailable whose change may still be made: the
-			// client is told so (docs/protocol.md, "Errors").
-			return 0, domain.Explained{Err: fmt.Errorf("%w: the log did not answer in time; the change may still be made: check before repeating it (a message.send repeated with its client_msg_id is safe)",
-				domain.ErrUnavailable)}
-		}
 		return 0, fmt.Errorf("%w: kafka produce: %v", domain.ErrUnavailable, err)
 	}
 	metrics.ProduceLatency.Observe(time.Since(start).Seconds())
 	return domain.SeqOf(rec.Offset), nil
 }
 
-// errNoAnswer: ctx ended while rec was in a produce request the broker has
-// not answered. franz-go never fails such a request (idempotence: it
-// cannot know whether the broker wrote it), so during an outage it waits
-// for the broker, which can take minutes; the caller does not. The record
-// may still be written: a send's retry asks the log (commands).
-var errNoAnswer = errors.New("no answer from Kafka in time; the event may still be written")
-
-// produce hands rec to the send loop and waits for its outcome, at most
-// until ctx ends: a record the loop has not taken by then is never sent,
-// one it has is errNoAnswer.
+// produce hands rec to the send loop and waits for its outcome. Until the
+// loop takes it, the wait ends with ctx (the record is then never sent: a
+// Kafka outage holds the loop in a request, and the commands queued behind
+// it get an answer in their time instead of hanging). Once taken, the
+// outcome is waited for whatever ctx says: franz-go never fails an
+// idempotent request it sent and got no answer for, since the broker may
+// have written it, and answering then would have the client's retry log
+// the event a second time (the chaos test's Kafka restart did).
 func (l *Log) produce(ctx context.Context, rec *kgo.Record) error {
 	s := &pendingSend{rec: rec, done: make(chan error, 1)}
 	select {
@@ -367,17 +359,27 @@ func (l *Log) produce(ctx context.Context, rec *kgo.Record) error {
 	case err := <-s.done:
 		return err
 	case <-l.stopped:
+	case <-ctx.Done():
+		if s.state.CompareAndSwap(sendQueued, sendAbandoned) {
+			return fmt.Errorf("not sent, the producer busy: %w", ctx.Err())
+		}
+		// In a request: written or not, only the broker can say.
+	}
+	return l.outcome(s)
+}
+
+// outcome waits for the result of a send the loop has taken.
+func (l *Log) outcome(s *pendingSend) error {
+	select {
+	case err := <-s.done:
+		return err
+	case <-l.stopped:
 		select {
 		case err := <-s.done:
 			return err
 		default:
 			return errors.New("kafka producer closed")
 		}
-	case <-ctx.Done():
-		if s.state.CompareAndSwap(sendQueued, sendAbandoned) {
-			return fmt.Errorf("not sent, the producer busy: %w", ctx.Err())
-		}
-		return fmt.Errorf("%w: %w", errNoAnswer, ctx.Err())
 	}
 }
 
