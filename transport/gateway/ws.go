@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 
@@ -160,8 +161,12 @@ func (s *WSServer) Serve(w http.ResponseWriter, r *http.Request, user string, ex
 	c := s.newConn(ws, user, r.RemoteAddr)
 	c.expires = expires
 	if err := s.hub.Register(c); err != nil {
-		code := CloseTryAgain
-		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, err.Error()), time.Now().Add(time.Second))
+		// The protocol's message, not err's text: a close reason is at
+		// most 123 bytes (past it gorilla sends no close frame, and the
+		// client sees 1006), and an unavailable error's text names hosts.
+		body, _ := protocol.ToError(err)
+		s.log.Warn("connection refused", "protocol", "ws", "user_id", user, "err", err)
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseTryAgain, closeReason(body.Message)), time.Now().Add(time.Second))
 		ws.Close()
 		return
 	}
@@ -304,11 +309,26 @@ func (c *wsConn) closeWith(code int, reason string) {
 		// 1006 is what a client sees when the connection drops without a
 		// close frame; RFC 6455 forbids sending it in one.
 		if code != websocket.CloseAbnormalClosure {
-			c.ctrl <- websocket.FormatCloseMessage(code, reason) // once: the slot is free
+			c.ctrl <- websocket.FormatCloseMessage(code, closeReason(reason)) // once: the slot is free
 		}
 		c.cancel()
 		go c.finish()
 	})
+}
+
+// closeReason cuts a close frame's reason to the 123 bytes a control frame
+// leaves it (RFC 6455, 5.5), at a character boundary: gorilla refuses a
+// longer one and sends no close frame at all.
+func closeReason(s string) string {
+	const max = 123
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
 }
 
 // run is the connection's one long-lived goroutine: it reads. Writes need
