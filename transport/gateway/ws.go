@@ -239,6 +239,7 @@ func (s *WSServer) newConn(ws *websocket.Conn, user, remote string) *wsConn {
 	c.ping.Stop() // armed by run
 	c.stream = NewStream(c.enqueue, s.cfg.SendQueue)
 	c.stream.Room = func(ctx context.Context) error { return c.send.waitRoom(ctx, c.ctx.Done()) }
+	c.stream.OnGap = func() { c.Resync("pushes went ahead of a late sync: reconnect and send sync first") }
 	return c
 }
 
@@ -361,7 +362,7 @@ func (c *wsConn) readLoop() {
 	c.ws.SetReadLimit(c.s.cfg.MaxFrame)
 	_ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
 	c.ws.SetPongHandler(func(string) error {
-		if c.stopping.Load() {
+		if c.closing() {
 			return nil
 		}
 		return c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
@@ -382,7 +383,10 @@ func (c *wsConn) readLoop() {
 			}
 			return
 		}
-		if !c.stopping.Load() {
+		if c.ctx.Err() != nil {
+			return // closing: a frame read now runs nothing (the token may have expired)
+		}
+		if !c.closing() {
 			_ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
 		}
 		if typ != websocket.TextMessage {
@@ -394,11 +398,17 @@ func (c *wsConn) readLoop() {
 		// a sync may run for minutes: the pongs that came are read next, and
 		// the time to answer a ping counts from now (else a client that
 		// answered every ping is dropped as dead after a long sync).
-		if !c.stopping.Load() {
+		if !c.closing() {
 			_ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
 		}
 	}
 }
+
+// closing: the connection is being closed or the node drains; its read
+// deadline, set to end the read, must not be pushed back by a pong (a
+// client answering pings would keep a closed connection, its hub slot and,
+// past its token's expiry, its reader alive).
+func (c *wsConn) closing() bool { return c.stopping.Load() || c.ctx.Err() != nil }
 
 var errBinary = fmt.Errorf("%w: frames must be text frames of JSON", domain.ErrBadRequest)
 

@@ -201,6 +201,7 @@ func (c *Chat) newConn(s *socketio.Socket, user string) *conn {
 		cmds: make(chan *socketio.Event, c.cfg.CommandQueue), ctx: ctx, cancel: cancel, start: time.Now()}
 	cn.stream = gateway.NewStream(cn.push, c.cfg.SendQueue)
 	cn.stream.Room = s.WaitRoom
+	cn.stream.OnGap = func() { cn.Resync("pushes went ahead of a late sync: reconnect and send sync first") }
 	return cn
 }
 
