@@ -11,12 +11,20 @@ type Membership struct {
 	// membership after applying the leave still reaches the user with the
 	// events before it.
 	Joined int64
+	// PriorJoined and PriorLeft are the membership that ended before the
+	// latest join, [PriorJoined, PriorLeft) (zero: none known): a user who
+	// left and was added back, both applied before the fan-out reached the
+	// events of its first membership, still gets them.
+	PriorJoined, PriorLeft int64
 }
 
 // MemberAt reports whether m makes its user a member at seq, as far as
-// it tells: a join at or before seq, or a leave after seq of a membership
-// that began at or before seq.
+// it tells: a join at or before seq, a leave after seq of a membership
+// that began at or before seq, or seq within the prior membership.
 func (m Membership) MemberAt(seq int64) bool {
+	if m.PriorLeft > 0 && m.PriorJoined <= seq && seq < m.PriorLeft {
+		return true
+	}
 	if m.Member {
 		return m.Seq <= seq
 	}

@@ -290,9 +290,12 @@ func (h *Handler) applyMembership(ctx context.Context, e domain.Event, seq int64
 func applyTo(ms map[string]domain.Membership, seq int64, member bool, users ...string) {
 	for _, u := range users {
 		if cur := ms[u]; seq > cur.Seq {
-			m := domain.Membership{Seq: seq, Member: member}
-			if !member && cur.Member {
+			m := domain.Membership{Seq: seq, Member: member, PriorJoined: cur.PriorJoined, PriorLeft: cur.PriorLeft}
+			switch {
+			case !member && cur.Member:
 				m.Joined = cur.Seq
+			case member && !cur.Member && cur.Joined > 0: // back: the membership it left is the prior one
+				m.PriorJoined, m.PriorLeft = cur.Joined, cur.Seq
 			}
 			ms[u] = m
 		}

@@ -352,8 +352,11 @@ func TestLeaveAppliedAheadStillReachesEarlierEvents(t *testing.T) {
 		"a": {Seq: 1, Member: true},
 		"b": {Seq: 5, Member: false, Joined: 2},
 		"c": {Seq: 5, Member: false}, // its join unknown (an older store): left out, as before
+		// Left at 4 and added back at 6, both applied ahead: a member of
+		// [1, 4) and from 6 on.
+		"d": {Seq: 6, Member: true, PriorJoined: 1, PriorLeft: 4},
 	}
-	for seq, want := range map[int64][]string{1: {"a"}, 2: {"a", "b"}, 4: {"a", "b"}, 5: {"a"}, 6: {"a"}} {
+	for seq, want := range map[int64][]string{1: {"a", "d"}, 2: {"a", "b", "d"}, 4: {"a", "b"}, 5: {"a"}, 6: {"a", "d"}} {
 		got := RecipientsAt(ms, seq)
 		slices.Sort(got)
 		if !slices.Equal(got, want) {
@@ -367,7 +370,25 @@ func TestLeaveAppliedAheadStillReachesEarlierEvents(t *testing.T) {
 	if err := h.Handle(context.Background(), 0, 2, event(t, domain.EvMessageSent, "a", domain.MessageSent{MessageID: "m", ClientMsgID: "m", Body: "x"})); err != nil {
 		t.Fatal(err)
 	}
-	if len(bus.got) != 1 || !slices.Contains(bus.got[0].Recipients, "b") {
-		t.Fatalf("published %+v, want b among the recipients of seq 3", bus.got)
+	if len(bus.got) != 1 || !slices.Contains(bus.got[0].Recipients, "b") || !slices.Contains(bus.got[0].Recipients, "d") {
+		t.Fatalf("published %+v, want b and d among the recipients of seq 3", bus.got)
+	}
+}
+
+// The fan-out's own apply keeps the prior membership of a user added back
+// too, so a retry of the batch that holds both reaches it with the events
+// of its first membership.
+func TestApplyKeepsThePriorMembership(t *testing.T) {
+	ms := map[string]domain.Membership{}
+	applyTo(ms, 1, true, "u")
+	applyTo(ms, 4, false, "u")
+	applyTo(ms, 6, true, "u")
+	if got, want := ms["u"], (domain.Membership{Seq: 6, Member: true, PriorJoined: 1, PriorLeft: 4}); got != want {
+		t.Fatalf("after join 1, leave 4, join 6: %+v, want %+v", got, want)
+	}
+	for seq, want := range map[int64]bool{2: true, 4: false, 5: false, 6: true} {
+		if got := ms["u"].MemberAt(seq); got != want {
+			t.Errorf("member at %d: %v, want %v", seq, got, want)
+		}
 	}
 }

@@ -53,7 +53,7 @@ func TestLockMessage(t *testing.T) {
 
 // A leave of a member keeps the seq of the join it ends, so a reader of
 // the membership after the leave knows when the leaver was a member; a
-// join again drops it. A leave of a user the hash did not hold as a member
+// join again keeps that membership as the prior one. A leave of a user the hash did not hold as a member
 // knows no join.
 func TestLeaveKeepsItsJoin(t *testing.T) {
 	ctx := context.Background()
@@ -71,8 +71,9 @@ func TestLeaveKeepsItsJoin(t *testing.T) {
 	step(2, true, "b", domain.Membership{Seq: 2, Member: true})
 	step(5, false, "b", domain.Membership{Seq: 5, Joined: 2})
 	step(3, true, "b", domain.Membership{Seq: 5, Joined: 2}) // older: no change
-	step(7, true, "b", domain.Membership{Seq: 7, Member: true})
-	step(9, false, "b", domain.Membership{Seq: 9, Joined: 7})
+	// Back: the membership it left is kept as the prior one.
+	step(7, true, "b", domain.Membership{Seq: 7, Member: true, PriorJoined: 2, PriorLeft: 5})
+	step(9, false, "b", domain.Membership{Seq: 9, Joined: 7, PriorJoined: 2, PriorLeft: 5})
 	step(4, false, "c", domain.Membership{Seq: 4})
 	if ms, _, _ := s.Memberships(ctx, "c_1"); len(ms) != 2 {
 		t.Fatalf("memberships %v, want b and c only (no field taken for a user)", ms)

@@ -83,9 +83,10 @@ func (s *Store) MarkComplete(ctx context.Context, conv string) error {
 // applyMembership stores seq+1 (negated for a leave) per user, and only if it
 // is newer than what is stored: applying the same change twice, or an older
 // change after a newer one, changes nothing. A leave of a member also keeps
-// the seq of the join it ends, in joinedField (a join drops it: its own
-// value says when it joined), so a fan-out that reads the membership after
-// the leave still reaches the user with the events before it.
+// the seq of the join it ends, in joinedField, so a fan-out that reads the
+// membership after the leave still reaches the user with the events before
+// it; a join after such a leave moves that membership to priorField (its
+// own value says when it joined).
 var applyMembership = redis.NewScript(`
 local seq = tonumber(ARGV[1])
 local v = seq + 1
@@ -99,6 +100,10 @@ for i = 3, #ARGV do
     if leave and cur and tonumber(cur) > 0 then
       redis.call('HSET', KEYS[1], '` + joinedField + `' .. ARGV[i], tonumber(cur) - 1)
     elseif not leave then
+      local j = redis.call('HGET', KEYS[1], '` + joinedField + `' .. ARGV[i])
+      if j and cur and tonumber(cur) < 0 then
+        redis.call('HSET', KEYS[1], '` + priorField + `' .. ARGV[i], j .. ':' .. (-tonumber(cur) - 1))
+      end
       redis.call('HDEL', KEYS[1], '` + joinedField + `' .. ARGV[i])
     end
     n = n + 1
@@ -109,6 +114,11 @@ return n`)
 // joinedField prefixes a leaver's join seq in the members hash ("!" keeps
 // it apart from user ids, and readers before it skip it).
 const joinedField = "!j:"
+
+// priorField prefixes, for a user added back, the membership it had
+// before ("<join seq>:<leave seq>"): a fan-out that loads the hash after
+// the return still reaches the user with that membership's events.
+const priorField = "!p:"
 
 // ApplyMembership records that users joined (member=true) or left at seq.
 func (s *Store) ApplyMembership(ctx context.Context, conv string, seq int64, member bool, users ...string) error {
@@ -147,12 +157,15 @@ func (s *Store) Memberships(ctx context.Context, conv string) (map[string]domain
 		if err != nil {
 			continue
 		}
-		if n > 0 {
-			out[u] = domain.Membership{Seq: n - 1, Member: true}
-			continue
+		ms := domain.Membership{Seq: n - 1, Member: true}
+		if n < 0 {
+			ms = domain.Membership{Seq: -n - 1}
+			ms.Joined, _ = strconv.ParseInt(m[joinedField+u], 10, 64)
 		}
-		ms := domain.Membership{Seq: -n - 1}
-		ms.Joined, _ = strconv.ParseInt(m[joinedField+u], 10, 64)
+		if j, l, ok := strings.Cut(m[priorField+u], ":"); ok {
+			ms.PriorJoined, _ = strconv.ParseInt(j, 10, 64)
+			ms.PriorLeft, _ = strconv.ParseInt(l, 10, 64)
+		}
 		out[u] = ms
 	}
 	return out, complete, nil
