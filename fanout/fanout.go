@@ -294,7 +294,9 @@ func applyTo(ms map[string]domain.Membership, seq int64, member bool, users ...s
 			switch {
 			case !member && cur.Member:
 				m.Joined = cur.Seq
-			case member && !cur.Member && cur.Joined > 0: // back: the membership it left is the prior one
+			case !cur.Member && cur.Joined > 0:
+				// Back, or a second leave: the membership the first leave
+				// ended is the prior one.
 				m.PriorJoined, m.PriorLeft = cur.Joined, cur.Seq
 			}
 			ms[u] = m

@@ -391,4 +391,10 @@ func TestApplyKeepsThePriorMembership(t *testing.T) {
 			t.Errorf("member at %d: %v, want %v", seq, got, want)
 		}
 	}
+	applyTo(ms, 2, true, "v")
+	applyTo(ms, 5, false, "v")
+	applyTo(ms, 7, false, "v") // a second leave, from another device
+	if v := ms["v"]; v.MemberAt(6) || !v.MemberAt(3) {
+		t.Fatalf("after join 2, leave 5, leave 7: %+v member at 6 or not at 3", v)
+	}
 }

@@ -30,7 +30,6 @@ func (f *fakeSession) log(format string, a ...any) {
 func (f *fakeSession) Release()               { f.log("release") }
 func (f *fakeSession) Abandon(conv string)    { f.log("abandon %s", conv) }
 func (f *fakeSession) Last(conv string) int64 { return f.last[conv] }
-func (f *fakeSession) Broken() bool           { return false }
 
 func (f *fakeSession) Replay(conv string, from int64) int64 {
 	f.log("replay %s %d", conv, from)

@@ -33,7 +33,4 @@ type Session interface {
 	WaitRoom(ctx context.Context) error
 	// Last is the last seq of conv the client was given.
 	Last(conv string) int64
-	// Broken: a Replay found live pushes ahead of its position; the
-	// connection is closing, and the sync must not answer ok.
-	Broken() bool
 }

@@ -50,11 +50,6 @@ func (s *Service) Sync(ctx context.Context, user string, st Session, req SyncReq
 	for _, conv := range convs {
 		st.Replay(conv, req.Positions[conv])
 	}
-	if st.Broken() {
-		// Its reply's positions would tell the client it has what it
-		// never got.
-		return nil, errPushedAhead
-	}
 	// Each conversation lets its live pushes through once caught up. After
 	// a failed catch-up the rest stay paused until a sync succeeds: a live
 	// push released now would move the client's position past the events
@@ -89,8 +84,6 @@ func (s *Service) Sync(ctx context.Context, user string, st Session, req SyncReq
 	}
 	return positions, nil
 }
-
-var errPushedAhead = fmt.Errorf("%w: sync came after live pushes it should precede: reconnect and send sync first", domain.ErrUnavailable)
 
 // conversations validates the request and returns its conversations in
 // order, so concurrent syncs hold them in the same order.

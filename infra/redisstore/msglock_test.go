@@ -75,8 +75,17 @@ func TestLeaveKeepsItsJoin(t *testing.T) {
 	step(7, true, "b", domain.Membership{Seq: 7, Member: true, PriorJoined: 2, PriorLeft: 5})
 	step(9, false, "b", domain.Membership{Seq: 9, Joined: 7, PriorJoined: 2, PriorLeft: 5})
 	step(4, false, "c", domain.Membership{Seq: 4})
-	if ms, _, _ := s.Memberships(ctx, "c_1"); len(ms) != 2 {
-		t.Fatalf("memberships %v, want b and c only (no field taken for a user)", ms)
+	// A second leave (another device) ends no join the hash knows: the
+	// first leave's membership becomes the prior one, and the user is not
+	// a member between the two leaves.
+	step(2, true, "d", domain.Membership{Seq: 2, Member: true})
+	step(5, false, "d", domain.Membership{Seq: 5, Joined: 2})
+	step(7, false, "d", domain.Membership{Seq: 7, PriorJoined: 2, PriorLeft: 5})
+	if ms, _, _ := s.Memberships(ctx, "c_1"); ms["d"].MemberAt(6) || !ms["d"].MemberAt(3) {
+		t.Fatalf("after join 2, leave 5, leave 7: %+v member at 6 or not at 3", ms["d"])
+	}
+	if ms, _, _ := s.Memberships(ctx, "c_1"); len(ms) != 3 {
+		t.Fatalf("memberships %v, want b, c and d only (no field taken for a user)", ms)
 	}
 }
 

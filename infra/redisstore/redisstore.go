@@ -99,6 +99,15 @@ for i = 3, #ARGV do
     redis.call('HSET', KEYS[1], ARGV[i], v)
     if leave and cur and tonumber(cur) > 0 then
       redis.call('HSET', KEYS[1], '` + joinedField + `' .. ARGV[i], tonumber(cur) - 1)
+    elseif leave and cur then
+      -- A leave after a leave (two devices): the first one ended the
+      -- membership its join field tells; keep that as the prior one,
+      -- since this leave ends no join the hash knows.
+      local j = redis.call('HGET', KEYS[1], '` + joinedField + `' .. ARGV[i])
+      if j then
+        redis.call('HSET', KEYS[1], '` + priorField + `' .. ARGV[i], j .. ':' .. (-tonumber(cur) - 1))
+        redis.call('HDEL', KEYS[1], '` + joinedField + `' .. ARGV[i])
+      end
     elseif not leave then
       local j = redis.call('HGET', KEYS[1], '` + joinedField + `' .. ARGV[i])
       if j and cur and tonumber(cur) < 0 then

@@ -38,26 +38,17 @@ type Stream struct {
 	fresh map[string]int64
 	// release ends the initial hold at HoldFor unless HoldOn stops it.
 	release *time.Timer
-	// requested: a request has come (Release); until then, early holds
-	// the conversations pushed live once the hold timed out, whose
-	// pushes a sync from an older position could no longer precede.
-	requested bool
-	early     map[string]bool
-	// broken: a sync asked to replay events a push has overtaken; the
-	// stream delivers nothing more, and OnGap has the connection closed
-	// for the client to reconnect and sync first.
-	broken bool
-	// OnGap, set by the transport, closes the connection with 1012.
-	OnGap func()
 	// Room, if set, blocks until the connection's send queue has room
 	// (WaitRoom); set by the transport before the stream is used.
 	Room func(ctx context.Context) error
 }
 
 // HoldFor bounds how long a new connection's pushes wait for its first
-// request (a client that only listens gets them after it). A sync that
-// comes later than that, from a position older than a push already given,
-// ends the connection (Broken): at 2 s a phone on a slow network met that.
+// request, from when the connection can read it (StartHold): a client that
+// only listens gets them then. A sync that comes later, from a position
+// older than a push given meanwhile, loses the events between (seqs are
+// not contiguous, so neither side can tell); at 2 s, counted from before
+// the connection was registered, a phone on a slow network met that.
 const HoldFor = 5 * time.Second
 
 // MaxHeldBytes bounds the frames a connection holds back (for its first
@@ -70,43 +61,48 @@ const MaxHeldBytes = 8 << 20
 // an overflow).
 func NewStream(out func([]byte) bool, limit int) *Stream {
 	s := &Stream{last: map[string]int64{}, paused: map[string][]domain.Delivery{}, out: out, holding: true, limit: limit,
-		replaying: map[string]bool{}, behind: map[string]bool{}, fresh: map[string]int64{}, early: map[string]bool{}}
-	s.release = time.AfterFunc(HoldFor, s.expire)
+		replaying: map[string]bool{}, behind: map[string]bool{}, fresh: map[string]int64{}}
 	return s
+}
+
+// StartHold starts the initial hold's clock: the transport calls it once
+// the connection reads its client's frames (registration, which may wait
+// on Redis, does not count against the client).
+func (s *Stream) StartHold() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.holding && s.release == nil {
+		s.release = time.AfterFunc(HoldFor, s.Release)
+	}
 }
 
 // HoldOn keeps the initial hold on while a sync that has more parts to
 // come runs; the returned func gives the client HoldFor from then to send
 // the next part. A no-op once the hold has ended.
 func (s *Stream) HoldOn() (next func()) {
-	s.release.Stop()
+	s.mu.Lock()
+	if s.release != nil {
+		s.release.Stop()
+	}
+	s.mu.Unlock()
 	return func() {
 		s.mu.Lock()
-		holding := s.holding
-		s.mu.Unlock()
-		if holding {
-			s.release.Reset(HoldFor)
+		defer s.mu.Unlock()
+		if !s.holding {
+			return
 		}
+		if s.release == nil {
+			s.release = time.AfterFunc(HoldFor, s.Release)
+			return
+		}
+		s.release.Reset(HoldFor)
 	}
 }
 
-// Release ends the initial hold, for a request, and delivers what was
-// held, in order.
+// Release ends the initial hold and delivers what was held, in order.
 func (s *Stream) Release() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.requested = true
-	s.releaseLocked()
-}
-
-// expire ends the initial hold at HoldFor, no request having come.
-func (s *Stream) expire() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.releaseLocked()
-}
-
-func (s *Stream) releaseLocked() {
 	if !s.holding {
 		return
 	}
@@ -152,9 +148,6 @@ func (s *Stream) namedLocked(d domain.Delivery) bool {
 }
 
 func (s *Stream) deliverLocked(d domain.Delivery) {
-	if s.broken {
-		return
-	}
 	if d.Seq == 0 {
 		s.out(d.Frame)
 		return
@@ -179,9 +172,6 @@ func (s *Stream) deliverLocked(d domain.Delivery) {
 		s.bytes += len(d.Frame)
 		return
 	}
-	if !s.requested {
-		s.early[d.ConversationID] = true
-	}
 	s.emitLocked(d.ConversationID, d.Seq, d.Frame)
 }
 
@@ -203,7 +193,7 @@ func (s *Stream) pruneLocked(conv string) []domain.Delivery {
 }
 
 func (s *Stream) emitLocked(conv string, seq int64, frame []byte) {
-	if seq <= s.last[conv] || s.broken {
+	if seq <= s.last[conv] {
 		return
 	}
 	s.last[conv] = seq
@@ -246,16 +236,7 @@ func (s *Stream) Replay(conv string, from int64) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.replaying[conv] = true
-	last, known := s.last[conv]
-	if s.early[conv] && from < last && !s.broken {
-		// Pushed live before any request, past from: the events between
-		// can no longer come before it on this connection.
-		s.broken = true
-		if s.OnGap != nil {
-			go s.OnGap()
-		}
-	}
-	delete(s.early, conv)
+	_, known := s.last[conv]
 	pos := s.pauseLocked(conv, from)
 	if !known {
 		s.fresh[conv] = pos
@@ -339,15 +320,6 @@ func (s *Stream) WaitRoom(ctx context.Context) error {
 		return nil
 	}
 	return s.Room(ctx)
-}
-
-// Broken reports that a sync asked for events a live push has overtaken
-// (a sync that came after the initial hold timed out): the connection is
-// being closed with 1012, and nothing more is delivered.
-func (s *Stream) Broken() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.broken
 }
 
 // Last is the last seq delivered of conv.

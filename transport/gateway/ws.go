@@ -165,6 +165,9 @@ func (s *WSServer) Serve(w http.ResponseWriter, r *http.Request, user string, ex
 		// most 123 bytes (past it gorilla sends no close frame, and the
 		// client sees 1006), and an unavailable error's text names hosts.
 		body, _ := protocol.ToError(err)
+		if errors.Is(err, ErrNodeFull) {
+			body.Message = nodeFull
+		}
 		s.log.Warn("connection refused", "protocol", "ws", "user_id", user, "err", err)
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseTryAgain, closeReason(body.Message)), time.Now().Add(time.Second))
 		ws.Close()
@@ -239,7 +242,6 @@ func (s *WSServer) newConn(ws *websocket.Conn, user, remote string) *wsConn {
 	c.ping.Stop() // armed by run
 	c.stream = NewStream(c.enqueue, s.cfg.SendQueue)
 	c.stream.Room = func(ctx context.Context) error { return c.send.waitRoom(ctx, c.ctx.Done()) }
-	c.stream.OnGap = func() { c.Resync("pushes went ahead of a late sync: reconnect and send sync first") }
 	return c
 }
 
@@ -359,13 +361,12 @@ func (c *wsConn) run() {
 }
 
 func (c *wsConn) readLoop() {
+	c.stream.StartHold()
 	c.ws.SetReadLimit(c.s.cfg.MaxFrame)
 	_ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
 	c.ws.SetPongHandler(func(string) error {
-		if c.closing() {
-			return nil
-		}
-		return c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
+		c.extendRead()
+		return nil
 	})
 	for c.ctx.Err() == nil {
 		typ, b, err := c.ws.ReadMessage()
@@ -386,9 +387,7 @@ func (c *wsConn) readLoop() {
 		if c.ctx.Err() != nil {
 			return // closing: a frame read now runs nothing (the token may have expired)
 		}
-		if !c.closing() {
-			_ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
-		}
+		c.extendRead()
 		if typ != websocket.TextMessage {
 			c.reply(protocol.ErrorReply(0, errBinary))
 			continue
@@ -398,9 +397,20 @@ func (c *wsConn) readLoop() {
 		// a sync may run for minutes: the pongs that came are read next, and
 		// the time to answer a ping counts from now (else a client that
 		// answered every ping is dropped as dead after a long sync).
-		if !c.closing() {
-			_ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
-		}
+		c.extendRead()
+	}
+}
+
+// extendRead gives the client PongWait more to send, unless the
+// connection is closing; checked again after, since a close that set the
+// deadline to now in between must win.
+func (c *wsConn) extendRead() {
+	if c.closing() {
+		return
+	}
+	_ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
+	if c.closing() {
+		_ = c.ws.SetReadDeadline(time.Now())
 	}
 }
 
