@@ -3,7 +3,7 @@
 // can only choose among those.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { nodeList, wsURL } from '../../transport/web/static/js/conn.js';
+import { backoffDelay, nodeList, wsURL } from '../../transport/web/static/js/conn.js';
 
 const at = (href) => {
   const u = new URL(href);
@@ -41,4 +41,18 @@ test('?nodes= chooses and orders among the listed nodes', () => {
   ]);
   assert.deepEqual(nodeList(at('http://node1.test:8080/?nodes=evil.example,node3.test'), listed), ['ws://node1.test:8080/ws', 'ws://node3.test/ws']);
   assert.deepEqual(nodeList(at('http://node1.test:8080/?nodes='), listed), ['ws://node1.test:8080/ws'], 'an empty ?nodes= chooses none');
+});
+
+// The first retry after a working connection is quick, later ones back off
+// exponentially; a node that says "try again later" (1013: full, or Redis
+// away) is never retried sooner than 2 s, even right after it opened.
+test('reconnects back off, and 1013 waits at least 2 s', () => {
+  for (const r of [0, 0.5, 0.999]) {
+    const random = () => r;
+    assert.ok(backoffDelay(1, 1006, random) < 300 + 1, 'first retry is quick');
+    const d = backoffDelay(5, 1006, random);
+    assert.ok(d >= 3200 && d <= 6400, `fifth retry ${d} within [cap/2, cap] of 6400`);
+    assert.ok(backoffDelay(20, 1006, random) <= 15000, 'the cap holds');
+    assert.ok(backoffDelay(1, 1013, random) >= 2000, '1013 waits at least 2 s');
+  }
 });

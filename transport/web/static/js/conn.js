@@ -17,6 +17,26 @@ const REQUEST_TIMEOUT_MS = 20000;
 const CONNECT_TIMEOUT_MS = 15000;
 const BACKOFF_BASE_MS = 400;
 const BACKOFF_MAX_MS = 15000;
+// A connection counts as working once it has stayed open this long: only
+// then does the backoff start again from a quick retry. A node that
+// upgrades and closes at once (1013: full, or Redis away) must not be
+// hammered four times a second by every tab.
+const STABLE_MS = 10000;
+// 1013 says "try again later": never sooner than this.
+const TRY_AGAIN_MIN_MS = 2000;
+
+/**
+ * The delay before reconnect attempt `attempt` (1: the first after a
+ * working connection, which is quick) after close code `code`: "equal
+ * jitter", half the exponential cap plus a random half, so a node's
+ * clients do not all come back at once.
+ */
+export function backoffDelay(attempt, code, random = Math.random) {
+  const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (attempt - 1));
+  let delay = attempt === 1 ? 50 + random() * 250 : cap / 2 + random() * (cap / 2);
+  if (code === 1013) delay = Math.max(delay, TRY_AGAIN_MIN_MS + random() * TRY_AGAIN_MIN_MS);
+  return delay;
+}
 
 /** Normalises "host:port", "http://host:port" or "ws://host:port/ws" to a ws(s) URL of /ws. */
 export function wsURL(node, pageProtocol = 'http:') {
@@ -104,6 +124,7 @@ export class Connection extends EventTarget {
     this.stopped = true;
     clearTimeout(this.timer);
     clearTimeout(this.connectTimer);
+    clearTimeout(this.stableTimer);
     if (this.ws) this.ws.close(1000, 'signed out');
     this.#setState('closed');
   }
@@ -161,7 +182,10 @@ export class Connection extends EventTarget {
       if (this.ws !== ws) return;
       clearTimeout(this.connectTimer);
       opened = true;
-      this.attempt = 0;
+      clearTimeout(this.stableTimer);
+      this.stableTimer = setTimeout(() => {
+        if (this.ws === ws) this.attempt = 0;
+      }, STABLE_MS);
       this.#setState('open');
       this.dispatchEvent(new Event('open'));
     });
@@ -171,6 +195,7 @@ export class Connection extends EventTarget {
     ws.addEventListener('close', (e) => {
       if (this.ws !== ws) return;
       clearTimeout(this.connectTimer);
+      clearTimeout(this.stableTimer);
       this.ws = null;
       this.#failPending(ws);
       this.#lost(opened, e.code);
@@ -216,11 +241,7 @@ export class Connection extends EventTarget {
     if (this.stopped) return;
     if (!opened || code === 1001 || code === 1012 || code === 1013) this.nodeIndex++;
     this.attempt++;
-    const first = this.attempt === 1;
-    const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (this.attempt - 1));
-    // Full jitter so that a node's clients do not all come back at once; the
-    // first retry after a working connection is quick.
-    const delay = first ? 50 + Math.random() * 250 : cap / 2 + Math.random() * (cap / 2);
+    const delay = backoffDelay(this.attempt, code);
     this.retryAt = Date.now() + delay;
     this.#setState('reconnecting');
     this.dispatchEvent(new CustomEvent('lost', { detail: { opened, code, attempt: this.attempt } }));

@@ -49,7 +49,12 @@ async function syncAll(positions) {
   const entries = Object.entries(positions);
   const merged = { positions: {} };
   for (let i = 0; i === 0 || i < entries.length; i += 1000) {
-    const r = await req('sync', { positions: Object.fromEntries(entries.slice(i, i + 1000)) });
+    // Every part but the last says more are coming: the connection keeps
+    // the pushes of conversations not named yet held until the last part,
+    // so none overtakes its part's replay (docs/protocol.md, "sync").
+    const data = { positions: Object.fromEntries(entries.slice(i, i + 1000)) };
+    if (i + 1000 < entries.length) data.more = true;
+    const r = await req('sync', data);
     Object.assign(merged.positions, r.positions || {});
   }
   return merged;
@@ -442,7 +447,7 @@ function fillViewport() {
 
 function maybeMarkRead() {
   const conv = app.state?.convs.get(app.activeId);
-  if (!conv || document.visibilityState !== 'visible' || app.conn.state !== 'open' || !isAtBottom()) return;
+  if (!conv || document.visibilityState !== 'visible' || app.conn.state !== 'open' || app.syncing || !isAtBottom()) return;
   const newest = conv.newestSeq();
   if (newest === null) return;
   if (newest <= conv.myRead || newest <= (app.readSent.get(conv.id) || 0)) {
