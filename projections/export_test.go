@@ -44,3 +44,6 @@ func SearchBusy(l *SearchLimit, user string) bool {
 	_, ok := l.users[user]
 	return ok
 }
+
+// ReplayLockClass is the first key of a replay's advisory lock.
+const ReplayLockClass = replayLockClass

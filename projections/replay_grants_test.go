@@ -88,3 +88,62 @@ func TestReplayByAnotherRoleThanTheOwnerIsRefused(t *testing.T) {
 		t.Fatalf("the refused replay left %d new schemas", after-before)
 	}
 }
+
+// drop-schema refuses the active schema, and a schema a running replay of
+// the read model may be building (an operator taking "<name>_r<time>" for
+// a dry run's leftover would throw away hours of rebuild); once no replay
+// runs, it drops it.
+func TestDropSchemaRefusesWhatIsInUse(t *testing.T) {
+	pool, live := replayable(t)
+	ctx := context.Background()
+	if _, err := projections.RegisterPointer(ctx, pool, live); err != nil {
+		t.Fatal(err)
+	}
+	if err := projections.DropSchema(ctx, pool, live); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("drop of the active schema: %v, want refused", err)
+	}
+	building := live + "_r1"
+	if _, err := pool.Exec(ctx, `CREATE SCHEMA `+building+`; CREATE TABLE `+building+`.projector_offsets (p int)`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), `DROP SCHEMA IF EXISTS `+building+` CASCADE`) })
+	conn, err := pool.Acquire(ctx) // the replay's session, holding its lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1, hashtext($2))`, projections.ReplayLockClass, live); err != nil {
+		t.Fatal(err)
+	}
+	err = projections.DropSchema(ctx, pool, building)
+	if _, uerr := conn.Exec(ctx, `SELECT pg_advisory_unlock($1, hashtext($2))`, projections.ReplayLockClass, live); uerr != nil {
+		t.Fatal(uerr)
+	}
+	conn.Release()
+	if err == nil || !strings.Contains(err.Error(), "running replay") {
+		t.Fatalf("drop of %s while a replay of %s runs: %v, want refused", building, live, err)
+	}
+	if err := projections.DropSchema(ctx, pool, building); err != nil {
+		t.Fatalf("drop of %s with no replay running: %v", building, err)
+	}
+}
+
+// A replay does not switch to a schema older than the active one: a newer
+// release that migrated the active schema while the replay ran would find
+// its tables missing what its statements use.
+func TestReplayDoesNotSwitchToAnOlderMigration(t *testing.T) {
+	pool, live := replayable(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `UPDATE `+live+`.schema_migrations SET version = version + 1`); err != nil {
+		t.Fatal(err) // as if a newer release had migrated it
+	}
+	rp := &projections.Replayer{Pool: pool, Topic: testTopic, Name: live, Source: memSource{newWorkload(3, 4).generate(50)}, Batch: 100,
+		Migrate: func(ctx context.Context, s string) error { return pgstore.Migrate(ctx, dsn(), s) }}
+	res, err := rp.Run(ctx, projections.ReplayOptions{})
+	if err == nil || res.Switched || !strings.Contains(err.Error(), "a newer release migrated it") {
+		t.Fatalf("switch to an older migration: switched %v, err %v; want refused", res.Switched, err)
+	}
+	ptr, ok, err := projections.ReadPointer(ctx, pool, live)
+	if err != nil || !ok || ptr.Active != live {
+		t.Fatalf("after the refused switch the pointer is %+v (%v), want %s", ptr, err, live)
+	}
+}

@@ -58,30 +58,46 @@ func schemaExists(ctx context.Context, pool *pgxpool.Pool, schema string) (bool,
 }
 
 // DropSchema drops a read-model schema that no deployment uses: neither an
-// active schema nor an analytics schema, and one that has the read-model
-// bookkeeping table (so it cannot drop an unrelated schema by mistake).
+// active schema nor an analytics schema, not one a running replay of a
+// read model may be building ("<name>_r..."), and one that has the
+// read-model bookkeeping table (so it cannot drop an unrelated schema by
+// mistake). The checks and the drop are one transaction that holds the
+// pointers (FOR SHARE): a switch in progress finishes first, and a schema
+// it has just made active is then refused.
 func DropSchema(ctx context.Context, pool *pgxpool.Pool, schema string) error {
-	var inUse bool
-	err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM parley.read_model WHERE $1 IN (active_schema, analytics_schema))`,
-		schema).Scan(&inUse)
-	if err != nil && !isUndefined(err) {
-		return unavailable("read-model pointer", err)
-	}
-	if inUse {
-		return fmt.Errorf("schema %s is in use by a read-model pointer", schema)
-	}
-	var isReadModel bool
-	if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`,
-		pgx.Identifier{schema, "projector_offsets"}.Sanitize()).Scan(&isReadModel); err != nil {
-		return unavailable("drop schema", err)
-	}
-	if !isReadModel {
-		return fmt.Errorf("schema %s is not a read-model schema (it has no projector_offsets)", schema)
-	}
-	if _, err := pool.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
-		return fmt.Errorf("drop schema %s: %w", schema, err)
-	}
-	return nil
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var inUse, building bool
+		err := tx.QueryRow(ctx, `SELECT
+			EXISTS (SELECT 1 FROM (SELECT active_schema, analytics_schema FROM parley.read_model FOR SHARE) r
+			        WHERE $1 IN (r.active_schema, r.analytics_schema)),
+			EXISTS (SELECT 1 FROM parley.read_model r JOIN pg_locks l ON l.locktype = 'advisory' AND l.objsubid = 2
+			          AND l.classid = $2::int4::oid AND l.objid = hashtext(r.name)::oid AND l.granted
+			        WHERE starts_with($1, r.name || '_r'))`, schema, replayLockClass).Scan(&inUse, &building)
+		if isUndefined(err) {
+			return fmt.Errorf("no read-model pointers (parley.read_model): nothing says which schema is live, so none is dropped; run chatctl migrate first")
+		}
+		if err != nil {
+			return unavailable("read-model pointer", err)
+		}
+		if inUse {
+			return fmt.Errorf("schema %s is in use by a read-model pointer", schema)
+		}
+		if building {
+			return fmt.Errorf("schema %s may be the one a running replay is building; drop it once the replay has ended", schema)
+		}
+		var isReadModel bool
+		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`,
+			pgx.Identifier{schema, "projector_offsets"}.Sanitize()).Scan(&isReadModel); err != nil {
+			return unavailable("drop schema", err)
+		}
+		if !isReadModel {
+			return fmt.Errorf("schema %s is not a read-model schema (it has no projector_offsets)", schema)
+		}
+		if _, err := tx.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
+			return fmt.Errorf("drop schema %s: %w", schema, err)
+		}
+		return nil
+	})
 }
 
 // DropReadModel removes the read model name entirely: its pointer and

@@ -66,6 +66,9 @@ func (run *replayRun) switchTx(ctx context.Context) error {
 		if err := run.catchUpToOld(ctx, tx, old); err != nil {
 			return err
 		}
+		if err := notOlder(ctx, tx, old, schema); err != nil {
+			return err
+		}
 		if err := copyGrants(ctx, tx, old, schema); err != nil {
 			return fmt.Errorf("grants: %w", err)
 		}
@@ -103,6 +106,31 @@ func (run *replayRun) catchUpToOld(ctx context.Context, tx pgx.Tx, old string) e
 		return err
 	}
 	return run.applyInTx(ctx, tx, live)
+}
+
+// notOlder refuses to switch to a schema at an older migration than the
+// active one: a newer release migrated the active schema while the replay
+// ran, and its nodes' statements would fail on the rebuilt one.
+func notOlder(ctx context.Context, tx pgx.Tx, old, schema string) error {
+	var both bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL`,
+		pgx.Identifier{old, "schema_migrations"}.Sanitize(), pgx.Identifier{schema, "schema_migrations"}.Sanitize()).Scan(&both); err != nil {
+		return fmt.Errorf("migration versions: %w", err)
+	}
+	if !both {
+		return nil // the old schema predates its migrations table, or is gone
+	}
+	var oldV, newV *int64
+	if err := tx.QueryRow(ctx, `SELECT
+		(SELECT version FROM `+pgx.Identifier{old, "schema_migrations"}.Sanitize()+` LIMIT 1),
+		(SELECT version FROM `+pgx.Identifier{schema, "schema_migrations"}.Sanitize()+` LIMIT 1)`).Scan(&oldV, &newV); err != nil {
+		return fmt.Errorf("migration versions: %w", err)
+	}
+	if oldV != nil && newV != nil && *newV < *oldV {
+		return fmt.Errorf("the active schema %s is at migration %d and the rebuilt %s at %d: a newer release migrated it during the replay; replay again with that release's chatctl",
+			old, *oldV, schema, *newV)
+	}
+	return nil
 }
 
 // copyGrants gives the roles that use the old schema the same privileges

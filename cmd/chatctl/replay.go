@@ -72,7 +72,7 @@ func replay(ctx context.Context, cfg config.Config, args []string) error {
 		defer stop()
 	}
 	res, err := runReplay(ctx, cfg, f, os.Stderr, log)
-	printReplay(os.Stdout, res, f)
+	printReplay(os.Stdout, res, f, err)
 	if err != nil {
 		return err
 	}
@@ -151,8 +151,15 @@ func runReplay(ctx context.Context, cfg config.Config, f replayFlags, progressOu
 	return res, nil
 }
 
-func printReplay(w io.Writer, res projections.ReplayResult, f replayFlags) {
+// printReplay says what the replay did, or, when it failed (err), what it
+// left behind.
+func printReplay(w io.Writer, res projections.ReplayResult, f replayFlags, err error) {
 	if res.Schema == "" {
+		return
+	}
+	if err != nil && !res.Switched {
+		fmt.Fprintf(w, "replay failed; the active read models are unchanged. It left the incomplete schema %s: drop it with chatctl drop-schema %s\n",
+			res.Schema, res.Schema)
 		return
 	}
 	rate := 0.0
@@ -173,7 +180,7 @@ func printReplay(w io.Writer, res projections.ReplayResult, f replayFlags) {
 		fmt.Fprintf(w, "drop the rebuilt schema with: chatctl drop-schema %s\n", res.Schema)
 	case res.Switched:
 		fmt.Fprintf(w, "switched the active read models from %s to %s\n", res.Previous, res.Schema)
-		if f.DropOld {
+		if f.DropOld && err == nil {
 			fmt.Fprintf(w, "dropped %s\n", res.Previous)
 		} else {
 			fmt.Fprintf(w, "drop the old schema with: chatctl drop-schema %s\n", res.Previous)
