@@ -63,10 +63,10 @@ func (run *replayRun) switchTx(ctx context.Context) error {
 			return nil
 		}
 		run.switchedFrom = old
-		if err := run.catchUpToOld(ctx, tx, old); err != nil {
+		if err := notOlder(ctx, tx, old, schema); err != nil {
 			return err
 		}
-		if err := notOlder(ctx, tx, old, schema); err != nil {
+		if err := run.catchUpToOld(ctx, tx, old); err != nil {
 			return err
 		}
 		if err := copyGrants(ctx, tx, old, schema); err != nil {
@@ -110,7 +110,9 @@ func (run *replayRun) catchUpToOld(ctx context.Context, tx pgx.Tx, old string) e
 
 // notOlder refuses to switch to a schema at an older migration than the
 // active one: a newer release migrated the active schema while the replay
-// ran, and its nodes' statements would fail on the rebuilt one.
+// ran, and its nodes' statements would fail on the rebuilt one. The
+// version row is held (FOR SHARE) until the switch commits, so a migrate
+// cannot slip in between.
 func notOlder(ctx context.Context, tx pgx.Tx, old, schema string) error {
 	var both bool
 	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL`,
@@ -122,7 +124,7 @@ func notOlder(ctx context.Context, tx pgx.Tx, old, schema string) error {
 	}
 	var oldV, newV *int64
 	if err := tx.QueryRow(ctx, `SELECT
-		(SELECT version FROM `+pgx.Identifier{old, "schema_migrations"}.Sanitize()+` LIMIT 1),
+		(SELECT version FROM `+pgx.Identifier{old, "schema_migrations"}.Sanitize()+` LIMIT 1 FOR SHARE),
 		(SELECT version FROM `+pgx.Identifier{schema, "schema_migrations"}.Sanitize()+` LIMIT 1)`).Scan(&oldV, &newV); err != nil {
 		return fmt.Errorf("migration versions: %w", err)
 	}

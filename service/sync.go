@@ -47,6 +47,9 @@ func (s *Service) Sync(ctx context.Context, user string, st Session, req SyncReq
 	if err != nil {
 		return nil, err
 	}
+	// Held from before the replays begin: the hold's timer must not let a
+	// named conversation's push through between here and its Replay.
+	next := st.HoldOn()
 	for _, conv := range convs {
 		st.Replay(conv, req.Positions[conv])
 	}
@@ -61,7 +64,7 @@ func (s *Service) Sync(ctx context.Context, user string, st Session, req SyncReq
 		}
 	}()
 	if req.More {
-		defer st.HoldOn()()
+		defer next()
 	} else {
 		st.Release()
 	}

@@ -29,7 +29,7 @@ func TestSyncReplaysInOrderAfterHolding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"replay a 1", "replay b 0", "release",
+	want := []string{"hold on", "replay a 1", "replay b 0", "release",
 		"replay a 1", "emit a 2", "emit a 3", "caught up a",
 		"replay b 0", "emit b 1", "emit b 2", "caught up b"}
 	if !slices.Equal(st.calls, want) {
@@ -49,7 +49,7 @@ func TestSyncReplaysOnAfterDroppedPushes(t *testing.T) {
 	if _, err := syncOf(reads).Sync(context.Background(), "alice", st, SyncRequest{Positions: map[string]int64{"a": 0}}); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"replay a 0", "release", "replay a 0", "emit a 1", "emit a 2", "emit a 11", "emit a 12", "emit a 25",
+	want := []string{"hold on", "replay a 0", "release", "replay a 0", "emit a 1", "emit a 2", "emit a 11", "emit a 12", "emit a 25",
 		"behind a", "caught up a"}
 	if !slices.Equal(st.calls, want) {
 		t.Errorf("calls\n got %q\nwant %q", st.calls, want)
@@ -61,7 +61,7 @@ func TestSyncReplaysOnAfterDroppedPushes(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The second pass starts at Last (30+10): nothing is replayed twice.
-	want = []string{"replay a 0", "release", "replay a 0", "emit a 1", "emit a 30", "behind a", "caught up a"}
+	want = []string{"hold on", "replay a 0", "release", "replay a 0", "emit a 1", "emit a 30", "behind a", "caught up a"}
 	if !slices.Equal(st.calls, want) {
 		t.Errorf("second pass\n got %q\nwant %q", st.calls, want)
 	}
@@ -77,7 +77,7 @@ func TestSyncSkipsConversationsOfOthers(t *testing.T) {
 		if _, err := syncOf(reads).Sync(context.Background(), "alice", st, SyncRequest{Positions: map[string]int64{"a": 0, "b": 0}}); err != nil {
 			t.Fatalf("%v: %v", refusal, err)
 		}
-		want := []string{"replay a 0", "replay b 0", "release", "replay a 0", "refused a", "replay b 0", "emit b 1", "caught up b"}
+		want := []string{"hold on", "replay a 0", "replay b 0", "release", "replay a 0", "refused a", "replay b 0", "emit b 1", "caught up b"}
 		if !slices.Equal(st.calls, want) {
 			t.Errorf("%v: calls\n got %q\nwant %q", refusal, st.calls, want)
 		}
@@ -95,7 +95,7 @@ func TestSyncFailureKeepsTheRestHeld(t *testing.T) {
 	if !errors.Is(err, domain.ErrUnavailable) {
 		t.Fatalf("err %v, want unavailable", err)
 	}
-	want := []string{"replay a 0", "replay b 0", "replay c 0", "release",
+	want := []string{"hold on", "replay a 0", "replay b 0", "replay c 0", "release",
 		"replay a 0", "emit a 1", "caught up a", "replay b 0", "abandon b", "abandon c"}
 	if !slices.Equal(st.calls, want) {
 		t.Errorf("calls\n got %q\nwant %q", st.calls, want)

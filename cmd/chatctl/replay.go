@@ -158,7 +158,7 @@ func printReplay(w io.Writer, res projections.ReplayResult, f replayFlags, err e
 		return
 	}
 	if err != nil && !res.Switched {
-		fmt.Fprintf(w, "replay failed; the active read models are unchanged. It left the incomplete schema %s: drop it with chatctl drop-schema %s\n",
+		fmt.Fprintf(w, "replay failed; the active read models are unchanged. It left the schema %s behind: drop it with chatctl drop-schema %s\n",
 			res.Schema, res.Schema)
 		return
 	}

@@ -116,6 +116,21 @@ for i = 3, #ARGV do
       redis.call('HDEL', KEYS[1], '` + joinedField + `' .. ARGV[i])
     end
     n = n + 1
+  elseif leave and tonumber(cur) < 0 and seq + 1 < -tonumber(cur) then
+    -- A leave older than the stored one (two devices' leaves cached out
+    -- of log order): the membership ended at this one, not the later.
+    local j = redis.call('HGET', KEYS[1], '` + joinedField + `' .. ARGV[i])
+    if j and tonumber(j) <= seq then
+      redis.call('HSET', KEYS[1], '` + priorField + `' .. ARGV[i], j .. ':' .. seq)
+      redis.call('HDEL', KEYS[1], '` + joinedField + `' .. ARGV[i])
+    end
+    local p = redis.call('HGET', KEYS[1], '` + priorField + `' .. ARGV[i])
+    if p then
+      local pj, pl = string.match(p, '^(%d+):(%d+)$')
+      if pj and tonumber(pj) <= seq and seq < tonumber(pl) then
+        redis.call('HSET', KEYS[1], '` + priorField + `' .. ARGV[i], pj .. ':' .. seq)
+      end
+    end
   end
 end
 return n`)

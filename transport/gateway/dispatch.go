@@ -41,7 +41,7 @@ func Known(typ string) bool { _, ok := handlers[typ]; return ok }
 func Handle(ctx context.Context, s *service.Service, user string, st *Stream, typ string, data json.RawMessage) (any, error) {
 	h, ok := handlers[typ]
 	if st != nil && typ != "sync" {
-		st.Release() // the first request ends the initial hold; sync ends it itself
+		st.FirstRequest() // the first request ends the initial hold; sync ends it itself
 	}
 	if !ok {
 		return nil, fmt.Errorf("%w: unknown type %q", domain.ErrBadRequest, typ)

@@ -59,14 +59,11 @@ func NewHub(maxPerUser, maxTotal int) *Hub {
 	return &Hub{users: map[string]map[Client]struct{}{}, resyncing: map[Client]struct{}{}, maxPerUser: maxPerUser, maxTotal: maxTotal}
 }
 
-// nodeFull is ErrNodeFull's message, safe for clients (unavailable
-// errors' texts are not shown them: protocol.ToError).
-const nodeFull = "this node is full; connect to another"
-
 // Refused is returned when a connection limit is reached.
 var (
 	ErrTooManyForUser = fmt.Errorf("%w: too many connections for this user", domain.ErrRateLimited)
-	ErrNodeFull       = fmt.Errorf("%w: "+nodeFull, domain.ErrUnavailable)
+	// Explained: its message goes to the client on every transport.
+	ErrNodeFull = domain.Explained{Err: fmt.Errorf("%w: this node is full; connect to another", domain.ErrUnavailable)}
 )
 
 // Register adds a connection, enforcing the limits, and routes the user's

@@ -36,8 +36,14 @@ type Stream struct {
 	// fresh: the conversations a sync's Replay gave their first position,
 	// with that position, until the sync is done with them (Refused).
 	fresh map[string]int64
-	// release ends the initial hold at HoldFor unless HoldOn stops it.
+	// release ends the initial hold at HoldFor unless HoldOn stops it;
+	// holdGen numbers its arming, so a timer that fired as HoldOn stopped
+	// it (too late to stop) finds itself stale and ends nothing.
 	release *time.Timer
+	holdGen int
+	// parts: a sync in parts ("more") is under way; only its last part,
+	// or the timer armed after a part, ends the hold, not another request.
+	parts bool
 	// Room, if set, blocks until the connection's send queue has room
 	// (WaitRoom); set by the transport before the stream is used.
 	Room func(ctx context.Context) error
@@ -72,37 +78,72 @@ func (s *Stream) StartHold() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.holding && s.release == nil {
-		s.release = time.AfterFunc(HoldFor, s.Release)
+		s.armLocked()
 	}
 }
 
-// HoldOn keeps the initial hold on while a sync that has more parts to
-// come runs; the returned func gives the client HoldFor from then to send
-// the next part. A no-op once the hold has ended.
+func (s *Stream) armLocked() {
+	s.holdGen++
+	gen := s.holdGen
+	s.release = time.AfterFunc(HoldFor, func() { s.expire(gen) })
+}
+
+// expire ends the hold at the timer armed as gen, unless it was stopped or
+// armed again since.
+func (s *Stream) expire(gen int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if gen == s.holdGen {
+		s.releaseLocked()
+	}
+}
+
+// HoldOn keeps the initial hold on while a sync runs (from before its
+// Replay of the conversations it names); the returned func is for a sync
+// with more parts to come: it gives the client HoldFor from then to send
+// the next part. Until the last part, other requests do not end the hold
+// (FirstRequest). A no-op once the hold has ended.
 func (s *Stream) HoldOn() (next func()) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.holding {
+		return func() {}
+	}
+	s.holdGen++ // a timer firing now is stale
 	if s.release != nil {
 		s.release.Stop()
 	}
-	s.mu.Unlock()
+	s.parts = true
 	return func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if !s.holding {
-			return
+		if s.holding {
+			s.armLocked()
 		}
-		if s.release == nil {
-			s.release = time.AfterFunc(HoldFor, s.Release)
-			return
-		}
-		s.release.Reset(HoldFor)
 	}
 }
 
-// Release ends the initial hold and delivers what was held, in order.
+// FirstRequest ends the initial hold for a request other than sync,
+// unless a sync in parts is under way (its last part ends it).
+func (s *Stream) FirstRequest() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.parts {
+		s.releaseLocked()
+	}
+}
+
+// Release ends the initial hold (a sync's last part) and delivers what was
+// held, in order.
 func (s *Stream) Release() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.releaseLocked()
+}
+
+func (s *Stream) releaseLocked() {
+	s.holdGen++
+	s.parts = false
 	if !s.holding {
 		return
 	}

@@ -213,3 +213,49 @@ func TestStreamHoldKeepsOnlyWhatIsNotNamed(t *testing.T) {
 		t.Fatalf("after the last part: %v, want %v", r.seqs[10:], want)
 	}
 }
+
+// While a sync in parts runs, another request (typing, history between
+// the parts) does not end the hold: only the last part does. Before, it
+// let a push of a conversation a later part names through, and that
+// part's replay started after it.
+func TestStreamPartsAreNotEndedByAnotherRequest(t *testing.T) {
+	r := &recorder{}
+	s := NewStream(r.out, 8)
+	next := s.HoldOn() // part 1
+	s.Replay("a", 0)
+	s.CaughtUp("a")
+	next()
+	live(s, "b", 7) // named by part 2, not yet: held
+	s.FirstRequest()
+	if len(r.seqs) != 0 {
+		t.Fatalf("a request between the parts let %v through", r.seqs)
+	}
+	s.HoldOn() // part 2, the last
+	s.Replay("b", 3)
+	s.Release()
+	s.CaughtUp("b")
+	if want := []string{"7"}; !slices.Equal(r.seqs, want) {
+		t.Fatalf("after the last part: %v, want %v", r.seqs, want)
+	}
+}
+
+// A hold timer that fires as HoldOn stops it (too late to stop) is stale
+// and ends nothing: the sync that came holds on.
+func TestStreamStaleHoldTimerEndsNothing(t *testing.T) {
+	r := &recorder{}
+	s := NewStream(r.out, 8)
+	s.StartHold()
+	s.mu.Lock()
+	gen := s.holdGen // the timer armed now
+	s.mu.Unlock()
+	s.HoldOn()
+	live(s, "b", 7)
+	s.expire(gen) // it fired anyway
+	if len(r.seqs) != 0 {
+		t.Fatalf("a stale timer let %v through", r.seqs)
+	}
+	s.Release()
+	if want := []string{"7"}; !slices.Equal(r.seqs, want) {
+		t.Fatalf("after the release: %v, want %v", r.seqs, want)
+	}
+}

@@ -165,9 +165,6 @@ func (s *WSServer) Serve(w http.ResponseWriter, r *http.Request, user string, ex
 		// most 123 bytes (past it gorilla sends no close frame, and the
 		// client sees 1006), and an unavailable error's text names hosts.
 		body, _ := protocol.ToError(err)
-		if errors.Is(err, ErrNodeFull) {
-			body.Message = nodeFull
-		}
 		s.log.Warn("connection refused", "protocol", "ws", "user_id", user, "err", err)
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseTryAgain, closeReason(body.Message)), time.Now().Add(time.Second))
 		ws.Close()
