@@ -120,9 +120,6 @@ type replayRun struct {
 func (r *Replayer) Run(ctx context.Context, o ReplayOptions) (ReplayResult, error) {
 	r.defaults()
 	start := time.Now()
-	if _, err := RegisterPointer(ctx, r.Pool, r.Name); err != nil {
-		return ReplayResult{}, err
-	}
 	unlock, err := r.lock(ctx)
 	if err != nil {
 		return ReplayResult{}, err

@@ -9,8 +9,9 @@ type Session interface {
 	// Release ends the hold every stream starts with (the client's first
 	// request, or its sync, decides what it wants first).
 	Release()
-	// HoldOn keeps that hold on while a sync with more parts to come runs;
-	// next gives the client a moment from then to send the next part.
+	// HoldOn keeps that hold on while a sync runs, from before its
+	// replays; next, for a sync with more parts to come, gives the client
+	// a moment from then to send the next part.
 	HoldOn() (next func())
 	// Replay holds conv's live pushes for a replay from seq from and
 	// returns the seq to replay after.

@@ -258,6 +258,11 @@ func (l *Log) sendLoop() {
 	defer close(l.stopped)
 	batch := make([]*pendingSend, 0, 64)
 	recs := make([]*kgo.Record, 0, 64)
+	take := func(s *pendingSend) {
+		if s.state.CompareAndSwap(sendQueued, sendTaken) { // else its caller gave up: never sent
+			batch, recs = append(batch, s), append(recs, s.rec)
+		}
+	}
 	for {
 		select {
 		case <-l.stop:
@@ -271,17 +276,13 @@ func (l *Log) sendLoop() {
 			}
 		case first := <-l.queue:
 			batch, recs = batch[:0], recs[:0]
-			if first.state.CompareAndSwap(sendQueued, sendTaken) {
-				batch, recs = append(batch, first), append(recs, first.rec)
-			}
+			take(first)
 		}
 	gather:
 		for len(batch) < maxProduceBatch {
 			select {
 			case s := <-l.queue:
-				if s.state.CompareAndSwap(sendQueued, sendTaken) { // else its caller gave up: never sent
-					batch, recs = append(batch, s), append(recs, s.rec)
-				}
+				take(s)
 			default:
 				break gather
 			}

@@ -94,42 +94,33 @@ local leave = ARGV[2] ~= '1'
 if leave then v = -v end
 local n = 0
 for i = 3, #ARGV do
-  local cur = redis.call('HGET', KEYS[1], ARGV[i])
-  if not cur or math.abs(tonumber(cur)) < seq + 1 then
+  local jf, pf = '` + joinedField + `' .. ARGV[i], '` + priorField + `' .. ARGV[i]
+  local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[i]))
+  if not cur or math.abs(cur) < seq + 1 then
     redis.call('HSET', KEYS[1], ARGV[i], v)
-    if leave and cur and tonumber(cur) > 0 then
-      redis.call('HSET', KEYS[1], '` + joinedField + `' .. ARGV[i], tonumber(cur) - 1)
-    elseif leave and cur then
-      -- A leave after a leave (two devices): the first one ended the
-      -- membership its join field tells; keep that as the prior one,
-      -- since this leave ends no join the hash knows.
-      local j = redis.call('HGET', KEYS[1], '` + joinedField + `' .. ARGV[i])
+    if leave and cur and cur > 0 then
+      redis.call('HSET', KEYS[1], jf, cur - 1)
+    elseif cur and cur < 0 then
+      -- Back, or a second leave (two devices): the membership the first
+      -- leave ended is the prior one.
+      local j = redis.call('HGET', KEYS[1], jf)
       if j then
-        redis.call('HSET', KEYS[1], '` + priorField + `' .. ARGV[i], j .. ':' .. (-tonumber(cur) - 1))
-        redis.call('HDEL', KEYS[1], '` + joinedField + `' .. ARGV[i])
+        redis.call('HSET', KEYS[1], pf, j .. ':' .. (-cur - 1))
+        redis.call('HDEL', KEYS[1], jf)
       end
-    elseif not leave then
-      local j = redis.call('HGET', KEYS[1], '` + joinedField + `' .. ARGV[i])
-      if j and cur and tonumber(cur) < 0 then
-        redis.call('HSET', KEYS[1], '` + priorField + `' .. ARGV[i], j .. ':' .. (-tonumber(cur) - 1))
-      end
-      redis.call('HDEL', KEYS[1], '` + joinedField + `' .. ARGV[i])
     end
     n = n + 1
-  elseif leave and tonumber(cur) < 0 and seq + 1 < -tonumber(cur) then
+  elseif leave and cur < 0 and seq + 1 < -cur then
     -- A leave older than the stored one (two devices' leaves cached out
     -- of log order): the membership ended at this one, not the later.
-    local j = redis.call('HGET', KEYS[1], '` + joinedField + `' .. ARGV[i])
+    local j = redis.call('HGET', KEYS[1], jf)
     if j and tonumber(j) <= seq then
-      redis.call('HSET', KEYS[1], '` + priorField + `' .. ARGV[i], j .. ':' .. seq)
-      redis.call('HDEL', KEYS[1], '` + joinedField + `' .. ARGV[i])
+      redis.call('HSET', KEYS[1], pf, j .. ':' .. seq)
+      redis.call('HDEL', KEYS[1], jf)
     end
-    local p = redis.call('HGET', KEYS[1], '` + priorField + `' .. ARGV[i])
-    if p then
-      local pj, pl = string.match(p, '^(%d+):(%d+)$')
-      if pj and tonumber(pj) <= seq and seq < tonumber(pl) then
-        redis.call('HSET', KEYS[1], '` + priorField + `' .. ARGV[i], pj .. ':' .. seq)
-      end
+    local pj, pl = string.match(redis.call('HGET', KEYS[1], pf) or '', '^(%d+):(%d+)$')
+    if pj and tonumber(pj) <= seq and seq < tonumber(pl) then
+      redis.call('HSET', KEYS[1], pf, pj .. ':' .. seq)
     end
   end
 end

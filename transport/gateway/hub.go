@@ -222,7 +222,9 @@ func (h *Hub) Rejoin(ctx context.Context, within time.Duration) (resynced int, e
 		})
 	}
 	wg.Wait()
-	h.resyncUsers(missed)
+	if len(missed) > 0 {
+		h.resync(missed)
+	}
 	return len(missed), err
 }
 
@@ -259,7 +261,7 @@ func (h *Hub) ReconcilePresence(ctx context.Context) {
 		h.mu.RLock()
 		connected := len(h.users[u]) > 0
 		h.mu.RUnlock()
-		// Bounded: the lock stripe holds up other users' connections.
+		// Bounded: the user's connects and disconnects wait meanwhile.
 		uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		r.Reconcile(uctx, u, connected, settleAt)
 		cancel()
@@ -286,7 +288,7 @@ type Resyncer interface {
 func (h *Hub) Deliver(d domain.Delivery) {
 	if h.StreamOf != nil && h.gaps.missed(d, h.StreamOf) {
 		metrics.DeliveryGaps.Inc()
-		h.resyncAll()
+		h.resync(nil)
 		return // every local client gets d, and what was lost before it, by sync
 	}
 	metrics.DeliveriesReceived.Inc()
@@ -312,16 +314,7 @@ func (h *Hub) Deliver(d domain.Delivery) {
 
 // ResyncAll asks every local connection to reconnect and sync, and stops
 // delivering to it.
-func (h *Hub) ResyncAll() { h.resyncAll() }
-
-func (h *Hub) resyncAll() { h.resync(nil) }
-
-// resyncUsers tells every connection of users to reconnect and sync.
-func (h *Hub) resyncUsers(users []string) {
-	if len(users) > 0 {
-		h.resync(users)
-	}
-}
+func (h *Hub) ResyncAll() { h.resync(nil) }
 
 // resync tells the connections of users (nil: of everyone) to reconnect
 // and sync.
