@@ -23,9 +23,17 @@ func TestBatchArraysMatchTheirStatements(t *testing.T) {
 		"members": &b.members.arrays, "messages": &b.messages.arrays, "edits": &b.edits.arrays,
 		"deletes": &b.deletes.arrays, "reads": &b.reads.arrays,
 	}
+	search := buildSearch(benchRecords(t, 200))
+	searchArrays := map[string]any{"search inserts": &search.inserts.arrays, "search edits": &search.edits.arrays,
+		"search deletes": &search.tombs.arrays}
+	if sts := search.statements(NewStore(nil, "s", "topic")); len(sts) != len(searchArrays) {
+		t.Fatalf("%d search statements, want %d: the records must cover every one", len(sts), len(searchArrays))
+	}
+	arrays["search inserts"], arrays["search edits"], arrays["search deletes"] = &search.inserts.arrays, &search.edits.arrays, &search.tombs.arrays
 	param := regexp.MustCompile(`\$(\d+)::(\w+)\[\]`)
 	for _, guarded := range []bool{false, true} {
 		sts := append(b.statements(NewStore(nil, "s", "topic"), guarded), stmt{name: "missing folded", sql: missingFoldedSQL, args: keys.args()})
+		sts = append(sts, search.statements(NewStore(nil, "s", "topic"))...)
 		if len(sts) != len(arrays) {
 			t.Fatalf("guarded=%v: %d statements, want one per table (%d): the records must cover every table", guarded, len(sts), len(arrays))
 		}

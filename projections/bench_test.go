@@ -37,6 +37,12 @@ func benchEvents(name string, def int) int {
 // about: one transaction per event. Each iteration applies the whole log to
 // a fresh schema; events/s and events/tx are reported.
 //
+// The batched runs write what the live projector writes (PartHistory);
+// search-1000 is the search consumer alone (PartSearch), and
+// history-and-search-1000 both at once on two backends, as a node runs
+// them: the rate at which the read models and the search index together
+// keep up.
+//
 //	go test -run '^$' -bench BenchmarkProjector -benchtime 1x ./projections/
 //	PARLEY_BENCH_EVENTS=200000 go test -run '^$' -bench BenchmarkProjector -benchtime 1x ./projections/
 func BenchmarkProjector(b *testing.B) {
@@ -53,11 +59,28 @@ func BenchmarkProjector(b *testing.B) {
 			}
 			for b.Loop() {
 				b.StopTimer()
-				st := projections.NewStore(pool, freshSchema(b, pool), testTopic)
+				st := projections.NewStore(pool, freshSchema(b, pool), testTopic).Writing(projections.PartHistory)
 				b.StartTimer()
 				start, cpu := time.Now(), machineCPU()
 				applyAll(b, st, log, size)
 				report(b, len(log), time.Since(start), float64(size), cpu)
+			}
+		})
+	}
+	for _, parts := range [][]projections.Part{{projections.PartSearch}, {projections.PartHistory, projections.PartSearch}} {
+		name := map[int]string{1: "search-1000", 2: "history-and-search-1000"}[len(parts)]
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				base := projections.NewStore(pool, freshSchema(b, pool), testTopic)
+				b.StartTimer()
+				start, cpu := time.Now(), machineCPU()
+				var wg sync.WaitGroup
+				for _, p := range parts {
+					wg.Go(func() { applyBeside(b, base.Writing(p), recs, 1000) })
+				}
+				wg.Wait()
+				report(b, len(recs), time.Since(start), 1000, cpu)
 			}
 		})
 	}
@@ -71,19 +94,12 @@ func BenchmarkProjector(b *testing.B) {
 		}
 		for b.Loop() {
 			b.StopTimer()
-			st := projections.NewStore(pool, freshSchema(b, pool), testTopic)
+			st := projections.NewStore(pool, freshSchema(b, pool), testTopic).Writing(projections.PartHistory)
 			b.StartTimer()
 			start, cpu := time.Now(), machineCPU()
 			var wg sync.WaitGroup
 			for _, h := range halves {
-				wg.Go(func() {
-					for i := 0; i < len(h); i += 5000 {
-						if err := st.Apply(context.Background(), h[i:min(i+5000, len(h))]); err != nil {
-							b.Error(err) // not Fatal: this is not the benchmark's goroutine
-							return
-						}
-					}
-				})
+				wg.Go(func() { applyBeside(b, st, h, 5000) })
 			}
 			wg.Wait()
 			report(b, len(recs), time.Since(start), 5000, cpu)
@@ -106,6 +122,17 @@ func BenchmarkProjector(b *testing.B) {
 			report(b, len(base), time.Since(start), 1, cpu)
 		}
 	})
+}
+
+// applyBeside is applyAll for a goroutine other than the benchmark's: it
+// reports a failure with Error, not Fatal.
+func applyBeside(b *testing.B, st *projections.Store, recs []projections.Record, size int) {
+	for i := 0; i < len(recs); i += size {
+		if err := st.Apply(context.Background(), recs[i:min(i+size, len(recs))]); err != nil {
+			b.Error(err)
+			return
+		}
+	}
 }
 
 // report gives events/s, events per transaction and the CPU the whole

@@ -2,9 +2,7 @@ package projections_test
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
-	"time"
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/projections"
@@ -15,14 +13,8 @@ import (
 // though the duplicate's seq is the conversation's last message seq.
 func TestConversationListKeepsTheLastMessageAfterADuplicate(t *testing.T) {
 	pool := openPool(t)
-	at := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
 	var recs []projections.Record
-	add := func(typ string, payload any) {
-		data, _ := json.Marshal(payload)
-		off := int64(len(recs))
-		recs = append(recs, projections.Record{Partition: 0, Offset: off, Event: domain.Event{
-			ID: "e" + string(rune('a'+off)), Type: typ, ConversationID: "c1", Actor: "alice", At: at.Add(time.Duration(off) * time.Second), Data: data}})
-	}
+	add := func(typ string, payload any) { recs = appendEvent(recs, "c1", typ, payload) }
 	add(domain.EvConversationCreated, domain.ConversationCreated{Kind: "group", Title: "t", Members: []string{"alice", "bob"}})
 	sent := domain.MessageSent{MessageID: "m1", ClientMsgID: "k1", Body: "hello"}
 	add(domain.EvMessageSent, sent)

@@ -61,11 +61,34 @@ func projectable(t testing.TB, pool *pgxpool.Pool, schema string) {
 		t.Fatal(err)
 	}
 	foldShim(t, pool, schema)
-	var missing bool
-	if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NULL`, pgx.Identifier{schema, "reactions"}.Sanitize()).Scan(&missing); err != nil || !missing {
-		return
+	var noReactions, noSearch bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NULL,
+		NOT EXISTS (SELECT 1 FROM pg_ts_config c JOIN pg_namespace n ON n.oid = c.cfgnamespace
+			WHERE n.nspname = $2 AND c.cfgname = 'parley_search')`,
+		pgx.Identifier{schema, "reactions"}.Sanitize(), schema).Scan(&noReactions, &noSearch); err != nil {
+		t.Fatal(err)
 	}
-	reactions, err := migrations.ReadModel.ReadFile("readmodel/0009_reactions.up.sql")
+	if noReactions {
+		runMigrationFile(t, pool, schema, "readmodel/0009_reactions.up.sql")
+	}
+	if noSearch {
+		runMigrationFile(t, pool, schema, "readmodel/0007_search.up.sql")
+	}
+	// The search projection's tables (migration 0013), without its
+	// backfill: these schemas are projected from their first event.
+	s := pgx.Identifier{schema}.Sanitize()
+	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s+`.message_search (conversation_id text, message_id text, tsv tsvector,
+			PRIMARY KEY (conversation_id, message_id));
+		CREATE TABLE IF NOT EXISTS `+s+`.search_offsets (topic text, partition int, next_offset bigint NOT NULL, PRIMARY KEY (topic, partition))`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runMigrationFile runs one read-model migration's file in schema.
+func runMigrationFile(t testing.TB, pool *pgxpool.Pool, schema, file string) {
+	t.Helper()
+	ctx := context.Background()
+	sql, err := migrations.ReadModel.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,10 +96,10 @@ func projectable(t testing.TB, pool *pgxpool.Pool, schema string) {
 		if _, err := tx.Exec(ctx, "SET LOCAL search_path TO "+pgx.Identifier{schema}.Sanitize()); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, string(reactions))
+		_, err := tx.Exec(ctx, string(sql))
 		return err
 	}); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s in %s: %v", file, schema, err)
 	}
 }
 

@@ -140,14 +140,21 @@ func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map
 	}
 	sts := aside
 	rows := &batchRows{}
-	if len(fresh) > 0 {
+	if len(fresh) > 0 && s.writesHistory() {
 		rows = buildBatch(fresh, s)
 		if rows.unindexable != nil {
 			return written{}, rows.unindexable
 		}
 		sts = append(sts, rows.statements(s, guarded)...)
 	}
-	sts = append(sts, s.storeOffsets(batch))
+	if len(fresh) > 0 && s.writesSearch() {
+		search := buildSearch(fresh)
+		if search.unindexable != nil {
+			return written{}, search.unindexable
+		}
+		sts = append(sts, search.statements(s)...)
+	}
+	sts = append(sts, s.storeOffsets(batch)...)
 	b := &pgx.Batch{}
 	for _, st := range sts {
 		b.Queue(st.sql, st.args...)
@@ -224,7 +231,7 @@ func batchPartitions(batch []Record) []int32 {
 // offsetsQuery reads the stored offsets of partitions $2 and locks their
 // rows, so two projectors cannot apply a partition at once.
 func (s *Store) offsetsQuery() string {
-	return s.q(`SELECT partition, next_offset FROM {s}.projector_offsets
+	return s.q(`SELECT partition, next_offset FROM {s}.` + s.offsetsTable() + `
 		WHERE topic=$1 AND partition = ANY($2) ORDER BY partition FOR UPDATE`)
 }
 
@@ -239,7 +246,7 @@ func (s *Store) lockOffsets(ctx context.Context, tx pgx.Tx, batch []Record, next
 		next, err = s.readOffsets(ctx, tx, ids)
 	}
 	if err == nil && len(next) < len(ids) {
-		if _, err = tx.Exec(ctx, s.q(`INSERT INTO {s}.projector_offsets (topic, partition, next_offset)
+		if _, err = tx.Exec(ctx, s.q(`INSERT INTO {s}.`+s.offsetsTable()+` (topic, partition, next_offset)
 			SELECT $1, p, 0 FROM unnest($2::int[]) p ON CONFLICT DO NOTHING`), s.topic, ids); err == nil {
 			next, err = s.readOffsets(ctx, tx, ids)
 		}
@@ -298,9 +305,10 @@ func continuing(batch []Record, next map[int32]int64) ([]Record, error) {
 	return out, nil
 }
 
-// storeOffsets is the statement that advances the partitions' offsets past
-// the batch, in the batch's transaction.
-func (s *Store) storeOffsets(batch []Record) stmt {
+// storeOffsets are the statements that advance the partitions' offsets
+// past the batch, in the batch's transaction: the store's own, and for
+// PartAll search_offsets too (an upsert: its rows were not locked).
+func (s *Store) storeOffsets(batch []Record) []stmt {
 	last := map[int32]int64{}
 	for _, r := range batch {
 		last[r.Partition] = max(last[r.Partition], r.Offset+1)
@@ -311,8 +319,14 @@ func (s *Store) storeOffsets(batch []Record) stmt {
 		ps = append(ps, p)
 		offs = append(offs, o)
 	}
-	return stmt{name: "store offsets", sql: s.q(`UPDATE {s}.projector_offsets o SET next_offset=GREATEST(o.next_offset, v.off)
-		FROM unnest($2::int[], $3::bigint[]) v(p, off) WHERE o.topic=$1 AND o.partition=v.p`), args: []any{s.topic, ps, offs}}
+	out := []stmt{{name: "store offsets", sql: s.q(`UPDATE {s}.` + s.offsetsTable() + ` o SET next_offset=GREATEST(o.next_offset, v.off)
+		FROM unnest($2::int[], $3::bigint[]) v(p, off) WHERE o.topic=$1 AND o.partition=v.p`), args: []any{s.topic, ps, offs}}}
+	if s.part == PartAll {
+		out = append(out, stmt{name: "store search offsets", sql: s.q(`INSERT INTO {s}.search_offsets AS o (topic, partition, next_offset)
+			SELECT $1, v.p, v.off FROM unnest($2::int[], $3::bigint[]) v(p, off)
+			ON CONFLICT (topic, partition) DO UPDATE SET next_offset=GREATEST(o.next_offset, excluded.next_offset)`), args: []any{s.topic, ps, offs}})
+	}
+	return out
 }
 
 // stmt is one statement of a batch's pipeline, named in its errors.

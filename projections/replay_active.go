@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -51,7 +52,8 @@ const planSettings = `concat(set_config('plan_cache_mode', 'force_generic_plan',
 // In returns a store that reads and writes schema only, ignoring the pointer.
 // Replays build their fresh schema through it.
 func (s *Store) In(schema string) *Store {
-	p := &Store{pool: s.pool, topic: s.topic, name: s.name, pinned: true, ids: s.ids}
+	p := &Store{pool: s.pool, topic: s.topic, name: s.name, pinned: true, ids: s.ids, part: s.part,
+		schema: new(atomic.Pointer[string])}
 	p.SetSchema(schema)
 	return p
 }

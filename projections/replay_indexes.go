@@ -20,7 +20,8 @@ import (
 // writes read only these: the offsets, a conversation by id, a member by
 // (conversation, user), a message by (conversation_id, message_id) (edits,
 // deletes, and the ON CONFLICT that collapses a duplicate produce), a
-// set-aside event by (partition, offset) and a reaction by its key. The
+// set-aside event by (partition, offset), a reaction by its key and a
+// message's search row by (conversation_id, message_id). The
 // events and messages primary keys are not needed by a rebuild's inserts:
 // the offsets guard fixes (conversation_id, seq) (see applyTx).
 var writePathIndexes = []string{
@@ -31,6 +32,8 @@ var writePathIndexes = []string{
 	"messages_conversation_id_message_id_key",
 	"dead_letters_pkey", // the ON CONFLICT of a set-aside event
 	"reactions_pkey",    // the ON CONFLICT of a reaction's change
+	"search_offsets_pkey",
+	"message_search_pkey", // the ON CONFLICT of a send, edits and deletes
 }
 
 // deferredIndex is an index dropped while a replay rebuilds, and the

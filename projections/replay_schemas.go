@@ -20,7 +20,12 @@ type querier interface {
 // offsetsIn is the next offset of every partition of topic stored in
 // schema.
 func offsetsIn(ctx context.Context, q querier, schema, topic string) (map[int32]int64, error) {
-	rows, err := q.Query(ctx, `SELECT partition, next_offset FROM `+pgx.Identifier{schema, "projector_offsets"}.Sanitize()+
+	return offsetsOf(ctx, q, schema, "projector_offsets", topic)
+}
+
+// offsetsOf is offsetsIn of another offsets table (search_offsets).
+func offsetsOf(ctx context.Context, q querier, schema, table, topic string) (map[int32]int64, error) {
+	rows, err := q.Query(ctx, `SELECT partition, next_offset FROM `+pgx.Identifier{schema, table}.Sanitize()+
 		` WHERE topic=$1`, topic)
 	if err != nil {
 		return nil, fmt.Errorf("offsets of %s: %w", schema, err)

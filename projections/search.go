@@ -23,9 +23,9 @@ const (
 )
 
 // SearchQuery is the data of search: messages matching every word of Query
-// (stemmed, accents and case folded: the parley_search configuration, see
-// migration 0007), in the conversation named or in all the user's, newest
-// first. Paging: BeforeSeq (the protocol's, exact within one conversation)
+// (stemmed, accents and case folded: the parley_search configuration of
+// migration 0007, in message_search since 0013), in the conversation named
+// or in all the user's, newest first. Paging: BeforeSeq (the protocol's, exact within one conversation)
 // or Cursor (the next_cursor of the previous page, exact across them).
 type SearchQuery struct {
 	Query          string `json:"query"`
@@ -137,9 +137,10 @@ func (s *Store) search(ctx context.Context, db querier, user string, q SearchQue
 	}
 	rows, err := db.Query(ctx, s.q(`SELECT m.conversation_id, m.message_id, m.seq, m.sender_id, m.client_msg_id,
 			m.body, m.sent_at, m.edited_at, m.deleted, coalesce(m.reply_to, ''), `+reactionsOf("m")+`
-		FROM {s}.messages m
+		FROM {s}.message_search ms
+		JOIN {s}.messages m ON m.conversation_id = ms.conversation_id AND m.message_id = ms.message_id
 		JOIN {s}.members me ON me.conversation_id = m.conversation_id AND me.user_id = $1 AND me.is_member
-		WHERE to_tsvector('{s}.parley_search'::regconfig, m.body) @@ plainto_tsquery('{s}.parley_search'::regconfig, $2)
+		WHERE ms.tsv @@ plainto_tsquery('{s}.parley_search'::regconfig, $2)
 		  AND NOT m.deleted
 		  AND ($3 = '' OR m.conversation_id = $3)
 		  AND ($4::bigint IS NULL OR m.seq < $4)

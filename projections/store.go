@@ -18,9 +18,11 @@ import (
 // Store reads and writes the read models of one active schema. Readers
 // follow SetSchema at once, which is how a replay switches them atomically.
 type Store struct {
-	pool   *pgxpool.Pool
-	topic  string
-	schema atomic.Pointer[string]
+	pool  *pgxpool.Pool
+	topic string
+	// schema is shared by the stores Writing derives from one another, so
+	// a switch one of them finds moves the readers of all.
+	schema *atomic.Pointer[string]
 	// name keys the active read-model pointer (the bootstrap schema); pinned
 	// stores write their schema only. See replay_active.go.
 	name   string
@@ -38,11 +40,13 @@ type Store struct {
 	ids *sentIDs
 	// rebuild is set on a replay applier's store (replay_applier.go).
 	rebuild *rebuildState
+	// part is what Apply writes (Writing).
+	part Part
 }
 
 // NewStore serves the read models in schema.
 func NewStore(pool *pgxpool.Pool, schema, topic string) *Store {
-	s := &Store{pool: pool, topic: topic, name: schema, ids: newSentIDs()}
+	s := &Store{pool: pool, topic: topic, name: schema, ids: newSentIDs(), schema: new(atomic.Pointer[string])}
 	s.SetSchema(schema)
 	return s
 }
@@ -92,7 +96,7 @@ func (s *Store) ResumeOffsets(ctx context.Context, partitions []int32) (map[int3
 	if err := s.RefreshActive(ctx); err != nil {
 		return nil, err
 	}
-	stored, err := offsetsIn(ctx, s.pool, s.Schema(), s.topic)
+	stored, err := offsetsOf(ctx, s.pool, s.Schema(), s.offsetsTable(), s.topic)
 	if err != nil {
 		return nil, unavailable("resume offsets", err)
 	}
@@ -103,10 +107,11 @@ func (s *Store) ResumeOffsets(ctx context.Context, partitions []int32) (map[int3
 	return next, nil
 }
 
-// ProjectedOffset is the next offset the projector will apply in partition.
+// ProjectedOffset is the next offset the store will apply in partition (of
+// search_offsets for the search part, else of projector_offsets).
 func (s *Store) ProjectedOffset(ctx context.Context, partition int32) (int64, error) {
 	var off int64
-	err := s.pool.QueryRow(ctx, s.q(`SELECT next_offset FROM {s}.projector_offsets WHERE topic=$1 AND partition=$2`),
+	err := s.pool.QueryRow(ctx, s.q(`SELECT next_offset FROM {s}.`+s.offsetsTable()+` WHERE topic=$1 AND partition=$2`),
 		s.topic, partition).Scan(&off)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil

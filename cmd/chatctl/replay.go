@@ -172,6 +172,10 @@ func printReplay(w io.Writer, res projections.ReplayResult, f replayFlags, err e
 		fmt.Fprintf(w, "dry run: compared with the live schema %s (not switched)\n", res.Previous)
 		fmt.Fprintf(w, "  %-14s %10s %10s %10s %12s\n", "table", "live", "rebuilt", "only live", "only rebuilt")
 		for _, d := range res.Diffs {
+			if d.Skipped != "" {
+				fmt.Fprintf(w, "  %-14s not compared: %s\n", d.Table, d.Skipped)
+				continue
+			}
 			fmt.Fprintf(w, "  %-14s %10d %10d %10d %12d\n", d.Table, d.Live, d.Rebuilt, d.OnlyLive, d.OnlyRebuilt)
 			for _, s := range d.Samples {
 				fmt.Fprintf(w, "      %s\n", s)

@@ -21,6 +21,7 @@ import (
 const (
 	FanoutGroup    = "parley.fanout"
 	ProjectorGroup = "parley.projector"
+	SearchGroup    = "parley.search"
 )
 
 // runFanout consumes the log with a latency-first group consumer and hands
@@ -60,20 +61,15 @@ func (a *App) runFanout(ctx context.Context) error {
 	}, a.Log.With("role", "fanout"))
 }
 
-// runProjector applies the log to the read models in batches.
+// runProjector applies the log to the read models in batches, all but
+// search (runSearch).
 func (a *App) runProjector(ctx context.Context) error {
-	go a.watchLag(ctx, a.Cfg.GroupPrefix+ProjectorGroup) // parley_consumer_lag (ops.go)
-	bc, err := kafkalog.NewBatchConsumer(kafkalog.BatchConfig{
-		Kafka: KafkaConfig(a.Cfg).WithClientID("parley-projector-" + a.Cfg.NodeID),
-		Group: a.Cfg.GroupPrefix + ProjectorGroup, Size: a.Cfg.BatchSize, Wait: a.Cfg.BatchWait,
-		FetchMin: 64 << 10, FetchWait: a.Cfg.ProjectorFetchWait,
-		Resume: a.Store.ResumeOffsets,
-		Observe: func(size int, took time.Duration) {
+	bc, err := a.projection(ctx, ProjectorGroup, "projector", a.Store.Writing(projections.PartHistory),
+		func(size int, took time.Duration) {
 			metrics.ProjectorBatchSize.Observe(float64(size))
 			metrics.ProjectorBatchLatency.Observe(took.Seconds())
 			metrics.ProjectorEvents.Add(float64(size))
-		},
-	}, ProjectBatch(a.Store), a.Log.With("role", "projector"))
+		})
 	if err != nil {
 		return err
 	}
@@ -82,6 +78,33 @@ func (a *App) runProjector(ctx context.Context) error {
 		bc.Hurry()
 	})
 	return bc.Run(ctx)
+}
+
+// runSearch keeps the search projection (message_search) in a consumer
+// group of its own, on its own Postgres backend, beside the projector
+// (docs/architecture.md, "Search, its own projection"), with the
+// projector's batch settings. Nobody waits on it: a new message is
+// searchable up to one batch wait (CHAT_PROJECTOR_WAIT) after history has
+// it.
+func (a *App) runSearch(ctx context.Context) error {
+	bc, err := a.projection(ctx, SearchGroup, "search", a.Store.Writing(projections.PartSearch),
+		func(size int, _ time.Duration) { metrics.SearchEvents.Add(float64(size)) })
+	if err != nil {
+		return err
+	}
+	return bc.Run(ctx)
+}
+
+// projection is the batch consumer of group that applies the log to
+// store, from the offsets store keeps, with its lag published.
+func (a *App) projection(ctx context.Context, group, role string, store *projections.Store, observe func(int, time.Duration)) (*kafkalog.BatchConsumer, error) {
+	go a.watchLag(ctx, a.Cfg.GroupPrefix+group) // parley_consumer_lag (ops.go)
+	return kafkalog.NewBatchConsumer(kafkalog.BatchConfig{
+		Kafka: KafkaConfig(a.Cfg).WithClientID("parley-" + role + "-" + a.Cfg.NodeID),
+		Group: a.Cfg.GroupPrefix + group, Size: a.Cfg.BatchSize, Wait: a.Cfg.BatchWait,
+		FetchMin: 64 << 10, FetchWait: a.Cfg.ProjectorFetchWait,
+		Resume: store.ResumeOffsets, Observe: observe,
+	}, ProjectBatch(store), a.Log.With("role", role))
 }
 
 // ProjectBatch decodes consumed records and applies them to store. A batch

@@ -86,6 +86,9 @@ var (
 	ProjectorEvents = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parley_projector_events_total", Help: "Events applied by the projector (events/s is its rate).",
 	})
+	SearchEvents = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parley_search_events_total", Help: "Events applied by the search consumer to message_search (events/s is its rate; parley_consumer_lag{group=\"parley.search\"} its delay).",
+	})
 	ConsumerLag = promauto.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "parley_consumer_lag", Help: "Events between the log's end and a consumer group's position, per partition.",
 	}, []string{"group", "partition"})

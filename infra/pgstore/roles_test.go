@@ -64,10 +64,13 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 		return strings.NewReplacer("{s}", pgx.Identifier{schema}.Sanitize(), "{a}", pgx.Identifier{analytics}.Sanitize()).Replace(s)
 	}
 
-	// The projector writes through Parley's own code.
+	// The projector writes through Parley's own code: history, then the
+	// search projection, as its two consumer groups do.
 	projector := projections.NewStore(connect(t, roles.DSN["projector"]), schema, env.Cfg.Topic)
-	if err := projector.Apply(ctx, records()); err != nil {
-		t.Fatalf("the projector role cannot apply a batch: %v", err)
+	for _, part := range []projections.Part{projections.PartHistory, projections.PartSearch} {
+		if err := projector.Writing(part).Apply(ctx, records()); err != nil {
+			t.Fatalf("the projector role cannot apply a batch (part %d): %v", part, err)
+		}
 	}
 
 	// Gateways and the fan-out read through Parley's own code.
@@ -147,7 +150,10 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 	if err := ap.QueryRow(ctx, q(`SELECT count(*) FROM {a}.messages`)).Scan(&n); err != nil || n != 2 {
 		t.Errorf("analyst: analytics.messages has %d rows (%v), want 2", n, err)
 	}
-	for _, table := range []string{"messages", "members", "events", "conversations", "projector_offsets", "dead_letters", "unread_counts", "read_cursors"} {
+	if err := ap.QueryRow(ctx, q(`SELECT count(*) FROM {a}.message_search WHERE tsv IS NOT NULL`)).Scan(&n); err != nil || n != 2 {
+		t.Errorf("analyst: analytics.message_search has %d rows with words (%v), want 2", n, err)
+	}
+	for _, table := range []string{"messages", "members", "events", "conversations", "projector_offsets", "dead_letters", "unread_counts", "read_cursors", "message_search", "search_offsets"} {
 		if _, err := ap.Exec(ctx, q("SELECT * FROM {s}."+table+" LIMIT 1")); !denied(err) {
 			t.Errorf("analyst: live %s: %v, want permission denied", table, err)
 		}

@@ -1,0 +1,42 @@
+-- Search gets its own table, written by its own consumer group
+-- (parley.search, docs/architecture.md "Search, its own projection"). The
+-- GIN index over the messages' bodies cost every message insert a
+-- to_tsvector and a GIN entry, and made every edit and delete a non-HOT
+-- update of every messages index: a quarter of the projector's time
+-- (docs/benchmarks.md, "Session 21"). Here the history projection writes
+-- messages without it, and search follows on a second backend, a few
+-- milliseconds behind.
+--
+-- One row per message: tsv is to_tsvector(parley_search, body) of the
+-- latest body, NULL once the message is deleted (a tombstone, so a
+-- duplicate produce after the delete cannot bring the words back). Not
+-- partitioned: a search across a user's conversations reads one GIN index
+-- instead of sixteen.
+CREATE TABLE message_search (
+    conversation_id text NOT NULL,
+    message_id      text NOT NULL,
+    tsv             tsvector,
+    PRIMARY KEY (conversation_id, message_id)
+);
+CREATE INDEX message_search_tsv ON message_search USING gin (tsv);
+COMMENT ON TABLE message_search IS 'Full-text search over message bodies, one row per message: tsv is to_tsvector(parley_search, body) of its latest body, NULL once deleted. Written by the search consumer (parley.search), which may be a little behind messages.';
+
+-- The search consumer's place in the log, as projector_offsets is the
+-- projector's: committed with its rows.
+CREATE TABLE search_offsets (
+    topic       text   NOT NULL,
+    partition   int    NOT NULL,
+    next_offset bigint NOT NULL,
+    PRIMARY KEY (topic, partition)
+);
+
+-- Filled from the messages as they are, at the projector's offsets: the
+-- projector of an older release waits on this lock, so no message lands
+-- between the copy and the offsets.
+LOCK TABLE projector_offsets IN SHARE MODE;
+INSERT INTO message_search
+    SELECT conversation_id, message_id, CASE WHEN deleted THEN NULL ELSE to_tsvector('parley_search', body) END
+      FROM messages;
+INSERT INTO search_offsets SELECT topic, partition, next_offset FROM projector_offsets;
+
+DROP INDEX messages_search;
