@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/domain"
 )
 
 // TestBatchArraysMatchTheirStatements: every statement of a batch gets one
@@ -23,13 +25,31 @@ func TestBatchArraysMatchTheirStatements(t *testing.T) {
 		"members": &b.members.arrays, "messages": &b.messages.arrays, "edits": &b.edits.arrays,
 		"deletes": &b.deletes.arrays, "reads": &b.reads.arrays,
 	}
-	search := buildSearch(benchRecords(t, 200))
-	searchArrays := map[string]any{"search inserts": &search.inserts.arrays, "search edits": &search.edits.arrays,
-		"search deletes": &search.tombs.arrays}
-	if sts := search.statements(NewStore(nil, "s", "topic")); len(sts) != len(searchArrays) {
-		t.Fatalf("%d search statements, want %d: the records must cover every one", len(sts), len(searchArrays))
+	// benchRecords edit and delete messages of other conversations (edits
+	// before their send, to search): a message edited and one deleted
+	// after their sends cover the rest.
+	recs := benchRecords(t, 200)
+	for i, ev := range []struct {
+		typ string
+		p   any
+	}{
+		{domain.EvMessageSent, domain.MessageSent{MessageID: "m_e", ClientMsgID: "k_e", Body: "a"}},
+		{domain.EvMessageEdited, domain.MessageEdited{MessageID: "m_e", Body: "b"}},
+		{domain.EvMessageSent, domain.MessageSent{MessageID: "m_d", ClientMsgID: "k_d", Body: "c"}},
+		{domain.EvMessageDeleted, domain.MessageDeleted{MessageID: "m_d"}},
+	} {
+		e, err := domain.NewEvent(ev.typ, "c_0", "user_0", time.Now(), ev.p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, Record{Partition: 0, Offset: int64(1000 + i), Event: e})
 	}
+	search := buildSearch(recs)
 	arrays["search inserts"], arrays["search edits"], arrays["search deletes"] = &search.inserts.arrays, &search.edits.arrays, &search.tombs.arrays
+	arrays["search edits before the send"], arrays["search deletes before the send"] = &search.preEdits.arrays, &search.preTombs.arrays
+	if sts := search.statements(NewStore(nil, "s", "topic")); len(sts) != 5 {
+		t.Fatalf("%d search statements, want 5: the records must cover every one", len(sts))
+	}
 	param := regexp.MustCompile(`\$(\d+)::(\w+)\[\]`)
 	for _, guarded := range []bool{false, true} {
 		sts := append(b.statements(NewStore(nil, "s", "topic"), guarded), stmt{name: "missing folded", sql: missingFoldedSQL, args: keys.args()})

@@ -66,8 +66,8 @@ var ComparedTables = []string{"conversations", "members", "messages", "events", 
 
 // searchBehind is why the live message_search cannot be compared in the
 // snapshot whose projector offsets are at: the search consumer, a group of
-// its own, had not reached them (it is usually a batch behind under load),
-// or the live schema predates it. Empty when it can.
+// its own, was elsewhere in the log (behind or ahead: under load it
+// usually is), or the live schema predates it. Empty when it can.
 func searchBehind(ctx context.Context, q querier, live, topic string, at map[int32]int64) (map[string]string, error) {
 	var present bool
 	if err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`,
@@ -81,12 +81,18 @@ func searchBehind(ctx context.Context, q querier, live, topic string, at map[int
 	if err != nil {
 		return nil, err
 	}
-	var behind int64
+	var behind, ahead int64
 	for p, off := range at {
 		behind += max(off-search[p], 0)
+		ahead += max(search[p]-off, 0)
 	}
-	if behind > 0 {
-		return map[string]string{"message_search": fmt.Sprintf("the live search projection was %d events behind the history one; compare when writes pause", behind)}, nil
+	for p, off := range search {
+		if _, ok := at[p]; !ok {
+			ahead += off
+		}
+	}
+	if behind > 0 || ahead > 0 {
+		return map[string]string{"message_search": fmt.Sprintf("the live search projection was %d events behind and %d ahead of the history one; compare when writes pause", behind, ahead)}, nil
 	}
 	return nil, nil
 }

@@ -38,17 +38,21 @@ func (s *Store) offsetsTable() string {
 func (s *Store) writesHistory() bool { return s.part != PartSearch }
 func (s *Store) writesSearch() bool  { return s.part != PartHistory }
 
-// searchRows are a batch reduced to the rows of the search statements:
-// the rows of new messages, the latest edits, the tombstones. Each
-// statement is guarded by the table's state (ON CONFLICT, tsv IS NOT
-// NULL), so the result does not depend on batch bounds: a duplicate
-// produce keeps the first row, an edit after the delete changes nothing,
-// as in messages.
+// searchRows are a batch reduced to the rows of the search statements.
+// Each statement is guarded by the table's state (ON CONFLICT, tsv IS NOT
+// NULL), so a batch applied twice changes nothing, a duplicate produce
+// keeps the first row and an edit after the delete changes nothing, as in
+// messages. An edit or delete that comes before its message's send in the
+// batch (the send is a duplicate produce, or the original was lost to
+// retention) changes only a row written before the batch, as messages'
+// version guard has it: its statements run before the inserts.
 type searchRows struct {
+	preEdits    table[searchEditRow]
+	preTombs    table[searchKeyRow]
 	inserts     table[searchRow]
 	edits       table[searchEditRow]
 	tombs       table[searchKeyRow]
-	unindexable error // a message's key is too long to index
+	unindexable error // a key the history part refuses too (keyFits)
 }
 
 // buildSearch reduces recs (records that continue the offsets, in log
@@ -60,21 +64,27 @@ func buildSearch(recs []Record) *searchRows {
 	}
 	rows := &searchRows{unindexable: b.unindexable}
 	for _, m := range b.msgs {
+		k := searchKeyRow{c: m.key.c, id: m.key.id}
+		switch {
+		case m.pre.deleted:
+			rows.preTombs.add(k)
+		case m.pre.edited:
+			rows.preEdits.add(searchEditRow{c: k.c, id: k.id, body: m.pre.body})
+		}
 		if m.sent {
-			rows.inserts.add(searchRow{c: m.key.c, id: m.key.id, body: m.body, deleted: m.deleted})
+			rows.inserts.add(searchRow{c: k.c, id: k.id, body: m.body, deleted: m.post.deleted})
 		}
-		if m.edited && !m.deleted {
-			rows.edits.add(searchEditRow{c: m.key.c, id: m.key.id, body: m.edit})
-		}
-		if m.deleted {
-			rows.tombs.add(searchKeyRow{c: m.key.c, id: m.key.id})
+		switch {
+		case m.post.deleted:
+			rows.tombs.add(k)
+		case m.post.edited:
+			rows.edits.add(searchEditRow{c: k.c, id: k.id, body: m.post.body})
 		}
 	}
 	return rows
 }
 
-// statements are the rows' statements in s's schema: inserts, then edits,
-// then tombstones.
+// statements are the rows' statements in s's schema, in the order above.
 func (r *searchRows) statements(s *Store) []stmt {
 	var out []stmt
 	add := func(name, sql string, a *arrays) {
@@ -82,6 +92,8 @@ func (r *searchRows) statements(s *Store) []stmt {
 			out = append(out, stmt{name: name, sql: s.q(sql), args: a.args()})
 		}
 	}
+	add("search edits before the send", searchEditSQL, &r.preEdits.arrays)
+	add("search deletes before the send", searchDeleteSQL, &r.preTombs.arrays)
 	add("search inserts", searchInsertSQL, &r.inserts.arrays)
 	add("search edits", searchEditSQL, &r.edits.arrays)
 	add("search deletes", searchDeleteSQL, &r.tombs.arrays)
@@ -99,20 +111,31 @@ type searchBuilder struct {
 type searchKey struct{ c, id string }
 
 // searchMsg is what a batch does to one message: sent (with the body as
-// sent), edited (the latest body), deleted.
+// sent), and its edits and delete before the send (pre) and after it
+// (post).
 type searchMsg struct {
-	key                   searchKey
-	sent, edited, deleted bool
-	body, edit            string
+	key       searchKey
+	sent      bool
+	body      string
+	pre, post searchChange
+}
+
+// searchChange is a message's latest edit and its delete.
+type searchChange struct {
+	edited, deleted bool
+	body            string // the latest edit's
+}
+
+func (c *searchChange) edit(body string) {
+	if !c.deleted {
+		c.edited, c.body = true, body
+	}
 }
 
 func (b *searchBuilder) msg(c, id string) *searchMsg {
 	k := searchKey{c: c, id: id}
 	i, ok := b.seen[k]
 	if !ok {
-		if (len(c) > maxKeyBytes || len(id) > maxKeyBytes) && b.unindexable == nil {
-			b.unindexable = unindexableError{field: "message key", n: len(c) + len(id)}
-		}
 		i = len(b.msgs)
 		b.seen[k] = i
 		b.msgs = append(b.msgs, searchMsg{key: k})
@@ -120,17 +143,29 @@ func (b *searchBuilder) msg(c, id string) *searchMsg {
 	return &b.msgs[i]
 }
 
+// keyFits refuses what the history part's keyFits refuses (a conversation
+// id, a reply_to too long to index), so both parts set the same events
+// aside, and a replay, which writes both in one transaction, builds what
+// they built.
+func (b *searchBuilder) keyFits(field, v string) {
+	if len(v) > maxKeyBytes && b.unindexable == nil {
+		b.unindexable = unindexableError{field: field, n: len(v)}
+	}
+}
+
 // record folds one event into its message's entry. A second send of the
 // same id (a duplicate produce) is the first's; an edit after the
 // message's delete is dropped.
 func (b *searchBuilder) record(e *domain.Event) {
+	b.keyFits("conversation_id", e.ConversationID)
 	switch e.Type {
 	case domain.EvMessageSent:
 		var p domain.MessageSent
 		if e.Payload(&p) != nil {
 			return
 		}
-		if m := b.msg(e.ConversationID, p.MessageID); !m.sent && !m.edited && !m.deleted {
+		b.keyFits("reply_to", p.ReplyTo)
+		if m := b.msg(e.ConversationID, p.MessageID); !m.sent {
 			m.sent, m.body = true, p.Body
 		}
 	case domain.EvMessageEdited:
@@ -138,16 +173,22 @@ func (b *searchBuilder) record(e *domain.Event) {
 		if e.Payload(&p) != nil {
 			return
 		}
-		if m := b.msg(e.ConversationID, p.MessageID); !m.deleted {
-			m.edited, m.edit = true, p.Body
-		}
+		b.msg(e.ConversationID, p.MessageID).change().edit(p.Body)
 	case domain.EvMessageDeleted:
 		var p domain.MessageDeleted
 		if e.Payload(&p) != nil {
 			return
 		}
-		b.msg(e.ConversationID, p.MessageID).deleted = true
+		b.msg(e.ConversationID, p.MessageID).change().deleted = true
 	}
+}
+
+// change is where an edit or delete of m goes: before or after its send.
+func (m *searchMsg) change() *searchChange {
+	if m.sent {
+		return &m.post
+	}
+	return &m.pre
 }
 
 // searchInsertSQL adds the messages sent; one deleted in the same batch

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,8 +79,9 @@ func TestSearchPartFollowsTheLog(t *testing.T) {
 }
 
 // The cases a batch bound could change: a duplicate produce after an edit
-// and after a delete, an edit after a delete, all in one batch or one
-// event at a time; what search finds is the messages table's state.
+// and after a delete, an edit after a delete, an edit before the send,
+// all in one batch or one event at a time; what search finds is the
+// messages table's state.
 func TestSearchPartKeepsTheMessagesRules(t *testing.T) {
 	pool := openPool(t)
 	var recs []projections.Record
@@ -98,7 +100,13 @@ func TestSearchPartKeepsTheMessagesRules(t *testing.T) {
 	sent("m3", "elder")
 	add(domain.EvMessageEdited, domain.MessageEdited{MessageID: "m3", Body: "fig"})
 	add(domain.EvMessageEdited, domain.MessageEdited{MessageID: "m3", Body: "grape"})
-	want := map[string][]string{"apple": nil, "banana": {"m1"}, "cherry": nil, "date": nil, "elder": nil, "fig": nil, "grape": {"m3"}}
+	// An edit before the send, whose original the log no longer has: the
+	// message has its body as sent (messages' version guard drops the
+	// edit), and is found by it.
+	add(domain.EvMessageEdited, domain.MessageEdited{MessageID: "m4", Body: "mango"})
+	sent("m4", "nectarine")
+	want := map[string][]string{"apple": nil, "banana": {"m1"}, "cherry": nil, "date": nil, "elder": nil, "fig": nil, "grape": {"m3"},
+		"mango": nil, "nectarine": {"m4"}}
 	for _, size := range []int{1, 2, 3, len(recs)} {
 		t.Run(fmt.Sprint("batches of ", size), func(t *testing.T) {
 			schema := freshSchema(t, pool)
@@ -206,4 +214,29 @@ func appendEvent(recs []projections.Record, c, typ string, payload any) []projec
 	return append(recs, projections.Record{Partition: 0, Offset: off, Event: domain.Event{
 		ID: fmt.Sprint("e", off), Type: typ, ConversationID: c, Actor: "alice",
 		At: time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC).Add(time.Duration(off) * time.Second), Data: data}})
+}
+
+// An event the history part sets aside (a reply_to too long to index) is
+// set aside by the search part too, so the two parts apart hold what one
+// transaction of both (a replay) holds; the search part records no dead
+// letter of its own.
+func TestSearchPartSetsAsideWhatHistoryDoes(t *testing.T) {
+	pool := openPool(t)
+	var recs []projections.Record
+	recs = appendEvent(recs, "c1", domain.EvConversationCreated, domain.ConversationCreated{Kind: "group", Title: "t", Members: []string{"alice", "bob"}})
+	recs = appendEvent(recs, "c1", domain.EvMessageSent, domain.MessageSent{MessageID: "m1", ClientMsgID: "k1", Body: "plum", ReplyTo: strings.Repeat("r", 2000)})
+	recs = appendEvent(recs, "c1", domain.EvMessageSent, domain.MessageSent{MessageID: "m2", ClientMsgID: "k2", Body: "quince"})
+	split, whole := freshSchema(t, pool), freshSchema(t, pool)
+	base := projections.NewStore(pool, split, testTopic)
+	applyAll(t, base.Writing(projections.PartSearch), recs, len(recs))
+	var dead int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM `+pgx.Identifier{split, "dead_letters"}.Sanitize()).Scan(&dead); err != nil || dead != 0 {
+		t.Fatalf("the search part wrote %d dead letters (%v), want none", dead, err)
+	}
+	applyAll(t, base.Writing(projections.PartHistory), recs, len(recs))
+	applyAll(t, projections.NewStore(pool, whole, testTopic), recs, len(recs))
+	requireSame(t, pool, split, whole)
+	if n := searchDefinitionDiffs(t, pool, split); n != 0 {
+		t.Errorf("%d messages whose search row is not to_tsvector of the body", n)
+	}
 }

@@ -73,7 +73,14 @@ func (s *Store) isolate(ctx context.Context, batch []Record, apply func(context.
 // setAsideStatements records in dead_letters the records of batch set
 // aside (Invalid with a Cause) that continue the offsets next; a record
 // applied before keeps its first row.
+//
+// The search part records none: dead_letters is the history's (what its
+// tables lack), and an event the history holds is not set aside because
+// search could not index it (OnSetAside still hears of it).
 func (s *Store) setAsideStatements(batch []Record, next map[int32]int64) []stmt {
+	if s.part == PartSearch {
+		return nil
+	}
 	var sts []stmt
 	for _, r := range batch {
 		if !r.Invalid || r.Cause == "" || r.Offset < next[r.Partition] {

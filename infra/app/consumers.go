@@ -87,7 +87,13 @@ func (a *App) runProjector(ctx context.Context) error {
 // searchable up to one batch wait (CHAT_PROJECTOR_WAIT) after history has
 // it.
 func (a *App) runSearch(ctx context.Context) error {
-	bc, err := a.projection(ctx, SearchGroup, "search", a.Store.Writing(projections.PartSearch),
+	search := a.Store.Writing(projections.PartSearch)
+	search.OnSetAside = func(r projections.Record, cause error) {
+		metrics.SearchSetAside.Inc()
+		a.Log.Error("event not indexed for search: message_search cannot hold it", "partition", r.Partition, "offset", r.Offset,
+			"event_id", r.Event.ID, "type", r.Event.Type, "conversation_id", r.Event.ConversationID, "err", cause)
+	}
+	bc, err := a.projection(ctx, SearchGroup, "search", search,
 		func(size int, _ time.Duration) { metrics.SearchEvents.Add(float64(size)) })
 	if err != nil {
 		return err

@@ -4,8 +4,7 @@
 -- to_tsvector and a GIN entry, and made every edit and delete a non-HOT
 -- update of every messages index: a quarter of the projector's time
 -- (docs/benchmarks.md, "Session 21"). Here the history projection writes
--- messages without it, and search follows on a second backend, a few
--- milliseconds behind.
+-- messages without it, and search follows on a second backend.
 --
 -- One row per message: tsv is to_tsvector(parley_search, body) of the
 -- latest body, NULL once the message is deleted (a tombstone, so a
@@ -18,7 +17,6 @@ CREATE TABLE message_search (
     tsv             tsvector,
     PRIMARY KEY (conversation_id, message_id)
 );
-CREATE INDEX message_search_tsv ON message_search USING gin (tsv);
 COMMENT ON TABLE message_search IS 'Full-text search over message bodies, one row per message: tsv is to_tsvector(parley_search, body) of its latest body, NULL once deleted. Written by the search consumer (parley.search), which may be a little behind messages.';
 
 -- The search consumer's place in the log, as projector_offsets is the
@@ -30,13 +28,19 @@ CREATE TABLE search_offsets (
     PRIMARY KEY (topic, partition)
 );
 
--- Filled from the messages as they are, at the projector's offsets: the
--- projector of an older release waits on this lock, so no message lands
--- between the copy and the offsets.
-LOCK TABLE projector_offsets IN SHARE MODE;
+-- Filled from the messages as they are, at the projector's offsets. A
+-- projector of an older release may be writing: once this lock is held no
+-- batch that writes messages is in flight, and none can commit before this
+-- migration does (it waits here; readers go on). A batch that commits
+-- meanwhile writes no message, so the offsets copied below, whether before
+-- or after it, put nothing of search's between them and the copy. Locking
+-- projector_offsets too would deadlock with a batch that inserted a
+-- partition's first offsets row.
+LOCK TABLE messages IN SHARE MODE;
 INSERT INTO message_search
     SELECT conversation_id, message_id, CASE WHEN deleted THEN NULL ELSE to_tsvector('parley_search', body) END
       FROM messages;
 INSERT INTO search_offsets SELECT topic, partition, next_offset FROM projector_offsets;
+CREATE INDEX message_search_tsv ON message_search USING gin (tsv);
 
 DROP INDEX messages_search;
