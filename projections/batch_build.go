@@ -21,10 +21,22 @@ import (
 // replay's applier (s.rebuild), the last seqs are left to it
 // (batchRows.deferredLast) instead of going to the statements.
 func buildBatch(recs []Record, s *Store) *batchRows {
+	return buildBatchAfter(recs, s, nil)
+}
+
+// buildBatchAfter is buildBatch for a batch that follows one not yet
+// committed, which writes the message ids pending (Pipeline).
+func buildBatchAfter(recs []Record, s *Store, pending []sentID) *batchRows {
 	b := &batchBuilder{
 		members:   map[memberKey]int{},
 		convs:     map[string]int{},
 		deletedAt: map[string]int64{},
+	}
+	if len(pending) > 0 {
+		b.batchIDs = make(map[msgKey]int64, len(pending))
+		for _, id := range pending {
+			b.batchIDs[id.key] = id.seq
+		}
 	}
 	deferLast := false
 	if s != nil {

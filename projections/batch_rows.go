@@ -148,6 +148,8 @@ type batchRows struct {
 type written struct {
 	ids  []sentID
 	last []lastSeqRow
+	// prepared: the rows were those built ahead (Pipeline).
+	prepared bool
 }
 
 // statements are the batch's statements, in the order the pipeline runs

@@ -67,6 +67,21 @@ func BenchmarkProjector(b *testing.B) {
 			}
 		})
 	}
+	// The live projector's way (infra/app): a Pipeline builds the next
+	// batch while Postgres applies this one.
+	b.Run("pipelined-1000", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			p := projections.NewStore(pool, freshSchema(b, pool), testTopic).Writing(projections.PartHistory).Pipeline()
+			b.StartTimer()
+			start, cpu := time.Now(), machineCPU()
+			applyAll(b, p, recs, 1000)
+			if err := p.Flush(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			report(b, len(recs), time.Since(start), 1000, cpu)
+		}
+	})
 	for _, parts := range [][]projections.Part{{projections.PartSearch}, {projections.PartHistory, projections.PartSearch}} {
 		name := map[int]string{1: "search-1000", 2: "history-and-search-1000"}[len(parts)]
 		b.Run(name, func(b *testing.B) {

@@ -50,23 +50,35 @@ func (r Record) Seq() int64 { return domain.SeqOf(r.Offset) }
 // An event whose data Postgres refuses (poison) is set aside instead of
 // stopping the projection: see isolate.
 func (s *Store) Apply(ctx context.Context, batch []Record) error {
-	err := s.applyBatch(ctx, batch)
-	if isPoison(err) {
-		return s.isolate(ctx, batch, s.applyBatch)
-	}
+	_, err := s.applyPrepared(ctx, batch, nil)
 	return err
 }
 
+// applyPrepared is Apply with the rows pre built for batch (prepare), or
+// nil; used reports whether the batch committed those very rows.
+func (s *Store) applyPrepared(ctx context.Context, batch []Record, pre *prepared) (used bool, err error) {
+	used, err = s.applyBatchPrepared(ctx, batch, pre)
+	if isPoison(err) {
+		return false, s.isolate(ctx, batch, s.applyBatch)
+	}
+	return used, err
+}
+
 func (s *Store) applyBatch(ctx context.Context, batch []Record) error {
-	err := s.apply(ctx, batch, false)
+	_, err := s.applyBatchPrepared(ctx, batch, nil)
+	return err
+}
+
+func (s *Store) applyBatchPrepared(ctx context.Context, batch []Record, pre *prepared) (bool, error) {
+	used, err := s.apply(ctx, batch, false, pre)
 	if errors.Is(err, errConflict) {
 		s.retried.Add(1)
 		if s.OnGuardedRetry != nil {
 			s.OnGuardedRetry()
 		}
-		err = s.apply(ctx, batch, true)
+		used, err = s.apply(ctx, batch, true, nil)
 	}
-	return err
+	return used, err
 }
 
 // GuardedRetries is how many batches met a row they did not expect and were
@@ -80,10 +92,10 @@ func (s *Store) GuardedRetries() int64 { return s.retried.Load() }
 // fast path's ON CONFLICT names that key, so they are written guarded.
 var guardedOnly sync.Map // schema name -> true
 
-func (s *Store) apply(ctx context.Context, batch []Record, guarded bool) error {
+func (s *Store) apply(ctx context.Context, batch []Record, guarded bool, pre *prepared) (used bool, err error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return unavailable("begin", err)
+		return false, unavailable("begin", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
 	// The batch goes to the schema the active pointer names now
@@ -91,17 +103,17 @@ func (s *Store) apply(ctx context.Context, batch []Record, guarded bool) error {
 	// pointer and the offsets of that schema are read in one round trip.
 	w, next, err := s.writeTargetOffsets(ctx, tx, batch)
 	if err != nil {
-		return err
+		return false, err
 	}
-	wrote, err := w.writeTx(ctx, tx, batch, next, guarded)
+	wrote, err := w.writeTx(ctx, tx, batch, next, guarded, pre)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return unavailable("commit", err)
+		return false, unavailable("commit", err)
 	}
 	w.committed(wrote)
-	return nil
+	return wrote.prepared, nil
 }
 
 // errConflict: an unguarded insert met a row that exists already (a unique
@@ -123,13 +135,14 @@ func (s *Store) applyTx(ctx context.Context, tx pgx.Tx, batch []Record, guarded 
 	if err != nil {
 		return written{}, err
 	}
-	return s.writeTx(ctx, tx, batch, next, guarded)
+	return s.writeTx(ctx, tx, batch, next, guarded, nil)
 }
 
 // writeTx writes the records of batch that continue the offsets next
 // (read and locked in tx by lockOffsets) and advances the offsets, in one
-// pipeline.
-func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map[int32]int64, guarded bool) (written, error) {
+// pipeline. pre, if not nil, holds the rows built ahead for batch, used
+// when they are what the offsets call for (prepared.fits).
+func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map[int32]int64, guarded bool, pre *prepared) (written, error) {
 	if _, old := guardedOnly.Load(s.Schema()); old {
 		guarded = true
 	}
@@ -138,22 +151,20 @@ func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map
 	if err != nil {
 		return written{}, err
 	}
+	fromPre := pre.fits(fresh, s.Schema())
+	if !fromPre {
+		pre = s.prepareFresh(fresh)
+	}
 	sts := aside
-	rows := &batchRows{}
-	if len(fresh) > 0 && s.writesHistory() {
-		rows = buildBatch(fresh, s)
-		if rows.unindexable != nil {
-			return written{}, rows.unindexable
-		}
-		sts = append(sts, rows.statements(s, guarded)...)
+	rows := pre.rows
+	if rows.unindexable != nil {
+		return written{}, rows.unindexable
 	}
-	if len(fresh) > 0 && s.writesSearch() {
-		search := buildSearch(fresh)
-		if search.unindexable != nil {
-			return written{}, search.unindexable
-		}
-		sts = append(sts, search.statements(s)...)
+	sts = append(sts, rows.statements(s, guarded)...)
+	if pre.search.unindexable != nil {
+		return written{}, pre.search.unindexable
 	}
+	sts = append(sts, pre.search.statements(s)...)
 	sts = append(sts, s.storeOffsets(batch)...)
 	b := &pgx.Batch{}
 	for _, st := range sts {
@@ -188,7 +199,7 @@ func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map
 			return written{}, fmt.Errorf("%w: apply unfolded message_sent: %w", domain.ErrUnavailable, err)
 		}
 	}
-	return written{ids: rows.newIDs, last: rows.deferredLast}, nil
+	return written{ids: rows.newIDs, last: rows.deferredLast, prepared: fromPre}, nil
 }
 
 // insertedEvents reads the messages insert's result: the folded rows it

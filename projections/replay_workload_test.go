@@ -258,7 +258,9 @@ func remove(s []string, v string) []string {
 }
 
 // applyAll applies recs in batches of size.
-func applyAll(t testing.TB, st *projections.Store, recs []projections.Record, size int) {
+func applyAll(t testing.TB, st interface {
+	Apply(context.Context, []projections.Record) error
+}, recs []projections.Record, size int) {
 	t.Helper()
 	for i := 0; i < len(recs); i += size {
 		if err := st.Apply(context.Background(), recs[i:min(i+size, len(recs))]); err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -35,6 +36,9 @@ type Store struct {
 	OnSetAside func(r Record, cause error)
 	// OnGuardedRetry, if set, is told of each batch applied again guarded.
 	OnGuardedRetry func()
+	// OnRetry, if set, is told of each failed attempt of a Pipeline's
+	// batch that it retries after backoff.
+	OnRetry func(err error, backoff time.Duration)
 	// ids are the message ids written (sent_ids.go); nil: every messages
 	// insert is ON CONFLICT.
 	ids *sentIDs

@@ -93,6 +93,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	a.closers = append(a.closers, func() error { a.Pool.Close(); return nil })
 	a.Store = projections.NewStore(a.Pool, cfg.DBSchema, cfg.Topic)
 	a.Store.OnGuardedRetry = metrics.ProjectorGuardedRetries.Inc
+	a.Store.OnRetry = func(err error, backoff time.Duration) {
+		log.Warn("projection batch failed; retrying", "err", err, "retry_in", backoff)
+	}
 	a.Store.OnSetAside = func(r projections.Record, cause error) {
 		metrics.ProjectorSetAside.Inc()
 		log.Error("event set aside: the read models cannot hold it", "partition", r.Partition, "offset", r.Offset,

@@ -64,7 +64,9 @@ func (a *App) runFanout(ctx context.Context) error {
 // runProjector applies the log to the read models in batches, all but
 // search (runSearch).
 func (a *App) runProjector(ctx context.Context) error {
-	bc, err := a.projection(ctx, ProjectorGroup, "projector", a.Store.Writing(projections.PartHistory),
+	history := a.Store.Writing(projections.PartHistory)
+	pipe := history.Pipeline()
+	bc, err := a.projection(ctx, ProjectorGroup, "projector", history, pipe,
 		func(size int, took time.Duration) {
 			metrics.ProjectorBatchSize.Observe(float64(size))
 			metrics.ProjectorBatchLatency.Observe(took.Seconds())
@@ -77,7 +79,7 @@ func (a *App) runProjector(ctx context.Context) error {
 		metrics.ProjectorHurries.Inc()
 		bc.Hurry()
 	})
-	return bc.Run(ctx)
+	return runPipelined(ctx, bc, pipe)
 }
 
 // runSearch keeps the search projection (message_search) in a consumer
@@ -93,29 +95,46 @@ func (a *App) runSearch(ctx context.Context) error {
 		a.Log.Error("event not indexed for search: message_search cannot hold it", "partition", r.Partition, "offset", r.Offset,
 			"event_id", r.Event.ID, "type", r.Event.Type, "conversation_id", r.Event.ConversationID, "err", cause)
 	}
-	bc, err := a.projection(ctx, SearchGroup, "search", search,
+	pipe := search.Pipeline()
+	bc, err := a.projection(ctx, SearchGroup, "search", search, pipe,
 		func(size int, _ time.Duration) { metrics.SearchEvents.Add(float64(size)) })
 	if err != nil {
 		return err
 	}
-	return bc.Run(ctx)
+	return runPipelined(ctx, bc, pipe)
 }
 
 // projection is the batch consumer of group that applies the log to
-// store, from the offsets store keeps, with its lag published.
-func (a *App) projection(ctx context.Context, group, role string, store *projections.Store, observe func(int, time.Duration)) (*kafkalog.BatchConsumer, error) {
+// store through pipe, from the offsets store keeps, with its lag
+// published.
+func (a *App) projection(ctx context.Context, group, role string, store *projections.Store, pipe *projections.Pipeline,
+	observe func(int, time.Duration)) (*kafkalog.BatchConsumer, error) {
 	go a.watchLag(ctx, a.Cfg.GroupPrefix+group) // parley_consumer_lag (ops.go)
 	return kafkalog.NewBatchConsumer(kafkalog.BatchConfig{
 		Kafka: KafkaConfig(a.Cfg).WithClientID("parley-" + role + "-" + a.Cfg.NodeID),
 		Group: a.Cfg.GroupPrefix + group, Size: a.Cfg.BatchSize, Wait: a.Cfg.BatchWait,
 		FetchMin: 64 << 10, FetchWait: a.Cfg.ProjectorFetchWait,
 		Resume: store.ResumeOffsets, Observe: observe,
-	}, ProjectBatch(store), a.Log.With("role", role))
+	}, ProjectBatch(pipe), a.Log.With("role", role))
 }
 
-// ProjectBatch decodes consumed records and applies them to store. A batch
-// that skips offsets the store has not applied is refused and re-read.
-func ProjectBatch(store *projections.Store) kafkalog.BatchHandler {
+// runPipelined runs bc, whose batches go through pipe, and once it stops
+// waits (5 s at most) for the batch pipe still has in Postgres, so a
+// shutdown hands its partitions over with their last batch committed.
+func runPipelined(ctx context.Context, bc *kafkalog.BatchConsumer, pipe *projections.Pipeline) error {
+	err := bc.Run(ctx)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = pipe.Flush(fctx) // its failure is the stored offsets': the next owner re-reads it
+	return err
+}
+
+// ProjectBatch decodes consumed records and applies them to store (a
+// Store, or a Pipeline over one). A batch that skips offsets the store has
+// not applied is refused and re-read.
+func ProjectBatch(store interface {
+	Apply(context.Context, []projections.Record) error
+}) kafkalog.BatchHandler {
 	return func(ctx context.Context, batch []kafkalog.Consumed) error {
 		err := store.Apply(ctx, DecodeRecords(batch))
 		if errors.Is(err, projections.ErrOffsetGap) {

@@ -100,7 +100,10 @@ func (c BatchConfig) Validate() error {
 
 // BatchConsumer reads a topic in a consumer group and hands records to a
 // handler in batches across all its partitions. Offsets are marked only
-// after the handler succeeded, so nothing is committed before it is applied.
+// after the handler succeeded. A handler that returns before its batch is
+// durable (the projector's pipeline returns once the batch is sent) makes
+// the group's offsets run ahead of what it applied: that is safe only with
+// Resume, which starts every session where the handler's store stands.
 type BatchConsumer struct {
 	cfg    BatchConfig
 	group  sarama.ConsumerGroup

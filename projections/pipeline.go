@@ -1,0 +1,162 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// prepared are the rows of a batch, built before its transaction.
+type prepared struct {
+	fresh  int    // how many records were built
+	schema string // the schema whose sent ids the build consulted
+	rows   *batchRows
+	search *searchRows
+}
+
+// prepare builds batch's rows ahead of its transaction, as if every valid
+// record continued the stored offsets, which it does unless the batch is
+// applied again (writeTx then builds what does). pending are the message
+// ids of the batch before, sent but not yet committed.
+func (s *Store) prepare(batch []Record, pending []sentID) *prepared {
+	fresh := make([]Record, 0, len(batch))
+	for _, r := range batch {
+		if !r.Invalid {
+			fresh = append(fresh, r)
+		}
+	}
+	return s.prepareAfter(fresh, pending)
+}
+
+// prepareFresh builds the rows of fresh, the records that continue the
+// offsets, for the parts s writes.
+func (s *Store) prepareFresh(fresh []Record) *prepared { return s.prepareAfter(fresh, nil) }
+
+func (s *Store) prepareAfter(fresh []Record, pending []sentID) *prepared {
+	p := &prepared{fresh: len(fresh), schema: s.Schema(), rows: &batchRows{}, search: &searchRows{}}
+	if len(fresh) > 0 && s.writesHistory() {
+		p.rows = buildBatchAfter(fresh, s, pending)
+	}
+	if len(fresh) > 0 && s.writesSearch() {
+		p.search = buildSearch(fresh)
+	}
+	return p
+}
+
+// fits reports whether p holds the rows of fresh in schema: the same
+// records (fresh is a subsequence of what p was built from, so the same
+// count is the same records), and sent ids looked up in the same schema.
+func (p *prepared) fits(fresh []Record, schema string) bool {
+	return p != nil && p.fresh == len(fresh) && p.schema == schema
+}
+
+// Pipeline applies batches in order, one transaction at a time, and builds
+// each batch's rows (decoding its events, reducing them to the statements'
+// arrays) while the batch before it is in Postgres: on one backend the
+// projector's Go work and Postgres's then overlap instead of taking turns.
+//
+// A batch is built knowing the message ids the batch before it writes
+// (pending), so a duplicate produce across the two is routed as one
+// within a batch is; should the batch before commit other rows than it was
+// built with, rows built on its ids are built again in their transaction.
+//
+// Apply returns once the batch before has committed and this one is sent:
+// nil says the batch before was applied, not this one. A batch that fails
+// for want of Postgres is retried in the background with backoff, as the
+// consumer retried a batch before (the next Apply waits for it); one that
+// does not continue the stored offsets fails the next Apply (or Flush)
+// with ErrOffsetGap, so the consumer re-reads from them. A batch sent runs
+// to its end on shutdown (bounded by sendTimeout); it is not retried once
+// the context of its Apply is done. Apply and Flush are called from one
+// goroutine.
+type Pipeline struct {
+	s       *Store
+	prev    chan applied // the batch in Postgres; nil when none
+	pending []sentID     // its message ids
+}
+
+// applied is the outcome of a batch in Postgres: whether it committed the
+// rows built ahead, or its error.
+type applied struct {
+	prepared bool
+	err      error
+}
+
+// sendTimeout bounds one attempt of a batch's transaction; backoff the
+// wait between attempts.
+const (
+	sendTimeout = 30 * time.Second
+	backoffMin  = 50 * time.Millisecond
+	backoffMax  = 2 * time.Second
+)
+
+// Pipeline returns a pipeline applying batches to s.
+func (s *Store) Pipeline() *Pipeline { return &Pipeline{s: s} }
+
+// Apply builds batch's rows, waits for the batch before it, and sends
+// batch to Postgres in the background.
+func (p *Pipeline) Apply(ctx context.Context, batch []Record) error {
+	pre := p.s.prepare(batch, p.pending)
+	afterPending := len(p.pending) > 0
+	before, err := p.wait(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: the batch before it was not applied: %w", ErrOffsetGap, err)
+	}
+	if !before && afterPending {
+		pre = nil // built on ids the batch before did not commit as built
+	}
+	done := make(chan applied, 1)
+	p.prev, p.pending = done, nil
+	if pre != nil {
+		p.pending = pre.rows.newIDs
+	}
+	go func() { done <- p.s.applyUntil(ctx, batch, pre) }()
+	return nil
+}
+
+// applyUntil applies batch, retrying with backoff while Postgres fails it
+// and ctx lasts; each attempt runs to its end (or sendTimeout) whatever
+// ctx does. A batch that does not continue the offsets is not retried.
+func (s *Store) applyUntil(ctx context.Context, batch []Record, pre *prepared) applied {
+	backoff := backoffMin
+	for {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendTimeout)
+		used, err := s.applyPrepared(actx, batch, pre)
+		cancel()
+		if err == nil || errors.Is(err, ErrOffsetGap) {
+			return applied{prepared: used, err: err}
+		}
+		if s.OnRetry != nil {
+			s.OnRetry(err, backoff)
+		}
+		select {
+		case <-ctx.Done():
+			return applied{err: err}
+		case <-time.After(backoff):
+		}
+		pre, backoff = nil, min(2*backoff, backoffMax)
+	}
+}
+
+// Flush waits until the batch in Postgres, if any, is done, and returns
+// its error.
+func (p *Pipeline) Flush(ctx context.Context) error {
+	_, err := p.wait(ctx)
+	return err
+}
+
+// wait waits for the batch in Postgres; prepared is true when there was
+// none or it committed the rows built ahead.
+func (p *Pipeline) wait(ctx context.Context) (prepared bool, err error) {
+	if p.prev == nil {
+		return true, nil
+	}
+	select {
+	case a := <-p.prev:
+		p.prev = nil
+		return a.prepared, a.err
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
