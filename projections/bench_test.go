@@ -38,10 +38,9 @@ func benchEvents(name string, def int) int {
 // a fresh schema; events/s and events/tx are reported.
 //
 // The batched runs write what the live projector writes (PartHistory);
-// search-1000 is the search consumer alone (PartSearch), and
-// history-and-search-1000 both at once on two backends, as a node runs
-// them: the rate at which the read models and the search index together
-// keep up.
+// search-1000 is the search stage alone (PartSearch), and stages-1000
+// both, pipelined on two backends, as the live projector runs them: the
+// rate at which the read models and the search index together keep up.
 //
 //	go test -run '^$' -bench BenchmarkProjector -benchtime 1x ./projections/
 //	PARLEY_BENCH_EVENTS=200000 go test -run '^$' -bench BenchmarkProjector -benchtime 1x ./projections/
@@ -82,23 +81,32 @@ func BenchmarkProjector(b *testing.B) {
 			report(b, len(recs), time.Since(start), 1000, cpu)
 		}
 	})
-	for _, parts := range [][]projections.Part{{projections.PartSearch}, {projections.PartHistory, projections.PartSearch}} {
-		name := map[int]string{1: "search-1000", 2: "history-and-search-1000"}[len(parts)]
-		b.Run(name, func(b *testing.B) {
-			for b.Loop() {
-				b.StopTimer()
-				base := projections.NewStore(pool, freshSchema(b, pool), testTopic)
-				b.StartTimer()
-				start, cpu := time.Now(), machineCPU()
-				var wg sync.WaitGroup
-				for _, p := range parts {
-					wg.Go(func() { applyBeside(b, base.Writing(p), recs, 1000) })
-				}
-				wg.Wait()
-				report(b, len(recs), time.Since(start), 1000, cpu)
+	b.Run("search-1000", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			st := projections.NewStore(pool, freshSchema(b, pool), testTopic).Writing(projections.PartSearch)
+			b.StartTimer()
+			start, cpu := time.Now(), machineCPU()
+			applyAll(b, st, recs, 1000)
+			report(b, len(recs), time.Since(start), 1000, cpu)
+		}
+	})
+	// The live projector whole: its two stages, each pipelined on its own
+	// connection (projections.Stages, infra/app.runProjector).
+	b.Run("stages-1000", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			base := projections.NewStore(pool, freshSchema(b, pool), testTopic)
+			st := projections.NewStages(base.Writing(projections.PartHistory), base.Writing(projections.PartSearch))
+			b.StartTimer()
+			start, cpu := time.Now(), machineCPU()
+			applyAll(b, st, recs, 1000)
+			if err := st.Flush(context.Background()); err != nil {
+				b.Fatal(err)
 			}
-		})
-	}
+			report(b, len(recs), time.Since(start), 1000, cpu)
+		}
+	})
 	// Two appliers on disjoint partitions, as two projector instances (or
 	// the replay's two appliers) run: a conversation's rows live in one
 	// partition, so they never touch the same rows.

@@ -160,3 +160,65 @@ func (p *Pipeline) wait(ctx context.Context) (prepared bool, err error) {
 		return false, ctx.Err()
 	}
 }
+
+// Stages apply each batch to several parts of the read models, each part
+// through its own Pipeline, so on its own connection: the projector's
+// history and search, which then overlap in Postgres, read and decoded
+// once. Each part keeps its offsets; a batch is applied to each part in
+// turn, and each skips what it has applied already.
+type Stages struct {
+	stores []*Store
+	pipes  []*Pipeline
+}
+
+// NewStages returns the stages of stores, in that order.
+func NewStages(stores ...*Store) *Stages {
+	st := &Stages{stores: stores}
+	for _, s := range stores {
+		st.pipes = append(st.pipes, s.Pipeline())
+	}
+	return st
+}
+
+// Apply applies batch to every stage (Pipeline.Apply).
+func (st *Stages) Apply(ctx context.Context, batch []Record) error {
+	for _, p := range st.pipes {
+		if err := p.Apply(ctx, batch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Flush waits for every stage's batch in Postgres; the first error is
+// returned.
+func (st *Stages) Flush(ctx context.Context) error {
+	var first error
+	for _, p := range st.pipes {
+		if err := p.Flush(ctx); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// ResumeOffsets is where the stage furthest behind continues each
+// partition: the consumer reads from there, and the stages ahead skip
+// what they have.
+func (st *Stages) ResumeOffsets(ctx context.Context, partitions []int32) (map[int32]int64, error) {
+	var out map[int32]int64
+	for _, s := range st.stores {
+		next, err := s.ResumeOffsets(ctx, partitions)
+		if err != nil {
+			return nil, err
+		}
+		if out == nil {
+			out = next
+			continue
+		}
+		for p, off := range next {
+			out[p] = min(out[p], off)
+		}
+	}
+	return out, nil
+}

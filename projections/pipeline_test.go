@@ -132,3 +132,37 @@ func TestPipelineRebuildsWhatTheBatchBeforeDidNotWrite(t *testing.T) {
 		t.Fatalf("%d messages rows (%v), want m1's", n, err)
 	}
 }
+
+// The projector's stages resume each partition where the stage further
+// behind stands, and the one ahead skips what it has: history and search
+// applied apart, then together from there, end as one store applying both.
+func TestStagesResumeWhereTheStageBehindStands(t *testing.T) {
+	pool := openPool(t)
+	recs := newWorkload(9, 2).generate(2000)
+	want, schema := freshSchema(t, pool), freshSchema(t, pool)
+	applyAll(t, projections.NewStore(pool, want, testTopic), recs, 500)
+	base := projections.NewStore(pool, schema, testTopic)
+	applyAll(t, base.Writing(projections.PartHistory), recs[:1500], 500)
+	applyAll(t, base.Writing(projections.PartSearch), recs[:500], 500)
+	stages := projections.NewStages(base.Writing(projections.PartHistory), base.Writing(projections.PartSearch))
+	ctx := context.Background()
+	resume, err := stages.ResumeOffsets(ctx, []int32{0, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := len(recs)
+	for i, r := range recs {
+		if r.Offset >= resume[r.Partition] {
+			from = i
+			break
+		}
+	}
+	if from != 500 || resume[0]+resume[1] != 500 {
+		t.Fatalf("resume at %v (record %d), want where search stands (500 records in)", resume, from)
+	}
+	applyAll(t, stages, recs[from:], 300)
+	if err := stages.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	requireSame(t, pool, schema, want)
+}

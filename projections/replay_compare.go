@@ -65,9 +65,10 @@ func (d TableDiff) Equal() bool {
 var ComparedTables = []string{"conversations", "members", "messages", "events", "reactions", "message_search"}
 
 // searchBehind is why the live message_search cannot be compared in the
-// snapshot whose projector offsets are at: the search consumer, a group of
-// its own, was elsewhere in the log (behind or ahead: under load it
-// usually is), or the live schema predates it. Empty when it can.
+// snapshot whose projector offsets are at: the projector's search stage,
+// which commits on its own connection, was elsewhere in the log (a batch
+// behind or ahead, or more after a failure), or the live schema predates
+// it. Empty when it can.
 func searchBehind(ctx context.Context, q querier, live, topic string, at map[int32]int64) (map[string]string, error) {
 	var present bool
 	if err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`,

@@ -5,8 +5,8 @@ import (
 )
 
 // Part is what of the read models a store's Apply writes. The live
-// projector writes history (PartHistory) and the search consumer, a group
-// of its own, writes message_search (PartSearch), each with its own
+// projector applies each batch in two stages (Stages), history
+// (PartHistory) and message_search (PartSearch), each with its own
 // offsets, on its own backend: search indexing (to_tsvector and a GIN
 // entry per message) was a quarter of a batch's time on one backend
 // (docs/architecture.md, "Search, its own projection"). A replay, tests and

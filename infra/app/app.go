@@ -261,7 +261,6 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	if a.Cfg.Has(config.RoleProjector) {
 		start("projector", a.runProjector)
-		start("search", a.runSearch)
 	}
 	var ops *http.Server
 	if a.opsListener != nil {

@@ -21,7 +21,6 @@ import (
 const (
 	FanoutGroup    = "parley.fanout"
 	ProjectorGroup = "parley.projector"
-	SearchGroup    = "parley.search"
 )
 
 // runFanout consumes the log with a latency-first group consumer and hands
@@ -61,17 +60,28 @@ func (a *App) runFanout(ctx context.Context) error {
 	}, a.Log.With("role", "fanout"))
 }
 
-// runProjector applies the log to the read models in batches, all but
-// search (runSearch).
+// runProjector applies the log to the read models in batches: history
+// and search, each stage on its own connection (projections.Stages).
 func (a *App) runProjector(ctx context.Context) error {
-	history := a.Store.Writing(projections.PartHistory)
-	pipe := history.Pipeline()
-	bc, err := a.projection(ctx, ProjectorGroup, "projector", history, pipe,
-		func(size int, took time.Duration) {
+	search := a.Store.Writing(projections.PartSearch)
+	search.OnSetAside = func(r projections.Record, cause error) {
+		metrics.SearchSetAside.Inc()
+		a.Log.Error("event not indexed for search: message_search cannot hold it", "partition", r.Partition, "offset", r.Offset,
+			"event_id", r.Event.ID, "type", r.Event.Type, "conversation_id", r.Event.ConversationID, "err", cause)
+	}
+	stages := projections.NewStages(a.Store.Writing(projections.PartHistory), search)
+	go a.watchLag(ctx, a.Cfg.GroupPrefix+ProjectorGroup) // parley_consumer_lag (ops.go)
+	bc, err := kafkalog.NewBatchConsumer(kafkalog.BatchConfig{
+		Kafka: KafkaConfig(a.Cfg).WithClientID("parley-projector-" + a.Cfg.NodeID),
+		Group: a.Cfg.GroupPrefix + ProjectorGroup, Size: a.Cfg.BatchSize, Wait: a.Cfg.BatchWait,
+		FetchMin: 64 << 10, FetchWait: a.Cfg.ProjectorFetchWait,
+		Resume: stages.ResumeOffsets,
+		Observe: func(size int, took time.Duration) {
 			metrics.ProjectorBatchSize.Observe(float64(size))
 			metrics.ProjectorBatchLatency.Observe(took.Seconds())
 			metrics.ProjectorEvents.Add(float64(size))
-		})
+		},
+	}, ProjectBatch(stages), a.Log.With("role", "projector"))
 	if err != nil {
 		return err
 	}
@@ -79,53 +89,12 @@ func (a *App) runProjector(ctx context.Context) error {
 		metrics.ProjectorHurries.Inc()
 		bc.Hurry()
 	})
-	return runPipelined(ctx, bc, pipe)
-}
-
-// runSearch keeps the search projection (message_search) in a consumer
-// group of its own, on its own Postgres backend, beside the projector
-// (docs/architecture.md, "Search, its own projection"), with the
-// projector's batch settings. Nobody waits on it: a new message is
-// searchable up to one batch wait (CHAT_PROJECTOR_WAIT) after history has
-// it.
-func (a *App) runSearch(ctx context.Context) error {
-	search := a.Store.Writing(projections.PartSearch)
-	search.OnSetAside = func(r projections.Record, cause error) {
-		metrics.SearchSetAside.Inc()
-		a.Log.Error("event not indexed for search: message_search cannot hold it", "partition", r.Partition, "offset", r.Offset,
-			"event_id", r.Event.ID, "type", r.Event.Type, "conversation_id", r.Event.ConversationID, "err", cause)
-	}
-	pipe := search.Pipeline()
-	bc, err := a.projection(ctx, SearchGroup, "search", search, pipe,
-		func(size int, _ time.Duration) { metrics.SearchEvents.Add(float64(size)) })
-	if err != nil {
-		return err
-	}
-	return runPipelined(ctx, bc, pipe)
-}
-
-// projection is the batch consumer of group that applies the log to
-// store through pipe, from the offsets store keeps, with its lag
-// published.
-func (a *App) projection(ctx context.Context, group, role string, store *projections.Store, pipe *projections.Pipeline,
-	observe func(int, time.Duration)) (*kafkalog.BatchConsumer, error) {
-	go a.watchLag(ctx, a.Cfg.GroupPrefix+group) // parley_consumer_lag (ops.go)
-	return kafkalog.NewBatchConsumer(kafkalog.BatchConfig{
-		Kafka: KafkaConfig(a.Cfg).WithClientID("parley-" + role + "-" + a.Cfg.NodeID),
-		Group: a.Cfg.GroupPrefix + group, Size: a.Cfg.BatchSize, Wait: a.Cfg.BatchWait,
-		FetchMin: 64 << 10, FetchWait: a.Cfg.ProjectorFetchWait,
-		Resume: store.ResumeOffsets, Observe: observe,
-	}, ProjectBatch(pipe), a.Log.With("role", role))
-}
-
-// runPipelined runs bc, whose batches go through pipe, and once it stops
-// waits (5 s at most) for the batch pipe still has in Postgres, so a
-// shutdown hands its partitions over with their last batch committed.
-func runPipelined(ctx context.Context, bc *kafkalog.BatchConsumer, pipe *projections.Pipeline) error {
-	err := bc.Run(ctx)
+	err = bc.Run(ctx)
+	// A shutdown hands the partitions over with the batches in Postgres
+	// committed, 5 s at most; a failure is the stored offsets' to tell.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	_ = pipe.Flush(fctx) // its failure is the stored offsets': the next owner re-reads it
+	_ = stages.Flush(fctx)
 	return err
 }
 

@@ -86,11 +86,8 @@ var (
 	ProjectorEvents = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parley_projector_events_total", Help: "Events applied by the projector (events/s is its rate).",
 	})
-	SearchEvents = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "parley_search_events_total", Help: "Events applied by the search consumer to message_search (events/s is its rate; parley_consumer_lag{group=\"parley.search\"} its delay).",
-	})
 	SearchSetAside = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "parley_search_set_aside_total", Help: "Events the search consumer could not write to message_search and skipped (history keeps them; they are not found by search).",
+		Name: "parley_search_set_aside_total", Help: "Events the projector's search stage could not write to message_search and skipped (history keeps them; they are not found by search).",
 	})
 	ConsumerLag = promauto.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "parley_consumer_lag", Help: "Events between the log's end and a consumer group's position, per partition.",

@@ -1,5 +1,5 @@
--- Search gets its own table, written by its own consumer group
--- (parley.search, docs/architecture.md "Search, its own projection"). The
+-- Search gets its own table, written by the projector's second stage on
+-- its own connection (docs/architecture.md "Search, its own projection"). The
 -- GIN index over the messages' bodies cost every message insert a
 -- to_tsvector and a GIN entry, and made every edit and delete a non-HOT
 -- update of every messages index: a quarter of the projector's time
@@ -17,9 +17,9 @@ CREATE TABLE message_search (
     tsv             tsvector,
     PRIMARY KEY (conversation_id, message_id)
 );
-COMMENT ON TABLE message_search IS 'Full-text search over message bodies, one row per message: tsv is to_tsvector(parley_search, body) of its latest body, NULL once deleted. Written by the search consumer (parley.search), which may be a little behind messages.';
+COMMENT ON TABLE message_search IS 'Full-text search over message bodies, one row per message: tsv is to_tsvector(parley_search, body) of its latest body, NULL once deleted. Written by the projector''s search stage, on its own connection: it may be a batch behind messages.';
 
--- The search consumer's place in the log, as projector_offsets is the
+-- The search stage's place in the log, as projector_offsets is the
 -- projector's: committed with its rows.
 CREATE TABLE search_offsets (
     topic       text   NOT NULL,
