@@ -65,10 +65,11 @@ func (p *prepared) fits(fresh []Record, schema string) bool {
 // nil says the batch before was applied, not this one. A batch that fails
 // for want of Postgres is retried in the background with backoff, as the
 // consumer retried a batch before (the next Apply waits for it); one that
-// does not continue the stored offsets fails the next Apply (or Flush)
-// with ErrOffsetGap, so the consumer re-reads from them. A batch sent runs
-// to its end on shutdown (bounded by sendTimeout); it is not retried once
-// the context of its Apply is done. Apply and Flush are called from one
+// does not continue the stored offsets is told to OnGap at once (the
+// consumer rewinds), or without it fails the next Apply (or Flush) with
+// ErrOffsetGap, so the consumer re-reads from them. A batch sent goes on
+// for shutdownGrace after the context of its Apply is done, and is not
+// retried then. Apply and Flush are called from one
 // goroutine.
 type Pipeline struct {
 	s       *Store
@@ -77,18 +78,20 @@ type Pipeline struct {
 }
 
 // applied is the outcome of a batch in Postgres: whether it committed the
-// rows built ahead, or its error.
+// rows built ahead, or its error; told: its ErrOffsetGap went to OnGap
+// already.
 type applied struct {
 	prepared bool
 	err      error
+	told     bool
 }
 
-// sendTimeout bounds one attempt of a batch's transaction; backoff the
-// wait between attempts.
+// shutdownGrace is how long a batch sent goes on after the context of its
+// Apply is done; backoff the wait between attempts.
 const (
-	sendTimeout = 30 * time.Second
-	backoffMin  = 50 * time.Millisecond
-	backoffMax  = 2 * time.Second
+	shutdownGrace = 5 * time.Second
+	backoffMin    = 50 * time.Millisecond
+	backoffMax    = 2 * time.Second
 )
 
 // Pipeline returns a pipeline applying batches to s.
@@ -101,6 +104,10 @@ func (p *Pipeline) Apply(ctx context.Context, batch []Record) error {
 	afterPending := len(p.pending) > 0
 	before, err := p.wait(ctx)
 	if err != nil {
+		p.pending = nil
+		if ctx.Err() != nil {
+			return err
+		}
 		return fmt.Errorf("%w: the batch before it was not applied: %w", ErrOffsetGap, err)
 	}
 	if !before && afterPending {
@@ -116,14 +123,20 @@ func (p *Pipeline) Apply(ctx context.Context, batch []Record) error {
 }
 
 // applyUntil applies batch, retrying with backoff while Postgres fails it
-// and ctx lasts; each attempt runs to its end (or sendTimeout) whatever
-// ctx does. A batch that does not continue the offsets is not retried.
+// and ctx lasts; an attempt under way when ctx ends has shutdownGrace to
+// finish. A batch that does not continue the offsets is not retried: it
+// goes to OnGap at once if set (so an idle consumer rewinds now, not at
+// its next batch).
 func (s *Store) applyUntil(ctx context.Context, batch []Record, pre *prepared) applied {
 	backoff := backoffMin
 	for {
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendTimeout)
+		actx, cancel := graceful(ctx, shutdownGrace)
 		used, err := s.applyPrepared(actx, batch, pre)
 		cancel()
+		if errors.Is(err, ErrOffsetGap) && s.OnGap != nil {
+			s.OnGap(err)
+			return applied{err: err, told: true}
+		}
 		if err == nil || errors.Is(err, ErrOffsetGap) {
 			return applied{prepared: used, err: err}
 		}
@@ -155,10 +168,23 @@ func (p *Pipeline) wait(ctx context.Context) (prepared bool, err error) {
 	select {
 	case a := <-p.prev:
 		p.prev = nil
+		if a.told {
+			return false, nil // OnGap rewound already; what follows is read again
+		}
 		return a.prepared, a.err
 	case <-ctx.Done():
 		return false, ctx.Err()
 	}
+}
+
+// graceful is a context that ends grace after ctx does.
+func graceful(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(grace, cancel)
+		context.AfterFunc(gctx, func() { t.Stop() })
+	})
+	return gctx, func() { stop(); cancel() }
 }
 
 // Stages apply each batch to several parts of the read models, each part

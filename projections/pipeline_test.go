@@ -83,7 +83,12 @@ func TestPipelineRetriesABatchPostgresRefused(t *testing.T) {
 	applyAll(t, projections.NewStore(pool, want, testTopic), recs, 100)
 	st := projections.NewStore(pool, schema, testTopic)
 	retried := make(chan struct{}, 100)
-	st.OnRetry = func(error, time.Duration) { retried <- struct{}{} }
+	st.OnRetry = func(error, time.Duration) {
+		select {
+		case retried <- struct{}{}:
+		default:
+		}
+	}
 	p := st.Pipeline()
 	ctx := context.Background()
 	offsets := pgx.Identifier{schema, "projector_offsets"}.Sanitize()
@@ -161,6 +166,78 @@ func TestStagesResumeWhereTheStageBehindStands(t *testing.T) {
 		t.Fatalf("resume at %v (record %d), want where search stands (500 records in)", resume, from)
 	}
 	applyAll(t, stages, recs[from:], 300)
+	if err := stages.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	requireSame(t, pool, schema, want)
+}
+
+// With OnGap set, a batch off the stored offsets is told at once, without
+// waiting for another batch (an idle consumer rewinds now), and is not
+// reported again by the next Apply.
+func TestPipelineTellsAGapAtOnce(t *testing.T) {
+	pool := openPool(t)
+	recs := newWorkload(9, 1).generate(300)
+	st := projections.NewStore(pool, freshSchema(t, pool), testTopic)
+	gaps := make(chan error, 1)
+	st.OnGap = func(err error) { gaps <- err }
+	p := st.Pipeline()
+	ctx := context.Background()
+	if err := p.Apply(ctx, recs[100:200]); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-gaps:
+		if !errors.Is(err, projections.ErrOffsetGap) {
+			t.Fatalf("told %v, want ErrOffsetGap", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the gap was not told")
+	}
+	if err := p.Apply(ctx, recs[:100]); err != nil {
+		t.Fatalf("the batch read again after the gap: %v", err)
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if resume, err := st.ResumeOffsets(ctx, []int32{0}); err != nil || resume[0] != 100 {
+		t.Fatalf("stored offset %d (%v), want 100", resume[0], err)
+	}
+}
+
+// One stage that Postgres refuses for a while (search's offsets table
+// gone) holds the other back, not ahead: both end as one store does.
+func TestStagesWaitForTheStageBehind(t *testing.T) {
+	pool := openPool(t)
+	recs := newWorkload(9, 2).generate(1000)
+	want, schema := freshSchema(t, pool), freshSchema(t, pool)
+	applyAll(t, projections.NewStore(pool, want, testTopic), recs, 200)
+	base := projections.NewStore(pool, schema, testTopic)
+	retried := make(chan struct{}, 100)
+	base.OnRetry = func(error, time.Duration) {
+		select {
+		case retried <- struct{}{}:
+		default:
+		}
+	}
+	stages := projections.NewStages(base.Writing(projections.PartHistory), base.Writing(projections.PartSearch))
+	ctx := context.Background()
+	offsets := pgx.Identifier{schema, "search_offsets"}.Sanitize()
+	if _, err := pool.Exec(ctx, `ALTER TABLE `+offsets+` RENAME TO away`); err != nil {
+		t.Fatal(err)
+	}
+	if err := stages.Apply(ctx, recs[:200]); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-retried:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the search stage was not retried")
+	}
+	if _, err := pool.Exec(ctx, `ALTER TABLE `+pgx.Identifier{schema, "away"}.Sanitize()+` RENAME TO search_offsets`); err != nil {
+		t.Fatal(err)
+	}
+	applyAll(t, stages, recs[200:], 200)
 	if err := stages.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ const (
 // schema (a switch either finds moves both), sent ids and hooks.
 func (s *Store) Writing(p Part) *Store {
 	return &Store{pool: s.pool, topic: s.topic, schema: s.schema, name: s.name, pinned: s.pinned,
-		ids: s.ids, rebuild: s.rebuild, part: p, OnSetAside: s.OnSetAside, OnGuardedRetry: s.OnGuardedRetry, OnRetry: s.OnRetry}
+		ids: s.ids, rebuild: s.rebuild, part: p, OnSetAside: s.OnSetAside, OnGuardedRetry: s.OnGuardedRetry, OnRetry: s.OnRetry, OnGap: s.OnGap}
 }
 
 // offsetsTable is where the store's place in the log is kept.

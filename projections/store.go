@@ -39,6 +39,9 @@ type Store struct {
 	// OnRetry, if set, is told of each failed attempt of a Pipeline's
 	// batch that it retries after backoff.
 	OnRetry func(err error, backoff time.Duration)
+	// OnGap, if set, is told at once of a Pipeline's batch that does not
+	// continue the stored offsets (ErrOffsetGap), to re-read from them.
+	OnGap func(err error)
 	// ids are the message ids written (sent_ids.go); nil: every messages
 	// insert is ON CONFLICT.
 	ids *sentIDs

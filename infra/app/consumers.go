@@ -69,7 +69,8 @@ func (a *App) runProjector(ctx context.Context) error {
 		a.Log.Error("event not indexed for search: message_search cannot hold it", "partition", r.Partition, "offset", r.Offset,
 			"event_id", r.Event.ID, "type", r.Event.Type, "conversation_id", r.Event.ConversationID, "err", cause)
 	}
-	stages := projections.NewStages(a.Store.Writing(projections.PartHistory), search)
+	history := a.Store.Writing(projections.PartHistory)
+	stages := projections.NewStages(history, search)
 	go a.watchLag(ctx, a.Cfg.GroupPrefix+ProjectorGroup) // parley_consumer_lag (ops.go)
 	bc, err := kafkalog.NewBatchConsumer(kafkalog.BatchConfig{
 		Kafka: KafkaConfig(a.Cfg).WithClientID("parley-projector-" + a.Cfg.NodeID),
@@ -85,6 +86,15 @@ func (a *App) runProjector(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A batch found off the stored offsets in the background rewinds the
+	// consumer at once, as ProjectBatch does for one found at Apply.
+	for _, st := range []*projections.Store{history, search} {
+		st.OnGap = func(err error) {
+			metrics.ProjectorRewinds.Inc()
+			a.Log.Error("batch does not continue the stored offsets; seeking again", "group", a.Cfg.GroupPrefix+ProjectorGroup, "err", err)
+			bc.Rewind()
+		}
+	}
 	go a.Store.ListenHurry(ctx, a.Log.With("role", "projector"), func() {
 		metrics.ProjectorHurries.Inc()
 		bc.Hurry()
@@ -99,8 +109,8 @@ func (a *App) runProjector(ctx context.Context) error {
 }
 
 // ProjectBatch decodes consumed records and applies them to store (a
-// Store, or a Pipeline over one). A batch that skips offsets the store has
-// not applied is refused and re-read.
+// Store, a Pipeline or the projector's Stages). A batch that skips offsets
+// the store has not applied is refused and re-read.
 func ProjectBatch(store interface {
 	Apply(context.Context, []projections.Record) error
 }) kafkalog.BatchHandler {

@@ -373,7 +373,7 @@ func (c *BatchConsumer) flush(ctx context.Context, batch []item) {
 		}
 		if errors.Is(err, ErrRewind) {
 			c.log.Error("batch does not continue the stored offsets; seeking again", "group", c.cfg.Group, "err", err)
-			c.rewind()
+			c.Rewind()
 			return
 		}
 		c.log.Warn("batch failed; retrying", "group", c.cfg.Group, "size", len(recs), "err", err, "retry_in", backoff)
@@ -399,9 +399,11 @@ func (c *BatchConsumer) current(batch []item) []item {
 	return slices.DeleteFunc(batch, func(it item) bool { return it.sess != cur })
 }
 
-// rewind ends the current session; the next one's Setup seeks again, and
-// the items of this one are dropped.
-func (c *BatchConsumer) rewind() {
+// Rewind ends the current session; the next one's Setup seeks again
+// (Resume), and the items of this one are dropped. A handler that applies
+// in the background calls it when a batch turns out not to continue its
+// store's offsets.
+func (c *BatchConsumer) Rewind() {
 	c.cur.Store(nil)
 	c.mu.Lock()
 	if c.endSession != nil {

@@ -65,7 +65,7 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 	}
 
 	// The projector writes through Parley's own code: history, then the
-	// search projection, as its two consumer groups do.
+	// search projection, as its two stages do.
 	projector := projections.NewStore(connect(t, roles.DSN["projector"]), schema, env.Cfg.Topic)
 	for _, part := range []projections.Part{projections.PartHistory, projections.PartSearch} {
 		if err := projector.Writing(part).Apply(ctx, records()); err != nil {
