@@ -165,12 +165,8 @@ func (b *batchRows) statements(s *Store, guarded bool) []stmt {
 	if guarded {
 		eventsConflict, messagesConflict = "ON CONFLICT DO NOTHING", "ON CONFLICT DO NOTHING"
 	}
-	var out []stmt
-	add := func(name, sql string, a *arrays) {
-		if a.rows > 0 {
-			out = append(out, stmt{name: name, sql: s.q(sql), args: a.args()})
-		}
-	}
+	st := statements{s: s}
+	add := st.add
 	add("event_log", eventsSQL+eventsConflict, &b.eventLog.arrays)
 	add("conversations", conversationsSQL, &b.conversations.arrays)
 	add("last_seq", lastSeqSQL, &b.lastSeq.arrays)
@@ -178,14 +174,28 @@ func (b *batchRows) statements(s *Store, guarded bool) []stmt {
 	if messagesConflict == "" { // every row is written, or the statement fails
 		add("messages", messagesSQL, &b.messages.arrays)
 	} else if b.messages.rows > 0 {
-		out = append(out, stmt{name: "messages", sql: s.q(messagesSQL + messagesConflict + messagesReturning),
+		st.out = append(st.out, stmt{name: "messages", sql: s.q(messagesSQL + messagesConflict + messagesReturning),
 			args: b.messages.args(), skips: true})
 	}
 	add("edits", editsSQL, &b.edits.arrays)
 	add("deletes", deletesSQL, &b.deletes.arrays)
 	add("reads", readsSQL, &b.reads.arrays)
 	add("reactions", reactionsSQL, &b.reactions.arrays)
-	return out
+	return st.out
+}
+
+// statements collects a batch's statements in s's schema.
+type statements struct {
+	s   *Store
+	out []stmt
+}
+
+// add adds the statement sql over a's rows, named name; none when a has
+// no rows.
+func (st *statements) add(name, sql string, a *arrays) {
+	if a.rows > 0 {
+		st.out = append(st.out, stmt{name: name, sql: st.s.q(sql), args: a.args()})
+	}
 }
 
 // foldedEvent is a message_sent event folded into its messages row.

@@ -61,11 +61,13 @@ func projectable(t testing.TB, pool *pgxpool.Pool, schema string) {
 		t.Fatal(err)
 	}
 	foldShim(t, pool, schema)
-	var noReactions, noSearch bool
+	var noReactions, noSearch, noSearchTable bool
 	if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NULL,
 		NOT EXISTS (SELECT 1 FROM pg_ts_config c JOIN pg_namespace n ON n.oid = c.cfgnamespace
-			WHERE n.nspname = $2 AND c.cfgname = 'parley_search')`,
-		pgx.Identifier{schema, "reactions"}.Sanitize(), schema).Scan(&noReactions, &noSearch); err != nil {
+			WHERE n.nspname = $2 AND c.cfgname = 'parley_search'),
+		to_regclass($3) IS NULL`,
+		pgx.Identifier{schema, "reactions"}.Sanitize(), schema, pgx.Identifier{schema, "message_search"}.Sanitize()).
+		Scan(&noReactions, &noSearch, &noSearchTable); err != nil {
 		t.Fatal(err)
 	}
 	if noReactions {
@@ -74,13 +76,8 @@ func projectable(t testing.TB, pool *pgxpool.Pool, schema string) {
 	if noSearch {
 		runMigrationFile(t, pool, schema, "readmodel/0007_search.up.sql")
 	}
-	// The search projection's tables (migration 0013), without its
-	// backfill: these schemas are projected from their first event.
-	s := pgx.Identifier{schema}.Sanitize()
-	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s+`.message_search (conversation_id text, message_id text, tsv tsvector,
-			PRIMARY KEY (conversation_id, message_id));
-		CREATE TABLE IF NOT EXISTS `+s+`.search_offsets (topic text, partition int, next_offset bigint NOT NULL, PRIMARY KEY (topic, partition))`); err != nil {
-		t.Fatal(err)
+	if noSearchTable { // the search projection's tables, as the projector writes them
+		runMigrationFile(t, pool, schema, "readmodel/0013_search_projection.up.sql")
 	}
 }
 

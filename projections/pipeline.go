@@ -29,10 +29,9 @@ func (s *Store) prepare(batch []Record, pending []sentID) *prepared {
 	return s.prepareAfter(fresh, pending)
 }
 
-// prepareFresh builds the rows of fresh, the records that continue the
-// offsets, for the parts s writes.
-func (s *Store) prepareFresh(fresh []Record) *prepared { return s.prepareAfter(fresh, nil) }
-
+// prepareAfter builds the rows of fresh, the records that continue the
+// offsets, for the parts s writes, after a batch writing the message ids
+// pending (nil when none is in flight).
 func (s *Store) prepareAfter(fresh []Record, pending []sentID) *prepared {
 	p := &prepared{fresh: len(fresh), schema: s.Schema(), rows: &batchRows{}, search: &searchRows{}}
 	if len(fresh) > 0 && s.writesHistory() {

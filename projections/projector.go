@@ -153,7 +153,7 @@ func (s *Store) writeTx(ctx context.Context, tx pgx.Tx, batch []Record, next map
 	}
 	fromPre := pre.fits(fresh, s.Schema())
 	if !fromPre {
-		pre = s.prepareFresh(fresh)
+		pre = s.prepareAfter(fresh, nil)
 	}
 	sts := aside
 	rows := pre.rows

@@ -86,18 +86,13 @@ func buildSearch(recs []Record) *searchRows {
 
 // statements are the rows' statements in s's schema, in the order above.
 func (r *searchRows) statements(s *Store) []stmt {
-	var out []stmt
-	add := func(name, sql string, a *arrays) {
-		if a.rows > 0 {
-			out = append(out, stmt{name: name, sql: s.q(sql), args: a.args()})
-		}
-	}
-	add("search edits before the send", searchEditSQL, &r.preEdits.arrays)
-	add("search deletes before the send", searchDeleteSQL, &r.preTombs.arrays)
-	add("search inserts", searchInsertSQL, &r.inserts.arrays)
-	add("search edits", searchEditSQL, &r.edits.arrays)
-	add("search deletes", searchDeleteSQL, &r.tombs.arrays)
-	return out
+	st := statements{s: s}
+	st.add("search edits before the send", searchEditSQL, &r.preEdits.arrays)
+	st.add("search deletes before the send", searchDeleteSQL, &r.preTombs.arrays)
+	st.add("search inserts", searchInsertSQL, &r.inserts.arrays)
+	st.add("search edits", searchEditSQL, &r.edits.arrays)
+	st.add("search deletes", searchDeleteSQL, &r.tombs.arrays)
+	return st.out
 }
 
 // searchBuilder reduces a batch to one entry per message, in the order
