@@ -34,6 +34,16 @@ type SendMessageHandler struct {
 	// typing, if set, is the typing handler's gate: a message sent ends
 	// its sender's typing, so the next typing goes out at once.
 	typing *typingGate
+	// ahead is log when it can hold a produce request for a send whose
+	// claim is under way (kafkalog.Log.Expect); nil otherwise.
+	ahead SendsAhead
+}
+
+// SendsAhead is an EventLog that gathers the sends of a burst into one
+// produce request: Expect announces a send before its claim; appending
+// under the returned context, or release, withdraws it.
+type SendsAhead interface {
+	Expect(ctx context.Context) (context.Context, func())
 }
 
 // SendReadModel is what a send reads: the first message of a
@@ -91,7 +101,9 @@ func NewSendMessageHandler(log EventLog, idem Idempotency, access MemberCheck, f
 	if err := cfg.Validate(); err != nil {
 		panic(err) // as mustHave: a handler built wrong fails at start
 	}
-	return SendMessageHandler{log: log, idem: idem, access: access, fresh: fresh, read: read, cfg: cfg}
+	h := SendMessageHandler{log: log, idem: idem, access: access, fresh: fresh, read: read, cfg: cfg}
+	h.ahead, _ = log.(SendsAhead)
+	return h
 }
 
 // Validate reports a config the idempotent send cannot keep its promise
@@ -161,9 +173,14 @@ func (h SendMessageHandler) handle(ctx context.Context, actor string, c SendMess
 	}
 	claimed := h.cfg.Clock.Now()
 	pending := pendingPrefix + domain.SendMessageID(c.ConversationID, actor, c.ClientMsgID, h.period(claimed))
+	ctx, release := h.expect(ctx)
+	defer release()
 	won, cur, intact, err := h.claim(ctx, actor, c, pending)
 	if err != nil {
 		return domain.Message{}, err
+	}
+	if !won || !intact {
+		release() // not appended within a round trip, if at all
 	}
 	if !won {
 		return h.existing(ctx, actor, c, cur)
@@ -184,6 +201,14 @@ func (h SendMessageHandler) handle(ctx context.Context, actor string, c SendMess
 		}
 	}
 	return h.send(ctx, actor, c, pending, claimed)
+}
+
+// expect announces the send to the log, if it gathers sends (SendsAhead).
+func (h SendMessageHandler) expect(ctx context.Context) (context.Context, func()) {
+	if h.ahead == nil {
+		return ctx, func() {}
+	}
+	return h.ahead.Expect(ctx)
 }
 
 // checkReplyTo refuses a reply to a message that is not in the

@@ -798,3 +798,103 @@ func TestSendConfigValidate(t *testing.T) {
 		t.Errorf("defaults refused: %v", err)
 	}
 }
+
+// aheadLog is the fake log as one that gathers sends (SendsAhead): it
+// counts the sends announced and not withdrawn, and the appends made under
+// an announcement.
+type aheadLog struct {
+	*fakeLog
+	mu          sync.Mutex
+	outstanding int
+	announced   int // appends made under an announcement
+}
+
+type aheadKey struct{}
+
+func (l *aheadLog) Expect(ctx context.Context) (context.Context, func()) {
+	l.mu.Lock()
+	l.outstanding++
+	l.mu.Unlock()
+	var once sync.Once
+	release := func() {
+		once.Do(func() {
+			l.mu.Lock()
+			l.outstanding--
+			l.mu.Unlock()
+		})
+	}
+	return context.WithValue(ctx, aheadKey{}, release), release
+}
+
+func (l *aheadLog) Append(ctx context.Context, e domain.Event) (int64, error) {
+	if release, ok := ctx.Value(aheadKey{}).(func()); ok {
+		l.mu.Lock()
+		l.announced++
+		l.mu.Unlock()
+		release()
+	}
+	return l.fakeLog.Append(ctx, e)
+}
+
+func (l *aheadLog) counts() (outstanding, announced int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.outstanding, l.announced
+}
+
+// A send announces itself to a log that gathers sends before its claim,
+// appends under the announcement, and withdraws it on every way out: a
+// first send, a resend answered from the record, a refused send and a
+// claim Redis failed. An announcement left behind would hold every later
+// produce request of the node for the wait's bound.
+func TestSendAnnouncesItselfToTheLog(t *testing.T) {
+	w := newWorld(t)
+	conv := w.group("bob")
+	log := &aheadLog{fakeLog: w.log}
+	h := NewSendMessageHandler(log, w.redis, w.access(), w.read, w.read, SendConfig{Clock: w.clock})
+	check := func(what string, wantAnnounced int) {
+		t.Helper()
+		if out, ann := log.counts(); out != 0 || ann != wantAnnounced {
+			t.Fatalf("%s: %d announcements outstanding, %d appends announced; want 0 and %d", what, out, ann, wantAnnounced)
+		}
+	}
+	first := send(t, h, "alice", conv, "k1", "hello")
+	check("a first send", 1)
+	if again := send(t, h, "alice", conv, "k1", "hello"); again.Seq != first.Seq {
+		t.Fatalf("resend acked at seq %d, want the first's %d", again.Seq, first.Seq)
+	}
+	check("a resend answered from its record", 1)
+	if _, err := h.Handle(context.Background(), "mallory", SendMessage{ConversationID: conv, ClientMsgID: "k2", Body: "x"}); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("a stranger's send: %v, want not found", err)
+	}
+	check("a refused send", 1)
+	w.redis.before = func(string) error { return domain.ErrUnavailable }
+	if _, err := h.Handle(context.Background(), "alice", SendMessage{ConversationID: conv, ClientMsgID: "k3", Body: "x"}); !errors.Is(err, domain.ErrUnavailable) {
+		t.Fatalf("Redis down: %v, want unavailable", err)
+	}
+	check("a claim Redis failed", 1)
+}
+
+// A resend that waits for another node's send in flight withdraws its
+// announcement before it waits (up to PendingStale), not after: until it
+// does, each produce request of its node waits for it.
+func TestSendWithdrawsItsAnnouncementBeforeWaiting(t *testing.T) {
+	w := newWorld(t)
+	conv := w.group("bob")
+	log := &aheadLog{fakeLog: w.log}
+	h := NewSendMessageHandler(log, w.redis, w.access(), w.read, w.read, SendConfig{Clock: w.clock})
+	plan := w.log.next(appendPlan{gate: make(chan struct{})})
+	ra := goSend(h, context.Background(), "alice", conv, "k1", "first")
+	waitClosed(t, plan.entered, "the first send never produced")
+	rb := goSend(h, context.Background(), "alice", conv, "k1", "first")
+	w.clock.waitForWaiter(t) // the resend polls the pending record
+	if out, _ := log.counts(); out != 0 {
+		t.Fatalf("%d announcements outstanding while the resend waits, want 0", out)
+	}
+	close(plan.gate)
+	a := recv(t, ra)
+	w.clock.Advance(pendingPoll)
+	if b := recv(t, rb); a.err != nil || b.err != nil || b.m.Seq != a.m.Seq {
+		t.Fatalf("first %+v %v, resend %+v %v: want one message", a.m, a.err, b.m, b.err)
+	}
+}

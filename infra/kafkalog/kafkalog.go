@@ -27,7 +27,8 @@ type Config struct {
 	Partitions        int32
 	ReplicationFactor int16
 	MinInsyncReplicas int
-	Linger            time.Duration // producer flush frequency; 0 sends at once
+	Linger            time.Duration // how long a produce request waits for more sends after its first; 0 sends at once
+	ExpectWait        time.Duration // longest a produce request waits for sends announced by Expect; 0: DefaultExpectWait
 	Compression       string        // producer batch codec: none (default), gzip, snappy, lz4, zstd
 	ClientID          string
 	Security          Security // SASL and TLS of every client
@@ -51,6 +52,9 @@ func (c Config) Validate() error {
 	}
 	if c.Linger < 0 || c.Linger > time.Second {
 		return fmt.Errorf("kafkalog: linger %s outside 0-1s", c.Linger)
+	}
+	if c.ExpectWait < 0 || c.ExpectWait > time.Minute {
+		return fmt.Errorf("kafkalog: expect wait %s outside 0-1m", c.ExpectWait)
 	}
 	_, err := franzCodec(c.Compression)
 	return err
@@ -128,9 +132,10 @@ func (c Config) franzOpts() ([]kgo.Opt, error) {
 
 // producerOpts configure the command path's franz-go producer: idempotent
 // with acks=all (franz-go's defaults, set explicitly), so a retried batch
-// can neither duplicate nor reorder events; no linger, so a lone send goes
-// out at once while sends that arrive during a request in flight gather
-// into the next one (batching in proportion to load, docs/architecture.md).
+// can neither duplicate nor reorder events. The send loop batches (no
+// linger by default, so a lone send goes out at once while sends that
+// arrive during a request in flight, or are announced by Expect, gather
+// into the next one: batching in proportion to load, docs/architecture.md).
 // Sarama's SyncProducer sent about one record per request here and cost
 // the broker several times more CPU per message (docs/benchmarks.md).
 func producerOpts(cfg Config) ([]kgo.Opt, error) {
@@ -145,7 +150,9 @@ func producerOpts(cfg Config) ([]kgo.Opt, error) {
 	return append(opts,
 		kgo.DefaultProduceTopic(cfg.Topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(cfg.Linger),
+		// ProduceSync does not linger (sendLoop gathers instead: Linger,
+		// Expect); zero says so.
+		kgo.ProducerLinger(0),
 		kgo.ProducerBatchCompression(codec),
 		// The partition is Sarama's hash of the key (Log.Partition), so
 		// every reader that computes it agrees with the producer.
@@ -183,6 +190,7 @@ type Log struct {
 	stop     chan struct{}
 	stopped  chan struct{}
 	handoff  atomic.Pointer[func([]Consumed)]
+	expected expected
 }
 
 // SetHandoff has every batch of records the log acked passed to f, with
@@ -224,6 +232,7 @@ func Open(cfg Config) (*Log, error) {
 	}
 	l := &Log{cfg: cfg, client: client, producer: producer, queue: make(chan *pendingSend, 4096),
 		stop: make(chan struct{}), stopped: make(chan struct{})}
+	l.expected.nudge = make(chan struct{}, 1)
 	go l.sendLoop()
 	return l, nil
 }
@@ -250,7 +259,9 @@ func (l *Log) Close() error {
 const maxProduceBatch = 2000
 
 // sendLoop produces one batch at a time: the sends that arrived while a
-// request was in flight go out together in the next one. franz-go alone
+// request was in flight go out together in the next one, with those
+// announced (Expect) and, if set, those within the linger (gather.go).
+// franz-go alone
 // keeps up to five idempotent requests in flight per broker and so sent
 // about one record per request at 1 000 msg/s; the broker's CPU is per
 // request (docs/benchmarks.md).
@@ -263,6 +274,7 @@ func (l *Log) sendLoop() {
 			batch, recs = append(batch, s), append(recs, s.rec)
 		}
 	}
+	size := func() int { return len(batch) }
 	for {
 		select {
 		case <-l.stop:
@@ -277,6 +289,8 @@ func (l *Log) sendLoop() {
 		case first := <-l.queue:
 			batch, recs = batch[:0], recs[:0]
 			take(first)
+			l.linger(take, size)
+			l.awaitExpected(take, size)
 		}
 	gather:
 		for len(batch) < maxProduceBatch {
@@ -331,6 +345,7 @@ func (l *Log) Append(ctx context.Context, e domain.Event) (int64, error) {
 		return 0, err
 	}
 	start := time.Now()
+	arrived(ctx) // before the queue: the loop must not wait for this send
 	if err := l.produce(ctx, rec); err != nil {
 		metrics.ProduceErrors.Inc()
 		return 0, fmt.Errorf("%w: kafka produce: %v", domain.ErrUnavailable, err)
