@@ -62,7 +62,7 @@ func JWTPolicy(c config.Config) auth.Policy {
 // Kafka client of the process is built from it.
 func KafkaConfig(c config.Config) kafkalog.Config {
 	return kafkalog.Config{Brokers: c.KafkaBrokers, Topic: c.Topic, Partitions: c.Partitions,
-		ReplicationFactor: c.ReplicationFactor, MinInsyncReplicas: c.MinInsyncReplicas, Linger: c.ProduceLinger, Compression: c.Compression,
+		ReplicationFactor: c.ReplicationFactor, MinInsyncReplicas: c.MinInsyncReplicas, Linger: c.ProduceLinger, ExpectWait: c.ProduceExpectWait, Compression: c.Compression,
 		ClientID: "parley-" + c.NodeID,
 		Security: kafkalog.Security{Mechanism: c.KafkaSASLMechanism, User: c.KafkaSASLUser, Password: c.KafkaSASLPassword,
 			TLS: c.KafkaTLS, CAFile: c.KafkaTLSCA}}

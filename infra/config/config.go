@@ -59,6 +59,7 @@ type Config struct {
 	ReplicationFactor int16         `env:"CHAT_KAFKA_REPLICATION_FACTOR" envDefault:"1"`
 	MinInsyncReplicas int           `env:"CHAT_KAFKA_MIN_INSYNC_REPLICAS" envDefault:"1"`
 	ProduceLinger     time.Duration `env:"CHAT_KAFKA_LINGER" envDefault:"0s"`
+	ProduceExpectWait time.Duration `env:"CHAT_KAFKA_EXPECT_WAIT" envDefault:"1ms"`
 	Compression       string        `env:"CHAT_KAFKA_COMPRESSION" envDefault:"none"`
 	GroupPrefix       string        `env:"CHAT_GROUP_PREFIX" envDefault:""`
 	DBSchema          string        `env:"CHAT_DB_SCHEMA" envDefault:"chat"`

@@ -10,14 +10,16 @@ import (
 // that arrive while a request is in flight (sendLoop), those announced by
 // Expect, and, when Config.Linger is set, those within the linger.
 
-// DefaultExpectWait bounds how long a produce request waits for the sends
-// announced to the log (Expect) after its first record.
+// DefaultExpectWait is the usual bound on how long a produce request waits
+// for the sends announced to the log (Expect) after its first record.
 const DefaultExpectWait = time.Millisecond
 
-// expected counts the sends announced and not yet appended or withdrawn.
+// expected counts the sends announced and not yet taken into a request or
+// withdrawn.
 type expected struct {
-	n     atomic.Int64
-	nudge chan struct{} // a send was withdrawn: the loop looks again
+	n     atomic.Int64  // announced and not gone
+	gone  atomic.Int64  // taken or withdrawn, ever
+	nudge chan struct{} // one went: the waiting loop looks again
 }
 
 type expectKey struct{}
@@ -28,12 +30,13 @@ type expectation struct {
 	done atomic.Bool
 }
 
-// release withdraws the send once: appended, or given up.
+// release marks the send gone once: taken into a request, or given up.
 func (x *expectation) release() {
-	if !x.done.CompareAndSwap(false, true) {
+	if x == nil || !x.done.CompareAndSwap(false, true) {
 		return
 	}
 	x.l.expected.n.Add(-1)
+	x.l.expected.gone.Add(1)
 	select {
 	case x.l.expected.nudge <- struct{}{}:
 	default:
@@ -41,42 +44,50 @@ func (x *expectation) release() {
 }
 
 // Expect announces a send on its way to Append: its command is still
-// checking (a message.send's claim, one Redis round trip). Until the send
-// is appended under the returned context, or release is called, a produce
-// request about to go out waits for it, up to Config.ExpectWait after its first
-// record: the sends of a burst, which arrive together and finish their
-// claims within microseconds of each other, then go in one request, where
-// the first of them used to go alone and the rest in the next. Each
-// request costs the broker, the hand-off, the fan-out and Redis a batch
-// (docs/benchmarks.md, "Session 22"), and no timer is waited on unless a
-// claim is slower than that. Call release when the send will not be
-// appended; it may be called more than once.
+// checking (a message.send's claim, one Redis round trip). A produce request
+// about to go out waits for the sends announced before it starts, until
+// the send loop has taken them or they are withdrawn, for at most
+// Config.ExpectWait after its first record: the sends of a burst, which
+// arrive together and finish their claims within microseconds of each
+// other, then go in one request, where the first of them used to go alone
+// and the rest in the next. Each request costs the broker, the hand-off,
+// the fan-out and Redis a batch (docs/benchmarks.md, "Session 22"). The
+// send is withdrawn when Append queues it under the returned context, or
+// by release (call it when the send will not be appended; more than once
+// is once). With ExpectWait 0 nothing is announced.
 func (l *Log) Expect(ctx context.Context) (context.Context, func()) {
+	if l.cfg.ExpectWait <= 0 {
+		return ctx, func() {}
+	}
 	x := &expectation{l: l}
 	l.expected.n.Add(1)
 	return context.WithValue(ctx, expectKey{}, x), x.release
 }
 
-// arrived withdraws ctx's announced send, if any: it is being appended.
-func arrived(ctx context.Context) {
-	if x, ok := ctx.Value(expectKey{}).(*expectation); ok {
-		x.release()
-	}
+// expectationOf is ctx's announced send, if any.
+func expectationOf(ctx context.Context) *expectation {
+	x, _ := ctx.Value(expectKey{}).(*expectation)
+	return x
 }
 
-// awaitExpected takes the sends that arrive while others are announced,
-// for up to Config.ExpectWait, until the batch is full.
-func (l *Log) awaitExpected(take func(*pendingSend), size func() int) {
-	if l.expected.n.Load() <= 0 {
+// awaitExpected takes the sends that arrive while those announced before
+// it was called are on their way, until Config.ExpectWait after first
+// (the batch's first record) or a full batch. Sends announced later do
+// not hold this request: under load there always are some, and they go
+// in the next.
+func (l *Log) awaitExpected(first time.Time, take func(*pendingSend), size func() int) {
+	ahead := l.expected.n.Load()
+	if ahead <= 0 {
 		return
 	}
-	wait := l.cfg.ExpectWait
-	if wait == 0 {
-		wait = DefaultExpectWait
+	target := l.expected.gone.Load() + ahead
+	left := l.cfg.ExpectWait - time.Since(first)
+	if left <= 0 {
+		return
 	}
-	t := time.NewTimer(wait)
+	t := time.NewTimer(left)
 	defer t.Stop()
-	for size() < maxProduceBatch && l.expected.n.Load() > 0 {
+	for size() < maxProduceBatch && l.expected.gone.Load() < target && l.expected.n.Load() > 0 {
 		select {
 		case s := <-l.queue:
 			take(s)
@@ -89,14 +100,15 @@ func (l *Log) awaitExpected(take func(*pendingSend), size func() int) {
 	}
 }
 
-// linger takes the sends that arrive within Config.Linger after the first,
+// linger takes the sends that arrive within Config.Linger after first,
 // until the batch is full. franz-go's own linger does not apply to
 // ProduceSync.
-func (l *Log) linger(take func(*pendingSend), size func() int) {
-	if l.cfg.Linger <= 0 {
+func (l *Log) linger(first time.Time, take func(*pendingSend), size func() int) {
+	left := l.cfg.Linger - time.Since(first)
+	if left <= 0 {
 		return
 	}
-	t := time.NewTimer(l.cfg.Linger)
+	t := time.NewTimer(left)
 	defer t.Stop()
 	for size() < maxProduceBatch {
 		select {

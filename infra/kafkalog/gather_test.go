@@ -116,3 +116,45 @@ func TestProduceWaitsForNothingWithdrawn(t *testing.T) {
 		t.Fatalf("produce requests of %v records, want four of 1", sizes)
 	}
 }
+
+// A request waits for the sends announced before it started, not for
+// those announced since: under load some always are, and every request
+// would wait its full bound.
+func TestProduceWaitsOnlyForSendsAnnouncedBefore(t *testing.T) {
+	env := testenv.New(t)
+	l, got := openGathering(t, env, time.Minute)
+	bg := context.Background()
+	ctxA, releaseA := l.Expect(bg)
+	defer releaseA()
+	x := appendAsync(bg, l, "unannounced") // the request starts with it, a on its way
+	select {
+	case err := <-x:
+		t.Fatalf("x sent (%v) while a was announced", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	ctxB, releaseB := l.Expect(bg) // announced after the request started
+	defer releaseB()
+	a := appendAsync(ctxA, l, "a")
+	await(t, "x", x)
+	await(t, "a", a)
+	b := appendAsync(ctxB, l, "b")
+	await(t, "b", b)
+	if sizes := got.get(); len(sizes) != 2 || sizes[0] != 2 || sizes[1] != 1 {
+		t.Fatalf("produce requests of %v records, want x and a together, then b", sizes)
+	}
+}
+
+// With no wait configured nothing is announced: a send is never held.
+func TestProduceAnnouncesNothingWithoutAWait(t *testing.T) {
+	env := testenv.New(t)
+	l, got := openGathering(t, env, 0)
+	ctx, release := l.Expect(context.Background())
+	defer release()
+	_, never := l.Expect(context.Background()) // never appended, never released
+	_ = never
+	await(t, "an announced send", appendAsync(ctx, l, "announced"))
+	await(t, "a plain send", appendAsync(context.Background(), l, "plain"))
+	if sizes := got.get(); len(sizes) != 2 {
+		t.Fatalf("produce requests of %v records, want two of 1", sizes)
+	}
+}

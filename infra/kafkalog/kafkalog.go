@@ -28,7 +28,7 @@ type Config struct {
 	ReplicationFactor int16
 	MinInsyncReplicas int
 	Linger            time.Duration // how long a produce request waits for more sends after its first; 0 sends at once
-	ExpectWait        time.Duration // longest a produce request waits for sends announced by Expect; 0: DefaultExpectWait
+	ExpectWait        time.Duration // longest a produce request waits for sends announced by Expect; 0: none are announced
 	Compression       string        // producer batch codec: none (default), gzip, snappy, lz4, zstd
 	ClientID          string
 	Security          Security // SASL and TLS of every client
@@ -203,6 +203,9 @@ type pendingSend struct {
 	// state: queued until the send loop takes it or its caller gives up
 	// waiting, whichever comes first (one compare-and-swap decides).
 	state atomic.Int32
+	// announced is its announcement (Expect), released when the loop
+	// takes it; nil if it had none.
+	announced *expectation
 }
 
 const (
@@ -270,6 +273,8 @@ func (l *Log) sendLoop() {
 	batch := make([]*pendingSend, 0, 64)
 	recs := make([]*kgo.Record, 0, 64)
 	take := func(s *pendingSend) {
+		// Announced: gone into this request, or its caller gave up.
+		s.announced.release()
 		if s.state.CompareAndSwap(sendQueued, sendTaken) { // else its caller gave up: never sent
 			batch, recs = append(batch, s), append(recs, s.rec)
 		}
@@ -289,8 +294,9 @@ func (l *Log) sendLoop() {
 		case first := <-l.queue:
 			batch, recs = batch[:0], recs[:0]
 			take(first)
-			l.linger(take, size)
-			l.awaitExpected(take, size)
+			start := time.Now()
+			l.linger(start, take, size)
+			l.awaitExpected(start, take, size)
 		}
 	gather:
 		for len(batch) < maxProduceBatch {
@@ -305,12 +311,46 @@ func (l *Log) sendLoop() {
 			continue
 		}
 		res := l.producer.ProduceSync(context.Background(), recs...)
-		for i, s := range batch {
-			s.done <- res[i].Err
-		}
+		settle(batch, res)
 		metrics.ProduceBatch.Observe(float64(len(batch)))
 		l.handOff(res)
 	}
+}
+
+// settle tells each send of batch its outcome. ProduceSync lists the
+// results in the order they completed, which across partitions is not the
+// order of the records: a result is matched by its record.
+func settle(batch []*pendingSend, res kgo.ProduceResults) {
+	if len(batch) <= 16 {
+		for _, s := range batch {
+			s.done <- resultOf(res, s.rec)
+		}
+		return
+	}
+	byRec := make(map[*kgo.Record]error, len(res))
+	for _, r := range res {
+		byRec[r.Record] = r.Err
+	}
+	for _, s := range batch {
+		err, ok := byRec[s.rec]
+		if !ok {
+			err = errNoResult
+		}
+		s.done <- err
+	}
+}
+
+// errNoResult: franz-go returned no result for a record (it returns one
+// for each; kept so that a caller never waits forever).
+var errNoResult = errors.New("kafka produce: no result for the record")
+
+func resultOf(res kgo.ProduceResults, rec *kgo.Record) error {
+	for _, r := range res {
+		if r.Record == rec {
+			return r.Err
+		}
+	}
+	return errNoResult
 }
 
 // handOff passes the acked records of a produce to the hand-off, if set.
@@ -345,7 +385,6 @@ func (l *Log) Append(ctx context.Context, e domain.Event) (int64, error) {
 		return 0, err
 	}
 	start := time.Now()
-	arrived(ctx) // before the queue: the loop must not wait for this send
 	if err := l.produce(ctx, rec); err != nil {
 		metrics.ProduceErrors.Inc()
 		return 0, fmt.Errorf("%w: kafka produce: %v", domain.ErrUnavailable, err)
@@ -363,7 +402,7 @@ func (l *Log) Append(ctx context.Context, e domain.Event) (int64, error) {
 // have written it, and answering then would have the client's retry log
 // the event a second time (the chaos test's Kafka restart did).
 func (l *Log) produce(ctx context.Context, rec *kgo.Record) error {
-	s := &pendingSend{rec: rec, done: make(chan error, 1)}
+	s := &pendingSend{rec: rec, done: make(chan error, 1), announced: expectationOf(ctx)}
 	select {
 	case l.queue <- s:
 	case <-l.stop:
