@@ -10,10 +10,6 @@ import (
 // that arrive while a request is in flight (sendLoop), those announced by
 // Expect, and, when Config.Linger is set, those within the linger.
 
-// DefaultExpectWait is the usual bound on how long a produce request waits
-// for the sends announced to the log (Expect) after its first record.
-const DefaultExpectWait = time.Millisecond
-
 // expected counts the sends announced and not yet taken into a request or
 // withdrawn.
 type expected struct {
@@ -52,9 +48,10 @@ func (x *expectation) release() {
 // other, then go in one request, where the first of them used to go alone
 // and the rest in the next. Each request costs the broker, the hand-off,
 // the fan-out and Redis a batch (docs/benchmarks.md, "Session 22"). The
-// send is withdrawn when Append queues it under the returned context, or
-// by release (call it when the send will not be appended; more than once
-// is once). With ExpectWait 0 nothing is announced.
+// send is withdrawn when the send loop takes the record Append queued
+// under the returned context, or by release (call it when the send will
+// not be appended; more than once is once). With ExpectWait 0 (set from
+// CHAT_KAFKA_EXPECT_WAIT, 1 ms by default) nothing is announced.
 func (l *Log) Expect(ctx context.Context) (context.Context, func()) {
 	if l.cfg.ExpectWait <= 0 {
 		return ctx, func() {}

@@ -264,10 +264,9 @@ const maxProduceBatch = 2000
 // sendLoop produces one batch at a time: the sends that arrived while a
 // request was in flight go out together in the next one, with those
 // announced (Expect) and, if set, those within the linger (gather.go).
-// franz-go alone
-// keeps up to five idempotent requests in flight per broker and so sent
-// about one record per request at 1 000 msg/s; the broker's CPU is per
-// request (docs/benchmarks.md).
+// franz-go alone keeps up to five idempotent requests in flight per broker
+// and so sent about one record per request at 1 000 msg/s; the broker's
+// CPU is per request (docs/benchmarks.md).
 func (l *Log) sendLoop() {
 	defer close(l.stopped)
 	batch := make([]*pendingSend, 0, 64)
@@ -286,6 +285,7 @@ func (l *Log) sendLoop() {
 			for {
 				select {
 				case s := <-l.queue:
+					s.announced.release()
 					s.done <- errors.New("kafka producer closed")
 				default:
 					return
