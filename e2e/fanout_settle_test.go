@@ -12,6 +12,7 @@ import (
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/app"
+	"github.com/parley-chat/parley/infra/fanoutbus"
 	"github.com/parley-chat/parley/infra/metrics"
 	"github.com/parley-chat/parley/internal/testenv"
 )
@@ -92,4 +93,51 @@ func withHost(t *testing.T, raw, host string) string {
 	}
 	u.Host = host
 	return u.String()
+}
+
+// A partition that moves to another fan-out keeps its Prev chain
+// (fanout.Chains): the first delivery the new owner publishes to a gateway
+// names the last one the old owner published to it, so a delivery that
+// gateway lost just before the move would still show as a gap. Before,
+// the new owner's chain started at 0, which shows no gap at all.
+func TestFanoutHandsOverItsPrevChain(t *testing.T) {
+	env := testenv.New(t)
+	gw := env.StartNode("gateway", "projector")
+	first := env.StartNode("fanout")
+	a, b := user("a"), user("b")
+	ca, cb := dial(t, env, gw, a), dial(t, env, gw, b)
+	conv := createGroup(t, ca, b)
+	before := send(t, ca, conv.ConversationID, "before the move")
+	nextPushOf(t, cb, "before the move")
+	first.Stop()
+	env.StartNode("fanout")
+	after := send(t, ca, conv.ConversationID, "after the move")
+	nextPushOf(t, cb, "after the move")
+
+	d := streamDelivery(t, gw, after.Seq)
+	if d.Prev != before.Seq {
+		t.Fatalf("the new fan-out's first delivery has Prev %d, want %d (the old fan-out's last)", d.Prev, before.Seq)
+	}
+}
+
+// streamDelivery is the delivery of seq in gw's node stream.
+func streamDelivery(t *testing.T, gw *testenv.Node, seq int64) domain.Delivery {
+	t.Helper()
+	stream := gw.App.Bus.NodeStream(gw.App.Cfg.NodeID)
+	entries, err := gw.App.Redis.Client().XRange(context.Background(), stream, "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		raw, _ := e.Values["d"].(string)
+		d, err := fanoutbus.Decode([]byte(raw))
+		if err != nil {
+			t.Fatalf("stream entry %s: %v", e.ID, err)
+		}
+		if d.Seq == seq {
+			return d
+		}
+	}
+	t.Fatalf("no delivery of seq %d in %s (%d entries)", seq, stream, len(entries))
+	return domain.Delivery{}
 }

@@ -13,6 +13,7 @@ package fanout
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -49,6 +50,16 @@ type nodesInto interface {
 	NodesInto(ctx context.Context, users []string, out map[string][]string) error
 }
 
+// Chains keeps each partition's Prev chains (per node, the seq of the last
+// delivery published to it) where the partition's next fan-out finds them.
+// Without them a partition that moved started its chains again at 0, so a
+// delivery lost just before the move (a gateway's subscription cut while
+// its stream was trimmed past it) was never seen as a gap.
+type Chains interface {
+	SaveChains(ctx context.Context, chains map[int32]map[string]int64) error
+	LoadChains(ctx context.Context, partitions []int32) (map[int32]map[string]int64, error)
+}
+
 // Record is one logged event as the consumer hands it over.
 type Record struct {
 	Partition int32
@@ -70,12 +81,18 @@ type Handler struct {
 	// MaxConversations bounds the conversations whose membership is held
 	// in memory; past it a partition's share is dropped and reloaded.
 	MaxConversations int
-	now              func() time.Time
+	// Chains, if set, carries the Prev chains across rebalances: the
+	// consumer saves them (SaveChains) before it commits, and a partition
+	// new to this handler loads them before its first delivery.
+	Chains Chains
+	now    func() time.Time
 
 	mu     sync.Mutex
 	cache  map[int32]map[string]map[string]domain.Membership // partition, conversation, user
 	cached int
 	prev   map[streamPartition]int64
+	loaded map[int32]bool // partitions whose saved chains are in prev
+	moved  map[int32]bool // partitions whose chains changed since SaveChains
 	// route's scratch, reused by every batch (under mu): a batch or two a
 	// message at low rates made these maps most of the fan-out's garbage.
 	users     []string
@@ -94,7 +111,7 @@ type streamPartition struct {
 func New(members Memberships, bus Publisher, read ReadModel) *Handler {
 	return &Handler{members: members, bus: bus, read: read, MaxAge: 5 * time.Minute, MaxConversations: 200_000, now: time.Now,
 		cache: map[int32]map[string]map[string]domain.Membership{}, prev: map[streamPartition]int64{},
-		seen: map[string]bool{}, nodes: map[string][]string{}, batchPrev: map[streamPartition]int64{}}
+		loaded: map[int32]bool{}, moved: map[int32]bool{}, seen: map[string]bool{}, nodes: map[string][]string{}, batchPrev: map[streamPartition]int64{}}
 }
 
 // Handle processes the event at partition/offset.
@@ -112,6 +129,9 @@ func (h *Handler) Handle(ctx context.Context, partition int32, offset int64, val
 func (h *Handler) HandleBatch(ctx context.Context, recs []Record) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if err := h.loadChainsLocked(ctx, recs); err != nil {
+		return err
+	}
 	ds := make([]domain.Delivery, 0, len(recs))
 	for _, r := range recs {
 		d, ok, err := h.handle(ctx, r)
@@ -133,7 +153,63 @@ func (h *Handler) HandleBatch(ctx context.Context, recs []Record) error {
 	}
 	for k, v := range prev {
 		h.prev[k] = v
+		h.moved[k.partition] = true
 	}
+	return nil
+}
+
+// loadChainsLocked puts the saved chains of the batch's partitions new to
+// this handler in prev, before any of their deliveries is chained.
+func (h *Handler) loadChainsLocked(ctx context.Context, recs []Record) error {
+	var fresh []int32
+	for _, r := range recs {
+		if !h.loaded[r.Partition] && !slices.Contains(fresh, r.Partition) {
+			fresh = append(fresh, r.Partition)
+		}
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	if h.Chains != nil {
+		saved, err := h.Chains.LoadChains(ctx, fresh)
+		if err != nil {
+			return fmt.Errorf("load prev chains: %w", err)
+		}
+		for p, c := range saved {
+			for node, seq := range c {
+				h.prev[streamPartition{node, p}] = seq
+			}
+		}
+	}
+	for _, p := range fresh {
+		h.loaded[p] = true
+	}
+	return nil
+}
+
+// SaveChains stores the chains of the partitions whose chains changed since
+// the last save. The consumer calls it after the deliveries were published
+// and before it commits their offsets: the partition's next fan-out starts
+// from that commit, with these chains.
+func (h *Handler) SaveChains(ctx context.Context) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.Chains == nil || len(h.moved) == 0 {
+		return nil
+	}
+	out := make(map[int32]map[string]int64, len(h.moved))
+	for p := range h.moved {
+		out[p] = map[string]int64{}
+	}
+	for k, seq := range h.prev {
+		if c, ok := out[k.partition]; ok {
+			c[k.node] = seq
+		}
+	}
+	if err := h.Chains.SaveChains(ctx, out); err != nil {
+		return fmt.Errorf("save prev chains: %w", err)
+	}
+	clear(h.moved)
 	return nil
 }
 
@@ -203,9 +279,13 @@ func (h *Handler) forgetLocked(partitions []int32) {
 	if partitions == nil {
 		h.forgetMembershipsLocked()
 		h.prev = map[streamPartition]int64{}
+		clear(h.loaded)
+		clear(h.moved)
 		return
 	}
 	for _, p := range partitions {
+		delete(h.loaded, p)
+		delete(h.moved, p)
 		h.cached -= len(h.cache[p])
 		delete(h.cache, p)
 		for k := range h.prev {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -396,5 +397,82 @@ func TestApplyKeepsThePriorMembership(t *testing.T) {
 	applyTo(ms, 7, false, "v") // a second leave, from another device
 	if v := ms["v"]; v.MemberAt(6) || !v.MemberAt(3) {
 		t.Fatalf("after join 2, leave 5, leave 7: %+v member at 6 or not at 3", v)
+	}
+}
+
+// fakeChains keeps saved chains as the Redis store does, one value a
+// partition, replaced whole.
+type fakeChains struct {
+	saved map[int32]map[string]int64
+	saves int
+}
+
+func (f *fakeChains) SaveChains(_ context.Context, chains map[int32]map[string]int64) error {
+	f.saves++
+	for p, c := range chains {
+		f.saved[p] = maps.Clone(c)
+	}
+	return nil
+}
+
+func (f *fakeChains) LoadChains(_ context.Context, ps []int32) (map[int32]map[string]int64, error) {
+	out := map[int32]map[string]int64{}
+	for _, p := range ps {
+		if c, ok := f.saved[p]; ok {
+			out[p] = maps.Clone(c)
+		}
+	}
+	return out, nil
+}
+
+// A partition that moves to another fan-out keeps its Prev chain: the next
+// owner's first delivery names the last one the previous owner published,
+// so a delivery lost just before the move is still a gap for the gateway.
+func TestMovedPartitionKeepsThePrevChain(t *testing.T) {
+	ctx := context.Background()
+	chains := &fakeChains{saved: map[int32]map[string]int64{}}
+	members := fakeMembers{}
+	created := domain.ConversationCreated{Kind: "group", Members: []string{"a", "b"}}
+	msg := func(id string) []byte {
+		return event(t, domain.EvMessageSent, "a", domain.MessageSent{MessageID: id, ClientMsgID: id, Body: "hi"})
+	}
+
+	first := &fakeBus{}
+	h1 := New(members, first, nil)
+	h1.Chains = chains
+	h1.Forget([]int32{0}) // assigned
+	if err := h1.HandleBatch(ctx, []Record{{0, 0, event(t, domain.EvConversationCreated, "a", created)}, {0, 1, msg("m1")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h1.SaveChains(ctx); err != nil { // before the commit of offset 2
+		t.Fatal(err)
+	}
+	if err := h1.SaveChains(ctx); err != nil || chains.saves != 1 {
+		t.Fatalf("unchanged chains saved again: %d saves, err %v", chains.saves, err)
+	}
+	h1.Forget([]int32{0}) // revoked
+
+	second := &fakeBus{}
+	h2 := New(members, second, nil)
+	h2.Chains = chains
+	h2.Forget([]int32{0}) // assigned: resumes at the committed offset 2
+	if err := h2.HandleBatch(ctx, []Record{{0, 2, msg("m2")}}); err != nil {
+		t.Fatal(err)
+	}
+	last := first.got[len(first.got)-1]
+	if len(second.got) != 1 || second.got[0].Prev != last.Seq {
+		t.Fatalf("new owner's first delivery %+v, want Prev %d (the previous owner's last)", second.got, last.Seq)
+	}
+
+	// A handler that forgot the partition again loads it again.
+	h1.Forget(nil)
+	if err := h2.SaveChains(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h1.HandleBatch(ctx, []Record{{0, 3, msg("m3")}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := first.got[len(first.got)-1]; got.Prev != second.got[0].Seq {
+		t.Fatalf("delivery after the partition came back has Prev %d, want %d", got.Prev, second.got[0].Seq)
 	}
 }

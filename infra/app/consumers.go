@@ -42,10 +42,18 @@ func (a *App) runFanout(ctx context.Context) error {
 	pub := fanoutbus.NewLatePublisher(routes, redisstore.NewLate(a.Redis.Client(), a.Log.With("role", "fanout"), "fanout"))
 	defer pub.Close()
 	h := fanout.New(a.Redis, pub, a.Store)
+	h.Chains = a.Redis // a partition that moves keeps its Prev chains
 	return kafkalog.RunLive(ctx, kafkalog.LiveConfig{
 		Kafka: KafkaConfig(a.Cfg).WithClientID("parley-fanout-" + a.Cfg.NodeID),
 		Group: a.Cfg.GroupPrefix + FanoutGroup, Forget: func(ps []int32) { h.Forget(ps); pub.Forget(ps) }, Handoff: handed.Read, FromLog: routes.ReadNext,
-		Gather: a.Cfg.HopGather, Settle: pub.Settle,
+		Gather: a.Cfg.HopGather, Settle: func(ctx context.Context) error {
+			// Published, then the chains saved, then the offsets committed:
+			// the partition's next owner starts from both at once.
+			if err := pub.Settle(ctx); err != nil {
+				return err
+			}
+			return h.SaveChains(ctx)
+		},
 	}, func(ctx context.Context, batch []kafkalog.Consumed) error {
 		recs := make([]fanout.Record, len(batch))
 		for i, c := range batch {
