@@ -114,30 +114,33 @@ func TestFanoutHandsOverItsPrevChain(t *testing.T) {
 	after := send(t, ca, conv.ConversationID, "after the move")
 	nextPushOf(t, cb, "after the move")
 
-	d := streamDelivery(t, gw, after.Seq)
-	if d.Prev != before.Seq {
-		t.Fatalf("the new fan-out's first delivery has Prev %d, want %d (the old fan-out's last)", d.Prev, before.Seq)
+	ds := streamDeliveries(t, gw)
+	// The new owner started after "before" (its offset was committed):
+	// had it started earlier, its own chain would name "before" too.
+	if n := len(ds[before.Seq]); n != 1 {
+		t.Fatalf("%d deliveries of seq %d in the node stream, want 1: the new fan-out did not start from the commit", n, before.Seq)
+	}
+	if got := ds[after.Seq]; len(got) != 1 || got[0].Prev != before.Seq {
+		t.Fatalf("the new fan-out's deliveries of seq %d: %+v, want one with Prev %d (the old fan-out's last)", after.Seq, got, before.Seq)
 	}
 }
 
-// streamDelivery is the delivery of seq in gw's node stream.
-func streamDelivery(t *testing.T, gw *testenv.Node, seq int64) domain.Delivery {
+// streamDeliveries are the deliveries in gw's node stream, by seq.
+func streamDeliveries(t *testing.T, gw *testenv.Node) map[int64][]domain.Delivery {
 	t.Helper()
 	stream := gw.App.Bus.NodeStream(gw.App.Cfg.NodeID)
 	entries, err := gw.App.Redis.Client().XRange(context.Background(), stream, "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
+	out := map[int64][]domain.Delivery{}
 	for _, e := range entries {
 		raw, _ := e.Values["d"].(string)
 		d, err := fanoutbus.Decode([]byte(raw))
 		if err != nil {
 			t.Fatalf("stream entry %s: %v", e.ID, err)
 		}
-		if d.Seq == seq {
-			return d
-		}
+		out[d.Seq] = append(out[d.Seq], d)
 	}
-	t.Fatalf("no delivery of seq %d in %s (%d entries)", seq, stream, len(entries))
-	return domain.Delivery{}
+	return out
 }

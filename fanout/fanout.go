@@ -92,7 +92,11 @@ type Handler struct {
 	cached int
 	prev   map[streamPartition]int64
 	loaded map[int32]bool // partitions whose saved chains are in prev
-	moved  map[int32]bool // partitions whose chains changed since SaveChains
+	moved  map[int32]bool // partitions whose chains changed since the last save
+	// touched is when each chain last moved (or was loaded): a chain idle
+	// past chainIdle is dropped at the next save, so the node ids of
+	// gateways long gone (a restart is a new id) do not pile up.
+	touched map[streamPartition]time.Time
 	// route's scratch, reused by every batch (under mu): a batch or two a
 	// message at low rates made these maps most of the fan-out's garbage.
 	users     []string
@@ -111,7 +115,7 @@ type streamPartition struct {
 func New(members Memberships, bus Publisher, read ReadModel) *Handler {
 	return &Handler{members: members, bus: bus, read: read, MaxAge: 5 * time.Minute, MaxConversations: 200_000, now: time.Now,
 		cache: map[int32]map[string]map[string]domain.Membership{}, prev: map[streamPartition]int64{},
-		loaded: map[int32]bool{}, moved: map[int32]bool{}, seen: map[string]bool{}, nodes: map[string][]string{}, batchPrev: map[streamPartition]int64{}}
+		loaded: map[int32]bool{}, moved: map[int32]bool{}, touched: map[streamPartition]time.Time{}, seen: map[string]bool{}, nodes: map[string][]string{}, batchPrev: map[streamPartition]int64{}}
 }
 
 // Handle processes the event at partition/offset.
@@ -151,9 +155,11 @@ func (h *Handler) HandleBatch(ctx context.Context, recs []Record) error {
 		h.forgetMembershipsLocked()
 		return err
 	}
+	now := h.now()
 	for k, v := range prev {
 		h.prev[k] = v
 		h.moved[k.partition] = true
+		h.touched[k] = now
 	}
 	return nil
 }
@@ -175,9 +181,11 @@ func (h *Handler) loadChainsLocked(ctx context.Context, recs []Record) error {
 		if err != nil {
 			return fmt.Errorf("load prev chains: %w", err)
 		}
+		now := h.now()
 		for p, c := range saved {
 			for node, seq := range c {
-				h.prev[streamPartition{node, p}] = seq
+				k := streamPartition{node, p}
+				h.prev[k], h.touched[k] = seq, now
 			}
 		}
 	}
@@ -187,10 +195,15 @@ func (h *Handler) loadChainsLocked(ctx context.Context, recs []Record) error {
 	return nil
 }
 
+// chainIdle is how long a chain (a node, a partition) may go without a
+// delivery before a save drops it; its next delivery starts it again at
+// 0, which never shows a gap.
+const chainIdle = time.Hour
+
 // SaveChains stores the chains of the partitions whose chains changed since
-// the last save. The consumer calls it after the deliveries were published
-// and before it commits their offsets: the partition's next fan-out starts
-// from that commit, with these chains.
+// the last successful save. The consumer calls it after the deliveries were
+// published and before it commits their offsets: the partition's next
+// fan-out starts from that commit, with these chains.
 func (h *Handler) SaveChains(ctx context.Context) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -201,8 +214,15 @@ func (h *Handler) SaveChains(ctx context.Context) error {
 	for p := range h.moved {
 		out[p] = map[string]int64{}
 	}
+	idle := h.now().Add(-chainIdle)
 	for k, seq := range h.prev {
-		if c, ok := out[k.partition]; ok {
+		c, ok := out[k.partition]
+		switch {
+		case !ok:
+		case h.touched[k].Before(idle):
+			delete(h.prev, k)
+			delete(h.touched, k)
+		default:
 			c[k.node] = seq
 		}
 	}
@@ -279,6 +299,7 @@ func (h *Handler) forgetLocked(partitions []int32) {
 	if partitions == nil {
 		h.forgetMembershipsLocked()
 		h.prev = map[streamPartition]int64{}
+		clear(h.touched)
 		clear(h.loaded)
 		clear(h.moved)
 		return
@@ -291,6 +312,7 @@ func (h *Handler) forgetLocked(partitions []int32) {
 		for k := range h.prev {
 			if k.partition == p {
 				delete(h.prev, k)
+				delete(h.touched, k)
 			}
 		}
 	}

@@ -476,3 +476,49 @@ func TestMovedPartitionKeepsThePrevChain(t *testing.T) {
 		t.Fatalf("delivery after the partition came back has Prev %d, want %d", got.Prev, second.got[0].Seq)
 	}
 }
+
+// routedBus routes users to the nodes of its map (changed between batches).
+type routedBus struct {
+	fakeBus
+	on map[string][]string
+}
+
+func (b *routedBus) NodesOf(_ context.Context, users []string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, u := range users {
+		out[u] = b.on[u]
+	}
+	return out, nil
+}
+
+// A chain without a delivery for chainIdle is not saved (nor kept): the
+// node ids of gateways long gone do not pile up in every partition's chain.
+func TestIdleChainsAreDropped(t *testing.T) {
+	ctx := context.Background()
+	chains := &fakeChains{saved: map[int32]map[string]int64{}}
+	bus := &routedBus{on: map[string][]string{"a": {"gone"}, "b": {"gone"}}}
+	clock := time.Now()
+	h := New(fakeMembers{}, bus, nil)
+	h.Chains, h.MaxAge = chains, 0
+	h.now = func() time.Time { return clock }
+	created := domain.ConversationCreated{Kind: "group", Members: []string{"a", "b"}}
+	if err := h.HandleBatch(ctx, []Record{{0, 0, event(t, domain.EvConversationCreated, "a", created)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.SaveChains(ctx); err != nil || chains.saved[0]["gone"] == 0 {
+		t.Fatalf("saved %v, err %v: want the chain of node gone", chains.saved, err)
+	}
+	clock = clock.Add(chainIdle + time.Minute)
+	bus.on = map[string][]string{"a": {"n1"}, "b": {"n1"}}
+	msg := event(t, domain.EvMessageSent, "a", domain.MessageSent{MessageID: "m1", ClientMsgID: "m1", Body: "hi"})
+	if err := h.HandleBatch(ctx, []Record{{0, 1, msg}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.SaveChains(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"n1": domain.SeqOf(1)}
+	if !maps.Equal(chains.saved[0], want) {
+		t.Fatalf("saved chain %v, want %v", chains.saved[0], want)
+	}
+}
