@@ -166,6 +166,9 @@ func handleUntilDone(ctx context.Context, batch []Consumed, handle BatchHandler,
 // them; revoked runs before the marked offsets are committed.
 type groupCallbacks struct {
 	assigned, revoked func(partitions []int32)
+	// lost, if set, replaces revoked for partitions lost without a revoke
+	// (the member's session expired).
+	lost func(partitions []int32)
 	// ownCommits: the consumer commits by itself (no franz-go autocommit
 	// of marks, and no commit of marks on revoke).
 	ownCommits bool
@@ -201,7 +204,13 @@ func newGroupClient(cfg LiveConfig, cb groupCallbacks, log *slog.Logger, fetch .
 				log.Warn("commit on revoke failed", "err", err)
 			}
 		}),
-		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { cb.revoked(m[topic]) }),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			if cb.lost != nil {
+				cb.lost(m[topic])
+				return
+			}
+			cb.revoked(m[topic])
+		}),
 	)
 	if cb.ownCommits {
 		opts = append(opts, kgo.DisableAutoCommit())

@@ -51,7 +51,11 @@ type logFetch struct {
 }
 
 type groupChange struct {
-	assigned   bool
+	assigned bool
+	// lost: the group took the partitions away without a revoke (this
+	// member was fenced: its session expired). Another member may own them
+	// already, so nothing of theirs is settled or committed.
+	lost       bool
 	partitions []int32
 	applied    chan struct{}
 }
@@ -66,8 +70,9 @@ func runMerged(ctx context.Context, cfg LiveConfig, handle BatchHandler, log *sl
 		done: make(chan struct{}), owns: make(chan struct{}, 1), handled: map[int32]kgo.EpochOffset{}}
 	m.owned.Store(&[]int32{})
 	cl, err := newGroupClient(cfg, groupCallbacks{
-		assigned: func(ps []int32) { m.change(true, ps) },
-		revoked:  func(ps []int32) { m.change(false, ps) },
+		assigned: func(ps []int32) { m.change(groupChange{assigned: true, partitions: ps}) },
+		revoked:  func(ps []int32) { m.change(groupChange{partitions: ps}) },
+		lost:     func(ps []int32) { m.change(groupChange{lost: true, partitions: ps}) },
 		// franz-go's marks apply only to partitions its reader has polled,
 		// and the hand-off runs ahead of that reader: this consumer commits
 		// what it handled itself (commitHandled).
@@ -88,8 +93,8 @@ func runMerged(ctx context.Context, cfg LiveConfig, handle BatchHandler, log *sl
 
 // change tells apply of partitions the group assigned or took away and
 // waits until it has applied the change (it finishes its batch first).
-func (m *merged) change(assigned bool, ps []int32) {
-	c := groupChange{assigned: assigned, partitions: ps, applied: make(chan struct{})}
+func (m *merged) change(c groupChange) {
+	c.applied = make(chan struct{})
 	select {
 	case m.control <- c:
 		<-c.applied
@@ -218,7 +223,13 @@ func (m *merged) applyChange(cl *kgo.Client, c groupChange) {
 			m.seq.start(p, off)
 		}
 	} else {
-		m.commitHandled(cl, c.partitions) // before the partitions move on
+		if c.lost {
+			// A commit would be refused, and what Settle saves with it
+			// (the fan-out's chains) could overwrite the new owner's.
+			m.dropHandled(c.partitions)
+		} else {
+			m.commitHandled(cl, c.partitions) // before the partitions move on
+		}
 		m.seq.revoke(c.partitions)
 	}
 	owned := m.seq.owned()
@@ -304,6 +315,13 @@ func (m *merged) mark(handled []Consumed) {
 		m.handled[r.Partition] = kgo.EpochOffset{Epoch: m.seq.epochOf(r.Partition), Offset: r.Offset + 1}
 	}
 	m.dirty = true
+}
+
+// dropHandled forgets the handled offsets of partitions, uncommitted.
+func (m *merged) dropHandled(partitions []int32) {
+	for _, p := range partitions {
+		delete(m.handled, p)
+	}
 }
 
 // commitHandled commits the handled offsets of partitions (all if nil) and
