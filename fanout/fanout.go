@@ -65,6 +65,9 @@ type Record struct {
 	Partition int32
 	Offset    int64
 	Value     []byte
+	// Live: handed off moments after the log acked it (the hand-off's
+	// channel), so it is pushed whatever its timestamp says (MaxAge).
+	Live bool
 }
 
 // Handler fans events out. Batches are handled one at a time.
@@ -77,6 +80,9 @@ type Handler struct {
 	// history). They still take their place in the Prev chain, so a gateway
 	// whose clients were sent none of them sees a gap at the next delivery
 	// and resyncs them: their sync then replays what was not pushed.
+	// A record that came live (Record.Live) is pushed whatever its age:
+	// the age is by the producing node's clock, and a node whose clock ran
+	// minutes behind made each of its sends a gap on every gateway.
 	MaxAge time.Duration
 	// MaxConversations bounds the conversations whose membership is held
 	// in memory; past it a partition's share is dropped and reloaded.
@@ -341,7 +347,7 @@ func (h *Handler) handle(ctx context.Context, r Record) (domain.Delivery, bool, 
 		return domain.Delivery{}, false, err
 	}
 	var frame []byte // nil: too old to push (MaxAge), routed for the Prev chain only
-	if h.MaxAge <= 0 || h.now().Sub(e.At) <= h.MaxAge {
+	if r.Live || h.MaxAge <= 0 || h.now().Sub(e.At) <= h.MaxAge {
 		if frame, err = domain.EncodePush(e, seq); err != nil {
 			return domain.Delivery{}, false, nil
 		}

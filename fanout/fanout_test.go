@@ -184,9 +184,9 @@ func TestRetriedBatchSeesMembershipAsOfItsEvents(t *testing.T) {
 	h := New(members, bus, nil)
 	ctx := context.Background()
 	recs := []Record{
-		{0, 0, event(t, domain.EvConversationCreated, "a", domain.ConversationCreated{Kind: "group", Members: []string{"a", "b"}})},
-		{0, 1, event(t, domain.EvMessageSent, "a", domain.MessageSent{MessageID: "m", ClientMsgID: "x", Body: "hi"})},
-		{0, 2, event(t, domain.EvMemberLeft, "b", domain.MemberChanged{UserID: "b"})},
+		{Partition: 0, Offset: 0, Value: event(t, domain.EvConversationCreated, "a", domain.ConversationCreated{Kind: "group", Members: []string{"a", "b"}})},
+		{Partition: 0, Offset: 1, Value: event(t, domain.EvMessageSent, "a", domain.MessageSent{MessageID: "m", ClientMsgID: "x", Body: "hi"})},
+		{Partition: 0, Offset: 2, Value: event(t, domain.EvMemberLeft, "b", domain.MemberChanged{UserID: "b"})},
 	}
 	if err := h.HandleBatch(ctx, recs); err == nil {
 		t.Fatal("the failing publish was not reported")
@@ -208,11 +208,11 @@ func TestRetriedBatchKeepsThePrevChain(t *testing.T) {
 	ctx := context.Background()
 	created := event(t, domain.EvConversationCreated, "a", domain.ConversationCreated{Kind: "group", Members: []string{"a", "b"}})
 	sent := event(t, domain.EvMessageSent, "a", domain.MessageSent{MessageID: "m", ClientMsgID: "x", Body: "hi"})
-	if err := h.HandleBatch(ctx, []Record{{0, 0, created}, {0, 1, sent}}); err != nil {
+	if err := h.HandleBatch(ctx, []Record{{Partition: 0, Offset: 0, Value: created}, {Partition: 0, Offset: 1, Value: sent}}); err != nil {
 		t.Fatal(err)
 	}
 	bus.fail = 1
-	next := []Record{{0, 2, event(t, domain.EvMessageSent, "a", domain.MessageSent{MessageID: "m2", ClientMsgID: "y", Body: "again"})}}
+	next := []Record{{Partition: 0, Offset: 2, Value: event(t, domain.EvMessageSent, "a", domain.MessageSent{MessageID: "m2", ClientMsgID: "y", Body: "again"})}}
 	if err := h.HandleBatch(ctx, next); err == nil {
 		t.Fatal("the failing publish was not reported")
 	}
@@ -244,9 +244,9 @@ func TestEventTooOldToPushIsAGap(t *testing.T) {
 		return b
 	}
 	recs := []Record{
-		{0, 0, at(now, domain.EvConversationCreated, domain.ConversationCreated{Kind: "group", Members: []string{"a", "b"}})},
-		{0, 1, at(now.Add(-h.MaxAge-time.Minute), domain.EvMessageSent, domain.MessageSent{MessageID: "m1", ClientMsgID: "x", Body: "lagged"})},
-		{0, 2, at(now, domain.EvMessageSent, domain.MessageSent{MessageID: "m2", ClientMsgID: "y", Body: "fresh"})},
+		{Partition: 0, Offset: 0, Value: at(now, domain.EvConversationCreated, domain.ConversationCreated{Kind: "group", Members: []string{"a", "b"}})},
+		{Partition: 0, Offset: 1, Value: at(now.Add(-h.MaxAge-time.Minute), domain.EvMessageSent, domain.MessageSent{MessageID: "m1", ClientMsgID: "x", Body: "lagged"})},
+		{Partition: 0, Offset: 2, Value: at(now, domain.EvMessageSent, domain.MessageSent{MessageID: "m2", ClientMsgID: "y", Body: "fresh"})},
 	}
 	if err := h.HandleBatch(context.Background(), recs); err != nil {
 		t.Fatal(err)
@@ -270,19 +270,12 @@ func TestMembershipEvictionKeepsThePrevChain(t *testing.T) {
 	bus := &fakeBus{}
 	h := New(fakeMembers{}, bus, nil)
 	h.MaxConversations = 1
-	ev := func(conv, typ string, payload any) []byte {
-		e, err := domain.NewEvent(typ, conv, "a", time.Now(), payload)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := json.Marshal(e)
-		return b
-	}
+	ev := func(conv, typ string, payload any) []byte { return eventAt(t, conv, time.Now(), typ, payload) }
 	created := domain.ConversationCreated{Kind: "group", Members: []string{"a", "b"}}
 	recs := []Record{
-		{0, 0, ev("c_1", domain.EvConversationCreated, created)},
-		{0, 1, ev("c_2", domain.EvConversationCreated, created)}, // evicts partition 0's memberships
-		{0, 2, ev("c_2", domain.EvMessageSent, domain.MessageSent{MessageID: "m1", ClientMsgID: "x", Body: "hi"})},
+		{Partition: 0, Offset: 0, Value: ev("c_1", domain.EvConversationCreated, created)},
+		{Partition: 0, Offset: 1, Value: ev("c_2", domain.EvConversationCreated, created)}, // evicts partition 0's memberships
+		{Partition: 0, Offset: 2, Value: ev("c_2", domain.EvMessageSent, domain.MessageSent{MessageID: "m1", ClientMsgID: "x", Body: "hi"})},
 	}
 	for _, r := range recs {
 		if err := h.HandleBatch(context.Background(), []Record{r}); err != nil {
@@ -441,7 +434,7 @@ func TestMovedPartitionKeepsThePrevChain(t *testing.T) {
 	h1 := New(members, first, nil)
 	h1.Chains = chains
 	h1.Forget([]int32{0}) // assigned
-	if err := h1.HandleBatch(ctx, []Record{{0, 0, event(t, domain.EvConversationCreated, "a", created)}, {0, 1, msg("m1")}}); err != nil {
+	if err := h1.HandleBatch(ctx, []Record{{Partition: 0, Offset: 0, Value: event(t, domain.EvConversationCreated, "a", created)}, {Partition: 0, Offset: 1, Value: msg("m1")}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := h1.SaveChains(ctx); err != nil { // before the commit of offset 2
@@ -456,7 +449,7 @@ func TestMovedPartitionKeepsThePrevChain(t *testing.T) {
 	h2 := New(members, second, nil)
 	h2.Chains = chains
 	h2.Forget([]int32{0}) // assigned: resumes at the committed offset 2
-	if err := h2.HandleBatch(ctx, []Record{{0, 2, msg("m2")}}); err != nil {
+	if err := h2.HandleBatch(ctx, []Record{{Partition: 0, Offset: 2, Value: msg("m2")}}); err != nil {
 		t.Fatal(err)
 	}
 	last := first.got[len(first.got)-1]
@@ -469,7 +462,7 @@ func TestMovedPartitionKeepsThePrevChain(t *testing.T) {
 	if err := h2.SaveChains(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := h1.HandleBatch(ctx, []Record{{0, 3, msg("m3")}}); err != nil {
+	if err := h1.HandleBatch(ctx, []Record{{Partition: 0, Offset: 3, Value: msg("m3")}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := first.got[len(first.got)-1]; got.Prev != second.got[0].Seq {
@@ -502,7 +495,7 @@ func TestIdleChainsAreDropped(t *testing.T) {
 	h.Chains, h.MaxAge = chains, 0
 	h.now = func() time.Time { return clock }
 	created := domain.ConversationCreated{Kind: "group", Members: []string{"a", "b"}}
-	if err := h.HandleBatch(ctx, []Record{{0, 0, event(t, domain.EvConversationCreated, "a", created)}}); err != nil {
+	if err := h.HandleBatch(ctx, []Record{{Partition: 0, Offset: 0, Value: event(t, domain.EvConversationCreated, "a", created)}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.SaveChains(ctx); err != nil || chains.saved[0]["gone"] == 0 {
@@ -511,7 +504,7 @@ func TestIdleChainsAreDropped(t *testing.T) {
 	clock = clock.Add(chainIdle + time.Minute)
 	bus.on = map[string][]string{"a": {"n1"}, "b": {"n1"}}
 	msg := event(t, domain.EvMessageSent, "a", domain.MessageSent{MessageID: "m1", ClientMsgID: "m1", Body: "hi"})
-	if err := h.HandleBatch(ctx, []Record{{0, 1, msg}}); err != nil {
+	if err := h.HandleBatch(ctx, []Record{{Partition: 0, Offset: 1, Value: msg}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.SaveChains(ctx); err != nil {
@@ -521,4 +514,41 @@ func TestIdleChainsAreDropped(t *testing.T) {
 	if !maps.Equal(chains.saved[0], want) {
 		t.Fatalf("saved chain %v, want %v", chains.saved[0], want)
 	}
+}
+
+// A record that came live is pushed however old its producer's clock says
+// it is: a node whose clock ran minutes behind made each of its sends a gap
+// (and every gateway's clients resync) when age was judged for it too.
+func TestLiveRecordIsPushedWhateverItsAge(t *testing.T) {
+	bus := &fakeBus{}
+	h := New(fakeMembers{}, bus, nil)
+	old := time.Now().Add(-h.MaxAge - time.Minute)
+	ev := func(typ string, payload any) []byte { return eventAt(t, "c_1", old, typ, payload) }
+	created := domain.ConversationCreated{Kind: "group", Members: []string{"a", "b"}}
+	recs := []Record{
+		{Partition: 0, Offset: 0, Value: ev(domain.EvConversationCreated, created), Live: true},
+		{Partition: 0, Offset: 1, Value: ev(domain.EvMessageSent, domain.MessageSent{MessageID: "m1", ClientMsgID: "x", Body: "skewed"}), Live: true},
+		{Partition: 0, Offset: 2, Value: ev(domain.EvMessageSent, domain.MessageSent{MessageID: "m2", ClientMsgID: "y", Body: "from the log"})},
+	}
+	if err := h.HandleBatch(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	var pushed []int64
+	for _, d := range bus.got {
+		pushed = append(pushed, d.Seq)
+	}
+	if want := []int64{domain.SeqOf(0), domain.SeqOf(1)}; !slices.Equal(pushed, want) {
+		t.Fatalf("pushed seqs %v, want %v (the live ones, not the old one from the log)", pushed, want)
+	}
+}
+
+// eventAt is an event of conv by "a" stamped when, encoded as logged.
+func eventAt(t *testing.T, conv string, when time.Time, typ string, payload any) []byte {
+	t.Helper()
+	e, err := domain.NewEvent(typ, conv, "a", when, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(e)
+	return b
 }

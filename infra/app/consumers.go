@@ -55,10 +55,7 @@ func (a *App) runFanout(ctx context.Context) error {
 			return h.SaveChains(ctx)
 		},
 	}, func(ctx context.Context, batch []kafkalog.Consumed) error {
-		recs := make([]fanout.Record, len(batch))
-		for i, c := range batch {
-			recs[i] = fanout.Record{Partition: c.Partition, Offset: c.Offset, Value: c.Value}
-		}
+		recs := fanoutRecords(batch)
 		if err := h.HandleBatch(ctx, recs); err != nil {
 			metrics.RedisErrors.WithLabelValues("fanout").Inc()
 			return err
@@ -138,6 +135,16 @@ func DecodeRecords(batch []kafkalog.Consumed) []projections.Record {
 	for i, c := range batch {
 		e, err := domain.DecodeEvent(c.Value)
 		recs[i] = projections.Record{Partition: c.Partition, Offset: c.Offset, Hole: c.Hole, Event: e, Invalid: err != nil}
+	}
+	return recs
+}
+
+// fanoutRecords are the fan-out's view of a consumed batch; Live goes
+// along, so a record handed off live is pushed whatever its age.
+func fanoutRecords(batch []kafkalog.Consumed) []fanout.Record {
+	recs := make([]fanout.Record, len(batch))
+	for i, c := range batch {
+		recs[i] = fanout.Record{Partition: c.Partition, Offset: c.Offset, Value: c.Value, Live: c.Live}
 	}
 	return recs
 }

@@ -324,7 +324,7 @@ func (r *Reader) add(out []kafkalog.Consumed, msg any, ok bool) ([]kafkalog.Cons
 		metrics.Handoff.WithLabelValues("unreadable").Inc()
 		return out, nil // the log has it
 	}
-	return append(out, kafkalog.Consumed{Partition: p, Offset: off, Value: v}), nil
+	return append(out, kafkalog.Consumed{Partition: p, Offset: off, Value: v, Live: true}), nil
 }
 
 func partitionOf(channel string) (int32, error) {

@@ -44,8 +44,14 @@ func TestWriterToReader(t *testing.T) {
 		n, _ := rdb.XLen(ctx, handoff.Stream(prefix, 0)).Result()
 		return n == 5
 	})
-	if rs := read(0, 1); !sameRecords(rs, mk(0, 0, 5)) {
+	rs := read(0, 1)
+	if !sameRecords(rs, mk(0, 0, 5)) {
 		t.Fatalf("first read: %v, want partition 0's first 5 from its stream", offsets(rs))
+	}
+	for _, x := range rs {
+		if x.Live {
+			t.Fatalf("record %d read from the stream's backlog is marked live", x.Offset)
+		}
 	}
 	// Subscribed now: the channels bring the rest, each record once.
 	w.Offer(mk(0, 5, 105))
@@ -59,6 +65,11 @@ func TestWriterToReader(t *testing.T) {
 	})
 	if !sameRecords(got[0], mk(0, 5, 105)) || !sameRecords(got[1], mk(1, 0, 50)) {
 		t.Fatalf("live: partition 0 %v, partition 1 %v; want 5-104 and 0-49, once, in order", offsets(got[0]), offsets(got[1]))
+	}
+	for _, x := range append(got[0], got[1]...) {
+		if !x.Live {
+			t.Fatalf("record %d/%d from the channel is not marked live", x.Partition, x.Offset)
+		}
 	}
 	if rs := read(0, 1); len(rs) != 0 {
 		t.Fatalf("a read with nothing new: %v", offsets(rs))

@@ -22,6 +22,9 @@ type Consumed struct {
 	// prove one: retention removed records before they were consumed.
 	Hole  int64
 	Value []byte
+	// Live: from the hand-off's channel, moments after the log acked it
+	// (not from a stream's backlog or the log).
+	Live bool
 }
 
 // ErrRewind, wrapped in a handler's error, says the batch does not continue

@@ -27,10 +27,16 @@ type sequencer struct {
 // escapes to six times its length).
 func pendingCost(v []byte) int { return len(v) + 64 }
 
+// held is a handed-off record waiting for the offsets before it.
+type held struct {
+	value []byte
+	live  bool // Consumed.Live
+}
+
 type seqPartition struct {
 	next    int64 // -1: unknown
 	epoch   int32 // leader epoch of the last log record (for commits)
-	pending map[int64][]byte
+	pending map[int64]held
 }
 
 func newSequencer(maxPending int) *sequencer {
@@ -41,7 +47,7 @@ func newSequencer(maxPending int) *sequencer {
 func (s *sequencer) assign(ps []int32) {
 	for _, p := range ps {
 		s.drop(p)
-		s.parts[p] = &seqPartition{next: -1, epoch: -1, pending: map[int64][]byte{}}
+		s.parts[p] = &seqPartition{next: -1, epoch: -1, pending: map[int64]held{}}
 	}
 }
 
@@ -49,9 +55,9 @@ func (s *sequencer) assign(ps []int32) {
 func (s *sequencer) drop(p int32) {
 	if sp := s.parts[p]; sp != nil {
 		for _, v := range sp.pending {
-			s.pending -= pendingCost(v)
+			s.pending -= pendingCost(v.value)
 		}
-		sp.pending = map[int64][]byte{}
+		sp.pending = map[int64]held{}
 	}
 }
 
@@ -107,7 +113,7 @@ func (s *sequencer) dropThrough(sp *seqPartition, offset int64) {
 		for o := sp.next; o <= offset; o++ {
 			if v, ok := sp.pending[o]; ok {
 				delete(sp.pending, o)
-				s.pending -= pendingCost(v)
+				s.pending -= pendingCost(v.value)
 			}
 		}
 		return
@@ -115,7 +121,7 @@ func (s *sequencer) dropThrough(sp *seqPartition, offset int64) {
 	for o, v := range sp.pending {
 		if o <= offset {
 			delete(sp.pending, o)
-			s.pending -= pendingCost(v)
+			s.pending -= pendingCost(v.value)
 		}
 	}
 }
@@ -127,8 +133,8 @@ func (s *sequencer) fromHandoff(r Consumed, out []Consumed) []Consumed {
 		return out
 	}
 	if r.Offset != sp.next {
-		if _, held := sp.pending[r.Offset]; !held && s.pending+pendingCost(r.Value) <= s.maxPending {
-			sp.pending[r.Offset] = r.Value
+		if _, waiting := sp.pending[r.Offset]; !waiting && s.pending+pendingCost(r.Value) <= s.maxPending {
+			sp.pending[r.Offset] = held{r.Value, r.Live}
 			s.pending += pendingCost(r.Value)
 		}
 		return out
@@ -145,8 +151,8 @@ func (s *sequencer) drain(sp *seqPartition, p int32, out []Consumed) []Consumed 
 			break
 		}
 		delete(sp.pending, sp.next)
-		s.pending -= pendingCost(v)
-		out = append(out, Consumed{Partition: p, Offset: sp.next, Value: v})
+		s.pending -= pendingCost(v.value)
+		out = append(out, Consumed{Partition: p, Offset: sp.next, Value: v.value, Live: v.live})
 		sp.next++
 	}
 	return out

@@ -200,3 +200,23 @@ func TestSequencerAnyInterleaving(t *testing.T) {
 		}
 	}
 }
+
+// A live hand-off record held behind a gap is released live; the log's
+// records and the backlog's are not (the fan-out judges only those by
+// their age).
+func TestSequencerKeepsWhatCameLive(t *testing.T) {
+	s := newSequencer(1 << 20)
+	s.assign([]int32{0})
+	live := rec(0, 6)
+	live.Live = true
+	s.fromHandoff(live, nil)      // held: 4 and 5 first
+	s.fromHandoff(rec(0, 5), nil) // from a stream's backlog
+	out := s.fromLog(rec(0, 4), 0, nil)
+	var got []bool
+	for _, r := range out {
+		got = append(got, r.Live)
+	}
+	if fmt.Sprint(offsets(out), got) != "[4 5 6] [false false true]" {
+		t.Fatalf("released %v live %v, want [4 5 6] live [false false true]", offsets(out), got)
+	}
+}
