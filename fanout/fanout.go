@@ -65,9 +65,9 @@ type Record struct {
 	Partition int32
 	Offset    int64
 	Value     []byte
-	// Live: handed off moments after the log acked it (the hand-off's
-	// channel), so it is pushed whatever its timestamp says (MaxAge).
-	Live bool
+	// Received, if set, is when the record came on the hand-off's live
+	// channel, by this process's clock: MaxAge then counts from it.
+	Received time.Time
 }
 
 // Handler fans events out. Batches are handled one at a time.
@@ -80,9 +80,10 @@ type Handler struct {
 	// history). They still take their place in the Prev chain, so a gateway
 	// whose clients were sent none of them sees a gap at the next delivery
 	// and resyncs them: their sync then replays what was not pushed.
-	// A record that came live (Record.Live) is pushed whatever its age:
-	// the age is by the producing node's clock, and a node whose clock ran
-	// minutes behind made each of its sends a gap on every gateway.
+	// A record that came on the live hand-off (Record.Received) is judged
+	// by when it was received, on this process's clock: judged by its
+	// producing node's clock, a node whose clock ran minutes behind made
+	// each of its sends a gap on every gateway.
 	MaxAge time.Duration
 	// MaxConversations bounds the conversations whose membership is held
 	// in memory; past it a partition's share is dropped and reloaded.
@@ -324,6 +325,18 @@ func (h *Handler) forgetLocked(partitions []int32) {
 	}
 }
 
+// fresh tells whether r, an event stamped at, is young enough to push
+// (MaxAge): by when it was received live, else by its own stamp.
+func (h *Handler) fresh(r Record, at time.Time) bool {
+	if h.MaxAge <= 0 {
+		return true
+	}
+	if !r.Received.IsZero() {
+		return h.now().Sub(r.Received) <= h.MaxAge
+	}
+	return h.now().Sub(at) <= h.MaxAge
+}
+
 // handle turns one record into a delivery (ok false: nothing to push).
 func (h *Handler) handle(ctx context.Context, r Record) (domain.Delivery, bool, error) {
 	seq := domain.SeqOf(r.Offset)
@@ -347,7 +360,7 @@ func (h *Handler) handle(ctx context.Context, r Record) (domain.Delivery, bool, 
 		return domain.Delivery{}, false, err
 	}
 	var frame []byte // nil: too old to push (MaxAge), routed for the Prev chain only
-	if r.Live || h.MaxAge <= 0 || h.now().Sub(e.At) <= h.MaxAge {
+	if h.fresh(r, e.At) {
 		if frame, err = domain.EncodePush(e, seq); err != nil {
 			return domain.Delivery{}, false, nil
 		}

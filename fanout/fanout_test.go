@@ -516,19 +516,27 @@ func TestIdleChainsAreDropped(t *testing.T) {
 	}
 }
 
-// A record that came live is pushed however old its producer's clock says
-// it is: a node whose clock ran minutes behind made each of its sends a gap
-// (and every gateway's clients resync) when age was judged for it too.
-func TestLiveRecordIsPushedWhateverItsAge(t *testing.T) {
+// A record that came on the live hand-off is judged by when it was
+// received, on the fan-out's clock, not by its producer's stamp: a node
+// whose clock ran minutes behind made each of its sends a gap (and every
+// gateway's clients resync). One received long ago (held behind a gap, a
+// stalled fan-out) is still too old to push.
+func TestLiveRecordIsJudgedByWhenItCame(t *testing.T) {
 	bus := &fakeBus{}
 	h := New(fakeMembers{}, bus, nil)
-	old := time.Now().Add(-h.MaxAge - time.Minute)
-	ev := func(typ string, payload any) []byte { return eventAt(t, "c_1", old, typ, payload) }
+	now := time.Now()
+	h.now = func() time.Time { return now }
+	skewed := now.Add(-h.MaxAge - time.Minute) // the producer's clock
+	ev := func(typ string, payload any) []byte { return eventAt(t, "c_1", skewed, typ, payload) }
+	msg := func(id string) []byte {
+		return ev(domain.EvMessageSent, domain.MessageSent{MessageID: id, ClientMsgID: id, Body: id})
+	}
 	created := domain.ConversationCreated{Kind: "group", Members: []string{"a", "b"}}
 	recs := []Record{
-		{Partition: 0, Offset: 0, Value: ev(domain.EvConversationCreated, created), Live: true},
-		{Partition: 0, Offset: 1, Value: ev(domain.EvMessageSent, domain.MessageSent{MessageID: "m1", ClientMsgID: "x", Body: "skewed"}), Live: true},
-		{Partition: 0, Offset: 2, Value: ev(domain.EvMessageSent, domain.MessageSent{MessageID: "m2", ClientMsgID: "y", Body: "from the log"})},
+		{Partition: 0, Offset: 0, Value: ev(domain.EvConversationCreated, created), Received: now},
+		{Partition: 0, Offset: 1, Value: msg("just-received"), Received: now.Add(-time.Second)},
+		{Partition: 0, Offset: 2, Value: msg("from-the-log")},
+		{Partition: 0, Offset: 3, Value: msg("received-long-ago"), Received: now.Add(-h.MaxAge - time.Second)},
 	}
 	if err := h.HandleBatch(context.Background(), recs); err != nil {
 		t.Fatal(err)
@@ -538,7 +546,7 @@ func TestLiveRecordIsPushedWhateverItsAge(t *testing.T) {
 		pushed = append(pushed, d.Seq)
 	}
 	if want := []int64{domain.SeqOf(0), domain.SeqOf(1)}; !slices.Equal(pushed, want) {
-		t.Fatalf("pushed seqs %v, want %v (the live ones, not the old one from the log)", pushed, want)
+		t.Fatalf("pushed seqs %v, want %v (the two received just now)", pushed, want)
 	}
 }
 

@@ -139,12 +139,12 @@ func DecodeRecords(batch []kafkalog.Consumed) []projections.Record {
 	return recs
 }
 
-// fanoutRecords are the fan-out's view of a consumed batch; Live goes
-// along, so a record handed off live is pushed whatever its age.
+// fanoutRecords are the fan-out's view of a consumed batch; Received goes
+// along, so a record handed off live is judged by when it came.
 func fanoutRecords(batch []kafkalog.Consumed) []fanout.Record {
 	recs := make([]fanout.Record, len(batch))
 	for i, c := range batch {
-		recs[i] = fanout.Record{Partition: c.Partition, Offset: c.Offset, Value: c.Value, Live: c.Live}
+		recs[i] = fanout.Record{Partition: c.Partition, Offset: c.Offset, Value: c.Value, Received: c.Received}
 	}
 	return recs
 }

@@ -169,6 +169,7 @@ type Reader struct {
 	routes   RouteWatcher // nil: route changes are not read
 	routesCh string
 	lastRead time.Time
+	since    time.Time // Consumed.Received of this read's channel records
 }
 
 // WatchRoutes makes the reader subscribe to RoutesChannel too and tell w
@@ -212,6 +213,11 @@ const (
 // way.
 func (r *Reader) Read(ctx context.Context, partitions []int32) ([]kafkalog.Consumed, error) {
 	defer func() { r.lastRead = time.Now() }()
+	// What the channel holds came after the last read ended, at the
+	// earliest: its records are stamped with that (a stall counts).
+	if r.since = r.lastRead; r.since.IsZero() {
+		r.since = time.Now()
+	}
 	if r.routes != nil && !r.lastRead.IsZero() && time.Since(r.lastRead) > routesStale {
 		r.routes.Reset()
 	}
@@ -324,7 +330,7 @@ func (r *Reader) add(out []kafkalog.Consumed, msg any, ok bool) ([]kafkalog.Cons
 		metrics.Handoff.WithLabelValues("unreadable").Inc()
 		return out, nil // the log has it
 	}
-	return append(out, kafkalog.Consumed{Partition: p, Offset: off, Value: v, Live: true}), nil
+	return append(out, kafkalog.Consumed{Partition: p, Offset: off, Value: v, Received: r.since}), nil
 }
 
 func partitionOf(channel string) (int32, error) {

@@ -44,13 +44,14 @@ func TestWriterToReader(t *testing.T) {
 		n, _ := rdb.XLen(ctx, handoff.Stream(prefix, 0)).Result()
 		return n == 5
 	})
+	before := time.Now()
 	rs := read(0, 1)
 	if !sameRecords(rs, mk(0, 0, 5)) {
 		t.Fatalf("first read: %v, want partition 0's first 5 from its stream", offsets(rs))
 	}
 	for _, x := range rs {
-		if x.Live {
-			t.Fatalf("record %d read from the stream's backlog is marked live", x.Offset)
+		if !x.Received.IsZero() {
+			t.Fatalf("record %d read from the stream's backlog is stamped as received live", x.Offset)
 		}
 	}
 	// Subscribed now: the channels bring the rest, each record once.
@@ -67,8 +68,8 @@ func TestWriterToReader(t *testing.T) {
 		t.Fatalf("live: partition 0 %v, partition 1 %v; want 5-104 and 0-49, once, in order", offsets(got[0]), offsets(got[1]))
 	}
 	for _, x := range append(got[0], got[1]...) {
-		if !x.Live {
-			t.Fatalf("record %d/%d from the channel is not marked live", x.Partition, x.Offset)
+		if x.Received.Before(before) || x.Received.After(time.Now()) {
+			t.Fatalf("record %d/%d from the channel stamped received at %v, want between %v and now", x.Partition, x.Offset, x.Received, before)
 		}
 	}
 	if rs := read(0, 1); len(rs) != 0 {

@@ -22,9 +22,10 @@ type Consumed struct {
 	// prove one: retention removed records before they were consumed.
 	Hole  int64
 	Value []byte
-	// Live: from the hand-off's channel, moments after the log acked it
-	// (not from a stream's backlog or the log).
-	Live bool
+	// Received, if set, is when the record came on the hand-off's live
+	// channel, by the receiver's clock (zero: from the log or a stream's
+	// backlog).
+	Received time.Time
 }
 
 // ErrRewind, wrapped in a handler's error, says the batch does not continue

@@ -1,6 +1,9 @@
 package kafkalog
 
-import "slices"
+import (
+	"slices"
+	"time"
+)
 
 // sequencer merges two sources of one partition's records into log order:
 // the log itself (complete, in order, possibly late) and the hand-off
@@ -29,8 +32,8 @@ func pendingCost(v []byte) int { return len(v) + 64 }
 
 // held is a handed-off record waiting for the offsets before it.
 type held struct {
-	value []byte
-	live  bool // Consumed.Live
+	value    []byte
+	received time.Time // Consumed.Received
 }
 
 type seqPartition struct {
@@ -99,6 +102,9 @@ func (s *sequencer) fromLog(r Consumed, epoch int32, out []Consumed) []Consumed 
 	if sp.next >= 0 && r.Offset < sp.next {
 		return out // handed off before
 	}
+	if h, ok := sp.pending[r.Offset]; ok {
+		r.Received = h.received // the same record, handed off too
+	}
 	s.dropThrough(sp, r.Offset)
 	sp.next = r.Offset + 1
 	return s.drain(sp, r.Partition, append(out, r))
@@ -133,9 +139,14 @@ func (s *sequencer) fromHandoff(r Consumed, out []Consumed) []Consumed {
 		return out
 	}
 	if r.Offset != sp.next {
-		if _, waiting := sp.pending[r.Offset]; !waiting && s.pending+pendingCost(r.Value) <= s.maxPending {
-			sp.pending[r.Offset] = held{r.Value, r.Live}
+		h, waiting := sp.pending[r.Offset]
+		switch {
+		case !waiting && s.pending+pendingCost(r.Value) <= s.maxPending:
+			sp.pending[r.Offset] = held{r.Value, r.Received}
 			s.pending += pendingCost(r.Value)
+		case waiting && h.received.IsZero() && !r.Received.IsZero():
+			// The backlog's copy came first; the channel's says when.
+			sp.pending[r.Offset] = held{h.value, r.Received}
 		}
 		return out
 	}
@@ -152,7 +163,7 @@ func (s *sequencer) drain(sp *seqPartition, p int32, out []Consumed) []Consumed 
 		}
 		delete(sp.pending, sp.next)
 		s.pending -= pendingCost(v.value)
-		out = append(out, Consumed{Partition: p, Offset: sp.next, Value: v.value, Live: v.live})
+		out = append(out, Consumed{Partition: p, Offset: sp.next, Value: v.value, Received: v.received})
 		sp.next++
 	}
 	return out

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 func rec(p int32, off int64) Consumed {
@@ -201,22 +202,40 @@ func TestSequencerAnyInterleaving(t *testing.T) {
 	}
 }
 
-// A live hand-off record held behind a gap is released live; the log's
-// records and the backlog's are not (the fan-out judges only those by
-// their age).
-func TestSequencerKeepsWhatCameLive(t *testing.T) {
+// When a record came on the live hand-off (Consumed.Received) survives
+// the wait behind a gap, whichever copy of it is released: the fan-out
+// judges a live record's age from it.
+func TestSequencerKeepsWhenARecordCameLive(t *testing.T) {
 	s := newSequencer(1 << 20)
 	s.assign([]int32{0})
-	live := rec(0, 6)
-	live.Live = true
-	s.fromHandoff(live, nil)      // held: 4 and 5 first
-	s.fromHandoff(rec(0, 5), nil) // from a stream's backlog
-	out := s.fromLog(rec(0, 4), 0, nil)
-	var got []bool
-	for _, r := range out {
-		got = append(got, r.Live)
+	at := time.Unix(1000, 0)
+	live := func(off int64) Consumed {
+		r := rec(0, off)
+		r.Received = at.Add(time.Duration(off) * time.Second)
+		return r
 	}
-	if fmt.Sprint(offsets(out), got) != "[4 5 6] [false false true]" {
-		t.Fatalf("released %v live %v, want [4 5 6] live [false false true]", offsets(out), got)
+	received := func(out []Consumed) string {
+		var got []string
+		for _, r := range out {
+			if r.Received.IsZero() {
+				got = append(got, fmt.Sprintf("%d:-", r.Offset))
+			} else {
+				got = append(got, fmt.Sprintf("%d:%d", r.Offset, r.Received.Unix()))
+			}
+		}
+		return fmt.Sprint(got)
+	}
+	s.fromHandoff(live(7), nil)   // held: 4-6 first
+	s.fromHandoff(rec(0, 5), nil) // from a stream's backlog
+	s.fromHandoff(rec(0, 6), nil) // the backlog's copy first,
+	s.fromHandoff(live(6), nil)   // then the channel's
+	if got := received(s.fromLog(rec(0, 4), 0, nil)); got != "[4:- 5:- 6:1006 7:1007]" {
+		t.Fatalf("released %s, want [4:- 5:- 6:1006 7:1007]", got)
+	}
+	// A log record that lands on a held one (the log skipped 8) is the
+	// same record: it keeps when the channel brought it.
+	s.fromHandoff(live(9), nil)
+	if got := received(s.fromLog(rec(0, 9), 0, nil)); got != "[9:1009]" {
+		t.Fatalf("released %s, want [9:1009]", got)
 	}
 }
