@@ -97,19 +97,24 @@ type Handler struct {
 	mu     sync.Mutex
 	cache  map[int32]map[string]map[string]domain.Membership // partition, conversation, user
 	cached int
-	prev   map[streamPartition]int64
+	prev   map[streamPartition]chainTail
 	loaded map[int32]bool // partitions whose saved chains are in prev
 	moved  map[int32]bool // partitions whose chains changed since the last save
-	// touched is when each chain last moved (or was loaded): a chain idle
-	// past chainIdle is dropped at the next save, so the node ids of
-	// gateways long gone (a restart is a new id) do not pile up.
-	touched map[streamPartition]time.Time
 	// route's scratch, reused by every batch (under mu): a batch or two a
 	// message at low rates made these maps most of the fan-out's garbage.
 	users     []string
 	seen      map[string]bool
 	nodes     map[string][]string
 	batchPrev map[streamPartition]int64
+}
+
+// chainTail is the end of a Prev chain: the seq of the last delivery, and
+// when the chain last moved (or was loaded). A chain idle past chainIdle is
+// dropped at the next save, so the node ids of gateways long gone (a
+// restart is a new id) do not pile up.
+type chainTail struct {
+	seq int64
+	at  time.Time
 }
 
 // streamPartition keys Prev: a node's stream and a log partition.
@@ -121,8 +126,8 @@ type streamPartition struct {
 // New builds a fan-out handler.
 func New(members Memberships, bus Publisher, read ReadModel) *Handler {
 	return &Handler{members: members, bus: bus, read: read, MaxAge: 5 * time.Minute, MaxConversations: 200_000, now: time.Now,
-		cache: map[int32]map[string]map[string]domain.Membership{}, prev: map[streamPartition]int64{},
-		loaded: map[int32]bool{}, moved: map[int32]bool{}, touched: map[streamPartition]time.Time{}, seen: map[string]bool{}, nodes: map[string][]string{}, batchPrev: map[streamPartition]int64{}}
+		cache: map[int32]map[string]map[string]domain.Membership{}, prev: map[streamPartition]chainTail{},
+		loaded: map[int32]bool{}, moved: map[int32]bool{}, seen: map[string]bool{}, nodes: map[string][]string{}, batchPrev: map[streamPartition]int64{}}
 }
 
 // Handle processes the event at partition/offset.
@@ -164,9 +169,8 @@ func (h *Handler) HandleBatch(ctx context.Context, recs []Record) error {
 	}
 	now := h.now()
 	for k, v := range prev {
-		h.prev[k] = v
+		h.prev[k] = chainTail{v, now}
 		h.moved[k.partition] = true
-		h.touched[k] = now
 	}
 	return nil
 }
@@ -191,8 +195,7 @@ func (h *Handler) loadChainsLocked(ctx context.Context, recs []Record) error {
 		now := h.now()
 		for p, c := range saved {
 			for node, seq := range c {
-				k := streamPartition{node, p}
-				h.prev[k], h.touched[k] = seq, now
+				h.prev[streamPartition{node, p}] = chainTail{seq, now}
 			}
 		}
 	}
@@ -222,15 +225,14 @@ func (h *Handler) SaveChains(ctx context.Context) error {
 		out[p] = map[string]int64{}
 	}
 	idle := h.now().Add(-chainIdle)
-	for k, seq := range h.prev {
+	for k, tail := range h.prev {
 		c, ok := out[k.partition]
 		switch {
 		case !ok:
-		case h.touched[k].Before(idle):
+		case tail.at.Before(idle):
 			delete(h.prev, k)
-			delete(h.touched, k)
 		default:
-			c[k.node] = seq
+			c[k.node] = tail.seq
 		}
 	}
 	if err := h.Chains.SaveChains(ctx, out); err != nil {
@@ -270,7 +272,7 @@ func (h *Handler) route(ctx context.Context, ds []domain.Delivery) ([]domain.Del
 			key := streamPartition{out[i].Node, d.Partition}
 			p, ok := prev[key]
 			if !ok {
-				p = h.prev[key]
+				p = h.prev[key].seq
 			}
 			out[i].Prev, prev[key] = p, d.Seq
 		}
@@ -305,8 +307,7 @@ func (h *Handler) forgetMembershipsLocked() {
 func (h *Handler) forgetLocked(partitions []int32) {
 	if partitions == nil {
 		h.forgetMembershipsLocked()
-		h.prev = map[streamPartition]int64{}
-		clear(h.touched)
+		h.prev = map[streamPartition]chainTail{}
 		clear(h.loaded)
 		clear(h.moved)
 		return
@@ -319,7 +320,6 @@ func (h *Handler) forgetLocked(partitions []int32) {
 		for k := range h.prev {
 			if k.partition == p {
 				delete(h.prev, k)
-				delete(h.touched, k)
 			}
 		}
 	}

@@ -169,7 +169,6 @@ type Reader struct {
 	routes   RouteWatcher // nil: route changes are not read
 	routesCh string
 	lastRead time.Time
-	since    time.Time // Consumed.Received of this read's channel records
 }
 
 // WatchRoutes makes the reader subscribe to RoutesChannel too and tell w
@@ -215,8 +214,9 @@ func (r *Reader) Read(ctx context.Context, partitions []int32) ([]kafkalog.Consu
 	defer func() { r.lastRead = time.Now() }()
 	// What the channel holds came after the last read ended, at the
 	// earliest: its records are stamped with that (a stall counts).
-	if r.since = r.lastRead; r.since.IsZero() {
-		r.since = time.Now()
+	since := r.lastRead
+	if since.IsZero() {
+		since = time.Now()
 	}
 	if r.routes != nil && !r.lastRead.IsZero() && time.Since(r.lastRead) > routesStale {
 		r.routes.Reset()
@@ -226,7 +226,7 @@ func (r *Reader) Read(ctx context.Context, partitions []int32) ([]kafkalog.Consu
 			return nil, err
 		}
 	}
-	out, err := r.take(nil)
+	out, err := r.take(nil, since)
 	if err != nil || len(r.backlog) > 0 {
 		if err == nil {
 			out, err = r.readBacklog(ctx, out)
@@ -240,10 +240,10 @@ func (r *Reader) Read(ctx context.Context, partitions []int32) ([]kafkalog.Consu
 	defer t.Stop()
 	select {
 	case m, ok := <-r.msgs:
-		if out, err = r.add(nil, m, ok); err != nil {
+		if out, err = r.add(nil, m, ok, since); err != nil {
 			return nil, err
 		}
-		return r.take(out)
+		return r.take(out, since)
 	case <-t.C:
 		return nil, nil
 	case <-ctx.Done():
@@ -251,13 +251,14 @@ func (r *Reader) Read(ctx context.Context, partitions []int32) ([]kafkalog.Consu
 	}
 }
 
-// take appends what the channel holds, without waiting.
-func (r *Reader) take(out []kafkalog.Consumed) ([]kafkalog.Consumed, error) {
+// take appends what the channel holds, without waiting; since stamps its
+// records (Consumed.Received).
+func (r *Reader) take(out []kafkalog.Consumed, since time.Time) ([]kafkalog.Consumed, error) {
 	for len(out) < channelSize {
 		select {
 		case m, ok := <-r.msgs:
 			var err error
-			if out, err = r.add(out, m, ok); err != nil {
+			if out, err = r.add(out, m, ok, since); err != nil {
 				return out, err
 			}
 		default:
@@ -302,10 +303,10 @@ func (r *Reader) catchUpAll() {
 	}
 }
 
-// add decodes a message onto out. A subscription notice after the first
+// add decodes a message onto out, received at since. A subscription notice after the first
 // ones means go-redis reconnected: what was published meanwhile is in the
 // streams.
-func (r *Reader) add(out []kafkalog.Consumed, msg any, ok bool) ([]kafkalog.Consumed, error) {
+func (r *Reader) add(out []kafkalog.Consumed, msg any, ok bool, since time.Time) ([]kafkalog.Consumed, error) {
 	if !ok {
 		r.Close()
 		return out, errors.New("handoff: subscription closed")
@@ -330,7 +331,7 @@ func (r *Reader) add(out []kafkalog.Consumed, msg any, ok bool) ([]kafkalog.Cons
 		metrics.Handoff.WithLabelValues("unreadable").Inc()
 		return out, nil // the log has it
 	}
-	return append(out, kafkalog.Consumed{Partition: p, Offset: off, Value: v, Received: r.since}), nil
+	return append(out, kafkalog.Consumed{Partition: p, Offset: off, Value: v, Received: since}), nil
 }
 
 func partitionOf(channel string) (int32, error) {

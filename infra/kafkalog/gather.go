@@ -78,39 +78,32 @@ func (l *Log) awaitExpected(first time.Time, take func(*pendingSend), size func(
 		return
 	}
 	target := l.expected.gone.Load() + ahead
-	left := l.cfg.ExpectWait - time.Since(first)
-	if left <= 0 {
-		return
-	}
-	t := time.NewTimer(left)
-	defer t.Stop()
-	for size() < maxProduceBatch && l.expected.gone.Load() < target && l.expected.n.Load() > 0 {
-		select {
-		case s := <-l.queue:
-			take(s)
-		case <-l.expected.nudge:
-		case <-t.C:
-			return
-		case <-l.stop:
-			return
-		}
-	}
+	l.gatherFor(l.cfg.ExpectWait-time.Since(first), take, size, l.expected.nudge, func() bool {
+		return l.expected.gone.Load() < target && l.expected.n.Load() > 0
+	})
 }
 
 // linger takes the sends that arrive within Config.Linger after first,
 // until the batch is full. franz-go's own linger does not apply to
 // ProduceSync.
 func (l *Log) linger(first time.Time, take func(*pendingSend), size func() int) {
-	left := l.cfg.Linger - time.Since(first)
+	l.gatherFor(l.cfg.Linger-time.Since(first), take, size, nil, func() bool { return true })
+}
+
+// gatherFor takes queued sends for at most left, while the batch is not
+// full and more says there is more to wait for; a nudge (nil: none) has it
+// ask again.
+func (l *Log) gatherFor(left time.Duration, take func(*pendingSend), size func() int, nudge <-chan struct{}, more func() bool) {
 	if left <= 0 {
 		return
 	}
 	t := time.NewTimer(left)
 	defer t.Stop()
-	for size() < maxProduceBatch {
+	for size() < maxProduceBatch && more() {
 		select {
 		case s := <-l.queue:
 			take(s)
+		case <-nudge:
 		case <-t.C:
 			return
 		case <-l.stop:

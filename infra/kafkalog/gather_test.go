@@ -69,6 +69,17 @@ func await(t *testing.T, what string, ch <-chan error) {
 	}
 }
 
+// held checks that send is not acked while another is announced: 200 ms
+// is far less than the minute openGathering lets the request wait.
+func held(t *testing.T, send, announced string, ch <-chan error) {
+	t.Helper()
+	select {
+	case err := <-ch:
+		t.Fatalf("%s sent (%v) while %s was announced", send, err, announced)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
 // A send that comes while others are announced (their claims under way)
 // waits for them, and they go in one produce request; one withdrawn
 // (its claim lost, or failed) is not waited for.
@@ -85,11 +96,7 @@ func TestProduceWaitsForAnnouncedSends(t *testing.T) {
 	a := appendAsync(ctxA, l, "gather-a")
 	releaseC()
 	releaseC() // twice is once
-	select {
-	case err := <-a:
-		t.Fatalf("a sent (%v) while b was announced", err)
-	case <-time.After(200 * time.Millisecond):
-	}
+	held(t, "a", "b", a)
 	b := appendAsync(ctxB, l, "gather-b")
 	await(t, "a", a)
 	await(t, "b", b)
@@ -127,11 +134,7 @@ func TestProduceWaitsOnlyForSendsAnnouncedBefore(t *testing.T) {
 	ctxA, releaseA := l.Expect(bg)
 	defer releaseA()
 	x := appendAsync(bg, l, "unannounced") // the request starts with it, a on its way
-	select {
-	case err := <-x:
-		t.Fatalf("x sent (%v) while a was announced", err)
-	case <-time.After(200 * time.Millisecond):
-	}
+	held(t, "x", "a", x)
 	ctxB, releaseB := l.Expect(bg) // announced after the request started
 	defer releaseB()
 	a := appendAsync(ctxA, l, "a")
