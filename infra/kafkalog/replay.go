@@ -149,7 +149,11 @@ func (r *PartitionReader) readPartition(ctx context.Context, p int32, start, end
 	if err != nil {
 		return fmt.Errorf("kafka consume %s/%d from %d: %w", r.topic, p, start, err)
 	}
-	defer pc.AsyncClose()
+	// Closed before returning, not asynchronously: the next read of p on
+	// this consumer (the replay's catch-up) is refused while the old one is
+	// still registered ("That topic/partition is already being consumed",
+	// seen in CI).
+	defer func() { _ = pc.Close() }()
 	from := start // the first record proves the log empty from start on
 	for {
 		select {
